@@ -1,0 +1,2 @@
+//! `director`: the ConPaaS director's command line (placeholder).
+fn main() {}

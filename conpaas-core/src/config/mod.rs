@@ -1,0 +1,6 @@
+//! config (placeholder, being written).
+
+/// Errors of this layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {}

@@ -1,0 +1,218 @@
+//! Identifiers and plain records shared by every layer; imports nothing else of the crate.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDateTime;
+use diesel_derive_newtype::DieselNewType;
+
+/// A user's id (`user.uid`): the `UID` of every certificate of the user, their managers and agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+pub struct UserId(pub i32);
+
+/// An application's id (`application.aid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+pub struct AppId(pub i32);
+
+/// A service's id (`service.sid`): the `serviceLocator` of its manager's and agents' certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+pub struct ServiceId(pub i32);
+
+/// Credit units (1 credit is about one VM-hour); never negative in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+pub struct Credit(pub i64);
+
+macro_rules! display_inner {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+display_inner!(UserId, AppId, ServiceId, Credit);
+
+/// The `role` attribute (OID 2.5.4.72) of a ConPaaS certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The director itself (and the PHP frontend, which uses the director's certificate).
+    Frontend,
+    /// A user's client certificate, from `/getcerts`.
+    User,
+    /// A manager VM's certificate, issued when its service starts.
+    Manager,
+    /// An agent VM's certificate, signed at `/ca/get_cert.php` for a manager.
+    Agent,
+}
+
+impl Role {
+    /// The attribute value as written into certificates (lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Frontend => "frontend",
+            Role::User => "user",
+            Role::Manager => "manager",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that is not one of the known names of an enumeration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what}: {value:?}")]
+pub struct UnknownName {
+    /// What kind of name was expected.
+    pub what: &'static str,
+    /// The text that was given.
+    pub value: String,
+}
+
+impl FromStr for Role {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "frontend" => Ok(Role::Frontend),
+            "user" => Ok(Role::User),
+            "manager" => Ok(Role::Manager),
+            "agent" => Ok(Role::Agent),
+            _ => Err(UnknownName { what: "role", value: s.to_owned() }),
+        }
+    }
+}
+
+/// The service types ConPaaS 1.2 accepts at `/start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServiceType {
+    /// PHP web hosting.
+    Php,
+    /// Java servlet hosting.
+    Java,
+    /// MySQL database.
+    Mysql,
+    /// Scalaris key-value store.
+    Scalaris,
+    /// Hadoop MapReduce.
+    Hadoop,
+    /// The example service.
+    Helloworld,
+    /// XtreemFS file system.
+    Xtreemfs,
+    /// Selenium testing grid.
+    Selenium,
+    /// Bag-of-tasks execution.
+    Taskfarm,
+}
+
+impl ServiceType {
+    /// Every type, in the order 1.2 lists them in `/available_services`'s documentation.
+    pub const ALL: [ServiceType; 9] = [
+        ServiceType::Php,
+        ServiceType::Java,
+        ServiceType::Mysql,
+        ServiceType::Scalaris,
+        ServiceType::Hadoop,
+        ServiceType::Helloworld,
+        ServiceType::Xtreemfs,
+        ServiceType::Selenium,
+        ServiceType::Taskfarm,
+    ];
+
+    /// The type's name on the wire and in the `service.type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Php => "php",
+            ServiceType::Java => "java",
+            ServiceType::Mysql => "mysql",
+            ServiceType::Scalaris => "scalaris",
+            ServiceType::Hadoop => "hadoop",
+            ServiceType::Helloworld => "helloworld",
+            ServiceType::Xtreemfs => "xtreemfs",
+            ServiceType::Selenium => "selenium",
+            ServiceType::Taskfarm => "taskfarm",
+        }
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceType {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownName { what: "service type", value: s.to_owned() })
+    }
+}
+
+/// A user account as the director sees it (the `user` table, without the password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Primary key.
+    pub uid: UserId,
+    /// Login name, also the CN of the user's certificate.
+    pub username: String,
+    /// First name.
+    pub fname: Option<String>,
+    /// Last name.
+    pub lname: Option<String>,
+    /// E-mail, also the emailAddress of the user's certificate.
+    pub email: Option<String>,
+    /// Free text.
+    pub affiliation: Option<String>,
+    /// Remaining credit.
+    pub credit: Credit,
+    /// Creation time, naive local time as 1.2 stored it.
+    pub created: Option<NaiveDateTime>,
+}
+
+/// An application: a named group of a user's services sharing one VPN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    /// Primary key.
+    pub aid: AppId,
+    /// Display name.
+    pub name: Option<String>,
+    /// Owner.
+    pub user_id: UserId,
+}
+
+/// A service: one manager VM and whatever agents it runs (the `service` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Primary key.
+    pub sid: ServiceId,
+    /// Display name.
+    pub name: Option<String>,
+    /// Service type name (text, as stored).
+    pub service_type: Option<String>,
+    /// Always `INIT` in the director's database.
+    pub state: Option<String>,
+    /// Creation time.
+    pub created: Option<NaiveDateTime>,
+    /// Public IP address of the manager VM; `None` while it is being created.
+    pub manager: Option<String>,
+    /// The cloud's id of the manager VM; `None` while it is being created.
+    pub vmid: Option<String>,
+    /// The cloud's name (`iaas` for the default cloud); `None` while being created.
+    pub cloud: Option<String>,
+    /// VPN subnet in CIDR form.
+    pub subnet: Option<String>,
+    /// Owner.
+    pub user_id: UserId,
+    /// Containing application.
+    pub application_id: AppId,
+}

@@ -1,0 +1,6 @@
+//! vpn (placeholder, being written).
+
+/// Errors of this layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {}

@@ -1,1 +1,7 @@
 //! End-to-end tests of the director (one binary, modules per area).
+
+mod ca;
+mod cli;
+mod config;
+mod store;
+mod vpn;

@@ -12,6 +12,7 @@
 //! - [`vpn`]: per-application VPN (IPOP) address planning; pure, no IO.
 //! - [`director`]: use-cases, the only room combining store, CA, VPN and clouds.
 
+pub mod api;
 pub mod ca;
 pub mod config;
 pub mod director;

@@ -1,7 +1,44 @@
 //! Per-application VPN (IPOP) address planning: pure arithmetic on ipnet, no IO.
-//! (Being written: planner, errors.)
+//!
+//! Every application gets one IPOP overlay network, `VPN_BASE_NETWORK/VPN_NETMASK`,
+//! cut into equal service subnets; each service takes the lowest free one and its
+//! manager takes host #2 of it. [`VpnPlan::new`] checks the `[conpaas] VPN_*` keys
+//! once at start-up, so a bad plan stops the director instead of silently
+//! creating services without a VPN as 1.2.0 did. The rules for operators are in
+//! `docs/vpn.md`; the 1.2.0 behaviour is in `spec/config.md` §13.
+//!
+//! ```
+//! use conpaas_core::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
+//!
+//! let settings = VpnSettings {
+//!     base_network: "172.16.0.0".parse()?,
+//!     base_network_text: "172.16.0.0".to_owned(),
+//!     netmask: "255.240.0.0".parse()?,
+//!     netmask_text: "255.240.0.0".to_owned(),
+//!     service_bits: 5,
+//!     arithmetic: SubnetArithmetic::Documented,
+//! };
+//! let plan = VpnPlan::new(&settings)?;
+//! assert_eq!(plan.services_per_application(), 32);
+//! assert_eq!(plan.agents_per_service(), 32767);
+//!
+//! let first = plan.allocate(&[])?;
+//! assert_eq!(first.to_string(), "172.16.0.0/17");
+//! let second = plan.allocate(&[first])?;
+//! assert_eq!(second.to_string(), "172.16.128.0/17");
+//! assert_eq!(plan.manager_vpn_config(second)?.ipop_ip_address.to_string(), "172.16.128.2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::Ipv4Addr;
+
+mod error;
+mod plan;
+mod subnet;
+
+pub use error::Error;
+pub use plan::{MAX_SUBNET_PREFIX, RESERVED_ADDRESSES, VpnPlan};
+pub use subnet::{ManagerVpnConfig, manager_address, parse_recorded_subnet};
 
 /// Which arithmetic turns `VPN_SERVICE_BITS` into a subnet prefix (`spec/config.md` §13.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +66,3 @@ pub struct VpnSettings {
     /// `VPN_LEGACY_SUBNETS` selects [`SubnetArithmetic::Legacy`].
     pub arithmetic: SubnetArithmetic,
 }
-
-/// Errors of this layer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {}

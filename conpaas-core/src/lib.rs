@@ -13,6 +13,7 @@
 //! - [`director`]: use-cases, the only room combining store, CA, VPN and clouds.
 
 pub mod api;
+pub mod bootstrap;
 pub mod ca;
 pub mod config;
 pub mod director;

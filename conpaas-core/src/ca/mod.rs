@@ -1,7 +1,52 @@
 //! The certificate authority: CA setup, issuing, CSR signing, DN fields. Sync, no DB or network IO.
-//! (Being written.)
+//!
+//! One CA per installation lives in `CERT_DIR` (`ca_cert.pem`, `ca_key.pem`); it signs the
+//! director's own certificate (`cert.pem`, `key.pem`), users' certificates (`/getcerts`),
+//! managers' certificates (service start) and agents' CSRs (`/ca/get_cert.php`). The
+//! subject attributes, their OIDs and string types are those the ConPaaS 1.2 peers read
+//! (`spec/certificates.md` §3); everything else follows §13: X.509 v3, SHA-256, random
+//! 128-bit serials, back-dated `notBefore`, a SAN on the director's certificate, and agent
+//! subjects built from the caller's identity instead of the CSR's.
+//!
+//! Everything here is synchronous and some of it is slow (RSA key generation takes tens of
+//! milliseconds): async callers run it inside `spawn_blocking`.
+//!
+//! ```no_run
+//! use conpaas_core::ca::{CaSettings, CertificateAuthority, IfExists, KeyAlgorithm};
+//! use conpaas_core::model::UserId;
+//!
+//! let settings = CaSettings {
+//!     cert_dir: "/etc/cpsdirector/certs".into(),
+//!     key_algorithm: KeyAlgorithm::Rsa2048,
+//! };
+//! let ca = CertificateAuthority::create(&settings, IfExists::Fail)?;
+//! ca.write_director_cert("director.example.org", IfExists::Fail)?;
+//! let issued = ca.issue_user_cert(UserId(7), "alice", "alice@example.org")?;
+//! // issued.serial goes into the issued-certificates table; issued.key_pem to the user only.
+//! # Ok::<(), conpaas_core::ca::Error>(())
+//! ```
 
+mod authority;
+mod csr;
+mod files;
+mod keys;
+mod names;
+
+use std::io;
 use std::path::PathBuf;
+
+pub use authority::{CertificateAuthority, IfExists, IssuedCertificate};
+pub use csr::VerifiedCsr;
+pub use names::{CertIdentity, CertInfo};
+
+/// File name of the CA certificate inside `CERT_DIR`.
+pub const CA_CERT_FILE: &str = "ca_cert.pem";
+/// File name of the CA private key inside `CERT_DIR` (mode 0600).
+pub const CA_KEY_FILE: &str = "ca_key.pem";
+/// File name of the director's own certificate inside `CERT_DIR`.
+pub const CERT_FILE: &str = "cert.pem";
+/// File name of the director's own private key inside `CERT_DIR` (mode 0600).
+pub const KEY_FILE: &str = "key.pem";
 
 /// The key type of certificates the CA creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,4 +70,147 @@ pub struct CaSettings {
 /// Errors of this layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {}
+pub enum Error {
+    /// A file of the CA could not be read (missing, unreadable).
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// A file of the CA (or `CERT_DIR` itself) could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The file exists and the caller asked not to replace it ([`IfExists::Fail`]).
+    #[error("{} already exists; refusing to replace it", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// Only one of `ca_cert.pem` and `ca_key.pem` exists, so the CA can neither be loaded
+    /// nor created without destroying the half that is there.
+    #[error("{} exists but {} is missing", present.display(), missing.display())]
+    IncompleteCa {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that does not.
+        missing: PathBuf,
+    },
+    /// A private key file can be read by group or others: the CA key signs everything, so
+    /// we refuse to use it until the operator fixes the mode.
+    #[error(
+        "{} is readable by group or others (mode {mode:04o}); expected 0600: run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file or an upload holds no PEM block of the expected kind.
+    #[error("{what} is not PEM: expected a -----BEGIN {label}----- block")]
+    NotPem {
+        /// What was being read (a path or "the CSR").
+        what: String,
+        /// The PEM label that was expected.
+        label: &'static str,
+    },
+    /// A certificate or CSR is not valid DER (or has bytes after its end).
+    #[error("{what} is malformed")]
+    Malformed {
+        /// What was being parsed.
+        what: String,
+        /// What the parser said.
+        #[source]
+        source: x509_parser::error::X509Error,
+    },
+    /// A private key file cannot be parsed (encrypted keys are not supported).
+    #[error("cannot parse the private key in {}", path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What rcgen said.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// `ca_key.pem` does not hold the private key of `ca_cert.pem`.
+    #[error("{} does not hold the key of {}", key_path.display(), cert_path.display())]
+    KeyMismatch {
+        /// The key file.
+        key_path: PathBuf,
+        /// The certificate file.
+        cert_path: PathBuf,
+    },
+    /// `ca_cert.pem` is a v3 certificate whose basicConstraints say it is not a CA.
+    #[error("{} is not a CA certificate (basicConstraints CA:FALSE or malformed)", path.display())]
+    NotACa {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// A key (the CA's, or a CSR's) is of a type or size we do not sign with or for.
+    #[error("unsupported {what} key: {found}; expected RSA of 2048 to 8192 bits or ECDSA P-256")]
+    UnsupportedKey {
+        /// Whose key ("CA", "CSR").
+        what: &'static str,
+        /// What was found, e.g. "RSA 1024 bits".
+        found: String,
+    },
+    /// The CSR's signature does not verify with its own public key: no proof that the
+    /// requester holds the private key.
+    #[error("the CSR's signature does not verify")]
+    CsrSignature {
+        /// What the verifier said.
+        #[source]
+        source: x509_parser::error::X509Error,
+    },
+    /// A user name cannot be a certificate CN: empty, longer than 64 characters, with
+    /// control characters, or the reserved `CA` (which 1.2 managers trust blindly).
+    #[error("invalid user name {username:?} for a certificate: {reason}")]
+    InvalidUsername {
+        /// The rejected name.
+        username: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An e-mail address cannot be an `emailAddress` (IA5String of 1 to 128 ASCII characters).
+    #[error("invalid e-mail address {email:?} for a certificate: {reason}")]
+    InvalidEmail {
+        /// The rejected address.
+        email: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A host name cannot name the director's certificate.
+    #[error("invalid host name {hostname:?} for the director's certificate: {reason}")]
+    InvalidHostname {
+        /// The rejected host name.
+        hostname: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A subject attribute of a certificate cannot be decoded as text.
+    #[error("the {attribute} attribute of the certificate subject cannot be decoded as text")]
+    UndecodableAttribute {
+        /// The attribute's short name (`UID`, `serviceLocator`, `role`, `CN`).
+        attribute: &'static str,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random(#[source] rand::Error),
+    /// The system clock is outside the range a certificate validity can express.
+    #[error("the system clock is outside the range certificates can express")]
+    Clock,
+    /// rcgen failed to generate a key or to build or sign a certificate.
+    #[error("cannot generate or sign the certificate")]
+    Sign(#[source] rcgen::Error),
+}

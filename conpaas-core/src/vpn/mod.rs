@@ -66,3 +66,6 @@ pub struct VpnSettings {
     /// `VPN_LEGACY_SUBNETS` selects [`SubnetArithmetic::Legacy`].
     pub arithmetic: SubnetArithmetic,
 }
+
+#[cfg(test)]
+mod tests;

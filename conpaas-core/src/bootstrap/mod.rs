@@ -1,0 +1,316 @@
+//! The manager VM's contextualisation script (its user-data), rendered from the templates under
+//! CONF_DIR exactly as `spec/manager-bootstrap.md` §3-§6 describes.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The VM-side directory the PEM here-documents are written to (1.2's literal `/tmp`).
+const VM_TMP: &str = "/tmp";
+
+/// Reading the templates failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A required template is missing or unreadable.
+    #[error("cannot read manager template {path}: {source}")]
+    Template {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: io::Error,
+    },
+    /// A value would end the here-document early.
+    #[error("a copied configuration value contains a line consisting of EOF")]
+    HereDocument,
+}
+
+/// The texts a manager's script is made of, read from CONF_DIR for one service type and cloud.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    cloud_script: Option<String>,
+    manager_setup: String,
+    manager_cfg: String,
+    start_script: String,
+}
+
+fn read_required(path: PathBuf) -> Result<String, Error> {
+    std::fs::read_to_string(&path).map_err(|source| Error::Template { path, source })
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Template { path: path.to_owned(), source }),
+    }
+}
+
+impl Templates {
+    /// Reads the templates of `conf_dir` for `service_type` on a cloud of driver `cloud_driver`
+    /// (`ec2`, `opennebula`, `dummy`).
+    pub fn load(conf_dir: &Path, service_type: &str, cloud_driver: &str) -> Result<Self, Error> {
+        let cloud_path = conf_dir.join("scripts/cloud").join(cloud_driver);
+        let cloud_script = read_optional(&cloud_path)?;
+        if cloud_script.is_none() {
+            // As in 1.2: logged, not fatal (the dummy cloud has none).
+            tracing::info!(path = %cloud_path.display(), "no cloud configuration script found");
+        }
+        let manager_setup = read_required(conf_dir.join("scripts/manager/manager-setup"))?;
+        let mut manager_cfg = read_required(conf_dir.join("config/manager/default-manager.cfg"))?;
+        let type_cfg = conf_dir.join(format!("config/manager/{service_type}-manager.cfg"));
+        if let Some(extra) = read_optional(&type_cfg)? {
+            manager_cfg.push_str(&extra);
+        }
+        // 1.2 reads the default start script even when a type-specific one replaces it.
+        let default_start = read_required(conf_dir.join("scripts/manager/default-manager-start"))?;
+        let type_start = conf_dir.join(format!("scripts/manager/{service_type}-manager-start"));
+        let start_script = read_optional(&type_start)?.unwrap_or(default_start);
+        Ok(Templates { cloud_script, manager_setup, manager_cfg, start_script })
+    }
+}
+
+/// One cloud section copied into the manager's config.cfg.
+#[derive(Debug, Clone)]
+pub struct CloudSection<'a> {
+    /// Section name (`iaas`, or an `OTHER_CLOUDS` name).
+    pub name: &'a str,
+    /// Upper-cased keys and interpolated values, in file order.
+    pub entries: &'a [(String, String)],
+}
+
+/// The VPN lines appended to the `[manager]` section when a subnet was assigned.
+#[derive(Debug, Clone)]
+pub struct VpnLines {
+    /// `IPOP_SUBNET`.
+    pub subnet: String,
+    /// `IPOP_IP_ADDRESS`.
+    pub ip_address: String,
+    /// `IPOP_BASE_IP`.
+    pub base_ip: String,
+    /// `IPOP_NETMASK`.
+    pub netmask: String,
+}
+
+/// What varies per service.
+#[derive(Debug, Clone)]
+pub struct ContextInput<'a> {
+    /// `[director] DIRECTOR_URL`.
+    pub director_url: &'a str,
+    /// Service type name.
+    pub service_type: &'a str,
+    /// Service id.
+    pub service_id: i32,
+    /// Owner id.
+    pub user_id: i32,
+    /// Application id.
+    pub app_id: i32,
+    /// The manager's certificate.
+    pub manager_cert_pem: &'a str,
+    /// The manager's private key (only ever written into this script).
+    pub manager_key_pem: &'a str,
+    /// The CA certificate.
+    pub ca_cert_pem: &'a str,
+    /// `[iaas]` then every other cloud, in order.
+    pub clouds: &'a [CloudSection<'a>],
+    /// VPN settings, when the service has a subnet.
+    pub vpn: Option<&'a VpnLines>,
+}
+
+/// Escapes what the VM's shell would expand inside the unquoted here-document: copied
+/// configuration values must arrive verbatim (`spec/manager-bootstrap.md` §6), and a `$(...)`
+/// in a password must never run as root on the VM.
+fn shell_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        if matches!(ch, '$' | '`' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn pem_block(out: &mut String, target: &str, pem: &str) {
+    let _ = write!(out, "cat <<EOF > {target}\n{pem}");
+    if !pem.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("\nEOF\n\n");
+}
+
+/// Renders the script: cloud part, three PEM here-documents, manager-setup, config.cfg, start.
+pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String, Error> {
+    let mut out = String::with_capacity(16 * 1024);
+    if let Some(cloud) = &templates.cloud_script {
+        out.push_str(cloud);
+    }
+    out.push_str("\n\n");
+    pem_block(&mut out, &format!("{VM_TMP}/cert.pem"), input.manager_cert_pem);
+    pem_block(&mut out, &format!("{VM_TMP}/key.pem"), input.manager_key_pem);
+    pem_block(&mut out, &format!("{VM_TMP}/ca_cert.pem"), input.ca_cert_pem);
+    out.push_str(&templates.manager_setup.replace("%DIRECTOR_URL%", input.director_url));
+    out.push_str("\n\n");
+
+    let mut config = String::new();
+    for cloud in input.clouds {
+        let _ = writeln!(config, "[{}]", cloud.name);
+        for (key, value) in cloud.entries {
+            // Continuation lines keep multi-line values readable by the manager's parser.
+            let value = shell_escape(value).replace('\n', "\n\t");
+            let _ = writeln!(config, "{} = {}", key.to_ascii_uppercase(), value);
+        }
+    }
+    let manager = templates
+        .manager_cfg
+        .replace("%DIRECTOR_URL%", input.director_url)
+        .replace("%CONPAAS_SERVICE_TYPE%", input.service_type)
+        .replace("%CONPAAS_SERVICE_ID%", &input.service_id.to_string())
+        .replace("%CONPAAS_USER_ID%", &input.user_id.to_string())
+        .replace("%CONPAAS_APP_ID%", &input.app_id.to_string());
+    config.push('\n');
+    config.push_str(&manager);
+    if let Some(vpn) = input.vpn {
+        let _ = write!(
+            config,
+            "\nIPOP_SUBNET = {}\nIPOP_IP_ADDRESS = {}\nIPOP_BASE_IP = {}\nIPOP_NETMASK = {}",
+            vpn.subnet, vpn.ip_address, vpn.base_ip, vpn.netmask
+        );
+    }
+    if config.lines().any(|line| line == "EOF") {
+        return Err(Error::HereDocument);
+    }
+    let _ = write!(out, "cat <<EOF > $ROOT_DIR/config.cfg\n{config}\nEOF\n\n");
+    out.push_str(&templates.start_script);
+    Ok(out)
+}
+
+/// The minimal templates shipped with the embedded default (a dummy-cloud director); real
+/// installations use the ConPaaS 1.2 `scripts/` and `config/` trees.
+const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
+    ("scripts/manager/manager-setup", include_str!("templates/manager-setup")),
+    ("config/manager/default-manager.cfg", include_str!("templates/default-manager.cfg")),
+    ("scripts/manager/default-manager-start", include_str!("templates/default-manager-start")),
+];
+
+/// Writes the embedded templates into `conf_dir` where missing; never overwrites.
+pub fn install_default_templates(conf_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (relative, text) in DEFAULT_TEMPLATES {
+        let path = conf_dir.join(relative);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn templates(dir: &Path) -> Templates {
+        install_default_templates(dir).unwrap();
+        Templates::load(dir, "php", "dummy").unwrap()
+    }
+
+    #[test]
+    fn renders_in_the_1_2_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = templates(dir.path());
+        let entries = vec![("DRIVER".to_owned(), "dummy".to_owned())];
+        let clouds = [CloudSection { name: "iaas", entries: &entries }];
+        let vpn = VpnLines {
+            subnet: "172.16.0.0/17".into(),
+            ip_address: "172.16.0.2".into(),
+            base_ip: "172.16.0.0".into(),
+            netmask: "255.240.0.0".into(),
+        };
+        let script = render(
+            &templates,
+            &ContextInput {
+                director_url: "https://d.example:5555",
+                service_type: "php",
+                service_id: 7,
+                user_id: 3,
+                app_id: 2,
+                manager_cert_pem: "CERT\n",
+                manager_key_pem: "KEY\n",
+                ca_cert_pem: "CA\n",
+                clouds: &clouds,
+                vpn: Some(&vpn),
+            },
+        )
+        .unwrap();
+        let cert = script.find("cat <<EOF > /tmp/cert.pem\nCERT\n\nEOF").unwrap();
+        let key = script.find("cat <<EOF > /tmp/key.pem\nKEY\n\nEOF").unwrap();
+        let ca = script.find("cat <<EOF > /tmp/ca_cert.pem\nCA\n\nEOF").unwrap();
+        let setup = script.find("DIRECTOR=https://d.example:5555\n").unwrap();
+        let config = script.find("cat <<EOF > $ROOT_DIR/config.cfg\n[iaas]\nDRIVER = dummy\n").unwrap();
+        let start = script.find("default-cpsmanager -c").unwrap();
+        assert!(cert < key && key < ca && ca < setup && setup < config && config < start);
+        assert!(script.contains("SERVICE_ID = 7\nUSER_ID = 3\nAPP_ID = 2\n"));
+        assert!(script.contains(
+            "CREDIT_URL = https://d.example:5555/callback/decrementUserCredit.php"
+        ));
+        assert!(script.contains("\nIPOP_SUBNET = 172.16.0.0/17\nIPOP_IP_ADDRESS = 172.16.0.2\n"));
+        assert!(!script.contains("%CONPAAS") && !script.contains("%DIRECTOR_URL%"));
+        let syntax = std::process::Command::new("bash").arg("-n").arg("-c").arg(&script).status();
+        assert!(syntax.unwrap().success(), "bash -n refused the script");
+    }
+
+    #[test]
+    fn copied_values_are_not_expanded_by_the_vm_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = templates(dir.path());
+        let entries = vec![("PASSWORD".to_owned(), "a$(reboot)`x`\\y".to_owned())];
+        let clouds = [CloudSection { name: "iaas", entries: &entries }];
+        let script = render(
+            &templates,
+            &ContextInput {
+                director_url: "https://d:5555",
+                service_type: "mysql",
+                service_id: 1,
+                user_id: 1,
+                app_id: 1,
+                manager_cert_pem: "C\n",
+                manager_key_pem: "K\n",
+                ca_cert_pem: "A\n",
+                clouds: &clouds,
+                vpn: None,
+            },
+        )
+        .unwrap();
+        assert!(script.contains("PASSWORD = a\\$(reboot)\\`x\\`\\\\y\n"));
+        assert!(!script.contains("IPOP_SUBNET"));
+        // Run the config.cfg here-document through a real shell: the value arrives verbatim
+        // while the template's own variables are expanded.
+        let start = script.find("cat <<EOF > $ROOT_DIR/config.cfg").unwrap();
+        let end = start + script[start..].find("\nEOF\n").unwrap() + 5;
+        let root = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script[start..end])
+            .env("ROOT_DIR", root.path())
+            .env("SOURCE", "https://d:5555/download")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let written = std::fs::read_to_string(root.path().join("config.cfg")).unwrap();
+        assert!(written.contains("PASSWORD = a$(reboot)`x`\\y\n"), "{written}");
+        assert!(written.contains("BOOTSTRAP = https://d:5555/download\n"), "{written}");
+    }
+
+    #[test]
+    fn missing_required_template_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Templates::load(dir.path(), "php", "ec2").unwrap_err();
+        assert!(error.to_string().contains("scripts/manager/manager-setup"), "{error}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
+//! `issued_certificate`. Written by hand to match `migrations/*/`; keep them in step.
+
+diesel::table! {
+    /// One row per ConPaaS account (1.2's table, name and columns kept).
+    user (uid) {
+        /// Primary key, never reused.
+        uid -> Integer,
+        /// Login name and CN of the user's certificate; unique.
+        username -> Text,
+        /// First name.
+        fname -> Nullable<Text>,
+        /// Last name.
+        lname -> Nullable<Text>,
+        /// E-mail; unique when present.
+        email -> Nullable<Text>,
+        /// Free text.
+        affiliation -> Nullable<Text>,
+        /// Argon2id PHC string, or a 1.2 MD5 hex digest not yet upgraded.
+        password -> Nullable<Text>,
+        /// Naive local time.
+        created -> Nullable<Timestamp>,
+        /// Never negative.
+        credit -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// A user's named group of services (1.2's table).
+    application (aid) {
+        /// Primary key, never reused.
+        aid -> Integer,
+        /// Display name; not unique (1.2's `/renameapp` allowed duplicates).
+        name -> Nullable<Text>,
+        /// Owner.
+        user_id -> Integer,
+    }
+}
+
+diesel::table! {
+    /// One row per service (1.2's table).
+    service (sid) {
+        /// Primary key, never reused.
+        sid -> Integer,
+        /// Display name.
+        name -> Nullable<Text>,
+        /// Service type name.
+        #[sql_name = "type"]
+        service_type -> Nullable<Text>,
+        /// Always `INIT`.
+        state -> Nullable<Text>,
+        /// Naive local time.
+        created -> Nullable<Timestamp>,
+        /// Manager VM public address; NULL while the VM is being created.
+        manager -> Nullable<Text>,
+        /// Cloud VM id; NULL while the VM is being created.
+        vmid -> Nullable<Text>,
+        /// Cloud name; NULL while the VM is being created.
+        cloud -> Nullable<Text>,
+        /// VPN subnet (CIDR); unique within an application.
+        subnet -> Nullable<Text>,
+        /// Owner.
+        user_id -> Integer,
+        /// Containing application.
+        application_id -> Integer,
+    }
+}
+
+diesel::table! {
+    /// Every certificate the CA issued (new in conpaas-rs): serial uniqueness and the
+    /// base for revocation. Times are UTC.
+    issued_certificate (serial) {
+        /// Lowercase hexadecimal serial number.
+        serial -> Text,
+        /// `user`, `manager`, `agent` or `frontend`.
+        role -> Text,
+        /// The certificate's `UID`, if it has one.
+        uid -> Nullable<Integer>,
+        /// The certificate's `serviceLocator`, if it has one.
+        sid -> Nullable<Integer>,
+        /// Start of validity (UTC).
+        not_before -> Timestamp,
+        /// End of validity (UTC).
+        not_after -> Timestamp,
+        /// When it was recorded (UTC).
+        created -> Timestamp,
+    }
+}
+
+diesel::joinable!(application -> user (user_id));
+diesel::joinable!(service -> application (application_id));
+diesel::allow_tables_to_appear_in_same_query!(user, application, service, issued_certificate);

@@ -10,11 +10,13 @@
 //! - [`store`]: the database (diesel; SQLite, PostgreSQL), migrations, passwords.
 //! - [`ca`]: the certificate authority (rcgen issues, x509-parser reads).
 //! - [`vpn`]: per-application VPN (IPOP) address planning; pure, no IO.
+//! - [`cloud`]: the clouds managers run on; for now each cloud section's typed settings.
 //! - [`director`]: use-cases, the only room combining store, CA, VPN and clouds.
 
 pub mod api;
 pub mod bootstrap;
 pub mod ca;
+pub mod cloud;
 pub mod config;
 pub mod director;
 pub mod error;

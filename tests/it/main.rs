@@ -1,7 +1,6 @@
 //! End-to-end tests of the director (one binary, modules per area).
 
 mod ca;
-mod cli;
 mod config;
 mod store;
 mod vpn;

@@ -135,7 +135,7 @@ pub enum Error {
         source: x509_parser::error::X509Error,
     },
     /// A private key file cannot be parsed (encrypted keys are not supported).
-    #[error("cannot parse the private key in {}", path.display())]
+    #[error("cannot parse the private key in {} (it must be an unencrypted PEM key)", path.display())]
     BadKey {
         /// The key file.
         path: PathBuf,

@@ -1,6 +1,220 @@
-//! config (placeholder, being written).
+//! `director.cfg` -> typed, validated settings for each layer; where the file comes from; the
+//! embedded default; the `DIRECTOR_URL` rewrite of `director init`.
+//!
+//! The file is read with Python 2 `ConfigParser` rules so that existing 1.2
+//! files mean what they meant (`spec/config.md` §1), then every key is checked
+//! at once: [`Error::Invalid`] lists every problem as
+//! `FILE:LINE: [section] KEY: expected ..., got "value"`, and odd but working
+//! settings come back as [`Warning`]s in the same form. Past this module no
+//! code looks at a configuration string again. Operators' reference:
+//! `docs/config.md`.
+//!
+//! ```
+//! use std::path::Path;
+//! use conpaas_core::config;
+//!
+//! let text = "[conpaas]\nCONF_DIR = /srv/conpaas\nCERT_DIR = /srv/conpaas/certs\n\
+//!             [iaas]\nDRIVER = dummy\n\
+//!             [director]\nDATABASE_URI = sqlite:////srv/conpaas/director.db\n";
+//! let loaded = config::parse_str(Path::new("director.cfg"), text)?;
+//! assert_eq!(loaded.config.default_cloud.driver.name(), "dummy");
+//! assert!(loaded.config.director_url.is_none());
+//! # Ok::<(), config::Error>(())
+//! ```
 
-/// Errors of this layer.
-#[derive(Debug, thiserror::Error)]
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ca::CaSettings;
+use crate::cloud::CloudSettings;
+use crate::model::Credit;
+use crate::store::StoreSettings;
+use crate::vpn::VpnSettings;
+
+mod build;
+mod error;
+mod ini;
+mod rewrite;
+mod source;
+mod values;
+
+pub use error::{Error, Location, Problem, ProblemKind, Warning, WarningKind};
+pub use rewrite::set_director_url;
+pub use source::{ConfigSource, DataDirOrigin, FileOrigin, default_config_text, load};
+pub use values::DirectorUrl;
+
+/// The name of the configuration file, also inside a data directory.
+pub const CONFIG_FILE_NAME: &str = "director.cfg";
+/// The environment variable naming the configuration file (as in 1.2).
+pub const CONFIG_ENV_VAR: &str = "DIRECTOR_CFG";
+/// The configuration file of a 1.2-style installation, used when it exists.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/cpsdirector/director.cfg";
+/// The data directory used when nothing else is given, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "conpaas-data";
+/// `DIRECTOR_URL` of a generated director.cfg.
+pub const DEFAULT_DIRECTOR_URL: &str = "https://localhost:5555";
+/// `[director] DB_MAX_CONNECTIONS` when absent.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+/// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
+/// address after about five minutes (and then, unlike us, started another).
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Every key the director recognises, as `(section, KEY)`; `"<cloud>"` stands
+/// for `[iaas]` and every section named in `OTHER_CLOUDS`. docs/config.md documents each.
+pub const KNOWN_KEYS: &[(&str, &str)] = &[
+    ("conpaas", "CONF_DIR"),
+    ("conpaas", "CERT_DIR"),
+    ("conpaas", "VPN_BASE_NETWORK"),
+    ("conpaas", "VPN_NETMASK"),
+    ("conpaas", "VPN_SERVICE_BITS"),
+    ("conpaas", "VPN_LEGACY_SUBNETS"),
+    ("conpaas", "KEY_ALGORITHM"),
+    ("conpaas", "MAX_CREDIT"),
+    ("iaas", "OTHER_CLOUDS"),
+    ("<cloud>", "DRIVER"),
+    ("<cloud>", "USER"),
+    ("<cloud>", "PASSWORD"),
+    ("<cloud>", "IMAGE_ID"),
+    ("<cloud>", "SIZE_ID"),
+    ("<cloud>", "SECURITY_GROUP_NAME"),
+    ("<cloud>", "KEY_NAME"),
+    ("<cloud>", "REGION"),
+    ("<cloud>", "ENDPOINT"),
+    ("<cloud>", "BOOT_TIMEOUT"),
+    ("<cloud>", "URL"),
+    ("<cloud>", "INST_TYPE"),
+    ("<cloud>", "NET_ID"),
+    ("<cloud>", "NET_GATEWAY"),
+    ("<cloud>", "NET_NETMASK"),
+    ("<cloud>", "NET_NAMESERVER"),
+    ("<cloud>", "OS_ARCH"),
+    ("<cloud>", "OS_ROOT"),
+    ("<cloud>", "DISK_TARGET"),
+    ("<cloud>", "CONTEXT_TARGET"),
+    ("<cloud>", "XMLRPC"),
+    ("<cloud>", "PORT"),
+    ("<cloud>", "CLOUDNAME"),
+    ("<cloud>", "TIMEUNIT"),
+    ("<cloud>", "COSTUNIT"),
+    ("<cloud>", "SAMPLING_WORKERS"),
+    ("<cloud>", "MAXNODES"),
+    ("<cloud>", "SPEEDFACTOR"),
+    ("director", "DATABASE_URI"),
+    ("director", "DIRECTOR_URL"),
+    ("director", "DEBUG"),
+    ("director", "OPEN_REGISTRATION"),
+    ("director", "DB_MAX_CONNECTIONS"),
+];
+
+/// The whole of director.cfg, typed: what each layer needs, built once at start.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum Error {}
+pub struct DirectorConfig {
+    /// `[conpaas] CONF_DIR`: holds `scripts/`, `config/` and `ConPaaS.tar.gz`.
+    pub conf_dir: PathBuf,
+    /// `[conpaas] CERT_DIR` and `KEY_ALGORITHM`.
+    pub ca: CaSettings,
+    /// `[conpaas] VPN_*`: `None` when none of the three keys is set. When set,
+    /// [`VpnPlan::new`](crate::vpn::VpnPlan::new) has accepted them.
+    pub vpn: Option<VpnSettings>,
+    /// `[conpaas] MAX_CREDIT`: the most credit `/new_user` may grant; `None` = no cap.
+    pub max_credit: Option<Credit>,
+    /// `[iaas]`: the default cloud, which users call `default`.
+    pub default_cloud: CloudSettings,
+    /// The sections named in `[iaas] OTHER_CLOUDS`, in list order.
+    pub other_clouds: Vec<CloudSettings>,
+    /// `[director] DATABASE_URI` and `DB_MAX_CONNECTIONS`.
+    pub store: StoreSettings,
+    /// `[director] DIRECTOR_URL`: the director as the VMs reach it. Needed to
+    /// start services (see [`LoadedConfig::require_director_url`]), not to read the file.
+    pub director_url: Option<DirectorUrl>,
+    /// `[director] DEBUG`, as a boolean.
+    pub debug: bool,
+    /// `[director] OPEN_REGISTRATION`: let anyone call `/new_user`, not only the
+    /// frontend's certificate.
+    pub open_registration: bool,
+}
+
+impl DirectorConfig {
+    /// Every cloud: the default one first, then `OTHER_CLOUDS` in order.
+    pub fn clouds(&self) -> impl Iterator<Item = &CloudSettings> {
+        std::iter::once(&self.default_cloud).chain(&self.other_clouds)
+    }
+}
+
+/// A director.cfg read and checked, with where it came from and what looked odd.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadedConfig {
+    /// The file read, as given (or inside the data directory).
+    pub path: PathBuf,
+    /// The settings.
+    pub config: DirectorConfig,
+    /// Things that work but look unintended; the binaries log each at `warn`.
+    pub warnings: Vec<Warning>,
+    /// The file was just generated for a new data directory.
+    pub generated: bool,
+    /// The `[director]` header's line, for the message of a missing `DIRECTOR_URL`.
+    director_header_line: Option<usize>,
+}
+
+impl LoadedConfig {
+    /// `DIRECTOR_URL`, which starting services needs (the VMs call back at it),
+    /// or an error pointing at the file.
+    pub fn require_director_url(&self) -> Result<&DirectorUrl, Error> {
+        match &self.config.director_url {
+            Some(url) => Ok(url),
+            None => Err(Error::Invalid(vec![Problem {
+                location: Location::new(
+                    &self.path,
+                    self.director_header_line,
+                    Some("director"),
+                    Some("DIRECTOR_URL"),
+                ),
+                kind: ProblemKind::Missing {
+                    expected: format!(
+                        "{} (the VMs call the director back at it)",
+                        values::EXPECTED_DIRECTOR_URL
+                    ),
+                    section_missing: self.director_header_line.is_none(),
+                },
+            }])),
+        }
+    }
+}
+
+/// Reads director.cfg from `text`; `path` is only used in messages and kept in the result.
+pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
+    let (ini, reader_warnings) = ini::Ini::parse(path, text).map_err(Error::Invalid)?;
+    let (config, warnings) = build::build(&ini, reader_warnings).map_err(Error::Invalid)?;
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+        warnings,
+        generated: false,
+        director_header_line: ini
+            .section("director")
+            .and_then(|section| section.header_line),
+    })
+}
+
+/// Reads director.cfg from bytes, reporting the first line that is not UTF-8.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<LoadedConfig, Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(path, text),
+        Err(error) => {
+            let line = bytes[..error.valid_up_to()]
+                .iter()
+                .filter(|byte| **byte == b'\n')
+                .count()
+                + 1;
+            Err(Error::Invalid(vec![Problem {
+                location: Location::new(path, Some(line), None, None),
+                kind: ProblemKind::NotUtf8,
+            }]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

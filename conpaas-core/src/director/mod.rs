@@ -1,6 +1,67 @@
-//! director (placeholder, being written).
+//! Use-cases: one function per thing an operator, a user or a manager can do. The only room
+//! that combines the store, the CA, the VPN planner, the clouds and the bootstrap script.
 
-/// Errors of this layer.
+pub mod accounts;
+pub mod setup;
+
+use crate::model::{AppId, ServiceId};
+
+/// What went wrong in a use-case, in domain terms; `api` maps each variant to a 1.2 answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {}
+pub enum Error {
+    /// A request field is missing or unusable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The user name is taken.
+    #[error("Username \"{0}\" already taken")]
+    UsernameTaken(String),
+    /// The e-mail is registered to another user.
+    #[error("E-mail \"{0}\" already registered")]
+    EmailTaken(String),
+    /// The user name `CA` is reserved.
+    #[error("Username \"{0}\" is reserved")]
+    UsernameReserved(String),
+    /// The application does not exist or is not the caller's.
+    #[error("Application not found")]
+    ApplicationNotFound(Option<AppId>),
+    /// The service does not exist or is not the caller's.
+    #[error("service {0} not found")]
+    ServiceNotFound(ServiceId),
+    /// The CA's files exist and `--force` was not given.
+    #[error("a CA already exists in {0}; use --force to replace it (this breaks every issued certificate)")]
+    CaExists(std::path::PathBuf),
+    /// The configuration is unusable for this operation.
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(crate::store::Error),
+    /// The certificate authority failed.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::Error),
+    /// Writing the default templates failed.
+    #[error("cannot write the manager templates: {0}")]
+    Templates(#[source] std::io::Error),
+    /// A blocking task was cancelled (the runtime is shutting down).
+    #[error("the task was cancelled")]
+    Cancelled,
+}
+
+impl From<crate::store::Error> for Error {
+    fn from(error: crate::store::Error) -> Self {
+        // Domain outcomes the store decides inside its transactions become domain errors here.
+        match error {
+            crate::store::Error::UsernameTaken(name) => Error::UsernameTaken(name),
+            crate::store::Error::EmailTaken(email) => Error::EmailTaken(email),
+            crate::store::Error::UsernameReserved(name) => Error::UsernameReserved(name),
+            crate::store::Error::ApplicationNotFound(aid) => Error::ApplicationNotFound(Some(aid)),
+            other => Error::Store(other),
+        }
+    }
+}

@@ -1,7 +1,57 @@
 //! The database: diesel schema, embedded migrations, SQLite and PostgreSQL, passwords.
-//! (Being written.)
+//!
+//! The tables keep ConPaaS 1.2's names and columns (`user`, `application`,
+//! `service`), so a 1.2 `director.db` is opened and upgraded in place; see
+//! `docs/database.md`. Store functions are synchronous and take a
+//! `&mut DbConnection`; async code reaches them through [`Store::run`], which runs
+//! them on a blocking thread:
+//!
+//! ```no_run
+//! # async fn example(store: conpaas_core::store::Store) -> Result<(), conpaas_core::store::Error> {
+//! use conpaas_core::model::{Credit, UserId};
+//! use conpaas_core::store;
+//!
+//! let charged = store.run(|conn| store::decrement_credit(conn, UserId(1), Credit(1))).await?;
+//! # let _ = charged;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::r2d2::Pool;
+
+use crate::model::{AppId, Credit, UserId};
+
+mod applications;
+mod certificates;
+mod conn;
+mod migrate;
+pub mod password;
+mod rows;
+mod schema;
+mod services;
+mod users;
+
+pub use applications::{
+    create_application, default_application, delete_application_owned, find_application_by_name,
+    find_application_owned, list_applications, rename_application_owned,
+};
+pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
+pub use conn::{DbConnection, write_transaction};
+pub use services::{
+    INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service, find_service,
+    find_service_owned, insert_service, list_incomplete_services,
+    list_services_for_application_owned, list_services_for_user, rename_service_owned,
+};
+pub use users::{
+    NewPassword, NewUser, RESERVED_USERNAME, add_credit, create_user, decrement_credit, find_user,
+    find_user_by_username, login,
+};
+
+/// The name of the application every new account starts with (1.2's default).
+pub const DEFAULT_APPLICATION_NAME: &str = "New Application";
 
 /// Where the database is: `[director] DATABASE_URI`, in SQLAlchemy's URL form.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,4 +86,392 @@ pub struct StoreSettings {
 /// Errors of this layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {}
+pub enum Error {
+    /// The SQLite file's directory does not exist. SQLite creates a missing file but
+    /// never a directory, and a mistyped path must not become a new empty database
+    /// somewhere else.
+    #[error("the directory of the sqlite database {} does not exist", path.display())]
+    DatabaseDirectoryMissing {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The SQLite path is not valid UTF-8, which diesel cannot pass to SQLite.
+    #[error("the sqlite database path {} is not valid utf-8", path.display())]
+    NonUtf8Path {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// Opening a connection failed.
+    #[error("cannot connect to the database {target}")]
+    Connect {
+        /// The SQLite file, or `postgresql` (the URL may hold a password).
+        target: String,
+        /// Why.
+        #[source]
+        source: diesel::ConnectionError,
+    },
+    /// Setting the per-connection SQLite options (WAL, foreign keys, busy timeout) failed.
+    #[error("cannot configure the sqlite connection")]
+    Configure(#[source] diesel::result::Error),
+    /// No pooled connection became free in time, or none could be opened.
+    #[error("no database connection available")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// A migration failed; the database is left at the last migration that succeeded
+    /// (each runs in its own transaction).
+    #[error("database migration failed")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// After migrating, SQLite's `foreign_key_check` found rows pointing nowhere.
+    #[error("the database has {n_rows} row(s) violating foreign keys after migrating")]
+    ForeignKeyViolations {
+        /// How many.
+        n_rows: i64,
+    },
+    /// A query failed.
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    /// Hashing a password failed.
+    #[error("cannot hash the password")]
+    PasswordHash(#[from] argon2::password_hash::Error),
+    /// A pre-made password hash is neither an argon2 PHC string nor a 1.2 MD5
+    /// digest (perhaps a plaintext password passed as a hash). The value is not
+    /// repeated here.
+    #[error("the password hash is in no known format")]
+    UnknownPasswordHash,
+    /// The blocking task running a store call was cancelled (the runtime is
+    /// shutting down).
+    #[error("the database task was cancelled")]
+    Cancelled,
+    /// A user with this user name exists (`/new_user`: `Username "<name>" already taken`).
+    #[error("user name {0:?} already taken")]
+    UsernameTaken(String),
+    /// A user with this e-mail exists (`/new_user`: `E-mail "<email>" already registered`).
+    #[error("e-mail {0:?} already registered")]
+    EmailTaken(String),
+    /// The user name is reserved (`CA`: see [`RESERVED_USERNAME`]).
+    #[error("user name {0:?} is reserved")]
+    UsernameReserved(String),
+    /// No user has this id.
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    /// The user already has an application of this name (`/createapp`).
+    #[error("application name {name:?} already taken by user {uid}")]
+    ApplicationNameTaken {
+        /// The owner.
+        uid: UserId,
+        /// The name asked for.
+        name: String,
+    },
+    /// The application does not exist or belongs to another user.
+    #[error("application {0} not found")]
+    ApplicationNotFound(AppId),
+    /// The application still holds services, which must be stopped (VM destroyed,
+    /// row deleted) first.
+    #[error("application {aid} still has {n_services} service(s)")]
+    ApplicationNotEmpty {
+        /// The application.
+        aid: AppId,
+        /// How many services remain.
+        n_services: i64,
+    },
+    /// Another service of the application already has this subnet (a concurrent
+    /// start won; the unique constraint caught it).
+    #[error("subnet {subnet} already used in application {application_id}")]
+    SubnetTaken {
+        /// The application.
+        application_id: AppId,
+        /// The subnet chosen.
+        subnet: String,
+    },
+    /// A credit amount or initial credit was negative.
+    #[error("negative credit amount {0}")]
+    NegativeAmount(Credit),
+    /// A certificate with this serial was recorded before.
+    #[error("certificate serial {0} already issued")]
+    SerialTaken(String),
+    /// A serial number is not hexadecimal text.
+    #[error("certificate serial {0:?} is not hexadecimal")]
+    InvalidSerial(String),
+}
+
+/// Whether a database error is about `column` (a unique-violation's column or
+/// constraint name, which the backends report differently).
+pub(crate) fn violation_mentions(
+    info: &dyn diesel::result::DatabaseErrorInformation,
+    column: &str,
+) -> bool {
+    info.column_name().is_some_and(|c| c == column)
+        || info.constraint_name().is_some_and(|c| c.contains(column))
+        || info.message().contains(&format!(".{column}"))
+}
+
+/// The database, as a pool of connections. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<conn::Manager>,
+    /// Opens the unpooled connections migrations run on.
+    manager: conn::Manager,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("state", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a caller waits for a free pooled connection before
+/// [`Error::Pool`].
+const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Store {
+    /// Opens the database and runs the pending migrations ([`Store::migrate`]).
+    ///
+    /// A missing SQLite file is created when its directory exists
+    /// ([`Error::DatabaseDirectoryMissing`] otherwise). Back up a 1.2 database
+    /// before its first opening: migration 2 rebuilds its tables.
+    pub fn open(settings: &StoreSettings) -> Result<Store, Error> {
+        let store = Store::connect(settings)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the database without migrating it (for diagnostics:
+    /// [`Store::pending_migrations`]). One connection is opened at once, so a bad
+    /// URL or path fails here with its own error.
+    pub fn connect(settings: &StoreSettings) -> Result<Store, Error> {
+        let manager = conn::Manager::new(settings.url.clone())?;
+        // Fail now with the real reason rather than after r2d2's timeout with a
+        // summary of it.
+        drop(manager.open()?);
+        let pool = Pool::builder()
+            .max_size(settings.max_connections.max(1))
+            // Connections are opened on demand; the probe above proved they can be.
+            .min_idle(Some(0))
+            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+            .build_unchecked(manager.clone());
+        Ok(Store { pool, manager })
+    }
+
+    /// Runs the migrations not yet applied; answers their names (empty when the
+    /// database is up to date).
+    pub fn migrate(&self) -> Result<Vec<String>, Error> {
+        // A connection of its own, closed afterwards: migrating switches SQLite's
+        // foreign keys off for a while, and no pooled connection may keep that.
+        let mut conn = self.manager.open()?;
+        let ran = migrate::run_pending(&mut conn)?;
+        for name in &ran {
+            tracing::info!(migration = %name, "applied database migration");
+        }
+        Ok(ran)
+    }
+
+    /// The names of the migrations not yet applied, oldest first.
+    pub fn pending_migrations(&self) -> Result<Vec<String>, Error> {
+        let mut conn = self.manager.open()?;
+        migrate::pending(&mut conn)
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread: the one door from
+    /// async code into the store. Put a whole transaction in one `f`, with no
+    /// network call inside. A panic in `f` is resumed in the caller.
+    ///
+    /// `f` may return any error that a store error converts into, so a use-case
+    /// can mix store calls with its own checks in one closure.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(Error::Pool)?;
+            f(&mut conn)
+        });
+        match task.await {
+            Ok(res) => res,
+            Err(join_err) => match join_err.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(_) => Err(Error::Cancelled.into()),
+            },
+        }
+    }
+
+    /// Runs `f` with a pooled connection on the current thread, for synchronous
+    /// callers (the command-line tools). Never call it on the async runtime.
+    pub fn run_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let mut conn = self.pool.get().map_err(Error::Pool)?;
+        f(&mut conn)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A fresh migrated SQLite store in a temporary directory.
+
+    use super::*;
+
+    /// The store and the directory holding its file (dropped last).
+    pub(crate) fn sqlite_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+            max_connections: 4,
+        };
+        (Store::open(&settings).unwrap(), dir)
+    }
+
+    /// A user with a pre-made MD5 hash (no argon2 work, tests stay fast).
+    pub(crate) fn new_user(name: &str, credit: i64) -> NewUser {
+        NewUser {
+            username: name.to_owned(),
+            fname: Some("F".to_owned()),
+            lname: Some("L".to_owned()),
+            email: Some(format!("{name}@example.org")),
+            affiliation: Some("A".to_owned()),
+            password: NewPassword::Hash(password::md5_hex("secret").into()),
+            credit: Credit(credit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("director.db");
+        let settings = StoreSettings {
+            url: DatabaseUrl::Sqlite(path.clone()),
+            max_connections: 2,
+        };
+        let err = Store::open(&settings).unwrap_err();
+        assert!(
+            matches!(&err, Error::DatabaseDirectoryMissing { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("no-such-dir"), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn fresh_database_is_created_and_migrated_once() {
+        let (store, dir) = sqlite_store();
+        assert!(dir.path().join("director.db").exists());
+        assert_eq!(store.pending_migrations().unwrap(), Vec::<String>::new());
+        assert_eq!(store.migrate().unwrap(), Vec::<String>::new());
+        // Reopening runs nothing either.
+        let settings = StoreSettings {
+            url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+            max_connections: 1,
+        };
+        let again = Store::connect(&settings).unwrap();
+        assert!(again.pending_migrations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn connect_without_migrating_reports_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+            max_connections: 1,
+        };
+        let store = Store::connect(&settings).unwrap();
+        let pending = store.pending_migrations().unwrap();
+        assert_eq!(pending.len(), 2, "{pending:?}");
+        assert!(pending[0].starts_with("0001"), "{pending:?}");
+        assert_eq!(store.migrate().unwrap().len(), 2);
+        assert!(store.pending_migrations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn connections_are_configured() {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = Text)]
+            journal_mode: String,
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Int {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let (store, _dir) = sqlite_store();
+        store
+            .run_blocking(|conn| {
+                let DbConnection::Sqlite(c) = conn else {
+                    panic!("sqlite expected")
+                };
+                use diesel::RunQueryDsl;
+                let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(c)?;
+                assert_eq!(mode.journal_mode, "wal");
+                let fk: Int =
+                    diesel::sql_query("SELECT foreign_keys AS n FROM pragma_foreign_keys")
+                        .get_result(c)?;
+                assert_eq!(fk.n, 1);
+                let busy: Int = diesel::sql_query("SELECT timeout AS n FROM pragma_busy_timeout")
+                    .get_result(c)?;
+                assert_eq!(busy.n, 5000);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn write_transactions_nest_and_roll_back() {
+        let (store, _dir) = sqlite_store();
+        let outcome = store.run_blocking(|conn| {
+            write_transaction(conn, |conn| {
+                let uid = create_user(conn, &new_user("u1", 5))?.uid;
+                // A failing inner call (a savepoint) leaves the outer transaction usable.
+                let err = create_user(conn, &new_user("u1", 5)).unwrap_err();
+                assert!(matches!(err, Error::UsernameTaken(_)), "{err:?}");
+                assert!(decrement_credit(conn, uid, Credit(5))?);
+                Err::<(), _>(Error::UserNotFound(uid))
+            })
+        });
+        assert!(
+            matches!(outcome, Err(Error::UserNotFound(_))),
+            "{outcome:?}"
+        );
+        // Everything rolled back, the user included.
+        let found = store
+            .run_blocking(|conn| find_user_by_username(conn, "u1"))
+            .unwrap();
+        assert_eq!(found, None);
+        let kept = store
+            .run_blocking(|conn| {
+                write_transaction(conn, |conn| create_user(conn, &new_user("u1", 5)))
+            })
+            .unwrap();
+        assert_eq!(kept.credit, Credit(5));
+    }
+
+    #[tokio::test]
+    async fn run_resumes_panics() {
+        let (store, _dir) = sqlite_store();
+        let store2 = store.clone();
+        let handle = tokio::spawn(async move {
+            store2
+                .run(|_conn| -> Result<(), Error> { panic!("boom in store") })
+                .await
+        });
+        let err = handle.await.unwrap_err();
+        assert!(err.is_panic());
+        // The store still works afterwards.
+        let n = store
+            .run(|conn| list_services_for_user(conn, UserId(1)))
+            .await
+            .unwrap();
+        assert!(n.is_empty());
+    }
+}

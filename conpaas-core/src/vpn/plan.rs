@@ -150,10 +150,10 @@ impl VpnPlan {
 
     /// The `index`-th candidate subnet (ascending from 0), or `None` past the last.
     pub fn candidate(&self, index: u64) -> Option<Ipv4Net> {
-        (index < self.services_per_application())
-            .then(|| u32::try_from(index).ok())
-            .flatten()
-            .map(|index| self.subnet_at(index))
+        let index = u32::try_from(index)
+            .ok()
+            .filter(|&index| index < self.candidate_count())?;
+        Some(self.subnet_at(index))
     }
 
     /// All candidate subnets in ascending order: the order [`allocate`](Self::allocate) tries them.
@@ -183,8 +183,8 @@ impl VpnPlan {
                 let end = u32::from(subnet.broadcast()).min(network_end);
                 (start <= end).then(|| {
                     (
-                        (start - network_start) >> shift,
-                        (end - network_start) >> shift,
+                        shift_right(start - network_start, shift),
+                        shift_right(end - network_start, shift),
                     )
                 })
             })
@@ -234,11 +234,19 @@ impl VpnPlan {
     /// The candidate at `index`; callers keep `index` below [`Self::candidate_count`],
     /// so the subnet ends at or before the network's broadcast address.
     fn subnet_at(&self, index: u32) -> Ipv4Net {
-        let offset = index << (32 - u32::from(self.subnet_prefix));
+        // A /0 subnet (netmask 0.0.0.0, 0 bits) is a shift by 32: only index 0 exists.
+        let offset = index
+            .checked_shl(32 - u32::from(self.subnet_prefix))
+            .unwrap_or(0);
         let address = Ipv4Addr::from(u32::from(self.network.network()) + offset);
         // subnet_prefix <= MAX_SUBNET_PREFIX was checked by `new`, so this is a
         // valid IPv4 prefix length; a fallback would silently hand out a wrong subnet.
         #[expect(clippy::expect_used, reason = "prefix length checked by VpnPlan::new")]
         Ipv4Net::new(address, self.subnet_prefix).expect("subnet prefix <= 29")
     }
+}
+
+/// `value >> shift`, where a shift by 32 (subnets of prefix 0) gives 0 instead of overflowing.
+fn shift_right(value: u32, shift: u32) -> u32 {
+    value.checked_shr(shift).unwrap_or(0)
 }

@@ -57,7 +57,10 @@ fn check(settings: VpnSettings, existing: &[&str], expect: &str) {
             out
         }
     };
-    assert_eq!(actual, expect, "settings: {settings:?}, existing: {existing:?}");
+    assert_eq!(
+        actual, expect,
+        "settings: {settings:?}, existing: {existing:?}"
+    );
 }
 
 #[test]
@@ -82,7 +85,11 @@ fn legacy_upstream_unit_test() {
     // 1.2.0's own test: bits 6 gives 172.16.0.0/14, then 172.20.0.0/14.
     let head = "4 x /14, 262143 agents (262140 usable): 172.16.0.0/14 172.20.0.0/14 \
                 172.24.0.0/14 172.28.0.0/14";
-    check(legacy("172.16.0.0", "255.240.0.0", 6), &[], &format!("{head}; next 172.16.0.0/14"));
+    check(
+        legacy("172.16.0.0", "255.240.0.0", 6),
+        &[],
+        &format!("{head}; next 172.16.0.0/14"),
+    );
     check(
         legacy("172.16.0.0", "255.240.0.0", 6),
         &["172.16.0.0/14"],
@@ -238,6 +245,18 @@ fn settings_checked_at_start_up() {
         "error: legacy arithmetic gives /30 subnets (32 - 1 - 1), too small for the 4 \
          reserved addresses and an agent: use at least 2 bits",
     );
+    // The whole address space is odd but consistent: one /0 subnet.
+    check(
+        documented("0.0.0.0", "0.0.0.0", 0),
+        &[],
+        "1 x /0, 4294967295 agents (4294967292 usable): 0.0.0.0/0; next 0.0.0.0/0",
+    );
+    check(
+        documented("0.0.0.0", "0.0.0.0", 0),
+        &["10.0.0.0/8"],
+        "1 x /0, 4294967295 agents (4294967292 usable): 0.0.0.0/0; error: no VPN subnet left \
+         in this application (1 of 1 in use)",
+    );
     check(
         legacy("0.0.0.0", "0.0.0.0", 3),
         &[],
@@ -254,19 +273,33 @@ fn allocation_overlap_exhaustion_reuse() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "next 192.168.0.0/26"),
         // A freed subnet is reused: the lowest free one wins.
-        (&["192.168.0.0/26", "192.168.0.192/26", "192.168.0.128/26"], "next 192.168.0.64/26"),
+        (
+            &["192.168.0.0/26", "192.168.0.192/26", "192.168.0.128/26"],
+            "next 192.168.0.64/26",
+        ),
         (&["192.168.0.64/26"], "next 192.168.0.0/26"),
         // Overlap is CIDR containment either way, not text equality.
         (&["192.168.0.5/32"], "next 192.168.0.64/26"),
         (&["192.168.0.0/25"], "next 192.168.0.128/26"),
         (&["192.168.0.1/26"], "next 192.168.0.64/26"),
-        (&["192.168.0.0/16"], "error: no VPN subnet left in this application (4 of 4 in use)"),
+        (
+            &["192.168.0.0/16"],
+            "error: no VPN subnet left in this application (4 of 4 in use)",
+        ),
         // Subnets outside the application network do not block anything.
         (&["10.0.0.0/8", "192.168.1.0/24"], "next 192.168.0.0/26"),
         // Duplicates (a crash-era double row) are harmless.
-        (&["192.168.0.0/26", "192.168.0.0/26"], "next 192.168.0.64/26"),
         (
-            &["192.168.0.0/26", "192.168.0.64/26", "192.168.0.128/26", "192.168.0.192/26"],
+            &["192.168.0.0/26", "192.168.0.0/26"],
+            "next 192.168.0.64/26",
+        ),
+        (
+            &[
+                "192.168.0.0/26",
+                "192.168.0.64/26",
+                "192.168.0.128/26",
+                "192.168.0.192/26",
+            ],
             "error: no VPN subnet left in this application (4 of 4 in use)",
         ),
     ];
@@ -289,7 +322,11 @@ fn exhaustion_of_the_worked_example() {
     );
     // Free the 8th: it is the one handed out again.
     existing.remove(7);
-    check(documented("172.16.0.0", "255.240.0.0", 5), &existing, &format!("{head}; next 172.19.128.0/17"));
+    check(
+        documented("172.16.0.0", "255.240.0.0", 5),
+        &existing,
+        &format!("{head}; next 172.19.128.0/17"),
+    );
 }
 
 #[test]
@@ -330,8 +367,14 @@ fn manager_addresses() {
     check_manager("172.16.128.0/17", "172.16.128.2");
     check_manager("172.16.0.9/24", "172.16.0.2");
     check_manager("10.0.0.4/30", "10.0.0.6");
-    check_manager("10.0.0.4/31", "error: subnet 10.0.0.4/31 has no host #2 for the manager's address");
-    check_manager("10.0.0.5/32", "error: subnet 10.0.0.5/32 has no host #2 for the manager's address");
+    check_manager(
+        "10.0.0.4/31",
+        "error: subnet 10.0.0.4/31 has no host #2 for the manager's address",
+    );
+    check_manager(
+        "10.0.0.5/32",
+        "error: subnet 10.0.0.5/32 has no host #2 for the manager's address",
+    );
     check_manager("0.0.0.0/0", "0.0.0.2");
 }
 
@@ -341,9 +384,14 @@ fn manager_config_lines_are_verbatim() {
     // Whatever the operator wrote is what IPOP receives.
     settings.base_network_text = "172.016.000.000".to_owned();
     let plan = VpnPlan::new(&settings).unwrap();
-    let config = plan.manager_vpn_config("172.16.0.0/15".parse().unwrap()).unwrap();
-    let rendered: Vec<String> =
-        config.lines().iter().map(|(key, value)| format!("{key} = {value}")).collect();
+    let config = plan
+        .manager_vpn_config("172.16.0.0/15".parse().unwrap())
+        .unwrap();
+    let rendered: Vec<String> = config
+        .lines()
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect();
     assert_eq!(
         rendered,
         [
@@ -353,7 +401,9 @@ fn manager_config_lines_are_verbatim() {
             "IPOP_NETMASK = 255.240.0.0",
         ]
     );
-    let err = plan.manager_vpn_config("172.16.0.0/31".parse().unwrap()).unwrap_err();
+    let err = plan
+        .manager_vpn_config("172.16.0.0/31".parse().unwrap())
+        .unwrap_err();
     assert!(matches!(err, Error::NoManagerAddress { .. }), "{err:?}");
 }
 
@@ -363,8 +413,14 @@ fn recorded_subnet_text() {
         ("172.16.0.0/15", "172.16.0.0/15"),
         (" 172.16.0.0/15\n", "172.16.0.0/15"),
         ("172.17.0.0/15", "172.16.0.0/15"),
-        ("", "error: recorded subnet \"\" is not an IPv4 network like 172.16.0.0/17"),
-        ("banana", "error: recorded subnet \"banana\" is not an IPv4 network like 172.16.0.0/17"),
+        (
+            "",
+            "error: recorded subnet \"\" is not an IPv4 network like 172.16.0.0/17",
+        ),
+        (
+            "banana",
+            "error: recorded subnet \"banana\" is not an IPv4 network like 172.16.0.0/17",
+        ),
         (
             "172.16.0.0",
             "error: recorded subnet \"172.16.0.0\" is not an IPv4 network like 172.16.0.0/17",
@@ -373,7 +429,10 @@ fn recorded_subnet_text() {
             "172.16.0.0/33",
             "error: recorded subnet \"172.16.0.0/33\" is not an IPv4 network like 172.16.0.0/17",
         ),
-        ("fd00::/8", "error: recorded subnet \"fd00::/8\" is not an IPv4 network like 172.16.0.0/17"),
+        (
+            "fd00::/8",
+            "error: recorded subnet \"fd00::/8\" is not an IPv4 network like 172.16.0.0/17",
+        ),
     ];
     for (text, expect) in cases {
         let actual = match parse_recorded_subnet(text) {
@@ -393,17 +452,38 @@ fn candidate_index() {
     assert_eq!(plan.candidate(u64::MAX), None);
     assert_eq!(plan.candidates().next_back(), plan.candidate(31));
     assert_eq!(plan.network().to_string(), "172.16.0.0/12");
-    assert_eq!((plan.service_bits(), plan.arithmetic()), (5, SubnetArithmetic::Documented));
+    assert_eq!(
+        (plan.service_bits(), plan.arithmetic()),
+        (5, SubnetArithmetic::Documented)
+    );
 }
 
 #[test]
 fn errors_name_their_key() {
     let key = |settings: VpnSettings| VpnPlan::new(&settings).unwrap_err().setting_key();
-    assert_eq!(key(documented("10.0.0.0", "255.0.255.0", 1)), Some("VPN_NETMASK"));
-    assert_eq!(key(documented("10.0.0.4", "255.255.255.252", 0)), Some("VPN_NETMASK"));
-    assert_eq!(key(documented("10.0.0.1", "255.0.0.0", 1)), Some("VPN_BASE_NETWORK"));
-    assert_eq!(key(documented("10.0.0.0", "255.0.0.0", 22)), Some("VPN_SERVICE_BITS"));
-    assert_eq!(key(legacy("10.0.0.0", "255.0.0.0", 22)), Some("VPN_SERVICE_BITS"));
-    assert_eq!(key(legacy("0.0.0.0", "0.0.0.0", 0)), Some("VPN_SERVICE_BITS"));
+    assert_eq!(
+        key(documented("10.0.0.0", "255.0.255.0", 1)),
+        Some("VPN_NETMASK")
+    );
+    assert_eq!(
+        key(documented("10.0.0.4", "255.255.255.252", 0)),
+        Some("VPN_NETMASK")
+    );
+    assert_eq!(
+        key(documented("10.0.0.1", "255.0.0.0", 1)),
+        Some("VPN_BASE_NETWORK")
+    );
+    assert_eq!(
+        key(documented("10.0.0.0", "255.0.0.0", 22)),
+        Some("VPN_SERVICE_BITS")
+    );
+    assert_eq!(
+        key(legacy("10.0.0.0", "255.0.0.0", 22)),
+        Some("VPN_SERVICE_BITS")
+    );
+    assert_eq!(
+        key(legacy("0.0.0.0", "0.0.0.0", 0)),
+        Some("VPN_SERVICE_BITS")
+    );
     assert_eq!(Error::Exhausted { total: 1 }.setting_key(), None);
 }

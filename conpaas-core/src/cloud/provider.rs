@@ -1,0 +1,90 @@
+//! The `Cloud` trait every driver implements, and the values crossing it.
+
+use async_trait::async_trait;
+
+/// What the director asks a cloud for: one manager VM.
+#[derive(Debug, Clone)]
+pub struct NodeRequest {
+    /// VM name, `conpaas-manager-<type>-u<uid>-s<sid>` as in 1.2.
+    pub name: String,
+    /// The contextualisation script (user-data); contains the manager's private key.
+    pub user_data: String,
+    /// A token the cloud uses to make the create idempotent (EC2 ClientToken).
+    pub client_token: String,
+    /// Tags naming the director, user, application and service.
+    pub tags: Vec<(String, String)>,
+}
+
+/// A VM the cloud created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The cloud's id of the VM (EC2 instance id, OpenNebula number, dummy id).
+    pub vmid: String,
+    /// Public address: what clients use to reach the manager.
+    pub public_ip: String,
+    /// Private address, when the cloud gives one.
+    pub private_ip: Option<String>,
+}
+
+/// The state of a VM as far as the director cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Being created or booting.
+    Pending,
+    /// Running with its addresses.
+    Running,
+    /// Stopped, terminated or failed: it will not serve.
+    Gone,
+}
+
+/// A cloud operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The cloud refused the request (bad image, quota...): retrying will not help.
+    #[error("the cloud refused the request: {code}: {message}")]
+    Refused {
+        /// The cloud's error code.
+        code: String,
+        /// The cloud's message.
+        message: String,
+    },
+    /// The cloud did not answer in time or answered with a server error, after retries.
+    #[error("the cloud is unavailable: {0}")]
+    Unavailable(String),
+    /// The VM did not get its addresses before the boot timeout.
+    #[error("the VM {vmid} was not ready after {seconds} s")]
+    BootTimeout {
+        /// The VM.
+        vmid: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The VM ended in a failed state while booting.
+    #[error("the VM {0} failed while booting")]
+    Failed(String),
+    /// Local IO (the dummy cloud's files).
+    #[error("cloud io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A cloud the director starts manager VMs on.
+#[async_trait]
+pub trait Cloud: Send + Sync + std::fmt::Debug {
+    /// The cloud's name: `iaas` for the default, otherwise its `OTHER_CLOUDS` section name.
+    fn name(&self) -> &str;
+
+    /// The driver type (`ec2`, `opennebula`, `dummy`): selects `scripts/cloud/<type>`.
+    fn driver(&self) -> &'static str;
+
+    /// Creates one VM and waits until it has its addresses. On any error after the VM was
+    /// requested, the driver has already asked for its termination (no orphans).
+    async fn create_node(&self, request: NodeRequest) -> Result<Node, Error>;
+
+    /// Terminates a VM. Terminating a VM the cloud no longer knows is a success.
+    async fn kill_node(&self, vmid: &str) -> Result<(), Error>;
+
+    /// The VM's state; a VM the cloud does not know is [`NodeState::Gone`].
+    async fn node_state(&self, vmid: &str) -> Result<NodeState, Error>;
+}

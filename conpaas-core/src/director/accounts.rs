@@ -1,0 +1,89 @@
+//! Accounts: creating users (`director adduser`, `/new_user`) and checking passwords.
+
+use secrecy::SecretString;
+
+use super::Error;
+use crate::model::{Credit, User};
+use crate::store::{self, NewPassword, NewUser, Store};
+
+/// The credit `cpsadduser.py` gave a new user.
+pub const ADDUSER_DEFAULT_CREDIT: Credit = Credit(50);
+
+/// A new account as the operator or the frontend gives it.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Login name.
+    pub username: String,
+    /// E-mail.
+    pub email: String,
+    /// First name.
+    pub fname: Option<String>,
+    /// Last name.
+    pub lname: Option<String>,
+    /// Affiliation.
+    pub affiliation: Option<String>,
+    /// The plaintext password, hashed (argon2id) before it is stored.
+    pub password: SecretString,
+    /// Initial credit.
+    pub credit: Credit,
+}
+
+/// Creates a user and their default application `New Application` in one transaction.
+pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error> {
+    check_account(&account)?;
+    let new = NewUser {
+        username: account.username,
+        fname: account.fname,
+        lname: account.lname,
+        email: Some(account.email),
+        affiliation: account.affiliation,
+        password: NewPassword::Plaintext(account.password),
+        credit: account.credit,
+    };
+    Ok(store.run(move |conn| store::create_user(conn, &new)).await?)
+}
+
+/// [`add_user`] for synchronous callers (the command line).
+pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Error> {
+    check_account(&account)?;
+    let new = NewUser {
+        username: account.username,
+        fname: account.fname,
+        lname: account.lname,
+        email: Some(account.email),
+        affiliation: account.affiliation,
+        password: NewPassword::Plaintext(account.password),
+        credit: account.credit,
+    };
+    Ok(store.run_blocking(move |conn| store::create_user(conn, &new))?)
+}
+
+/// The user named `username` if `password` is theirs; a 1.2 MD5 hash is upgraded on the way.
+pub async fn login(store: &Store, username: &str, password: &str) -> Result<Option<User>, Error> {
+    let username = username.to_owned();
+    let password = password.to_owned();
+    Ok(store.run(move |conn| store::login(conn, &username, &password)).await?)
+}
+
+/// Checks what the certificate of the user will need: a CN of 1..64 characters and an ASCII
+/// e-mail of 1..128 (1.2 failed later, at `/getcerts`, with a 500).
+fn check_account(account: &NewAccount) -> Result<(), Error> {
+    let n_chars = account.username.chars().count();
+    if n_chars == 0 || n_chars > 64 || account.username.chars().any(char::is_control) {
+        return Err(Error::Invalid {
+            field: "username",
+            reason: "expected 1 to 64 characters without control characters".into(),
+        });
+    }
+    let email = &account.email;
+    if email.is_empty() || email.len() > 128 || !email.is_ascii() || email.chars().any(|c| c.is_ascii_control()) {
+        return Err(Error::Invalid {
+            field: "email",
+            reason: "expected 1 to 128 ASCII characters".into(),
+        });
+    }
+    if account.credit.0 < 0 {
+        return Err(Error::Invalid { field: "credit", reason: "expected a non-negative integer".into() });
+    }
+    Ok(())
+}

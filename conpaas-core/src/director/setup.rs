@@ -1,0 +1,84 @@
+//! Installation: `director init` (1.2's `cpsconf.py`) and the first start of the embedded default.
+
+use crate::ca::{CertificateAuthority, IfExists, IssuedCertificate};
+use crate::cloud::DriverSettings;
+use crate::config::{self, DirectorUrl, LoadedConfig};
+use crate::store::{self, NewCertificate, Store};
+
+use super::Error;
+
+/// The port 1.2's Apache site listened on, which `cpsconf.py` wrote into DIRECTOR_URL.
+pub const DEFAULT_PORT: u16 = 5555;
+
+/// What `init` did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct InitReport {
+    /// The new DIRECTOR_URL written into the config file.
+    pub director_url: DirectorUrl,
+    /// The director's new certificate.
+    pub director_cert: IssuedCertificate,
+    /// Migrations applied to the database.
+    pub migrations: Vec<String>,
+    /// Default manager templates written (dummy-only installations).
+    pub templates: Vec<std::path::PathBuf>,
+}
+
+/// Whether `CERT_DIR` holds a CA.
+pub fn ca_exists(config: &LoadedConfig) -> bool {
+    let dir = &config.config.ca.cert_dir;
+    dir.join("ca_cert.pem").exists() || dir.join("ca_key.pem").exists()
+}
+
+/// `cpsconf.py`: a new CA and director certificate for `hostname` in CERT_DIR, the database
+/// created and migrated, `DIRECTOR_URL = https://<hostname>:5555` written into the file.
+///
+/// An existing CA is kept unless `force`: replacing it breaks every certificate issued so far.
+/// Checks come first, so a refusal writes nothing.
+pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitReport, Error> {
+    let settings = &config.config;
+    if !force && ca_exists(config) {
+        return Err(Error::CaExists(settings.ca.cert_dir.clone()));
+    }
+    // Validate the host name before touching anything.
+    let director_url = DirectorUrl::new(hostname, Some(DEFAULT_PORT))?;
+    let store = Store::open(&settings.store)?;
+    let migrations = store.migrate()?;
+    let if_exists = if force { IfExists::Replace } else { IfExists::Fail };
+    let ca = CertificateAuthority::create(&settings.ca, if_exists)?;
+    let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
+    record(&store, &director_cert)?;
+    let director_url = config::set_director_url(&config.path, director_url.host(), DEFAULT_PORT)?;
+    let templates = install_templates_if_dummy(config)?;
+    Ok(InitReport { director_url, director_cert, migrations, templates })
+}
+
+/// Records an issued certificate's serial (unique: a collision is refused by the database).
+pub fn record(store: &Store, issued: &IssuedCertificate) -> Result<(), Error> {
+    let new = certificate_record(issued);
+    store.run_blocking(move |conn| store::record_certificate(conn, &new))?;
+    Ok(())
+}
+
+/// Installs the minimal manager templates into CONF_DIR when every configured cloud is the
+/// dummy one (a real cloud needs the ConPaaS `scripts/` and `config/` trees instead, and
+/// cpscheck says so).
+pub fn install_templates_if_dummy(config: &LoadedConfig) -> Result<Vec<std::path::PathBuf>, Error> {
+    let all_dummy = config.config.clouds().all(|cloud| matches!(cloud.driver, DriverSettings::Dummy));
+    if !all_dummy {
+        return Ok(Vec::new());
+    }
+    crate::bootstrap::install_default_templates(&config.config.conf_dir).map_err(Error::Templates)
+}
+
+/// The issued-certificates row of `issued` (the store does not know the CA's types).
+pub fn certificate_record(issued: &IssuedCertificate) -> NewCertificate {
+    NewCertificate {
+        serial: issued.serial.clone(),
+        role: issued.role,
+        uid: issued.uid,
+        sid: issued.sid,
+        not_before: issued.not_before.naive_utc(),
+        not_after: issued.not_after.naive_utc(),
+    }
+}

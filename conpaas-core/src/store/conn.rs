@@ -1,0 +1,176 @@
+//! Connections: the SQLite/PostgreSQL connection enum, the r2d2 manager that opens
+//! and configures them, and the write-transaction helper.
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+
+use super::{DatabaseUrl, Error};
+
+/// A database connection, SQLite or PostgreSQL. Store functions take `&mut DbConnection`
+/// and use diesel's query builder, which works on both; the rare backend-specific
+/// statement matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// An SQLite file, configured for WAL, foreign keys and a busy timeout.
+    Sqlite(SqliteConnection),
+    /// A PostgreSQL server.
+    Pg(PgConnection),
+}
+
+/// How long an SQLite connection waits for another writer before failing with
+/// "database is locked".
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens and configures connections for r2d2.
+///
+/// Written by hand rather than diesel's `ConnectionManager<DbConnection>`: the derived
+/// `DbConnection::establish` tries each backend in turn, and SQLite accepts any
+/// string as a file name, so a PostgreSQL URL with a typo would silently become a
+/// new empty SQLite file. Here the backend is chosen by the parsed [`DatabaseUrl`].
+#[derive(Clone)]
+pub(crate) struct Manager {
+    url: DatabaseUrl,
+}
+
+impl Manager {
+    /// Checks what can be checked before connecting (see [`Error::DatabaseDirectoryMissing`]).
+    pub(crate) fn new(url: DatabaseUrl) -> Result<Manager, Error> {
+        if let DatabaseUrl::Sqlite(path) = &url {
+            sqlite_path_text(path)?;
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            // SQLite creates a missing file but not a missing directory; saying which
+            // directory is missing beats its "unable to open database file".
+            if !dir.is_dir() {
+                return Err(Error::DatabaseDirectoryMissing { path: path.clone() });
+            }
+        }
+        Ok(Manager { url })
+    }
+
+    /// Opens one configured connection.
+    pub(crate) fn open(&self) -> Result<DbConnection, Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let text = sqlite_path_text(path)?;
+                let mut conn =
+                    SqliteConnection::establish(&text).map_err(|source| Error::Connect {
+                        target: path.display().to_string(),
+                        source,
+                    })?;
+                configure_sqlite(&mut conn).map_err(Error::Configure)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
+                    // The URL may hold a password: name the backend only.
+                    target: "postgresql".to_owned(),
+                    source,
+                })?;
+                Ok(DbConnection::Pg(conn))
+            }
+        }
+    }
+}
+
+/// The path as the UTF-8 text diesel's SQLite `establish` takes.
+fn sqlite_path_text(path: &Path) -> Result<String, Error> {
+    let Some(text) = path.to_str() else {
+        return Err(Error::NonUtf8Path {
+            path: path.to_owned(),
+        });
+    };
+    // SQLite reads a name starting with `file:` as a URI with options; a relative
+    // path that happens to start so is meant as a file.
+    if text.starts_with("file:") {
+        return Ok(format!("./{text}"));
+    }
+    Ok(text.to_owned())
+}
+
+/// Per-connection SQLite settings. `journal_mode` is stored in the file, the
+/// others last as long as the connection, hence on every connection the pool opens.
+fn configure_sqlite(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+    conn.batch_execute(&format!(
+        // busy_timeout first: switching to WAL itself needs the write lock.
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    ))
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<DbConnection, Error> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Error> {
+        conn.ping().map_err(Error::Query)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        // True also for a connection left inside a transaction by a panic.
+        conn.is_broken()
+    }
+}
+
+/// Runs `f` in a transaction that takes the write lock at once; commits if `f`
+/// succeeds, rolls back otherwise. Use it to combine several store calls
+/// atomically (the store's own check-then-write functions use it too).
+///
+/// On SQLite a plain `BEGIN` starts as a reader; upgrading to a writer after
+/// another connection wrote fails at once with "database is locked" (the busy
+/// timeout does not apply), so this starts with `BEGIN IMMEDIATE`, which waits for
+/// the lock up front and serialises writers. On PostgreSQL it is a plain
+/// transaction; the store's functions lock the rows they check. Inside an open
+/// transaction it becomes a savepoint (the outer transaction's locking applies).
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<Error>,
+{
+    match conn {
+        DbConnection::Sqlite(c) => {
+            let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()
+                .map_err(Error::Query)?;
+            if depth.is_some() {
+                AnsiTransactionManager::begin_transaction(c)
+            } else {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            }
+        }
+        DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+    .map_err(Error::Query)?;
+    match f(conn) {
+        Ok(value) => {
+            let committed = match conn {
+                DbConnection::Sqlite(c) => AnsiTransactionManager::commit_transaction(c),
+                DbConnection::Pg(c) => AnsiTransactionManager::commit_transaction(c),
+            };
+            committed.map_err(Error::Query)?;
+            Ok(value)
+        }
+        Err(err) => {
+            let rolled_back = match conn {
+                DbConnection::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+                DbConnection::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
+            };
+            // The caller's error says what went wrong; a failed rollback leaves the
+            // connection marked broken, and the pool discards it.
+            if let Err(rollback_err) = rolled_back {
+                tracing::warn!(error = %rollback_err, "rolling back a transaction failed");
+            }
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Rows as diesel loads them, private to the store, and their mapping to model records.
+
+use chrono::NaiveDateTime;
+use diesel::{Queryable, Selectable};
+
+use super::schema::{application, issued_certificate, service, user};
+use crate::model::{AppId, Application, Credit, ServiceId, User, UserId};
+
+/// A `user` row, password hash included (it never leaves the store).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = user)]
+pub(crate) struct UserRow {
+    pub(crate) uid: UserId,
+    pub(crate) username: String,
+    pub(crate) fname: Option<String>,
+    pub(crate) lname: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) affiliation: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) created: Option<NaiveDateTime>,
+    pub(crate) credit: Credit,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            uid: row.uid,
+            username: row.username,
+            fname: row.fname,
+            lname: row.lname,
+            email: row.email,
+            affiliation: row.affiliation,
+            credit: row.credit,
+            created: row.created,
+        }
+    }
+}
+
+/// An `application` row.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = application)]
+pub(crate) struct ApplicationRow {
+    pub(crate) aid: AppId,
+    pub(crate) name: Option<String>,
+    pub(crate) user_id: UserId,
+}
+
+impl From<ApplicationRow> for Application {
+    fn from(row: ApplicationRow) -> Application {
+        Application {
+            aid: row.aid,
+            name: row.name,
+            user_id: row.user_id,
+        }
+    }
+}
+
+/// A `service` row.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = service)]
+pub(crate) struct ServiceRow {
+    pub(crate) sid: ServiceId,
+    pub(crate) name: Option<String>,
+    pub(crate) service_type: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) created: Option<NaiveDateTime>,
+    pub(crate) manager: Option<String>,
+    pub(crate) vmid: Option<String>,
+    pub(crate) cloud: Option<String>,
+    pub(crate) subnet: Option<String>,
+    pub(crate) user_id: UserId,
+    pub(crate) application_id: AppId,
+}
+
+impl From<ServiceRow> for crate::model::Service {
+    fn from(row: ServiceRow) -> crate::model::Service {
+        crate::model::Service {
+            sid: row.sid,
+            name: row.name,
+            service_type: row.service_type,
+            state: row.state,
+            created: row.created,
+            manager: row.manager,
+            vmid: row.vmid,
+            cloud: row.cloud,
+            subnet: row.subnet,
+            user_id: row.user_id,
+            application_id: row.application_id,
+        }
+    }
+}
+
+/// An `issued_certificate` row.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = issued_certificate)]
+pub(crate) struct CertificateRow {
+    pub(crate) serial: String,
+    pub(crate) role: String,
+    pub(crate) uid: Option<UserId>,
+    pub(crate) sid: Option<ServiceId>,
+    pub(crate) not_before: NaiveDateTime,
+    pub(crate) not_after: NaiveDateTime,
+    pub(crate) created: NaiveDateTime,
+}
+
+/// The current time as the `created` columns of the 1.2 tables hold it: naive
+/// local time, to the microsecond (what 1.2 wrote, and what PostgreSQL keeps).
+pub(crate) fn now_local() -> NaiveDateTime {
+    truncate_to_micros(chrono::Local::now().naive_local())
+}
+
+/// The current UTC time to the microsecond, for `issued_certificate`.
+pub(crate) fn now_utc() -> NaiveDateTime {
+    truncate_to_micros(chrono::Utc::now().naive_utc())
+}
+
+fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
+    use chrono::Timelike;
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.with_nanosecond(micros).unwrap_or(t)
+}

@@ -1,0 +1,364 @@
+//! The `service` table: rows inserted before their manager VM exists, completed
+//! once it has an address, and deleted after it is destroyed.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::Error;
+use super::applications::lock_application_owned;
+use super::conn::{DbConnection, write_transaction};
+use super::rows::{ServiceRow, now_local};
+use super::schema::service;
+use crate::model::{AppId, Service, ServiceId, ServiceType, UserId};
+
+/// The state column's only value: the director never changes it (the real state
+/// lives in the manager).
+pub const INITIAL_STATE: &str = "INIT";
+
+/// A service to insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewService {
+    /// Owner.
+    pub user_id: UserId,
+    /// Containing application; must belong to `user_id`.
+    pub application_id: AppId,
+    /// The type; the row's name becomes `New <type> service`.
+    pub service_type: ServiceType,
+}
+
+/// Where a started service's manager VM is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerVm {
+    /// The VM's public IP address, as text.
+    pub manager: String,
+    /// The cloud's id of the VM.
+    pub vmid: String,
+    /// The cloud's name (`iaas` for the default cloud).
+    pub cloud: String,
+}
+
+/// Inserts a service row (state `INIT`, no VM yet) with a VPN subnet chosen in the
+/// same transaction.
+///
+/// `choose_subnet` gets the subnets already recorded in the application and
+/// answers the new service's (or `None`: no VPN). The application's row is locked
+/// (SQLite: the write lock; PostgreSQL: the row) while it runs, so two concurrent
+/// starts see each other's choices; the unique `(application_id, subnet)`
+/// constraint is the last line of defence ([`Error::SubnetTaken`]). An error of
+/// `choose_subnet` rolls back and is returned as it is.
+///
+/// [`Error::ApplicationNotFound`] when the application does not exist or does not
+/// belong to the user.
+pub fn insert_service<E, F>(
+    conn: &mut DbConnection,
+    new: &NewService,
+    choose_subnet: F,
+) -> Result<Service, E>
+where
+    E: From<Error>,
+    F: FnOnce(&[String]) -> Result<Option<String>, E>,
+{
+    write_transaction(conn, |conn| {
+        if lock_application_owned(conn, new.application_id, new.user_id)?.is_none() {
+            return Err(Error::ApplicationNotFound(new.application_id).into());
+        }
+        let taken: Vec<String> = service::table
+            .filter(service::application_id.eq(new.application_id))
+            .filter(service::subnet.is_not_null())
+            .order(service::sid.asc())
+            .select(service::subnet.assume_not_null())
+            .load(conn)
+            .map_err(Error::from)?;
+        let subnet = choose_subnet(&taken)?;
+        let inserted = diesel::insert_into(service::table)
+            .values((
+                service::name.eq(format!("New {} service", new.service_type)),
+                service::service_type.eq(new.service_type.as_str()),
+                service::state.eq(INITIAL_STATE),
+                service::created.eq(now_local()),
+                service::subnet.eq(&subnet),
+                service::user_id.eq(new.user_id),
+                service::application_id.eq(new.application_id),
+            ))
+            .returning(service::all_columns)
+            .get_result::<ServiceRow>(conn);
+        match inserted {
+            Ok(row) => Ok(Service::from(row)),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(Error::SubnetTaken {
+                    application_id: new.application_id,
+                    subnet: subnet.unwrap_or_default(),
+                }
+                .into())
+            }
+            Err(other) => Err(Error::from(other).into()),
+        }
+    })
+}
+
+/// Records the manager VM of a service being started; answers the completed row
+/// (`None` if the row is gone).
+pub fn complete_service(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    vm: &ManagerVm,
+) -> Result<Option<Service>, Error> {
+    let row: Option<ServiceRow> = diesel::update(service::table.find(sid))
+        .set((
+            service::manager.eq(&vm.manager),
+            service::vmid.eq(&vm.vmid),
+            service::cloud.eq(&vm.cloud),
+        ))
+        .returning(service::all_columns)
+        .get_result(conn)
+        .optional()?;
+    Ok(row.map(Service::from))
+}
+
+/// The service with this id, whoever owns it (manager routes name it by certificate).
+pub fn find_service(conn: &mut DbConnection, sid: ServiceId) -> Result<Option<Service>, Error> {
+    let row = service::table
+        .find(sid)
+        .select(ServiceRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(Service::from))
+}
+
+/// The service `sid` if `uid` owns it.
+pub fn find_service_owned(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    uid: UserId,
+) -> Result<Option<Service>, Error> {
+    let row = service::table
+        .filter(service::sid.eq(sid))
+        .filter(service::user_id.eq(uid))
+        .select(ServiceRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(Service::from))
+}
+
+/// All the user's services across applications, ascending `sid` (1.2's order),
+/// including those whose VM is still being created.
+pub fn list_services_for_user(conn: &mut DbConnection, uid: UserId) -> Result<Vec<Service>, Error> {
+    let rows = service::table
+        .filter(service::user_id.eq(uid))
+        .order(service::sid.asc())
+        .select(ServiceRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Service::from).collect())
+}
+
+/// The services of application `aid` if `uid` owns them, ascending `sid`; empty for
+/// an application that is missing or someone else's (1.2 listed any application's
+/// services to anyone).
+pub fn list_services_for_application_owned(
+    conn: &mut DbConnection,
+    aid: AppId,
+    uid: UserId,
+) -> Result<Vec<Service>, Error> {
+    // user_id always equals the application's owner (set together at insert,
+    // checked there), so filtering on both is the ownership check.
+    let rows = service::table
+        .filter(service::application_id.eq(aid))
+        .filter(service::user_id.eq(uid))
+        .order(service::sid.asc())
+        .select(ServiceRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Service::from).collect())
+}
+
+/// Renames the service if `uid` owns it; answers whether it did.
+pub fn rename_service_owned(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    uid: UserId,
+    name: &str,
+) -> Result<bool, Error> {
+    let n_rows = diesel::update(
+        service::table
+            .filter(service::sid.eq(sid))
+            .filter(service::user_id.eq(uid)),
+    )
+    .set(service::name.eq(name))
+    .execute(conn)?;
+    Ok(n_rows == 1)
+}
+
+/// Deletes the service; answers the deleted row (`None` if it was already gone).
+/// Call it after the VM is destroyed: the row is the only record of the VM.
+pub fn delete_service(conn: &mut DbConnection, sid: ServiceId) -> Result<Option<Service>, Error> {
+    let row: Option<ServiceRow> = diesel::delete(service::table.find(sid))
+        .returning(service::all_columns)
+        .get_result(conn)
+        .optional()?;
+    Ok(row.map(Service::from))
+}
+
+/// Services whose manager VM was never recorded (`manager` NULL), ascending `sid`:
+/// starts in progress, or interrupted by a crash, for the start-up reconciliation.
+pub fn list_incomplete_services(conn: &mut DbConnection) -> Result<Vec<Service>, Error> {
+    let rows = service::table
+        .filter(service::manager.is_null())
+        .order(service::sid.asc())
+        .select(ServiceRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Service::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{new_user, sqlite_store};
+    use crate::store::{create_user, default_application};
+
+    /// A stand-in for the VPN planner: the first of a few subnets not yet taken.
+    fn first_free(taken: &[String]) -> Result<Option<String>, Error> {
+        let candidates = ["172.16.0.0/14", "172.20.0.0/14", "172.24.0.0/14"];
+        Ok(candidates
+            .iter()
+            .find(|c| !taken.iter().any(|t| t == *c))
+            .map(|c| c.to_string()))
+    }
+
+    #[test]
+    fn insert_complete_list_rename_delete() {
+        let (store, _dir) = sqlite_store();
+        store
+            .run_blocking(|conn| {
+                let u1 = create_user(conn, &new_user("u1", 5))?.uid;
+                let u2 = create_user(conn, &new_user("u2", 5))?.uid;
+                let app = default_application(conn, u1)?.unwrap().aid;
+                let new = NewService {
+                    user_id: u1,
+                    application_id: app,
+                    service_type: ServiceType::Php,
+                };
+                let s1 = insert_service(conn, &new, first_free)?;
+                assert_eq!(s1.name.as_deref(), Some("New php service"));
+                assert_eq!(s1.service_type.as_deref(), Some("php"));
+                assert_eq!(s1.state.as_deref(), Some(INITIAL_STATE));
+                assert_eq!(s1.subnet.as_deref(), Some("172.16.0.0/14"));
+                assert_eq!(
+                    (
+                        s1.manager.as_deref(),
+                        s1.vmid.as_deref(),
+                        s1.cloud.as_deref()
+                    ),
+                    (None, None, None)
+                );
+                assert_eq!((s1.user_id, s1.application_id), (u1, app));
+                assert!(s1.created.is_some());
+
+                let s2 = insert_service(conn, &new, |taken: &[String]| {
+                    assert_eq!(taken, ["172.16.0.0/14".to_owned()]);
+                    first_free(taken)
+                })?;
+                assert_eq!(s2.subnet.as_deref(), Some("172.20.0.0/14"));
+                assert_eq!(
+                    list_incomplete_services(conn)?,
+                    vec![s1.clone(), s2.clone()]
+                );
+
+                let vm = ManagerVm {
+                    manager: "203.0.113.7".into(),
+                    vmid: "i-1".into(),
+                    cloud: "iaas".into(),
+                };
+                let done = complete_service(conn, s1.sid, &vm)?.unwrap();
+                assert_eq!(done.manager.as_deref(), Some("203.0.113.7"));
+                assert_eq!(done.vmid.as_deref(), Some("i-1"));
+                assert_eq!(done.cloud.as_deref(), Some("iaas"));
+                assert_eq!(list_incomplete_services(conn)?, vec![s2.clone()]);
+                assert_eq!(complete_service(conn, ServiceId(999), &vm)?, None);
+
+                assert_eq!(find_service(conn, s1.sid)?, Some(done.clone()));
+                assert_eq!(find_service_owned(conn, s1.sid, u1)?, Some(done.clone()));
+                assert_eq!(find_service_owned(conn, s1.sid, u2)?, None);
+                assert_eq!(
+                    list_services_for_user(conn, u1)?,
+                    vec![done.clone(), s2.clone()]
+                );
+                assert_eq!(list_services_for_user(conn, u2)?, vec![]);
+                assert_eq!(list_services_for_application_owned(conn, app, u1)?.len(), 2);
+                assert_eq!(
+                    list_services_for_application_owned(conn, app, u2)?,
+                    vec![],
+                    "not the owner"
+                );
+
+                assert!(rename_service_owned(conn, s2.sid, u1, "db")?);
+                assert!(!rename_service_owned(conn, s2.sid, u2, "stolen")?);
+                assert_eq!(
+                    find_service(conn, s2.sid)?.unwrap().name.as_deref(),
+                    Some("db")
+                );
+
+                // A service of another user's application is refused.
+                let err = insert_service(
+                    conn,
+                    &NewService {
+                        user_id: u2,
+                        application_id: app,
+                        service_type: ServiceType::Java,
+                    },
+                    first_free,
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(err, Error::ApplicationNotFound(a) if a == app),
+                    "{err:?}"
+                );
+
+                // Deleting frees the subnet and never gives the id again.
+                let deleted = delete_service(conn, s2.sid)?.unwrap();
+                assert_eq!(deleted.name.as_deref(), Some("db"));
+                assert_eq!(delete_service(conn, s2.sid)?, None);
+                let s3 = insert_service(conn, &new, first_free)?;
+                assert_eq!(s3.subnet.as_deref(), Some("172.20.0.0/14"));
+                assert!(s3.sid > s2.sid);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn subnet_unique_and_chooser_errors() {
+        #[derive(Debug)]
+        enum Mine {
+            Store(#[expect(dead_code, reason = "only matched by Debug")] Error),
+            Planner,
+        }
+        impl From<Error> for Mine {
+            fn from(err: Error) -> Mine {
+                Mine::Store(err)
+            }
+        }
+        let (store, _dir) = sqlite_store();
+        store
+            .run_blocking(|conn| {
+                let u1 = create_user(conn, &new_user("u1", 5))?.uid;
+                let app = default_application(conn, u1)?.unwrap().aid;
+                let new = NewService { user_id: u1, application_id: app, service_type: ServiceType::Mysql };
+                insert_service(conn, &new, first_free)?;
+                // A chooser that ignores what is taken hits the constraint.
+                let err = insert_service(conn, &new, |_| Ok::<_, Error>(Some("172.16.0.0/14".into())))
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, Error::SubnetTaken { application_id, subnet } if *application_id == app && subnet == "172.16.0.0/14"),
+                    "{err:?}"
+                );
+                // Services without a subnet do not collide.
+                insert_service(conn, &new, |_| Ok::<_, Error>(None))?;
+                insert_service(conn, &new, |_| Ok::<_, Error>(None))?;
+                // The chooser's own error comes back as it is and nothing is inserted.
+                let err = insert_service(conn, &new, |_| Err(Mine::Planner)).unwrap_err();
+                assert!(matches!(err, Mine::Planner), "{err:?}");
+                assert_eq!(list_services_for_user(conn, u1)?.len(), 3);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,210 @@
+//! The `director` binary's operator commands, run as an operator would: `init`, `adduser`,
+//! and what a broken configuration does to them.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn director(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn director_with_config(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_creates_a_working_installation() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let out = director(&data, &["init", "director.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let certs = data.join("certs");
+    for file in ["ca_cert.pem", "ca_key.pem", "cert.pem", "key.pem"] {
+        assert!(certs.join(file).exists(), "{file} missing");
+    }
+    assert_eq!(mode(&certs.join("ca_key.pem")), 0o600);
+    assert_eq!(mode(&certs.join("key.pem")), 0o600);
+    assert!(data.join("director.db").exists());
+    let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
+    assert!(cfg.contains("DIRECTOR_URL = https://director.example.org:5555\n"), "{cfg}");
+
+    // A reader nobody here wrote accepts the chain and sees the frontend role.
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(certs.join("ca_cert.pem"))
+        .arg(certs.join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "oid", "-in"])
+        .arg(certs.join("cert.pem"))
+        .output()
+        .unwrap();
+    let subject = text(&subject.stdout);
+    assert!(subject.contains("2.5.4.72=frontend"), "{subject}");
+    assert!(subject.contains("CN=director.example.org") || subject.contains("2.5.4.3=director.example.org"), "{subject}");
+}
+
+#[test]
+fn init_refuses_to_replace_a_ca_without_force() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let ca_before = std::fs::read(data.join("certs/ca_cert.pem")).unwrap();
+    let cfg_before = std::fs::read(data.join("director.cfg")).unwrap();
+
+    let out = director(&data, &["init", "other.example.org"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(data.join("certs/ca_cert.pem")).unwrap(), ca_before);
+    assert_eq!(std::fs::read(data.join("director.cfg")).unwrap(), cfg_before);
+
+    let out = director(&data, &["init", "--force", "other.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(std::fs::read(data.join("certs/ca_cert.pem")).unwrap(), ca_before);
+}
+
+#[test]
+fn init_asks_for_the_hostname_with_the_configured_default() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    // The generated configuration says https://localhost:5555: an empty answer keeps it.
+    let out = director(&data, &["init"], "\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("[localhost]"), "{}", text(&out.stderr));
+    let out = director(&data, &["init", "--force"], "typed.example.org\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
+    assert!(cfg.contains("DIRECTOR_URL = https://typed.example.org:5555"), "{cfg}");
+}
+
+#[test]
+fn init_keeps_the_other_lines_of_an_operators_config() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let cfg = dir.join("director.cfg");
+    let original = format!(
+        "# my director\n[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n\n[iaas]\nDRIVER = dummy\n\n\
+         [director]\nDEBUG = false\n; old url below\nDIRECTOR_URL = https://old.example.org:5555\n\
+         DATABASE_URI = sqlite:///{d}/director.db\n",
+        d = dir.display()
+    );
+    std::fs::write(&cfg, &original).unwrap();
+    let out = director_with_config(&cfg, &["init", "new.example.org"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = original.replace("https://old.example.org:5555", "https://new.example.org:5555");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), expected);
+}
+
+#[test]
+fn adduser_creates_once_and_refuses_duplicates() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+
+    let out = director(&data, &["adduser", "alice@example.org", "alice", "s3cret"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("50 credit"), "{}", text(&out.stdout));
+
+    let out = director(&data, &["adduser", "other@example.org", "alice", "x"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Username \"alice\" already taken"), "{}", text(&out.stderr));
+
+    let out = director(&data, &["adduser", "alice@example.org", "bob", "x"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already registered"), "{}", text(&out.stderr));
+
+    let out = director(&data, &["adduser", "ca@example.org", "CA", "x"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("reserved"), "{}", text(&out.stderr));
+
+    // Prompts: e-mail, user name, password twice (piped: read as lines).
+    let out = director(&data, &["adduser", "--credit", "7"], "bob@example.org\nbob\npw\npw\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("7 credit"));
+    let out = director(&data, &["adduser"], "carol@example.org\ncarol\npw\nother\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("differ"));
+
+    // The library sees the users: alice logs in with her password, not with another.
+    let loaded = conpaas_core::config::load(&conpaas_core::config::ConfigSource::resolve_with(
+        None,
+        Some(data.clone()),
+        None,
+        Path::new("/nonexistent"),
+    ))
+    .unwrap();
+    let store = conpaas_core::store::Store::open(&loaded.config.store).unwrap();
+    let user = store
+        .run_blocking(|conn| conpaas_core::store::login(conn, "alice", "s3cret"))
+        .unwrap()
+        .expect("alice logs in");
+    assert_eq!(user.credit.0, 50);
+    assert!(store.run_blocking(|conn| conpaas_core::store::login(conn, "alice", "bad")).unwrap().is_none());
+    assert!(store.run_blocking(|conn| conpaas_core::store::login(conn, "carol", "pw")).unwrap().is_none());
+}
+
+#[test]
+fn a_typo_in_the_config_names_file_line_and_key() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let cfg = dir.join("director.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\nVPN_BASE_NETWORK = 172.16.0.0\n\
+             VPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = five\n[iaas]\nDRIVER = dummy\n\
+             [director]\nDATABASE_URI = sqlite:///{d}/director.db\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let out = director_with_config(&cfg, &["init", "localhost"]);
+    assert_eq!(out.status.code(), Some(1), "a config error is a clean exit, not a panic");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:6: [conpaas] VPN_SERVICE_BITS:", cfg.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"five\""), "{stderr}");
+    assert!(!dir.join("certs").exists(), "nothing written after a config error");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let temp = tempfile::tempdir().unwrap();
+    let cfg = temp.path().join("nope.cfg");
+    let out = director_with_config(&cfg, &["init", "localhost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nope.cfg"), "{}", text(&out.stderr));
+}

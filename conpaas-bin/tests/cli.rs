@@ -208,3 +208,12 @@ fn a_missing_config_file_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("nope.cfg"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn the_database_is_private() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    assert_eq!(mode(&data.join("director.db")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+}

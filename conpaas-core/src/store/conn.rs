@@ -50,6 +50,7 @@ impl Manager {
             if !dir.is_dir() {
                 return Err(Error::DatabaseDirectoryMissing { path: path.clone() });
             }
+            create_private_file(path)?;
         }
         Ok(Manager { url })
     }
@@ -76,6 +77,17 @@ impl Manager {
                 Ok(DbConnection::Pg(conn))
             }
         }
+    }
+}
+
+/// Creates a missing SQLite file 0600 before SQLite does (it would use the umask): the
+/// database holds password hashes. SQLite gives its -wal and -shm files the same mode.
+fn create_private_file(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::CreateFile { path: path.to_owned(), source }),
     }
 }
 

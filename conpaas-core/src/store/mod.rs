@@ -95,6 +95,15 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
     },
+    /// The SQLite file could not be created.
+    #[error("cannot create the sqlite database {}", path.display())]
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The SQLite path is not valid UTF-8, which diesel cannot pass to SQLite.
     #[error("the sqlite database path {} is not valid utf-8", path.display())]
     NonUtf8Path {

@@ -1,8 +1,14 @@
-//! Clouds: where manager VMs run. For now the settings each cloud section of director.cfg becomes;
-//! the `Cloud` trait, the drivers (dummy, ec2, opennebula) and the registry come later.
+//! Clouds: where manager VMs run. The settings each cloud section of director.cfg becomes, the
+//! `Cloud` trait, the drivers and the registry mapping cloud names to drivers.
 
+mod dummy;
+mod provider;
+mod registry;
 mod settings;
 
+pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
+pub use provider::{Cloud, Error, Node, NodeRequest, NodeState};
+pub use registry::{CloudRegistry, DEFAULT_CLOUD_ALIAS};
 pub use settings::{
     CloudSettings, DriverSettings, Ec2Region, Ec2Settings, EndpointUrl, InstanceType,
     OpenNebulaSettings, UrlScheme,

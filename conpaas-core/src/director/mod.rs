@@ -2,7 +2,27 @@
 //! that combines the store, the CA, the VPN planner, the clouds and the bootstrap script.
 
 pub mod accounts;
+mod apps;
+mod managers;
+mod services;
 pub mod setup;
+mod state;
+mod users;
+
+pub use services::StartRequest;
+pub use state::{DEFAULT_START_TIMEOUT, Director};
+pub use users::{Registration, UserCertificates};
+
+/// Python's `int()` of a request value, as 1.2 parsed numbers: surrounding whitespace and one
+/// sign allowed, then ASCII digits only.
+pub fn parse_int(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
 
 use crate::model::{AppId, ServiceId};
 
@@ -33,6 +53,33 @@ pub enum Error {
     /// The service does not exist or is not the caller's.
     #[error("service {0} not found")]
     ServiceNotFound(ServiceId),
+    /// The service type is not one of the nine 1.2 knows.
+    #[error("Unknown service type: {0}")]
+    UnknownServiceType(String),
+    /// No cloud of this name is configured.
+    #[error("unknown cloud {0:?}")]
+    UnknownCloud(String),
+    /// The user already has an application of this name.
+    #[error("Application name \"{0}\" already taken")]
+    ApplicationNameTaken(String),
+    /// The credit does not cover the start.
+    #[error("Could not add nodes. Not enough credits.")]
+    InsufficientCredit,
+    /// A setting the operation needs is absent.
+    #[error("{0} is not configured")]
+    NotConfigured(&'static str),
+    /// The VM did not come up within the start timeout; the start was undone.
+    #[error("the manager VM did not start in time")]
+    StartTimeout,
+    /// VPN planning failed (no subnet left, unreadable recorded subnet).
+    #[error(transparent)]
+    Vpn(#[from] crate::vpn::Error),
+    /// A cloud call failed.
+    #[error(transparent)]
+    Cloud(#[from] crate::cloud::Error),
+    /// The manager templates are missing or unusable.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::Error),
     /// The CA's files exist and `--force` was not given.
     #[error("a CA already exists in {0}; use --force to replace it (this breaks every issued certificate)")]
     CaExists(std::path::PathBuf),

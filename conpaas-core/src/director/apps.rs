@@ -1,0 +1,84 @@
+//! Applications: create, list, rename, delete (with their services), manifests.
+
+use super::{Director, Error, parse_int};
+use crate::model::{AppId, Application, Service, UserId};
+use crate::store;
+
+impl Director {
+    /// The user's applications, ascending id.
+    pub async fn applications(&self, uid: UserId) -> Result<Vec<Application>, Error> {
+        Ok(self.inner.store.run(move |conn| store::list_applications(conn, uid)).await?)
+    }
+
+    /// Creates an application; a name the user already has is refused.
+    pub async fn create_application(&self, uid: UserId, name: &str) -> Result<Application, Error> {
+        let name = name.to_owned();
+        self.inner
+            .store
+            .run(move |conn| store::create_application(conn, uid, &name))
+            .await
+            .map_err(|error| match error {
+                store::Error::ApplicationNameTaken { name, .. } => Error::ApplicationNameTaken(name),
+                other => other.into(),
+            })
+    }
+
+    /// Renames the user's application; `false` when it is not theirs.
+    pub async fn rename_application(&self, uid: UserId, aid: AppId, name: &str) -> Result<bool, Error> {
+        let name = name.to_owned();
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::rename_application_owned(conn, aid, uid, &name))
+            .await?)
+    }
+
+    /// Deletes the user's application after stopping each of its services (managers asked to
+    /// shut down first, best effort; VMs destroyed; rows deleted). `false` when not theirs.
+    /// A VM that cannot be destroyed keeps its row (so nothing is forgotten) and fails the call.
+    pub async fn delete_application(&self, uid: UserId, aid: AppId) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let owned = store.run(move |conn| store::find_application_owned(conn, aid, uid)).await?;
+        if owned.is_none() {
+            return Ok(false);
+        }
+        let services = store
+            .run(move |conn| store::list_services_for_application_owned(conn, aid, uid))
+            .await?;
+        let mut first_error = None;
+        for service in services {
+            self.shutdown_manager(&service).await;
+            if let Err(error) = self.destroy_service(&service).await {
+                tracing::warn!(sid = %service.sid, %error, "cannot stop a service of a deleted application");
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        Ok(store.run(move |conn| store::delete_application_owned(conn, aid, uid)).await?)
+    }
+
+    /// The services of the user's application (`[]` when it is not theirs: 1.2 showed anyone's).
+    pub async fn application_services(&self, uid: UserId, aid: AppId) -> Result<Vec<Service>, Error> {
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::list_services_for_application_owned(conn, aid, uid))
+            .await?)
+    }
+
+    /// The application and its services for a manifest export; `None` when not the user's.
+    /// `aid` is the raw path text (1.2 accepted any text there).
+    pub async fn manifest(&self, uid: UserId, aid: &str) -> Result<Option<(Application, Vec<Service>)>, Error> {
+        let Some(aid) = parse_int(aid).and_then(|aid| i32::try_from(aid).ok()).map(AppId) else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let Some(app) = store.run(move |conn| store::find_application_owned(conn, aid, uid)).await? else {
+            return Ok(None);
+        };
+        let services = self.application_services(uid, aid).await?;
+        Ok(Some((app, services)))
+    }
+}

@@ -1,0 +1,288 @@
+//! Services: the start saga, stop, rename, lists, and the manager's own terminate call.
+
+use std::str::FromStr;
+
+use crate::bootstrap::{self, CloudSection, ContextInput, Templates, VpnLines};
+use crate::cloud::{self, NodeRequest};
+use crate::model::{AppId, Credit, Service, ServiceId, ServiceType, UserId};
+use crate::store::{self, ManagerVm, NewService};
+use crate::vpn;
+
+use super::{Director, Error, parse_int};
+
+/// What `/start` asks for.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// The caller.
+    pub uid: UserId,
+    /// The type name from the URL.
+    pub service_type: String,
+    /// The cloud name from the URL (`default` when absent).
+    pub cloud: String,
+    /// The `appid` parameter, as sent; `None` or empty means the default application.
+    pub appid: Option<String>,
+}
+
+/// The one credit a service start costs (the first hour of its manager).
+const START_COST: Credit = Credit(1);
+
+impl Director {
+    /// The user's services across applications, ascending id.
+    pub async fn services(&self, uid: UserId) -> Result<Vec<Service>, Error> {
+        Ok(self.inner.store.run(move |conn| store::list_services_for_user(conn, uid)).await?)
+    }
+
+    /// Renames the user's service; `false` when it is not theirs.
+    pub async fn rename_service(&self, uid: UserId, sid: ServiceId, name: &str) -> Result<bool, Error> {
+        let name = name.to_owned();
+        Ok(self.inner.store.run(move |conn| store::rename_service_owned(conn, sid, uid, &name)).await?)
+    }
+
+    /// Starts a service: the row (with its VPN subnet and the credit) in one transaction, the
+    /// manager certificate, the context script, the VM, the completed row. Runs to its end in
+    /// a task of its own, so a client that hangs up cannot leave half a service behind; any
+    /// failure undoes what was done (VM terminated, row deleted, credit refunded).
+    pub async fn start_service(&self, request: StartRequest) -> Result<Service, Error> {
+        let director = self.clone();
+        tokio::spawn(async move { director.start_service_inner(request).await })
+            .await
+            .map_err(|_| Error::Cancelled)?
+    }
+
+    async fn start_service_inner(&self, request: StartRequest) -> Result<Service, Error> {
+        let service_type = ServiceType::from_str(&request.service_type)
+            .map_err(|_| Error::UnknownServiceType(request.service_type.clone()))?;
+        let uid = request.uid;
+        let store = &self.inner.store;
+        let aid = match request.appid.as_deref().filter(|text| !text.is_empty()) {
+            Some(text) => {
+                let aid = parse_int(text)
+                    .and_then(|aid| i32::try_from(aid).ok())
+                    .map(AppId)
+                    .ok_or(Error::ApplicationNotFound(None))?;
+                store
+                    .run(move |conn| store::find_application_owned(conn, aid, uid))
+                    .await?
+                    .ok_or(Error::ApplicationNotFound(Some(aid)))?
+                    .aid
+            }
+            None => store
+                .run(move |conn| store::default_application(conn, uid))
+                .await?
+                .ok_or(Error::ApplicationNotFound(None))?
+                .aid,
+        };
+        let (cloud_settings, cloud) = self
+            .inner
+            .clouds
+            .get(&request.cloud)
+            .map(|(settings, cloud)| (settings.clone(), cloud.clone()))
+            .ok_or_else(|| Error::UnknownCloud(request.cloud.clone()))?;
+        let director_url = self.inner.director_url.clone().ok_or(Error::NotConfigured("DIRECTOR_URL"))?;
+        // Read the templates before anything is written: a missing one is an operator error
+        // that must not cost a credit or leave a row.
+        let conf_dir = self.inner.conf_dir.clone();
+        let driver = cloud.driver();
+        let type_name = service_type.as_str();
+        let templates = tokio::task::spawn_blocking(move || Templates::load(&conf_dir, type_name, driver))
+            .await
+            .map_err(|_| Error::Cancelled)??;
+
+        // One transaction: the credit, the row and its subnet.
+        let plan = self.inner.vpn.clone();
+        let new = NewService { user_id: uid, application_id: aid, service_type };
+        let service = store
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    if !store::decrement_credit(conn, uid, START_COST)? {
+                        return Err(Error::InsufficientCredit);
+                    }
+                    store::insert_service(conn, &new, |taken| choose_subnet(plan.as_ref(), taken))
+                })
+            })
+            .await?;
+        tracing::info!(sid = %service.sid, uid = %uid, app = %aid, "service row created");
+
+        match self.boot_manager(&service, &cloud_settings, cloud.as_ref(), &templates, &director_url).await {
+            Ok(completed) => Ok(completed),
+            Err(error) => {
+                self.undo_start(&service).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The saga's steps after the row exists.
+    async fn boot_manager(
+        &self,
+        service: &Service,
+        cloud_settings: &cloud::CloudSettings,
+        cloud: &dyn cloud::Cloud,
+        templates: &Templates,
+        director_url: &str,
+    ) -> Result<Service, Error> {
+        let (uid, sid) = (service.user_id, service.sid);
+        let manager_cert = self.issue(move |ca| ca.issue_manager_cert(uid, sid)).await?;
+        let vpn_lines = match (&self.inner.vpn, service.subnet.as_deref()) {
+            (Some(plan), Some(text)) => {
+                let subnet = vpn::parse_recorded_subnet(text)?;
+                let config = plan.manager_vpn_config(subnet)?;
+                Some(VpnLines {
+                    subnet: config.ipop_subnet.to_string(),
+                    ip_address: config.ipop_ip_address.to_string(),
+                    base_ip: config.ipop_base_ip,
+                    netmask: config.ipop_netmask,
+                })
+            }
+            _ => None,
+        };
+        let sections: Vec<CloudSection<'_>> = self
+            .inner
+            .clouds
+            .settings()
+            .map(|settings| CloudSection { name: &settings.name, entries: &settings.section })
+            .collect();
+        let key_pem = manager_cert.key_pem.as_ref().map(|key| {
+            use secrecy::ExposeSecret as _;
+            key.expose_secret().to_owned()
+        });
+        let service_type = service.service_type.clone().unwrap_or_default();
+        let user_data = bootstrap::render(
+            templates,
+            &ContextInput {
+                director_url,
+                service_type: &service_type,
+                service_id: sid.0,
+                user_id: uid.0,
+                app_id: service.application_id.0,
+                manager_cert_pem: &manager_cert.cert_pem,
+                manager_key_pem: key_pem.as_deref().unwrap_or_default(),
+                ca_cert_pem: self.ca_cert_pem(),
+                clouds: &sections,
+                vpn: vpn_lines.as_ref(),
+            },
+        )?;
+        let request = NodeRequest {
+            name: format!("conpaas-manager-{service_type}-u{uid}-s{sid}"),
+            user_data,
+            client_token: self.client_token(sid),
+            tags: vec![
+                ("ConPaaS-Director".into(), self.inner.installation_tag.clone()),
+                ("ConPaaS-User".into(), uid.to_string()),
+                ("ConPaaS-App".into(), service.application_id.to_string()),
+                ("ConPaaS-Service".into(), sid.to_string()),
+            ],
+        };
+        let node = match tokio::time::timeout(self.inner.start_timeout, cloud.create_node(request)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Error::StartTimeout),
+        };
+        let vm = ManagerVm {
+            manager: node.public_ip.clone(),
+            vmid: node.vmid.clone(),
+            cloud: cloud_settings.name.clone(),
+        };
+        let completed = self
+            .inner
+            .store
+            .run(move |conn| store::complete_service(conn, sid, &vm))
+            .await?;
+        match completed {
+            Some(service) => {
+                tracing::info!(sid = %sid, vmid = %node.vmid, cloud = %cloud_settings.name, "service started");
+                Ok(service)
+            }
+            None => {
+                // The row was stopped while the VM booted: the VM must not outlive it.
+                if let Err(error) = cloud.kill_node(&node.vmid).await {
+                    tracing::warn!(sid = %sid, vmid = %node.vmid, %error, "cannot terminate the VM of a service stopped while starting");
+                }
+                Err(Error::ServiceNotFound(sid))
+            }
+        }
+    }
+
+    /// The idempotency token of service `sid`'s VM on any cloud: unique per installation.
+    pub(super) fn client_token(&self, sid: ServiceId) -> String {
+        format!("cps-{}-s{sid}", self.inner.installation_tag)
+    }
+
+    /// Undoes a start that failed after its row was created: the VM (if the cloud made one
+    /// under this service's token), the row, the credit.
+    async fn undo_start(&self, service: &Service) {
+        let sid = service.sid;
+        let uid = service.user_id;
+        let token = self.client_token(sid);
+        // The driver already terminates what it created when it fails; this covers a timeout
+        // that cancelled it mid-way (the dummy cloud names VMs by token).
+        for settings in self.inner.clouds.settings() {
+            if let Some((_, cloud)) = self.inner.clouds.get(&settings.name) {
+                if cloud.driver() == "dummy" {
+                    let _ = cloud.kill_node(&token).await;
+                }
+            }
+        }
+        let store = &self.inner.store;
+        let removed = store.run(move |conn| store::delete_service(conn, sid)).await;
+        match removed {
+            Ok(Some(_)) => {
+                if let Err(error) = store.run(move |conn| store::add_credit(conn, uid, START_COST)).await {
+                    tracing::warn!(uid = %uid, %error, "cannot refund the credit of a failed start");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(sid = %sid, %error, "cannot delete the row of a failed start"),
+        }
+    }
+
+    /// Stops the user's service: its VM destroyed, its row deleted. `false` when not theirs.
+    pub async fn stop_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let Some(service) = store.run(move |conn| store::find_service_owned(conn, sid, uid)).await? else {
+            return Ok(false);
+        };
+        self.destroy_service(&service).await?;
+        Ok(true)
+    }
+
+    /// A manager asks to be destroyed (`/callback/terminateService.php`).
+    pub async fn terminate_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
+        self.stop_service(uid, sid).await
+    }
+
+    /// Destroys the service's VM (if it has one yet), then deletes its row. A cloud failure
+    /// keeps the row, so the VM is never forgotten.
+    pub(super) async fn destroy_service(&self, service: &Service) -> Result<(), Error> {
+        if let (Some(vmid), Some(cloud_name)) = (&service.vmid, &service.cloud) {
+            let Some((_, cloud)) = self.inner.clouds.get(cloud_name) else {
+                return Err(Error::UnknownCloud(cloud_name.clone()));
+            };
+            cloud.kill_node(vmid).await?;
+        }
+        let sid = service.sid;
+        self.inner.store.run(move |conn| store::delete_service(conn, sid)).await?;
+        tracing::info!(sid = %sid, "service stopped");
+        Ok(())
+    }
+
+    /// Asks a manager to shut its service down before its VM goes (1.2's `/delete` did);
+    /// best effort, bounded.
+    pub(super) async fn shutdown_manager(&self, service: &Service) {
+        let Some(manager) = &service.manager else { return };
+        tracing::debug!(sid = %service.sid, %manager, "asking the manager to shut down");
+        // The manager JSON-RPC client comes with the real clouds; on the dummy cloud no manager
+        // runs at 127.0.0.3, so there is nobody to ask.
+    }
+}
+
+/// Picks the subnet of a new service from its application's recorded ones.
+fn choose_subnet(plan: Option<&vpn::VpnPlan>, taken: &[String]) -> Result<Option<String>, Error> {
+    let Some(plan) = plan else { return Ok(None) };
+    // An unreadable recorded subnet stops the start: skipping it could hand its addresses out
+    // twice.
+    let taken = taken
+        .iter()
+        .map(|text| vpn::parse_recorded_subnet(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(plan.allocate(&taken)?.to_string()))
+}

@@ -1,0 +1,132 @@
+//! The director: everything the use-cases need, built once from the configuration and shared by
+//! every request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ca::{CertificateAuthority, IssuedCertificate};
+use crate::cloud::CloudRegistry;
+use crate::config::LoadedConfig;
+use crate::model::{Credit, ServiceId, User, UserId};
+use crate::store::{self, Store};
+use crate::vpn::VpnPlan;
+
+use super::Error;
+
+/// How long a service start may take (VM boot included) before it is undone.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The director's shared state. Cheap to clone (everything inside is shared).
+#[derive(Debug, Clone)]
+pub struct Director {
+    pub(super) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) store: Store,
+    pub(super) ca: Arc<CertificateAuthority>,
+    pub(super) vpn: Option<VpnPlan>,
+    pub(super) clouds: CloudRegistry,
+    pub(super) conf_dir: PathBuf,
+    pub(super) director_url: Option<String>,
+    pub(super) open_registration: bool,
+    pub(super) max_credit: Option<Credit>,
+    pub(super) start_timeout: Duration,
+    /// Prefix of the clients tokens of this installation's VMs (from the CA's fingerprint), so
+    /// that two directors sharing a cloud account never collide.
+    pub(super) installation_tag: String,
+}
+
+impl Director {
+    /// Opens the database (migrating it) and the CA of `config`; the CA must exist
+    /// (`director init`, or [`super::setup::ensure_embedded_default`]).
+    pub fn open(config: &LoadedConfig) -> Result<Director, Error> {
+        let settings = &config.config;
+        let store = Store::open(&settings.store)?;
+        let ca = CertificateAuthority::load(&settings.ca)?;
+        let vpn = match &settings.vpn {
+            Some(vpn) => Some(VpnPlan::new(vpn).map_err(|source| Error::Invalid {
+                field: "VPN_SERVICE_BITS",
+                reason: source.to_string(),
+            })?),
+            None => None,
+        };
+        let clouds = CloudRegistry::new(settings.clouds(), &settings.conf_dir.join("dummy-cloud"));
+        let fingerprint = {
+            use md5::Digest as _;
+            hex::encode(md5::Md5::digest(ca.cert_der()))
+        };
+        Ok(Director {
+            inner: Arc::new(Inner {
+                store,
+                ca: Arc::new(ca),
+                vpn,
+                clouds,
+                conf_dir: settings.conf_dir.clone(),
+                director_url: settings.director_url.as_ref().map(ToString::to_string),
+                open_registration: settings.open_registration,
+                max_credit: settings.max_credit,
+                start_timeout: DEFAULT_START_TIMEOUT,
+                installation_tag: fingerprint[..8].to_owned(),
+            }),
+        })
+    }
+
+    /// The store, for embedders and tests.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The CA certificate (PEM), as shipped to users and VMs.
+    pub fn ca_cert_pem(&self) -> &str {
+        self.inner.ca.cert_pem()
+    }
+
+    /// The cloud names `/available_clouds` lists.
+    pub fn available_clouds(&self) -> Vec<String> {
+        self.inner.clouds.names()
+    }
+
+    /// Where `/download/ConPaaS.tar.gz` is served from.
+    pub fn tarball_path(&self) -> PathBuf {
+        self.inner.conf_dir.join("ConPaaS.tar.gz")
+    }
+
+    /// CONF_DIR.
+    pub fn conf_dir(&self) -> &Path {
+        &self.inner.conf_dir
+    }
+
+    /// Whether `/new_user` is open to callers without the frontend's certificate.
+    pub fn open_registration(&self) -> bool {
+        self.inner.open_registration
+    }
+
+    /// The user with id `uid`, if any.
+    pub async fn user(&self, uid: UserId) -> Result<Option<User>, Error> {
+        Ok(self.inner.store.run(move |conn| store::find_user(conn, uid)).await?)
+    }
+
+    /// Whether `sid` is a live service of `uid` (the manager rule of certificates.md §10.3).
+    pub async fn service_belongs_to(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
+        let found = self.inner.store.run(move |conn| store::find_service_owned(conn, sid, uid)).await?;
+        Ok(found.is_some())
+    }
+
+    /// Runs CPU-heavy CA work (RSA key generation, signing) off the async workers and records
+    /// the serial of what it issued.
+    pub(super) async fn issue<F>(&self, work: F) -> Result<IssuedCertificate, Error>
+    where
+        F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error> + Send + 'static,
+    {
+        let ca = self.inner.ca.clone();
+        let issued = tokio::task::spawn_blocking(move || work(&ca))
+            .await
+            .map_err(|_| Error::Cancelled)??;
+        let record = super::setup::certificate_record(&issued);
+        self.inner.store.run(move |conn| store::record_certificate(conn, &record)).await?;
+        Ok(issued)
+    }
+}

@@ -1,0 +1,93 @@
+//! Users on the wire: registration (`/new_user`), login, certificates (`/getcerts`).
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Director, Error, parse_int};
+use crate::model::{Credit, User};
+
+/// The fields of `/new_user`, as sent (each present and non-empty: checked by the caller).
+#[derive(Debug)]
+pub struct Registration {
+    /// Login name.
+    pub username: String,
+    /// First name.
+    pub fname: String,
+    /// Last name.
+    pub lname: String,
+    /// E-mail.
+    pub email: String,
+    /// Affiliation.
+    pub affiliation: String,
+    /// Plaintext password.
+    pub password: SecretString,
+    /// Requested credit, as text.
+    pub credit: String,
+}
+
+/// A user's new certificate, key and the CA certificate (the three members of `certs.zip`).
+pub struct UserCertificates {
+    /// `cert.pem`.
+    pub cert_pem: String,
+    /// `key.pem`.
+    pub key_pem: SecretString,
+    /// `ca_cert.pem`.
+    pub ca_cert_pem: String,
+}
+
+impl std::fmt::Debug for UserCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCertificates").finish_non_exhaustive()
+    }
+}
+
+impl Director {
+    /// Creates an account and its `New Application` (`/new_user`). The credit is an integer
+    /// (1.2 stored any text), never negative, capped at `MAX_CREDIT` when configured.
+    pub async fn register(&self, registration: Registration) -> Result<User, Error> {
+        let credit = parse_int(&registration.credit)
+            .filter(|credit| *credit >= 0)
+            .ok_or(Error::Invalid { field: "credit", reason: "expected a non-negative integer".into() })?;
+        let credit = match self.inner.max_credit {
+            Some(max) if credit > max.0 => max.0,
+            _ => credit,
+        };
+        let account = super::accounts::NewAccount {
+            username: registration.username,
+            email: registration.email,
+            fname: Some(registration.fname),
+            lname: Some(registration.lname),
+            affiliation: Some(registration.affiliation),
+            password: registration.password,
+            credit: Credit(credit),
+        };
+        super::accounts::add_user(&self.inner.store, account).await
+    }
+
+    /// The user if the password is theirs.
+    pub async fn login(&self, username: &str, password: &SecretString) -> Result<Option<User>, Error> {
+        super::accounts::login(&self.inner.store, username, password.expose_secret()).await
+    }
+
+    /// Issues a fresh certificate and key for the user if the password is theirs (`/getcerts`).
+    pub async fn user_certificates(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<UserCertificates>, Error> {
+        let Some(user) = self.login(username, password).await? else {
+            return Ok(None);
+        };
+        let email = user.email.clone().unwrap_or_default();
+        let issued = self
+            .issue(move |ca| ca.issue_user_cert(user.uid, &user.username, &email))
+            .await?;
+        let Some(key_pem) = issued.key_pem else {
+            return Err(Error::Invalid { field: "key", reason: "the CA issued no key".into() });
+        };
+        Ok(Some(UserCertificates {
+            cert_pem: issued.cert_pem,
+            key_pem,
+            ca_cert_pem: self.ca_cert_pem().to_owned(),
+        }))
+    }
+}

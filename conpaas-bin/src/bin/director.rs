@@ -51,6 +51,13 @@ enum Command {
         #[arg(long, default_value_t = accounts::ADDUSER_DEFAULT_CREDIT.0)]
         credit: i64,
     },
+    /// Serve the HTTPS API (on the embedded default, set everything up first).
+    Serve {
+        /// Address to listen on (default: all addresses, the port of DIRECTOR_URL);
+        /// port 0 picks a free port.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,7 +82,7 @@ fn init_tracing() {
         .init();
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<LoadedConfig> {
+fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
     let source = ConfigSource::resolve(cli.config.clone(), cli.data_dir.clone());
     let loaded = config::load(&source)?;
     for warning in &loaded.warnings {
@@ -84,16 +91,17 @@ fn load_config(cli: &Cli) -> anyhow::Result<LoadedConfig> {
     if loaded.generated {
         eprintln!("created the data directory configuration {}", loaded.path.display());
     }
-    Ok(loaded)
+    Ok((source, loaded))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let loaded = load_config(&cli)?;
+    let (source, loaded) = load_config(&cli)?;
     match cli.command {
         Command::Init { hostname, force } => init(&loaded, hostname, force),
         Command::Adduser { email, username, password, credit } => {
             adduser(&loaded, email, username, password, credit)
         }
+        Command::Serve { listen } => serve(&source, &loaded, listen),
     }
 }
 
@@ -185,6 +193,88 @@ fn adduser(
         }
         Err(error) => Err(error).context("adding the user"),
     }
+}
+
+fn serve(source: &ConfigSource, loaded: &LoadedConfig, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    // A data directory (the embedded default or --data-dir) is set up on first use; an
+    // operator's own director.cfg is never acted on without `init`.
+    let data_dir = match source {
+        ConfigSource::DataDir { dir, .. } => Some(dir.clone()),
+        _ => None,
+    };
+    if !setup::ca_exists(loaded) {
+        if data_dir.is_none() {
+            eprintln!(
+                "E: no CA in {}: run `director init HOSTNAME` first",
+                loaded.config.ca.cert_dir.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let hostname = loaded.config.director_url.as_ref().map_or("localhost", |url| url.host()).to_owned();
+        let report = setup::init(loaded, &hostname, false)?;
+        eprintln!(
+            "set up a new director in {}: CA and certificate for {}, database, dummy cloud",
+            loaded.config.conf_dir.display(),
+            report.director_url
+        );
+    }
+    let director = director::Director::open(loaded)?;
+    let addr = match listen {
+        Some(addr) => addr,
+        None => {
+            let port = loaded.config.director_url.as_ref().map_or(setup::DEFAULT_PORT, |url| url.port_or_default());
+            std::net::SocketAddr::from(([0, 0, 0, 0], port))
+        }
+    };
+    let cert_dir = &loaded.config.ca.cert_dir;
+    let read = |name: &str| std::fs::read(cert_dir.join(name)).with_context(|| format!("reading {}", cert_dir.join(name).display()));
+    let tls = conpaas_core::api::tls::server_config(&read("cert.pem")?, &read("key.pem")?, &read("ca_cert.pem")?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let n_users = director.store().run(|conn| conpaas_core::store::count_users(conn)).await?;
+        let listener = conpaas_core::api::server::Listener::bind(addr, tls, conpaas_core::api::server::TransportSettings::recommended())
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        println!("listening on https://{local}");
+        std::io::stdout().flush()?;
+        if n_users == 0 {
+            let how = match source {
+                ConfigSource::DataDir { dir, .. } => format!(" --data-dir {}", dir.display()),
+                ConfigSource::File { path, .. } => format!(" --config {}", path.display()),
+                _ => String::new(),
+            };
+            eprintln!("no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`");
+        }
+        listener.serve(conpaas_core::api::router(director), shutdown_signal()).await;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// Reads one line after showing `question` on stderr; works with piped input too.

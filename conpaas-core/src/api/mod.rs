@@ -1,6 +1,165 @@
 //! HTTP: the TLS accept loop and the ConPaaS 1.2 routes. The only layer that knows HTTP and JSON.
 
+mod answer;
+mod auth;
+mod error;
+mod handlers;
+mod manifest;
 pub mod params;
 pub mod server;
 pub mod tls;
 pub mod wire;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::director::Director;
+
+/// Every route of the 1.2 API: methods (as in the `Allow` header) and path pattern.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/new_user"),
+    ("POST", "/login"),
+    ("GET, POST", "/getcerts"),
+    ("GET", "/available_services"),
+    ("GET", "/available_clouds"),
+    ("POST", "/start/{servicetype}"),
+    ("POST", "/start/{servicetype}/{cloudname}"),
+    ("POST", "/stop/{serviceid}"),
+    ("POST", "/rename/{serviceid}"),
+    ("GET, POST", "/list"),
+    ("GET, POST", "/list/{appid}"),
+    ("POST", "/createapp"),
+    ("POST", "/delete/{appid}"),
+    ("POST", "/renameapp/{appid}"),
+    ("GET, POST", "/listapp"),
+    ("POST", "/upload_manifest"),
+    ("POST", "/download_manifest/{appid}"),
+    ("POST", "/ca/get_cert.php"),
+    ("POST", "/callback/decrementUserCredit.php"),
+    ("POST", "/callback/terminateService.php"),
+    ("GET", "/download/ConPaaS.tar.gz"),
+];
+
+/// The director's router: every route of `spec/director-api.md`, request logging, body limits.
+/// Requests reaching it through [`server::Listener`] carry the peer's verified certificate; an
+/// embedder mounting it elsewhere gets anonymous callers only.
+pub fn router(director: Director) -> Router {
+    Router::new()
+        .route("/new_user", post(handlers::new_user))
+        .route("/login", post(handlers::login))
+        .route("/getcerts", get(handlers::getcerts).post(handlers::getcerts))
+        .route("/available_services", get(handlers::available_services))
+        .route("/available_clouds", get(handlers::available_clouds))
+        .route("/start/{servicetype}", post(handlers::start))
+        .route("/start/{servicetype}/{cloudname}", post(handlers::start))
+        .route("/stop/{serviceid}", post(handlers::stop))
+        .route("/rename/{serviceid}", post(handlers::rename))
+        .route("/list", get(handlers::list).post(handlers::list))
+        .route("/list/{appid}", get(handlers::list_app).post(handlers::list_app))
+        .route("/createapp", post(handlers::createapp))
+        .route("/delete/{appid}", post(handlers::delete))
+        .route("/renameapp/{appid}", post(handlers::renameapp))
+        .route("/listapp", get(handlers::listapp).post(handlers::listapp))
+        .route("/upload_manifest", post(handlers::upload_manifest))
+        .route("/download_manifest/{appid}", post(handlers::download_manifest))
+        .route("/ca/get_cert.php", post(handlers::get_cert))
+        .route("/callback/decrementUserCredit.php", post(handlers::decrement_credit))
+        .route("/callback/terminateService.php", post(handlers::terminate))
+        .route("/download/ConPaaS.tar.gz", get(handlers::tarball))
+        .fallback(handlers::fallback)
+        .with_state(director)
+        .layer(DefaultBodyLimit::max(params::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(options))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Whether `path` matches a route pattern (`{name}` is one non-empty segment).
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) if p.starts_with('{') => {
+                if s.is_empty() {
+                    return false;
+                }
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The route pattern a path falls under, for the log (never the query string: 1.2 clients
+/// put passwords there).
+fn route_of(path: &str) -> &'static str {
+    ROUTES.iter().find(|(_, pattern)| matches(pattern, path)).map_or("(unknown)", |(_, p)| p)
+}
+
+/// `OPTIONS` on a route answers 200 with its `Allow` header, as Flask did.
+async fn options(request: Request, next: Next) -> Response {
+    if request.method() != Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| matches(pattern, path))
+        .flat_map(|(methods, _)| methods.split(", "))
+        .collect();
+    if allowed.is_empty() {
+        return answer::html_status(StatusCode::NOT_FOUND);
+    }
+    let mut allow: Vec<&str> = Vec::new();
+    if allowed.contains(&"GET") {
+        allow.push("HEAD");
+    }
+    allow.extend(allowed);
+    allow.push("OPTIONS");
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// One line per request: method, route, caller, status, latency. Never parameters or bodies.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = route_of(request.uri().path());
+    let caller = auth::describe(request.extensions().get::<server::PeerInfo>());
+    let remote = request.extensions().get::<server::PeerInfo>().map(|peer| peer.remote);
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let remote = remote.map(|r| r.to_string()).unwrap_or_default();
+    if status >= 500 {
+        tracing::warn!(%method, route, caller, remote, status, latency_ms, "request");
+    } else {
+        tracing::info!(%method, route, caller, remote, status, latency_ms, "request");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_single_segments() {
+        assert!(matches("/stop/{serviceid}", "/stop/7"));
+        assert!(!matches("/stop/{serviceid}", "/stop/"));
+        assert!(!matches("/stop/{serviceid}", "/stop/7/x"));
+        assert!(matches("/list", "/list"));
+        assert!(!matches("/list", "/list/"));
+        assert_eq!(route_of("/start/php/default"), "/start/{servicetype}/{cloudname}");
+    }
+}

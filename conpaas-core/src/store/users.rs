@@ -166,6 +166,11 @@ pub fn login(
     }
 }
 
+/// How many users exist (the first start suggests `adduser` when none does).
+pub fn count_users(conn: &mut DbConnection) -> Result<i64, Error> {
+    Ok(user::table.count().get_result(conn)?)
+}
+
 /// The user with this id.
 pub fn find_user(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, Error> {
     let row = user::table

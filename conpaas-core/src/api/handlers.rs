@@ -1,0 +1,435 @@
+//! One handler per 1.2 route: read parameters, authenticate, call the director, answer in the
+//! route's 1.2 shape (`spec/director-api.md` §3).
+
+use std::io::Write as _;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::answer::{self, Cors};
+use super::auth;
+use super::error::{Shape, respond};
+use super::params::{MAX_BODY_BYTES, Params};
+use super::server::PeerInfo;
+use super::wire;
+use crate::director::{Director, Registration, StartRequest};
+use crate::model::{AppId, ServiceId, ServiceType};
+use crate::store::password::md5_hex;
+
+const CREATION: Shape = Shape::ErrorObject { prefix: "Error upon service creation: " };
+const USER_CREATION: Shape = Shape::ErrorObject { prefix: "Error upon user creation: " };
+const PLAIN: Shape = Shape::ErrorObject { prefix: "" };
+
+/// The request's peer and parameters (query string + body).
+pub(super) struct Call {
+    peer: Option<PeerInfo>,
+    params: Params,
+}
+
+impl Call {
+    async fn read(request: Request) -> Result<Call, Response> {
+        let (parts, body) = request.into_parts();
+        let peer = parts.extensions.get::<PeerInfo>().cloned();
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| answer::html_status(StatusCode::PAYLOAD_TOO_LARGE))?;
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let params = Params::parse(parts.uri.query(), content_type, bytes).await.map_err(|error| {
+            tracing::info!(%error, "unreadable parameters");
+            answer::html_status(StatusCode::BAD_REQUEST)
+        })?;
+        Ok(Call { peer, params })
+    }
+
+    fn peer(&self) -> Option<&PeerInfo> {
+        self.peer.as_ref()
+    }
+}
+
+/// Reads the call or answers its failure.
+macro_rules! call {
+    ($request:expr) => {
+        match Call::read($request).await {
+            Ok(call) => call,
+            Err(response) => return response,
+        }
+    };
+}
+
+/// Authenticates or answers the failure.
+macro_rules! check {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
+/// An integer path segment (`<int:...>`): ASCII digits only, else 404 as in 1.2.
+fn path_id(text: &str) -> Option<i32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Leading zeros are fine (`/stop/007`); an id beyond i32 names nothing.
+    let significant = text.trim_start_matches('0');
+    if significant.is_empty() { Some(0) } else { significant.parse::<i32>().ok() }
+}
+
+fn not_found() -> Response {
+    answer::html_status(StatusCode::NOT_FOUND)
+}
+
+/// `POST /new_user`.
+pub(super) async fn new_user(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    if !director.open_registration() && !auth::is_frontend(call.peer()) {
+        tracing::info!("registration refused: no frontend certificate");
+        return answer::error_object("Registration is closed: use the ConPaaS frontend", Cors::Yes);
+    }
+    const FIELDS: [&str; 7] = ["username", "fname", "lname", "email", "affiliation", "password", "credit"];
+    for field in FIELDS {
+        if call.params.required(field).is_none() {
+            return answer::error_object(&format!("{field} is a required field"), Cors::Yes);
+        }
+    }
+    let field = |name: &str| call.params.required(name).unwrap_or_default().to_owned();
+    let password = field("password");
+    let registration = Registration {
+        username: field("username"),
+        fname: field("fname"),
+        lname: field("lname"),
+        email: field("email"),
+        affiliation: field("affiliation"),
+        password: SecretString::from(password.clone()),
+        credit: field("credit"),
+    };
+    match director.register(registration).await {
+        Ok(user) => answer::bare(&wire::User::new(&user, md5_hex(&password)), Cors::Yes),
+        Err(error) => respond(&error, USER_CREATION),
+    }
+}
+
+/// `POST /login`.
+pub(super) async fn login(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let username = call.params.get("username").unwrap_or_default();
+    let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
+    match director.login(username, &password).await {
+        // The PHP frontend compares this with md5(typed password): computed from what was just
+        // sent, so no stored hash ever leaves the server.
+        Ok(Some(user)) => answer::bare(&wire::User::new(&user, md5_hex(password.expose_secret())), Cors::Yes),
+        Ok(None) => answer::no(Cors::Yes),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
+/// `GET|POST /getcerts`.
+pub(super) async fn getcerts(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let username = call.params.get("username").unwrap_or_default();
+    let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
+    let certificates = match director.user_certificates(username, &password).await {
+        Ok(Some(certificates)) => certificates,
+        Ok(None) => return answer::no(Cors::Yes),
+        Err(error) => return respond(&error, PLAIN),
+    };
+    let zip = match certs_zip(
+        &certificates.cert_pem,
+        certificates.key_pem.expose_secret(),
+        &certificates.ca_cert_pem,
+    ) {
+        Ok(zip) => zip,
+        Err(error) => {
+            tracing::warn!(%error, "cannot build certs.zip");
+            return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/zip"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=certs.zip"),
+            // 1.2 let caches keep this for 12 hours; it holds a private key.
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        zip,
+    )
+        .into_response()
+}
+
+/// The three members of `certs.zip`, stored uncompressed in 1.2's order.
+fn certs_zip(cert: &str, key: &str, ca: &str) -> Result<Vec<u8>, zip::result::ZipError> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o600);
+    for (name, text) in [("cert.pem", cert), ("key.pem", key), ("ca_cert.pem", ca)] {
+        writer.start_file(name, options)?;
+        writer.write_all(text.as_bytes())?;
+    }
+    Ok(writer.finish()?.into_inner())
+}
+
+/// `GET /available_services`: 1.2's exact list, duplicate `taskfarm` included.
+pub(super) async fn available_services() -> Response {
+    const LIST: [&str; 10] = [
+        "taskfarm", "java", "mysql", "xtreemfs", "scalaris", "php", "selenium", "hadoop",
+        "helloworld", "taskfarm",
+    ];
+    debug_assert!(LIST.iter().all(|name| name.parse::<ServiceType>().is_ok()));
+    answer::bare(&LIST, Cors::No)
+}
+
+/// `GET /available_clouds`.
+pub(super) async fn available_clouds(State(director): State<Director>) -> Response {
+    answer::bare(&director.available_clouds(), Cors::No)
+}
+
+/// `POST /start/<type>` and `/start/<type>/<cloud>`.
+pub(super) async fn start(
+    State(director): State<Director>,
+    Path(segments): Path<Vec<String>>,
+    request: Request,
+) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    let mut segments = segments.into_iter();
+    let service_type = segments.next().unwrap_or_default();
+    let cloud = segments.next().unwrap_or_else(|| "default".to_owned());
+    let start = StartRequest {
+        uid: user.uid,
+        service_type,
+        cloud,
+        appid: call.params.get("appid").map(str::to_owned),
+    };
+    match director.start_service(start).await {
+        Ok(service) => answer::jsonify(&wire::Service::from(&service), Cors::Yes),
+        Err(error @ crate::director::Error::UnknownServiceType(_))
+        | Err(error @ crate::director::Error::ApplicationNotFound(_)) => respond(&error, PLAIN),
+        Err(error) => respond(&error, CREATION),
+    }
+}
+
+/// `POST /stop/<int:sid>`.
+pub(super) async fn stop(State(director): State<Director>, Path(sid): Path<String>, request: Request) -> Response {
+    let Some(sid) = path_id(&sid).map(ServiceId) else { return not_found() };
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.stop_service(user.uid, sid).await {
+        Ok(true) => answer::yes(Cors::Yes),
+        Ok(false) => answer::no(Cors::Yes),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
+    }
+}
+
+/// `POST /rename/<int:sid>`.
+pub(super) async fn rename(State(director): State<Director>, Path(sid): Path<String>, request: Request) -> Response {
+    let Some(sid) = path_id(&sid).map(ServiceId) else { return not_found() };
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    match director.rename_service(user.uid, sid, name).await {
+        Ok(true) => answer::yes(Cors::No),
+        Ok(false) => answer::no(Cors::No),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
+    }
+}
+
+/// `GET|POST /list`.
+pub(super) async fn list(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.services(user.uid).await {
+        Ok(services) => answer::bare(&services.iter().map(wire::Service::from).collect::<Vec<_>>(), Cors::Yes),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
+/// `GET|POST /list/<int:aid>`: only the caller's application (1.2 listed anyone's).
+pub(super) async fn list_app(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.application_services(user.uid, aid).await {
+        Ok(services) => answer::bare(&services.iter().map(wire::Service::from).collect::<Vec<_>>(), Cors::Yes),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
+/// `POST /createapp`.
+pub(super) async fn createapp(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    match director.create_application(user.uid, name).await {
+        Ok(app) => answer::jsonify(&wire::Application::from(&app), Cors::Yes),
+        Err(error) => respond(&error, PLAIN),
+    }
+}
+
+/// `POST /delete/<int:aid>`.
+pub(super) async fn delete(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.delete_application(user.uid, aid).await {
+        Ok(true) => answer::yes(Cors::Yes),
+        Ok(false) => answer::no(Cors::Yes),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
+    }
+}
+
+/// `POST /renameapp/<int:aid>`: `false` (not 1.2's 500) for an application not the caller's.
+pub(super) async fn renameapp(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    match director.rename_application(user.uid, aid, name).await {
+        Ok(true) => answer::yes(Cors::No),
+        Ok(false) => answer::no(Cors::No),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
+    }
+}
+
+/// `GET|POST /listapp`.
+pub(super) async fn listapp(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.applications(user.uid).await {
+        Ok(apps) => answer::bare(&apps.iter().map(wire::Application::from).collect::<Vec<_>>(), Cors::Yes),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
+/// `POST /download_manifest/<appid>`.
+pub(super) async fn download_manifest(
+    State(director): State<Director>,
+    Path(aid): Path<String>,
+    request: Request,
+) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    match director.manifest(user.uid, &aid).await {
+        Ok(Some((app, services))) => {
+            let manifest = wire::Manifest {
+                services: services
+                    .iter()
+                    .map(|service| wire::ManifestService {
+                        service_name: service.name.clone(),
+                        service_type: service.service_type.clone(),
+                        cloud: service.cloud.clone(),
+                    })
+                    .collect(),
+                application: app.name,
+            };
+            answer::bare(&manifest, Cors::No)
+        }
+        Ok(None) => answer::no(Cors::No),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
+/// `POST /upload_manifest`.
+pub(super) async fn upload_manifest(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let user = check!(auth::user(&director, call.peer()).await);
+    super::manifest::upload(&director, user.uid, &call.params).await
+}
+
+/// `POST /ca/get_cert.php`: PEM of the agent certificate; the identity is the caller's.
+pub(super) async fn get_cert(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    let Some(csr) = call.params.file("csr") else {
+        return answer::close(answer::html_status(StatusCode::BAD_REQUEST));
+    };
+    match director.sign_agent_csr(uid, sid, csr.to_vec()).await {
+        Ok(pem) => answer::close(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pem).into_response()),
+        Err(crate::director::Error::Ca(error)) => {
+            // The manager embeds whatever body it gets: refuse with a status and a body that
+            // is plainly not PEM.
+            tracing::info!(%error, uid = %uid, sid = %sid, "agent csr refused");
+            answer::close(answer::html_status(StatusCode::BAD_REQUEST))
+        }
+        Err(error) => answer::close(super::error::internal(&error)),
+    }
+}
+
+/// `POST /callback/decrementUserCredit.php`.
+pub(super) async fn decrement_credit(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    let decrement = call.params.get("decrement");
+    tracing::debug!(uid = %uid, sid = %sid, sent_sid = call.params.get("sid").unwrap_or("-1"), "credit decrement");
+    let covered = match director.charge(uid, decrement).await {
+        Ok(covered) => covered,
+        Err(error) => {
+            tracing::warn!(%error, "credit decrement failed");
+            false
+        }
+    };
+    answer::close(answer::jsonify(&wire::CallbackResult { error: !covered }, Cors::No))
+}
+
+/// `POST /callback/terminateService.php`.
+pub(super) async fn terminate(State(director): State<Director>, request: Request) -> Response {
+    let call = call!(request);
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    match director.terminate_service(uid, sid).await {
+        Ok(true) => answer::close(answer::jsonify(&wire::CallbackResult { error: false }, Cors::No)),
+        Ok(false) => answer::close(answer::no(Cors::Yes)),
+        Err(error) => answer::close(respond(&error, Shape::FalseOrStatus)),
+    }
+}
+
+/// `GET /download/ConPaaS.tar.gz`, with the caching headers 1.2 sent (the VMs use plain wget).
+pub(super) async fn tarball(State(director): State<Director>, headers: HeaderMap) -> Response {
+    let path = director.tarball_path();
+    let metadata = match tokio::fs::metadata(&path).await {
+        Ok(metadata) if metadata.is_file() => metadata,
+        _ => {
+            tracing::info!(path = %path.display(), "ConPaaS.tar.gz is missing");
+            return not_found();
+        }
+    };
+    let modified = metadata.modified().ok();
+    let etag = format!(
+        "\"{:x}-{:x}\"",
+        modified
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs()),
+        metadata.len()
+    );
+    let mut response = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => ([(header::CONTENT_TYPE, "application/x-tar")], Body::from(bytes)).into_response(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read ConPaaS.tar.gz");
+                return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        }
+    };
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, value);
+    }
+    if let Some(modified) = modified {
+        let text = chrono::DateTime::<chrono::Utc>::from(modified).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            out.insert(header::LAST_MODIFIED, value);
+        }
+    }
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=43200"));
+    response
+}
+
+/// Anything else: 1.2's 404 page.
+pub(super) async fn fallback() -> Response {
+    not_found()
+}

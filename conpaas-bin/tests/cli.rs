@@ -1,6 +1,9 @@
 //! The `director` binary's operator commands, run as an operator would: `init`, `adduser`,
 //! and what a broken configuration does to them.
 
+// Test helpers panic on setup failures by design: that is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -18,7 +21,12 @@ fn director(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -55,7 +63,10 @@ fn init_creates_a_working_installation() {
     assert_eq!(mode(&certs.join("key.pem")), 0o600);
     assert!(data.join("director.db").exists());
     let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
-    assert!(cfg.contains("DIRECTOR_URL = https://director.example.org:5555\n"), "{cfg}");
+    assert!(
+        cfg.contains("DIRECTOR_URL = https://director.example.org:5555\n"),
+        "{cfg}"
+    );
 
     // A reader nobody here wrote accepts the chain and sees the frontend role.
     let verify = Command::new("openssl")
@@ -72,7 +83,11 @@ fn init_creates_a_working_installation() {
         .unwrap();
     let subject = text(&subject.stdout);
     assert!(subject.contains("2.5.4.72=frontend"), "{subject}");
-    assert!(subject.contains("CN=director.example.org") || subject.contains("2.5.4.3=director.example.org"), "{subject}");
+    assert!(
+        subject.contains("CN=director.example.org")
+            || subject.contains("2.5.4.3=director.example.org"),
+        "{subject}"
+    );
 }
 
 #[test]
@@ -85,13 +100,26 @@ fn init_refuses_to_replace_a_ca_without_force() {
 
     let out = director(&data, &["init", "other.example.org"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(data.join("certs/ca_cert.pem")).unwrap(), ca_before);
-    assert_eq!(std::fs::read(data.join("director.cfg")).unwrap(), cfg_before);
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(data.join("certs/ca_cert.pem")).unwrap(),
+        ca_before
+    );
+    assert_eq!(
+        std::fs::read(data.join("director.cfg")).unwrap(),
+        cfg_before
+    );
 
     let out = director(&data, &["init", "--force", "other.example.org"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_ne!(std::fs::read(data.join("certs/ca_cert.pem")).unwrap(), ca_before);
+    assert_ne!(
+        std::fs::read(data.join("certs/ca_cert.pem")).unwrap(),
+        ca_before
+    );
 }
 
 #[test]
@@ -101,11 +129,18 @@ fn init_asks_for_the_hostname_with_the_configured_default() {
     // The generated configuration says https://localhost:5555: an empty answer keeps it.
     let out = director(&data, &["init"], "\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("[localhost]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[localhost]"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = director(&data, &["init", "--force"], "typed.example.org\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
-    assert!(cfg.contains("DIRECTOR_URL = https://typed.example.org:5555"), "{cfg}");
+    assert!(
+        cfg.contains("DIRECTOR_URL = https://typed.example.org:5555"),
+        "{cfg}"
+    );
 }
 
 #[test]
@@ -122,7 +157,10 @@ fn init_keeps_the_other_lines_of_an_operators_config() {
     std::fs::write(&cfg, &original).unwrap();
     let out = director_with_config(&cfg, &["init", "new.example.org"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let expected = original.replace("https://old.example.org:5555", "https://new.example.org:5555");
+    let expected = original.replace(
+        "https://old.example.org:5555",
+        "https://new.example.org:5555",
+    );
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), expected);
 }
 
@@ -132,24 +170,48 @@ fn adduser_creates_once_and_refuses_duplicates() {
     let data = temp.path().join("data");
     assert!(director(&data, &["init", "localhost"], "").status.success());
 
-    let out = director(&data, &["adduser", "alice@example.org", "alice", "s3cret"], "");
+    let out = director(
+        &data,
+        &["adduser", "alice@example.org", "alice", "s3cret"],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("50 credit"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("50 credit"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = director(&data, &["adduser", "other@example.org", "alice", "x"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("Username \"alice\" already taken"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Username \"alice\" already taken"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = director(&data, &["adduser", "alice@example.org", "bob", "x"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("already registered"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already registered"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = director(&data, &["adduser", "ca@example.org", "CA", "x"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("reserved"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("reserved"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Prompts: e-mail, user name, password twice (piped: read as lines).
-    let out = director(&data, &["adduser", "--credit", "7"], "bob@example.org\nbob\npw\npw\n");
+    let out = director(
+        &data,
+        &["adduser", "--credit", "7"],
+        "bob@example.org\nbob\npw\npw\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("7 credit"));
     let out = director(&data, &["adduser"], "carol@example.org\ncarol\npw\nother\n");
@@ -170,8 +232,18 @@ fn adduser_creates_once_and_refuses_duplicates() {
         .unwrap()
         .expect("alice logs in");
     assert_eq!(user.credit.0, 50);
-    assert!(store.run_blocking(|conn| conpaas_core::store::login(conn, "alice", "bad")).unwrap().is_none());
-    assert!(store.run_blocking(|conn| conpaas_core::store::login(conn, "carol", "pw")).unwrap().is_none());
+    assert!(
+        store
+            .run_blocking(|conn| conpaas_core::store::login(conn, "alice", "bad"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .run_blocking(|conn| conpaas_core::store::login(conn, "carol", "pw"))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -190,14 +262,21 @@ fn a_typo_in_the_config_names_file_line_and_key() {
     )
     .unwrap();
     let out = director_with_config(&cfg, &["init", "localhost"]);
-    assert_eq!(out.status.code(), Some(1), "a config error is a clean exit, not a panic");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a config error is a clean exit, not a panic"
+    );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("{}:6: [conpaas] VPN_SERVICE_BITS:", cfg.display())),
         "{stderr}"
     );
     assert!(stderr.contains("\"five\""), "{stderr}");
-    assert!(!dir.join("certs").exists(), "nothing written after a config error");
+    assert!(
+        !dir.join("certs").exists(),
+        "nothing written after a config error"
+    );
 }
 
 #[test]
@@ -206,7 +285,11 @@ fn a_missing_config_file_is_named() {
     let cfg = temp.path().join("nope.cfg");
     let out = director_with_config(&cfg, &["init", "localhost"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("nope.cfg"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nope.cfg"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -89,7 +89,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
         tracing::warn!("{warning}");
     }
     if loaded.generated {
-        eprintln!("created the data directory configuration {}", loaded.path.display());
+        eprintln!(
+            "created the data directory configuration {}",
+            loaded.path.display()
+        );
     }
     Ok((source, loaded))
 }
@@ -98,9 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (source, loaded) = load_config(&cli)?;
     match cli.command {
         Command::Init { hostname, force } => init(&loaded, hostname, force),
-        Command::Adduser { email, username, password, credit } => {
-            adduser(&loaded, email, username, password, credit)
-        }
+        Command::Adduser {
+            email,
+            username,
+            password,
+            credit,
+        } => adduser(&loaded, email, username, password, credit),
         Command::Serve { listen } => serve(&source, &loaded, listen),
     }
 }
@@ -122,16 +128,30 @@ fn init(loaded: &LoadedConfig, hostname: Option<String>, force: bool) -> anyhow:
                 .director_url
                 .as_ref()
                 .map(|url| url.host().to_owned())
-                .or_else(|| hostname::get().ok().and_then(|name| name.into_string().ok()))
+                .or_else(|| {
+                    hostname::get()
+                        .ok()
+                        .and_then(|name| name.into_string().ok())
+                })
                 .unwrap_or_else(|| "localhost".to_owned());
             let answer = prompt(&format!("Your hostname [{default}]: "))?;
             if answer.is_empty() { default } else { answer }
         }
     };
     let report = setup::init(loaded, &hostname, force)?;
-    println!("created the CA and the director certificate in {}", loaded.config.ca.cert_dir.display());
-    println!("database ready ({} migration(s) applied now)", report.migrations.len());
-    println!("DIRECTOR_URL = {} written to {}", report.director_url, loaded.path.display());
+    println!(
+        "created the CA and the director certificate in {}",
+        loaded.config.ca.cert_dir.display()
+    );
+    println!(
+        "database ready ({} migration(s) applied now)",
+        report.migrations.len()
+    );
+    println!(
+        "DIRECTOR_URL = {} written to {}",
+        report.director_url,
+        loaded.path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -179,7 +199,10 @@ fn adduser(
     };
     match accounts::add_user_blocking(&store, account) {
         Ok(user) => {
-            println!("user {} created with uid {} and {} credit", user.username, user.uid, user.credit);
+            println!(
+                "user {} created with uid {} and {} credit",
+                user.username, user.uid, user.credit
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(
@@ -195,7 +218,11 @@ fn adduser(
     }
 }
 
-fn serve(source: &ConfigSource, loaded: &LoadedConfig, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+fn serve(
+    source: &ConfigSource,
+    loaded: &LoadedConfig,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     // A data directory (the embedded default or --data-dir) is set up on first use; an
     // operator's own director.cfg is never acted on without `init`.
     let data_dir = match source {
@@ -210,7 +237,12 @@ fn serve(source: &ConfigSource, loaded: &LoadedConfig, listen: Option<std::net::
             );
             return Ok(ExitCode::FAILURE);
         }
-        let hostname = loaded.config.director_url.as_ref().map_or("localhost", |url| url.host()).to_owned();
+        let hostname = loaded
+            .config
+            .director_url
+            .as_ref()
+            .map_or("localhost", |url| url.host())
+            .to_owned();
         let report = setup::init(loaded, &hostname, false)?;
         eprintln!(
             "set up a new director in {}: CA and certificate for {}, database, dummy cloud",
@@ -222,19 +254,39 @@ fn serve(source: &ConfigSource, loaded: &LoadedConfig, listen: Option<std::net::
     let addr = match listen {
         Some(addr) => addr,
         None => {
-            let port = loaded.config.director_url.as_ref().map_or(setup::DEFAULT_PORT, |url| url.port_or_default());
+            let port = loaded
+                .config
+                .director_url
+                .as_ref()
+                .map_or(setup::DEFAULT_PORT, |url| url.port_or_default());
             std::net::SocketAddr::from(([0, 0, 0, 0], port))
         }
     };
     let cert_dir = &loaded.config.ca.cert_dir;
-    let read = |name: &str| std::fs::read(cert_dir.join(name)).with_context(|| format!("reading {}", cert_dir.join(name).display()));
-    let tls = conpaas_core::api::tls::server_config(&read("cert.pem")?, &read("key.pem")?, &read("ca_cert.pem")?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let read = |name: &str| {
+        std::fs::read(cert_dir.join(name))
+            .with_context(|| format!("reading {}", cert_dir.join(name).display()))
+    };
+    let tls = conpaas_core::api::tls::server_config(
+        &read("cert.pem")?,
+        &read("key.pem")?,
+        &read("ca_cert.pem")?,
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let n_users = director.store().run(|conn| conpaas_core::store::count_users(conn)).await?;
-        let listener = conpaas_core::api::server::Listener::bind(addr, tls, conpaas_core::api::server::TransportSettings::recommended())
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
+        let n_users = director
+            .store()
+            .run(conpaas_core::store::count_users)
+            .await?;
+        let listener = conpaas_core::api::server::Listener::bind(
+            addr,
+            tls,
+            conpaas_core::api::server::TransportSettings::recommended(),
+        )
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
         println!("listening on https://{local}");
         std::io::stdout().flush()?;
@@ -246,7 +298,9 @@ fn serve(source: &ConfigSource, loaded: &LoadedConfig, listen: Option<std::net::
             };
             eprintln!("no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`");
         }
-        listener.serve(conpaas_core::api::router(director), shutdown_signal()).await;
+        listener
+            .serve(conpaas_core::api::router(director), shutdown_signal())
+            .await;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;
@@ -258,13 +312,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -19,16 +19,20 @@ const TEXT_HTML: &str = "text/html; charset=utf-8";
 
 fn with_cors(mut response: Response, cors: Cors) -> Response {
     if cors == Cors::Yes {
-        response
-            .headers_mut()
-            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
     response
 }
 
 /// A bare JSON answer (`text/html; charset=utf-8`, Python's separators).
 pub fn bare<T: Serialize + ?Sized>(value: &T, cors: Cors) -> Response {
-    with_cors(([(header::CONTENT_TYPE, TEXT_HTML)], wire::bare_json(value)).into_response(), cors)
+    with_cors(
+        ([(header::CONTENT_TYPE, TEXT_HTML)], wire::bare_json(value)).into_response(),
+        cors,
+    )
 }
 
 /// Bare `true`.
@@ -44,7 +48,11 @@ pub fn no(cors: Cors) -> Response {
 /// A jsonify answer (`application/json`).
 pub fn jsonify<T: Serialize + ?Sized>(value: &T, cors: Cors) -> Response {
     with_cors(
-        ([(header::CONTENT_TYPE, "application/json")], wire::jsonify(value)).into_response(),
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            wire::jsonify(value),
+        )
+            .into_response(),
         cors,
     )
 }
@@ -56,7 +64,12 @@ pub fn error_object(msg: &str, cors: Cors) -> Response {
 
 /// A plain-text 401 as 1.2's `cert_required` answered.
 pub fn unauthorized(body: &'static str) -> Response {
-    (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, TEXT_HTML)], body).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, TEXT_HTML)],
+        body,
+    )
+        .into_response()
 }
 
 /// A small HTML page for framework-level statuses (404, 400, 413, 500), no internals.
@@ -71,6 +84,8 @@ pub fn html_status(status: StatusCode) -> Response {
 
 /// Marks an answer as the last on its connection: the 1.2 managers read until EOF.
 pub fn close(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }

@@ -26,9 +26,15 @@ pub(super) fn identity(peer: Option<&PeerInfo>) -> Option<CertIdentity> {
 pub(super) fn describe(peer: Option<&PeerInfo>) -> String {
     match identity(peer) {
         None => "anonymous".to_owned(),
-        Some(id) => match (id.role.as_deref(), id.uid.as_deref(), id.service_locator.as_deref()) {
+        Some(id) => match (
+            id.role.as_deref(),
+            id.uid.as_deref(),
+            id.service_locator.as_deref(),
+        ) {
             (Some("frontend"), _, _) => "frontend".to_owned(),
-            (Some(role @ ("manager" | "agent")), Some(uid), Some(sid)) => format!("{role}:{uid}/{sid}"),
+            (Some(role @ ("manager" | "agent")), Some(uid), Some(sid)) => {
+                format!("{role}:{uid}/{sid}")
+            }
             (Some(role), Some(uid), _) => format!("{role}:{uid}"),
             (role, _, _) => format!("cert:{}", role.unwrap_or("?")),
         },

@@ -74,8 +74,12 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::Cancelled => {
             tracing::warn!(%error, "internal error");
             match shape {
-                Shape::ErrorObject { prefix } => format!("{prefix}internal error, see the director's log"),
-                Shape::FalseOrStatus => return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR),
+                Shape::ErrorObject { prefix } => {
+                    format!("{prefix}internal error, see the director's log")
+                }
+                Shape::FalseOrStatus => {
+                    return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR);
+                }
             }
         }
     };

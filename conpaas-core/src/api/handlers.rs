@@ -19,8 +19,12 @@ use crate::director::{Director, Registration, StartRequest};
 use crate::model::{AppId, ServiceId, ServiceType};
 use crate::store::password::md5_hex;
 
-const CREATION: Shape = Shape::ErrorObject { prefix: "Error upon service creation: " };
-const USER_CREATION: Shape = Shape::ErrorObject { prefix: "Error upon user creation: " };
+const CREATION: Shape = Shape::ErrorObject {
+    prefix: "Error upon service creation: ",
+};
+const USER_CREATION: Shape = Shape::ErrorObject {
+    prefix: "Error upon user creation: ",
+};
 const PLAIN: Shape = Shape::ErrorObject { prefix: "" };
 
 /// The request's peer and parameters (query string + body).
@@ -36,11 +40,16 @@ impl Call {
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| answer::html_status(StatusCode::PAYLOAD_TOO_LARGE))?;
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let params = Params::parse(parts.uri.query(), content_type, bytes).await.map_err(|error| {
-            tracing::info!(%error, "unreadable parameters");
-            answer::html_status(StatusCode::BAD_REQUEST)
-        })?;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let params = Params::parse(parts.uri.query(), content_type, bytes)
+            .await
+            .map_err(|error| {
+                tracing::info!(%error, "unreadable parameters");
+                answer::html_status(StatusCode::BAD_REQUEST)
+            })?;
         Ok(Call { peer, params })
     }
 
@@ -76,7 +85,11 @@ fn path_id(text: &str) -> Option<i32> {
     }
     // Leading zeros are fine (`/stop/007`); an id beyond i32 names nothing.
     let significant = text.trim_start_matches('0');
-    if significant.is_empty() { Some(0) } else { significant.parse::<i32>().ok() }
+    if significant.is_empty() {
+        Some(0)
+    } else {
+        significant.parse::<i32>().ok()
+    }
 }
 
 fn not_found() -> Response {
@@ -88,9 +101,20 @@ pub(super) async fn new_user(State(director): State<Director>, request: Request)
     let call = call!(request);
     if !director.open_registration() && !auth::is_frontend(call.peer()) {
         tracing::info!("registration refused: no frontend certificate");
-        return answer::error_object("Registration is closed: use the ConPaaS frontend", Cors::Yes);
+        return answer::error_object(
+            "Registration is closed: use the ConPaaS frontend",
+            Cors::Yes,
+        );
     }
-    const FIELDS: [&str; 7] = ["username", "fname", "lname", "email", "affiliation", "password", "credit"];
+    const FIELDS: [&str; 7] = [
+        "username",
+        "fname",
+        "lname",
+        "email",
+        "affiliation",
+        "password",
+        "credit",
+    ];
     for field in FIELDS {
         if call.params.required(field).is_none() {
             return answer::error_object(&format!("{field} is a required field"), Cors::Yes);
@@ -121,7 +145,10 @@ pub(super) async fn login(State(director): State<Director>, request: Request) ->
     match director.login(username, &password).await {
         // The PHP frontend compares this with md5(typed password): computed from what was just
         // sent, so no stored hash ever leaves the server.
-        Ok(Some(user)) => answer::bare(&wire::User::new(&user, md5_hex(password.expose_secret())), Cors::Yes),
+        Ok(Some(user)) => answer::bare(
+            &wire::User::new(&user, md5_hex(password.expose_secret())),
+            Cors::Yes,
+        ),
         Ok(None) => answer::no(Cors::Yes),
         Err(error) => super::error::internal(&error),
     }
@@ -151,7 +178,10 @@ pub(super) async fn getcerts(State(director): State<Director>, request: Request)
     (
         [
             (header::CONTENT_TYPE, "application/zip"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=certs.zip"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=certs.zip",
+            ),
             // 1.2 let caches keep this for 12 hours; it holds a private key.
             (header::CACHE_CONTROL, "no-store"),
         ],
@@ -176,8 +206,16 @@ fn certs_zip(cert: &str, key: &str, ca: &str) -> Result<Vec<u8>, zip::result::Zi
 /// `GET /available_services`: 1.2's exact list, duplicate `taskfarm` included.
 pub(super) async fn available_services() -> Response {
     const LIST: [&str; 10] = [
-        "taskfarm", "java", "mysql", "xtreemfs", "scalaris", "php", "selenium", "hadoop",
-        "helloworld", "taskfarm",
+        "taskfarm",
+        "java",
+        "mysql",
+        "xtreemfs",
+        "scalaris",
+        "php",
+        "selenium",
+        "hadoop",
+        "helloworld",
+        "taskfarm",
     ];
     debug_assert!(LIST.iter().all(|name| name.parse::<ServiceType>().is_ok()));
     answer::bare(&LIST, Cors::No)
@@ -214,8 +252,14 @@ pub(super) async fn start(
 }
 
 /// `POST /stop/<int:sid>`.
-pub(super) async fn stop(State(director): State<Director>, Path(sid): Path<String>, request: Request) -> Response {
-    let Some(sid) = path_id(&sid).map(ServiceId) else { return not_found() };
+pub(super) async fn stop(
+    State(director): State<Director>,
+    Path(sid): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(sid) = path_id(&sid).map(ServiceId) else {
+        return not_found();
+    };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     match director.stop_service(user.uid, sid).await {
@@ -226,11 +270,19 @@ pub(super) async fn stop(State(director): State<Director>, Path(sid): Path<Strin
 }
 
 /// `POST /rename/<int:sid>`.
-pub(super) async fn rename(State(director): State<Director>, Path(sid): Path<String>, request: Request) -> Response {
-    let Some(sid) = path_id(&sid).map(ServiceId) else { return not_found() };
+pub(super) async fn rename(
+    State(director): State<Director>,
+    Path(sid): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(sid) = path_id(&sid).map(ServiceId) else {
+        return not_found();
+    };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
-    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    let Some(name) = call.params.required("name") else {
+        return answer::no(Cors::Yes);
+    };
     match director.rename_service(user.uid, sid, name).await {
         Ok(true) => answer::yes(Cors::No),
         Ok(false) => answer::no(Cors::No),
@@ -243,18 +295,30 @@ pub(super) async fn list(State(director): State<Director>, request: Request) -> 
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     match director.services(user.uid).await {
-        Ok(services) => answer::bare(&services.iter().map(wire::Service::from).collect::<Vec<_>>(), Cors::Yes),
+        Ok(services) => answer::bare(
+            &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
+            Cors::Yes,
+        ),
         Err(error) => super::error::internal(&error),
     }
 }
 
 /// `GET|POST /list/<int:aid>`: only the caller's application (1.2 listed anyone's).
-pub(super) async fn list_app(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+pub(super) async fn list_app(
+    State(director): State<Director>,
+    Path(aid): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else {
+        return not_found();
+    };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     match director.application_services(user.uid, aid).await {
-        Ok(services) => answer::bare(&services.iter().map(wire::Service::from).collect::<Vec<_>>(), Cors::Yes),
+        Ok(services) => answer::bare(
+            &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
+            Cors::Yes,
+        ),
         Err(error) => super::error::internal(&error),
     }
 }
@@ -263,7 +327,9 @@ pub(super) async fn list_app(State(director): State<Director>, Path(aid): Path<S
 pub(super) async fn createapp(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
-    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    let Some(name) = call.params.required("name") else {
+        return answer::no(Cors::Yes);
+    };
     match director.create_application(user.uid, name).await {
         Ok(app) => answer::jsonify(&wire::Application::from(&app), Cors::Yes),
         Err(error) => respond(&error, PLAIN),
@@ -271,8 +337,14 @@ pub(super) async fn createapp(State(director): State<Director>, request: Request
 }
 
 /// `POST /delete/<int:aid>`.
-pub(super) async fn delete(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+pub(super) async fn delete(
+    State(director): State<Director>,
+    Path(aid): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else {
+        return not_found();
+    };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     match director.delete_application(user.uid, aid).await {
@@ -283,11 +355,19 @@ pub(super) async fn delete(State(director): State<Director>, Path(aid): Path<Str
 }
 
 /// `POST /renameapp/<int:aid>`: `false` (not 1.2's 500) for an application not the caller's.
-pub(super) async fn renameapp(State(director): State<Director>, Path(aid): Path<String>, request: Request) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else { return not_found() };
+pub(super) async fn renameapp(
+    State(director): State<Director>,
+    Path(aid): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(aid) = path_id(&aid).map(AppId) else {
+        return not_found();
+    };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
-    let Some(name) = call.params.required("name") else { return answer::no(Cors::Yes) };
+    let Some(name) = call.params.required("name") else {
+        return answer::no(Cors::Yes);
+    };
     match director.rename_application(user.uid, aid, name).await {
         Ok(true) => answer::yes(Cors::No),
         Ok(false) => answer::no(Cors::No),
@@ -300,7 +380,10 @@ pub(super) async fn listapp(State(director): State<Director>, request: Request) 
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     match director.applications(user.uid).await {
-        Ok(apps) => answer::bare(&apps.iter().map(wire::Application::from).collect::<Vec<_>>(), Cors::Yes),
+        Ok(apps) => answer::bare(
+            &apps.iter().map(wire::Application::from).collect::<Vec<_>>(),
+            Cors::Yes,
+        ),
         Err(error) => super::error::internal(&error),
     }
 }
@@ -334,7 +417,10 @@ pub(super) async fn download_manifest(
 }
 
 /// `POST /upload_manifest`.
-pub(super) async fn upload_manifest(State(director): State<Director>, request: Request) -> Response {
+pub(super) async fn upload_manifest(
+    State(director): State<Director>,
+    request: Request,
+) -> Response {
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     super::manifest::upload(&director, user.uid, &call.params).await
@@ -343,12 +429,18 @@ pub(super) async fn upload_manifest(State(director): State<Director>, request: R
 /// `POST /ca/get_cert.php`: PEM of the agent certificate; the identity is the caller's.
 pub(super) async fn get_cert(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    let (uid, sid) = check!(
+        auth::manager(&director, call.peer())
+            .await
+            .map_err(answer::close)
+    );
     let Some(csr) = call.params.file("csr") else {
         return answer::close(answer::html_status(StatusCode::BAD_REQUEST));
     };
     match director.sign_agent_csr(uid, sid, csr.to_vec()).await {
-        Ok(pem) => answer::close(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pem).into_response()),
+        Ok(pem) => answer::close(
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pem).into_response(),
+        ),
         Err(crate::director::Error::Ca(error)) => {
             // The manager embeds whatever body it gets: refuse with a status and a body that
             // is plainly not PEM.
@@ -360,9 +452,16 @@ pub(super) async fn get_cert(State(director): State<Director>, request: Request)
 }
 
 /// `POST /callback/decrementUserCredit.php`.
-pub(super) async fn decrement_credit(State(director): State<Director>, request: Request) -> Response {
+pub(super) async fn decrement_credit(
+    State(director): State<Director>,
+    request: Request,
+) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    let (uid, sid) = check!(
+        auth::manager(&director, call.peer())
+            .await
+            .map_err(answer::close)
+    );
     let decrement = call.params.get("decrement");
     tracing::debug!(uid = %uid, sid = %sid, sent_sid = call.params.get("sid").unwrap_or("-1"), "credit decrement");
     let covered = match director.charge(uid, decrement).await {
@@ -372,15 +471,25 @@ pub(super) async fn decrement_credit(State(director): State<Director>, request: 
             false
         }
     };
-    answer::close(answer::jsonify(&wire::CallbackResult { error: !covered }, Cors::No))
+    answer::close(answer::jsonify(
+        &wire::CallbackResult { error: !covered },
+        Cors::No,
+    ))
 }
 
 /// `POST /callback/terminateService.php`.
 pub(super) async fn terminate(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await.map_err(answer::close));
+    let (uid, sid) = check!(
+        auth::manager(&director, call.peer())
+            .await
+            .map_err(answer::close)
+    );
     match director.terminate_service(uid, sid).await {
-        Ok(true) => answer::close(answer::jsonify(&wire::CallbackResult { error: false }, Cors::No)),
+        Ok(true) => answer::close(answer::jsonify(
+            &wire::CallbackResult { error: false },
+            Cors::No,
+        )),
         Ok(false) => answer::close(answer::no(Cors::Yes)),
         Err(error) => answer::close(respond(&error, Shape::FalseOrStatus)),
     }
@@ -404,11 +513,19 @@ pub(super) async fn tarball(State(director): State<Director>, headers: HeaderMap
             .map_or(0, |d| d.as_secs()),
         metadata.len()
     );
-    let mut response = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         match tokio::fs::read(&path).await {
-            Ok(bytes) => ([(header::CONTENT_TYPE, "application/x-tar")], Body::from(bytes)).into_response(),
+            Ok(bytes) => (
+                [(header::CONTENT_TYPE, "application/x-tar")],
+                Body::from(bytes),
+            )
+                .into_response(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read ConPaaS.tar.gz");
                 return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR);
@@ -420,12 +537,17 @@ pub(super) async fn tarball(State(director): State<Director>, headers: HeaderMap
         out.insert(header::ETAG, value);
     }
     if let Some(modified) = modified {
-        let text = chrono::DateTime::<chrono::Utc>::from(modified).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let text = chrono::DateTime::<chrono::Utc>::from(modified)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
         if let Ok(value) = HeaderValue::from_str(&text) {
             out.insert(header::LAST_MODIFIED, value);
         }
     }
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=43200"));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=43200"),
+    );
     response
 }
 

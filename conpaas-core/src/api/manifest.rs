@@ -11,11 +11,19 @@ use crate::director::{Director, StartRequest};
 use crate::model::UserId;
 
 /// The types a manifest may name (`helloworld` is accepted by `/start` only, as in 1.2).
-const MANIFEST_TYPES: [&str; 8] =
-    ["php", "java", "mysql", "scalaris", "hadoop", "selenium", "xtreemfs", "taskfarm"];
+const MANIFEST_TYPES: [&str; 8] = [
+    "php", "java", "mysql", "scalaris", "hadoop", "selenium", "xtreemfs", "taskfarm",
+];
 
 /// Keys whose processing needs calls to the new service's manager.
-const MANAGER_KEYS: [&str; 6] = ["Archive", "StartupScript", "StartupInstances", "Password", "Dump", "VolumeStartup"];
+const MANAGER_KEYS: [&str; 6] = [
+    "Archive",
+    "StartupScript",
+    "StartupInstances",
+    "Password",
+    "Dump",
+    "VolumeStartup",
+];
 
 /// One service of a validated manifest.
 #[derive(Debug, Clone)]
@@ -52,11 +60,17 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
+/// The manifest is unusable: 1.2 answered `false` (or a 500 for some structures; `false` now).
+#[derive(Debug)]
+struct Unusable;
+
 /// 1.2's validation, with `false` instead of its 500s for unusable structures.
-fn validate(text: &str) -> Result<Manifest, Response> {
-    let refuse = || answer::no(Cors::No);
+fn validate(text: &str) -> Result<Manifest, Unusable> {
+    let refuse = || Unusable;
     let document: Value = serde_json::from_str(text).map_err(|_| refuse())?;
-    let Value::Object(top) = document else { return Err(refuse()) };
+    let Value::Object(top) = document else {
+        return Err(refuse());
+    };
     let entries: Vec<Value> = match top.get("Services") {
         Some(Value::Array(items)) => items.clone(),
         Some(Value::Object(members)) if members.is_empty() => Vec::new(),
@@ -65,21 +79,47 @@ fn validate(text: &str) -> Result<Manifest, Response> {
     };
     let mut services = Vec::with_capacity(entries.len());
     for entry in entries {
-        let Value::Object(entry) = entry else { return Err(refuse()) };
-        let Some(service_type) = entry.get("Type").and_then(text_of).filter(|t| !t.is_empty()) else {
+        let Value::Object(entry) = entry else {
             return Err(refuse());
         };
-        let cloud = entry.get("Cloud").and_then(text_of).filter(|c| !c.is_empty()).unwrap_or_else(|| "default".to_owned());
-        let name = entry.get("ServiceName").and_then(text_of).filter(|n| !n.is_empty());
-        let mut manager_steps: Vec<&'static str> =
-            MANAGER_KEYS.into_iter().filter(|key| entry.get(*key).is_some_and(truthy)).collect();
+        let Some(service_type) = entry
+            .get("Type")
+            .and_then(text_of)
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(refuse());
+        };
+        let cloud = entry
+            .get("Cloud")
+            .and_then(text_of)
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let name = entry
+            .get("ServiceName")
+            .and_then(text_of)
+            .filter(|n| !n.is_empty());
+        let mut manager_steps: Vec<&'static str> = MANAGER_KEYS
+            .into_iter()
+            .filter(|key| entry.get(*key).is_some_and(truthy))
+            .collect();
         if entry.get("Start").is_some_and(truthy) {
             manager_steps.push("Start");
         }
-        services.push(ServiceEntry { service_type, cloud, name, manager_steps });
+        services.push(ServiceEntry {
+            service_type,
+            cloud,
+            name,
+            manager_steps,
+        });
     }
-    let application = top.get("Application").and_then(text_of).filter(|a| !a.is_empty());
-    Ok(Manifest { application, services })
+    let application = top
+        .get("Application")
+        .and_then(text_of)
+        .filter(|a| !a.is_empty());
+    Ok(Manifest {
+        application,
+        services,
+    })
 }
 
 /// Processes a validated manifest; `Err(message)` is the error object's `msg`.
@@ -88,10 +128,19 @@ async fn process(director: &Director, uid: UserId, manifest: Manifest) -> Result
         return Err("Application is not defined".to_owned());
     };
     // Looked up among the caller's applications only (1.2 took anyone's, then failed).
-    let apps = director.applications(uid).await.map_err(|_| "internal error".to_owned())?;
-    let app = match apps.into_iter().find(|app| app.name.as_deref() == Some(name.as_str())) {
+    let apps = director
+        .applications(uid)
+        .await
+        .map_err(|_| "internal error".to_owned())?;
+    let app = match apps
+        .into_iter()
+        .find(|app| app.name.as_deref() == Some(name.as_str()))
+    {
         Some(app) => app,
-        None => director.create_application(uid, &name).await.map_err(|error| error.to_string())?,
+        None => director
+            .create_application(uid, &name)
+            .await
+            .map_err(|error| error.to_string())?,
     };
     for entry in manifest.services {
         if !MANIFEST_TYPES.contains(&entry.service_type.as_str()) {
@@ -109,22 +158,24 @@ async fn process(director: &Director, uid: UserId, manifest: Manifest) -> Result
             cloud: entry.cloud.clone(),
             appid: Some(app.aid.to_string()),
         };
-        let service = director.start_service(start).await.map_err(|error| match error {
-            crate::director::Error::UnknownServiceType(_) | crate::director::Error::ApplicationNotFound(_) => {
-                error.to_string()
-            }
-            other => {
-                tracing::warn!(error = %other, "manifest service creation failed");
-                let response_text = match other {
-                    crate::director::Error::InsufficientCredit
-                    | crate::director::Error::UnknownCloud(_)
-                    | crate::director::Error::StartTimeout
-                    | crate::director::Error::Vpn(_) => other.to_string(),
-                    _ => "internal error, see the director's log".to_owned(),
-                };
-                format!("Error upon service creation: {response_text}")
-            }
-        })?;
+        let service = director
+            .start_service(start)
+            .await
+            .map_err(|error| match error {
+                crate::director::Error::UnknownServiceType(_)
+                | crate::director::Error::ApplicationNotFound(_) => error.to_string(),
+                other => {
+                    tracing::warn!(error = %other, "manifest service creation failed");
+                    let response_text = match other {
+                        crate::director::Error::InsufficientCredit
+                        | crate::director::Error::UnknownCloud(_)
+                        | crate::director::Error::StartTimeout
+                        | crate::director::Error::Vpn(_) => other.to_string(),
+                        _ => "internal error, see the director's log".to_owned(),
+                    };
+                    format!("Error upon service creation: {response_text}")
+                }
+            })?;
         if let Some(name) = &entry.name {
             director
                 .rename_service(uid, service.sid, name)
@@ -141,9 +192,8 @@ pub(super) async fn upload(director: &Director, uid: UserId, params: &Params) ->
     let Some(text) = params.required("manifest") else {
         return answer::no(Cors::Yes);
     };
-    let manifest = match validate(text) {
-        Ok(manifest) => manifest,
-        Err(response) => return response,
+    let Ok(manifest) = validate(text) else {
+        return answer::no(Cors::No);
     };
     if params.required("thread").is_some() {
         let director = director.clone();

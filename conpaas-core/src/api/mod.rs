@@ -53,7 +53,10 @@ pub fn router(director: Director) -> Router {
     Router::new()
         .route("/new_user", post(handlers::new_user))
         .route("/login", post(handlers::login))
-        .route("/getcerts", get(handlers::getcerts).post(handlers::getcerts))
+        .route(
+            "/getcerts",
+            get(handlers::getcerts).post(handlers::getcerts),
+        )
         .route("/available_services", get(handlers::available_services))
         .route("/available_clouds", get(handlers::available_clouds))
         .route("/start/{servicetype}", post(handlers::start))
@@ -61,15 +64,24 @@ pub fn router(director: Director) -> Router {
         .route("/stop/{serviceid}", post(handlers::stop))
         .route("/rename/{serviceid}", post(handlers::rename))
         .route("/list", get(handlers::list).post(handlers::list))
-        .route("/list/{appid}", get(handlers::list_app).post(handlers::list_app))
+        .route(
+            "/list/{appid}",
+            get(handlers::list_app).post(handlers::list_app),
+        )
         .route("/createapp", post(handlers::createapp))
         .route("/delete/{appid}", post(handlers::delete))
         .route("/renameapp/{appid}", post(handlers::renameapp))
         .route("/listapp", get(handlers::listapp).post(handlers::listapp))
         .route("/upload_manifest", post(handlers::upload_manifest))
-        .route("/download_manifest/{appid}", post(handlers::download_manifest))
+        .route(
+            "/download_manifest/{appid}",
+            post(handlers::download_manifest),
+        )
         .route("/ca/get_cert.php", post(handlers::get_cert))
-        .route("/callback/decrementUserCredit.php", post(handlers::decrement_credit))
+        .route(
+            "/callback/decrementUserCredit.php",
+            post(handlers::decrement_credit),
+        )
         .route("/callback/terminateService.php", post(handlers::terminate))
         .route("/download/ConPaaS.tar.gz", get(handlers::tarball))
         .fallback(handlers::fallback)
@@ -100,7 +112,10 @@ fn matches(pattern: &str, path: &str) -> bool {
 /// The route pattern a path falls under, for the log (never the query string: 1.2 clients
 /// put passwords there).
 fn route_of(path: &str) -> &'static str {
-    ROUTES.iter().find(|(_, pattern)| matches(pattern, path)).map_or("(unknown)", |(_, p)| p)
+    ROUTES
+        .iter()
+        .find(|(_, pattern)| matches(pattern, path))
+        .map_or("(unknown)", |(_, p)| p)
 }
 
 /// `OPTIONS` on a route answers 200 with its `Allow` header, as Flask did.
@@ -136,7 +151,10 @@ async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = route_of(request.uri().path());
     let caller = auth::describe(request.extensions().get::<server::PeerInfo>());
-    let remote = request.extensions().get::<server::PeerInfo>().map(|peer| peer.remote);
+    let remote = request
+        .extensions()
+        .get::<server::PeerInfo>()
+        .map(|peer| peer.remote);
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -160,6 +178,9 @@ mod tests {
         assert!(!matches("/stop/{serviceid}", "/stop/7/x"));
         assert!(matches("/list", "/list"));
         assert!(!matches("/list", "/list/"));
-        assert_eq!(route_of("/start/php/default"), "/start/{servicetype}/{cloudname}");
+        assert_eq!(
+            route_of("/start/php/default"),
+            "/start/{servicetype}/{cloudname}"
+        );
     }
 }

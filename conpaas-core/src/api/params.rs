@@ -47,14 +47,22 @@ impl Params {
         if let Some(query) = query {
             params.add_urlencoded(query.as_bytes())?;
         }
-        let media_type = content_type
-            .map(|value| value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        let media_type = content_type.map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
         match media_type.as_deref() {
             Some("application/x-www-form-urlencoded") => {
                 params.add_urlencoded(&body)?;
             }
             Some("multipart/form-data") => {
-                let boundary = content_type.and_then(boundary).ok_or(ParamsError::NoBoundary)?;
+                let boundary = content_type
+                    .and_then(boundary)
+                    .ok_or(ParamsError::NoBoundary)?;
                 params.add_multipart(body, boundary).await?;
             }
             _ => {}
@@ -73,9 +81,8 @@ impl Params {
             let raw_name = parts.next().unwrap_or_default();
             let raw_value = parts.next().unwrap_or_default();
             let name = percent_decode(raw_name)?;
-            let value = percent_decode(raw_value).map_err(|_| ParamsError::NotUtf8 {
-                name: name.clone(),
-            })?;
+            let value = percent_decode(raw_value)
+                .map_err(|_| ParamsError::NotUtf8 { name: name.clone() })?;
             // 1.2 took the first value of a repeated name.
             self.fields.entry(name).or_insert(value);
         }
@@ -86,7 +93,9 @@ impl Params {
         let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
         let mut multipart = multer::Multipart::new(stream, boundary);
         while let Some(field) = multipart.next_field().await? {
-            let Some(name) = field.name().map(str::to_owned) else { continue };
+            let Some(name) = field.name().map(str::to_owned) else {
+                continue;
+            };
             let is_file = field.file_name().is_some();
             let data = field.bytes().await?;
             if is_file {
@@ -102,7 +111,10 @@ impl Params {
 
     /// A field that is present and non-empty ("required" in 1.2's sense).
     pub fn required(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str).filter(|value| !value.is_empty())
+        self.fields
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
     }
 
     /// A field as given, possibly empty.
@@ -176,7 +188,9 @@ mod tests {
     use super::*;
 
     async fn parse(query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Params {
-        Params::parse(query, content_type, Bytes::copy_from_slice(body)).await.unwrap()
+        Params::parse(query, content_type, Bytes::copy_from_slice(body))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -223,15 +237,22 @@ mod tests {
     #[tokio::test]
     async fn plain_field_is_not_a_file() {
         let body = "--b\r\nContent-Disposition: form-data; name=\"csr\"\r\n\r\nPEM\r\n--b--\r\n";
-        let params = parse(None, Some("multipart/form-data; boundary=\"b\""), body.as_bytes()).await;
+        let params = parse(
+            None,
+            Some("multipart/form-data; boundary=\"b\""),
+            body.as_bytes(),
+        )
+        .await;
         assert!(params.file("csr").is_none());
         assert_eq!(params.get("csr"), Some("PEM"));
     }
 
     #[tokio::test]
     async fn non_utf8_is_refused() {
-        let result =
-            Params::parse(Some("name=%ff"), None, Bytes::new()).await.map(|_| ()).unwrap_err();
+        let result = Params::parse(Some("name=%ff"), None, Bytes::new())
+            .await
+            .map(|_| ())
+            .unwrap_err();
         assert!(matches!(result, ParamsError::NotUtf8 { .. }));
     }
 

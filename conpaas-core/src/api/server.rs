@@ -67,7 +67,11 @@ impl Listener {
         settings: TransportSettings,
     ) -> std::io::Result<Listener> {
         let tcp = TcpListener::bind(addr).await?;
-        Ok(Listener { tcp, acceptor: TlsAcceptor::from(tls), settings })
+        Ok(Listener {
+            tcp,
+            acceptor: TlsAcceptor::from(tls),
+            settings,
+        })
     }
 
     /// The address actually bound.
@@ -78,11 +82,16 @@ impl Listener {
     /// Serves `router` until `shutdown` completes, then stops accepting and waits (bounded by
     /// `shutdown_grace`) for in-flight requests to finish.
     pub async fn serve(self, router: Router, shutdown: impl Future<Output = ()>) {
-        let Listener { tcp, acceptor, settings } = self;
+        let Listener {
+            tcp,
+            acceptor,
+            settings,
+        } = self;
         let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
         let graceful = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+        http.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout);
         let http = Arc::new(http);
         tokio::pin!(shutdown);
         loop {
@@ -113,25 +122,28 @@ impl Listener {
             let handshake_timeout = settings.handshake_timeout;
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%remote, %error, "tls handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "tls handshake timed out");
-                        return;
-                    }
-                };
+                let tls =
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%remote, %error, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "tls handshake timed out");
+                            return;
+                        }
+                    };
                 let certificate = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|leaf| Arc::new(leaf.clone().into_owned()));
-                let peer = PeerInfo { remote, certificate };
+                let peer = PeerInfo {
+                    remote,
+                    certificate,
+                };
                 let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(peer.clone());
                     request
@@ -144,7 +156,10 @@ impl Listener {
             });
         }
         drop(tcp);
-        if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown grace period over; dropping remaining connections");
         }
     }

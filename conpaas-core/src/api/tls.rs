@@ -39,12 +39,20 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem { what: "director certificate", source })?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|source| TlsError::Pem { what: "director key", source })?;
+        .map_err(|source| TlsError::Pem {
+            what: "director certificate",
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::Pem {
+        what: "director key",
+        source,
+    })?;
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem) {
-        let ca = ca.map_err(|source| TlsError::Pem { what: "ca certificate", source })?;
+        let ca = ca.map_err(|source| TlsError::Pem {
+            what: "ca certificate",
+            source,
+        })?;
         roots.add(ca)?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

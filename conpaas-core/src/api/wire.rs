@@ -71,7 +71,10 @@ pub struct Application {
 
 impl From<&model::Application> for Application {
     fn from(app: &model::Application) -> Self {
-        Application { aid: app.aid.0, name: app.name.clone() }
+        Application {
+            aid: app.aid.0,
+            name: app.name.clone(),
+        }
     }
 }
 
@@ -151,11 +154,19 @@ pub struct Manifest {
 struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
 
@@ -227,7 +238,10 @@ mod tests {
     #[test]
     fn python_separators_and_ascii_escapes() {
         let value = serde_json::json!([{"aid": 1}, "é😀", true]);
-        assert_eq!(bare_json(&value), r#"[{"aid": 1}, "\u00e9\ud83d\ude00", true]"#);
+        assert_eq!(
+            bare_json(&value),
+            r#"[{"aid": 1}, "\u00e9\ud83d\ude00", true]"#
+        );
     }
 
     #[test]
@@ -248,7 +262,10 @@ mod tests {
 
     #[test]
     fn jsonify_sorts_keys() {
-        let text = jsonify(&ErrorObject { error: true, msg: "x" });
+        let text = jsonify(&ErrorObject {
+            error: true,
+            msg: "x",
+        });
         assert_eq!(text, "{\n  \"error\": true,\n  \"msg\": \"x\"\n}");
     }
 

@@ -43,7 +43,10 @@ fn read_optional(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Template { path: path.to_owned(), source }),
+        Err(source) => Err(Error::Template {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -67,7 +70,12 @@ impl Templates {
         let default_start = read_required(conf_dir.join("scripts/manager/default-manager-start"))?;
         let type_start = conf_dir.join(format!("scripts/manager/{service_type}-manager-start"));
         let start_script = read_optional(&type_start)?.unwrap_or(default_start);
-        Ok(Templates { cloud_script, manager_setup, manager_cfg, start_script })
+        Ok(Templates {
+            cloud_script,
+            manager_setup,
+            manager_cfg,
+            start_script,
+        })
     }
 }
 
@@ -147,10 +155,26 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
         out.push_str(cloud);
     }
     out.push_str("\n\n");
-    pem_block(&mut out, &format!("{VM_TMP}/cert.pem"), input.manager_cert_pem);
-    pem_block(&mut out, &format!("{VM_TMP}/key.pem"), input.manager_key_pem);
-    pem_block(&mut out, &format!("{VM_TMP}/ca_cert.pem"), input.ca_cert_pem);
-    out.push_str(&templates.manager_setup.replace("%DIRECTOR_URL%", input.director_url));
+    pem_block(
+        &mut out,
+        &format!("{VM_TMP}/cert.pem"),
+        input.manager_cert_pem,
+    );
+    pem_block(
+        &mut out,
+        &format!("{VM_TMP}/key.pem"),
+        input.manager_key_pem,
+    );
+    pem_block(
+        &mut out,
+        &format!("{VM_TMP}/ca_cert.pem"),
+        input.ca_cert_pem,
+    );
+    out.push_str(
+        &templates
+            .manager_setup
+            .replace("%DIRECTOR_URL%", input.director_url),
+    );
     out.push_str("\n\n");
 
     let mut config = String::new();
@@ -189,9 +213,18 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
 /// The minimal templates shipped with the embedded default (a dummy-cloud director); real
 /// installations use the ConPaaS 1.2 `scripts/` and `config/` trees.
 const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
-    ("scripts/manager/manager-setup", include_str!("templates/manager-setup")),
-    ("config/manager/default-manager.cfg", include_str!("templates/default-manager.cfg")),
-    ("scripts/manager/default-manager-start", include_str!("templates/default-manager-start")),
+    (
+        "scripts/manager/manager-setup",
+        include_str!("templates/manager-setup"),
+    ),
+    (
+        "config/manager/default-manager.cfg",
+        include_str!("templates/default-manager.cfg"),
+    ),
+    (
+        "scripts/manager/default-manager-start",
+        include_str!("templates/default-manager-start"),
+    ),
 ];
 
 /// Writes the embedded templates into `conf_dir` where missing; never overwrites.
@@ -225,7 +258,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let templates = templates(dir.path());
         let entries = vec![("DRIVER".to_owned(), "dummy".to_owned())];
-        let clouds = [CloudSection { name: "iaas", entries: &entries }];
+        let clouds = [CloudSection {
+            name: "iaas",
+            entries: &entries,
+        }];
         let vpn = VpnLines {
             subnet: "172.16.0.0/17".into(),
             ip_address: "172.16.0.2".into(),
@@ -248,20 +284,30 @@ mod tests {
             },
         )
         .unwrap();
-        let cert = script.find("cat <<EOF > /tmp/cert.pem\nCERT\n\nEOF").unwrap();
+        let cert = script
+            .find("cat <<EOF > /tmp/cert.pem\nCERT\n\nEOF")
+            .unwrap();
         let key = script.find("cat <<EOF > /tmp/key.pem\nKEY\n\nEOF").unwrap();
-        let ca = script.find("cat <<EOF > /tmp/ca_cert.pem\nCA\n\nEOF").unwrap();
+        let ca = script
+            .find("cat <<EOF > /tmp/ca_cert.pem\nCA\n\nEOF")
+            .unwrap();
         let setup = script.find("DIRECTOR=https://d.example:5555\n").unwrap();
-        let config = script.find("cat <<EOF > $ROOT_DIR/config.cfg\n[iaas]\nDRIVER = dummy\n").unwrap();
+        let config = script
+            .find("cat <<EOF > $ROOT_DIR/config.cfg\n[iaas]\nDRIVER = dummy\n")
+            .unwrap();
         let start = script.find("default-cpsmanager -c").unwrap();
         assert!(cert < key && key < ca && ca < setup && setup < config && config < start);
         assert!(script.contains("SERVICE_ID = 7\nUSER_ID = 3\nAPP_ID = 2\n"));
-        assert!(script.contains(
-            "CREDIT_URL = https://d.example:5555/callback/decrementUserCredit.php"
-        ));
+        assert!(
+            script.contains("CREDIT_URL = https://d.example:5555/callback/decrementUserCredit.php")
+        );
         assert!(script.contains("\nIPOP_SUBNET = 172.16.0.0/17\nIPOP_IP_ADDRESS = 172.16.0.2\n"));
         assert!(!script.contains("%CONPAAS") && !script.contains("%DIRECTOR_URL%"));
-        let syntax = std::process::Command::new("bash").arg("-n").arg("-c").arg(&script).status();
+        let syntax = std::process::Command::new("bash")
+            .arg("-n")
+            .arg("-c")
+            .arg(&script)
+            .status();
         assert!(syntax.unwrap().success(), "bash -n refused the script");
     }
 
@@ -270,7 +316,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let templates = templates(dir.path());
         let entries = vec![("PASSWORD".to_owned(), "a$(reboot)`x`\\y".to_owned())];
-        let clouds = [CloudSection { name: "iaas", entries: &entries }];
+        let clouds = [CloudSection {
+            name: "iaas",
+            entries: &entries,
+        }];
         let script = render(
             &templates,
             &ContextInput {
@@ -303,14 +352,23 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let written = std::fs::read_to_string(root.path().join("config.cfg")).unwrap();
-        assert!(written.contains("PASSWORD = a$(reboot)`x`\\y\n"), "{written}");
-        assert!(written.contains("BOOTSTRAP = https://d:5555/download\n"), "{written}");
+        assert!(
+            written.contains("PASSWORD = a$(reboot)`x`\\y\n"),
+            "{written}"
+        );
+        assert!(
+            written.contains("BOOTSTRAP = https://d:5555/download\n"),
+            "{written}"
+        );
     }
 
     #[test]
     fn missing_required_template_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let error = Templates::load(dir.path(), "php", "ec2").unwrap_err();
-        assert!(error.to_string().contains("scripts/manager/manager-setup"), "{error}");
+        assert!(
+            error.to_string().contains("scripts/manager/manager-setup"),
+            "{error}"
+        );
     }
 }

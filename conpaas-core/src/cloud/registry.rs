@@ -21,7 +21,10 @@ impl CloudRegistry {
     /// Builds the drivers of `settings` (the default cloud first). Dummy clouds keep their
     /// VMs' user-data under `dummy_dir/<cloud name>/`... for the default cloud directly in
     /// `dummy_dir`, so that `DATA/dummy-cloud/<vmid>.sh` is where operators look.
-    pub fn new<'a>(settings: impl IntoIterator<Item = &'a CloudSettings>, dummy_dir: &Path) -> Self {
+    pub fn new<'a>(
+        settings: impl IntoIterator<Item = &'a CloudSettings>,
+        dummy_dir: &Path,
+    ) -> Self {
         let clouds = settings
             .into_iter()
             .map(|cloud| {
@@ -34,7 +37,10 @@ impl CloudRegistry {
                         };
                         Arc::new(DummyCloud::new(cloud.name.clone(), dir))
                     }
-                    other => Arc::new(Unavailable { name: cloud.name.clone(), driver: other.name() }),
+                    other => Arc::new(Unavailable {
+                        name: cloud.name.clone(),
+                        driver: other.name(),
+                    }),
                 };
                 (cloud.clone(), driver)
             })
@@ -45,7 +51,11 @@ impl CloudRegistry {
     /// The cloud a client names: `default` (or `iaas`) is `[iaas]`, any other name an
     /// `OTHER_CLOUDS` section.
     pub fn get(&self, name: &str) -> Option<(&CloudSettings, &Arc<dyn Cloud>)> {
-        let name = if name == DEFAULT_CLOUD_ALIAS { CloudSettings::DEFAULT_SECTION } else { name };
+        let name = if name == DEFAULT_CLOUD_ALIAS {
+            CloudSettings::DEFAULT_SECTION
+        } else {
+            name
+        };
         self.clouds
             .iter()
             .find(|(settings, _)| settings.name == name)
@@ -84,7 +94,10 @@ impl Unavailable {
     fn error(&self) -> Error {
         Error::Refused {
             code: "DriverUnavailable".into(),
-            message: format!("the {} driver of cloud {} is not available", self.driver, self.name),
+            message: format!(
+                "the {} driver of cloud {} is not available",
+                self.driver, self.name
+            ),
         }
     }
 }

@@ -40,7 +40,9 @@ pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error>
         password: NewPassword::Plaintext(account.password),
         credit: account.credit,
     };
-    Ok(store.run(move |conn| store::create_user(conn, &new)).await?)
+    Ok(store
+        .run(move |conn| store::create_user(conn, &new))
+        .await?)
 }
 
 /// [`add_user`] for synchronous callers (the command line).
@@ -62,7 +64,9 @@ pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Err
 pub async fn login(store: &Store, username: &str, password: &str) -> Result<Option<User>, Error> {
     let username = username.to_owned();
     let password = password.to_owned();
-    Ok(store.run(move |conn| store::login(conn, &username, &password)).await?)
+    Ok(store
+        .run(move |conn| store::login(conn, &username, &password))
+        .await?)
 }
 
 /// Checks what the certificate of the user will need: a CN of 1..64 characters and an ASCII
@@ -76,14 +80,21 @@ fn check_account(account: &NewAccount) -> Result<(), Error> {
         });
     }
     let email = &account.email;
-    if email.is_empty() || email.len() > 128 || !email.is_ascii() || email.chars().any(|c| c.is_ascii_control()) {
+    if email.is_empty()
+        || email.len() > 128
+        || !email.is_ascii()
+        || email.chars().any(|c| c.is_ascii_control())
+    {
         return Err(Error::Invalid {
             field: "email",
             reason: "expected 1 to 128 ASCII characters".into(),
         });
     }
     if account.credit.0 < 0 {
-        return Err(Error::Invalid { field: "credit", reason: "expected a non-negative integer".into() });
+        return Err(Error::Invalid {
+            field: "credit",
+            reason: "expected a non-negative integer".into(),
+        });
     }
     Ok(())
 }

@@ -7,7 +7,11 @@ use crate::store;
 impl Director {
     /// The user's applications, ascending id.
     pub async fn applications(&self, uid: UserId) -> Result<Vec<Application>, Error> {
-        Ok(self.inner.store.run(move |conn| store::list_applications(conn, uid)).await?)
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::list_applications(conn, uid))
+            .await?)
     }
 
     /// Creates an application; a name the user already has is refused.
@@ -18,13 +22,20 @@ impl Director {
             .run(move |conn| store::create_application(conn, uid, &name))
             .await
             .map_err(|error| match error {
-                store::Error::ApplicationNameTaken { name, .. } => Error::ApplicationNameTaken(name),
+                store::Error::ApplicationNameTaken { name, .. } => {
+                    Error::ApplicationNameTaken(name)
+                }
                 other => other.into(),
             })
     }
 
     /// Renames the user's application; `false` when it is not theirs.
-    pub async fn rename_application(&self, uid: UserId, aid: AppId, name: &str) -> Result<bool, Error> {
+    pub async fn rename_application(
+        &self,
+        uid: UserId,
+        aid: AppId,
+        name: &str,
+    ) -> Result<bool, Error> {
         let name = name.to_owned();
         Ok(self
             .inner
@@ -38,7 +49,9 @@ impl Director {
     /// A VM that cannot be destroyed keeps its row (so nothing is forgotten) and fails the call.
     pub async fn delete_application(&self, uid: UserId, aid: AppId) -> Result<bool, Error> {
         let store = &self.inner.store;
-        let owned = store.run(move |conn| store::find_application_owned(conn, aid, uid)).await?;
+        let owned = store
+            .run(move |conn| store::find_application_owned(conn, aid, uid))
+            .await?;
         if owned.is_none() {
             return Ok(false);
         }
@@ -56,11 +69,17 @@ impl Director {
         if let Some(error) = first_error {
             return Err(error);
         }
-        Ok(store.run(move |conn| store::delete_application_owned(conn, aid, uid)).await?)
+        Ok(store
+            .run(move |conn| store::delete_application_owned(conn, aid, uid))
+            .await?)
     }
 
     /// The services of the user's application (`[]` when it is not theirs: 1.2 showed anyone's).
-    pub async fn application_services(&self, uid: UserId, aid: AppId) -> Result<Vec<Service>, Error> {
+    pub async fn application_services(
+        &self,
+        uid: UserId,
+        aid: AppId,
+    ) -> Result<Vec<Service>, Error> {
         Ok(self
             .inner
             .store
@@ -70,12 +89,22 @@ impl Director {
 
     /// The application and its services for a manifest export; `None` when not the user's.
     /// `aid` is the raw path text (1.2 accepted any text there).
-    pub async fn manifest(&self, uid: UserId, aid: &str) -> Result<Option<(Application, Vec<Service>)>, Error> {
-        let Some(aid) = parse_int(aid).and_then(|aid| i32::try_from(aid).ok()).map(AppId) else {
+    pub async fn manifest(
+        &self,
+        uid: UserId,
+        aid: &str,
+    ) -> Result<Option<(Application, Vec<Service>)>, Error> {
+        let Some(aid) = parse_int(aid)
+            .and_then(|aid| i32::try_from(aid).ok())
+            .map(AppId)
+        else {
             return Ok(None);
         };
         let store = &self.inner.store;
-        let Some(app) = store.run(move |conn| store::find_application_owned(conn, aid, uid)).await? else {
+        let Some(app) = store
+            .run(move |conn| store::find_application_owned(conn, aid, uid))
+            .await?
+        else {
             return Ok(None);
         };
         let services = self.application_services(uid, aid).await?;

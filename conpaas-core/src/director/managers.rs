@@ -18,13 +18,24 @@ impl Director {
             },
         };
         let amount = Credit(amount);
-        Ok(self.inner.store.run(move |conn| store::decrement_credit(conn, uid, amount)).await?)
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::decrement_credit(conn, uid, amount))
+            .await?)
     }
 
     /// Signs an agent CSR for the manager of `sid` (`/ca/get_cert.php`): the agent's identity
     /// comes from the caller, the CSR only proves possession of its key.
-    pub async fn sign_agent_csr(&self, uid: UserId, sid: ServiceId, csr_pem: Vec<u8>) -> Result<String, Error> {
-        let issued = self.issue(move |ca| ca.sign_agent_csr(&csr_pem, uid, sid)).await?;
+    pub async fn sign_agent_csr(
+        &self,
+        uid: UserId,
+        sid: ServiceId,
+        csr_pem: Vec<u8>,
+    ) -> Result<String, Error> {
+        let issued = self
+            .issue(move |ca| ca.sign_agent_csr(&csr_pem, uid, sid))
+            .await?;
         Ok(issued.cert_pem)
     }
 }

@@ -81,7 +81,9 @@ pub enum Error {
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::Error),
     /// The CA's files exist and `--force` was not given.
-    #[error("a CA already exists in {0}; use --force to replace it (this breaks every issued certificate)")]
+    #[error(
+        "a CA already exists in {0}; use --force to replace it (this breaks every issued certificate)"
+    )]
     CaExists(std::path::PathBuf),
     /// The configuration is unusable for this operation.
     #[error(transparent)]

@@ -29,13 +29,26 @@ const START_COST: Credit = Credit(1);
 impl Director {
     /// The user's services across applications, ascending id.
     pub async fn services(&self, uid: UserId) -> Result<Vec<Service>, Error> {
-        Ok(self.inner.store.run(move |conn| store::list_services_for_user(conn, uid)).await?)
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::list_services_for_user(conn, uid))
+            .await?)
     }
 
     /// Renames the user's service; `false` when it is not theirs.
-    pub async fn rename_service(&self, uid: UserId, sid: ServiceId, name: &str) -> Result<bool, Error> {
+    pub async fn rename_service(
+        &self,
+        uid: UserId,
+        sid: ServiceId,
+        name: &str,
+    ) -> Result<bool, Error> {
         let name = name.to_owned();
-        Ok(self.inner.store.run(move |conn| store::rename_service_owned(conn, sid, uid, &name)).await?)
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::rename_service_owned(conn, sid, uid, &name))
+            .await?)
     }
 
     /// Starts a service: the row (with its VPN subnet and the credit) in one transaction, the
@@ -66,11 +79,13 @@ impl Director {
                     .ok_or(Error::ApplicationNotFound(Some(aid)))?
                     .aid
             }
-            None => store
-                .run(move |conn| store::default_application(conn, uid))
-                .await?
-                .ok_or(Error::ApplicationNotFound(None))?
-                .aid,
+            None => {
+                store
+                    .run(move |conn| store::default_application(conn, uid))
+                    .await?
+                    .ok_or(Error::ApplicationNotFound(None))?
+                    .aid
+            }
         };
         let (cloud_settings, cloud) = self
             .inner
@@ -78,19 +93,28 @@ impl Director {
             .get(&request.cloud)
             .map(|(settings, cloud)| (settings.clone(), cloud.clone()))
             .ok_or_else(|| Error::UnknownCloud(request.cloud.clone()))?;
-        let director_url = self.inner.director_url.clone().ok_or(Error::NotConfigured("DIRECTOR_URL"))?;
+        let director_url = self
+            .inner
+            .director_url
+            .clone()
+            .ok_or(Error::NotConfigured("DIRECTOR_URL"))?;
         // Read the templates before anything is written: a missing one is an operator error
         // that must not cost a credit or leave a row.
         let conf_dir = self.inner.conf_dir.clone();
         let driver = cloud.driver();
         let type_name = service_type.as_str();
-        let templates = tokio::task::spawn_blocking(move || Templates::load(&conf_dir, type_name, driver))
-            .await
-            .map_err(|_| Error::Cancelled)??;
+        let templates =
+            tokio::task::spawn_blocking(move || Templates::load(&conf_dir, type_name, driver))
+                .await
+                .map_err(|_| Error::Cancelled)??;
 
         // One transaction: the credit, the row and its subnet.
         let plan = self.inner.vpn.clone();
-        let new = NewService { user_id: uid, application_id: aid, service_type };
+        let new = NewService {
+            user_id: uid,
+            application_id: aid,
+            service_type,
+        };
         let service = store
             .run(move |conn| {
                 store::write_transaction(conn, |conn| {
@@ -103,7 +127,16 @@ impl Director {
             .await?;
         tracing::info!(sid = %service.sid, uid = %uid, app = %aid, "service row created");
 
-        match self.boot_manager(&service, &cloud_settings, cloud.as_ref(), &templates, &director_url).await {
+        match self
+            .boot_manager(
+                &service,
+                &cloud_settings,
+                cloud.as_ref(),
+                &templates,
+                &director_url,
+            )
+            .await
+        {
             Ok(completed) => Ok(completed),
             Err(error) => {
                 self.undo_start(&service).await;
@@ -122,7 +155,9 @@ impl Director {
         director_url: &str,
     ) -> Result<Service, Error> {
         let (uid, sid) = (service.user_id, service.sid);
-        let manager_cert = self.issue(move |ca| ca.issue_manager_cert(uid, sid)).await?;
+        let manager_cert = self
+            .issue(move |ca| ca.issue_manager_cert(uid, sid))
+            .await?;
         let vpn_lines = match (&self.inner.vpn, service.subnet.as_deref()) {
             (Some(plan), Some(text)) => {
                 let subnet = vpn::parse_recorded_subnet(text)?;
@@ -140,7 +175,10 @@ impl Director {
             .inner
             .clouds
             .settings()
-            .map(|settings| CloudSection { name: &settings.name, entries: &settings.section })
+            .map(|settings| CloudSection {
+                name: &settings.name,
+                entries: &settings.section,
+            })
             .collect();
         let key_pem = manager_cert.key_pem.as_ref().map(|key| {
             use secrecy::ExposeSecret as _;
@@ -167,13 +205,18 @@ impl Director {
             user_data,
             client_token: self.client_token(sid),
             tags: vec![
-                ("ConPaaS-Director".into(), self.inner.installation_tag.clone()),
+                (
+                    "ConPaaS-Director".into(),
+                    self.inner.installation_tag.clone(),
+                ),
                 ("ConPaaS-User".into(), uid.to_string()),
                 ("ConPaaS-App".into(), service.application_id.to_string()),
                 ("ConPaaS-Service".into(), sid.to_string()),
             ],
         };
-        let node = match tokio::time::timeout(self.inner.start_timeout, cloud.create_node(request)).await {
+        let node = match tokio::time::timeout(self.inner.start_timeout, cloud.create_node(request))
+            .await
+        {
             Ok(result) => result?,
             Err(_) => return Err(Error::StartTimeout),
         };
@@ -216,29 +259,39 @@ impl Director {
         // The driver already terminates what it created when it fails; this covers a timeout
         // that cancelled it mid-way (the dummy cloud names VMs by token).
         for settings in self.inner.clouds.settings() {
-            if let Some((_, cloud)) = self.inner.clouds.get(&settings.name) {
-                if cloud.driver() == "dummy" {
-                    let _ = cloud.kill_node(&token).await;
-                }
+            if let Some((_, cloud)) = self.inner.clouds.get(&settings.name)
+                && cloud.driver() == "dummy"
+            {
+                let _ = cloud.kill_node(&token).await;
             }
         }
         let store = &self.inner.store;
-        let removed = store.run(move |conn| store::delete_service(conn, sid)).await;
+        let removed = store
+            .run(move |conn| store::delete_service(conn, sid))
+            .await;
         match removed {
             Ok(Some(_)) => {
-                if let Err(error) = store.run(move |conn| store::add_credit(conn, uid, START_COST)).await {
+                if let Err(error) = store
+                    .run(move |conn| store::add_credit(conn, uid, START_COST))
+                    .await
+                {
                     tracing::warn!(uid = %uid, %error, "cannot refund the credit of a failed start");
                 }
             }
             Ok(None) => {}
-            Err(error) => tracing::warn!(sid = %sid, %error, "cannot delete the row of a failed start"),
+            Err(error) => {
+                tracing::warn!(sid = %sid, %error, "cannot delete the row of a failed start")
+            }
         }
     }
 
     /// Stops the user's service: its VM destroyed, its row deleted. `false` when not theirs.
     pub async fn stop_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
         let store = &self.inner.store;
-        let Some(service) = store.run(move |conn| store::find_service_owned(conn, sid, uid)).await? else {
+        let Some(service) = store
+            .run(move |conn| store::find_service_owned(conn, sid, uid))
+            .await?
+        else {
             return Ok(false);
         };
         self.destroy_service(&service).await?;
@@ -260,7 +313,10 @@ impl Director {
             cloud.kill_node(vmid).await?;
         }
         let sid = service.sid;
-        self.inner.store.run(move |conn| store::delete_service(conn, sid)).await?;
+        self.inner
+            .store
+            .run(move |conn| store::delete_service(conn, sid))
+            .await?;
         tracing::info!(sid = %sid, "service stopped");
         Ok(())
     }
@@ -268,7 +324,9 @@ impl Director {
     /// Asks a manager to shut its service down before its VM goes (1.2's `/delete` did);
     /// best effort, bounded.
     pub(super) async fn shutdown_manager(&self, service: &Service) {
-        let Some(manager) = &service.manager else { return };
+        let Some(manager) = &service.manager else {
+            return;
+        };
         tracing::debug!(sid = %service.sid, %manager, "asking the manager to shut down");
         // The manager JSON-RPC client comes with the real clouds; on the dummy cloud no manager
         // runs at 127.0.0.3, so there is nobody to ask.

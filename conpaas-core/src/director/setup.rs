@@ -44,13 +44,22 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     let director_url = DirectorUrl::new(hostname, Some(DEFAULT_PORT))?;
     let store = Store::open(&settings.store)?;
     let migrations = store.migrate()?;
-    let if_exists = if force { IfExists::Replace } else { IfExists::Fail };
+    let if_exists = if force {
+        IfExists::Replace
+    } else {
+        IfExists::Fail
+    };
     let ca = CertificateAuthority::create(&settings.ca, if_exists)?;
     let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
     record(&store, &director_cert)?;
     let director_url = config::set_director_url(&config.path, director_url.host(), DEFAULT_PORT)?;
     let templates = install_templates_if_dummy(config)?;
-    Ok(InitReport { director_url, director_cert, migrations, templates })
+    Ok(InitReport {
+        director_url,
+        director_cert,
+        migrations,
+        templates,
+    })
 }
 
 /// Records an issued certificate's serial (unique: a collision is refused by the database).
@@ -64,7 +73,10 @@ pub fn record(store: &Store, issued: &IssuedCertificate) -> Result<(), Error> {
 /// dummy one (a real cloud needs the ConPaaS `scripts/` and `config/` trees instead, and
 /// cpscheck says so).
 pub fn install_templates_if_dummy(config: &LoadedConfig) -> Result<Vec<std::path::PathBuf>, Error> {
-    let all_dummy = config.config.clouds().all(|cloud| matches!(cloud.driver, DriverSettings::Dummy));
+    let all_dummy = config
+        .config
+        .clouds()
+        .all(|cloud| matches!(cloud.driver, DriverSettings::Dummy));
     if !all_dummy {
         return Ok(Vec::new());
     }

@@ -106,12 +106,20 @@ impl Director {
 
     /// The user with id `uid`, if any.
     pub async fn user(&self, uid: UserId) -> Result<Option<User>, Error> {
-        Ok(self.inner.store.run(move |conn| store::find_user(conn, uid)).await?)
+        Ok(self
+            .inner
+            .store
+            .run(move |conn| store::find_user(conn, uid))
+            .await?)
     }
 
     /// Whether `sid` is a live service of `uid` (the manager rule of certificates.md §10.3).
     pub async fn service_belongs_to(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
-        let found = self.inner.store.run(move |conn| store::find_service_owned(conn, sid, uid)).await?;
+        let found = self
+            .inner
+            .store
+            .run(move |conn| store::find_service_owned(conn, sid, uid))
+            .await?;
         Ok(found.is_some())
     }
 
@@ -119,14 +127,19 @@ impl Director {
     /// the serial of what it issued.
     pub(super) async fn issue<F>(&self, work: F) -> Result<IssuedCertificate, Error>
     where
-        F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error> + Send + 'static,
+        F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error>
+            + Send
+            + 'static,
     {
         let ca = self.inner.ca.clone();
         let issued = tokio::task::spawn_blocking(move || work(&ca))
             .await
             .map_err(|_| Error::Cancelled)??;
         let record = super::setup::certificate_record(&issued);
-        self.inner.store.run(move |conn| store::record_certificate(conn, &record)).await?;
+        self.inner
+            .store
+            .run(move |conn| store::record_certificate(conn, &record))
+            .await?;
         Ok(issued)
     }
 }

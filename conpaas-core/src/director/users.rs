@@ -46,7 +46,10 @@ impl Director {
     pub async fn register(&self, registration: Registration) -> Result<User, Error> {
         let credit = parse_int(&registration.credit)
             .filter(|credit| *credit >= 0)
-            .ok_or(Error::Invalid { field: "credit", reason: "expected a non-negative integer".into() })?;
+            .ok_or(Error::Invalid {
+                field: "credit",
+                reason: "expected a non-negative integer".into(),
+            })?;
         let credit = match self.inner.max_credit {
             Some(max) if credit > max.0 => max.0,
             _ => credit,
@@ -64,7 +67,11 @@ impl Director {
     }
 
     /// The user if the password is theirs.
-    pub async fn login(&self, username: &str, password: &SecretString) -> Result<Option<User>, Error> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<User>, Error> {
         super::accounts::login(&self.inner.store, username, password.expose_secret()).await
     }
 
@@ -82,7 +89,10 @@ impl Director {
             .issue(move |ca| ca.issue_user_cert(user.uid, &user.username, &email))
             .await?;
         let Some(key_pem) = issued.key_pem else {
-            return Err(Error::Invalid { field: "key", reason: "the CA issued no key".into() });
+            return Err(Error::Invalid {
+                field: "key",
+                reason: "the CA issued no key".into(),
+            });
         };
         Ok(Some(UserCertificates {
             cert_pem: issued.cert_pem,

@@ -83,7 +83,10 @@ impl FromStr for Role {
             "user" => Ok(Role::User),
             "manager" => Ok(Role::Manager),
             "agent" => Ok(Role::Agent),
-            _ => Err(UnknownName { what: "role", value: s.to_owned() }),
+            _ => Err(UnknownName {
+                what: "role",
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -154,7 +157,10 @@ impl FromStr for ServiceType {
         ServiceType::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownName { what: "service type", value: s.to_owned() })
+            .ok_or_else(|| UnknownName {
+                what: "service type",
+                value: s.to_owned(),
+            })
     }
 }
 

@@ -84,10 +84,18 @@ impl Manager {
 /// database holds password hashes. SQLite gives its -wal and -shm files the same mode.
 fn create_private_file(path: &Path) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(Error::CreateFile { path: path.to_owned(), source }),
+        Err(source) => Err(Error::CreateFile {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

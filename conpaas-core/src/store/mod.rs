@@ -46,8 +46,8 @@ pub use services::{
     list_services_for_application_owned, list_services_for_user, rename_service_owned,
 };
 pub use users::{
-    NewPassword, NewUser, RESERVED_USERNAME, add_credit, count_users, create_user, decrement_credit, find_user,
-    find_user_by_username, login,
+    NewPassword, NewUser, RESERVED_USERNAME, add_credit, count_users, create_user,
+    decrement_credit, find_user, find_user_by_username, login,
 };
 
 /// The name of the application every new account starts with (1.2's default).

@@ -20,6 +20,7 @@ pub mod cloud;
 pub mod config;
 pub mod director;
 pub mod error;
+pub mod manager_client;
 pub mod model;
 pub mod store;
 pub mod vpn;

@@ -94,6 +94,10 @@ impl Cloud for DummyCloud {
         }
     }
 
+    async fn probe(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     async fn node_state(&self, vmid: &str) -> Result<NodeState, Error> {
         if Self::valid_vmid(vmid) && tokio::fs::try_exists(self.user_data_path(vmid)).await? {
             Ok(NodeState::Running)

@@ -87,4 +87,9 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
 
     /// The VM's state; a VM the cloud does not know is [`NodeState::Gone`].
     async fn node_state(&self, vmid: &str) -> Result<NodeState, Error>;
+
+    /// One cheap authenticated call proving the endpoint answers and accepts the credentials
+    /// (EC2: `DescribeInstances` with `MaxResults=5`; OpenNebula: `GET /compute`). cpscheck
+    /// runs it for every configured cloud.
+    async fn probe(&self) -> Result<(), Error>;
 }

@@ -76,6 +76,11 @@ impl CloudRegistry {
             .collect()
     }
 
+    /// Every cloud with its driver, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&CloudSettings, &Arc<dyn Cloud>)> {
+        self.clouds.iter().map(|(settings, cloud)| (settings, cloud))
+    }
+
     /// Every cloud's settings, in order (their sections go into each manager's config).
     pub fn settings(&self) -> impl Iterator<Item = &CloudSettings> {
         self.clouds.iter().map(|(settings, _)| settings)
@@ -121,6 +126,10 @@ impl Cloud for Unavailable {
     }
 
     async fn node_state(&self, _vmid: &str) -> Result<NodeState, Error> {
+        Err(self.error())
+    }
+
+    async fn probe(&self) -> Result<(), Error> {
         Err(self.error())
     }
 }

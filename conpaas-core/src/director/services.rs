@@ -327,9 +327,18 @@ impl Director {
         let Some(manager) = &service.manager else {
             return;
         };
-        tracing::debug!(sid = %service.sid, %manager, "asking the manager to shut down");
-        // The manager JSON-RPC client comes with the real clouds; on the dummy cloud no manager
-        // runs at 127.0.0.3, so there is nobody to ask.
+        match self
+            .inner
+            .managers
+            .call(manager, "shutdown", serde_json::json!({}))
+            .await
+        {
+            Ok(_) => tracing::info!(sid = %service.sid, %manager, "manager asked to shut down"),
+            // A manager that does not answer must not keep its VM alive: log and go on.
+            Err(error) => {
+                tracing::warn!(sid = %service.sid, %manager, %error, "manager did not take the shutdown call")
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::ca::{CertificateAuthority, IssuedCertificate};
 use crate::cloud::CloudRegistry;
 use crate::config::LoadedConfig;
+use crate::manager_client::ManagerClient;
 use crate::model::{Credit, ServiceId, User, UserId};
 use crate::store::{self, Store};
 use crate::vpn::VpnPlan;
@@ -16,6 +17,37 @@ use super::Error;
 
 /// How long a service start may take (VM boot included) before it is undone.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a manager has to answer the director (1.2 waited forever).
+pub const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client towards managers: the director's own certificate, managers checked by role.
+fn manager_client(cert_dir: &Path) -> Result<ManagerClient, Error> {
+    let read = |name: &str| {
+        std::fs::read(cert_dir.join(name)).map_err(|source| {
+            Error::Ca(crate::ca::Error::Read {
+                path: cert_dir.join(name),
+                source,
+            })
+        })
+    };
+    let peer_check: crate::manager_client::PeerCheck = std::sync::Arc::new(|der: &[u8]| {
+        crate::ca::CertIdentity::parse(der).is_ok_and(|identity| {
+            identity.role.as_deref() == Some(crate::model::Role::Manager.as_str())
+        })
+    });
+    ManagerClient::new(
+        &read(crate::ca::CERT_FILE)?,
+        &read(crate::ca::KEY_FILE)?,
+        &read(crate::ca::CA_CERT_FILE)?,
+        peer_check,
+        MANAGER_CALL_TIMEOUT,
+    )
+    .map_err(|error| Error::Invalid {
+        field: "CERT_DIR",
+        reason: error.to_string(),
+    })
+}
 
 /// The director's shared state. Cheap to clone (everything inside is shared).
 #[derive(Debug, Clone)]
@@ -34,6 +66,8 @@ pub(super) struct Inner {
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
     pub(super) start_timeout: Duration,
+    /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted).
+    pub(super) managers: ManagerClient,
     /// Prefix of the clients tokens of this installation's VMs (from the CA's fingerprint), so
     /// that two directors sharing a cloud account never collide.
     pub(super) installation_tag: String,
@@ -54,6 +88,7 @@ impl Director {
             None => None,
         };
         let clouds = CloudRegistry::new(settings.clouds(), &settings.conf_dir.join("dummy-cloud"));
+        let managers = manager_client(&settings.ca.cert_dir)?;
         let fingerprint = {
             use md5::Digest as _;
             hex::encode(md5::Md5::digest(ca.cert_der()))
@@ -69,6 +104,7 @@ impl Director {
                 open_registration: settings.open_registration,
                 max_credit: settings.max_credit,
                 start_timeout: DEFAULT_START_TIMEOUT,
+                managers,
                 installation_tag: fingerprint[..8].to_owned(),
             }),
         })

@@ -2,5 +2,6 @@
 
 mod ca;
 mod config;
+mod manager_client;
 mod store;
 mod vpn;

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod ca;
+pub mod check;
 pub mod cloud;
 pub mod config;
 pub mod director;

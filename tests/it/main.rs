@@ -1,7 +1,14 @@
 //! End-to-end tests of the director (one binary, modules per area).
 
+mod api;
 mod ca;
 mod config;
+mod director;
+mod ec2;
+mod fuzz_corpus;
 mod manager_client;
+mod opennebula;
 mod store;
+mod support;
+mod tidy;
 mod vpn;

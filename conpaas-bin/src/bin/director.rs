@@ -287,6 +287,22 @@ fn serve(
         )
         .await
         .with_context(|| format!("listening on {addr}"))?;
+        // Undo what a crash left half-done, now and then regularly (a replica that died
+        // mid-start leaves rows another replica must clean).
+        let reconciler = director.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                every.tick().await;
+                match reconciler.reconcile(reconciler.reconcile_grace()).await {
+                    Ok(0) => {}
+                    Ok(n_undone) => {
+                        tracing::info!(n_undone, "reconciled interrupted service starts")
+                    }
+                    Err(error) => tracing::warn!(%error, "reconciliation failed"),
+                }
+            }
+        });
         let local = listener.local_addr()?;
         println!("listening on https://{local}");
         std::io::stdout().flush()?;

@@ -94,6 +94,14 @@ impl Cloud for DummyCloud {
         }
     }
 
+    async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error> {
+        // A dummy VM's id is its token.
+        match self.node_state(client_token).await? {
+            NodeState::Gone => Ok(None),
+            _ => Ok(Some(client_token.to_owned())),
+        }
+    }
+
     async fn probe(&self) -> Result<(), Error> {
         Ok(())
     }

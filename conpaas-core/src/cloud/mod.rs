@@ -2,11 +2,15 @@
 //! `Cloud` trait, the drivers and the registry mapping cloud names to drivers.
 
 mod dummy;
+mod ec2;
+mod opennebula;
 mod provider;
 mod registry;
 mod settings;
 
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
+pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
+pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
 pub use provider::{Cloud, Error, Node, NodeRequest, NodeState};
 pub use registry::{CloudRegistry, DEFAULT_CLOUD_ALIAS};
 pub use settings::{

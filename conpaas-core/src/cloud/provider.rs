@@ -88,6 +88,12 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     /// The VM's state; a VM the cloud does not know is [`NodeState::Gone`].
     async fn node_state(&self, vmid: &str) -> Result<NodeState, Error>;
 
+    /// The VM created with `client_token` (see [`NodeRequest::client_token`]), if the cloud has
+    /// one that is not terminated: how a start interrupted by a crash is found and undone
+    /// (EC2: `DescribeInstances` filtered on `client-token`; OpenNebula: the token in the VM's
+    /// name, found by listing `/compute`).
+    async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error>;
+
     /// One cheap authenticated call proving the endpoint answers and accepts the credentials
     /// (EC2: `DescribeInstances` with `MaxResults=5`; OpenNebula: `GET /compute`). cpscheck
     /// runs it for every configured cloud.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
-use super::{CloudSettings, DriverSettings, DummyCloud};
+use super::{CloudSettings, DriverSettings, DummyCloud, Ec2Cloud, OpenNebulaCloud};
 
 /// The name clients give the `[iaas]` cloud (stored as `iaas` in `service.cloud`).
 pub const DEFAULT_CLOUD_ALIAS: &str = "default";
@@ -37,10 +37,30 @@ impl CloudRegistry {
                         };
                         Arc::new(DummyCloud::new(cloud.name.clone(), dir))
                     }
-                    other => Arc::new(Unavailable {
-                        name: cloud.name.clone(),
-                        driver: other.name(),
-                    }),
+                    DriverSettings::Ec2(ec2) => {
+                        match Ec2Cloud::new(cloud.name.clone(), ec2.clone()) {
+                            Ok(driver) => Arc::new(driver),
+                            Err(error) => {
+                                tracing::warn!(cloud = %cloud.name, %error, "the EC2 driver cannot start");
+                                Arc::new(Unavailable {
+                                    name: cloud.name.clone(),
+                                    driver: "ec2",
+                                })
+                            }
+                        }
+                    }
+                    DriverSettings::OpenNebula(one) => {
+                        match OpenNebulaCloud::new(cloud.name.clone(), one) {
+                            Ok(driver) => Arc::new(driver),
+                            Err(error) => {
+                                tracing::warn!(cloud = %cloud.name, %error, "the OpenNebula driver cannot start");
+                                Arc::new(Unavailable {
+                                    name: cloud.name.clone(),
+                                    driver: "opennebula",
+                                })
+                            }
+                        }
+                    }
                 };
                 (cloud.clone(), driver)
             })
@@ -126,6 +146,10 @@ impl Cloud for Unavailable {
     }
 
     async fn node_state(&self, _vmid: &str) -> Result<NodeState, Error> {
+        Err(self.error())
+    }
+
+    async fn find_node(&self, _client_token: &str) -> Result<Option<String>, Error> {
         Err(self.error())
     }
 

@@ -246,7 +246,7 @@ impl Director {
     }
 
     /// The idempotency token of service `sid`'s VM on any cloud: unique per installation.
-    pub(super) fn client_token(&self, sid: ServiceId) -> String {
+    pub fn client_token(&self, sid: ServiceId) -> String {
         format!("cps-{}-s{sid}", self.inner.installation_tag)
     }
 
@@ -352,4 +352,57 @@ fn choose_subnet(plan: Option<&vpn::VpnPlan>, taken: &[String]) -> Result<Option
         .map(|text| vpn::parse_recorded_subnet(text))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(plan.allocate(&taken)?.to_string()))
+}
+
+impl Director {
+    /// How old a row without a VM must be before [`Director::reconcile`] undoes it: the start
+    /// timeout plus a minute, so that a start still running (in this process or in another
+    /// director replica sharing the database) is never touched.
+    pub fn reconcile_grace(&self) -> std::time::Duration {
+        self.inner.start_timeout + std::time::Duration::from_secs(60)
+    }
+
+    /// Undoes the starts a crash left half-done: every service row still without a VM and
+    /// older than `older_than` (normally [`Director::reconcile_grace`]) has its VM looked up
+    /// by client token on every cloud and terminated, then the row is deleted and its credit
+    /// refunded. Answers how many rows were undone.
+    pub async fn reconcile(&self, older_than: std::time::Duration) -> Result<usize, Error> {
+        let store = &self.inner.store;
+        let incomplete = store.run(store::list_incomplete_services).await?;
+        let grace = chrono::Duration::from_std(older_than).unwrap_or_else(|_| chrono::Duration::hours(1));
+        let now = chrono::Local::now().naive_local();
+        let mut undone = 0;
+        for service in incomplete {
+            let Some(created) = service.created else { continue };
+            if now - created < grace {
+                continue;
+            }
+            let token = self.client_token(service.sid);
+            let mut all_clouds_answered = true;
+            for (settings, cloud) in self.inner.clouds.iter() {
+                match cloud.find_node(&token).await {
+                    Ok(Some(vmid)) => {
+                        if let Err(error) = cloud.kill_node(&vmid).await {
+                            all_clouds_answered = false;
+                            tracing::warn!(sid = %service.sid, cloud = %settings.name, %vmid, %error, "cannot terminate an interrupted start's VM");
+                        } else {
+                            tracing::info!(sid = %service.sid, cloud = %settings.name, %vmid, "terminated the VM of an interrupted start");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        all_clouds_answered = false;
+                        tracing::warn!(sid = %service.sid, cloud = %settings.name, %error, "cannot look for an interrupted start's VM");
+                    }
+                }
+            }
+            // Keep the row while any cloud could still hold its VM: it is the only trace.
+            if all_clouds_answered {
+                self.undo_start(&service).await;
+                undone += 1;
+                tracing::info!(sid = %service.sid, "undid an interrupted service start");
+            }
+        }
+        Ok(undone)
+    }
 }

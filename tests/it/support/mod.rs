@@ -140,12 +140,8 @@ impl TestDirector {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
         fs::write(data.join("director.cfg"), options.config_text(&data)).unwrap();
-        let source = ConfigSource::resolve_with(
-            None,
-            Some(data.clone()),
-            None,
-            Path::new("/nonexistent"),
-        );
+        let source =
+            ConfigSource::resolve_with(None, Some(data.clone()), None, Path::new("/nonexistent"));
         let loaded = config::load(&source).unwrap();
         conpaas_core::director::setup::init(&loaded, "localhost", false).unwrap();
         let director = Director::open(&loaded).unwrap();
@@ -265,8 +261,8 @@ impl TestDirector {
 
     /// Writes a certificate and key into the temporary directory as an [`Identity`].
     pub fn save_identity(&self, name: &str, cert_pem: &str, key_pem: &str) -> Identity {
-        use std::os::unix::fs::OpenOptionsExt as _;
         use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
         let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -315,7 +311,10 @@ impl TestDirector {
     pub async fn user_identity(&self, username: &str, password: &str) -> Identity {
         let reply = self
             .anonymous()
-            .post("/getcerts", &[("username", username), ("password", password)])
+            .post(
+                "/getcerts",
+                &[("username", username), ("password", password)],
+            )
             .await;
         reply.expect_status(200);
         let members = unzip(&reply.body);
@@ -370,7 +369,10 @@ impl TestDirector {
         let cert = here_document(&script, "cert.pem");
         let key = here_document(&script, "key.pem");
         assert!(cert.contains("BEGIN CERTIFICATE"), "{cert}");
-        assert!(key.contains("PRIVATE KEY"), "the key here-document holds no key");
+        assert!(
+            key.contains("PRIVATE KEY"),
+            "the key here-document holds no key"
+        );
         self.save_identity(&format!("manager of vm {vmid}"), &cert, &key)
     }
 
@@ -526,12 +528,13 @@ pub fn is_timestamp(text: &str) -> bool {
 }
 
 /// The subject of a PEM certificate as `openssl x509 -noout -subject -nameopt oid` prints
-/// it, split into `name=value` pairs.
+/// it (attribute types as numeric OIDs: a reader nobody here wrote), split into `oid=value`
+/// pairs in certificate order.
 pub fn openssl_subject(dir: &Path, cert_pem: &str) -> Vec<String> {
     let path = dir.join(format!("subject-{}.pem", unique()));
     fs::write(&path, cert_pem).unwrap();
     let output = Command::new("openssl")
-        .args(["x509", "-noout", "-subject", "-nameopt", "oid,sep_comma_plus"])
+        .args(["x509", "-noout", "-subject", "-nameopt", "oid"])
         .arg("-in")
         .arg(&path)
         .output()
@@ -546,6 +549,27 @@ pub fn openssl_subject(dir: &Path, cert_pem: &str) -> Vec<String> {
         .trim_start_matches("subject=")
         .split(',')
         .map(|part| part.trim().to_owned())
+        .collect()
+}
+
+/// OID of the `UID` attribute (userId).
+pub const OID_UID: &str = "0.9.2342.19200300.100.1.1";
+/// OID of the `serviceLocator` attribute.
+pub const OID_SERVICE_LOCATOR: &str = "1.3.6.1.5.5.7.48.1.7";
+/// OID of the `role` attribute.
+pub const OID_ROLE: &str = "2.5.4.72";
+/// OID of the common name.
+pub const OID_CN: &str = "2.5.4.3";
+/// OID of the organisation.
+pub const OID_O: &str = "2.5.4.10";
+/// OID of emailAddress.
+pub const OID_EMAIL: &str = "1.2.840.113549.1.9.1";
+
+/// The values of attribute `oid` in a subject from [`openssl_subject`].
+pub fn subject_values<'a>(subject: &'a [String], oid: &str) -> Vec<&'a str> {
+    subject
+        .iter()
+        .filter_map(|pair| pair.strip_prefix(oid)?.strip_prefix('='))
         .collect()
 }
 
@@ -570,4 +594,28 @@ pub fn openssl_verify(dir: &Path, ca_path: &Path, cert_pem: &str) -> Result<(), 
     } else {
         Err(text)
     }
+}
+
+/// Runs `check`, recording its panic message (if any) in `failures` under `label`, so that a
+/// table of cases reports every failing case rather than the first.
+pub fn record_failure(failures: &mut Vec<String>, label: &str, check: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+            .unwrap_or_default();
+        failures.push(format!("{label}:\n{message}"));
+    }
+}
+
+/// Fails the test with every recorded failure.
+#[track_caller]
+pub fn assert_no_failures(what: &str, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} case(s) of {what} fail:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

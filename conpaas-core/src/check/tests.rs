@@ -1,0 +1,150 @@
+//! Unit tests of the check module: line format, where a missing configuration was looked for,
+//! and the configuration check on files made here.
+
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+
+use super::*;
+
+fn file_source(path: &Path) -> ConfigSource {
+    ConfigSource::resolve_with(
+        Some(path.to_path_buf()),
+        None,
+        None,
+        Path::new("/nonexistent"),
+    )
+}
+
+#[test]
+fn lines_keep_the_1_2_prefixes_and_append_the_fix() {
+    let ok = CheckResult::ok("pki.hostname", "what", "all good");
+    assert_eq!(ok.line(), "OK: all good");
+    let warning = CheckResult::warning("x", "what", "odd", "do this");
+    assert_eq!(warning.line(), "W: odd; fix: do this");
+    let error = CheckResult::error("x", "what", "broken", "do that");
+    assert_eq!(error.line(), "E: broken; fix: do that");
+    let skipped = CheckResult::skipped("x", "what", "not tried");
+    assert_eq!(skipped.line(), "SKIP: not tried");
+}
+
+#[test]
+fn results_serialize_with_lowercase_statuses() {
+    let error = CheckResult::error("pki.key-mode", "private key file mode", "bad", "chmod");
+    let json = serde_json::to_value(&error).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "id": "pki.key-mode",
+            "status": "error",
+            "what": "private key file mode",
+            "found": "bad",
+            "fix": "chmod",
+        })
+    );
+    let skipped = serde_json::to_value(CheckResult::skipped("a", "b", "c")).unwrap();
+    assert_eq!(skipped["status"], "skipped");
+    assert_eq!(skipped["fix"], serde_json::Value::Null);
+}
+
+#[test]
+fn durations_read_naturally() {
+    for (delta, expect) in [
+        (TimeDelta::seconds(42), "42 s"),
+        (TimeDelta::seconds(-42), "42 s"),
+        (TimeDelta::seconds(185), "3 min 5 s"),
+        (TimeDelta::hours(5) + TimeDelta::minutes(2), "5 h 2 min"),
+        (TimeDelta::days(29), "29 days"),
+    ] {
+        assert_eq!(show_duration(delta), expect, "{delta:?}");
+    }
+}
+
+#[test]
+fn a_missing_configuration_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("director.cfg");
+    let Err(Error::NoConfig { looked }) = check_config(&file_source(&cfg)) else {
+        panic!("a missing file must be NoConfig");
+    };
+    assert_eq!(looked, format!("--config {}: no such file", cfg.display()));
+
+    let source = ConfigSource::resolve_with(
+        None,
+        None,
+        Some(cfg.clone().into_os_string()),
+        Path::new("/nonexistent"),
+    );
+    let Err(Error::NoConfig { looked }) = check_config(&source) else {
+        panic!("a missing DIRECTOR_CFG file must be NoConfig");
+    };
+    assert_eq!(
+        looked,
+        format!("DIRECTOR_CFG={}: no such file", cfg.display())
+    );
+
+    let data = dir.path().join("data");
+    let source = ConfigSource::resolve_with(None, Some(data.clone()), None, Path::new("/x"));
+    let Err(Error::NoConfig { looked }) = check_config(&source) else {
+        panic!("a missing data directory must be NoConfig");
+    };
+    assert!(
+        looked.starts_with(&format!(
+            "--data-dir {}: {} does not exist",
+            data.display(),
+            data.display()
+        )),
+        "{looked}"
+    );
+    assert!(
+        !data.exists(),
+        "cpscheck must not create the data directory"
+    );
+
+    let source = ConfigSource::resolve_with(None, None, None, Path::new("/nonexistent"));
+    let Err(Error::NoConfig { looked }) = check_config(&source) else {
+        panic!("the embedded default must be NoConfig");
+    };
+    assert!(looked.contains(SYSTEM_CONFIG_FILE), "{looked}");
+    assert!(looked.contains("conpaas-data"), "{looked}");
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("director.cfg");
+    let text = format!(
+        "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n[iaas]\nDRIVER = dummy\n\
+         [director]\nDATABASE_URI = sqlite:///{d}/director.db\n{extra}",
+        d = dir.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn configuration_problems_and_warnings_are_the_directors_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "MAX_CREDITS = 5\nDB_MAX_CONNECTIONS = lots\n");
+    let check = check_config(&file_source(&path)).unwrap();
+    assert!(check.loaded.is_none());
+    let lines: Vec<String> = check.results.iter().map(CheckResult::line).collect();
+    let Err(error) = config::load(&file_source(&path)) else {
+        panic!("the file is invalid");
+    };
+    let expected: Vec<String> = error.problems().iter().map(|p| format!("E: {p}")).collect();
+    assert_eq!(lines, expected);
+    assert!(!lines.is_empty());
+
+    let path = write_config(dir.path(), "COLOUR = blue\n");
+    let check = check_config(&file_source(&path)).unwrap();
+    assert!(check.loaded.is_some());
+    let lines: Vec<String> = check.results.iter().map(CheckResult::line).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("OK: "), "{lines:?}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "W: {}:8: [director] COLOUR: unknown key, ignored",
+            path.display()
+        )
+    );
+}

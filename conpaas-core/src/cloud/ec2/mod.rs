@@ -1,0 +1,435 @@
+//! The EC2 driver: manager VMs on Amazon EC2 (or any endpoint speaking the EC2 Query API, such
+//! as moto in the tests) through a small SigV4 client of our own.
+//!
+//! A create is `RunInstances` with the service's `ClientToken` (so a retried create cannot make
+//! a second VM), then `DescribeInstances` polls until the instance is `running` with its
+//! address or `BOOT_TIMEOUT` passes. Whatever goes wrong once `RunInstances` has answered, the
+//! driver terminates that instance before it returns the error, and it does so even when the
+//! caller stops waiting: the create runs in a task of its own.
+
+mod query;
+mod sigv4;
+#[cfg(test)]
+mod tests;
+mod xml;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
+use super::settings::Ec2Settings;
+use query::{CallPolicy, QueryClient, Target};
+
+/// The most user-data EC2 accepts: 16 KiB before base64.
+pub const EC2_USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// Instance states from which a booting instance never becomes `running` by itself.
+const TERMINAL_STATES: &[&str] = &["shutting-down", "terminated", "stopping", "stopped"];
+
+/// Error codes meaning "there is no such instance" (or no such id could exist).
+const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
+
+/// Which address of an instance the director records as the manager's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressPolicy {
+    /// Only the public IPv4 address (`ipAddress`): users and their clients must reach the
+    /// manager, as in 1.2. An instance without one never becomes ready.
+    Public,
+    /// The public address when there is one, else the private one: for a director running
+    /// inside the same VPC as its managers.
+    PublicOrPrivate,
+}
+
+/// The driver's timings and limits; [`Ec2Tuning::recommended`] is what `director.cfg` clouds
+/// get (the tests shorten them).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Ec2Tuning {
+    /// The pause between two `DescribeInstances` while an instance boots.
+    pub poll_interval: Duration,
+    /// The longest wait for a TCP (and TLS) connection to the endpoint.
+    pub connect_timeout: Duration,
+    /// The longest wait for one whole call, answer included.
+    pub request_timeout: Duration,
+    /// Attempts per call (at least 1) when EC2 throttles, fails with a 5xx, times out or
+    /// cannot be reached.
+    pub max_attempts: u32,
+    /// The first pause between attempts; it doubles with each retry.
+    pub backoff_base: Duration,
+    /// The longest pause between attempts.
+    pub backoff_max: Duration,
+    /// Which address makes an instance ready.
+    pub address: AddressPolicy,
+}
+
+impl Ec2Tuning {
+    /// 2 s polls, 5 s to connect, 30 s per call, 5 attempts with backoff from 0.5 s up to
+    /// 8 s, public addresses only.
+    pub fn recommended() -> Ec2Tuning {
+        Ec2Tuning {
+            poll_interval: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+            address: AddressPolicy::Public,
+        }
+    }
+}
+
+/// An EC2 cloud: one `[iaas]` or `OTHER_CLOUDS` section with `DRIVER = ec2`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ec2Cloud {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    settings: Ec2Settings,
+    tuning: Ec2Tuning,
+    client: QueryClient,
+}
+
+impl Ec2Cloud {
+    /// The cloud `name` with `settings` and [`Ec2Tuning::recommended`]. Fails only when the
+    /// HTTP client cannot be built (no trusted root certificates for an HTTPS endpoint).
+    pub fn new(name: impl Into<String>, settings: Ec2Settings) -> Result<Ec2Cloud, Error> {
+        Ec2Cloud::with_tuning(name, settings, Ec2Tuning::recommended())
+    }
+
+    /// The cloud `name` with `settings` and its own timings.
+    pub fn with_tuning(
+        name: impl Into<String>,
+        settings: Ec2Settings,
+        tuning: Ec2Tuning,
+    ) -> Result<Ec2Cloud, Error> {
+        let target = Target::new(
+            settings.endpoint.as_ref(),
+            &settings.region.endpoint_host,
+            &settings.region.name,
+            &settings.access_key_id,
+            settings.secret_access_key.clone(),
+        );
+        let client = QueryClient::new(
+            target,
+            CallPolicy {
+                connect_timeout: tuning.connect_timeout,
+                request_timeout: tuning.request_timeout,
+                max_attempts: tuning.max_attempts,
+                backoff_base: tuning.backoff_base,
+                backoff_max: tuning.backoff_max,
+            },
+        )?;
+        Ok(Ec2Cloud {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                settings,
+                tuning,
+                client,
+            }),
+        })
+    }
+
+    /// The section's settings.
+    pub fn settings(&self) -> &Ec2Settings {
+        &self.inner.settings
+    }
+
+    /// The driver's timings.
+    pub fn tuning(&self) -> &Ec2Tuning {
+        &self.inner.tuning
+    }
+
+    /// The create, start to end; the caller (`create_node`) waits on `waiter`'s other end.
+    async fn launch(
+        &self,
+        request: NodeRequest,
+        waiter: &mut oneshot::Sender<Result<Node, Error>>,
+    ) -> Result<Node, Error> {
+        if request.user_data.len() > EC2_USER_DATA_LIMIT {
+            return Err(Error::Refused {
+                code: "UserDataTooLarge".into(),
+                message: format!(
+                    "the context script is {} bytes; EC2 accepts at most {EC2_USER_DATA_LIMIT}",
+                    request.user_data.len()
+                ),
+            });
+        }
+        let instance = self.run_instance(&request).await?;
+        let vmid = instance.id.clone();
+        tracing::info!(cloud = %self.inner.name, %vmid, name = %request.name, state = %instance.state, "EC2 instance requested");
+        match self.wait_ready(instance, waiter).await {
+            Ok(node) => {
+                tracing::info!(cloud = %self.inner.name, %vmid, ip = %node.public_ip, "EC2 instance ready");
+                Ok(node)
+            }
+            Err(error) => {
+                tracing::warn!(cloud = %self.inner.name, %vmid, %error, "EC2 instance did not become ready: terminating it");
+                self.terminate_own(&vmid).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// `RunInstances` of one instance. Retried like any call: the `ClientToken` makes EC2
+    /// answer a repeated request with the instance the first one created.
+    async fn run_instance(&self, request: &NodeRequest) -> Result<xml::Instance, Error> {
+        let settings = &self.inner.settings;
+        let mut params: Vec<(String, String)> = vec![
+            ("ImageId".into(), settings.image_id.clone()),
+            ("InstanceType".into(), settings.size_id.clone()),
+            ("KeyName".into(), settings.key_name.clone()),
+            (
+                "SecurityGroup.1".into(),
+                settings.security_group_name.clone(),
+            ),
+            ("MinCount".into(), "1".into()),
+            ("MaxCount".into(), "1".into()),
+            (
+                "UserData".into(),
+                base64::engine::general_purpose::STANDARD.encode(&request.user_data),
+            ),
+            ("ClientToken".into(), request.client_token.clone()),
+            ("TagSpecification.1.ResourceType".into(), "instance".into()),
+        ];
+        let tags = std::iter::once(("Name", request.name.as_str())).chain(
+            request
+                .tags
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
+        for (index, (key, value)) in tags.enumerate() {
+            let n = index + 1;
+            params.push((format!("TagSpecification.1.Tag.{n}.Key"), key.to_owned()));
+            params.push((
+                format!("TagSpecification.1.Tag.{n}.Value"),
+                value.to_owned(),
+            ));
+        }
+        self.inner
+            .client
+            .call("RunInstances", &params, |text| {
+                xml::instances(text)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "no instance in the RunInstances answer".to_owned())
+            })
+            .await
+    }
+
+    /// The node, if `instance` is running with the address the policy wants.
+    fn ready(&self, instance: &xml::Instance) -> Option<Node> {
+        if instance.state != "running" {
+            return None;
+        }
+        let address = match self.inner.tuning.address {
+            AddressPolicy::Public => instance.public_ip.clone(),
+            AddressPolicy::PublicOrPrivate => instance
+                .public_ip
+                .clone()
+                .or_else(|| instance.private_ip.clone()),
+        }?;
+        Some(Node {
+            vmid: instance.id.clone(),
+            public_ip: address,
+            private_ip: instance.private_ip.clone(),
+        })
+    }
+
+    /// Polls until the instance is ready, has failed, or `BOOT_TIMEOUT` (counted from the
+    /// `RunInstances` answer) has passed; gives up early when the caller stops waiting.
+    async fn wait_ready(
+        &self,
+        instance: xml::Instance,
+        waiter: &mut oneshot::Sender<Result<Node, Error>>,
+    ) -> Result<Node, Error> {
+        if let Some(node) = self.ready(&instance) {
+            return Ok(node);
+        }
+        let vmid = instance.id;
+        let boot_timeout = self.inner.settings.boot_timeout;
+        let deadline = Instant::now() + boot_timeout;
+        loop {
+            // Checked before each poll, never after the last pause: the deadline is a promise
+            // to the caller, not a hint.
+            if Instant::now() >= deadline {
+                return Err(Error::BootTimeout {
+                    vmid,
+                    seconds: boot_timeout.as_secs(),
+                });
+            }
+            match self.describe(&vmid).await? {
+                Some(instance) => {
+                    if let Some(node) = self.ready(&instance) {
+                        return Ok(node);
+                    }
+                    if TERMINAL_STATES.contains(&instance.state.as_str()) {
+                        tracing::warn!(cloud = %self.inner.name, %vmid, state = %instance.state, reason = ?instance.state_reason, "EC2 instance failed while booting");
+                        return Err(Error::Failed(vmid));
+                    }
+                }
+                // EC2 is eventually consistent: a new instance may be unknown for a moment.
+                None => tracing::debug!(%vmid, "EC2 instance not visible yet"),
+            }
+            let pause = self
+                .inner
+                .tuning
+                .poll_interval
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = waiter.closed() => {
+                    return Err(Error::Unavailable(
+                        "the caller stopped waiting for the instance".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// `DescribeInstances` of one instance; `None` when EC2 does not know it.
+    async fn describe(&self, vmid: &str) -> Result<Option<xml::Instance>, Error> {
+        let params = [("InstanceId.1".to_owned(), vmid.to_owned())];
+        match self
+            .inner
+            .client
+            .call("DescribeInstances", &params, xml::instances)
+            .await
+        {
+            Ok(instances) => Ok(instances.into_iter().find(|instance| instance.id == vmid)),
+            Err(Error::Refused { code, .. }) if NOT_FOUND_CODES.contains(&code.as_str()) => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `TerminateInstances` of one instance; `Ok(false)` when EC2 does not know it.
+    async fn terminate(&self, vmid: &str) -> Result<bool, Error> {
+        let params = [("InstanceId.1".to_owned(), vmid.to_owned())];
+        match self
+            .inner
+            .client
+            .call("TerminateInstances", &params, |_| Ok(()))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(Error::Refused { code, .. }) if NOT_FOUND_CODES.contains(&code.as_str()) => {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Terminates an instance this driver just created. Unlike [`Cloud::kill_node`], "not
+    /// found" is not taken for "gone": right after `RunInstances`, EC2 may not list the
+    /// instance yet, so it is asked again (every poll interval, as many times as a call is
+    /// attempted). Failures are logged: the caller already has an error to return.
+    async fn terminate_own(&self, vmid: &str) {
+        let attempts = self.inner.tuning.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            match self.terminate(vmid).await {
+                Ok(true) => {
+                    tracing::info!(cloud = %self.inner.name, %vmid, "EC2 instance terminated");
+                    return;
+                }
+                Ok(false) if attempt < attempts => {
+                    tokio::time::sleep(self.inner.tuning.poll_interval).await;
+                }
+                Ok(false) => {
+                    tracing::warn!(cloud = %self.inner.name, %vmid, "EC2 still does not know the instance it created: check for an orphan tagged with this name");
+                }
+                Err(error) => {
+                    tracing::warn!(cloud = %self.inner.name, %vmid, %error, "cannot terminate the EC2 instance: check for an orphan");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for Ec2Cloud {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn driver(&self) -> &'static str {
+        "ec2"
+    }
+
+    async fn create_node(&self, request: NodeRequest) -> Result<Node, Error> {
+        // The create runs in its own task so that a caller that gives up (a timeout, a client
+        // that hangs up) cannot interrupt the cleanup: the task sees the waiter gone and
+        // terminates the instance, whether it was still booting or already ready.
+        let cloud = self.clone();
+        let (answer, answered) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut answer = answer;
+            let outcome = cloud.launch(request, &mut answer).await;
+            if let Err(Ok(node)) = answer.send(outcome) {
+                tracing::warn!(cloud = %cloud.inner.name, vmid = %node.vmid, "nobody waits for the ready EC2 instance any more: terminating it");
+                cloud.terminate_own(&node.vmid).await;
+            }
+        });
+        answered
+            .await
+            .map_err(|_| Error::Unavailable("the EC2 create task ended without an answer".into()))?
+    }
+
+    async fn kill_node(&self, vmid: &str) -> Result<(), Error> {
+        if self.terminate(vmid).await? {
+            tracing::info!(cloud = %self.inner.name, %vmid, "EC2 instance terminated");
+        } else {
+            tracing::info!(cloud = %self.inner.name, %vmid, "EC2 does not know the instance: already gone");
+        }
+        Ok(())
+    }
+
+    async fn node_state(&self, vmid: &str) -> Result<NodeState, Error> {
+        Ok(match self.describe(vmid).await? {
+            None => NodeState::Gone,
+            Some(instance) => match instance.state.as_str() {
+                "pending" => NodeState::Pending,
+                "running" => NodeState::Running,
+                _ => NodeState::Gone,
+            },
+        })
+    }
+
+    async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error> {
+        let params = [
+            ("Filter.1.Name".to_owned(), "client-token".to_owned()),
+            ("Filter.1.Value.1".to_owned(), client_token.to_owned()),
+        ];
+        let instances = self
+            .inner
+            .client
+            .call("DescribeInstances", &params, xml::instances)
+            .await?;
+        // An instance already on its way out needs no undoing; a stopped one still costs its
+        // volumes, so it counts.
+        Ok(instances
+            .into_iter()
+            .find(|instance| !matches!(instance.state.as_str(), "shutting-down" | "terminated"))
+            .map(|instance| instance.id))
+    }
+
+    async fn probe(&self) -> Result<(), Error> {
+        let params = [("MaxResults".to_owned(), "5".to_owned())];
+        self.inner
+            .client
+            .call("DescribeInstances", &params, |text| {
+                xml::instances(text).map(|_| ())
+            })
+            .await
+    }
+}

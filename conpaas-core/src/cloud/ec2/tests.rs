@@ -1,0 +1,755 @@
+//! The driver against a scripted EC2 endpoint on 127.0.0.1:0: what it sends, how it retries,
+//! and that every failure after `RunInstances` terminates the instance. (The tests against a
+//! real EC2 implementation, moto, are in `tests/it/ec2.rs`.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::SecretString;
+
+use super::*;
+use crate::cloud::{Ec2Region, EndpointUrl, UrlScheme};
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+struct Call {
+    action: String,
+    params: Vec<(String, String)>,
+    authorization: String,
+    host: String,
+    amz_date: String,
+}
+
+impl Call {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// What the fake answers.
+struct Answer {
+    status: u16,
+    body: String,
+    delay: Duration,
+}
+
+fn ok(body: String) -> Answer {
+    Answer {
+        status: 200,
+        body,
+        delay: Duration::ZERO,
+    }
+}
+
+fn fail(status: u16, code: &str) -> Answer {
+    Answer {
+        status,
+        body: format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+             <Message>scripted {code}</Message></Error></Errors><RequestID>rq</RequestID></Response>"
+        ),
+        delay: Duration::ZERO,
+    }
+}
+
+/// An instance set with one instance; `ip` empty means none.
+fn instance_xml(root: &str, id: &str, state: &str, ip: &str, private_ip: &str) -> String {
+    let ip = if ip.is_empty() {
+        String::new()
+    } else {
+        format!("<ipAddress>{ip}</ipAddress>")
+    };
+    format!(
+        "<{root} xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>rq</requestId>\
+         <reservationSet><item><instancesSet><item><instanceId>{id}</instanceId>\
+         <instanceState><code>0</code><name>{state}</name></instanceState>{ip}\
+         <privateIpAddress>{private_ip}</privateIpAddress></item></instancesSet></item>\
+         </reservationSet></{root}>"
+    )
+}
+
+fn run(state: &str, ip: &str) -> Answer {
+    ok(instance_xml(
+        "RunInstancesResponse",
+        "i-0abc",
+        state,
+        ip,
+        "10.0.0.5",
+    ))
+}
+
+fn describe(state: &str, ip: &str) -> Answer {
+    ok(instance_xml(
+        "DescribeInstancesResponse",
+        "i-0abc",
+        state,
+        ip,
+        "10.0.0.5",
+    ))
+}
+
+fn terminated() -> Answer {
+    ok(
+        "<TerminateInstancesResponse><instancesSet><item><instanceId>i-0abc</instanceId>\
+        <currentState><code>32</code><name>shutting-down</name></currentState></item>\
+        </instancesSet></TerminateInstancesResponse>"
+            .to_owned(),
+    )
+}
+
+type Script = dyn Fn(&Call, usize) -> Answer + Send + Sync;
+
+/// A scripted EC2 endpoint: `script(call, n)` answers the `n`th (0-based) call of its action.
+struct Fake {
+    port: u16,
+    calls: Arc<Mutex<Vec<Call>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            index += 3;
+        } else {
+            out.push(if bytes[index] == b'+' {
+                b' '
+            } else {
+                bytes[index]
+            });
+            index += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl Fake {
+    async fn start(script: impl Fn(&Call, usize) -> Answer + Send + Sync + 'static) -> Fake {
+        let calls = Arc::new(Mutex::new(Vec::<Call>::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let recorded = calls.clone();
+        let handler = move |headers: axum::http::HeaderMap, body: String| {
+            let recorded = recorded.clone();
+            let script = script.clone();
+            async move {
+                let params: Vec<(String, String)> = body
+                    .split('&')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                        (percent_decode(name), percent_decode(value))
+                    })
+                    .collect();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let call = Call {
+                    action: params
+                        .iter()
+                        .find(|(name, _)| name == "Action")
+                        .map(|(_, value)| value.clone())
+                        .unwrap_or_default(),
+                    authorization: header("authorization"),
+                    host: header("host"),
+                    amz_date: header("x-amz-date"),
+                    params,
+                };
+                let nth = {
+                    let mut calls = recorded.lock().unwrap();
+                    let nth = calls
+                        .iter()
+                        .filter(|done| done.action == call.action)
+                        .count();
+                    calls.push(call.clone());
+                    nth
+                };
+                let answer = script(&call, nth);
+                tokio::time::sleep(answer.delay).await;
+                (
+                    axum::http::StatusCode::from_u16(answer.status).unwrap(),
+                    answer.body,
+                )
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Fake {
+            port,
+            calls,
+            server,
+        }
+    }
+
+    fn calls(&self, action: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|call| call.action == action)
+            .cloned()
+            .collect()
+    }
+
+    fn all_actions(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|call| call.action.clone())
+            .collect()
+    }
+}
+
+const SECRET: &str = "wJalrXUtnFEMI-never-logged";
+
+fn settings(port: u16, boot_timeout: Duration) -> Ec2Settings {
+    Ec2Settings {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: SecretString::from(SECRET),
+        image_id: "ami-1e749f67".into(),
+        size_id: "t1.micro".into(),
+        security_group_name: "conpaas".into(),
+        key_name: "conpaas-key".into(),
+        region: Ec2Region {
+            name: "eu-west-1".into(),
+            endpoint_host: "ec2.eu-west-1.amazonaws.com".into(),
+        },
+        endpoint: Some(EndpointUrl {
+            scheme: UrlScheme::Http,
+            host: "127.0.0.1".into(),
+            port: Some(port),
+        }),
+        boot_timeout,
+    }
+}
+
+fn fast() -> Ec2Tuning {
+    Ec2Tuning {
+        poll_interval: Duration::from_millis(10),
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(4),
+        address: AddressPolicy::Public,
+    }
+}
+
+fn cloud(fake: &Fake, boot_timeout: Duration) -> Ec2Cloud {
+    cloud_tuned(fake.port, boot_timeout, fast())
+}
+
+fn cloud_tuned(port: u16, boot_timeout: Duration, tuning: Ec2Tuning) -> Ec2Cloud {
+    Ec2Cloud::with_tuning("iaas", settings(port, boot_timeout), tuning).unwrap()
+}
+
+fn request() -> NodeRequest {
+    NodeRequest {
+        name: "conpaas-manager-php-u1-s7".into(),
+        user_data: "#!/bin/bash\necho 'key=+/='\n".into(),
+        client_token: "cps-0123abcd-s7".into(),
+        tags: vec![
+            ("ConPaaS-Director".into(), "0123abcd".into()),
+            ("ConPaaS-Service".into(), "7".into()),
+        ],
+    }
+}
+
+/// A script from per-action lists: the `n`th call gets the `n`th answer, later calls the last.
+fn scripted(
+    mut answers: HashMap<&'static str, Vec<fn() -> Answer>>,
+) -> impl Fn(&Call, usize) -> Answer {
+    let answers: HashMap<String, Vec<fn() -> Answer>> = answers
+        .drain()
+        .map(|(action, list)| (action.to_owned(), list))
+        .collect();
+    move |call, nth| match answers.get(&call.action) {
+        Some(list) if !list.is_empty() => list[nth.min(list.len() - 1)](),
+        _ => fail(400, "InvalidAction"),
+    }
+}
+
+#[tokio::test]
+async fn create_sends_the_parameters_tags_and_a_signature() {
+    let fake = Fake::start(scripted(HashMap::from([
+        (
+            "RunInstances",
+            vec![(|| run("pending", "")) as fn() -> Answer],
+        ),
+        (
+            "DescribeInstances",
+            vec![
+                // EC2 is eventually consistent: a new instance may be unknown for a moment.
+                || fail(400, "InvalidInstanceID.NotFound"),
+                || describe("pending", ""),
+                || describe("running", "54.1.2.3"),
+            ],
+        ),
+    ])))
+    .await;
+    let node = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap();
+    assert_eq!(
+        node,
+        Node {
+            vmid: "i-0abc".into(),
+            public_ip: "54.1.2.3".into(),
+            private_ip: Some("10.0.0.5".into()),
+        }
+    );
+    let runs = fake.calls("RunInstances");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    for (name, value) in [
+        ("Version", "2016-11-15"),
+        ("ImageId", "ami-1e749f67"),
+        ("InstanceType", "t1.micro"),
+        ("KeyName", "conpaas-key"),
+        ("SecurityGroup.1", "conpaas"),
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+        ("ClientToken", "cps-0123abcd-s7"),
+        ("TagSpecification.1.ResourceType", "instance"),
+        ("TagSpecification.1.Tag.1.Key", "Name"),
+        (
+            "TagSpecification.1.Tag.1.Value",
+            "conpaas-manager-php-u1-s7",
+        ),
+        ("TagSpecification.1.Tag.2.Key", "ConPaaS-Director"),
+        ("TagSpecification.1.Tag.2.Value", "0123abcd"),
+        ("TagSpecification.1.Tag.3.Key", "ConPaaS-Service"),
+        ("TagSpecification.1.Tag.3.Value", "7"),
+    ] {
+        assert_eq!(run.param(name), Some(value), "{name}");
+    }
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(run.param("UserData").unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(user_data).unwrap(), request().user_data);
+    assert_eq!(run.host, format!("127.0.0.1:{}", fake.port));
+    let date = &run.amz_date[..8];
+    assert!(
+        run.authorization.starts_with(&format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDTEST/{date}/eu-west-1/ec2/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, Signature="
+        )),
+        "{}",
+        run.authorization
+    );
+    let polls = fake.calls("DescribeInstances");
+    assert_eq!(polls.len(), 3);
+    assert!(
+        polls
+            .iter()
+            .all(|poll| poll.param("InstanceId.1") == Some("i-0abc"))
+    );
+    assert!(fake.calls("TerminateInstances").is_empty());
+}
+
+#[tokio::test]
+async fn a_ready_run_answer_needs_no_poll() {
+    let fake = Fake::start(scripted(HashMap::from([(
+        "RunInstances",
+        vec![(|| run("running", "54.1.2.3")) as fn() -> Answer],
+    )])))
+    .await;
+    let node = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap();
+    assert_eq!(node.public_ip, "54.1.2.3");
+    assert_eq!(fake.all_actions(), ["RunInstances"]);
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_the_same_token() {
+    let fake = Fake::start(scripted(HashMap::from([(
+        "RunInstances",
+        vec![
+            (|| Answer {
+                status: 503,
+                body: String::new(),
+                delay: Duration::ZERO,
+            }) as fn() -> Answer,
+            || fail(400, "RequestLimitExceeded"),
+            || fail(429, "TooManyRequests"),
+            || run("running", "54.1.2.3"),
+        ],
+    )])))
+    .await;
+    let tuning = Ec2Tuning {
+        max_attempts: 4,
+        ..fast()
+    };
+    let node = cloud_tuned(fake.port, Duration::from_secs(5), tuning)
+        .create_node(request())
+        .await
+        .unwrap();
+    assert_eq!(node.vmid, "i-0abc");
+    let runs = fake.calls("RunInstances");
+    assert_eq!(runs.len(), 4);
+    assert!(
+        runs.iter()
+            .all(|run| run.param("ClientToken") == Some("cps-0123abcd-s7"))
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_shown_with_their_code_and_not_retried() {
+    let fake = Fake::start(scripted(HashMap::from([(
+        "RunInstances",
+        vec![(|| fail(400, "InvalidAMIID.NotFound")) as fn() -> Answer],
+    )])))
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    match error {
+        Error::Refused { code, message } => {
+            assert_eq!(code, "InvalidAMIID.NotFound");
+            assert_eq!(message, "scripted InvalidAMIID.NotFound");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.all_actions(), ["RunInstances"]);
+}
+
+#[tokio::test]
+async fn a_busy_cloud_is_unavailable_after_the_bounded_attempts() {
+    let fake = Fake::start(|_: &Call, _| fail(500, "InternalError")).await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    let Error::Unavailable(text) = error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        text.contains("RunInstances failed after 3 attempts"),
+        "{text}"
+    );
+    assert!(text.contains("InternalError"), "{text}");
+    assert!(!text.contains(SECRET));
+    assert_eq!(fake.calls("RunInstances").len(), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let started = std::time::Instant::now();
+    let error = cloud_tuned(port, Duration::from_secs(5), fast())
+        .create_node(request())
+        .await
+        .unwrap_err();
+    let Error::Unavailable(text) = error else {
+        panic!("{error:?}")
+    };
+    assert!(text.contains("cannot connect"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried() {
+    let fake = Fake::start(|_: &Call, _| Answer {
+        delay: Duration::from_secs(3),
+        ..run("running", "54.1.2.3")
+    })
+    .await;
+    let tuning = Ec2Tuning {
+        request_timeout: Duration::from_millis(150),
+        ..fast()
+    };
+    let error = cloud_tuned(fake.port, Duration::from_secs(5), tuning)
+        .probe()
+        .await
+        .unwrap_err();
+    let Error::Unavailable(text) = error else {
+        panic!("{error:?}")
+    };
+    assert!(text.contains("timed out"), "{text}");
+    assert_eq!(fake.calls("DescribeInstances").len(), 3);
+}
+
+#[tokio::test]
+async fn a_terminal_state_while_booting_fails_and_terminates() {
+    let fake = Fake::start(scripted(HashMap::from([
+        (
+            "RunInstances",
+            vec![(|| run("pending", "")) as fn() -> Answer],
+        ),
+        (
+            "DescribeInstances",
+            vec![|| describe("pending", ""), || describe("shutting-down", "")],
+        ),
+        ("TerminateInstances", vec![terminated]),
+    ])))
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Failed(vmid) if vmid == "i-0abc"),
+        "{error:?}"
+    );
+    let kills = fake.calls("TerminateInstances");
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0].param("InstanceId.1"), Some("i-0abc"));
+}
+
+#[tokio::test]
+async fn no_public_address_times_out_and_terminates() {
+    let script = || {
+        scripted(HashMap::from([
+            (
+                "RunInstances",
+                vec![(|| run("pending", "")) as fn() -> Answer],
+            ),
+            ("DescribeInstances", vec![|| describe("running", "")]),
+            ("TerminateInstances", vec![terminated]),
+        ]))
+    };
+    let fake = Fake::start(script()).await;
+    let error = cloud(&fake, Duration::from_millis(100))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::BootTimeout { vmid, .. } if vmid == "i-0abc"),
+        "{error:?}"
+    );
+    assert!(fake.calls("DescribeInstances").len() >= 2);
+    assert_eq!(fake.calls("TerminateInstances").len(), 1);
+
+    // A director inside the VPC may take the private address instead.
+    let fake = Fake::start(script()).await;
+    let tuning = Ec2Tuning {
+        address: AddressPolicy::PublicOrPrivate,
+        ..fast()
+    };
+    let node = cloud_tuned(fake.port, Duration::from_secs(5), tuning)
+        .create_node(request())
+        .await
+        .unwrap();
+    assert_eq!(node.public_ip, "10.0.0.5");
+    assert!(fake.calls("TerminateInstances").is_empty());
+}
+
+#[tokio::test]
+async fn poll_errors_after_the_retries_terminate() {
+    let fake = Fake::start(scripted(HashMap::from([
+        (
+            "RunInstances",
+            vec![(|| run("pending", "")) as fn() -> Answer],
+        ),
+        ("DescribeInstances", vec![|| fail(503, "Unavailable")]),
+        ("TerminateInstances", vec![terminated]),
+    ])))
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert_eq!(fake.calls("DescribeInstances").len(), 3);
+    assert_eq!(fake.calls("TerminateInstances").len(), 1);
+}
+
+#[tokio::test]
+async fn an_instance_not_yet_visible_is_terminated_all_the_same() {
+    let fake = Fake::start(scripted(HashMap::from([
+        (
+            "RunInstances",
+            vec![(|| run("pending", "")) as fn() -> Answer],
+        ),
+        (
+            "TerminateInstances",
+            vec![|| fail(400, "InvalidInstanceID.NotFound"), terminated],
+        ),
+    ])))
+    .await;
+    // A zero boot timeout gives up before the first poll.
+    let error = cloud(&fake, Duration::ZERO)
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::BootTimeout { seconds: 0, .. }),
+        "{error:?}"
+    );
+    assert!(fake.calls("DescribeInstances").is_empty());
+    assert_eq!(fake.calls("TerminateInstances").len(), 2);
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_leaves_no_instance() {
+    let fake = Fake::start(scripted(HashMap::from([
+        (
+            "RunInstances",
+            vec![(|| run("pending", "")) as fn() -> Answer],
+        ),
+        ("DescribeInstances", vec![|| describe("pending", "")]),
+        ("TerminateInstances", vec![terminated]),
+    ])))
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(60));
+    let outcome =
+        tokio::time::timeout(Duration::from_millis(200), cloud.create_node(request())).await;
+    assert!(outcome.is_err(), "the create should still be waiting");
+    for _ in 0..200 {
+        if !fake.calls("TerminateInstances").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kills = fake.calls("TerminateInstances");
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0].param("InstanceId.1"), Some("i-0abc"));
+}
+
+#[tokio::test]
+async fn a_large_context_is_refused_before_any_call() {
+    let fake = Fake::start(|_: &Call, _| run("running", "54.1.2.3")).await;
+    let mut big = request();
+    big.user_data = "#".repeat(EC2_USER_DATA_LIMIT + 1);
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(big)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Refused { code, .. } if code == "UserDataTooLarge"),
+        "{error:?}"
+    );
+    assert!(fake.all_actions().is_empty());
+}
+
+#[tokio::test]
+async fn kill_node_takes_unknown_instances_for_gone() {
+    let fake = Fake::start(|call: &Call, _| match call.param("InstanceId.1") {
+        Some("i-gone") => fail(400, "InvalidInstanceID.NotFound"),
+        Some("garbage") => fail(400, "InvalidInstanceID.Malformed"),
+        Some("i-forbidden") => fail(401, "AuthFailure"),
+        _ => terminated(),
+    })
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    cloud.kill_node("i-0abc").await.unwrap();
+    cloud.kill_node("i-gone").await.unwrap();
+    cloud.kill_node("garbage").await.unwrap();
+    let error = cloud.kill_node("i-forbidden").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Refused { code, .. } if code == "AuthFailure"),
+        "{error:?}"
+    );
+    assert_eq!(fake.calls("TerminateInstances").len(), 4);
+}
+
+#[tokio::test]
+async fn node_state_follows_the_instance_state() {
+    let fake = Fake::start(|call: &Call, _| match call.param("InstanceId.1") {
+        Some("i-gone") => fail(400, "InvalidInstanceID.NotFound"),
+        Some(state) => ok(instance_xml(
+            "DescribeInstancesResponse",
+            state,
+            state,
+            "",
+            "",
+        )),
+        None => fail(400, "MissingParameter"),
+    })
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    for (vmid, expected) in [
+        ("pending", NodeState::Pending),
+        ("running", NodeState::Running),
+        ("stopped", NodeState::Gone),
+        ("terminated", NodeState::Gone),
+        ("i-gone", NodeState::Gone),
+    ] {
+        assert_eq!(cloud.node_state(vmid).await.unwrap(), expected, "{vmid}");
+    }
+}
+
+#[tokio::test]
+async fn find_node_filters_on_the_client_token() {
+    let fake = Fake::start(|call: &Call, _| {
+        let token = call.param("Filter.1.Value.1").unwrap_or_default();
+        let items: String = match token {
+            "cps-live" => ["terminated", "running"]
+                .iter()
+                .enumerate()
+                .map(|(n, state)| {
+                    format!(
+                        "<item><instanceId>i-{n}</instanceId><instanceState><name>{state}</name>\
+                         </instanceState></item>"
+                    )
+                })
+                .collect(),
+            _ => String::new(),
+        };
+        ok(format!(
+            "<DescribeInstancesResponse><reservationSet><item><instancesSet>{items}</instancesSet>\
+             </item></reservationSet></DescribeInstancesResponse>"
+        ))
+    })
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    assert_eq!(
+        cloud.find_node("cps-live").await.unwrap(),
+        Some("i-1".into())
+    );
+    assert_eq!(cloud.find_node("cps-none").await.unwrap(), None);
+    let calls = fake.calls("DescribeInstances");
+    assert_eq!(calls[0].param("Filter.1.Name"), Some("client-token"));
+}
+
+#[tokio::test]
+async fn probe_lists_a_few_instances() {
+    let fake = Fake::start(|_: &Call, _| describe("running", "54.1.2.3")).await;
+    cloud(&fake, Duration::from_secs(5)).probe().await.unwrap();
+    let calls = fake.calls("DescribeInstances");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].param("MaxResults"), Some("5"));
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_output() {
+    let fake = Fake::start(|_: &Call, _| fail(403, "SignatureDoesNotMatch")).await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    let debug = format!("{cloud:?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(debug.contains("AKIDTEST"), "{debug}");
+    let error = cloud.probe().await.unwrap_err();
+    assert!(!error.to_string().contains(SECRET));
+    assert_eq!(cloud.driver(), "ec2");
+    assert_eq!(cloud.name(), "iaas");
+}

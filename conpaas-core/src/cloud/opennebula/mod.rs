@@ -1,0 +1,656 @@
+//! The OpenNebula driver: manager VMs through OpenNebula's OCCI 0.x server (`occi-server`,
+//! OpenNebula 2.x/3.x), speaking the requests 1.2's libcloud sent (`spec/clouds.md` §7).
+//!
+//! Creating a VM is `POST /compute`, then `GET /compute/<id>` every
+//! [`OpenNebulaTuning::poll_interval`] until the VM is `ACTIVE` with an IP, within the cloud's
+//! `BOOT_TIMEOUT`. A VM that fails, ends or times out is deleted before the error is returned,
+//! and so is one whose creation is abandoned (the future dropped): no orphans.
+//!
+//! OCCI has no idempotency token, so the client token is appended to the VM's `NAME`
+//! (`conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5`) and also sent as the context variable
+//! `CONPAAS_CLIENT_TOKEN`. Listing `/compute` then finds the VM of a start whose answer was
+//! lost: before a create is sent again, and when the director reconciles after a crash.
+
+mod occi;
+mod transport;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use rustls_pki_types::CertificateDer;
+
+use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
+use super::settings::OpenNebulaSettings;
+use occi::{Compute, ComputeRequest, OcciState};
+use transport::{Failure, Transport};
+
+/// How the driver paces its HTTP calls. [`OpenNebulaTuning::standard`] is what the director
+/// uses; tests shorten everything.
+#[derive(Debug, Clone)]
+pub struct OpenNebulaTuning {
+    /// The most one HTTP call may take, connection and answer included.
+    pub request_timeout: Duration,
+    /// The most establishing a connection may take.
+    pub connect_timeout: Duration,
+    /// The pause between two `GET /compute/<id>` while a VM boots (1.2: 10 s).
+    pub poll_interval: Duration,
+    /// How many times one call is tried when the server is unreachable or answers 5xx.
+    pub max_attempts: NonZeroU32,
+    /// The pause before the first retry; it doubles with every further retry.
+    pub backoff_initial: Duration,
+    /// The longest pause between two retries.
+    pub backoff_max: Duration,
+    /// CA certificates trusted for an `https` URL besides the system's (embedders, tests).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl OpenNebulaTuning {
+    /// 30 s per call (10 s to connect), a VM polled every 5 s, 4 attempts with pauses of
+    /// 0.5 s, 1 s, 2 s (jittered, at most 8 s).
+    pub fn standard() -> OpenNebulaTuning {
+        OpenNebulaTuning {
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(5),
+            max_attempts: NonZeroU32::new(4).unwrap_or(NonZeroU32::MIN),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+/// A cloud of manager VMs on an OpenNebula OCCI server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OpenNebulaCloud {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    settings: OpenNebulaSettings,
+    transport: Transport,
+}
+
+/// How `POST /compute` ended.
+struct Created {
+    vmid: String,
+    /// The answer's document, when it could be read.
+    first: Option<Compute>,
+    /// Whether an attempt may have created a VM we did not get the answer of: then the
+    /// token is searched for duplicates once the outcome is known.
+    ambiguous: bool,
+}
+
+impl OpenNebulaCloud {
+    /// The driver of cloud `name` (`iaas` or an `OTHER_CLOUDS` section) with the
+    /// [standard](OpenNebulaTuning::standard) timeouts. Does no network IO; for an `https`
+    /// URL it reads the system's CA certificates.
+    pub fn new(name: impl Into<String>, settings: &OpenNebulaSettings) -> Result<Self, Error> {
+        Self::with_tuning(name, settings, OpenNebulaTuning::standard())
+    }
+
+    /// [`OpenNebulaCloud::new`] with other timeouts, retries and poll interval.
+    pub fn with_tuning(
+        name: impl Into<String>,
+        settings: &OpenNebulaSettings,
+        tuning: OpenNebulaTuning,
+    ) -> Result<Self, Error> {
+        let name = name.into();
+        let transport = Transport::new(
+            &name,
+            &settings.url,
+            &settings.user,
+            &settings.password,
+            tuning,
+        )?;
+        Ok(OpenNebulaCloud {
+            inner: Arc::new(Inner {
+                name,
+                settings: settings.clone(),
+                transport,
+            }),
+        })
+    }
+
+    /// The `NAME` a VM is created with: the director's name, then the client token, so that
+    /// listing `/compute` finds the VM of a token (see [`OpenNebulaCloud::find_node`]).
+    pub fn vm_name(request_name: &str, client_token: &str) -> String {
+        if client_token.is_empty() {
+            request_name.to_owned()
+        } else {
+            format!("{request_name}-{client_token}")
+        }
+    }
+}
+
+/// Whether a VM called `name` was created with `token` by [`OpenNebulaCloud::vm_name`]. The
+/// `-` before the token keeps `…-s15` from matching the token of service 5.
+fn name_has_token(name: &str, token: &str) -> bool {
+    !token.is_empty()
+        && (name == token
+            || name
+                .strip_suffix(token)
+                .is_some_and(|head| head.ends_with('-')))
+}
+
+/// Turns a tag key (`ConPaaS-Service`) into a context variable (`CONPAAS_SERVICE`).
+fn context_key(tag: &str) -> String {
+    tag.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Whether a value can go into a context variable as it is: OpenNebula writes each into
+/// `context.sh` between double quotes, which the VM sources (the script itself is hex for
+/// that reason).
+fn is_plain_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+}
+
+impl Inner {
+    /// The `CONTEXT` of a manager VM: the seven variables of 1.2 (in the order 1.2.0 wrote
+    /// them), then the client token and the tags.
+    fn context(&self, request: &NodeRequest) -> Vec<(String, String)> {
+        let settings = &self.settings;
+        let mut context: Vec<(String, String)> = [
+            // Lower-case hex: the image's rc.local pipes it through `xxd -r -p` into /bin/sh.
+            ("USERDATA", hex::encode(request.user_data.as_bytes())),
+            ("TARGET", settings.context_target.clone()),
+            ("IP_GATEWAY", settings.gateway.to_string()),
+            // Literal: OpenNebula substitutes the VM's name and the IP leased on its NIC.
+            ("HOSTNAME", "$NAME".to_owned()),
+            ("NETMASK", settings.netmask.to_string()),
+            ("IP_PUBLIC", "$NIC[IP]".to_owned()),
+            ("NAMESERVER", settings.nameserver.to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        let extra = std::iter::once(("CONPAAS_CLIENT_TOKEN".to_owned(), &request.client_token))
+            .chain(
+                request
+                    .tags
+                    .iter()
+                    .map(|(key, value)| (context_key(key), value)),
+            );
+        for (key, value) in extra {
+            if value.is_empty()
+                || !occi::is_context_name(&key)
+                || !is_plain_value(value)
+                || context.iter().any(|(taken, _)| *taken == key)
+            {
+                tracing::debug!(cloud = %self.name, key, "context variable skipped");
+                continue;
+            }
+            context.push((key, value.clone()));
+        }
+        context
+    }
+
+    fn compute_body(&self, request: &NodeRequest) -> String {
+        let name = OpenNebulaCloud::vm_name(&request.name, &request.client_token);
+        let context = self.context(request);
+        occi::compute_body(&ComputeRequest {
+            name: &name,
+            instance_type: self.settings.instance_type.as_str(),
+            image_id: self.settings.image_id,
+            network_id: self.settings.network_id,
+            context: &context,
+        })
+    }
+
+    fn malformed(&self, method: &Method, path: &str, error: occi::ParseError) -> Error {
+        Error::Unavailable(format!(
+            "{method} {}{path}: unreadable answer: {error}",
+            self.transport.base()
+        ))
+    }
+
+    /// `GET /compute/<id>`; `None` when the server does not know the VM.
+    async fn compute(&self, vmid: &str) -> Result<Option<Compute>, Error> {
+        let path = format!("/compute/{vmid}");
+        let answer = self.transport.call(Method::GET, &path).await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => occi::parse_compute(&answer.body)
+                .map(Some)
+                .map_err(|error| self.malformed(&Method::GET, &path, error)),
+            _ => Err(self.transport.refusal(&Method::GET, &path, &answer)),
+        }
+    }
+
+    /// `DELETE /compute/<id>`; a VM the server does not know is already gone.
+    async fn delete(&self, vmid: &str) -> Result<(), Error> {
+        let path = format!("/compute/{vmid}");
+        let answer = self.transport.call(Method::DELETE, &path).await?;
+        if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+            tracing::info!(cloud = %self.name, vmid, status = answer.status.as_u16(), "VM deleted");
+            Ok(())
+        } else {
+            Err(self.transport.refusal(&Method::DELETE, &path, &answer))
+        }
+    }
+
+    /// Every VM named with `token` that is not `DONE`, by listing `/compute`.
+    async fn find_all(&self, token: &str) -> Result<Vec<String>, Error> {
+        if token.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answer = self.transport.call(Method::GET, "/compute").await?;
+        if !answer.status.is_success() {
+            return Err(self.transport.refusal(&Method::GET, "/compute", &answer));
+        }
+        let entries = occi::parse_collection(&answer.body)
+            .map_err(|error| self.malformed(&Method::GET, "/compute", error))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            if let Some(name) = &entry.name
+                && !name_has_token(name, token)
+            {
+                continue;
+            }
+            // A listing without names needs each VM's document; one with names needs it only
+            // for the candidates, to skip VMs already deleted.
+            let Some(compute) = self.compute(&entry.id).await? else {
+                continue;
+            };
+            let named = compute
+                .name
+                .as_deref()
+                .or(entry.name.as_deref())
+                .is_some_and(|name| name_has_token(name, token));
+            if named && compute.state != OcciState::Done {
+                found.push(compute.id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// `POST /compute`. Sent again only when the previous attempt certainly did not reach the
+    /// server, or when listing shows it created nothing: never a blind second create.
+    async fn post_compute(&self, body: &str, token: &str) -> Result<Created, Error> {
+        let tuning = self.transport.tuning();
+        let attempts = tuning.max_attempts.get();
+        let mut ambiguous = false;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(tuning.backoff(attempt - 1)).await;
+            }
+            match self
+                .transport
+                .attempt(Method::POST, "/compute", Some(body))
+                .await
+            {
+                Ok(answer) if answer.status.is_success() => match occi::parse_compute(&answer.body)
+                {
+                    Ok(compute) => {
+                        tracing::info!(cloud = %self.name, vmid = %compute.id, state = %compute.state, "VM created");
+                        return Ok(Created {
+                            vmid: compute.id.clone(),
+                            first: Some(compute),
+                            ambiguous,
+                        });
+                    }
+                    Err(error) => {
+                        // The server said it created something: find it rather than guess.
+                        last = format!("unreadable answer {}: {error}", answer.status);
+                        ambiguous = true;
+                    }
+                },
+                // A 4xx is a decision about this request: sending it again changes nothing.
+                Ok(answer) => {
+                    return Err(self.transport.refusal(&Method::POST, "/compute", &answer));
+                }
+                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::NotSent(text)) => {
+                    tracing::info!(cloud = %self.name, attempt, attempts, failure = %text, "VM create not sent, retrying if attempts remain");
+                    last = text;
+                    continue;
+                }
+                Err(Failure::MaybeDone(text)) => {
+                    tracing::info!(cloud = %self.name, attempt, attempts, failure = %text, "VM create failed, looking for the VM before any retry");
+                    last = text;
+                    ambiguous = true;
+                }
+            }
+            if token.is_empty() {
+                // Without a token a lost answer cannot be told from no VM: no retry.
+                return Err(self
+                    .transport
+                    .unavailable(&Method::POST, "/compute", &last, attempt));
+            }
+            match self.find_all(token).await {
+                Ok(found) => {
+                    if let Some(vmid) = found.into_iter().next() {
+                        tracing::info!(cloud = %self.name, %vmid, "the failed create made a VM: adopting it");
+                        return Ok(Created {
+                            vmid,
+                            first: None,
+                            ambiguous: true,
+                        });
+                    }
+                }
+                Err(error) => {
+                    return Err(Error::Unavailable(format!(
+                        "POST {}/compute: {last}; looking for a VM it may have made failed too: {error}",
+                        self.transport.base()
+                    )));
+                }
+            }
+        }
+        Err(self
+            .transport
+            .unavailable(&Method::POST, "/compute", &last, attempts))
+    }
+
+    /// Polls until the VM is `ACTIVE` with an IP. A failed poll is retried until the deadline
+    /// (the server may come back while the VM boots); a refusal or a dead VM ends the wait.
+    async fn wait_ready(&self, vmid: &str, first: Option<Compute>) -> Result<Node, Error> {
+        let poll_interval = self.transport.tuning().poll_interval;
+        let mut current = first;
+        loop {
+            if let Some(compute) = &current {
+                if compute.state.is_terminal() {
+                    tracing::warn!(cloud = %self.name, vmid, state = %compute.state, "VM failed while booting");
+                    return Err(Error::Failed(vmid.to_owned()));
+                }
+                if compute.state == OcciState::Active
+                    && let Some(ip) = &compute.ip
+                {
+                    return Ok(Node {
+                        vmid: vmid.to_owned(),
+                        public_ip: ip.clone(),
+                        // OCCI gives one address; 1.2 used it as the private one too.
+                        private_ip: Some(ip.clone()),
+                    });
+                }
+            }
+            tokio::time::sleep(poll_interval).await;
+            current = match self.compute(vmid).await {
+                Ok(Some(compute)) => Some(compute),
+                Ok(None) => {
+                    tracing::warn!(cloud = %self.name, vmid, "VM vanished while booting");
+                    return Err(Error::Failed(vmid.to_owned()));
+                }
+                Err(Error::Unavailable(text)) => {
+                    tracing::warn!(cloud = %self.name, vmid, failure = %text, "cannot read the state of a booting VM");
+                    current
+                }
+                Err(error) => return Err(error),
+            };
+        }
+    }
+
+    /// Removes what a failed create made: the VM, and any other the token names when an
+    /// attempt's outcome was unknown. Failures are logged: the create's own error is what the
+    /// caller needs.
+    async fn remove(&self, vmid: Option<&str>, token: &str, ambiguous: bool) {
+        if let Some(vmid) = vmid
+            && let Err(error) = self.delete(vmid).await
+        {
+            tracing::error!(cloud = %self.name, vmid, %error, "cannot delete the VM of a failed start: delete it by hand");
+        }
+        if ambiguous {
+            self.sweep(token, vmid).await;
+        }
+    }
+
+    /// Deletes the VMs named with `token`, except `keep`.
+    async fn sweep(&self, token: &str, keep: Option<&str>) {
+        match self.find_all(token).await {
+            Ok(found) => {
+                for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
+                    tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate VM of the same start");
+                    if let Err(error) = self.delete(vmid).await {
+                        tracing::error!(cloud = %self.name, %vmid, %error, "cannot delete a duplicate VM: delete it by hand");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(cloud = %self.name, %error, "cannot list VMs to remove duplicates of a start");
+            }
+        }
+    }
+}
+
+/// Deletes the VM of a create that was abandoned half-way (its future dropped, e.g. by the
+/// director's start timeout), from a task of its own.
+struct Abandoned {
+    inner: Arc<Inner>,
+    token: String,
+    vmid: Option<String>,
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = self.inner.clone();
+        let token = std::mem::take(&mut self.token);
+        let vmid = self.vmid.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!(cloud = %inner.name, ?vmid, "VM creation abandoned: deleting what it made");
+                runtime.spawn(async move { inner.remove(vmid.as_deref(), &token, true).await });
+            }
+            Err(_) => {
+                tracing::error!(cloud = %inner.name, ?vmid, token, "VM creation abandoned outside a runtime: delete the VM by hand");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for OpenNebulaCloud {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn driver(&self) -> &'static str {
+        "opennebula"
+    }
+
+    async fn create_node(&self, request: NodeRequest) -> Result<Node, Error> {
+        let inner = &self.inner;
+        let boot_timeout = inner.settings.boot_timeout;
+        let deadline = tokio::time::Instant::now() + boot_timeout;
+        let body = inner.compute_body(&request);
+        let token = request.client_token.clone();
+        let mut abandoned = Abandoned {
+            inner: inner.clone(),
+            token: token.clone(),
+            vmid: None,
+            armed: true,
+        };
+        let created = match inner.post_compute(&body, &token).await {
+            Ok(created) => created,
+            Err(error) => {
+                abandoned.armed = false;
+                return Err(error);
+            }
+        };
+        abandoned.vmid = Some(created.vmid.clone());
+        let vmid = created.vmid.clone();
+        let waited =
+            tokio::time::timeout_at(deadline, inner.wait_ready(&vmid, created.first)).await;
+        let result = waited.unwrap_or_else(|_| {
+            tracing::warn!(cloud = %inner.name, %vmid, seconds = boot_timeout.as_secs(), "VM not ready before BOOT_TIMEOUT");
+            Err(Error::BootTimeout {
+                vmid: vmid.clone(),
+                seconds: boot_timeout.as_secs(),
+            })
+        });
+        match result {
+            Ok(node) => {
+                // From here on the VM is the caller's, even if this future is dropped.
+                abandoned.armed = false;
+                if created.ambiguous {
+                    inner.sweep(&token, Some(&vmid)).await;
+                }
+                tracing::info!(cloud = %inner.name, %vmid, ip = %node.public_ip, "VM ready");
+                Ok(node)
+            }
+            Err(error) => {
+                inner.remove(Some(&vmid), &token, created.ambiguous).await;
+                abandoned.armed = false;
+                Err(error)
+            }
+        }
+    }
+
+    async fn kill_node(&self, vmid: &str) -> Result<(), Error> {
+        if !occi::is_vm_id(vmid) {
+            // Not an OpenNebula id (1.2 could store "None"): no VM of this cloud to delete.
+            tracing::warn!(cloud = %self.inner.name, vmid, "not an OpenNebula VM id: nothing to delete");
+            return Ok(());
+        }
+        self.inner.delete(vmid).await
+    }
+
+    async fn node_state(&self, vmid: &str) -> Result<NodeState, Error> {
+        if !occi::is_vm_id(vmid) {
+            return Ok(NodeState::Gone);
+        }
+        Ok(match self.inner.compute(vmid).await? {
+            Some(compute) => compute.state.node_state(),
+            None => NodeState::Gone,
+        })
+    }
+
+    async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error> {
+        Ok(self.inner.find_all(client_token).await?.into_iter().next())
+    }
+
+    async fn probe(&self) -> Result<(), Error> {
+        let answer = self.inner.transport.call(Method::GET, "/compute").await?;
+        if !answer.status.is_success() {
+            return Err(self
+                .inner
+                .transport
+                .refusal(&Method::GET, "/compute", &answer));
+        }
+        occi::parse_collection(&answer.body)
+            .map(|_| ())
+            .map_err(|error| self.inner.malformed(&Method::GET, "/compute", error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::cloud::{EndpointUrl, InstanceType, UrlScheme};
+
+    fn settings() -> OpenNebulaSettings {
+        OpenNebulaSettings {
+            url: EndpointUrl {
+                scheme: UrlScheme::Http,
+                host: "occi.example.org".into(),
+                port: Some(4567),
+            },
+            user: "oneadmin".into(),
+            password: SecretString::from("pw"),
+            image_id: 42,
+            instance_type: InstanceType::Small,
+            network_id: 1,
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            nameserver: Ipv4Addr::new(8, 8, 8, 8),
+            os_arch: "x86_64".into(),
+            os_root: "hda".into(),
+            disk_target: "hda".into(),
+            context_target: "hdc".into(),
+            xmlrpc: None,
+            boot_timeout: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn names_carry_the_token() {
+        let name = OpenNebulaCloud::vm_name("conpaas-manager-php-u1-s5", "cps-1a2b3c4d-s5");
+        assert_eq!(name, "conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5");
+        assert!(name_has_token(&name, "cps-1a2b3c4d-s5"));
+        assert!(!name_has_token(&name, "cps-1a2b3c4d-s"));
+        assert!(!name_has_token(
+            "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
+            "cps-1a2b3c4d-s5"
+        ));
+        assert!(!name_has_token("xcps-1a2b3c4d-s5", "cps-1a2b3c4d-s5"));
+        assert!(name_has_token("cps-1a2b3c4d-s5", "cps-1a2b3c4d-s5"));
+        assert!(!name_has_token("anything", ""));
+        assert_eq!(OpenNebulaCloud::vm_name("vm", ""), "vm");
+    }
+
+    #[test]
+    fn request_body() {
+        let cloud = OpenNebulaCloud::new("iaas", &settings()).unwrap();
+        let body = cloud.inner.compute_body(&NodeRequest {
+            name: "conpaas-manager-php-u1-s5".into(),
+            user_data: "#!/bin/sh\n".into(),
+            client_token: "cps-1a2b3c4d-s5".into(),
+            tags: vec![
+                ("ConPaaS-Director".into(), "1a2b3c4d".into()),
+                ("ConPaaS-Service".into(), "5".into()),
+                ("USERDATA".into(), "override".into()),
+                ("ConPaaS-Note".into(), "a \"quoted\" $value".into()),
+            ],
+        });
+        assert_eq!(
+            body,
+            "<COMPUTE><NAME>conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5</NAME>\
+             <INSTANCE_TYPE>small</INSTANCE_TYPE><DISK><STORAGE href=\"/storage/42\" /></DISK>\
+             <NIC><NETWORK href=\"/network/1\" /></NIC><CONTEXT>\
+             <USERDATA>23212f62696e2f73680a</USERDATA><TARGET>hdc</TARGET>\
+             <IP_GATEWAY>10.0.0.1</IP_GATEWAY><HOSTNAME>$NAME</HOSTNAME>\
+             <NETMASK>255.255.255.0</NETMASK><IP_PUBLIC>$NIC[IP]</IP_PUBLIC>\
+             <NAMESERVER>8.8.8.8</NAMESERVER><CONPAAS_CLIENT_TOKEN>cps-1a2b3c4d-s5</CONPAAS_CLIENT_TOKEN>\
+             <CONPAAS_DIRECTOR>1a2b3c4d</CONPAAS_DIRECTOR><CONPAAS_SERVICE>5</CONPAAS_SERVICE>\
+             </CONTEXT></COMPUTE>"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let cloud = OpenNebulaCloud::new("iaas", &settings()).unwrap();
+        let debug = format!("{cloud:?}");
+        assert!(!debug.contains("\"pw\""), "{debug}");
+        assert!(!debug.contains(&transport::sha1_hex("pw")), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn odd_vm_ids_never_reach_the_server() {
+        // Nothing listens at occi.example.org: these calls must not try.
+        let cloud = OpenNebulaCloud::new("iaas", &settings()).unwrap();
+        for vmid in ["None", "", "../compute", "1/2", "3?x=1"] {
+            cloud.kill_node(vmid).await.unwrap();
+            assert_eq!(cloud.node_state(vmid).await.unwrap(), NodeState::Gone);
+        }
+    }
+
+    #[test]
+    fn https_builds_with_system_roots() {
+        let mut https = settings();
+        https.url.scheme = UrlScheme::Https;
+        https.url.port = None;
+        OpenNebulaCloud::new("one2", &https).unwrap();
+    }
+}

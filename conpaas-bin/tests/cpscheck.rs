@@ -830,3 +830,85 @@ fn cloud_credentials_are_tried_and_its_clock_compared() {
         );
     }
 }
+
+#[test]
+fn a_sha1_certificate_as_1_2_made_is_a_warning() {
+    let (_temp, data) = healthy();
+    let certs = certs(&data);
+    // OpenSSL, not rcgen: rcgen cannot sign with SHA-1, which is the point.
+    let csr = certs.join("director.csr");
+    let ext = certs.join("san.ext");
+    std::fs::write(&ext, "subjectAltName=DNS:localhost\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&certs)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "key.pem",
+        "-subj",
+        "/2.5.4.72=frontend/CN=localhost",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        "ca_cert.pem",
+        "-CAkey",
+        "ca_key.pem",
+        "-sha1",
+        "-days",
+        "365",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        "cert.pem",
+    ]);
+    let out = cpscheck(&data, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_line(
+        &out,
+        &format!(
+            "W: {}/cert.pem is a legacy certificate as ConPaaS 1.2 made them (X.509 v3, sha1WithRSAEncryption), which \
+             rustls and other current TLS stacks refuse; fix: run `director init localhost --force` {REINIT_CONSEQUENCE}",
+            certs.display()
+        ),
+    );
+}
+
+#[test]
+fn a_certificate_not_yet_valid_is_an_error() {
+    let (_temp, data) = healthy();
+    write_director_cert(
+        &data,
+        rcgen::date_time_ymd(2090, 1, 1),
+        rcgen::date_time_ymd(2091, 1, 1),
+    );
+    let out = cpscheck(&data, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let prefix = format!(
+        "E: {}/cert.pem is not valid before 2090-01-01 00:00:00 UTC and the clock says ",
+        certs(&data).display()
+    );
+    let suffix = format!(
+        ": the clock is behind, or the certificate was made on a machine whose clock was ahead; fix: set the clock \
+         right (NTP), then run cpscheck again; if it persists, run `director init localhost --force` {REINIT_CONSEQUENCE}"
+    );
+    assert!(
+        lines(&out)
+            .iter()
+            .any(|line| line.starts_with(&prefix) && line.ends_with(&suffix)),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -274,3 +274,43 @@ fn templates(loaded: &LoadedConfig) -> Vec<CheckResult> {
 fn readable(path: &Path) -> bool {
     path.is_file() && File::open(path).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_count_within_their_directory_only() {
+        assert!(within("ConPaaS/sbin/manager", "ConPaaS/sbin/manager"));
+        assert!(within("ConPaaS/sbin/manager/x", "ConPaaS/sbin/manager"));
+        assert!(!within("ConPaaS/sbin/managers", "ConPaaS/sbin/manager"));
+        assert!(!within("ConPaaS/sbin", "ConPaaS/sbin/manager"));
+    }
+
+    #[test]
+    fn a_dot_slash_tarball_has_the_same_top_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        for name in ["./ConPaaS/sbin/manager/run", "./ConPaaS/src/conpaas/x.py"] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(0);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, io::empty()).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+        let summary = tar_summary(File::open(&path).unwrap()).unwrap();
+        assert_eq!(summary.n_entries, 2);
+        assert_eq!(summary.top_dirs.get(TOP_DIR), Some(&2));
+        assert_eq!(summary.subdirs_seen, [true, true]);
+
+        // Cut short: the gzip stream ends early, as a half-copied file would.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 12]).unwrap();
+        assert!(tar_summary(File::open(&path).unwrap()).is_err());
+    }
+}

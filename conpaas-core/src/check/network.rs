@@ -262,6 +262,15 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
                      with the configured credentials"
                 ),
             ),
+            // The registry's stand-in for a driver that could not be built: no call was made.
+            Ok(Err(cloud::Error::Refused { code, message })) if code == "DriverUnavailable" => {
+                CheckResult::error(
+                    "cloud",
+                    what,
+                    format!("cloud {name} ({kind} driver, {endpoint}) cannot be used: {message}"),
+                    "run `RUST_LOG=warn cpscheck` to see why the driver could not start",
+                )
+            }
             Ok(Err(cloud::Error::Refused { code, message })) => CheckResult::error(
                 "cloud",
                 what,

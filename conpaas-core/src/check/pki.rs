@@ -462,8 +462,8 @@ fn legacy(path: &Path, x509: &X509Certificate<'_>, reinit: &str) -> CheckResult 
             "pki.legacy",
             what,
             format!(
-                "{shown} is a ConPaaS 1.2-made certificate (X.509 {version}, {algorithm}), which \
-                 rustls and other current TLS stacks refuse"
+                "{shown} is a legacy certificate as ConPaaS 1.2 made them (X.509 {version}, \
+                 {algorithm}), which rustls and other current TLS stacks refuse"
             ),
             format!("run {reinit}"),
         )

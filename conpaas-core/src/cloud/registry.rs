@@ -98,7 +98,9 @@ impl CloudRegistry {
 
     /// Every cloud with its driver, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&CloudSettings, &Arc<dyn Cloud>)> {
-        self.clouds.iter().map(|(settings, cloud)| (settings, cloud))
+        self.clouds
+            .iter()
+            .map(|(settings, cloud)| (settings, cloud))
     }
 
     /// Every cloud's settings, in order (their sections go into each manager's config).

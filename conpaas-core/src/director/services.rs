@@ -256,13 +256,19 @@ impl Director {
         let sid = service.sid;
         let uid = service.user_id;
         let token = self.client_token(sid);
-        // The driver already terminates what it created when it fails; this covers a timeout
-        // that cancelled it mid-way (the dummy cloud names VMs by token).
-        for settings in self.inner.clouds.settings() {
-            if let Some((_, cloud)) = self.inner.clouds.get(&settings.name)
-                && cloud.driver() == "dummy"
-            {
-                let _ = cloud.kill_node(&token).await;
+        // The drivers terminate what they created when they fail; this covers a create the
+        // start timeout cancelled mid-way: any VM under this service's token goes.
+        for (settings, cloud) in self.inner.clouds.iter() {
+            match cloud.find_node(&token).await {
+                Ok(Some(vmid)) => {
+                    if let Err(error) = cloud.kill_node(&vmid).await {
+                        tracing::warn!(sid = %sid, cloud = %settings.name, %vmid, %error, "cannot terminate the VM of a failed start");
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(sid = %sid, cloud = %settings.name, %error, "cannot look for the VM of a failed start")
+                }
             }
         }
         let store = &self.inner.store;
@@ -369,11 +375,14 @@ impl Director {
     pub async fn reconcile(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let store = &self.inner.store;
         let incomplete = store.run(store::list_incomplete_services).await?;
-        let grace = chrono::Duration::from_std(older_than).unwrap_or_else(|_| chrono::Duration::hours(1));
+        let grace =
+            chrono::Duration::from_std(older_than).unwrap_or_else(|_| chrono::Duration::hours(1));
         let now = chrono::Local::now().naive_local();
         let mut undone = 0;
         for service in incomplete {
-            let Some(created) = service.created else { continue };
+            let Some(created) = service.created else {
+                continue;
+            };
             if now - created < grace {
                 continue;
             }

@@ -75,7 +75,7 @@ pub(super) struct Inner {
 
 impl Director {
     /// Opens the database (migrating it) and the CA of `config`; the CA must exist
-    /// (`director init`, or [`super::setup::ensure_embedded_default`]).
+    /// (`director init`, or `director serve` on a data directory).
     pub fn open(config: &LoadedConfig) -> Result<Director, Error> {
         let settings = &config.config;
         let store = Store::open(&settings.store)?;

@@ -173,10 +173,13 @@ fn form(fields: &[(&str, &str)]) -> Body {
     )
 }
 
+/// How a row builds its request for an actor.
+type RequestFor = dyn Fn(&World, Actor) -> Request;
+
 /// One row: the route's name, its request per actor, its expectation per actor.
 struct Row {
     route: &'static str,
-    request: Box<dyn Fn(&World, Actor) -> Request>,
+    request: Box<RequestFor>,
     expect: Box<dyn Fn(Actor) -> Expect>,
 }
 

@@ -181,11 +181,10 @@ impl Reply {
     pub fn expect_error_object(&self, cors: bool) -> String {
         let value = self.jsonify(cors);
         let object = value.as_object().unwrap();
-        let msg = match (object.get("error"), object.get("msg")) {
+        match (object.get("error"), object.get("msg")) {
             (Some(Value::Bool(true)), Some(Value::String(msg))) if object.len() == 2 => msg.clone(),
             _ => self.fail("expected an error object {\"error\": true, \"msg\": <text>}"),
-        };
-        msg
+        }
     }
 
     /// The error object with message `msg` exactly.

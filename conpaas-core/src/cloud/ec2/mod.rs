@@ -163,7 +163,16 @@ impl Ec2Cloud {
                 ),
             });
         }
-        let instance = self.run_instance(&request).await?;
+        let instance = match self.run_instance(&request).await {
+            Ok(instance) => instance,
+            Err(error @ Error::Unavailable(_)) => {
+                // A request may have reached EC2 with only its answer lost; the director
+                // deletes the service row on this error, so nothing else would find it.
+                self.terminate_by_token(&request).await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         let vmid = instance.id.clone();
         tracing::info!(cloud = %self.inner.name, %vmid, name = %request.name, state = %instance.state, "EC2 instance requested");
         match self.wait_ready(instance, waiter).await {
@@ -326,6 +335,21 @@ impl Ec2Cloud {
                 Ok(false)
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// Terminates the instance a failed `RunInstances` may have created, found by its client
+    /// token; best effort (EC2 is likely still unreachable), failures logged.
+    async fn terminate_by_token(&self, request: &NodeRequest) {
+        match self.find_node(&request.client_token).await {
+            Ok(Some(vmid)) => {
+                tracing::warn!(cloud = %self.inner.name, %vmid, "RunInstances failed but made an instance: terminating it");
+                self.terminate_own(&vmid).await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(cloud = %self.inner.name, name = %request.name, client_token = %request.client_token, %error, "cannot check whether the failed RunInstances made an instance: check for an orphan");
+            }
         }
     }
 

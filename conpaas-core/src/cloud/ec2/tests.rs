@@ -460,6 +460,38 @@ async fn a_busy_cloud_is_unavailable_after_the_bounded_attempts() {
 }
 
 #[tokio::test]
+async fn an_instance_made_by_a_run_whose_answers_were_lost_is_terminated() {
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "RunInstances" => fail(503, "Unavailable"),
+        "DescribeInstances" if call.param("Filter.1.Value.1") == Some("cps-0123abcd-s7") => {
+            describe("pending", "")
+        }
+        "TerminateInstances" => terminated(),
+        _ => fail(400, "InvalidAction"),
+    })
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert_eq!(
+        fake.all_actions(),
+        [
+            "RunInstances",
+            "RunInstances",
+            "RunInstances",
+            "DescribeInstances",
+            "TerminateInstances"
+        ]
+    );
+    assert_eq!(
+        fake.calls("TerminateInstances")[0].param("InstanceId.1"),
+        Some("i-0abc")
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_endpoint_is_unavailable() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -324,20 +324,27 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// The rustls error behind a failed request, if TLS is what failed.
 fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
+    // Bounded walk: sources, and the errors io::Errors wrap (io::Error::source skips the
+    // error it wraps, and hyper-rustls wraps tokio-rustls's io::Error in another one).
+    let mut pending: Vec<&'a (dyn std::error::Error + 'static)> = vec![error];
+    let mut visited = 0;
+    while let Some(cause) = pending.pop() {
+        visited += 1;
+        if visited > 32 {
+            break;
+        }
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        // io::Error::source skips the error it wraps: look inside explicitly.
-        if let Some(tls) = cause
+        if let Some(inner) = cause
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls);
+            pending.push(inner);
         }
-        source = cause.source();
+        if let Some(source) = cause.source() {
+            pending.push(source);
+        }
     }
     None
 }

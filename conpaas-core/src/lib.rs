@@ -11,7 +11,12 @@
 //! - [`ca`]: the certificate authority (rcgen issues, x509-parser reads).
 //! - [`vpn`]: per-application VPN (IPOP) address planning; pure, no IO.
 //! - [`cloud`]: the clouds managers run on; for now each cloud section's typed settings.
+//! - [`cloud`]: the `Cloud` trait and its drivers (dummy, EC2, OpenNebula), the registry.
+//! - [`bootstrap`]: the manager VM's context script.
+//! - [`manager_client`]: JSON-RPC over HTTPS to managers.
 //! - [`director`]: use-cases, the only room combining store, CA, VPN and clouds.
+//! - [`api`]: HTTP: the TLS accept loop, the 1.2 routes, the wire JSON.
+//! - [`check`]: the diagnostics of `cpscheck`.
 
 pub mod api;
 pub mod bootstrap;

@@ -18,7 +18,11 @@ const EXIT_CANNOT_RUN: u8 = 2;
 
 /// Checks a ConPaaS director installation and says how to fix what is wrong.
 #[derive(Debug, Parser)]
-#[command(name = "cpscheck", version, about)]
+#[command(
+    name = "cpscheck",
+    version,
+    about = "Checks a ConPaaS director installation and says how to fix what is wrong"
+)]
 struct Cli {
     /// director.cfg to check (default: $DIRECTOR_CFG, /etc/cpsdirector/director.cfg, ./conpaas-data).
     #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]

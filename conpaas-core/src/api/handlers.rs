@@ -463,6 +463,16 @@ pub(super) async fn decrement_credit(
             .map_err(answer::close)
     );
     let decrement = call.params.get("decrement");
+    // `sid` is only logged, but 1.2 parsed it: garbage there is refused like a garbage
+    // decrement (1.2 answered 500), the TaskFarm helper's absent `sid` is fine.
+    if let Some(sent_sid) = call.params.get("sid")
+        && crate::director::parse_int(sent_sid).is_none()
+    {
+        return answer::close(answer::jsonify(
+            &wire::CallbackResult { error: true },
+            Cors::No,
+        ));
+    }
     tracing::debug!(uid = %uid, sid = %sid, sent_sid = call.params.get("sid").unwrap_or("-1"), "credit decrement");
     let covered = match director.charge(uid, decrement).await {
         Ok(covered) => covered,

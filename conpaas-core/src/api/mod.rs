@@ -87,6 +87,11 @@ pub fn router(director: Director) -> Router {
         .fallback(handlers::fallback)
         .with_state(director)
         .layer(DefaultBodyLimit::max(params::MAX_BODY_BYTES))
+        // Refuses an announced Content-Length over the limit before reading anything (and
+        // before hyper sends `100 Continue`).
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            params::MAX_BODY_BYTES,
+        ))
         .layer(middleware::from_fn(options))
         .layer(middleware::from_fn(log_request))
 }
@@ -118,19 +123,15 @@ fn route_of(path: &str) -> &'static str {
         .map_or("(unknown)", |(_, p)| p)
 }
 
-/// `OPTIONS` on a route answers 200 with its `Allow` header, as Flask did.
-async fn options(request: Request, next: Next) -> Response {
-    if request.method() != Method::OPTIONS {
-        return next.run(request).await;
-    }
-    let path = request.uri().path();
+/// The `Allow` value of a path as Flask wrote it (`HEAD, GET, POST, OPTIONS`), if it is a route.
+fn allow_header(path: &str) -> Option<String> {
     let allowed: Vec<&str> = ROUTES
         .iter()
         .filter(|(_, pattern)| matches(pattern, path))
         .flat_map(|(methods, _)| methods.split(", "))
         .collect();
     if allowed.is_empty() {
-        return answer::html_status(StatusCode::NOT_FOUND);
+        return None;
     }
     let mut allow: Vec<&str> = Vec::new();
     if allowed.contains(&"GET") {
@@ -138,8 +139,31 @@ async fn options(request: Request, next: Next) -> Response {
     }
     allow.extend(allowed);
     allow.push("OPTIONS");
+    Some(allow.join(", "))
+}
+
+/// `OPTIONS` on a route answers 200 with its `Allow` header, as Flask did; a 405 gets Flask's
+/// HTML page and `Allow` list.
+async fn options(request: Request, next: Next) -> Response {
+    if request.method() != Method::OPTIONS {
+        let path = request.uri().path().to_owned();
+        let response = next.run(request).await;
+        if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+            return response;
+        }
+        let mut page = answer::html_status(StatusCode::METHOD_NOT_ALLOWED);
+        if let Some(value) =
+            allow_header(&path).and_then(|allow| HeaderValue::from_str(&allow).ok())
+        {
+            page.headers_mut().insert(header::ALLOW, value);
+        }
+        return page;
+    }
+    let Some(allow) = allow_header(request.uri().path()) else {
+        return answer::html_status(StatusCode::NOT_FOUND);
+    };
     let mut response = StatusCode::OK.into_response();
-    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+    if let Ok(value) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, value);
     }
     response

@@ -10,7 +10,6 @@
 //! - [`store`]: the database (diesel; SQLite, PostgreSQL), migrations, passwords.
 //! - [`ca`]: the certificate authority (rcgen issues, x509-parser reads).
 //! - [`vpn`]: per-application VPN (IPOP) address planning; pure, no IO.
-//! - [`cloud`]: the clouds managers run on; for now each cloud section's typed settings.
 //! - [`cloud`]: the `Cloud` trait and its drivers (dummy, EC2, OpenNebula), the registry.
 //! - [`bootstrap`]: the manager VM's context script.
 //! - [`manager_client`]: JSON-RPC over HTTPS to managers.

@@ -1,5 +1,8 @@
 //! End-to-end tests of the director (one binary, modules per area).
 
+// Test code panics on setup failures by design: the panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod ca;
 mod config;

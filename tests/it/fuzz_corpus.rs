@@ -2,9 +2,6 @@
 //! below), so every seed and every saved crash reproducer runs in CI on stable, without
 //! cargo-fuzz.
 
-// Helpers below are test code too: a panic there is a test failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,6 @@
 //! and the modules keep the one-way dependencies of DESIGN.md. `docs/config.md` against
 //! `config::KNOWN_KEYS` is checked in `config.rs`.
 
-// Helpers below are test code too: a panic there is a test failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 // Test code: a panic is a test failure, with the message saying what went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cpscheck;
 mod director;
 mod driver;
 pub mod fake;

@@ -300,3 +300,53 @@ fn the_database_is_private() {
     assert_eq!(mode(&data.join("director.db")), 0o600);
     assert_eq!(mode(&data), 0o700);
 }
+
+#[test]
+fn init_keep_ca_reissues_only_the_director_certificate() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let out = director(&data, &["init", "--keep-ca", "x.example.org"], "");
+    assert_eq!(out.status.code(), Some(1), "no CA to keep yet");
+    assert!(
+        director(&data, &["init", "old.example.org"], "")
+            .status
+            .success()
+    );
+    let ca_before = std::fs::read(data.join("certs/ca_cert.pem")).unwrap();
+    let cert_before = std::fs::read(data.join("certs/cert.pem")).unwrap();
+
+    let out = director(&data, &["init", "--keep-ca", "new.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(data.join("certs/ca_cert.pem")).unwrap(),
+        ca_before,
+        "the CA was kept"
+    );
+    assert_ne!(
+        std::fs::read(data.join("certs/cert.pem")).unwrap(),
+        cert_before
+    );
+    assert_eq!(mode(&data.join("certs/key.pem")), 0o600);
+    let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
+    assert!(
+        cfg.contains("DIRECTOR_URL = https://new.example.org:5555"),
+        "{cfg}"
+    );
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(data.join("certs/ca_cert.pem"))
+        .arg(data.join("certs/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(data.join("certs/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&subject.stdout).contains("new.example.org"),
+        "{}",
+        text(&subject.stdout)
+    );
+}

@@ -36,8 +36,12 @@ enum Command {
         /// Host name the VMs and clients reach the director at (asked when not given).
         hostname: Option<String>,
         /// Replace an existing CA (breaks every certificate issued so far).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "keep_ca")]
         force: bool,
+        /// Keep the existing CA: only issue a new director certificate for HOSTNAME and write
+        /// DIRECTOR_URL (after a host name change, or to replace a 1.2-made certificate).
+        #[arg(long)]
+        keep_ca: bool,
     },
     /// Add a user (cpsadduser.py); asks for what is not given, the password hidden and twice.
     Adduser {
@@ -100,7 +104,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (source, loaded) = load_config(&cli)?;
     match cli.command {
-        Command::Init { hostname, force } => init(&loaded, hostname, force),
+        Command::Init {
+            hostname,
+            force,
+            keep_ca,
+        } => init(&loaded, hostname, force, keep_ca),
         Command::Adduser {
             email,
             username,
@@ -111,11 +119,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init(loaded: &LoadedConfig, hostname: Option<String>, force: bool) -> anyhow::Result<ExitCode> {
-    if !force && setup::ca_exists(loaded) {
+fn init(
+    loaded: &LoadedConfig,
+    hostname: Option<String>,
+    force: bool,
+    keep_ca: bool,
+) -> anyhow::Result<ExitCode> {
+    if keep_ca && !setup::ca_exists(loaded) {
         eprintln!(
-            "E: a CA already exists in {}; `director init --force` replaces it, which breaks \
-             every certificate issued so far (users, managers, agents)",
+            "E: --keep-ca: there is no CA in {}; run `director init HOSTNAME` first",
+            loaded.config.ca.cert_dir.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !force && !keep_ca && setup::ca_exists(loaded) {
+        eprintln!(
+            "E: a CA already exists in {}; `director init --keep-ca HOSTNAME` issues a new \
+             director certificate under it; `director init --force` replaces the CA, which \
+             breaks every certificate issued so far (users, managers, agents)",
             loaded.config.ca.cert_dir.display()
         );
         return Ok(ExitCode::FAILURE);
@@ -138,6 +159,20 @@ fn init(loaded: &LoadedConfig, hostname: Option<String>, force: bool) -> anyhow:
             if answer.is_empty() { default } else { answer }
         }
     };
+    if keep_ca {
+        let report = setup::reissue_director_cert(loaded, &hostname)?;
+        println!(
+            "issued a new director certificate for {} under the existing CA in {}",
+            report.director_url.host(),
+            loaded.config.ca.cert_dir.display()
+        );
+        println!(
+            "DIRECTOR_URL = {} written to {}",
+            report.director_url,
+            loaded.path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = setup::init(loaded, &hostname, force)?;
     println!(
         "created the CA and the director certificate in {}",

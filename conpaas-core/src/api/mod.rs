@@ -142,9 +142,23 @@ fn allow_header(path: &str) -> Option<String> {
     Some(allow.join(", "))
 }
 
-/// `OPTIONS` on a route answers 200 with its `Allow` header, as Flask did; a 405 gets Flask's
-/// HTML page and `Allow` list.
+/// Framework-level answers: `OPTIONS` on a route answers 200 with its `Allow` header, as Flask
+/// did; a 405 gets Flask's HTML page and `Allow` list; manager routes close the connection.
 async fn options(request: Request, next: Next) -> Response {
+    // The 1.2 managers read answers until the connection closes: every answer of their routes
+    // closes it, including the 400 and 413 given before a handler runs.
+    if is_manager_route(request.uri().path()) {
+        return answer::close(framework_answers(request, next).await);
+    }
+    framework_answers(request, next).await
+}
+
+/// The routes 1.2 managers call with their HTTP client that reads until EOF.
+fn is_manager_route(path: &str) -> bool {
+    path.starts_with("/callback/") || path == "/ca/get_cert.php"
+}
+
+async fn framework_answers(request: Request, next: Next) -> Response {
     if request.method() != Method::OPTIONS {
         let path = request.uri().path().to_owned();
         let response = next.run(request).await;

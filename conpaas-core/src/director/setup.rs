@@ -62,6 +62,25 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     })
 }
 
+/// A new director certificate for `hostname` under the existing CA (`director init --keep-ca`):
+/// for a host name change, or to replace a 1.2-made director certificate, without breaking the
+/// certificates of running managers, agents and users as a new CA would.
+pub fn reissue_director_cert(config: &LoadedConfig, hostname: &str) -> Result<InitReport, Error> {
+    let settings = &config.config;
+    let director_url = DirectorUrl::new(hostname, Some(DEFAULT_PORT))?;
+    let store = Store::open(&settings.store)?;
+    let ca = CertificateAuthority::load(&settings.ca)?;
+    let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
+    record(&store, &director_cert)?;
+    let director_url = config::set_director_url(&config.path, director_url.host(), DEFAULT_PORT)?;
+    Ok(InitReport {
+        director_url,
+        director_cert,
+        migrations: Vec::new(),
+        templates: Vec::new(),
+    })
+}
+
 /// Records an issued certificate's serial (unique: a collision is refused by the database).
 pub fn record(store: &Store, issued: &IssuedCertificate) -> Result<(), Error> {
     let new = certificate_record(issued);

@@ -384,3 +384,34 @@ async fn odd_decrements_are_refused_without_changing_the_credit() {
     expect_callback(&reply, true);
     assert_eq!(credit(&director, "odd", "pw").await, 15);
 }
+
+/// Answers given before a handler runs (a body over the limit, unreadable parameters) close the
+/// connection too: a 1.2 manager reading until EOF must not hang on them.
+#[tokio::test]
+async fn early_refusals_on_manager_routes_close_the_connection() {
+    let director = TestDirector::start();
+    let uid = i64::from(director.add_user("early", "pw", 5).await);
+    let user = director.user_identity("early", "pw").await;
+    let Started { manager, .. } = start_service(&director, &user, uid).await;
+    let http = director.client(&manager);
+    // Non-UTF-8 parameters are refused (400) before the handler runs.
+    let url = director
+        .client(&manager)
+        .url("/callback/decrementUserCredit.php");
+    let reply = http
+        .send(
+            "POST non-UTF-8 form".into(),
+            http.inner()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("decrement=1&name=%ff"),
+        )
+        .await;
+    reply.expect_status(400);
+    expect_connection_close(&reply);
+    assert_eq!(
+        credit(&director, "early", "pw").await,
+        4,
+        "nothing was charged"
+    );
+}

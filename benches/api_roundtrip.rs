@@ -1,0 +1,155 @@
+//! Round trips through the real HTTPS server (in-process, loopback, TLS): what one request of
+//! each kind costs end to end, client included. Numbers go to docs/performance.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use conpaas_core::api::server::{Listener, TransportSettings};
+use conpaas_core::ca::{CaSettings, CertificateAuthority, KeyAlgorithm};
+use conpaas_core::config::{self, ConfigSource};
+use conpaas_core::director::{Director, StartRequest, accounts, setup};
+use conpaas_core::model::Credit;
+use criterion::{Criterion, criterion_group, criterion_main};
+use secrecy::{ExposeSecret, SecretString};
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    base: String,
+    user: reqwest::Client,
+    manager: reqwest::Client,
+    anonymous: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn client(ca_pem: &str, identity: Option<String>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+fn setup() -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ConfigSource::resolve_with(None, Some(dir.path().join("d")), None, Path::new("/nonexistent"));
+    let loaded = config::load(&source).unwrap();
+    let text = std::fs::read_to_string(&loaded.path).unwrap().replace("[iaas]", "KEY_ALGORITHM = ecdsa\n\n[iaas]");
+    std::fs::write(&loaded.path, text).unwrap();
+    let loaded = config::load(&source).unwrap();
+    setup::init(&loaded, "localhost", false).unwrap();
+    let director = Director::open(&loaded).unwrap();
+    let cert_dir = loaded.config.ca.cert_dir.clone();
+    let read = |name: &str| std::fs::read(cert_dir.join(name)).unwrap();
+    let tls = conpaas_core::api::tls::server_config(&read("cert.pem"), &read("key.pem"), &read("ca_cert.pem")).unwrap();
+    let ca_pem = String::from_utf8(read("ca_cert.pem")).unwrap();
+
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let served = director.clone();
+    std::thread::spawn(move || {
+        server.block_on(async move {
+            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), tls, TransportSettings::recommended())
+                .await
+                .unwrap();
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            listener.serve(conpaas_core::api::router(served), std::future::pending()).await;
+        });
+    });
+    let port = port_rx.recv().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (user_pem, manager_pem) = runtime.block_on(async {
+        let account = accounts::NewAccount {
+            username: "bench".into(),
+            email: "bench@example.org".into(),
+            fname: None,
+            lname: None,
+            affiliation: None,
+            password: "pw".to_owned().into(),
+            credit: Credit(1_000_000_000),
+        };
+        let user = accounts::add_user(director.store(), account).await.unwrap();
+        let certs = director.user_certificates("bench", &SecretString::from("pw".to_owned())).await.unwrap().unwrap();
+        let service = director
+            .start_service(StartRequest { uid: user.uid, service_type: "php".into(), cloud: "default".into(), appid: None })
+            .await
+            .unwrap();
+        let ca = CertificateAuthority::load(&CaSettings { cert_dir: cert_dir.clone(), key_algorithm: KeyAlgorithm::EcdsaP256 }).unwrap();
+        let manager = ca.issue_manager_cert(user.uid, service.sid).unwrap();
+        (
+            format!("{}{}", certs.cert_pem, certs.key_pem.expose_secret()),
+            format!("{}{}", manager.cert_pem, manager.key_pem.unwrap().expose_secret()),
+        )
+    });
+    Bench {
+        _dir: dir,
+        base: format!("https://localhost:{port}"),
+        user: client(&ca_pem, Some(user_pem)),
+        manager: client(&ca_pem, Some(manager_pem)),
+        anonymous: client(&ca_pem, None),
+        runtime,
+    }
+}
+
+fn roundtrips(c: &mut Criterion) {
+    let bench = setup();
+    let mut group = c.benchmark_group("api_roundtrip");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("available_services (keep-alive)", |b| {
+        b.iter(|| {
+            bench.runtime.block_on(async {
+                let reply = bench.anonymous.get(format!("{}/available_services", bench.base)).send().await.unwrap();
+                assert!(reply.status().is_success());
+                reply.bytes().await.unwrap()
+            })
+        })
+    });
+    group.bench_function("list (user certificate, keep-alive)", |b| {
+        b.iter(|| {
+            bench.runtime.block_on(async {
+                let reply = bench.user.post(format!("{}/list", bench.base)).send().await.unwrap();
+                assert!(reply.status().is_success());
+                reply.bytes().await.unwrap()
+            })
+        })
+    });
+    group.bench_function("decrement credit (manager, new TLS connection each)", |b| {
+        b.iter(|| {
+            bench.runtime.block_on(async {
+                let reply = bench
+                    .manager
+                    .post(format!("{}/callback/decrementUserCredit.php", bench.base))
+                    .form(&[("decrement", "1")])
+                    .send()
+                    .await
+                    .unwrap();
+                let body = reply.text().await.unwrap();
+                assert!(body.contains("false"), "{body}");
+            })
+        })
+    });
+    group.sample_size(20);
+    group.bench_function("login (argon2id)", |b| {
+        b.iter(|| {
+            bench.runtime.block_on(async {
+                let reply = bench
+                    .anonymous
+                    .post(format!("{}/login", bench.base))
+                    .form(&[("username", "bench"), ("password", "pw")])
+                    .send()
+                    .await
+                    .unwrap();
+                reply.bytes().await.unwrap()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, roundtrips);
+criterion_main!(benches);

@@ -501,3 +501,38 @@ fn every_known_key_is_documented() {
         .collect();
     assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
 }
+
+/// The cloud examples of docs/config.md are configurations that load: each `[iaas]` block,
+/// completed with `[conpaas]` and `[director]`, gives the clouds it shows.
+#[test]
+fn the_documented_cloud_examples_load() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md"))
+            .unwrap();
+    let blocks: Vec<&str> = docs
+        .split("```ini\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .filter(|block| block.starts_with("[iaas]"))
+        .collect();
+    assert!(
+        blocks.len() >= 3,
+        "expected the EC2, OpenNebula and multi-cloud examples"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut n_clouds = Vec::new();
+    for block in blocks {
+        let text = format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n\n{block}\n[director]\n\
+             DATABASE_URI = sqlite:///{d}/director.db\nDIRECTOR_URL = https://director.example.org:5555\n",
+            d = dir.path().display()
+        );
+        let loaded = load_file(dir.path(), "director.cfg", &text)
+            .unwrap_or_else(|error| panic!("{error}\n{block}"));
+        n_clouds.push(loaded.config.clouds().count());
+    }
+    assert!(
+        n_clouds.contains(&3),
+        "the multi-cloud example gives three clouds: {n_clouds:?}"
+    );
+}

@@ -92,6 +92,16 @@ fn path_id(text: &str) -> Option<i32> {
     }
 }
 
+/// The answer of routes whose outcome is a bare `true`/`false`, with or without the CORS
+/// header as 1.2 varied it per route.
+fn verdict(result: Result<bool, crate::director::Error>, cors: Cors) -> Response {
+    match result {
+        Ok(true) => answer::yes(cors),
+        Ok(false) => answer::no(cors),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
+    }
+}
+
 fn not_found() -> Response {
     answer::html_status(StatusCode::NOT_FOUND)
 }
@@ -262,11 +272,7 @@ pub(super) async fn stop(
     };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
-    match director.stop_service(user.uid, sid).await {
-        Ok(true) => answer::yes(Cors::Yes),
-        Ok(false) => answer::no(Cors::Yes),
-        Err(error) => respond(&error, Shape::FalseOrStatus),
-    }
+    verdict(director.stop_service(user.uid, sid).await, Cors::Yes)
 }
 
 /// `POST /rename/<int:sid>`.
@@ -283,11 +289,7 @@ pub(super) async fn rename(
     let Some(name) = call.params.required("name") else {
         return answer::no(Cors::Yes);
     };
-    match director.rename_service(user.uid, sid, name).await {
-        Ok(true) => answer::yes(Cors::No),
-        Ok(false) => answer::no(Cors::No),
-        Err(error) => respond(&error, Shape::FalseOrStatus),
-    }
+    verdict(director.rename_service(user.uid, sid, name).await, Cors::No)
 }
 
 /// `GET|POST /list`.
@@ -347,11 +349,7 @@ pub(super) async fn delete(
     };
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
-    match director.delete_application(user.uid, aid).await {
-        Ok(true) => answer::yes(Cors::Yes),
-        Ok(false) => answer::no(Cors::Yes),
-        Err(error) => respond(&error, Shape::FalseOrStatus),
-    }
+    verdict(director.delete_application(user.uid, aid).await, Cors::Yes)
 }
 
 /// `POST /renameapp/<int:aid>`: `false` (not 1.2's 500) for an application not the caller's.
@@ -368,11 +366,10 @@ pub(super) async fn renameapp(
     let Some(name) = call.params.required("name") else {
         return answer::no(Cors::Yes);
     };
-    match director.rename_application(user.uid, aid, name).await {
-        Ok(true) => answer::yes(Cors::No),
-        Ok(false) => answer::no(Cors::No),
-        Err(error) => respond(&error, Shape::FalseOrStatus),
-    }
+    verdict(
+        director.rename_application(user.uid, aid, name).await,
+        Cors::No,
+    )
 }
 
 /// `GET|POST /listapp`.

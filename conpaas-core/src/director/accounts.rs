@@ -30,16 +30,7 @@ pub struct NewAccount {
 
 /// Creates a user and their default application `New Application` in one transaction.
 pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error> {
-    check_account(&account)?;
-    let new = NewUser {
-        username: account.username,
-        fname: account.fname,
-        lname: account.lname,
-        email: Some(account.email),
-        affiliation: account.affiliation,
-        password: NewPassword::Plaintext(account.password),
-        credit: account.credit,
-    };
+    let new = checked(account)?;
     Ok(store
         .run(move |conn| store::create_user(conn, &new))
         .await?)
@@ -47,8 +38,15 @@ pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error>
 
 /// [`add_user`] for synchronous callers (the command line).
 pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Error> {
+    let new = checked(account)?;
+    Ok(store.run_blocking(move |conn| store::create_user(conn, &new))?)
+}
+
+/// The store's new user for a checked account (the password still plaintext: the store hashes
+/// it with argon2id).
+fn checked(account: NewAccount) -> Result<NewUser, Error> {
     check_account(&account)?;
-    let new = NewUser {
+    Ok(NewUser {
         username: account.username,
         fname: account.fname,
         lname: account.lname,
@@ -56,8 +54,7 @@ pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Err
         affiliation: account.affiliation,
         password: NewPassword::Plaintext(account.password),
         credit: account.credit,
-    };
-    Ok(store.run_blocking(move |conn| store::create_user(conn, &new))?)
+    })
 }
 
 /// The user named `username` if `password` is theirs; a 1.2 MD5 hash is upgraded on the way.

@@ -36,33 +36,58 @@ fn client(ca_pem: &str, identity: Option<String>) -> reqwest::Client {
 
 fn setup() -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let source = ConfigSource::resolve_with(None, Some(dir.path().join("d")), None, Path::new("/nonexistent"));
+    let source = ConfigSource::resolve_with(
+        None,
+        Some(dir.path().join("d")),
+        None,
+        Path::new("/nonexistent"),
+    );
     let loaded = config::load(&source).unwrap();
-    let text = std::fs::read_to_string(&loaded.path).unwrap().replace("[iaas]", "KEY_ALGORITHM = ecdsa\n\n[iaas]");
+    let text = std::fs::read_to_string(&loaded.path)
+        .unwrap()
+        .replace("[iaas]", "KEY_ALGORITHM = ecdsa\n\n[iaas]");
     std::fs::write(&loaded.path, text).unwrap();
     let loaded = config::load(&source).unwrap();
     setup::init(&loaded, "localhost", false).unwrap();
     let director = Director::open(&loaded).unwrap();
     let cert_dir = loaded.config.ca.cert_dir.clone();
     let read = |name: &str| std::fs::read(cert_dir.join(name)).unwrap();
-    let tls = conpaas_core::api::tls::server_config(&read("cert.pem"), &read("key.pem"), &read("ca_cert.pem")).unwrap();
+    let tls = conpaas_core::api::tls::server_config(
+        &read("cert.pem"),
+        &read("key.pem"),
+        &read("ca_cert.pem"),
+    )
+    .unwrap();
     let ca_pem = String::from_utf8(read("ca_cert.pem")).unwrap();
 
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     let served = director.clone();
     std::thread::spawn(move || {
         server.block_on(async move {
-            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), tls, TransportSettings::recommended())
-                .await
-                .unwrap();
+            let listener = Listener::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                tls,
+                TransportSettings::recommended(),
+            )
+            .await
+            .unwrap();
             port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-            listener.serve(conpaas_core::api::router(served), std::future::pending()).await;
+            listener
+                .serve(conpaas_core::api::router(served), std::future::pending())
+                .await;
         });
     });
     let port = port_rx.recv().unwrap();
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (user_pem, manager_pem) = runtime.block_on(async {
         let account = accounts::NewAccount {
             username: "bench".into(),
@@ -74,16 +99,33 @@ fn setup() -> Bench {
             credit: Credit(1_000_000_000),
         };
         let user = accounts::add_user(director.store(), account).await.unwrap();
-        let certs = director.user_certificates("bench", &SecretString::from("pw".to_owned())).await.unwrap().unwrap();
+        let certs = director
+            .user_certificates("bench", &SecretString::from("pw".to_owned()))
+            .await
+            .unwrap()
+            .unwrap();
         let service = director
-            .start_service(StartRequest { uid: user.uid, service_type: "php".into(), cloud: "default".into(), appid: None })
+            .start_service(StartRequest {
+                uid: user.uid,
+                service_type: "php".into(),
+                cloud: "default".into(),
+                appid: None,
+            })
             .await
             .unwrap();
-        let ca = CertificateAuthority::load(&CaSettings { cert_dir: cert_dir.clone(), key_algorithm: KeyAlgorithm::EcdsaP256 }).unwrap();
+        let ca = CertificateAuthority::load(&CaSettings {
+            cert_dir: cert_dir.clone(),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+        })
+        .unwrap();
         let manager = ca.issue_manager_cert(user.uid, service.sid).unwrap();
         (
             format!("{}{}", certs.cert_pem, certs.key_pem.expose_secret()),
-            format!("{}{}", manager.cert_pem, manager.key_pem.unwrap().expose_secret()),
+            format!(
+                "{}{}",
+                manager.cert_pem,
+                manager.key_pem.unwrap().expose_secret()
+            ),
         )
     });
     Bench {
@@ -103,7 +145,12 @@ fn roundtrips(c: &mut Criterion) {
     group.bench_function("available_services (keep-alive)", |b| {
         b.iter(|| {
             bench.runtime.block_on(async {
-                let reply = bench.anonymous.get(format!("{}/available_services", bench.base)).send().await.unwrap();
+                let reply = bench
+                    .anonymous
+                    .get(format!("{}/available_services", bench.base))
+                    .send()
+                    .await
+                    .unwrap();
                 assert!(reply.status().is_success());
                 reply.bytes().await.unwrap()
             })
@@ -112,7 +159,12 @@ fn roundtrips(c: &mut Criterion) {
     group.bench_function("list (user certificate, keep-alive)", |b| {
         b.iter(|| {
             bench.runtime.block_on(async {
-                let reply = bench.user.post(format!("{}/list", bench.base)).send().await.unwrap();
+                let reply = bench
+                    .user
+                    .post(format!("{}/list", bench.base))
+                    .send()
+                    .await
+                    .unwrap();
                 assert!(reply.status().is_success());
                 reply.bytes().await.unwrap()
             })

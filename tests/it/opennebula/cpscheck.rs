@@ -19,13 +19,22 @@ fn config_with_password(dir: &Path, fake: &FakeOcci, password: &str) -> ConfigSo
         url = fake.url(),
     );
     std::fs::write(dir.join("director.cfg"), text).unwrap();
-    ConfigSource::resolve_with(Some(dir.join("director.cfg")), None, None, Path::new("/nonexistent"))
+    ConfigSource::resolve_with(
+        Some(dir.join("director.cfg")),
+        None,
+        None,
+        Path::new("/nonexistent"),
+    )
 }
 
 async fn cloud_results(source: &ConfigSource) -> Vec<check::CheckResult> {
     let loaded = config::load(source).unwrap();
     let options = CheckOptions::recommended();
-    check::run_checks(&loaded, &options).await.into_iter().filter(|result| result.id == "cloud").collect()
+    check::run_checks(&loaded, &options)
+        .await
+        .into_iter()
+        .filter(|result| result.id == "cloud")
+        .collect()
 }
 
 #[tokio::test]
@@ -44,5 +53,8 @@ async fn cloud_credentials_are_checked() {
     assert!(line.starts_with("E: cloud iaas"), "{line}");
     assert!(line.contains("Unauthorized"), "{line}");
     assert!(line.contains("PASSWORD"), "{line}");
-    assert!(!line.contains("wrong"), "the password leaked into the report: {line}");
+    assert!(
+        !line.contains("wrong"),
+        "the password leaked into the report: {line}"
+    );
 }

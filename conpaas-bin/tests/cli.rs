@@ -350,3 +350,90 @@ fn init_keep_ca_reissues_only_the_director_certificate() {
         text(&subject.stdout)
     );
 }
+
+/// `director serve` on a fresh data directory: sets everything up, says where it listens and
+/// how to add a user, serves real HTTPS, and stops cleanly on SIGTERM.
+#[test]
+fn serve_sets_up_a_fresh_data_dir_and_stops_on_sigterm() {
+    use std::io::BufRead;
+
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening on https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .parse::<u16>()
+        .unwrap();
+
+    let curl = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(data.join("certs/ca_cert.pem"))
+        .arg(format!("https://localhost:{port}/available_clouds"))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{}", text(&curl.stderr));
+    assert_eq!(text(&curl.stdout), "[\"default\"]");
+
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("adduser EMAIL USERNAME PASSWORD"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route=\"/available_clouds\""),
+        "the request is logged: {stderr}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    for file in [
+        "director.cfg",
+        "director.db",
+        "certs/ca_key.pem",
+        "certs/cert.pem",
+    ] {
+        assert!(data.join(file).exists(), "{file} missing");
+    }
+
+    // An operator's own director.cfg without a CA is not set up behind their back.
+    let cfg = temp.path().join("director.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n[iaas]\nDRIVER = dummy\n\
+             [director]\nDATABASE_URI = sqlite:///{d}/director.db\nDIRECTOR_URL = https://localhost:5555\n",
+            d = temp.path().join("op").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(temp.path().join("op")).unwrap();
+    let out = director_with_config(&cfg, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("director init"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!temp.path().join("op/certs").exists());
+}

@@ -10,6 +10,7 @@ mod director;
 mod ec2;
 mod fuzz_corpus;
 mod manager_client;
+mod manifest;
 mod opennebula;
 mod store;
 mod support;

@@ -20,7 +20,9 @@ use super::values::{
     DirectorUrl, EXPECTED_DATABASE_URI, EXPECTED_DIRECTOR_URL, parse_bool, parse_database_url,
     parse_ec2_region, parse_endpoint, parse_integer, parse_ipv4, parse_netmask, shown_value,
 };
-use super::{DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DirectorConfig};
+use super::{
+    DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MANAGER_PORT, DirectorConfig,
+};
 
 /// The sections the director reads besides the clouds.
 const DIRECTOR_SECTIONS: [&str; 3] = ["conpaas", "director", "iaas"];
@@ -48,6 +50,8 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "DEBUG",
     "OPEN_REGISTRATION",
     "DB_MAX_CONNECTIONS",
+    "MANAGER_PORT",
+    "MANIFEST_ALLOW_PRIVATE_URLS",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -261,6 +265,12 @@ impl Builder<'_> {
         });
         let debug = self.debug();
         let open_registration = self.optional("director", "open_registration", parse_bool);
+        let manager_port = self.optional("director", "manager_port", |text| {
+            let port = parse_integer(text, 1, u64::from(u16::MAX))?;
+            u16::try_from(port).map_err(|_| "a port number between 1 and 65535".to_owned())
+        });
+        let manifest_allow_private_urls =
+            self.optional("director", "manifest_allow_private_urls", parse_bool);
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -278,6 +288,8 @@ impl Builder<'_> {
             Ok(director_url),
             Ok(debug),
             Ok(open_registration),
+            Ok(manager_port),
+            Ok(manifest_allow_private_urls),
         ) = (
             conf_dir,
             cert_dir,
@@ -290,6 +302,8 @@ impl Builder<'_> {
             director_url,
             debug,
             open_registration,
+            manager_port,
+            manifest_allow_private_urls,
         )
         else {
             return Err(Reported);
@@ -312,6 +326,8 @@ impl Builder<'_> {
             director_url,
             debug,
             open_registration: open_registration.unwrap_or(false),
+            manager_port: manager_port.unwrap_or(DEFAULT_MANAGER_PORT),
+            manifest_allow_private_urls: manifest_allow_private_urls.unwrap_or(false),
         })
     }
 

@@ -55,6 +55,8 @@ pub const DEFAULT_DATA_DIR: &str = "conpaas-data";
 pub const DEFAULT_DIRECTOR_URL: &str = "https://localhost:5555";
 /// `[director] DB_MAX_CONNECTIONS` when absent.
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+/// `[director] MANAGER_PORT` when absent: managers serve HTTPS on 443.
+pub const DEFAULT_MANAGER_PORT: u16 = 443;
 /// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -104,6 +106,8 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "DEBUG"),
     ("director", "OPEN_REGISTRATION"),
     ("director", "DB_MAX_CONNECTIONS"),
+    ("director", "MANAGER_PORT"),
+    ("director", "MANIFEST_ALLOW_PRIVATE_URLS"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -133,6 +137,12 @@ pub struct DirectorConfig {
     /// `[director] OPEN_REGISTRATION`: let anyone call `/new_user`, not only the
     /// frontend's certificate.
     pub open_registration: bool,
+    /// `[director] MANAGER_PORT`: the port the director calls managers on (443, as managers
+    /// listen; another port serves test set-ups).
+    pub manager_port: u16,
+    /// `[director] MANIFEST_ALLOW_PRIVATE_URLS`: let manifests name URLs on loopback, private
+    /// and link-local addresses (cloud metadata addresses stay refused).
+    pub manifest_allow_private_urls: bool,
 }
 
 impl DirectorConfig {

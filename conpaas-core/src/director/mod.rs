@@ -3,12 +3,18 @@
 
 pub mod accounts;
 mod apps;
+pub mod fetch;
 mod managers;
+pub mod manifest;
 mod services;
 pub mod setup;
 mod state;
 mod users;
 
+pub use manifest::{
+    MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
+    Unreadable, VolumeStartup,
+};
 pub use services::StartRequest;
 pub use state::{DEFAULT_START_TIMEOUT, Director};
 pub use users::{Registration, UserCertificates};

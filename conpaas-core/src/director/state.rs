@@ -14,6 +14,8 @@ use crate::store::{self, Store};
 use crate::vpn::VpnPlan;
 
 use super::Error;
+use super::fetch::Fetcher;
+use super::manifest::{JobCounts, ManifestSettings};
 
 /// How long a service start may take (VM boot included) before it is undone.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
@@ -66,8 +68,15 @@ pub(super) struct Inner {
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
     pub(super) start_timeout: Duration,
-    /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted).
+    /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted, the
+    /// manifest steps).
     pub(super) managers: ManagerClient,
+    /// How manifests are processed.
+    pub(super) manifest: ManifestSettings,
+    /// The guarded client of manifest downloads.
+    pub(super) fetcher: Fetcher,
+    /// The running manifests of each user (a per-process bound, not state anyone relies on).
+    pub(super) manifest_jobs: JobCounts,
     /// Prefix of the clients tokens of this installation's VMs (from the CA's fingerprint), so
     /// that two directors sharing a cloud account never collide.
     pub(super) installation_tag: String,
@@ -77,6 +86,12 @@ impl Director {
     /// Opens the database (migrating it) and the CA of `config`; the CA must exist
     /// (`director init`, or `director serve` on a data directory).
     pub fn open(config: &LoadedConfig) -> Result<Director, Error> {
+        Director::open_with(config, ManifestSettings::from_config(&config.config))
+    }
+
+    /// [`Director::open`] with manifest settings of the caller's choice (embedders and tests
+    /// shorten the waits).
+    pub fn open_with(config: &LoadedConfig, manifest: ManifestSettings) -> Result<Director, Error> {
         let settings = &config.config;
         let store = Store::open(&settings.store)?;
         let ca = CertificateAuthority::load(&settings.ca)?;
@@ -88,7 +103,8 @@ impl Director {
             None => None,
         };
         let clouds = CloudRegistry::new(settings.clouds(), &settings.conf_dir.join("dummy-cloud"));
-        let managers = manager_client(&settings.ca.cert_dir)?;
+        let managers = manager_client(&settings.ca.cert_dir)?.with_port(settings.manager_port);
+        let fetcher = Fetcher::new(manifest.download.clone());
         let fingerprint = {
             use md5::Digest as _;
             hex::encode(md5::Md5::digest(ca.cert_der()))
@@ -105,6 +121,9 @@ impl Director {
                 max_credit: settings.max_credit,
                 start_timeout: DEFAULT_START_TIMEOUT,
                 managers,
+                manifest,
+                fetcher,
+                manifest_jobs: JobCounts::default(),
                 installation_tag: fingerprint[..8].to_owned(),
             }),
         })

@@ -1,5 +1,7 @@
 //! JSON-RPC over HTTPS to managers (`spec/director-api.md` §4): the director's own certificate as
-//! client certificate, the manager's certificate checked against the CA and its role.
+//! client certificate, the manager's certificate checked against the CA and its role. Three
+//! forms, as 1.2 called them: JSON-RPC POST, JSON-RPC GET (`/?method=..&id=1&params=..`) and the
+//! multipart upload POST; answers are reduced to their `result` member as 1.2 did.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,17 +28,108 @@ pub enum Error {
     /// The manager answered a status other than 200.
     #[error("manager answered status {0}")]
     Status(u16),
+    /// The manager's answer is larger than [`MAX_ANSWER_BYTES`].
+    #[error("the manager's answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The largest manager answer read: the answers the director asks for are small JSON objects,
+/// and a manager (run by the user) must not be able to fill the director's memory.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long an upload call may take at least (a code archive can be large); calls without a
+/// file use the client's own timeout.
+pub const MIN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A file sent by [`ManagerClient::upload`]: one file part of the multipart body.
+#[derive(Clone)]
+pub struct Upload {
+    /// The form field (`code`, `script`, `mysqldump_file`).
+    pub field: &'static str,
+    /// The file name announced in the part.
+    pub file_name: String,
+    /// The content.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The content may be a user's database dump: its size says enough.
+        f.debug_struct("Upload")
+            .field("field", &self.field)
+            .field("file_name", &self.file_name)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The message of a manager's error answer: the `error` member of a (reduced) answer, as 1.2's
+/// manifest code tested it (`'error' in res`); a non-string error is given as its JSON text.
+/// `None` for an answer without one (a `null` error member counts as none).
+pub fn error_message(answer: &serde_json::Value) -> Option<String> {
+    match answer.get("error")? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// 1.2's answer handling: a body that is not JSON is raw text; JSON is reduced to its `result`
+/// member when present. One change: an answer with a non-null `error` member is kept whole even
+/// when it also has `result`, so that a JSON-RPC error is never mistaken for a success.
+fn reduce(text: String) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) if error_message(&value).is_some() => value,
+        Ok(mut value) => value
+            .get_mut("result")
+            .map(serde_json::Value::take)
+            .unwrap_or(value),
+        Err(_) => serde_json::Value::String(text),
+    }
+}
+
+/// Reads an answer of status 200 up to [`MAX_ANSWER_BYTES`] and reduces it.
+async fn answer(mut response: reqwest::Response) -> Result<serde_json::Value, Error> {
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        return Err(Error::Status(status.as_u16()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(Error::TooLarge {
+            limit: MAX_ANSWER_BYTES,
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Error::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(reduce(String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The director's HTTPS client towards managers.
 #[derive(Clone)]
 pub struct ManagerClient {
     http: reqwest::Client,
+    port: u16,
+    upload_timeout: Duration,
 }
 
 impl std::fmt::Debug for ManagerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ManagerClient").finish_non_exhaustive()
+        f.debug_struct("ManagerClient")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,20 +252,47 @@ impl ManagerClient {
             .use_preconfigured_tls(config)
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Managers are reached directly by address: a proxy of the environment would see
+            // the director's calls, and redirects are not part of the protocol.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(ManagerClient { http })
+        Ok(ManagerClient {
+            http,
+            port: 443,
+            upload_timeout: timeout.max(MIN_UPLOAD_TIMEOUT),
+        })
     }
 
-    /// JSON-RPC POST of `method` with `params` to the manager at `host` (port 443, path `/`);
-    /// answers the `result` member when present, else the whole JSON answer.
+    /// The same client calling managers on `port` instead of 443 (`[director] MANAGER_PORT`).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The port managers are called on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `https://<host>:<port>/`, with an IPv6 address in brackets.
+    pub fn url(&self, host: &str) -> String {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("https://[{host}]:{}/", self.port)
+        } else {
+            format!("https://{host}:{}/", self.port)
+        }
+    }
+
+    /// JSON-RPC POST of `method` with `params` to the manager at `host` (path `/`); answers the
+    /// `result` member when present, else the whole JSON answer (see [`error_message`]).
     pub async fn call(
         &self,
         host: &str,
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, Error> {
-        self.call_at(&format!("https://{host}:443/"), method, params)
-            .await
+        self.call_at(&self.url(host), method, params).await
     }
 
     /// [`ManagerClient::call`] at a full URL (tests run managers on other ports).
@@ -184,18 +304,113 @@ impl ManagerClient {
     ) -> Result<serde_json::Value, Error> {
         let body = serde_json::json!({"method": method, "params": params, "id": "1"});
         let response = self.http.post(url).json(&body).send().await?;
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            return Err(Error::Status(status.as_u16()));
+        answer(response).await
+    }
+
+    /// JSON-RPC GET: `GET /?method=<method>&id=1[&params=<JSON>]`, the `params` pair only when
+    /// there are parameters (1.2's form for `get_service_info`, `list_nodes`, `get_node_info`).
+    pub async fn get(
+        &self,
+        host: &str,
+        method: &str,
+        params: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, Error> {
+        self.get_at(&self.url(host), method, params).await
+    }
+
+    /// [`ManagerClient::get`] at a full URL.
+    pub async fn get_at(
+        &self,
+        url: &str,
+        method: &str,
+        params: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, Error> {
+        let mut query = vec![("method", method.to_owned()), ("id", "1".to_owned())];
+        if let Some(params) = params {
+            query.push(("params", params.to_string()));
         }
-        let text = response.text().await?;
-        // 1.2 used a non-JSON body as raw text and reduced JSON to its `result`.
-        Ok(match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(mut value) => value
-                .get_mut("result")
-                .map(serde_json::Value::take)
-                .unwrap_or(value),
-            Err(_) => serde_json::Value::String(text),
-        })
+        let response = self
+            .http
+            .get(url)
+            .query(&query)
+            // 1.2 sent this header on its GETs too; managers do not need it, but keep the shape.
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .send()
+            .await?;
+        answer(response).await
+    }
+
+    /// The upload POST: `multipart/form-data` with the field `method` and one file part
+    /// (`upload_code_version` + `code`, `upload_startup_script` + `script`, `load_dump` +
+    /// `mysqldump_file`). Bounded by at least [`MIN_UPLOAD_TIMEOUT`].
+    pub async fn upload(
+        &self,
+        host: &str,
+        method: &str,
+        file: Upload,
+    ) -> Result<serde_json::Value, Error> {
+        self.upload_at(&self.url(host), method, file).await
+    }
+
+    /// [`ManagerClient::upload`] at a full URL.
+    pub async fn upload_at(
+        &self,
+        url: &str,
+        method: &str,
+        file: Upload,
+    ) -> Result<serde_json::Value, Error> {
+        let part = reqwest::multipart::Part::bytes(file.bytes)
+            .file_name(file.file_name)
+            .mime_str("application/octet-stream")?;
+        let form = reqwest::multipart::Form::new()
+            .text("method", method.to_owned())
+            .part(file.field, part);
+        let response = self
+            .http
+            .post(url)
+            .multipart(form)
+            .timeout(self.upload_timeout)
+            .send()
+            .await?;
+        answer(response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_are_reduced_as_1_2_did() {
+        let check =
+            |text: &str, expect: serde_json::Value| assert_eq!(reduce(text.to_owned()), expect);
+        check(
+            r#"{"result": {"state": "INIT"}, "error": null, "id": "1"}"#,
+            json!({"state": "INIT"}),
+        );
+        check(r#"{"result": 5}"#, json!(5));
+        check(
+            r#"{"error": "boom", "id": "1"}"#,
+            json!({"error": "boom", "id": "1"}),
+        );
+        // A JSON-RPC error next to a result is not a success.
+        check(
+            r#"{"result": null, "error": "boom"}"#,
+            json!({"result": null, "error": "boom"}),
+        );
+        check(r#"{"state": "RUNNING"}"#, json!({"state": "RUNNING"}));
+        check("not json", json!("not json"));
+        assert_eq!(
+            error_message(&json!({"error": "boom"})).as_deref(),
+            Some("boom")
+        );
+        assert_eq!(
+            error_message(&json!({"error": {"code": 1}})).as_deref(),
+            Some(r#"{"code":1}"#)
+        );
+        assert_eq!(error_message(&json!({"error": null})), None);
+        assert_eq!(error_message(&json!("text")), None);
+        assert_eq!(error_message(&json!({"state": "INIT"})), None);
     }
 }

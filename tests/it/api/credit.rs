@@ -11,7 +11,15 @@ use crate::support::{Options, TestDirector};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_decrements_lose_no_update() {
-    let director = TestDirector::start();
+    decrements_lose_no_update(TestDirector::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decrements_lose_no_update_on_postgresql() {
+    decrements_lose_no_update(TestDirector::with(Options::new().postgres())).await;
+}
+
+async fn decrements_lose_no_update(director: TestDirector) {
     let uid = i64::from(director.add_user("busy", "pw", 51).await);
     let user = director.user_identity("busy", "pw").await;
     let started = start_service(&director, &user, uid).await;
@@ -53,8 +61,17 @@ async fn concurrent_decrements_lose_no_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_never_share_a_subnet() {
+    starts_never_share_a_subnet(Options::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_never_share_a_subnet_on_postgresql() {
+    starts_never_share_a_subnet(Options::new().postgres()).await;
+}
+
+async fn starts_never_share_a_subnet(options: Options) {
     // 2 service bits under a /12: four /14 subnets per application.
-    let director = TestDirector::with(Options::new().vpn(2, false));
+    let director = TestDirector::with(options.vpn(2, false));
     director.add_user("racer", "pw", 10).await;
     let user = director.user_identity("racer", "pw").await;
     let http = director.client(&user);

@@ -293,6 +293,13 @@ async fn reqwest_runs_the_user_story() {
     user_story(&director, &Reqwest, "ada").await;
 }
 
+/// The same story with the database on PostgreSQL (the scale-out backend).
+#[tokio::test]
+async fn reqwest_runs_the_user_story_on_postgresql() {
+    let director = TestDirector::with(Options::new().postgres());
+    user_story(&director, &Reqwest, "pg").await;
+}
+
 #[tokio::test]
 async fn curl_runs_the_user_story_posting_multipart() {
     let director = TestDirector::with(Options::new().rsa());

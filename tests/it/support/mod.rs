@@ -36,6 +36,7 @@ pub struct Options {
     vpn: Option<Vpn>,
     open_registration: bool,
     max_credit: Option<i64>,
+    postgres: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,7 @@ impl Options {
             vpn: None,
             open_registration: false,
             max_credit: None,
+            postgres: false,
         }
     }
 
@@ -80,7 +82,14 @@ impl Options {
         self
     }
 
-    fn config_text(&self, dir: &Path) -> String {
+    /// The database on the local PostgreSQL server (a database made for the test and dropped
+    /// with it) instead of SQLite.
+    pub fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
+    fn config_text(&self, dir: &Path, database: Option<&str>) -> String {
         let dir = dir.display();
         let mut conpaas = format!(
             "[conpaas]\nCONF_DIR = {dir}\nCERT_DIR = {dir}/certs\nKEY_ALGORITHM = {}\n",
@@ -96,10 +105,38 @@ impl Options {
             conpaas.push_str(&format!("MAX_CREDIT = {max}\n"));
         }
         format!(
-            "{conpaas}\n[iaas]\nDRIVER = dummy\n\n[director]\nDATABASE_URI = sqlite:///{dir}/director.db\n\
+            "{conpaas}\n[iaas]\nDRIVER = dummy\n\n[director]\nDATABASE_URI = {}\n\
              DIRECTOR_URL = https://localhost:5555\nOPEN_REGISTRATION = {}\n",
+            match database {
+                Some(name) => format!("{POSTGRES_SERVER}/{name}"),
+                None => format!("sqlite:///{dir}/director.db"),
+            },
             self.open_registration
         )
+    }
+}
+
+/// The machine's PostgreSQL server (trust authentication), as the tests reach it.
+const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+/// Creates a database named uniquely for one test.
+fn create_database() -> String {
+    use diesel::{Connection, RunQueryDsl};
+    let name = format!("conpaas_api_{}_{}", std::process::id(), unique());
+    let mut admin = diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres"))
+        .expect("the local PostgreSQL server (127.0.0.1:5432) must run for these tests");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap();
+    name
+}
+
+/// Drops a test database, closing what still holds it.
+fn drop_database(name: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    if let Ok(mut admin) = diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres")) {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin);
     }
 }
 
@@ -120,6 +157,7 @@ pub struct Identity {
 
 /// A running director and everything a test needs to reach it.
 pub struct TestDirector {
+    database: Option<String>,
     dir: tempfile::TempDir,
     loaded: LoadedConfig,
     director: Director,
@@ -139,7 +177,12 @@ impl TestDirector {
     pub fn with(options: Options) -> TestDirector {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
-        fs::write(data.join("director.cfg"), options.config_text(&data)).unwrap();
+        let database = options.postgres.then(create_database);
+        fs::write(
+            data.join("director.cfg"),
+            options.config_text(&data, database.as_deref()),
+        )
+        .unwrap();
         let source =
             ConfigSource::resolve_with(None, Some(data.clone()), None, Path::new("/nonexistent"));
         let loaded = config::load(&source).unwrap();
@@ -188,6 +231,7 @@ impl TestDirector {
             .recv_timeout(Duration::from_secs(30))
             .expect("the test director did not start listening");
         TestDirector {
+            database,
             dir,
             loaded,
             director,
@@ -439,6 +483,9 @@ impl Drop for TestDirector {
         if let Some(thread) = self.thread.take() {
             // A server that panicked already failed the test that saw its errors.
             let _ = thread.join();
+        }
+        if let Some(name) = self.database.take() {
+            drop_database(&name);
         }
     }
 }

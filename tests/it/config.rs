@@ -536,3 +536,21 @@ fn the_documented_cloud_examples_load() {
         "the multi-cloud example gives three clouds: {n_clouds:?}"
     );
 }
+
+/// A value naming itself several times used to grow geometrically with each interpolation
+/// round (fuzzing found 300 bytes that took 2 GiB): now a bounded, clear error.
+#[test]
+fn self_multiplying_interpolation_is_refused_quickly() {
+    let text = "[conpaas]\nCONF_DIR = /x%(conf_dir)s%(conf_dir)s%(conf_dir)s%(conf_dir)s\n\
+                CERT_DIR = /c\n[iaas]\nDRIVER = dummy\n[director]\nDATABASE_URI = sqlite:////tmp/d.db\n";
+    let started = std::time::Instant::now();
+    let error = config::parse_str(Path::new("director.cfg"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("director.cfg:2: [conpaas] CONF_DIR"),
+        "{error}"
+    );
+    assert!(error.contains("expand to at most 65536 bytes"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

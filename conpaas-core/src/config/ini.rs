@@ -433,6 +433,9 @@ impl Ini {
 /// Because substituted text is expanded again in the next round, a literal
 /// `%(` cannot be written (`%%(x)s` becomes `%(x)s`, then x's value), exactly
 /// as in 1.2. The error is the "expected ..." half of a message.
+/// The longest value interpolation may produce; real values are paths and URLs.
+const MAX_INTERPOLATED_LEN: usize = 64 * 1024;
+
 pub(crate) fn interpolate<'a>(
     raw: &str,
     lookup: impl Fn(&str) -> Option<&'a str>,
@@ -470,6 +473,13 @@ fn interpolation_round<'a>(
         {
             let name = inner[..close].to_ascii_lowercase();
             match lookup(&name) {
+                // A value naming itself several times grows geometrically with each round
+                // (found by fuzzing: 300 bytes exhausted 2 GiB); Python died the same way.
+                Some(text) if out.len() + text.len() > MAX_INTERPOLATED_LEN => {
+                    return Err(format!(
+                        "%(name)s references that expand to at most {MAX_INTERPOLATED_LEN} bytes"
+                    ));
+                }
                 Some(text) => out.push_str(text),
                 None => {
                     return Err(format!(

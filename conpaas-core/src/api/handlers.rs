@@ -56,6 +56,11 @@ impl Call {
     fn peer(&self) -> Option<&PeerInfo> {
         self.peer.as_ref()
     }
+
+    /// The client's IP address (password guessing is throttled per address).
+    fn remote_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer.as_ref().map(|peer| peer.remote.ip())
+    }
 }
 
 /// Reads the call or answers its failure.
@@ -152,7 +157,10 @@ pub(super) async fn login(State(director): State<Director>, request: Request) ->
     let call = call!(request);
     let username = call.params.get("username").unwrap_or_default();
     let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
-    match director.login(username, &password).await {
+    match director
+        .login_from(username, &password, call.remote_ip())
+        .await
+    {
         // The PHP frontend compares this with md5(typed password): computed from what was just
         // sent, so no stored hash ever leaves the server.
         Ok(Some(user)) => answer::bare(
@@ -169,7 +177,10 @@ pub(super) async fn getcerts(State(director): State<Director>, request: Request)
     let call = call!(request);
     let username = call.params.get("username").unwrap_or_default();
     let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
-    let certificates = match director.user_certificates(username, &password).await {
+    let certificates = match director
+        .user_certificates_from(username, &password, call.remote_ip())
+        .await
+    {
         Ok(Some(certificates)) => certificates,
         Ok(None) => return answer::no(Cors::Yes),
         Err(error) => return respond(&error, PLAIN),

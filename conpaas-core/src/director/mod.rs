@@ -9,6 +9,7 @@ pub mod manifest;
 mod services;
 pub mod setup;
 mod state;
+mod throttle;
 mod users;
 
 pub use manifest::{

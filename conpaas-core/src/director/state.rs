@@ -68,6 +68,8 @@ pub(super) struct Inner {
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
     pub(super) start_timeout: Duration,
+    /// Failed password checks per client address.
+    pub(super) logins: super::throttle::LoginThrottle,
     /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted, the
     /// manifest steps).
     pub(super) managers: ManagerClient,
@@ -121,6 +123,7 @@ impl Director {
                 max_credit: settings.max_credit,
                 start_timeout: DEFAULT_START_TIMEOUT,
                 managers,
+                logins: super::throttle::LoginThrottle::default(),
                 manifest,
                 fetcher,
                 manifest_jobs: JobCounts::default(),

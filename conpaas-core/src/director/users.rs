@@ -75,6 +75,42 @@ impl Director {
         super::accounts::login(&self.inner.store, username, password.expose_secret()).await
     }
 
+    /// [`Director::login`] for a client at `from`: an address with too many failed attempts
+    /// lately (20 in 5 minutes) gets `None` without its password being checked, as if wrong.
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &SecretString,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Option<User>, Error> {
+        let now = std::time::Instant::now();
+        if let Some(ip) = from
+            && !self.inner.logins.allows(ip, now)
+        {
+            tracing::info!(%ip, "login refused: too many failed attempts from this address");
+            return Ok(None);
+        }
+        let user = self.login(username, password).await?;
+        if let (None, Some(ip)) = (&user, from) {
+            self.inner.logins.failed(ip, now);
+        }
+        Ok(user)
+    }
+
+    /// [`Director::user_certificates`] for a client at `from`, throttled as
+    /// [`Director::login_from`].
+    pub async fn user_certificates_from(
+        &self,
+        username: &str,
+        password: &SecretString,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Option<UserCertificates>, Error> {
+        let Some(user) = self.login_from(username, password, from).await? else {
+            return Ok(None);
+        };
+        self.certificates_for(user).await.map(Some)
+    }
+
     /// Issues a fresh certificate and key for the user if the password is theirs (`/getcerts`).
     pub async fn user_certificates(
         &self,
@@ -84,6 +120,11 @@ impl Director {
         let Some(user) = self.login(username, password).await? else {
             return Ok(None);
         };
+        self.certificates_for(user).await.map(Some)
+    }
+
+    /// A fresh certificate and key for `user`, its serial recorded.
+    async fn certificates_for(&self, user: User) -> Result<UserCertificates, Error> {
         let email = user.email.clone().unwrap_or_default();
         let issued = self
             .issue(move |ca| ca.issue_user_cert(user.uid, &user.username, &email))
@@ -94,10 +135,10 @@ impl Director {
                 reason: "the CA issued no key".into(),
             });
         };
-        Ok(Some(UserCertificates {
+        Ok(UserCertificates {
             cert_pem: issued.cert_pem,
             key_pem,
             ca_cert_pem: self.ca_cert_pem().to_owned(),
-        }))
+        })
     }
 }

@@ -834,3 +834,32 @@ async fn manifests_that_cannot_be_used_are_false() {
     }
     assert_eq!(snapshot(&director, &user, "mani", "pw").await, before);
 }
+
+/// Password guessing: after 20 failed attempts from one address within five minutes, even the
+/// right password is answered `false` (as if wrong) without being checked; 1.2 answered every
+/// guess at once, forever.
+#[tokio::test]
+async fn password_guessing_is_throttled_per_address() {
+    let director = TestDirector::start();
+    director.add_user("target", "right", 5).await;
+    let http = director.anonymous();
+    let reply = http
+        .post("/login", &[("username", "target"), ("password", "right")])
+        .await;
+    assert_eq!(reply.bare(true)["username"], "target");
+    for attempt in 0..20 {
+        let password = format!("guess{attempt}");
+        http.post("/login", &[("username", "target"), ("password", &password)])
+            .await
+            .expect_false(true);
+    }
+    http.post("/login", &[("username", "target"), ("password", "right")])
+        .await
+        .expect_false(true);
+    http.post(
+        "/getcerts",
+        &[("username", "target"), ("password", "right")],
+    )
+    .await
+    .expect_false(true);
+}

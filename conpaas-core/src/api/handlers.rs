@@ -15,7 +15,7 @@ use super::error::{Shape, respond};
 use super::params::{MAX_BODY_BYTES, Params};
 use super::server::PeerInfo;
 use super::wire;
-use crate::director::{Director, Registration, StartRequest};
+use crate::director::{Director, LoginSource, Registration, StartRequest};
 use crate::model::{AppId, ServiceId, ServiceType};
 use crate::store::password::md5_hex;
 
@@ -57,9 +57,15 @@ impl Call {
         self.peer.as_ref()
     }
 
-    /// The client's IP address (password guessing is throttled per address).
-    fn remote_ip(&self) -> Option<std::net::IpAddr> {
-        self.peer.as_ref().map(|peer| peer.remote.ip())
+    /// Who is trying a password, for the guessing throttle: the account when the frontend
+    /// calls (one address for all its users), the client's address otherwise.
+    fn login_source(&self, username: &str) -> Option<LoginSource> {
+        if auth::is_frontend(self.peer()) {
+            return Some(LoginSource::Account(username.to_owned()));
+        }
+        self.peer
+            .as_ref()
+            .map(|peer| LoginSource::Address(peer.remote.ip()))
     }
 }
 
@@ -158,7 +164,7 @@ pub(super) async fn login(State(director): State<Director>, request: Request) ->
     let username = call.params.get("username").unwrap_or_default();
     let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
     match director
-        .login_from(username, &password, call.remote_ip())
+        .login_from(username, &password, call.login_source(username))
         .await
     {
         // The PHP frontend compares this with md5(typed password): computed from what was just
@@ -178,7 +184,7 @@ pub(super) async fn getcerts(State(director): State<Director>, request: Request)
     let username = call.params.get("username").unwrap_or_default();
     let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
     let certificates = match director
-        .user_certificates_from(username, &password, call.remote_ip())
+        .user_certificates_from(username, &password, call.login_source(username))
         .await
     {
         Ok(Some(certificates)) => certificates,

@@ -18,6 +18,7 @@ pub use manifest::{
 };
 pub use services::StartRequest;
 pub use state::{DEFAULT_START_TIMEOUT, Director};
+pub use throttle::LoginSource;
 pub use users::{Registration, UserCertificates};
 
 /// Python's `int()` of a request value, as 1.2 parsed numbers: surrounding whitespace and one

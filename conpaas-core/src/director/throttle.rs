@@ -1,5 +1,6 @@
-//! Password guessing protection: failed logins counted per client address, refused for a while
-//! past a threshold (1.2 answered every guess at once, forever).
+//! Password guessing protection: failed logins counted per client (an address, or an account
+//! for the frontend, which calls for all its users from one address), refused for a while past
+//! a threshold (1.2 answered every guess at once, forever).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -13,26 +14,36 @@ pub const MAX_FAILURES: usize = 20;
 /// Addresses tracked at most; beyond, the oldest records are forgotten first (memory bound).
 const MAX_ADDRESSES: usize = 100_000;
 
-/// Failed password checks per client address. Per process: with several director replicas an
-/// address gets this allowance from each, which still turns millions of guesses into dozens.
+/// Who failed: a client address, or, behind the PHP frontend (which holds the director's
+/// certificate and calls for all its users from one address), the account tried.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LoginSource {
+    /// A client connecting directly.
+    Address(IpAddr),
+    /// An account tried through the frontend.
+    Account(String),
+}
+
+/// Failed password checks per source. Per process: with several director replicas a source
+/// gets this allowance from each, which still turns millions of guesses into dozens.
 #[derive(Debug, Default)]
 pub(super) struct LoginThrottle {
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<HashMap<LoginSource, VecDeque<Instant>>>,
 }
 
 impl LoginThrottle {
     /// Whether `from` may try a password now.
-    pub(super) fn allows(&self, from: IpAddr, now: Instant) -> bool {
+    pub(super) fn allows(&self, from: &LoginSource, now: Instant) -> bool {
         let mut failures = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match failures.get_mut(&from) {
+        match failures.get_mut(from) {
             None => true,
             Some(times) => {
                 prune(times, now);
                 if times.is_empty() {
-                    failures.remove(&from);
+                    failures.remove(from);
                     return true;
                 }
                 times.len() < MAX_FAILURES
@@ -41,7 +52,7 @@ impl LoginThrottle {
     }
 
     /// Records a failed attempt from `from`.
-    pub(super) fn failed(&self, from: IpAddr, now: Instant) {
+    pub(super) fn failed(&self, from: LoginSource, now: Instant) {
         let mut failures = self
             .failures
             .lock()
@@ -81,19 +92,19 @@ mod tests {
     #[test]
     fn refuses_after_the_threshold_until_the_window_passes() {
         let throttle = LoginThrottle::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let ip = LoginSource::Address("192.0.2.1".parse().unwrap());
+        let other = LoginSource::Account("alice".into());
         let start = Instant::now();
         for _ in 0..MAX_FAILURES {
-            assert!(throttle.allows(ip, start));
-            throttle.failed(ip, start);
+            assert!(throttle.allows(&ip, start));
+            throttle.failed(ip.clone(), start);
         }
-        assert!(!throttle.allows(ip, start));
+        assert!(!throttle.allows(&ip, start));
         assert!(
-            throttle.allows(other, start),
-            "other addresses are not affected"
+            throttle.allows(&other, start),
+            "other sources are not affected"
         );
-        assert!(!throttle.allows(ip, start + WINDOW - Duration::from_secs(1)));
-        assert!(throttle.allows(ip, start + WINDOW));
+        assert!(!throttle.allows(&ip, start + WINDOW - Duration::from_secs(1)));
+        assert!(throttle.allows(&ip, start + WINDOW));
     }
 }

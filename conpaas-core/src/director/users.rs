@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::throttle::LoginSource;
 use super::{Director, Error, parse_int};
 use crate::model::{Credit, User};
 
@@ -75,24 +76,24 @@ impl Director {
         super::accounts::login(&self.inner.store, username, password.expose_secret()).await
     }
 
-    /// [`Director::login`] for a client at `from`: an address with too many failed attempts
-    /// lately (20 in 5 minutes) gets `None` without its password being checked, as if wrong.
+    /// [`Director::login`] for a client `from`: a source with too many failed attempts lately
+    /// (20 in 5 minutes) gets `None` without its password being checked, as if wrong.
     pub async fn login_from(
         &self,
         username: &str,
         password: &SecretString,
-        from: Option<std::net::IpAddr>,
+        from: Option<LoginSource>,
     ) -> Result<Option<User>, Error> {
         let now = std::time::Instant::now();
-        if let Some(ip) = from
-            && !self.inner.logins.allows(ip, now)
+        if let Some(source) = &from
+            && !self.inner.logins.allows(source, now)
         {
-            tracing::info!(%ip, "login refused: too many failed attempts from this address");
+            tracing::info!(?source, "login refused: too many failed attempts");
             return Ok(None);
         }
         let user = self.login(username, password).await?;
-        if let (None, Some(ip)) = (&user, from) {
-            self.inner.logins.failed(ip, now);
+        if let (None, Some(source)) = (&user, from) {
+            self.inner.logins.failed(source, now);
         }
         Ok(user)
     }
@@ -103,7 +104,7 @@ impl Director {
         &self,
         username: &str,
         password: &SecretString,
-        from: Option<std::net::IpAddr>,
+        from: Option<LoginSource>,
     ) -> Result<Option<UserCertificates>, Error> {
         let Some(user) = self.login_from(username, password, from).await? else {
             return Ok(None);

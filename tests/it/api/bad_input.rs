@@ -863,3 +863,29 @@ async fn password_guessing_is_throttled_per_address() {
     .await
     .expect_false(true);
 }
+
+/// The PHP frontend logs every user in from one address with the director's certificate: there
+/// the throttle counts per account, so one user's mistyped (or guessed) passwords do not lock
+/// the others out.
+#[tokio::test]
+async fn behind_the_frontend_guessing_is_throttled_per_account() {
+    let director = TestDirector::start();
+    director.add_user("target", "right", 5).await;
+    director.add_user("bystander", "pw", 5).await;
+    let frontend = director.client(&director.frontend());
+    for attempt in 0..20 {
+        let password = format!("guess{attempt}");
+        frontend
+            .post("/login", &[("username", "target"), ("password", &password)])
+            .await
+            .expect_false(true);
+    }
+    frontend
+        .post("/login", &[("username", "target"), ("password", "right")])
+        .await
+        .expect_false(true);
+    let reply = frontend
+        .post("/login", &[("username", "bystander"), ("password", "pw")])
+        .await;
+    assert_eq!(reply.bare(true)["username"], "bystander");
+}

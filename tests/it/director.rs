@@ -162,3 +162,49 @@ async fn reconcile_undoes_interrupted_starts_only() {
     assert!(director.services(uid).await.unwrap().is_empty());
     assert_eq!(credit(&director, uid).await, 10);
 }
+
+/// cpscheck's service check: a started service whose VM disappeared from its cloud (here: the
+/// dummy cloud's file removed behind the director's back) is reported.
+#[tokio::test]
+async fn cpscheck_notices_a_vm_gone_from_its_cloud() {
+    use conpaas_core::check::{self, CheckOptions, Status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = data_dir(dir.path());
+    let director = Director::open(&loaded).unwrap();
+    let uid = user(&director, "eve", 3).await;
+    let request = StartRequest {
+        uid,
+        service_type: "php".into(),
+        cloud: "default".into(),
+        appid: None,
+    };
+    let service = director.start_service(request).await.unwrap();
+    let options = CheckOptions::recommended();
+    let services = |results: Vec<check::CheckResult>| {
+        results
+            .into_iter()
+            .find(|result| result.id == "services")
+            .unwrap()
+    };
+    let before = services(check::run_checks(&loaded, &options).await);
+    assert_eq!(before.status, Status::Ok, "{before}");
+
+    let vmid = service.vmid.unwrap();
+    std::fs::remove_file(
+        loaded
+            .config
+            .conf_dir
+            .join("dummy-cloud")
+            .join(format!("{vmid}.sh")),
+    )
+    .unwrap();
+    let after = services(check::run_checks(&loaded, &options).await);
+    assert_eq!(after.status, Status::Warning, "{after}");
+    assert!(
+        after
+            .to_string()
+            .contains(&format!("sid {} (iaas {vmid})", service.sid)),
+        "{after}"
+    );
+}

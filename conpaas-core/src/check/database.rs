@@ -97,6 +97,80 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
             "check that DATABASE_URI names the director's database",
         ),
     });
+    results.extend(accounts(&store));
+    results
+}
+
+/// The accounts and services the database holds: users to log in, credit left, starts a
+/// crash interrupted (the director undoes them; the line says so).
+fn accounts(store: &Store) -> Vec<CheckResult> {
+    const WHAT_USERS: &str = "users";
+    const WHAT_STARTS: &str = "service starts";
+    let mut results = Vec::new();
+    match store.run_blocking(|conn| {
+        Ok::<_, store::Error>((
+            store::count_users(conn)?,
+            store::users_without_credit(conn)?,
+        ))
+    }) {
+        Ok((0, _)) => results.push(CheckResult::warning(
+            "database.users",
+            WHAT_USERS,
+            "the database has no users: nobody can log in",
+            "add one with `director adduser EMAIL USERNAME PASSWORD`",
+        )),
+        Ok((n_users, broke)) if broke.is_empty() => results.push(CheckResult::ok(
+            "database.users",
+            WHAT_USERS,
+            format!("{n_users} user(s), each with credit left"),
+        )),
+        Ok((n_users, broke)) => results.push(CheckResult::warning(
+            "database.users",
+            WHAT_USERS,
+            format!(
+                "{} of {n_users} user(s) have no credit left ({}): their managers terminate \
+                 their services at the next hourly charge",
+                broke.len(),
+                broke.join(", ")
+            ),
+            "raise their credit in the database's user table if they should keep running",
+        )),
+        Err(error) => results.push(CheckResult::error(
+            "database.users",
+            WHAT_USERS,
+            format!("the users cannot be read: {}", error_chain(&error)),
+            "check DATABASE_URI names the director's database",
+        )),
+    }
+    match store.run_blocking(store::list_incomplete_services) {
+        Ok(rows) if rows.is_empty() => results.push(CheckResult::ok(
+            "database.starts",
+            WHAT_STARTS,
+            "no service is waiting for its VM",
+        )),
+        Ok(rows) => {
+            let sids: Vec<String> = rows.iter().map(|row| row.sid.to_string()).collect();
+            results.push(CheckResult::warning(
+                "database.starts",
+                WHAT_STARTS,
+                format!(
+                    "{} service(s) have no VM recorded yet (sid {}): starts in progress, or \
+                     interrupted by a crash",
+                    rows.len(),
+                    sids.join(", ")
+                ),
+                "a running director undoes interrupted starts (terminates their VM, deletes the \
+                 row, refunds the credit) 11 minutes after they began; start it if it is not \
+                 running",
+            ));
+        }
+        Err(error) => results.push(CheckResult::error(
+            "database.starts",
+            WHAT_STARTS,
+            format!("the services cannot be read: {}", error_chain(&error)),
+            "check DATABASE_URI names the director's database",
+        )),
+    }
     results
 }
 

@@ -21,8 +21,103 @@ use crate::store::DatabaseUrl;
 pub(super) async fn checks(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResult> {
     let mut results = vec![clock(loaded, options).await];
     results.extend(clouds(loaded, options).await);
+    results.push(services(loaded, options).await);
     results.push(director_tls(loaded, options).await);
     results
+}
+
+/// Each started service's VM still exists in its cloud (the Troubleshooting guide's "is the
+/// manager VM there"); a VM gone leaves a row clients still list.
+async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult {
+    const WHAT: &str = "service VMs";
+    if !options.network {
+        return CheckResult::skipped(
+            "services",
+            WHAT,
+            "the clouds were not asked about the services' VMs (--no-network)",
+        );
+    }
+    let rows = match crate::store::Store::connect(&loaded.config.store) {
+        Ok(store) => store.run(crate::store::list_all_services).await,
+        Err(error) => Err(error),
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            return CheckResult::skipped(
+                "services",
+                WHAT,
+                format!("the services could not be read: {}", error_chain(&error)),
+            );
+        }
+    };
+    let registry = CloudRegistry::new(
+        loaded.config.clouds(),
+        &loaded.config.conf_dir.join("dummy-cloud"),
+    );
+    let mut gone = Vec::new();
+    let mut unknown_cloud = Vec::new();
+    let mut unanswered = Vec::new();
+    let mut n_checked = 0;
+    for row in &rows {
+        let (Some(vmid), Some(cloud_name)) = (&row.vmid, &row.cloud) else {
+            continue;
+        };
+        let Some((_, cloud)) = registry.get(cloud_name) else {
+            unknown_cloud.push(format!("sid {} on {cloud_name}", row.sid));
+            continue;
+        };
+        n_checked += 1;
+        match tokio::time::timeout(options.network_timeout, cloud.node_state(vmid)).await {
+            Ok(Ok(cloud::NodeState::Gone)) => {
+                gone.push(format!("sid {} ({cloud_name} {vmid})", row.sid))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => unanswered.push(format!("sid {}: {}", row.sid, error_chain(&error))),
+            Err(_) => unanswered.push(format!("sid {}: no answer in time", row.sid)),
+        }
+    }
+    if !unknown_cloud.is_empty() {
+        return CheckResult::error(
+            "services",
+            WHAT,
+            format!(
+                "service(s) on clouds no longer configured: {}",
+                unknown_cloud.join(", ")
+            ),
+            "add the cloud's section back to director.cfg: without it their VMs can be neither \
+             stopped nor checked",
+        );
+    }
+    if !gone.is_empty() {
+        return CheckResult::warning(
+            "services",
+            WHAT,
+            format!(
+                "the VM of {} service(s) is gone from its cloud: {}",
+                gone.len(),
+                gone.join(", ")
+            ),
+            "the manager was terminated outside the director: stop those services (`/stop/<sid>`) \
+             so that clients no longer list them",
+        );
+    }
+    if !unanswered.is_empty() {
+        return CheckResult::warning(
+            "services",
+            WHAT,
+            format!(
+                "the clouds could not say whether some VMs exist: {}",
+                unanswered.join("; ")
+            ),
+            "see the cloud credentials line above",
+        );
+    }
+    CheckResult::ok(
+        "services",
+        WHAT,
+        format!("the VM of each of the {n_checked} started service(s) exists"),
+    )
 }
 
 /// The API endpoint of a real cloud; `None` for the dummy one.

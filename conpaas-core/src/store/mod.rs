@@ -42,12 +42,12 @@ pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, reco
 pub use conn::{DbConnection, write_transaction};
 pub use services::{
     INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service, find_service,
-    find_service_owned, insert_service, list_incomplete_services,
+    find_service_owned, insert_service, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, rename_service_owned,
 };
 pub use users::{
     NewPassword, NewUser, RESERVED_USERNAME, add_credit, count_users, create_user,
-    decrement_credit, find_user, find_user_by_username, login,
+    decrement_credit, find_user, find_user_by_username, login, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).

@@ -197,6 +197,15 @@ pub fn delete_service(conn: &mut DbConnection, sid: ServiceId) -> Result<Option<
     Ok(row.map(Service::from))
 }
 
+/// Every service of every user, ascending `sid` (diagnostics).
+pub fn list_all_services(conn: &mut DbConnection) -> Result<Vec<Service>, Error> {
+    let rows = service::table
+        .order(service::sid.asc())
+        .select(ServiceRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Service::from).collect())
+}
+
 /// Services whose manager VM was never recorded (`manager` NULL), ascending `sid`:
 /// starts in progress, or interrupted by a crash, for the start-up reconciliation.
 pub fn list_incomplete_services(conn: &mut DbConnection) -> Result<Vec<Service>, Error> {

@@ -171,6 +171,15 @@ pub fn count_users(conn: &mut DbConnection) -> Result<i64, Error> {
     Ok(user::table.count().get_result(conn)?)
 }
 
+/// Users whose credit is used up (`credit <= 0`): their managers can no longer charge.
+pub fn users_without_credit(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
+    Ok(user::table
+        .filter(user::credit.le(0))
+        .order(user::uid.asc())
+        .select(user::username)
+        .load(conn)?)
+}
+
 /// The user with this id.
 pub fn find_user(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, Error> {
     let row = user::table

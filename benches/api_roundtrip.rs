@@ -203,5 +203,62 @@ fn roundtrips(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, roundtrips);
+/// The load harness: `CLIENTS` concurrent keep-alive clients send `/list` with their user
+/// certificate for `LOAD_SECONDS`; prints requests per second and the process's peak memory
+/// (criterion measures single requests; this measures what the server sustains).
+fn load(_c: &mut Criterion) {
+    const CLIENTS: usize = 32;
+    const LOAD_SECONDS: u64 = 5;
+    let bench = setup();
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (n_requests, n_errors) = load.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(LOAD_SECONDS);
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let client = bench.user.clone();
+            let url = format!("{}/list", bench.base);
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while tokio::time::Instant::now() < deadline {
+                    match client.post(&url).send().await {
+                        Ok(reply) if reply.status().is_success() => {
+                            let _ = reply.bytes().await;
+                            ok += 1;
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let mut totals = (0u64, 0u64);
+        for task in tasks {
+            let (ok, failed) = task.await.unwrap();
+            totals.0 += ok;
+            totals.1 += failed;
+        }
+        totals
+    });
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    println!(
+        "api_load/list: {CLIENTS} clients for {LOAD_SECONDS} s: {n_requests} requests \
+         ({:.0}/s), {n_errors} errors; peak RSS of the process (server and clients) {peak_kib} KiB",
+        n_requests as f64 / LOAD_SECONDS as f64
+    );
+    assert_eq!(n_errors, 0);
+}
+
+criterion_group!(benches, roundtrips, load);
 criterion_main!(benches);

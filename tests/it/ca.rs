@@ -569,6 +569,11 @@ fn bad_csrs_are_refused() {
 
 /// Makes a CA the way 1.2's cpsconf.py did: v1, SHA-1, PrintableString, PKCS#1 key.
 fn make_1_2_ca(workdir: &Workdir, cert_dir: &Path) {
+    make_1_2_ca_for_days(workdir, cert_dir, "1825");
+}
+
+/// [`make_1_2_ca`] valid for `days` days.
+fn make_1_2_ca_for_days(workdir: &Workdir, cert_dir: &Path, days: &str) {
     fs::create_dir(cert_dir).unwrap();
     workdir.openssl(&[
         "req",
@@ -580,7 +585,7 @@ fn make_1_2_ca(workdir: &Workdir, cert_dir: &Path) {
         "-keyout",
         "pkcs8_key.pem",
         "-days",
-        "1825",
+        days,
         "-config",
         "req.cnf",
         "-subj",
@@ -772,4 +777,25 @@ fn identities_of_foreign_certificates_decode_every_string_type() {
         CertIdentity::parse(&der[..der.len() - 1]),
         Err(Error::Malformed { .. })
     ));
+}
+
+/// A leaf never outlives its CA: under a CA ending in 30 days, a user's certificate (365 days
+/// otherwise) ends with the CA, and what is recorded says so.
+#[test]
+fn leaves_end_with_their_ca() {
+    let workdir = Workdir::new();
+    let cert_dir = workdir.path("certs");
+    make_1_2_ca_for_days(&workdir, &cert_dir, "30");
+    let ca = CertificateAuthority::load(&settings(&cert_dir, KeyAlgorithm::EcdsaP256)).unwrap();
+    let user = ca
+        .issue_user_cert(UserId(7), "alice", "alice@example.org")
+        .unwrap();
+    assert_eq!(user.not_after, ca.not_after());
+    let info = CertInfo::parse(user.cert_pem.as_bytes()).unwrap();
+    assert_eq!(info.not_after, ca.not_after());
+    let user_file = save(&workdir, "user", &user);
+    workdir.verify(
+        &cert_dir.join(CA_CERT_FILE).display().to_string(),
+        &user_file,
+    );
 }

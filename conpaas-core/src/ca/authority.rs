@@ -440,7 +440,9 @@ impl CertificateAuthority {
         subject_alt_names: Vec<SanType>,
         key_pem: Option<String>,
     ) -> Result<IssuedCertificate, Error> {
-        let validity = Validity::starting_now(lifetime)?;
+        // A leaf never outlives its CA: past the CA's end every peer refuses it anyway, and the
+        // recorded not_after would then lie.
+        let validity = Validity::starting_now(lifetime)?.capped_at(self.not_after)?;
         let mut params = base_params(subject.to_dn()?, &validity);
         params.subject_alt_names = subject_alt_names;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -504,6 +506,18 @@ impl Validity {
             not_before,
             not_after,
         })
+    }
+}
+
+impl Validity {
+    /// The same validity ending no later than `limit`.
+    fn capped_at(mut self, limit: DateTime<Utc>) -> Result<Self, Error> {
+        if self.not_after_utc > limit {
+            self.not_after =
+                OffsetDateTime::from_unix_timestamp(limit.timestamp()).map_err(|_| Error::Clock)?;
+            self.not_after_utc = names::timestamp(limit.timestamp())?;
+        }
+        Ok(self)
     }
 }
 

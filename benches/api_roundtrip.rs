@@ -1,7 +1,12 @@
 //! Round trips through the real HTTPS server (in-process, loopback, TLS): what one request of
 //! each kind costs end to end, client included. Numbers go to docs/performance.md.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::path::Path;
 use std::time::Duration;

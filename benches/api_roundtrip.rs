@@ -56,14 +56,9 @@ fn setup() -> Bench {
     setup::init(&loaded, "localhost", false).unwrap();
     let director = Director::open(&loaded).unwrap();
     let cert_dir = loaded.config.ca.cert_dir.clone();
-    let read = |name: &str| std::fs::read(cert_dir.join(name)).unwrap();
-    let tls = conpaas_core::api::tls::server_config(
-        &read("cert.pem"),
-        &read("key.pem"),
-        &read("ca_cert.pem"),
-    )
-    .unwrap();
-    let ca_pem = String::from_utf8(read("ca_cert.pem")).unwrap();
+    let files = conpaas_core::ca::DirectorTlsFiles::read(&cert_dir).unwrap();
+    let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
+    let ca_pem = String::from_utf8(files.ca_cert_pem.clone()).unwrap();
 
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

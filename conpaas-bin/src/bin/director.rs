@@ -297,16 +297,8 @@ fn serve(
             std::net::SocketAddr::from(([0, 0, 0, 0], port))
         }
     };
-    let cert_dir = &loaded.config.ca.cert_dir;
-    let read = |name: &str| {
-        std::fs::read(cert_dir.join(name))
-            .with_context(|| format!("reading {}", cert_dir.join(name).display()))
-    };
-    let tls = conpaas_core::api::tls::server_config(
-        &read("cert.pem")?,
-        &read("key.pem")?,
-        &read("ca_cert.pem")?,
-    )?;
+    let files = conpaas_core::ca::DirectorTlsFiles::read(&loaded.config.ca.cert_dir)?;
+    let tls = conpaas_core::api::tls::server_config_from_files(&files)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

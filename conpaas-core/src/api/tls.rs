@@ -30,6 +30,13 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
+/// [`server_config`] from the files of `CERT_DIR`.
+pub fn server_config_from_files(
+    files: &crate::ca::DirectorTlsFiles,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(&files.cert_pem, &files.key_pem, &files.ca_cert_pem)
+}
+
 /// The server configuration: `cert_pem`/`key_pem` are the director's (`cert.pem`, `key.pem`),
 /// `ca_pem` the CA whose certificates clients may present.
 pub fn server_config(

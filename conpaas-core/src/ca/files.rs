@@ -18,6 +18,38 @@ pub(crate) const CERT_MODE: u32 = 0o644;
 /// Mode of a `CERT_DIR` we create.
 const DIR_MODE: u32 = 0o700;
 
+/// The director's TLS material as read from `CERT_DIR`: its certificate and key (server and
+/// client side) and the CA certificate its peers must chain to.
+pub struct DirectorTlsFiles {
+    /// `cert.pem`.
+    pub cert_pem: Vec<u8>,
+    /// `key.pem`: a private key; never logged (Debug shows nothing of it).
+    pub key_pem: Vec<u8>,
+    /// `ca_cert.pem`.
+    pub ca_cert_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for DirectorTlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectorTlsFiles").finish_non_exhaustive()
+    }
+}
+
+impl DirectorTlsFiles {
+    /// Reads the three files of `cert_dir`; an error names the file that failed.
+    pub fn read(cert_dir: &Path) -> Result<Self, Error> {
+        let read = |name: &str| {
+            let path = cert_dir.join(name);
+            fs::read(&path).map_err(|source| Error::Read { path, source })
+        };
+        Ok(DirectorTlsFiles {
+            cert_pem: read(super::CERT_FILE)?,
+            key_pem: read(super::KEY_FILE)?,
+            ca_cert_pem: read(super::CA_CERT_FILE)?,
+        })
+    }
+}
+
 /// Creates `CERT_DIR` (and parents) if missing; an existing directory keeps its mode.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
     DirBuilder::new()

@@ -37,6 +37,7 @@ use std::path::PathBuf;
 
 pub use authority::{CertificateAuthority, IfExists, IssuedCertificate};
 pub use csr::VerifiedCsr;
+pub use files::DirectorTlsFiles;
 pub use names::{CertIdentity, CertInfo};
 
 /// File name of the CA certificate inside `CERT_DIR`.

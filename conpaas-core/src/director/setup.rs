@@ -27,7 +27,7 @@ pub struct InitReport {
 /// Whether `CERT_DIR` holds a CA.
 pub fn ca_exists(config: &LoadedConfig) -> bool {
     let dir = &config.config.ca.cert_dir;
-    dir.join("ca_cert.pem").exists() || dir.join("ca_key.pem").exists()
+    dir.join(crate::ca::CA_CERT_FILE).exists() || dir.join(crate::ca::CA_KEY_FILE).exists()
 }
 
 /// `cpsconf.py`: a new CA and director certificate for `hostname` in CERT_DIR, the database

@@ -25,23 +25,16 @@ pub const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client towards managers: the director's own certificate, managers checked by role.
 fn manager_client(cert_dir: &Path) -> Result<ManagerClient, Error> {
-    let read = |name: &str| {
-        std::fs::read(cert_dir.join(name)).map_err(|source| {
-            Error::Ca(crate::ca::Error::Read {
-                path: cert_dir.join(name),
-                source,
-            })
-        })
-    };
+    let files = crate::ca::DirectorTlsFiles::read(cert_dir)?;
     let peer_check: crate::manager_client::PeerCheck = std::sync::Arc::new(|der: &[u8]| {
         crate::ca::CertIdentity::parse(der).is_ok_and(|identity| {
             identity.role.as_deref() == Some(crate::model::Role::Manager.as_str())
         })
     });
     ManagerClient::new(
-        &read(crate::ca::CERT_FILE)?,
-        &read(crate::ca::KEY_FILE)?,
-        &read(crate::ca::CA_CERT_FILE)?,
+        &files.cert_pem,
+        &files.key_pem,
+        &files.ca_cert_pem,
         peer_check,
         MANAGER_CALL_TIMEOUT,
     )

@@ -190,12 +190,8 @@ impl TestDirector {
         let director = Director::open(&loaded).unwrap();
 
         let certs = loaded.config.ca.cert_dir.clone();
-        let tls = conpaas_core::api::tls::server_config(
-            &fs::read(certs.join(CERT_FILE)).unwrap(),
-            &fs::read(certs.join(KEY_FILE)).unwrap(),
-            &fs::read(certs.join(CA_CERT_FILE)).unwrap(),
-        )
-        .unwrap();
+        let files = conpaas_core::ca::DirectorTlsFiles::read(&certs).unwrap();
+        let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
         let settings = TransportSettings {
             shutdown_grace: Duration::from_secs(1),
             ..TransportSettings::recommended()

@@ -253,29 +253,46 @@ impl Director {
     /// Undoes a start that failed after its row was created: the VM (if the cloud made one
     /// under this service's token), the row, the credit.
     async fn undo_start(&self, service: &Service) {
-        let sid = service.sid;
-        let uid = service.user_id;
-        let token = self.client_token(sid);
         // The drivers terminate what they created when they fail; this covers a create the
         // start timeout cancelled mid-way: any VM under this service's token goes.
+        self.terminate_by_token(service.sid).await;
+        self.forget_start(service).await;
+    }
+
+    /// Looks for a VM under service `sid`'s client token on every cloud and terminates it;
+    /// `true` when every cloud answered and nothing found is left running.
+    async fn terminate_by_token(&self, sid: ServiceId) -> bool {
+        let token = self.client_token(sid);
+        let mut all_clouds_answered = true;
         for (settings, cloud) in self.inner.clouds.iter() {
             match cloud.find_node(&token).await {
-                Ok(Some(vmid)) => {
-                    if let Err(error) = cloud.kill_node(&vmid).await {
-                        tracing::warn!(sid = %sid, cloud = %settings.name, %vmid, %error, "cannot terminate the VM of a failed start");
+                Ok(Some(vmid)) => match cloud.kill_node(&vmid).await {
+                    Ok(()) => {
+                        tracing::info!(sid = %sid, cloud = %settings.name, %vmid, "terminated the VM of an unfinished start")
                     }
-                }
+                    Err(error) => {
+                        all_clouds_answered = false;
+                        tracing::warn!(sid = %sid, cloud = %settings.name, %vmid, %error, "cannot terminate the VM of an unfinished start");
+                    }
+                },
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::debug!(sid = %sid, cloud = %settings.name, %error, "cannot look for the VM of a failed start")
+                    all_clouds_answered = false;
+                    tracing::warn!(sid = %sid, cloud = %settings.name, %error, "cannot look for the VM of an unfinished start");
                 }
             }
         }
+        all_clouds_answered
+    }
+
+    /// Deletes the row of a start that did not finish and refunds its credit.
+    async fn forget_start(&self, service: &Service) {
+        let (sid, uid) = (service.sid, service.user_id);
         let store = &self.inner.store;
-        let removed = store
+        match store
             .run(move |conn| store::delete_service(conn, sid))
-            .await;
-        match removed {
+            .await
+        {
             Ok(Some(_)) => {
                 if let Err(error) = store
                     .run(move |conn| store::add_credit(conn, uid, START_COST))
@@ -386,28 +403,9 @@ impl Director {
             if now - created < grace {
                 continue;
             }
-            let token = self.client_token(service.sid);
-            let mut all_clouds_answered = true;
-            for (settings, cloud) in self.inner.clouds.iter() {
-                match cloud.find_node(&token).await {
-                    Ok(Some(vmid)) => {
-                        if let Err(error) = cloud.kill_node(&vmid).await {
-                            all_clouds_answered = false;
-                            tracing::warn!(sid = %service.sid, cloud = %settings.name, %vmid, %error, "cannot terminate an interrupted start's VM");
-                        } else {
-                            tracing::info!(sid = %service.sid, cloud = %settings.name, %vmid, "terminated the VM of an interrupted start");
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        all_clouds_answered = false;
-                        tracing::warn!(sid = %service.sid, cloud = %settings.name, %error, "cannot look for an interrupted start's VM");
-                    }
-                }
-            }
             // Keep the row while any cloud could still hold its VM: it is the only trace.
-            if all_clouds_answered {
-                self.undo_start(&service).await;
+            if self.terminate_by_token(service.sid).await {
+                self.forget_start(&service).await;
                 undone += 1;
                 tracing::info!(sid = %service.sid, "undid an interrupted service start");
             }

@@ -6,7 +6,7 @@ mod ec2;
 mod opennebula;
 mod provider;
 mod registry;
-mod settings;
+pub(crate) mod settings;
 
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};

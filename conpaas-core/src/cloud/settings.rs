@@ -240,15 +240,20 @@ impl EndpointUrl {
 
     /// `host[:port]` as in a `Host` header: IPv6 in brackets, the port only when the URL names one.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match self.port {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        }
+        authority(&self.host, self.port)
+    }
+}
+
+/// `host[:port]` of a URL: an IPv6 literal in brackets, the port only when one is named.
+pub(crate) fn authority(host: &str, port: Option<u16>) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
     }
 }
 

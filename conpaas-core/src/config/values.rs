@@ -313,15 +313,7 @@ impl DirectorUrl {
     /// `host[:port]` as written (IPv6 in brackets): the part of the IPOP namespace
     /// `cps-<host[:port]>-<APP_ID>`.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match self.port {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        }
+        crate::cloud::settings::authority(&self.host, self.port)
     }
 }
 

@@ -441,27 +441,24 @@ pub(super) async fn upload_manifest(
 }
 
 /// `POST /ca/get_cert.php`: PEM of the agent certificate; the identity is the caller's.
+///
+/// Every answer of the three manager routes carries `Connection: close`, added by the router's
+/// middleware (`api::options`) for answers given before a handler runs too.
 pub(super) async fn get_cert(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(
-        auth::manager(&director, call.peer())
-            .await
-            .map_err(answer::close)
-    );
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
     let Some(csr) = call.params.file("csr") else {
-        return answer::close(answer::html_status(StatusCode::BAD_REQUEST));
+        return answer::html_status(StatusCode::BAD_REQUEST);
     };
     match director.sign_agent_csr(uid, sid, csr.to_vec()).await {
-        Ok(pem) => answer::close(
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pem).into_response(),
-        ),
+        Ok(pem) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], pem).into_response(),
         Err(crate::director::Error::Ca(error)) => {
             // The manager embeds whatever body it gets: refuse with a status and a body that
             // is plainly not PEM.
             tracing::info!(%error, uid = %uid, sid = %sid, "agent csr refused");
-            answer::close(answer::html_status(StatusCode::BAD_REQUEST))
+            answer::html_status(StatusCode::BAD_REQUEST)
         }
-        Err(error) => answer::close(super::error::internal(&error)),
+        Err(error) => super::error::internal(&error),
     }
 }
 
@@ -471,21 +468,14 @@ pub(super) async fn decrement_credit(
     request: Request,
 ) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(
-        auth::manager(&director, call.peer())
-            .await
-            .map_err(answer::close)
-    );
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
     let decrement = call.params.get("decrement");
     // `sid` is only logged, but 1.2 parsed it: garbage there is refused like a garbage
     // decrement (1.2 answered 500), the TaskFarm helper's absent `sid` is fine.
     if let Some(sent_sid) = call.params.get("sid")
         && crate::director::parse_int(sent_sid).is_none()
     {
-        return answer::close(answer::jsonify(
-            &wire::CallbackResult { error: true },
-            Cors::No,
-        ));
+        return answer::jsonify(&wire::CallbackResult { error: true }, Cors::No);
     }
     tracing::debug!(uid = %uid, sid = %sid, sent_sid = call.params.get("sid").unwrap_or("-1"), "credit decrement");
     let covered = match director.charge(uid, decrement).await {
@@ -495,27 +485,17 @@ pub(super) async fn decrement_credit(
             false
         }
     };
-    answer::close(answer::jsonify(
-        &wire::CallbackResult { error: !covered },
-        Cors::No,
-    ))
+    answer::jsonify(&wire::CallbackResult { error: !covered }, Cors::No)
 }
 
 /// `POST /callback/terminateService.php`.
 pub(super) async fn terminate(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(
-        auth::manager(&director, call.peer())
-            .await
-            .map_err(answer::close)
-    );
+    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
     match director.terminate_service(uid, sid).await {
-        Ok(true) => answer::close(answer::jsonify(
-            &wire::CallbackResult { error: false },
-            Cors::No,
-        )),
-        Ok(false) => answer::close(answer::no(Cors::Yes)),
-        Err(error) => answer::close(respond(&error, Shape::FalseOrStatus)),
+        Ok(true) => answer::jsonify(&wire::CallbackResult { error: false }, Cors::No),
+        Ok(false) => answer::no(Cors::Yes),
+        Err(error) => respond(&error, Shape::FalseOrStatus),
     }
 }
 

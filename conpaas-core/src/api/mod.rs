@@ -13,7 +13,7 @@ pub mod wire;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -86,7 +86,6 @@ pub fn router(director: Director) -> Router {
         .route("/download/ConPaaS.tar.gz", get(handlers::tarball))
         .fallback(handlers::fallback)
         .with_state(director)
-        .layer(DefaultBodyLimit::max(params::MAX_BODY_BYTES))
         // Refuses an announced Content-Length over the limit before reading anything (and
         // before hyper sends `100 Continue`).
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

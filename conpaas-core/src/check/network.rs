@@ -124,10 +124,7 @@ async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult 
 fn cloud_endpoint(settings: &CloudSettings) -> Option<String> {
     match &settings.driver {
         DriverSettings::Dummy => None,
-        DriverSettings::Ec2(ec2) => Some(match &ec2.endpoint {
-            Some(endpoint) => endpoint.to_string(),
-            None => format!("https://{}", ec2.region.endpoint_host),
-        }),
+        DriverSettings::Ec2(ec2) => Some(ec2.api_url()),
         DriverSettings::OpenNebula(one) => Some(one.url.to_string()),
     }
 }

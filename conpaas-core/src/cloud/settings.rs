@@ -244,6 +244,16 @@ impl EndpointUrl {
     }
 }
 
+impl Ec2Settings {
+    /// Where the EC2 API is: the `ENDPOINT` override, else `https://<REGION host>`.
+    pub fn api_url(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.to_string(),
+            None => format!("https://{}", self.region.endpoint_host),
+        }
+    }
+}
+
 /// `host[:port]` of a URL: an IPv6 literal in brackets, the port only when one is named.
 pub(crate) fn authority(host: &str, port: Option<u16>) -> String {
     let host = if host.contains(':') {

@@ -82,19 +82,12 @@ impl Target {
     ) -> Target {
         let (url, host) = match endpoint {
             Some(endpoint) => {
-                let bare = if endpoint.host.contains(':') {
-                    format!("[{}]", endpoint.host)
-                } else {
-                    endpoint.host.clone()
-                };
                 // The Host header hyper would send, which is what the server checks the
                 // signature against: the port only when it is not the scheme's default.
-                let host = match endpoint.port {
-                    Some(port) if port != endpoint.scheme.default_port() => {
-                        format!("{bare}:{port}")
-                    }
-                    _ => bare,
-                };
+                let port = endpoint
+                    .port
+                    .filter(|port| *port != endpoint.scheme.default_port());
+                let host = crate::cloud::settings::authority(&endpoint.host, port);
                 (format!("{}/", endpoint), host)
             }
             None => (

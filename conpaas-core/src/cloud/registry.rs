@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "ec2")]
+use super::Ec2Cloud;
+#[cfg(feature = "opennebula")]
+use super::OpenNebulaCloud;
 use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
-use super::{CloudSettings, DriverSettings, DummyCloud, Ec2Cloud, OpenNebulaCloud};
+use super::{CloudSettings, DriverSettings, DummyCloud};
 
 /// The name clients give the `[iaas]` cloud (stored as `iaas` in `service.cloud`).
 pub const DEFAULT_CLOUD_ALIAS: &str = "default";
@@ -37,6 +41,7 @@ impl CloudRegistry {
                         };
                         Arc::new(DummyCloud::new(cloud.name.clone(), dir))
                     }
+                    #[cfg(feature = "ec2")]
                     DriverSettings::Ec2(ec2) => {
                         match Ec2Cloud::new(cloud.name.clone(), ec2.clone()) {
                             Ok(driver) => Arc::new(driver),
@@ -49,6 +54,7 @@ impl CloudRegistry {
                             }
                         }
                     }
+                    #[cfg(feature = "opennebula")]
                     DriverSettings::OpenNebula(one) => {
                         match OpenNebulaCloud::new(cloud.name.clone(), one) {
                             Ok(driver) => Arc::new(driver),
@@ -61,6 +67,10 @@ impl CloudRegistry {
                             }
                         }
                     }
+                    #[cfg(not(feature = "ec2"))]
+                    DriverSettings::Ec2(_) => not_compiled(&cloud.name, "ec2"),
+                    #[cfg(not(feature = "opennebula"))]
+                    DriverSettings::OpenNebula(_) => not_compiled(&cloud.name, "opennebula"),
                 };
                 (cloud.clone(), driver)
             })
@@ -158,4 +168,15 @@ impl Cloud for Unavailable {
     async fn probe(&self) -> Result<(), Error> {
         Err(self.error())
     }
+}
+
+/// The driver of a section whose Cargo feature this build leaves out: every call answers that
+/// the cloud is unavailable.
+#[cfg(not(all(feature = "ec2", feature = "opennebula")))]
+fn not_compiled(name: &str, driver: &'static str) -> Arc<dyn Cloud> {
+    tracing::warn!(cloud = %name, driver, "this build has no {driver} driver (conpaas-core's `{driver}` feature is off)");
+    Arc::new(Unavailable {
+        name: name.to_owned(),
+        driver,
+    })
 }

@@ -529,7 +529,7 @@ fn random_serial() -> Result<[u8; 16], Error> {
     let mut serial = [0u8; 16];
     rand::rngs::OsRng
         .try_fill_bytes(&mut serial)
-        .map_err(Error::Random)?;
+        .map_err(Error::random)?;
     serial[0] = (serial[0] & 0x7f) | 0x40;
     Ok(serial)
 }

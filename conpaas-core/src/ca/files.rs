@@ -116,7 +116,7 @@ fn temp_path(path: &Path) -> Result<PathBuf, Error> {
     let mut random = [0u8; 8];
     rand::rngs::OsRng
         .try_fill_bytes(&mut random)
-        .map_err(Error::Random)?;
+        .map_err(Error::random)?;
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy())

@@ -207,11 +207,18 @@ pub enum Error {
     },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
-    Random(#[source] rand::Error),
+    Random(#[source] std::io::Error),
     /// The system clock is outside the range a certificate validity can express.
     #[error("the system clock is outside the range certificates can express")]
     Clock,
     /// rcgen failed to generate a key or to build or sign a certificate.
     #[error("cannot generate or sign the certificate")]
     Sign(#[source] rcgen::Error),
+}
+
+impl Error {
+    /// The OS random source failed; rand's error type stays out of the public API.
+    pub(crate) fn random(error: rand::Error) -> Error {
+        Error::Random(std::io::Error::other(error))
+    }
 }

@@ -185,13 +185,13 @@ fn write_probe(conn: &mut DbConnection) -> Result<(), store::Error> {
         #[cfg(feature = "postgres")]
         DbConnection::Pg(_) => "BEGIN",
     };
-    conn.batch_execute(begin).map_err(store::Error::Query)?;
+    conn.batch_execute(begin).map_err(store::Error::from)?;
     let written = conn.batch_execute(&format!(
         "CREATE TABLE {PROBE_TABLE} (x INTEGER); INSERT INTO {PROBE_TABLE} (x) VALUES (1);"
     ));
     let rolled_back = conn.batch_execute("ROLLBACK");
-    written.map_err(store::Error::Query)?;
-    rolled_back.map_err(store::Error::Query)
+    written.map_err(store::Error::from)?;
+    rolled_back.map_err(store::Error::from)
 }
 
 enum SqliteFiles {

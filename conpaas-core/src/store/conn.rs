@@ -18,7 +18,7 @@ use diesel::SqliteConnection;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 
-use super::{DatabaseUrl, Error};
+use super::{DatabaseError, DatabaseUrl, Error};
 
 /// A database connection, SQLite or PostgreSQL. Store functions take `&mut DbConnection`
 /// and use diesel's query builder, which works on both; the rare backend-specific
@@ -143,7 +143,7 @@ impl Manager {
                 let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
                     // The URL may hold a password: name the backend only.
                     target: "postgresql".to_owned(),
-                    source,
+                    source: DatabaseError::connect(source),
                 })?;
                 Ok(DbConnection::Pg(conn))
             }
@@ -173,9 +173,9 @@ fn memory_target() -> Result<Target, Error> {
 fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
     let mut conn = SqliteConnection::establish(text).map_err(|source| Error::Connect {
         target: target.to_owned(),
-        source,
+        source: DatabaseError::connect(source),
     })?;
-    configure_sqlite(&mut conn).map_err(Error::Configure)?;
+    configure_sqlite(&mut conn).map_err(Error::configure)?;
     Ok(conn)
 }
 
@@ -235,7 +235,7 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Error> {
-        conn.ping().map_err(Error::Query)
+        conn.ping().map_err(Error::from)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -264,7 +264,7 @@ where
         DbConnection::Sqlite(c) => {
             let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
                 .transaction_depth()
-                .map_err(Error::Query)?;
+                .map_err(Error::from)?;
             if depth.is_some() {
                 AnsiTransactionManager::begin_transaction(c)
             } else {
@@ -274,7 +274,7 @@ where
         #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c),
     }
-    .map_err(Error::Query)?;
+    .map_err(Error::from)?;
     match f(conn) {
         Ok(value) => {
             let committed = match conn {
@@ -283,7 +283,7 @@ where
                 #[cfg(feature = "postgres")]
                 DbConnection::Pg(c) => AnsiTransactionManager::commit_transaction(c),
             };
-            committed.map_err(Error::Query)?;
+            committed.map_err(Error::from)?;
             Ok(value)
         }
         Err(err) => {

@@ -55,14 +55,14 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
     // inside a transaction and diesel wraps each migration in one, so it is
     // switched here, around the whole run, and back on whatever happens.
     conn.batch_execute("PRAGMA foreign_keys = OFF")
-        .map_err(Error::Configure)?;
+        .map_err(Error::configure)?;
     let ran = conn
         .run_pending_migrations(SQLITE_MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
         .map_err(Error::Migration);
     let restored = conn
         .batch_execute("PRAGMA foreign_keys = ON")
-        .map_err(Error::Configure);
+        .map_err(Error::configure);
     let ran = ran?;
     restored?;
     if !ran.is_empty() {
@@ -74,7 +74,7 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
         }
         let violations = diesel::sql_query("SELECT count(*) AS n FROM pragma_foreign_key_check")
             .get_result::<Count>(conn)
-            .map_err(Error::Query)?;
+            .map_err(Error::from)?;
         if violations.n > 0 {
             return Err(Error::ForeignKeyViolations {
                 n_rows: violations.n,
@@ -88,14 +88,14 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
 fn run_pending_pg(conn: &mut PgConnection) -> Result<Vec<String>, Error> {
     // Session-level lock: held across diesel's per-migration transactions.
     conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))
-        .map_err(Error::Query)?;
+        .map_err(Error::from)?;
     let ran = conn
         .run_pending_migrations(POSTGRES_MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
         .map_err(Error::Migration);
     let unlocked = conn
         .batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))
-        .map_err(Error::Query);
+        .map_err(Error::from);
     let ran = ran?;
     unlocked?;
     Ok(ran)

@@ -34,6 +34,8 @@ mod certificates;
 #[cfg(feature = "store")]
 mod conn;
 #[cfg(feature = "store")]
+mod database_error;
+#[cfg(feature = "store")]
 mod migrate;
 #[cfg(feature = "store")]
 pub mod password;
@@ -55,6 +57,8 @@ pub use applications::{
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
 #[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
+#[cfg(feature = "store")]
+pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
 pub use services::{
     INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service, find_service,
@@ -190,14 +194,14 @@ pub enum Error {
         target: String,
         /// Why.
         #[source]
-        source: diesel::ConnectionError,
+        source: DatabaseError,
     },
     /// Setting the per-connection SQLite options (WAL, foreign keys, busy timeout) failed.
     #[error("cannot configure the sqlite connection")]
-    Configure(#[source] diesel::result::Error),
+    Configure(#[source] DatabaseError),
     /// No pooled connection became free in time, or none could be opened.
     #[error("no database connection available")]
-    Pool(#[from] diesel::r2d2::PoolError),
+    Pool(#[source] DatabaseError),
     /// A migration failed; the database is left at the last migration that succeeded
     /// (each runs in its own transaction).
     #[error("database migration failed")]
@@ -210,7 +214,7 @@ pub enum Error {
     },
     /// A query failed.
     #[error("database query failed")]
-    Query(#[from] diesel::result::Error),
+    Query(#[source] DatabaseError),
     /// Hashing a password failed.
     #[error("cannot hash the password")]
     PasswordHash(#[from] argon2::password_hash::Error),
@@ -273,6 +277,38 @@ pub enum Error {
     /// A serial number is not hexadecimal text.
     #[error("certificate serial {0:?} is not hexadecimal")]
     InvalidSerial(String),
+}
+
+/// `?` on a diesel query inside a store function or a [`Store::run`] closure. The closures
+/// take a [`DbConnection`] and so are diesel code already; the error itself is wrapped.
+#[cfg(feature = "store")]
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Error {
+        Error::Query(DatabaseError::query(error))
+    }
+}
+
+#[cfg(feature = "store")]
+impl Error {
+    /// No pooled connection came free in time, or none could be opened.
+    pub(crate) fn pool(error: diesel::r2d2::PoolError) -> Error {
+        Error::Pool(DatabaseError::pool(error))
+    }
+
+    /// The per-connection SQLite settings failed.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn configure(error: diesel::result::Error) -> Error {
+        Error::Configure(DatabaseError::query(error))
+    }
+
+    /// The database failure under this error, if it is one (for [`DatabaseError::kind`]).
+    pub fn database(&self) -> Option<&DatabaseError> {
+        match self {
+            Error::Connect { source, .. } => Some(source),
+            Error::Configure(source) | Error::Pool(source) | Error::Query(source) => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a database error is about `column` (a unique-violation's column or
@@ -391,7 +427,7 @@ impl Store {
         f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         if self.manager.in_memory() {
-            let mut conn = self.pool.get().map_err(Error::Pool)?;
+            let mut conn = self.pool.get().map_err(Error::pool)?;
             f(&mut conn)
         } else {
             let mut conn = self.manager.open()?;
@@ -413,7 +449,7 @@ impl Store {
     {
         let pool = self.pool.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(Error::Pool)?;
+            let mut conn = pool.get().map_err(Error::pool)?;
             f(&mut conn)
         });
         match task.await {
@@ -432,7 +468,7 @@ impl Store {
         F: FnOnce(&mut DbConnection) -> Result<T, E>,
         E: From<Error>,
     {
-        let mut conn = self.pool.get().map_err(Error::Pool)?;
+        let mut conn = self.pool.get().map_err(Error::pool)?;
         f(&mut conn)
     }
 }
@@ -583,6 +619,68 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept.credit, Credit(5));
+    }
+
+    /// Database failures reach callers wrapped, with a kind to act on and the driver's
+    /// message kept in the chain.
+    #[test]
+    fn database_errors_say_their_kind() {
+        use diesel::connection::SimpleConnection as _;
+        use diesel::{Connection as _, ExpressionMethods as _, RunQueryDsl as _};
+        let (store, dir) = sqlite_store();
+        let kind = |err: &Error| err.database().map(DatabaseError::kind);
+
+        let err = store
+            .run_blocking(|conn| {
+                create_user(conn, &new_user("k", 1))?;
+                diesel::insert_into(schema::user::table)
+                    .values((
+                        schema::user::username.eq("k"),
+                        schema::user::credit.eq(Credit(0)),
+                    ))
+                    .execute(conn)?;
+                Ok::<_, Error>(())
+            })
+            .unwrap_err();
+        assert_eq!(
+            kind(&err),
+            Some(DatabaseErrorKind::UniqueViolation),
+            "{err:?}"
+        );
+
+        let err = store
+            .run_blocking(|conn| {
+                conn.batch_execute("PRAGMA query_only = ON")?;
+                let created = create_user(conn, &new_user("ro", 1));
+                conn.batch_execute("PRAGMA query_only = OFF")?;
+                created
+            })
+            .unwrap_err();
+        assert_eq!(kind(&err), Some(DatabaseErrorKind::ReadOnly), "{err:?}");
+
+        // Another connection holds the write lock; this one does not wait for it.
+        let path = dir.path().join("director.db");
+        let mut holder = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+        let err = store
+            .run_blocking(|conn| {
+                conn.batch_execute("PRAGMA busy_timeout = 0")?;
+                let begun = conn.batch_execute("BEGIN IMMEDIATE");
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}",
+                    conn::SQLITE_BUSY_TIMEOUT.as_millis()
+                ))?;
+                begun.map_err(Error::from)
+            })
+            .unwrap_err();
+        holder.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(kind(&err), Some(DatabaseErrorKind::Busy), "{err:?}");
+        assert_eq!(err.to_string(), "database query failed");
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("database is locked"), "{source}");
+
+        // Not every error is a database failure.
+        assert_eq!(kind(&Error::UsernameTaken("k".to_owned())), None);
     }
 
     #[test]

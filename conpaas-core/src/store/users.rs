@@ -112,15 +112,18 @@ pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error
             .execute(conn)?;
         Ok(User::from(row))
     });
-    created.map_err(|err| match err {
-        Error::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-            if super::violation_mentions(info.as_ref(), "email") {
+    created.map_err(|err| {
+        if let Error::Query(db) = &err
+            && let Some(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) =
+                db.as_query()
+        {
+            return if super::violation_mentions(info.as_ref(), "email") {
                 Error::EmailTaken(new.email.clone().unwrap_or_default())
             } else {
                 Error::UsernameTaken(new.username.clone())
-            }
+            };
         }
-        other => other,
+        err
     })
 }
 

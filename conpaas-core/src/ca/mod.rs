@@ -211,6 +211,9 @@ pub enum Error {
     /// The system clock is outside the range a certificate validity can express.
     #[error("the system clock is outside the range certificates can express")]
     Clock,
+    /// The CA is held in memory only: it has no `CERT_DIR` to write files into.
+    #[error("the CA is held in memory: it has no CERT_DIR to write into")]
+    InMemory,
     /// rcgen failed to generate a key or to build or sign a certificate.
     #[error("cannot generate or sign the certificate")]
     Sign(#[source] rcgen::Error),

@@ -34,6 +34,7 @@
 mod database;
 mod files;
 mod network;
+pub use network::cloud_checks;
 mod pki;
 
 use std::fmt;

@@ -63,7 +63,10 @@ async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult 
         let (Some(vmid), Some(cloud_name)) = (&row.vmid, &row.cloud) else {
             continue;
         };
-        let Some((_, cloud)) = registry.get(cloud_name) else {
+        let Some(cloud) = registry
+            .get(cloud_name)
+            .map(|registered| registered.cloud())
+        else {
             unknown_cloud.push(format!("sid {} on {cloud_name}", row.sid));
             continue;
         };
@@ -304,11 +307,27 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
         loaded.config.clouds(),
         &loaded.config.conf_dir.join("dummy-cloud"),
     );
+    cloud_checks(&registry, Some(loaded), options).await
+}
+
+/// The cloud checks of cpscheck over any registry: each cloud is asked one authenticated call
+/// ([`Cloud::probe`](crate::cloud::Cloud::probe)). Clouds built from `loaded`'s director.cfg
+/// get messages naming their section; an embedder's own clouds are probed the same way.
+pub async fn cloud_checks(
+    registry: &CloudRegistry,
+    loaded: Option<&LoadedConfig>,
+    options: &CheckOptions,
+) -> Vec<CheckResult> {
     let what = "cloud credentials";
     let mut results = Vec::new();
-    for (settings, driver) in registry.iter() {
-        let name = &settings.name;
-        let kind = settings.driver.name();
+    for registered in registry.iter() {
+        let driver = registered.cloud();
+        let name = registered.name();
+        let kind = driver.driver();
+        let Some(settings) = registered.settings() else {
+            results.push(embedder_cloud(name, kind, driver.as_ref(), options).await);
+            continue;
+        };
         let Some(endpoint) = cloud_endpoint(settings) else {
             // The dummy cloud needs no network; its probe only proves the registry built it.
             results.push(match driver.probe().await {
@@ -324,15 +343,21 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
                         "cloud {name} (dummy driver) is not usable: {}",
                         error_chain(&error)
                     ),
-                    format!(
-                        "make {} writable by the director's user",
-                        loaded.config.conf_dir.display()
-                    ),
+                    match loaded {
+                        Some(loaded) => format!(
+                            "make {} writable by the director's user",
+                            loaded.config.conf_dir.display()
+                        ),
+                        None => "make the dummy cloud's directory writable".to_owned(),
+                    },
                 ),
             });
             continue;
         };
-        let section = format!("[{name}] of {}", loaded.path.display());
+        let section = match loaded {
+            Some(loaded) => format!("[{name}] of {}", loaded.path.display()),
+            None => format!("[{name}]"),
+        };
         if !options.network {
             results.push(CheckResult::skipped(
                 "cloud",
@@ -399,6 +424,48 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
         });
     }
     results
+}
+
+/// The check of a cloud an embedder registered: its probe, bounded like the others.
+async fn embedder_cloud(
+    name: &str,
+    kind: &str,
+    driver: &dyn cloud::Cloud,
+    options: &CheckOptions,
+) -> CheckResult {
+    let what = "cloud credentials";
+    if !options.network {
+        return CheckResult::skipped(
+            "cloud",
+            what,
+            format!("cloud {name} ({kind} driver) was not probed (--no-network)"),
+        );
+    }
+    match tokio::time::timeout(options.network_timeout, driver.probe()).await {
+        Ok(Ok(())) => CheckResult::ok(
+            "cloud",
+            what,
+            format!("cloud {name} ({kind} driver) answered its probe"),
+        ),
+        Ok(Err(error)) => CheckResult::error(
+            "cloud",
+            what,
+            format!(
+                "cloud {name} ({kind} driver) failed its probe: {}",
+                error_chain(&error)
+            ),
+            format!("see the {kind} driver's documentation"),
+        ),
+        Err(_) => CheckResult::error(
+            "cloud",
+            what,
+            format!(
+                "cloud {name} ({kind} driver) did not answer its probe within {} s",
+                options.network_timeout.as_secs()
+            ),
+            format!("see the {kind} driver's documentation"),
+        ),
+    }
 }
 
 const TLS_WHAT: &str = "director answers TLS at DIRECTOR_URL";

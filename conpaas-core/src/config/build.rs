@@ -520,9 +520,7 @@ impl Builder<'_> {
         };
         let settings = VpnSettings {
             base_network,
-            base_network_text: base.text.clone(),
             netmask: netmask_addr,
-            netmask_text: netmask.text.clone(),
             service_bits,
             arithmetic: if legacy == Some(true) {
                 SubnetArithmetic::Legacy

@@ -117,8 +117,8 @@ fn our_additions_are_read() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let config = &loaded.config;
     let vpn = config.vpn.as_ref().unwrap();
-    assert_eq!(vpn.base_network_text, "172.16.0.0");
-    assert_eq!(vpn.netmask_text, "255.240.0.0");
+    assert_eq!(vpn.base_network.to_string(), "172.16.0.0");
+    assert_eq!(vpn.netmask.to_string(), "255.240.0.0");
     assert_eq!(vpn.service_bits, 5);
     assert_eq!(vpn.arithmetic, SubnetArithmetic::Legacy);
     assert_eq!(config.ca.key_algorithm, KeyAlgorithm::EcdsaP256);

@@ -9,20 +9,25 @@
 //! subjects built from the caller's identity instead of the CSR's.
 //!
 //! Everything here is synchronous and some of it is slow (RSA key generation takes tens of
-//! milliseconds): async callers run it inside `spawn_blocking`.
+//! milliseconds): async callers run it inside `spawn_blocking`. A CA need not live in files:
+//! [`CertificateAuthority::generate`] makes one in memory and
+//! [`CertificateAuthority::from_pem`] loads one from PEM texts (a Kubernetes Secret, Vault).
 //!
-//! ```no_run
+//! ```
 //! use conpaas_core::ca::{CaSettings, CertificateAuthority, IfExists, KeyAlgorithm};
 //! use conpaas_core::model::UserId;
 //!
+//! # let scratch = tempfile::tempdir().unwrap();
 //! let settings = CaSettings {
-//!     cert_dir: "/etc/cpsdirector/certs".into(),
-//!     key_algorithm: KeyAlgorithm::Rsa2048,
+//!     cert_dir: scratch.path().join("certs"), // /etc/cpsdirector/certs in 1.2
+//!     key_algorithm: KeyAlgorithm::EcdsaP256,
 //! };
 //! let ca = CertificateAuthority::create(&settings, IfExists::Fail)?;
 //! ca.write_director_cert("director.example.org", IfExists::Fail)?;
 //! let issued = ca.issue_user_cert(UserId(7), "alice", "alice@example.org")?;
 //! // issued.serial goes into the issued-certificates table; issued.key_pem to the user only.
+//! assert_eq!(issued.serial.len(), 32);
+//! assert!(settings.cert_dir.join("ca_key.pem").exists());
 //! # Ok::<(), conpaas_core::ca::Error>(())
 //! ```
 

@@ -6,13 +6,21 @@
 //! `&mut DbConnection`; async code reaches them through [`Store::run`], which runs
 //! them on a blocking thread:
 //!
-//! ```no_run
-//! # async fn example(store: conpaas_core::store::Store) -> Result<(), conpaas_core::store::Error> {
+//! ```
 //! use conpaas_core::model::{Credit, UserId};
-//! use conpaas_core::store;
+//! use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let settings = StoreSettings {
+//!     url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+//!     max_connections: 2,
+//! };
+//! let store = tokio::task::spawn_blocking(move || Store::open(&settings)).await??;
+//! // No user 1 yet: nothing is charged.
 //! let charged = store.run(|conn| store::decrement_credit(conn, UserId(1), Credit(1))).await?;
-//! # let _ = charged;
+//! assert!(!charged);
 //! # Ok(())
 //! # }
 //! ```

@@ -8,6 +8,7 @@ mod ca;
 mod config;
 mod director;
 mod ec2;
+mod embedding;
 mod fuzz_corpus;
 mod manager_client;
 mod manifest;

@@ -9,6 +9,7 @@
 )]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use conpaas_core::api::server::{Listener, TransportSettings};
@@ -17,6 +18,8 @@ use conpaas_core::config::{self, ConfigSource};
 use conpaas_core::director::{Director, StartRequest, accounts, setup};
 use conpaas_core::model::Credit;
 use criterion::{Criterion, criterion_group, criterion_main};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretString};
 
 struct Bench {
@@ -28,15 +31,32 @@ struct Bench {
     runtime: tokio::runtime::Runtime,
 }
 
+/// reqwest has no crypto provider of its own (the graph has aws-lc-rs only): each client takes a
+/// rustls configuration trusting the CA, with `identity` (certificate and key PEM) if given.
 fn client(ca_pem: &str, identity: Option<String>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
-    if let Some(pem) = identity {
-        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
     }
-    builder.build().unwrap()
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let tls = match identity {
+        Some(pem) => {
+            let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
 }
 
 fn setup() -> Bench {

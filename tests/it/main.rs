@@ -6,6 +6,7 @@
 mod api;
 mod ca;
 mod config;
+mod crypto_provider;
 mod director;
 mod ec2;
 mod embedding;

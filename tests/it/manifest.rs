@@ -356,12 +356,12 @@ impl World {
             conpaas_core::api::router(director.clone()),
             std::future::pending(),
         ));
-        let pem = format!("{}\n{}", user.cert_pem, user.key_pem);
+        let tls = crate::support::http::client_tls(
+            &base.ca_pem(),
+            Some((user.cert_pem.as_str(), user.key_pem.as_str())),
+        );
         let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(base.ca_pem().as_bytes()).unwrap())
-            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+            .use_preconfigured_tls(tls)
             .resolve("localhost", addr)
             .timeout(Duration::from_secs(30))
             .build()

@@ -19,6 +19,8 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
     let settings = &loaded.config.store;
     let target = match &settings.url {
         DatabaseUrl::Sqlite(path) => format!("the SQLite database {}", path.display()),
+        // The configuration refuses it; an embedder's settings may still hold it.
+        DatabaseUrl::SqliteMemory => "the in-memory SQLite database".to_owned(),
         // The URL may carry a password.
         DatabaseUrl::Postgres(_) => "the PostgreSQL database of DATABASE_URI".to_owned(),
     };

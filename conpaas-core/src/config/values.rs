@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::cloud::{Ec2Region, EndpointUrl, UrlScheme};
@@ -63,26 +62,17 @@ pub(crate) const EXPECTED_DATABASE_URI: &str = "a database URL in SQLAlchemy for
      sqlite:////ABSOLUTE/PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE \
      (also postgres:// and postgresql+psycopg2://)";
 
-/// `DATABASE_URI`: SQLAlchemy's URL form. Anything else is refused rather than guessed at,
-/// so that a typo never opens a new, empty database.
+/// `DATABASE_URI`: SQLAlchemy's URL form ([`DatabaseUrl`]'s parser), but not in memory: a
+/// director's accounts and services must outlive it.
 pub(crate) fn parse_database_url(text: &str) -> Result<DatabaseUrl, String> {
-    let expected = || EXPECTED_DATABASE_URI.to_owned();
-    if let Some(path) = text.strip_prefix("sqlite:///") {
-        // `sqlite://` alone is SQLAlchemy's in-memory database, and `:memory:`
-        // too: each pooled connection would get its own empty database.
-        // A query string is SQLAlchemy syntax we do not interpret.
-        if path.is_empty() || path == ":memory:" || path.contains('?') {
-            return Err(expected());
-        }
-        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    match text.parse::<DatabaseUrl>() {
+        Ok(DatabaseUrl::SqliteMemory) => Err(format!(
+            "{EXPECTED_DATABASE_URI}; an in-memory SQLite database would lose every account \
+             when the director stops (Store::open_in_memory is there for tests and embedders)"
+        )),
+        Ok(url) => Ok(url),
+        Err(_) => Err(EXPECTED_DATABASE_URI.to_owned()),
     }
-    for scheme in ["postgresql+psycopg2://", "postgresql://", "postgres://"] {
-        if let Some(rest) = text.strip_prefix(scheme) {
-            // libpq takes the same URL with its own scheme name.
-            return Ok(DatabaseUrl::Postgres(format!("postgresql://{rest}")));
-        }
-    }
-    Err(expected())
 }
 
 /// Whether a key holds a secret that messages must not echo.
@@ -345,6 +335,8 @@ impl FromStr for DirectorUrl {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]

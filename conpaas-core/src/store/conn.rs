@@ -1,7 +1,9 @@
 //! Connections: the SQLite/PostgreSQL connection enum, the r2d2 manager that opens
 //! and configures them, and the write-transaction helper.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -33,42 +35,74 @@ pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// new empty SQLite file. Here the backend is chosen by the parsed [`DatabaseUrl`].
 #[derive(Clone)]
 pub(crate) struct Manager {
-    url: DatabaseUrl,
+    target: Target,
 }
+
+/// What a [`Manager`] connects to.
+#[derive(Clone)]
+enum Target {
+    /// An SQLite file.
+    File(PathBuf),
+    /// An in-memory SQLite database: its shared-cache URI, and a connection held open for
+    /// as long as a manager lives, because SQLite frees an in-memory database with its last
+    /// connection (and r2d2 closes broken ones).
+    Memory {
+        uri: String,
+        _keeper: Arc<Mutex<SqliteConnection>>,
+    },
+    /// A libpq URL.
+    Postgres(String),
+}
+
+/// Numbers the in-memory databases of the process: each store gets its own.
+static MEMORY_DATABASES: AtomicU64 = AtomicU64::new(0);
+
+/// How errors name an in-memory database.
+const MEMORY_TARGET: &str = "an in-memory sqlite database";
 
 impl Manager {
     /// Checks what can be checked before connecting (see [`Error::DatabaseDirectoryMissing`]).
     pub(crate) fn new(url: DatabaseUrl) -> Result<Manager, Error> {
-        if let DatabaseUrl::Sqlite(path) = &url {
-            sqlite_path_text(path)?;
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            // SQLite creates a missing file but not a missing directory; saying which
-            // directory is missing beats its "unable to open database file".
-            if !dir.is_dir() {
-                return Err(Error::DatabaseDirectoryMissing { path: path.clone() });
+        let target = match url {
+            // SQLite's own name for an in-memory database, never a file name here.
+            DatabaseUrl::Sqlite(path) if path.as_os_str() == ":memory:" => memory_target()?,
+            DatabaseUrl::SqliteMemory => memory_target()?,
+            DatabaseUrl::Sqlite(path) => {
+                sqlite_path_text(&path)?;
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                // SQLite creates a missing file but not a missing directory; saying which
+                // directory is missing beats its "unable to open database file".
+                if !dir.is_dir() {
+                    return Err(Error::DatabaseDirectoryMissing { path });
+                }
+                create_private_file(&path)?;
+                Target::File(path)
             }
-            create_private_file(path)?;
-        }
-        Ok(Manager { url })
+            DatabaseUrl::Postgres(url) => Target::Postgres(url),
+        };
+        Ok(Manager { target })
+    }
+
+    /// Whether the database lives in memory ([`DatabaseUrl::SqliteMemory`]).
+    pub(crate) fn in_memory(&self) -> bool {
+        matches!(self.target, Target::Memory { .. })
     }
 
     /// Opens one configured connection.
     pub(crate) fn open(&self) -> Result<DbConnection, Error> {
-        match &self.url {
-            DatabaseUrl::Sqlite(path) => {
+        match &self.target {
+            Target::File(path) => {
                 let text = sqlite_path_text(path)?;
-                let mut conn =
-                    SqliteConnection::establish(&text).map_err(|source| Error::Connect {
-                        target: path.display().to_string(),
-                        source,
-                    })?;
-                configure_sqlite(&mut conn).map_err(Error::Configure)?;
+                let conn = open_sqlite(&text, &path.display().to_string())?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            DatabaseUrl::Postgres(url) => {
+            Target::Memory { uri, .. } => {
+                Ok(DbConnection::Sqlite(open_sqlite(uri, MEMORY_TARGET)?))
+            }
+            Target::Postgres(url) => {
                 let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
                     // The URL may hold a password: name the backend only.
                     target: "postgresql".to_owned(),
@@ -78,6 +112,32 @@ impl Manager {
             }
         }
     }
+}
+
+/// A new in-memory database of its own, held open by its first connection.
+fn memory_target() -> Result<Target, Error> {
+    let n = MEMORY_DATABASES.fetch_add(1, Ordering::Relaxed);
+    // Shared cache lets the pool's connections reach the same database by name.
+    let uri = format!(
+        "file:conpaas-memory-{}-{n}?mode=memory&cache=shared",
+        std::process::id()
+    );
+    let keeper = open_sqlite(&uri, MEMORY_TARGET)?;
+    Ok(Target::Memory {
+        uri,
+        _keeper: Arc::new(Mutex::new(keeper)),
+    })
+}
+
+/// Opens and configures an SQLite connection to `text` (a path or URI); `target` names it in
+/// errors.
+fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
+    let mut conn = SqliteConnection::establish(text).map_err(|source| Error::Connect {
+        target: target.to_owned(),
+        source,
+    })?;
+    configure_sqlite(&mut conn).map_err(Error::Configure)?;
+    Ok(conn)
 }
 
 /// Creates a missing SQLite file 0600 before SQLite does (it would use the umask): the

@@ -61,12 +61,18 @@ pub use users::{
 /// The name of the application every new account starts with (1.2's default).
 pub const DEFAULT_APPLICATION_NAME: &str = "New Application";
 
-/// Where the database is: `[director] DATABASE_URI`, in SQLAlchemy's URL form.
+/// Where the database is: `[director] DATABASE_URI`, in SQLAlchemy's URL form, parsed by
+/// [`str::parse`] (the director's configuration refuses [`DatabaseUrl::SqliteMemory`]).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DatabaseUrl {
-    /// `sqlite:///relative/path` or `sqlite:////absolute/path`.
+    /// `sqlite:///relative/path` or `sqlite:////absolute/path`. The path `:memory:` means
+    /// [`DatabaseUrl::SqliteMemory`], as it does to SQLite, never a file of that name.
     Sqlite(PathBuf),
+    /// An SQLite database in memory, private to one [`Store`] and its clones and gone when
+    /// the last is dropped: `sqlite://`, `sqlite://:memory:` or `sqlite:///:memory:`. For
+    /// tests and embedders; see [`Store::open_in_memory`].
+    SqliteMemory,
     /// `postgresql://user:password@host:port/db` (also `postgres://`, `postgresql+psycopg2://`),
     /// normalised to a libpq URL. Contains a password: never logged.
     Postgres(String),
@@ -76,9 +82,50 @@ impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            DatabaseUrl::SqliteMemory => f.write_str("SqliteMemory"),
             // The URL may carry a password.
             DatabaseUrl::Postgres(_) => f.write_str("Postgres(<redacted>)"),
         }
+    }
+}
+
+/// A text that is none of the [`DatabaseUrl`] forms. The text is not repeated: it may hold a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "expected a database URL: sqlite:///RELATIVE/PATH, sqlite:////ABSOLUTE/PATH, \
+     sqlite://:memory: or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+)]
+#[non_exhaustive]
+pub struct InvalidDatabaseUrl;
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = InvalidDatabaseUrl;
+
+    /// SQLAlchemy's forms. Anything else is refused rather than guessed at, so that a typo
+    /// never opens a new, empty database.
+    fn from_str(text: &str) -> Result<DatabaseUrl, InvalidDatabaseUrl> {
+        // `sqlite://` with no path is SQLAlchemy's in-memory database.
+        if matches!(
+            text,
+            "sqlite://" | "sqlite://:memory:" | "sqlite:///:memory:"
+        ) {
+            return Ok(DatabaseUrl::SqliteMemory);
+        }
+        if let Some(path) = text.strip_prefix("sqlite:///") {
+            // A query string is SQLAlchemy syntax we do not interpret.
+            if path.is_empty() || path.contains('?') {
+                return Err(InvalidDatabaseUrl);
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        for scheme in ["postgresql+psycopg2://", "postgresql://", "postgres://"] {
+            if let Some(rest) = text.strip_prefix(scheme) {
+                // libpq takes the same URL with its own scheme name.
+                return Ok(DatabaseUrl::Postgres(format!("postgresql://{rest}")));
+            }
+        }
+        Err(InvalidDatabaseUrl)
     }
 }
 
@@ -253,6 +300,25 @@ impl Store {
         Ok(store)
     }
 
+    /// A new, migrated SQLite database in memory ([`DatabaseUrl::SqliteMemory`]), for tests
+    /// and embedders' unit tests: private to this store and its clones, gone when the last
+    /// is dropped. Calls are served one at a time (one pooled connection).
+    ///
+    /// ```
+    /// use conpaas_core::store::{self, Store};
+    ///
+    /// let store = Store::open_in_memory()?;
+    /// let n = store.run_blocking(store::count_users)?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), conpaas_core::store::Error>(())
+    /// ```
+    pub fn open_in_memory() -> Result<Store, Error> {
+        Store::open(&StoreSettings {
+            url: DatabaseUrl::SqliteMemory,
+            max_connections: 1,
+        })
+    }
+
     /// Opens the database without migrating it (for diagnostics:
     /// [`Store::pending_migrations`]). One connection is opened at once, so a bad
     /// URL or path fails here with its own error.
@@ -261,8 +327,16 @@ impl Store {
         // Fail now with the real reason rather than after r2d2's timeout with a
         // summary of it.
         drop(manager.open()?);
+        // An in-memory database is shared between connections by SQLite's shared cache,
+        // whose table locks fail at once (no busy timeout) when two connections meet: one
+        // connection serves every call, and migrations run on it too.
+        let max_size = if manager.in_memory() {
+            1
+        } else {
+            settings.max_connections.max(1)
+        };
         let pool = Pool::builder()
-            .max_size(settings.max_connections.max(1))
+            .max_size(max_size)
             // Connections are opened on demand; the probe above proved they can be.
             .min_idle(Some(0))
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
@@ -273,10 +347,7 @@ impl Store {
     /// Runs the migrations not yet applied; answers their names (empty when the
     /// database is up to date).
     pub fn migrate(&self) -> Result<Vec<String>, Error> {
-        // A connection of its own, closed afterwards: migrating switches SQLite's
-        // foreign keys off for a while, and no pooled connection may keep that.
-        let mut conn = self.manager.open()?;
-        let ran = migrate::run_pending(&mut conn)?;
+        let ran = self.with_migration_connection(migrate::run_pending)?;
         for name in &ran {
             tracing::info!(migration = %name, "applied database migration");
         }
@@ -285,8 +356,24 @@ impl Store {
 
     /// The names of the migrations not yet applied, oldest first.
     pub fn pending_migrations(&self) -> Result<Vec<String>, Error> {
-        let mut conn = self.manager.open()?;
-        migrate::pending(&mut conn)
+        self.with_migration_connection(migrate::pending)
+    }
+
+    /// Runs `f` on the connection migrations use: one of its own, closed afterwards, since
+    /// migrating switches SQLite's foreign keys off for a while and no pooled connection may
+    /// keep that; for an in-memory database the pooled one (see [`Store::connect`]), on which
+    /// the migration switches them back on whatever happens.
+    fn with_migration_connection<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.manager.in_memory() {
+            let mut conn = self.pool.get().map_err(Error::Pool)?;
+            f(&mut conn)
+        } else {
+            let mut conn = self.manager.open()?;
+            f(&mut conn)
+        }
     }
 
     /// Runs `f` with a pooled connection on a blocking thread: the one door from
@@ -471,6 +558,120 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept.credit, Credit(5));
+    }
+
+    #[test]
+    fn database_urls_parse() {
+        let cases: &[(&str, Option<DatabaseUrl>)] = &[
+            (
+                "sqlite:////abs/d.db",
+                Some(DatabaseUrl::Sqlite("/abs/d.db".into())),
+            ),
+            (
+                "sqlite:///rel.db",
+                Some(DatabaseUrl::Sqlite("rel.db".into())),
+            ),
+            ("sqlite://", Some(DatabaseUrl::SqliteMemory)),
+            ("sqlite://:memory:", Some(DatabaseUrl::SqliteMemory)),
+            ("sqlite:///:memory:", Some(DatabaseUrl::SqliteMemory)),
+            (
+                "postgres://u:p@h/db",
+                Some(DatabaseUrl::Postgres("postgresql://u:p@h/db".to_owned())),
+            ),
+            ("sqlite:///", None),
+            ("sqlite:///db?mode=ro", None),
+            ("sqlite://rel.db", None),
+            ("mysql://u:p@h/db", None),
+        ];
+        for (text, expect) in cases {
+            assert_eq!(text.parse::<DatabaseUrl>().ok(), *expect, "{text}");
+        }
+        // The refusal does not echo the text, which may hold a password.
+        let err = "mysql://u:hunter2@h/db".parse::<DatabaseUrl>().unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    /// Issue 8: `:memory:` used to create a file of that name, then fail with "no such table".
+    #[tokio::test]
+    async fn in_memory_store_migrates_and_serves_concurrent_calls() {
+        let cwd_file = std::path::Path::new(":memory:");
+        let had_file = cwd_file.exists();
+        let store = Store::open_in_memory().unwrap();
+        assert!(store.pending_migrations().unwrap().is_empty());
+        let created = store
+            .run(|conn| create_user(conn, &new_user("mem", 7)))
+            .await
+            .unwrap();
+        let found = store
+            .run(move |conn| find_user(conn, created.uid))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.username.as_str(), found.credit), ("mem", Credit(7)));
+
+        // Concurrent calls share the one database: every decrement lands exactly once.
+        let calls = (0..7).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .run(move |conn| decrement_credit(conn, created.uid, Credit(1)))
+                    .await
+            })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            assert!(call.await.unwrap().unwrap());
+        }
+        let left = store
+            .run(move |conn| find_user(conn, created.uid))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(left.credit, Credit(0));
+
+        // A panic inside a transaction breaks the pooled connection, which r2d2 then
+        // discards; the database survives it.
+        let store2 = store.clone();
+        let panicked = tokio::spawn(async move {
+            store2
+                .run(|conn| {
+                    write_transaction(conn, |conn| -> Result<(), Error> {
+                        create_user(conn, &new_user("lost", 1))?;
+                        panic!("boom in a transaction")
+                    })
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        let names = store
+            .run(|conn| {
+                Ok::<_, Error>((
+                    find_user_by_username(conn, "mem")?.is_some(),
+                    find_user_by_username(conn, "lost")?.is_some(),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(names, (true, false));
+
+        // Each in-memory store is a database of its own, and no file is made.
+        let other = Store::open_in_memory().unwrap();
+        assert_eq!(other.run_blocking(count_users).unwrap(), 0);
+        assert_eq!(cwd_file.exists(), had_file);
+    }
+
+    #[test]
+    fn a_memory_path_means_memory() {
+        let settings = StoreSettings {
+            url: DatabaseUrl::Sqlite(":memory:".into()),
+            max_connections: 4,
+        };
+        let store = Store::open(&settings).unwrap();
+        store
+            .run_blocking(|conn| create_user(conn, &new_user("m", 1)))
+            .unwrap();
+        assert_eq!(store.run_blocking(count_users).unwrap(), 1);
+        assert!(!std::path::Path::new(":memory:").exists());
     }
 
     #[tokio::test]

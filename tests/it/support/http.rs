@@ -3,7 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use serde_json::Value;
 
@@ -282,6 +286,31 @@ impl Reply {
 }
 
 /// A reqwest client bound to one [`TestDirector`], presenting one identity or none.
+/// rustls towards the director: trusting only `ca_pem`, with an optional client certificate and
+/// key. reqwest is built without a crypto provider of its own (conpaas-core links aws-lc-rs
+/// only), so its clients take a configuration built here.
+pub fn client_tls(ca_pem: &str, cert_and_key: Option<(&str, &str)>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match cert_and_key {
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
@@ -292,22 +321,20 @@ pub struct Http {
 impl Http {
     /// A client trusting only the director's CA, resolving `localhost` to its address.
     pub fn new(director: &TestDirector, identity: Option<&Identity>) -> Http {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(director.ca_pem().as_bytes()).unwrap(),
-            )
+        let tls = client_tls(
+            &director.ca_pem(),
+            identity.map(|identity| (identity.cert_pem.as_str(), identity.key_pem.as_str())),
+        );
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .resolve("localhost", director.addr())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
-            .http1_only();
-        if let Some(identity) = identity {
-            let pem = format!("{}\n{}", identity.cert_pem, identity.key_pem);
-            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
-        }
+            .http1_only()
+            .build()
+            .unwrap();
         Http {
-            client: builder.build().unwrap(),
+            client,
             base: director.base_url(),
             who: identity.map_or_else(|| "anonymous".to_owned(), |identity| identity.name.clone()),
         }

@@ -141,9 +141,14 @@ impl QueryClient {
             .timeout(policy.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("conpaas-rs/", env!("CARGO_PKG_VERSION")));
-        if target.uses_tls() {
-            builder = builder.use_preconfigured_tls(tls_config()?);
-        }
+        // reqwest has no crypto provider of its own (one provider in the graph: aws-lc-rs), so
+        // even a plain-HTTP client is given a TLS configuration; it holds no roots then.
+        let tls = if target.uses_tls() {
+            tls_config()?
+        } else {
+            client_config(rustls::RootCertStore::empty())?
+        };
+        builder = builder.use_preconfigured_tls(tls);
         let http = builder
             .build()
             .map_err(|error| Error::Unavailable(format!("cannot build the EC2 client: {error}")))?;
@@ -312,6 +317,11 @@ fn tls_config() -> Result<rustls::ClientConfig, Error> {
              certificates, e.g. the ca-certificates package){detail}"
         )));
     }
+    client_config(roots)
+}
+
+/// A client configuration trusting `roots`, on the crate's one crypto provider (aws-lc-rs).
+fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -127,9 +127,15 @@ impl Templates {
         cloud_driver: &str,
     ) -> Result<Self, Error> {
         let cloud_path = format!("scripts/cloud/{cloud_driver}");
-        let cloud_script = source.read_optional(&cloud_path)?;
-        if cloud_script.is_none() {
-            // As in 1.2: logged, not fatal (the dummy cloud has none).
+        let mut cloud_script = source.read_optional(&cloud_path)?;
+        if cloud_script.is_none() && cloud_driver == "dummy" {
+            // 1.2.0 ships no dummy cloud part, so an adopted CONF_DIR lacks it, and without one
+            // a real manager gets no IP_PUBLIC and does not start. The dummy cloud's address
+            // is the director's own choice: it supplies the part.
+            tracing::debug!(path = %cloud_path, "no dummy cloud part: the built-in one is used");
+            cloud_script = Some(DUMMY_CLOUD_SCRIPT.to_owned());
+        } else if cloud_script.is_none() {
+            // As in 1.2: logged, not fatal.
             tracing::info!(path = %cloud_path, "no cloud configuration script found");
         }
         let manager_setup = source.read_required("scripts/manager/manager-setup")?;
@@ -284,9 +290,18 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
     Ok(out)
 }
 
-/// The minimal templates shipped with the embedded default (a dummy-cloud director); real
-/// installations use the ConPaaS 1.2 `scripts/` and `config/` trees.
-const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
+/// The cloud part of the dummy cloud (`scripts/cloud/dummy`): sets `IP_PUBLIC` to the address
+/// the dummy cloud records for every manager (`cloud::DUMMY_MANAGER_IP`, 127.0.0.3). Installed
+/// with the embedded default, and rendered when a dummy cloud's CONF_DIR has no such file.
+pub const DUMMY_CLOUD_SCRIPT: &str = include_str!("templates/cloud-dummy");
+
+/// The templates shipped with the embedded default (a dummy-cloud director): the files and
+/// variables 1.2's manager start scripts and manager programs need (`IP_PUBLIC`, the
+/// manager-setup variables, the `[manager]` keys, `MEMCACHE_ADDR` for php and java), so that
+/// 1.2's own `scripts/manager/<type>-manager-start` can be dropped in beside them. Real clouds
+/// use the ConPaaS 1.2 `scripts/` and `config/` trees.
+const DEFAULT_TEMPLATES: [(&str, &str); 6] = [
+    ("scripts/cloud/dummy", DUMMY_CLOUD_SCRIPT),
     (
         "scripts/manager/manager-setup",
         include_str!("templates/manager-setup"),
@@ -298,6 +313,14 @@ const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
     (
         "scripts/manager/default-manager-start",
         include_str!("templates/default-manager-start"),
+    ),
+    (
+        "config/manager/php-manager.cfg",
+        include_str!("templates/php-manager.cfg"),
+    ),
+    (
+        "config/manager/java-manager.cfg",
+        include_str!("templates/java-manager.cfg"),
     ),
 ];
 
@@ -434,6 +457,37 @@ mod tests {
             written.contains("BOOTSTRAP = https://d:5555/download\n"),
             "{written}"
         );
+    }
+
+    #[test]
+    fn the_dummy_cloud_part_is_supplied_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        install_default_templates(dir.path()).unwrap();
+        let shipped = dir.path().join("scripts/cloud/dummy");
+        assert_eq!(
+            std::fs::read_to_string(&shipped).unwrap(),
+            DUMMY_CLOUD_SCRIPT
+        );
+        // An adopted 1.2 CONF_DIR has no scripts/cloud/dummy: the built-in part is rendered.
+        std::fs::remove_file(&shipped).unwrap();
+        let loaded = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some(DUMMY_CLOUD_SCRIPT));
+        assert!(DUMMY_CLOUD_SCRIPT.contains("\nIP_PUBLIC=127.0.0.3\n"));
+        // The operator's own file wins.
+        std::fs::write(&shipped, "IP_PUBLIC=10.0.0.9\n").unwrap();
+        let loaded = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some("IP_PUBLIC=10.0.0.9\n"));
+        // Other drivers still get nothing for a missing part, as in 1.2.
+        let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+        assert_eq!(loaded.cloud_script, None);
+        // php and java managers get MEMCACHE_ADDR; other types do not.
+        let php = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert!(
+            php.manager_cfg
+                .ends_with("CONPAAS_HOME = $CPS_HOME\nMEMCACHE_ADDR = 127.0.0.1:11211\n")
+        );
+        let mysql = Templates::load(dir.path(), "mysql", "dummy").unwrap();
+        assert!(!mysql.manager_cfg.contains("MEMCACHE_ADDR"));
     }
 
     #[test]

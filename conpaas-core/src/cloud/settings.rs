@@ -51,7 +51,8 @@ impl fmt::Debug for CloudSettings {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum DriverSettings {
-    /// `DRIVER = dummy`: no VM is started; every "VM" is id `3` at `127.0.0.3`, as in 1.2.
+    /// `DRIVER = dummy`: no VM is started; every "VM" is a file named by the start's client
+    /// token (`cps-<hex>-s<sid>`), at `127.0.0.3` as in 1.2.
     Dummy,
     /// `DRIVER = ec2`: Amazon EC2 (or an EC2-compatible endpoint).
     Ec2(Ec2Settings),

@@ -795,9 +795,7 @@ fn call_failure(error: &manager_client::Error) -> String {
     match error {
         manager_client::Error::Status(status) => format!("the manager answered status {status}"),
         manager_client::Error::TooLarge { .. } => "the manager's answer is too large".to_owned(),
-        manager_client::Error::Call(call) if call.is_timeout() => {
-            "the manager did not answer in time".to_owned()
-        }
+        error if error.is_timeout() => "the manager did not answer in time".to_owned(),
         _ => "the manager could not be reached".to_owned(),
     }
 }

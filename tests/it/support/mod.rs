@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod http;
+pub mod manager;
 pub mod raw;
 
 use std::fs;

@@ -57,9 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let user_cert = ca.issue_user_cert(user.uid, "alice", "alice@example.org")?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        // The orchestrator's own rustls configuration: client certificates optional, verified
-        // against the director's CA when sent (the router trusts what the verifier accepted).
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // The orchestrator's own rustls configuration, with rustls' process-default provider
+        // (conpaas-core brings only aws-lc-rs, so the default builders work): client
+        // certificates optional, verified against the director's CA when sent (the router
+        // trusts what the verifier accepted).
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes())?)?;
         let roots = Arc::new(roots);
@@ -70,8 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .allow_unauthenticated()
         .build()?;
         let server_key = server_cert.key_pem.as_ref().expect("a generated key");
-        let tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
+        let tls = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(
                 vec![CertificateDer::from_pem_slice(
@@ -110,8 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         // A client holding alice's certificate, trusting only the CA.
         let user_key = user_cert.key_pem.as_ref().expect("a generated key");
-        let client_tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+        let client_tls = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_client_auth_cert(
                 vec![CertificateDer::from_pem_slice(

@@ -70,16 +70,12 @@ enum StorePart {
 /// use conpaas_core::ca::{CertificateAuthority, KeyAlgorithm};
 /// use conpaas_core::cloud::{CloudRegistry, DummyCloud};
 /// use conpaas_core::director::Director;
-/// use conpaas_core::store::{DatabaseUrl, Store, StoreSettings};
+/// use conpaas_core::store::Store;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let vms = dir.path().join("vms");
-/// let store = Store::open(&StoreSettings {
-///     url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-///     max_connections: 4,
-/// })?;
 /// let director = Director::builder()
-///     .store(store)
+///     .store(Store::open_in_memory()?)
 ///     .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
 ///     .clouds(
 ///         CloudRegistry::builder()

@@ -64,12 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes())?)?;
         let roots = Arc::new(roots);
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.clone(),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
+            .allow_unauthenticated()
+            .build()?;
         let server_key = server_cert.key_pem.as_ref().expect("a generated key");
         let tls = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)

@@ -11,7 +11,7 @@ pub(crate) mod settings;
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
-pub use provider::{Cloud, Error, Node, NodeRequest, NodeState};
+pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 pub use registry::{
     CloudRegistry, CloudRegistryBuilder, DEFAULT_CLOUD_ALIAS, RegisteredCloud, RegistryError,
 };

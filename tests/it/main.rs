@@ -14,6 +14,7 @@ mod fuzz_corpus;
 mod manager_client;
 mod manifest;
 mod opennebula;
+mod reliability;
 mod store;
 mod support;
 mod tidy;

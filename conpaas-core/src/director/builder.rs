@@ -20,6 +20,11 @@ use crate::model::{Credit, Role};
 use crate::store::{Store, StoreSettings};
 use crate::vpn::{VpnPlan, VpnSettings};
 
+/// How long a manager's credit charge is retried while the database fails, by default: 1.2
+/// managers wait for the answer without a timeout, and half a minute outlasts a backup or a
+/// migration holding the SQLite write lock.
+pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The director's own certificate and key, PEM: its TLS client identity towards managers
 /// (and, for [`api::server`](crate::api::server), its server identity). Must be issued by the
 /// director's CA with `role=frontend` (as [`CertificateAuthority::issue_director_cert`] does).
@@ -102,6 +107,7 @@ pub struct DirectorBuilder {
     start_timeout: Duration,
     manager_port: u16,
     manager_timeout: Duration,
+    charge_patience: Duration,
     manifest: ManifestSettings,
 }
 
@@ -121,6 +127,7 @@ impl Default for DirectorBuilder {
             start_timeout: DEFAULT_START_TIMEOUT,
             manager_port: DEFAULT_MANAGER_PORT,
             manager_timeout: MANAGER_CALL_TIMEOUT,
+            charge_patience: DEFAULT_CHARGE_PATIENCE,
             manifest: ManifestSettings::recommended(),
         }
     }
@@ -259,6 +266,14 @@ impl DirectorBuilder {
         self
     }
 
+    /// How long a manager's credit charge is retried while the database fails (busy, locked,
+    /// full) before it is deferred to the next maintenance pass and answered as covered
+    /// (default: [`DEFAULT_CHARGE_PATIENCE`]).
+    pub fn charge_patience(mut self, patience: Duration) -> Self {
+        self.charge_patience = patience;
+        self
+    }
+
     /// How manifests are processed (default: [`ManifestSettings::recommended`]).
     pub fn manifest(mut self, manifest: ManifestSettings) -> Self {
         self.manifest = manifest;
@@ -321,6 +336,9 @@ impl DirectorBuilder {
                 fetcher,
                 manifest_jobs: JobCounts::default(),
                 installation_tag,
+                unaged_vms: std::sync::Mutex::default(),
+                charge_patience: self.charge_patience,
+                deferred_charges: std::sync::Mutex::default(),
             }),
         })
     }

@@ -14,8 +14,8 @@ mod state;
 mod throttle;
 mod users;
 
-pub use builder::{DirectorBuilder, TlsIdentity};
-pub use maintenance::{MaintenanceReport, MaintenanceSettings};
+pub use builder::{DEFAULT_CHARGE_PATIENCE, DirectorBuilder, TlsIdentity};
+pub use maintenance::{DEFAULT_REAP_GRACE, MaintenanceReport, MaintenanceSettings, ReapReport};
 pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
     Unreadable, VolumeStartup,

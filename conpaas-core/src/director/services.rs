@@ -287,25 +287,21 @@ impl Director {
         all_clouds_answered
     }
 
-    /// Deletes the row of a start that did not finish and refunds its credit.
-    async fn forget_start(&self, service: &Service) {
-        let (sid, uid) = (service.sid, service.user_id);
-        let store = &self.inner.store;
-        match store
-            .run(move |conn| store::delete_service(conn, sid))
+    /// Deletes the row of a start that did not finish and refunds its credit, in one
+    /// transaction; a row that has its VM by now (or is gone) is left alone, so running this
+    /// twice, or beside another replica, refunds once.
+    async fn forget_start(&self, service: &Service) -> bool {
+        let sid = service.sid;
+        match self
+            .inner
+            .store
+            .run(move |conn| store::forget_incomplete_service(conn, sid, START_COST))
             .await
         {
-            Ok(Some(_)) => {
-                if let Err(error) = store
-                    .run(move |conn| store::add_credit(conn, uid, START_COST))
-                    .await
-                {
-                    tracing::warn!(uid = %uid, %error, "cannot refund the credit of a failed start");
-                }
-            }
-            Ok(None) => {}
+            Ok(undone) => undone,
             Err(error) => {
-                tracing::warn!(sid = %sid, %error, "cannot delete the row of a failed start")
+                tracing::warn!(sid = %sid, %error, "cannot undo the row of a failed start");
+                false
             }
         }
     }
@@ -328,22 +324,39 @@ impl Director {
         self.stop_service(uid, sid).await
     }
 
-    /// Destroys the service's VM (if it has one yet), then deletes its row. A cloud failure
-    /// keeps the row, so the VM is never forgotten.
+    /// Destroys the service's VM (if it has one yet), then deletes its row — only if the row
+    /// still records that VM: when a start completed since `service` was read, its new VM is
+    /// destroyed first. A row deleted while its VM was still being created makes that start
+    /// terminate the VM itself (`complete_service` finds no row). A cloud failure keeps the
+    /// row, so the VM is never forgotten.
     pub(super) async fn destroy_service(&self, service: &Service) -> Result<(), Error> {
-        if let (Some(vmid), Some(cloud_name)) = (&service.vmid, &service.cloud) {
-            let Some(registered) = self.inner.clouds.get(cloud_name) else {
-                return Err(Error::UnknownCloud(cloud_name.clone()));
-            };
-            registered.cloud().kill_node(vmid).await?;
-        }
         let sid = service.sid;
-        self.inner
-            .store
-            .run(move |conn| store::delete_service(conn, sid))
-            .await?;
-        tracing::info!(sid = %sid, "service stopped");
-        Ok(())
+        let mut current = service.clone();
+        // A row's VM changes at most once (none, then the started one); the bound only guards
+        // against a store that keeps answering something new.
+        for _ in 0..4 {
+            if let (Some(vmid), Some(cloud_name)) = (&current.vmid, &current.cloud) {
+                let Some(registered) = self.inner.clouds.get(cloud_name) else {
+                    return Err(Error::UnknownCloud(cloud_name.clone()));
+                };
+                registered.cloud().kill_node(vmid).await?;
+            }
+            let expected = current.vmid.clone();
+            let outcome = self
+                .inner
+                .store
+                .run(move |conn| store::delete_service_if_vm(conn, sid, expected.as_deref()))
+                .await?;
+            match outcome {
+                store::ConditionalDelete::Deleted(_) => {
+                    tracing::info!(sid = %sid, "service stopped");
+                    return Ok(());
+                }
+                store::ConditionalDelete::Gone => return Ok(()),
+                store::ConditionalDelete::Changed(now) => current = now,
+            }
+        }
+        Err(Error::ServiceNotFound(sid))
     }
 
     /// Asks a manager to shut its service down before its VM goes (1.2's `/delete` did);
@@ -406,8 +419,7 @@ impl Director {
                 continue;
             }
             // Keep the row while any cloud could still hold its VM: it is the only trace.
-            if self.terminate_by_token(service.sid).await {
-                self.forget_start(&service).await;
+            if self.terminate_by_token(service.sid).await && self.forget_start(&service).await {
                 undone += 1;
                 tracing::info!(sid = %service.sid, "undid an interrupted service start");
             }

@@ -62,6 +62,12 @@ pub(super) struct Inner {
     /// Prefix of the clients tokens of this installation's VMs (from the CA's fingerprint), so
     /// that two directors sharing a cloud account never collide.
     pub(super) installation_tag: String,
+    /// How long a manager's credit charge is retried while the database fails.
+    pub(super) charge_patience: Duration,
+    /// Charges the database could not take in time, for the next maintenance pass.
+    pub(super) deferred_charges: std::sync::Mutex<Vec<(UserId, Credit)>>,
+    /// When the reaper first saw each rowless VM whose cloud gives no creation time.
+    pub(super) unaged_vms: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Director {

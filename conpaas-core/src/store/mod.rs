@@ -49,12 +49,13 @@ pub use applications::{
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
 pub use conn::{DbConnection, write_transaction};
 pub use services::{
-    INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service, find_service,
-    find_service_owned, insert_service, list_all_services, list_incomplete_services,
-    list_services_for_application_owned, list_services_for_user, rename_service_owned,
+    ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
+    delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
+    insert_service, list_all_services, list_incomplete_services,
+    list_services_for_application_owned, list_services_for_user, rename_service_owned, service_vms,
 };
 pub use users::{
-    NewPassword, NewUser, RESERVED_USERNAME, add_credit, count_users, create_user,
+    NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users, create_user,
     decrement_credit, find_user, find_user_by_username, login, users_without_credit,
 };
 

@@ -273,6 +273,11 @@ impl TestDirector {
         fs::read_to_string(self.ca_path()).unwrap()
     }
 
+    /// The configuration the director was opened from.
+    pub fn loaded(&self) -> &LoadedConfig {
+        &self.loaded
+    }
+
     /// The director in-process, for setting up users without going through HTTP.
     pub fn director(&self) -> &Director {
         &self.director

@@ -52,17 +52,6 @@ fn start(director: &Director, uid: UserId, appid: Option<AppId>) -> tokio::task:
     })
 }
 
-/// Waits until `uid` has a service row (the start's first step), answering its id.
-async fn first_row(director: &Director, uid: UserId) -> Option<ServiceId> {
-    for _ in 0..2000 {
-        if let Some(service) = director.services(uid).await.unwrap().first() {
-            return Some(service.sid);
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stop_and_delete_racing_starts_leave_no_orphan() {
     // RSA keys make every start spend tens of milliseconds of CPU between its row and its VM,

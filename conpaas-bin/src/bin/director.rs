@@ -330,7 +330,7 @@ fn serve(
         listener
             .serve_director(
                 director,
-                director::MaintenanceSettings::recommended(),
+                director::MaintenanceSettings::from_config(&loaded.config),
                 shutdown_signal(),
             )
             .await;

@@ -54,6 +54,16 @@ pub const CERT_FILE: &str = "cert.pem";
 /// File name of the director's own private key inside `CERT_DIR` (mode 0600).
 pub const KEY_FILE: &str = "key.pem";
 
+/// The installation tag of a CA (8 hex digits of the MD5 of its DER certificate): every
+/// client token of this installation's VMs starts with `cps-<tag>-`, so that directors of
+/// different installations sharing a cloud account never touch each other's VMs.
+pub fn installation_tag(ca_cert_der: &[u8]) -> String {
+    use md5::Digest as _;
+    let mut tag = hex::encode(md5::Md5::digest(ca_cert_der));
+    tag.truncate(8);
+    tag
+}
+
 /// The key type of certificates the CA creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -314,10 +314,7 @@ impl DirectorBuilder {
             StorePart::Settings(settings) => Store::open(&settings)?,
         };
         let fetcher = Fetcher::new(self.manifest.download.clone());
-        let installation_tag = {
-            use md5::Digest as _;
-            hex::encode(md5::Md5::digest(ca.cert_der()))[..8].to_owned()
-        };
+        let installation_tag = crate::ca::installation_tag(ca.cert_der());
         Ok(Director {
             inner: Arc::new(Inner {
                 store,

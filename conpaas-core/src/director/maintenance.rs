@@ -11,7 +11,7 @@ use crate::model::ServiceId;
 use crate::store;
 
 /// How old a VM without a row must be before the reaper terminates it, by default.
-pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(600);
+pub const DEFAULT_REAP_GRACE: Duration = crate::config::DEFAULT_REAP_GRACE;
 
 /// How often maintenance runs.
 #[derive(Debug, Clone)]
@@ -34,9 +34,18 @@ impl MaintenanceSettings {
     /// A pass every five minutes with the safe grace period.
     pub fn recommended() -> Self {
         MaintenanceSettings {
-            interval: Duration::from_secs(300),
+            interval: crate::config::DEFAULT_MAINTENANCE_INTERVAL,
             reconcile_grace: None,
             reap_grace: DEFAULT_REAP_GRACE,
+        }
+    }
+
+    /// The `[director]` keys `MAINTENANCE_INTERVAL`, `RECONCILE_GRACE` and `REAP_GRACE`.
+    pub fn from_config(config: &crate::config::DirectorConfig) -> Self {
+        MaintenanceSettings {
+            interval: config.maintenance_interval,
+            reconcile_grace: config.reconcile_grace,
+            reap_grace: config.reap_grace,
         }
     }
 

@@ -29,7 +29,8 @@ use super::values::{
     parse_ec2_region, parse_endpoint, parse_integer, parse_ipv4, parse_netmask, shown_value,
 };
 use super::{
-    DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MANAGER_PORT, DirectorConfig,
+    DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
+    DEFAULT_MANAGER_PORT, DEFAULT_REAP_GRACE, DirectorConfig,
 };
 
 /// The sections the director reads besides the clouds.
@@ -60,6 +61,9 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "DB_MAX_CONNECTIONS",
     "MANAGER_PORT",
     "MANIFEST_ALLOW_PRIVATE_URLS",
+    "MAINTENANCE_INTERVAL",
+    "RECONCILE_GRACE",
+    "REAP_GRACE",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -117,6 +121,13 @@ pub(crate) const PASS_THROUGH_KEYS: &[&str] = &[
 struct Reported;
 
 type Checked<T> = Result<T, Reported>;
+
+/// A whole number of seconds, 1 s to a day (the maintenance keys).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_integer(text, 1, 86_400)
+        .map(Duration::from_secs)
+        .map_err(|_| "a whole number of seconds between 1 and 86400".to_owned())
+}
 
 fn contains_key(keys: &[&str], key: &str) -> bool {
     keys.iter().any(|known| known.eq_ignore_ascii_case(key))
@@ -216,6 +227,9 @@ impl Builder<'_> {
         });
         let manifest_allow_private_urls =
             self.optional("director", "manifest_allow_private_urls", parse_bool);
+        let maintenance_interval = self.optional("director", "maintenance_interval", parse_seconds);
+        let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
+        let reap_grace = self.optional("director", "reap_grace", parse_seconds);
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -235,6 +249,9 @@ impl Builder<'_> {
             Ok(open_registration),
             Ok(manager_port),
             Ok(manifest_allow_private_urls),
+            Ok(maintenance_interval),
+            Ok(reconcile_grace),
+            Ok(reap_grace),
         ) = (
             conf_dir,
             cert_dir,
@@ -249,6 +266,9 @@ impl Builder<'_> {
             open_registration,
             manager_port,
             manifest_allow_private_urls,
+            maintenance_interval,
+            reconcile_grace,
+            reap_grace,
         )
         else {
             return Err(Reported);
@@ -273,6 +293,9 @@ impl Builder<'_> {
             open_registration: open_registration.unwrap_or(false),
             manager_port: manager_port.unwrap_or(DEFAULT_MANAGER_PORT),
             manifest_allow_private_urls: manifest_allow_private_urls.unwrap_or(false),
+            maintenance_interval: maintenance_interval.unwrap_or(DEFAULT_MAINTENANCE_INTERVAL),
+            reconcile_grace,
+            reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
         })
     }
 

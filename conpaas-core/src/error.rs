@@ -5,9 +5,11 @@
 #[non_exhaustive]
 pub enum Error {
     /// Reading or validating director.cfg failed.
+    #[cfg(feature = "config")]
     #[error(transparent)]
     Config(#[from] crate::config::Error),
     /// The database failed.
+    #[cfg(feature = "store")]
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// The certificate authority failed.
@@ -17,6 +19,7 @@ pub enum Error {
     #[error(transparent)]
     Vpn(#[from] crate::vpn::Error),
     /// A use-case failed.
+    #[cfg(feature = "director")]
     #[error(transparent)]
     Director(#[from] crate::director::Error),
 }

@@ -17,6 +17,10 @@
 //! - [`api`]: HTTP: the TLS accept loop, the 1.2 routes, the wire JSON.
 //! - [`check`]: the diagnostics of `cpscheck`.
 //!
+//! Cargo features choose the layers (all are on by default; the table, with what each pulls
+//! in, is in `docs/embedding-features.md`). Without default features the crate is [`model`],
+//! [`vpn`], [`ca`], the [`cloud`] trait with its plain types and [`store`]'s settings values.
+//!
 //! For embedders (`docs/embedding.md`): build a [`director::Director`] from typed parts with
 //! [`director::Director::builder`] (or from a director.cfg with
 //! [`director::Director::open`]), register your own [`cloud::Cloud`]s in a
@@ -81,14 +85,27 @@
 //! # }
 //! ```
 
+// `store` is internal; `director` and what builds on it enable it without choosing a backend.
+#[cfg(all(feature = "store", not(any(feature = "sqlite", feature = "postgres"))))]
+compile_error!(
+    "conpaas-core: the store (and so `director`, `api`, `check`) needs a database backend: \
+     enable the `sqlite` or `postgres` feature"
+);
+
+#[cfg(feature = "api")]
 pub mod api;
+#[cfg(feature = "director")]
 pub mod bootstrap;
 pub mod ca;
+#[cfg(feature = "check")]
 pub mod check;
 pub mod cloud;
+#[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "director")]
 pub mod director;
 pub mod error;
+#[cfg(feature = "director")]
 pub mod manager_client;
 pub mod model;
 pub mod store;

@@ -328,7 +328,7 @@ fn every_example_runs_in_the_test_command_and_is_documented() {
         .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 3, "{names:?}");
+    assert!(names.len() >= 4, "{names:?}");
     for name in &names {
         let declaration = format!("[[example]]\nname = \"{name}\"\n");
         let Some(start) = manifest.find(&declaration) else {

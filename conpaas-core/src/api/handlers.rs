@@ -403,6 +403,7 @@ pub(super) async fn listapp(State(director): State<Director>, request: Request) 
 }
 
 /// `POST /download_manifest/<appid>`.
+#[cfg(feature = "manifest")]
 pub(super) async fn download_manifest(
     State(director): State<Director>,
     Path(aid): Path<String>,
@@ -431,6 +432,7 @@ pub(super) async fn download_manifest(
 }
 
 /// `POST /upload_manifest`.
+#[cfg(feature = "manifest")]
 pub(super) async fn upload_manifest(
     State(director): State<Director>,
     request: Request,
@@ -438,6 +440,19 @@ pub(super) async fn upload_manifest(
     let call = call!(request);
     let user = check!(auth::user(&director, call.peer()).await);
     super::manifest::upload(&director, user.uid, &call.params).await
+}
+
+/// Without the `manifest` feature both manifest routes answer 1.2's 404 page, as unknown
+/// paths do.
+#[cfg(not(feature = "manifest"))]
+pub(super) async fn upload_manifest() -> Response {
+    not_found()
+}
+
+/// See [`upload_manifest`].
+#[cfg(not(feature = "manifest"))]
+pub(super) async fn download_manifest() -> Response {
+    not_found()
 }
 
 /// `POST /ca/get_cert.php`: PEM of the agent certificate; the identity is the caller's.

@@ -4,6 +4,7 @@ mod answer;
 mod auth;
 mod error;
 mod handlers;
+#[cfg(feature = "manifest")]
 mod manifest;
 pub mod params;
 pub mod server;

@@ -1,25 +1,39 @@
 //! The TLS accept loop: TCP -> rustls handshake (client certificate optional) -> hyper HTTP/1.1,
-//! with the peer's verified certificate attached to every request it sends.
+//! with the peer's verified certificate attached to every request it sends. Without the
+//! `server` feature only [`PeerInfo`] is here, which an embedder's own transport provides.
 
+#[cfg(feature = "server")]
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+#[cfg(feature = "server")]
 use std::time::Duration;
 
+#[cfg(feature = "server")]
 use axum::Router;
+#[cfg(feature = "server")]
 use hyper::body::Incoming;
+#[cfg(feature = "server")]
 use hyper_util::rt::{TokioIo, TokioTimer};
+#[cfg(feature = "server")]
 use hyper_util::server::graceful::GracefulShutdown;
+#[cfg(feature = "server")]
 use hyper_util::service::TowerToHyperService;
+#[cfg(feature = "server")]
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
+#[cfg(feature = "server")]
 use tokio::net::TcpListener;
+#[cfg(feature = "server")]
 use tokio::sync::Semaphore;
+#[cfg(feature = "server")]
 use tokio_rustls::TlsAcceptor;
+#[cfg(feature = "server")]
 use tower::ServiceExt;
 
 /// Limits of the transport: every one bounds a resource an anonymous peer could hold.
 #[derive(Debug, Clone)]
+#[cfg(feature = "server")]
 pub struct TransportSettings {
     /// Time allowed for the TLS handshake; slow-loris peers are dropped after it.
     pub handshake_timeout: Duration,
@@ -31,6 +45,7 @@ pub struct TransportSettings {
     pub shutdown_grace: Duration,
 }
 
+#[cfg(feature = "server")]
 impl TransportSettings {
     /// Settings fit for a director on the open Internet.
     pub fn recommended() -> Self {
@@ -82,12 +97,14 @@ impl PeerInfo {
 }
 
 /// A bound, not yet serving, HTTPS listener.
+#[cfg(feature = "server")]
 pub struct Listener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     settings: TransportSettings,
 }
 
+#[cfg(feature = "server")]
 impl Listener {
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(

@@ -180,7 +180,9 @@ fn accounts(store: &Store) -> Vec<CheckResult> {
 /// server fails here. `BEGIN IMMEDIATE` takes SQLite's write lock at once.
 fn write_probe(conn: &mut DbConnection) -> Result<(), store::Error> {
     let begin = match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(_) => "BEGIN",
     };
     conn.batch_execute(begin).map_err(store::Error::Query)?;

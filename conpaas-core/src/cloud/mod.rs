@@ -1,17 +1,29 @@
 //! Clouds: where manager VMs run. The settings each cloud section of director.cfg becomes, the
 //! `Cloud` trait, the drivers and the registry mapping cloud names to drivers.
+//!
+//! Without features this is the trait and its plain types (settings included), enough for an
+//! embedder's own driver; `ec2` and `opennebula` add those drivers, `director` the registry
+//! and the dummy cloud.
 
+#[cfg(feature = "director")]
 mod dummy;
+#[cfg(feature = "ec2")]
 mod ec2;
+#[cfg(feature = "opennebula")]
 mod opennebula;
 mod provider;
+#[cfg(feature = "director")]
 mod registry;
 pub(crate) mod settings;
 
+#[cfg(feature = "director")]
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
+#[cfg(feature = "ec2")]
 pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
+#[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
 pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
+#[cfg(feature = "director")]
 pub use registry::{
     CloudRegistry, CloudRegistryBuilder, DEFAULT_CLOUD_ALIAS, RegisteredCloud, RegistryError,
 };

@@ -215,6 +215,7 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
             };
             Arc::new(DummyCloud::new(cloud.name.clone(), dir))
         }
+        #[cfg(feature = "ec2")]
         DriverSettings::Ec2(ec2) => match super::Ec2Cloud::new(cloud.name.clone(), ec2.clone()) {
             Ok(driver) => Arc::new(driver),
             Err(error) => {
@@ -225,6 +226,7 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
                 })
             }
         },
+        #[cfg(feature = "opennebula")]
         DriverSettings::OpenNebula(one) => {
             match super::OpenNebulaCloud::new(cloud.name.clone(), one) {
                 Ok(driver) => Arc::new(driver),
@@ -237,6 +239,10 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
                 }
             }
         }
+        #[cfg(not(feature = "ec2"))]
+        DriverSettings::Ec2(_) => not_compiled(&cloud.name, "ec2"),
+        #[cfg(not(feature = "opennebula"))]
+        DriverSettings::OpenNebula(_) => not_compiled(&cloud.name, "opennebula"),
     }
 }
 
@@ -354,6 +360,17 @@ impl Cloud for Unavailable {
     async fn probe(&self) -> Result<(), Error> {
         Err(self.error())
     }
+}
+
+/// The driver of a section whose Cargo feature this build leaves out: every call answers that
+/// the cloud is unavailable.
+#[cfg(not(all(feature = "ec2", feature = "opennebula")))]
+fn not_compiled(name: &str, driver: &'static str) -> Arc<dyn Cloud> {
+    tracing::warn!(cloud = %name, driver, "this build has no {driver} driver (conpaas-core's `{driver}` feature is off)");
+    Arc::new(Unavailable {
+        name: name.to_owned(),
+        driver,
+    })
 }
 
 #[cfg(test)]

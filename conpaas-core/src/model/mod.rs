@@ -4,22 +4,25 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDateTime;
-use diesel_derive_newtype::DieselNewType;
 
 /// A user's id (`user.uid`): the `UID` of every certificate of the user, their managers and agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct UserId(pub i32);
 
 /// An application's id (`application.aid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct AppId(pub i32);
 
 /// A service's id (`service.sid`): the `serviceLocator` of its manager's and agents' certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct ServiceId(pub i32);
 
 /// Credit units (1 credit is about one VM-hour); never negative in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, DieselNewType)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct Credit(pub i64);
 
 macro_rules! display_inner {

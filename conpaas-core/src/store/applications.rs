@@ -46,7 +46,9 @@ pub fn create_application(
 /// another replica. SQLite's `BEGIN IMMEDIATE` already serialises writers.
 pub(crate) fn lock_user(conn: &mut DbConnection, uid: UserId) -> Result<(), Error> {
     let found = match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => user::table.find(uid).select(user::uid).first::<UserId>(c),
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => user::table
             .find(uid)
             .select(user::uid)
@@ -73,7 +75,9 @@ pub(crate) fn lock_application_owned(
         .filter(application::user_id.eq(uid))
         .select(application::all_columns);
     let row: Option<ApplicationRow> = match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => owned.first(c),
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => owned.for_update().first(c),
     }
     .optional()?;

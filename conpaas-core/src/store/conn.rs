@@ -1,14 +1,22 @@
 //! Connections: the SQLite/PostgreSQL connection enum, the r2d2 manager that opens
 //! and configures them, and the write-transaction helper.
 
+#[cfg(feature = "sqlite")]
 use std::path::{Path, PathBuf};
+#[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "sqlite")]
 use std::sync::{Arc, Mutex};
+#[cfg(feature = "sqlite")]
 use std::time::Duration;
 
+use diesel::Connection;
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
-use diesel::{Connection, PgConnection, SqliteConnection};
 
 use super::{DatabaseUrl, Error};
 
@@ -18,13 +26,16 @@ use super::{DatabaseUrl, Error};
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     /// An SQLite file, configured for WAL, foreign keys and a busy timeout.
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteConnection),
     /// A PostgreSQL server.
+    #[cfg(feature = "postgres")]
     Pg(PgConnection),
 }
 
 /// How long an SQLite connection waits for another writer before failing with
 /// "database is locked".
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens and configures connections for r2d2.
@@ -42,21 +53,26 @@ pub(crate) struct Manager {
 #[derive(Clone)]
 enum Target {
     /// An SQLite file.
+    #[cfg(feature = "sqlite")]
     File(PathBuf),
     /// An in-memory SQLite database: its shared-cache URI, and a connection held open for
     /// as long as a manager lives, because SQLite frees an in-memory database with its last
     /// connection (and r2d2 closes broken ones).
+    #[cfg(feature = "sqlite")]
     Memory {
         uri: String,
         _keeper: Arc<Mutex<SqliteConnection>>,
     },
     /// A libpq URL.
+    #[cfg(feature = "postgres")]
     Postgres(String),
 }
 
+#[cfg(feature = "sqlite")]
 /// Numbers the in-memory databases of the process: each store gets its own.
 static MEMORY_DATABASES: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(feature = "sqlite")]
 /// How errors name an in-memory database.
 const MEMORY_TARGET: &str = "an in-memory sqlite database";
 
@@ -65,8 +81,11 @@ impl Manager {
     pub(crate) fn new(url: DatabaseUrl) -> Result<Manager, Error> {
         let target = match url {
             // SQLite's own name for an in-memory database, never a file name here.
+            #[cfg(feature = "sqlite")]
             DatabaseUrl::Sqlite(path) if path.as_os_str() == ":memory:" => memory_target()?,
+            #[cfg(feature = "sqlite")]
             DatabaseUrl::SqliteMemory => memory_target()?,
+            #[cfg(feature = "sqlite")]
             DatabaseUrl::Sqlite(path) => {
                 sqlite_path_text(&path)?;
                 let dir = match path.parent() {
@@ -81,27 +100,45 @@ impl Manager {
                 create_private_file(&path)?;
                 Target::File(path)
             }
+            #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(url) => Target::Postgres(url),
+            #[cfg(not(feature = "sqlite"))]
+            DatabaseUrl::Sqlite(_) | DatabaseUrl::SqliteMemory => {
+                return Err(Error::BackendNotCompiled { backend: "sqlite" });
+            }
+            #[cfg(not(feature = "postgres"))]
+            DatabaseUrl::Postgres(_) => {
+                return Err(Error::BackendNotCompiled {
+                    backend: "postgres",
+                });
+            }
         };
         Ok(Manager { target })
     }
 
     /// Whether the database lives in memory ([`DatabaseUrl::SqliteMemory`]).
     pub(crate) fn in_memory(&self) -> bool {
-        matches!(self.target, Target::Memory { .. })
+        match self.target {
+            #[cfg(feature = "sqlite")]
+            Target::Memory { .. } => true,
+            _ => false,
+        }
     }
 
     /// Opens one configured connection.
     pub(crate) fn open(&self) -> Result<DbConnection, Error> {
         match &self.target {
+            #[cfg(feature = "sqlite")]
             Target::File(path) => {
                 let text = sqlite_path_text(path)?;
                 let conn = open_sqlite(&text, &path.display().to_string())?;
                 Ok(DbConnection::Sqlite(conn))
             }
+            #[cfg(feature = "sqlite")]
             Target::Memory { uri, .. } => {
                 Ok(DbConnection::Sqlite(open_sqlite(uri, MEMORY_TARGET)?))
             }
+            #[cfg(feature = "postgres")]
             Target::Postgres(url) => {
                 let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
                     // The URL may hold a password: name the backend only.
@@ -114,6 +151,7 @@ impl Manager {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// A new in-memory database of its own, held open by its first connection.
 fn memory_target() -> Result<Target, Error> {
     let n = MEMORY_DATABASES.fetch_add(1, Ordering::Relaxed);
@@ -129,6 +167,7 @@ fn memory_target() -> Result<Target, Error> {
     })
 }
 
+#[cfg(feature = "sqlite")]
 /// Opens and configures an SQLite connection to `text` (a path or URI); `target` names it in
 /// errors.
 fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
@@ -140,6 +179,7 @@ fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
     Ok(conn)
 }
 
+#[cfg(feature = "sqlite")]
 /// Creates a missing SQLite file 0600 before SQLite does (it would use the umask): the
 /// database holds password hashes. SQLite gives its -wal and -shm files the same mode.
 fn create_private_file(path: &Path) -> Result<(), Error> {
@@ -159,6 +199,7 @@ fn create_private_file(path: &Path) -> Result<(), Error> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// The path as the UTF-8 text diesel's SQLite `establish` takes.
 fn sqlite_path_text(path: &Path) -> Result<String, Error> {
     let Some(text) = path.to_str() else {
@@ -174,6 +215,7 @@ fn sqlite_path_text(path: &Path) -> Result<String, Error> {
     Ok(text.to_owned())
 }
 
+#[cfg(feature = "sqlite")]
 /// Per-connection SQLite settings. `journal_mode` is stored in the file, the
 /// others last as long as the connection, hence on every connection the pool opens.
 fn configure_sqlite(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
@@ -218,6 +260,7 @@ where
     E: From<Error>,
 {
     match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => {
             let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
                 .transaction_depth()
@@ -228,13 +271,16 @@ where
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
             }
         }
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c),
     }
     .map_err(Error::Query)?;
     match f(conn) {
         Ok(value) => {
             let committed = match conn {
+                #[cfg(feature = "sqlite")]
                 DbConnection::Sqlite(c) => AnsiTransactionManager::commit_transaction(c),
+                #[cfg(feature = "postgres")]
                 DbConnection::Pg(c) => AnsiTransactionManager::commit_transaction(c),
             };
             committed.map_err(Error::Query)?;
@@ -242,7 +288,9 @@ where
         }
         Err(err) => {
             let rolled_back = match conn {
+                #[cfg(feature = "sqlite")]
                 DbConnection::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),
+                #[cfg(feature = "postgres")]
                 DbConnection::Pg(c) => AnsiTransactionManager::rollback_transaction(c),
             };
             // The caller's error says what went wrong; a failed rollback leaves the

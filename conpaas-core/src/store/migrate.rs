@@ -1,25 +1,34 @@
 //! Embedded migrations, one set per backend, and how they are run.
 
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "sqlite")]
 use diesel::sql_types::BigInt;
-use diesel::{PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+#[cfg(feature = "sqlite")]
+use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::{DbConnection, Error};
 
 /// The SQLite migrations (`conpaas-core/migrations/sqlite/`).
+#[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// The PostgreSQL migrations (`conpaas-core/migrations/postgres/`).
+#[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// A fixed key for `pg_advisory_lock`, so that director replicas starting together
 /// against one PostgreSQL run the migrations one after the other.
+#[cfg(feature = "postgres")]
 const PG_MIGRATION_LOCK: i64 = 0x0c0a_9aa5_0001;
 
 /// Runs every pending migration; answers the names of those it ran.
 pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
     match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => run_pending_sqlite(c),
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => run_pending_pg(c),
     }
 }
@@ -27,9 +36,11 @@ pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, Error>
 /// The names of the migrations not yet applied, oldest first.
 pub(crate) fn pending(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
     let names = match conn {
+        #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => c
             .pending_migrations(SQLITE_MIGRATIONS)
             .map(|list| list.iter().map(|m| m.name().to_string()).collect()),
+        #[cfg(feature = "postgres")]
         DbConnection::Pg(c) => c
             .pending_migrations(POSTGRES_MIGRATIONS)
             .map(|list| list.iter().map(|m| m.name().to_string()).collect()),
@@ -37,6 +48,7 @@ pub(crate) fn pending(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
     names.map_err(Error::Migration)
 }
 
+#[cfg(feature = "sqlite")]
 fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error> {
     // Migration 2 rebuilds tables that others reference; with foreign keys on,
     // dropping the old `user` table would fail or cascade. The pragma is a no-op
@@ -72,6 +84,7 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
     Ok(ran)
 }
 
+#[cfg(feature = "postgres")]
 fn run_pending_pg(conn: &mut PgConnection) -> Result<Vec<String>, Error> {
     // Session-level lock: held across diesel's per-migration transactions.
     conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))

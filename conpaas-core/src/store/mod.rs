@@ -26,40 +26,58 @@
 //! ```
 
 use std::path::PathBuf;
+#[cfg(feature = "store")]
 use std::time::Duration;
 
+#[cfg(feature = "store")]
 use diesel::r2d2::Pool;
 
+#[cfg(feature = "store")]
 use crate::model::{AppId, Credit, UserId};
 
+#[cfg(feature = "store")]
 mod applications;
+#[cfg(feature = "store")]
 mod certificates;
+#[cfg(feature = "store")]
 mod conn;
+#[cfg(feature = "store")]
 mod migrate;
+#[cfg(feature = "store")]
 pub mod password;
+#[cfg(feature = "store")]
 mod rows;
+#[cfg(feature = "store")]
 mod schema;
+#[cfg(feature = "store")]
 mod services;
+#[cfg(feature = "store")]
 mod users;
 
+#[cfg(feature = "store")]
 pub use applications::{
     create_application, default_application, delete_application_owned, find_application_by_name,
     find_application_owned, list_applications, rename_application_owned,
 };
+#[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
+#[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
+#[cfg(feature = "store")]
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
     delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
     insert_service, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, rename_service_owned, service_vms,
 };
+#[cfg(feature = "store")]
 pub use users::{
     NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users, create_user,
     decrement_credit, find_user, find_user_by_username, login, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).
+#[cfg(feature = "store")]
 pub const DEFAULT_APPLICATION_NAME: &str = "New Application";
 
 /// Where the database is: `[director] DATABASE_URI`, in SQLAlchemy's URL form, parsed by
@@ -142,6 +160,7 @@ pub struct StoreSettings {
 /// Errors of this layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+#[cfg(feature = "store")]
 pub enum Error {
     /// The SQLite file's directory does not exist. SQLite creates a missing file but
     /// never a directory, and a mistyped path must not become a new empty database
@@ -165,6 +184,13 @@ pub enum Error {
     NonUtf8Path {
         /// The database file.
         path: PathBuf,
+    },
+    /// The URL names a backend this build of conpaas-core leaves out (its Cargo feature,
+    /// `sqlite` or `postgres`, is off).
+    #[error("this build has no {backend} support (enable conpaas-core's `{backend}` feature)")]
+    BackendNotCompiled {
+        /// The feature: `sqlite` or `postgres`.
+        backend: &'static str,
     },
     /// Opening a connection failed.
     #[error("cannot connect to the database {target}")]
@@ -260,6 +286,7 @@ pub enum Error {
 
 /// Whether a database error is about `column` (a unique-violation's column or
 /// constraint name, which the backends report differently).
+#[cfg(feature = "store")]
 pub(crate) fn violation_mentions(
     info: &dyn diesel::result::DatabaseErrorInformation,
     column: &str,
@@ -271,12 +298,14 @@ pub(crate) fn violation_mentions(
 
 /// The database, as a pool of connections. Cheap to clone; clones share the pool.
 #[derive(Clone)]
+#[cfg(feature = "store")]
 pub struct Store {
     pool: Pool<conn::Manager>,
     /// Opens the unpooled connections migrations run on.
     manager: conn::Manager,
 }
 
+#[cfg(feature = "store")]
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -287,8 +316,10 @@ impl std::fmt::Debug for Store {
 
 /// How long a caller waits for a free pooled connection before
 /// [`Error::Pool`].
+#[cfg(feature = "store")]
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[cfg(feature = "store")]
 impl Store {
     /// Opens the database and runs the pending migrations ([`Store::migrate`]).
     ///
@@ -416,6 +447,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[cfg(feature = "store")]
 pub(crate) mod test_support {
     //! A fresh migrated SQLite store in a temporary directory.
 
@@ -446,6 +478,7 @@ pub(crate) mod test_support {
 }
 
 #[cfg(test)]
+#[cfg(feature = "store")]
 mod tests {
     use super::test_support::*;
     use super::*;

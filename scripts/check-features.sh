@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# conpaas-core's Cargo features, each over the minimal set, then none and all: run before a
+# release and whenever features change (not in CI, which checks only none and the default set,
+# to stay within its time budget on 2 cores). See docs/embedding-features.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+# Features that stand alone.
+alone=(sqlite postgres ec2 opennebula config)
+# Features built on the store, which needs a backend: each is checked with either backend.
+on_store=(director api server manifest check)
+
+# A combination that leaves an import or item unused is a bug too: warnings fail the run
+# (grepped, since RUSTFLAGS=-Dwarnings would rebuild every dependency).
+run() {
+    echo "== cargo check -p conpaas-core $*" >&2
+    local log
+    log=$(cargo check -p conpaas-core --lib --examples --locked --message-format short "$@" 2>&1) || {
+        echo "$log" >&2
+        exit 1
+    }
+    if grep -q '^warning\|: warning' <<<"$log"; then
+        echo "$log" >&2
+        echo "warnings with: $*" >&2
+        exit 1
+    fi
+}
+
+run --no-default-features
+for feature in "${alone[@]}"; do
+    run --no-default-features --features "$feature"
+done
+for feature in "${on_store[@]}"; do
+    for backend in sqlite postgres; do
+        run --no-default-features --features "$feature,$backend"
+    done
+done
+run --all-features
+echo "all feature combinations check" >&2

@@ -314,7 +314,7 @@ async fn list_nodes_lists_this_installations_live_instances_only() {
         .unwrap();
     cloud.kill_node(&killed.vmid).await.unwrap();
 
-    let listed = cloud.list_nodes("cps-aaaa1111-").await.unwrap();
+    let listed = cloud.list_nodes("cps-aaaa1111-s").await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].vmid, kept.vmid);
     assert_eq!(listed[0].client_token, "cps-aaaa1111-s1");
@@ -323,7 +323,7 @@ async fn list_nodes_lists_this_installations_live_instances_only() {
         created > started_before && created <= chrono::Utc::now() + chrono::Duration::minutes(5),
         "{created}"
     );
-    let other = cloud.list_nodes("cps-bbbb2222-").await.unwrap();
+    let other = cloud.list_nodes("cps-bbbb2222-s").await.unwrap();
     assert_eq!(
         other
             .iter()
@@ -331,7 +331,7 @@ async fn list_nodes_lists_this_installations_live_instances_only() {
             .collect::<Vec<_>>(),
         [stranger.vmid.as_str()]
     );
-    assert_eq!(cloud.list_nodes("cps-cccc3333-").await.unwrap(), []);
+    assert_eq!(cloud.list_nodes("cps-cccc3333-s").await.unwrap(), []);
     // What boto3 sees: four instances, one terminated, so the listing did filter.
     let instances = moto.instances(region);
     assert_eq!(instances.len(), 4, "{instances:#?}");

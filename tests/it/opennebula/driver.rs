@@ -494,15 +494,15 @@ async fn list_nodes_lists_this_installations_live_vms_only() {
         assert_eq!(fake.vm(&killed.vmid).unwrap().state, "DONE");
         assert_eq!(fake.live_vms().len(), 3);
 
-        let listed = cloud.list_nodes("cps-aaaa1111-").await.unwrap();
+        let listed = cloud.list_nodes("cps-aaaa1111-s").await.unwrap();
         assert_eq!(listed.len(), 1, "keep_done {keep_done}: {listed:?}");
         assert_eq!(listed[0].vmid, kept.vmid);
         assert_eq!(listed[0].client_token, "cps-aaaa1111-s1");
         assert_eq!(listed[0].created, None, "3.8's OCCI gives no STIME");
-        let other = cloud.list_nodes("cps-bbbb2222-").await.unwrap();
+        let other = cloud.list_nodes("cps-bbbb2222-s").await.unwrap();
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].vmid, stranger.vmid);
-        assert_eq!(cloud.list_nodes("cps-cccc3333-").await.unwrap(), []);
+        assert_eq!(cloud.list_nodes("cps-cccc3333-s").await.unwrap(), []);
         assert_eq!(cloud.list_nodes("").await.unwrap(), []);
         assert!(fake.vm(&untokened.vmid).is_some());
     }

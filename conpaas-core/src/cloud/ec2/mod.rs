@@ -390,13 +390,12 @@ impl Ec2Cloud {
     }
 }
 
-/// The installation tag inside a token prefix of the director's form `cps-<tag>-`, which is
-/// the value of the instances' `ConPaaS-Director` tag; `None` for any other prefix.
+/// The installation tag inside a token prefix of the director's form `cps-<tag>-…` (the
+/// reaper passes `cps-<tag>-s`), which is the value of the instances' `ConPaaS-Director`
+/// tag; `None` for any other prefix.
 fn installation_tag(token_prefix: &str) -> Option<&str> {
-    token_prefix
-        .strip_prefix("cps-")?
-        .strip_suffix('-')
-        .filter(|tag| !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let (tag, _) = token_prefix.strip_prefix("cps-")?.split_once('-')?;
+    (!tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(tag)
 }
 
 #[async_trait]

@@ -859,13 +859,25 @@ async fn list_nodes_pages_and_keeps_only_this_installations_live_instances() {
     assert_eq!(first.param("Filter.2.Value.1"), Some("1a2b3c4d"));
     assert_eq!(calls[1].param("NextToken"), Some("page-2"));
     assert_eq!(calls[1].param("Filter.2.Value.1"), Some("1a2b3c4d"));
-    // A prefix of another form filters on the tag's presence only; an empty one claims nothing.
-    cloud.list_nodes("mine-").await.unwrap();
+    // The reaper's prefix (`cps-<tag>-s`) names the same tag.
+    assert_eq!(cloud.list_nodes("cps-1a2b3c4d-s").await.unwrap(), listed);
     let calls = fake.calls("DescribeInstances");
-    assert_eq!(calls[2].param("Filter.2.Name"), Some("tag-key"));
-    assert_eq!(calls[2].param("Filter.2.Value.1"), Some("ConPaaS-Director"));
+    assert_eq!(
+        calls[2].param("Filter.2.Name"),
+        Some("tag:ConPaaS-Director")
+    );
+    assert_eq!(calls[2].param("Filter.2.Value.1"), Some("1a2b3c4d"));
+    // A prefix of another form filters on the tag's presence only; an empty one claims nothing.
+    for other in ["mine-", "cps-", "cps-x.y-s"] {
+        cloud.list_nodes(other).await.unwrap();
+        let calls = fake.calls("DescribeInstances");
+        let last = calls.last().unwrap();
+        assert_eq!(last.param("Filter.2.Name"), Some("tag-key"), "{other}");
+        assert_eq!(last.param("Filter.2.Value.1"), Some("ConPaaS-Director"));
+    }
     assert_eq!(cloud.list_nodes("").await.unwrap(), []);
-    assert_eq!(fake.calls("DescribeInstances").len(), 4);
+    // Two pages per listing, none for the empty prefix.
+    assert_eq!(fake.calls("DescribeInstances").len(), 10);
 }
 
 #[tokio::test]

@@ -709,6 +709,14 @@ mod tests {
             assert_eq!(token_in_name(name, prefix), token, "{name}");
         }
         assert_eq!(token_in_name("cps-1a2b3c4d-s7", ""), None);
+        // The reaper's prefix.
+        assert_eq!(
+            token_in_name(
+                "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
+                "cps-1a2b3c4d-s"
+            ),
+            Some("cps-1a2b3c4d-s15")
+        );
     }
 
     #[test]

@@ -129,10 +129,18 @@ impl Builder<'_> {
         if let Ok(kind) = kind {
             self.warn_unused_cloud_keys(name, kind);
         }
+        let mut section = section?;
+        let driver = driver?;
+        if let DriverSettings::OpenNebula(one) = &driver
+            && !section.iter().any(|(key, _)| key == "OS_ARCH")
+        {
+            // 1.2 managers read OS_ARCH from their copy of the section and fail without it.
+            section.push(("OS_ARCH".to_owned(), one.os_arch.clone()));
+        }
         Ok(CloudSettings {
             name: name.to_owned(),
-            driver: driver?,
-            section: section?,
+            driver,
+            section,
         })
     }
 
@@ -285,8 +293,23 @@ impl Builder<'_> {
             "the DNS server as a dotted IPv4 address",
             |text| parse_ipv4(text, "the DNS server"),
         );
-        let os_arch =
-            self.required_text(section, "os_arch", "the VMs' architecture, such as x86_64");
+        const EXPECTED_ARCH: &str = "the VMs' architecture, such as x86_64";
+        // Absent: the default (1.2 required the key). Present, it must be a word: it ends up
+        // between double quotes in OpenNebula's template (common.erb).
+        let os_arch = match self.find(section, "os_arch") {
+            Ok(None) => Ok(OpenNebulaSettings::DEFAULT_OS_ARCH.to_owned()),
+            Ok(Some(_)) => self.required(section, "os_arch", EXPECTED_ARCH, |text| {
+                if text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                {
+                    Ok(text.to_owned())
+                } else {
+                    Err(EXPECTED_ARCH.to_owned())
+                }
+            }),
+            Err(reported) => Err(reported),
+        };
         let os_root = self.required_text(section, "os_root", "the root device, such as sda");
         let disk_target = self.required_text(
             section,

@@ -130,7 +130,7 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error>;
 
     /// Every VM not terminated whose client token starts with `token_prefix` (the prefix of
-    /// this installation's tokens, `cps-<tag>-`): what the reaper compares with the database
+    /// this installation's tokens, `cps-<tag>-s`): what the reaper compares with the database
     /// to find VMs that outlived their row. Drivers that cannot list answer
     /// [`Error::Unsupported`] (the default), and the reaper skips their cloud with a warning.
     async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {

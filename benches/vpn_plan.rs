@@ -17,9 +17,7 @@ use ipnet::Ipv4Net;
 fn plan(base: &str, netmask: &str, service_bits: u8) -> VpnPlan {
     let settings = VpnSettings {
         base_network: base.parse().unwrap(),
-        base_network_text: base.to_owned(),
         netmask: netmask.parse().unwrap(),
-        netmask_text: netmask.to_owned(),
         service_bits,
         arithmetic: SubnetArithmetic::Documented,
     };

@@ -945,3 +945,48 @@ fn accounts_without_credit_and_an_empty_database_are_warned_about() {
          should keep running",
     );
 }
+
+#[test]
+fn a_vm_without_its_service_row_is_reported() {
+    let (_temp, data) = healthy();
+    let out = cpscheck(&data, &[]);
+    assert_line(
+        &out,
+        "OK: each of the 0 VM(s) of this installation has its service row",
+    );
+    // A dummy VM of this installation (its client-token prefix comes from the CA) whose row
+    // is gone, and one of another installation sharing the cloud.
+    let ca = std::fs::read_to_string(certs(&data).join("ca_cert.pem")).unwrap();
+    let der = pem_der(&ca);
+    let tag = conpaas_core::ca::installation_tag(&der);
+    let vms = data.join("dummy-cloud");
+    std::fs::create_dir_all(&vms).unwrap();
+    std::fs::write(vms.join(format!("cps-{tag}-s42.sh")), "#!/bin/sh\n").unwrap();
+    std::fs::write(vms.join("cps-00000000-s42.sh"), "#!/bin/sh\n").unwrap();
+    let out = cpscheck(&data, &[]);
+    // A warning: the installation works, it only pays for VMs nobody uses.
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let warning = lines(&out)
+        .into_iter()
+        .find(|line| line.starts_with("W: 1 VM(s) of this installation have no service row"))
+        .unwrap_or_else(|| panic!("no reaper warning: {}", text(&out.stdout)));
+    assert!(
+        warning.contains(&format!("iaas cps-{tag}-s42")),
+        "{warning}"
+    );
+    assert!(!warning.contains("cps-00000000"), "{warning}");
+}
+
+/// The DER of the first PEM block of `pem`.
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .skip_while(|line| !line.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}

@@ -13,14 +13,8 @@ use ipnet::Ipv4Net;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `[conpaas] VPN_BASE_NETWORK = 172.16.0.0`, `VPN_NETMASK = 255.240.0.0`, 5 service bits.
     let network: Ipv4Net = "172.16.0.0/12".parse()?;
-    let settings = VpnSettings {
-        base_network: network.network(),
-        base_network_text: network.network().to_string(),
-        netmask: network.netmask(),
-        netmask_text: network.netmask().to_string(),
-        service_bits: 5,
-        arithmetic: SubnetArithmetic::Documented,
-    };
+    let settings = VpnSettings::new(network, 5);
+    assert_eq!(settings.arithmetic, SubnetArithmetic::Documented);
     let plan = VpnPlan::new(&settings)?;
     println!(
         "network {} -> /{} subnets: {} services per application, {} agents per service",
@@ -47,5 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let again = plan.allocate(&taken)?;
     println!("service 2 stopped, freeing {freed}; service 4: subnet {again}");
     assert_eq!(freed, again, "the lowest free subnet is the one just freed");
+    assert_eq!(plan.services_per_application(), 32);
+    assert_eq!(again.to_string(), "172.16.128.0/17");
     Ok(())
 }

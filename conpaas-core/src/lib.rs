@@ -20,6 +20,70 @@
 //! Cargo features choose the layers (all are on by default; the table, with what each pulls
 //! in, is in `docs/embedding-features.md`). Without default features the crate is [`model`],
 //! [`vpn`], [`ca`], the [`cloud`] trait with its plain types and [`store`]'s settings values.
+//!
+//! For embedders (`docs/embedding.md`): build a [`director::Director`] from typed parts with
+//! [`director::Director::builder`] (or from a director.cfg with
+//! [`director::Director::open`]), register your own [`cloud::Cloud`]s in a
+//! [`cloud::CloudRegistry`], serve [`api::router`] (or merge [`api::routes`] into your own
+//! axum application) and spawn [`director::Director::run_maintenance`] beside it.
+//!
+//! A director on the dummy cloud, with a user who starts and stops a service:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use conpaas_core::ca::{CertificateAuthority, KeyAlgorithm};
+//! use conpaas_core::cloud::{CloudRegistry, DummyCloud};
+//! use conpaas_core::director::accounts::{self, NewAccount};
+//! use conpaas_core::director::{Director, StartRequest};
+//! use conpaas_core::model::Credit;
+//! use conpaas_core::store::{DatabaseUrl, Store, StoreSettings};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! // Building blocks (migrations, key generation): do it before the runtime starts.
+//! let director = Director::builder()
+//!     .store(Store::open(&StoreSettings {
+//!         url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+//!         max_connections: 4,
+//!     })?)
+//!     .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
+//!     .clouds(
+//!         CloudRegistry::builder()
+//!             .cloud("dummy", Arc::new(DummyCloud::new("dummy", dir.path().join("vms"))))
+//!             .build()?,
+//!     )
+//!     .director_url("https://localhost:5555".parse()?)
+//!     .build()?;
+//!
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let account = NewAccount {
+//!         username: "alice".into(),
+//!         email: "alice@example.org".into(),
+//!         fname: None,
+//!         lname: None,
+//!         affiliation: None,
+//!         password: "s3cret".to_owned().into(),
+//!         credit: Credit(50),
+//!     };
+//!     let alice = accounts::add_user(director.store(), account).await?;
+//!     let service = director
+//!         .start_service(StartRequest {
+//!             uid: alice.uid,
+//!             service_type: "php".into(),
+//!             cloud: "default".into(),
+//!             appid: None,
+//!         })
+//!         .await?;
+//!     // The dummy cloud's "VM" is its boot script, as a real cloud would receive it.
+//!     let vmid = service.vmid.clone().unwrap_or_default();
+//!     assert!(dir.path().join("vms").join(format!("{vmid}.sh")).exists());
+//!     assert_eq!(director.services(alice.uid).await?.len(), 1);
+//!     assert!(director.stop_service(alice.uid, service.sid).await?);
+//!     assert!(director.services(alice.uid).await?.is_empty());
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! ```
 
 // `store` is internal; `director` and what builds on it enable it without choosing a backend.
 #[cfg(all(feature = "store", not(any(feature = "sqlite", feature = "postgres"))))]

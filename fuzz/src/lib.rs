@@ -122,9 +122,7 @@ pub fn vpn_plan(data: &[u8]) {
     let (base, netmask) = (Ipv4Addr::from(base), Ipv4Addr::from(mask));
     let settings = VpnSettings {
         base_network: base,
-        base_network_text: base.to_string(),
         netmask,
-        netmask_text: netmask.to_string(),
         service_bits,
         arithmetic: if flags & 1 != 0 {
             SubnetArithmetic::Legacy

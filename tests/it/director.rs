@@ -208,3 +208,123 @@ async fn cpscheck_notices_a_vm_gone_from_its_cloud() {
         "{after}"
     );
 }
+
+/// The embedded default boots a real 1.2 manager on the dummy cloud (issue: `-s $IP_PUBLIC`
+/// got nothing): the rendered script's cloud part sets `IP_PUBLIC` to the address the dummy
+/// cloud records, and what it defines is what 1.2's start scripts and manager programs read.
+/// The script's variable assignments and config.cfg here-document run in a real shell here,
+/// followed by a stand-in for 1.2's `php-manager-start` that reports what it was given.
+#[tokio::test]
+async fn the_embedded_default_gives_a_1_2_manager_its_address_and_keys() {
+    use conpaas_core::cloud::DUMMY_MANAGER_IP;
+
+    assert!(
+        conpaas_core::bootstrap::DUMMY_CLOUD_SCRIPT
+            .lines()
+            .any(|line| line == format!("IP_PUBLIC={DUMMY_MANAGER_IP}")),
+        "the built-in dummy cloud part does not set the dummy cloud's manager address"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = data_dir(dir.path());
+    let conf_dir = loaded.config.conf_dir.clone();
+    let shipped = conf_dir.join("scripts/cloud/dummy");
+    assert_eq!(
+        std::fs::read_to_string(&shipped).unwrap(),
+        conpaas_core::bootstrap::DUMMY_CLOUD_SCRIPT,
+        "init did not install scripts/cloud/dummy"
+    );
+    let director = Director::open(&loaded).unwrap();
+    let uid = user(&director, "carol", 5).await;
+    let start = || StartRequest {
+        uid,
+        service_type: "php".into(),
+        cloud: "default".into(),
+        appid: None,
+    };
+    let user_data = |service: &conpaas_core::model::Service| {
+        let vmid = service.vmid.clone().unwrap();
+        std::fs::read_to_string(conf_dir.join("dummy-cloud").join(format!("{vmid}.sh"))).unwrap()
+    };
+    let service = director.start_service(start()).await.unwrap();
+    let script = user_data(&service);
+
+    // The parts of the script that set variables and write config.cfg, with ROOT_DIR moved
+    // into a temporary directory (the rest moves certificates and downloads the code).
+    let root = tempfile::tempdir().unwrap();
+    let pems = script.find("cat <<EOF > /tmp/cert.pem").unwrap();
+    let config_start = script.find("cat <<EOF > $ROOT_DIR/config.cfg").unwrap();
+    let config_end = config_start + script[config_start..].find("\nEOF\n").unwrap() + 5;
+    let assignments: String = script[pems..config_start]
+        .lines()
+        .filter(|line| {
+            line.split_once('=').is_some_and(|(name, _)| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+            })
+        })
+        .map(|line| {
+            if line.starts_with("ROOT_DIR=") {
+                format!("ROOT_DIR={}\n", root.path().display())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let probe = format!(
+        "{cloud}\n{assignments}{config}\n\
+         printf '%s\\n' \"-s $IP_PUBLIC\" \"$CPS_HOME\" \"$CERT_DIR\" > $ROOT_DIR/start-args\n",
+        cloud = &script[..pems],
+        config = &script[config_start..config_end],
+    );
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{probe}");
+    let args = std::fs::read_to_string(root.path().join("start-args")).unwrap();
+    assert_eq!(
+        args,
+        format!(
+            "-s {DUMMY_MANAGER_IP}\n{}/ConPaaS\n/etc/cpsmanager/certs\n",
+            root.path().display()
+        )
+    );
+    let config = std::fs::read_to_string(root.path().join("config.cfg")).unwrap();
+    let mut section = String::new();
+    let mut keys = std::collections::HashMap::new();
+    for line in config.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, value)) = line.split_once(" = ") {
+            keys.insert(format!("{section}.{key}"), value.trim().to_owned());
+        }
+    }
+    // What the 1.2 manager programs refuse to start without (spec/manager-bootstrap.md §9.2).
+    for key in [
+        "manager.TYPE",
+        "manager.BOOTSTRAP",
+        "manager.LOG_FILE",
+        "manager.CREDIT_URL",
+        "manager.TERMINATE_URL",
+        "manager.SERVICE_ID",
+        "manager.MEMCACHE_ADDR",
+        "iaas.DRIVER",
+    ] {
+        assert!(
+            keys.get(key).is_some_and(|value| !value.is_empty()),
+            "{key} missing or empty in\n{config}"
+        );
+    }
+    assert_eq!(keys["manager.MY_IP"], DUMMY_MANAGER_IP);
+    assert_eq!(keys["manager.SERVICE_ID"], service.sid.to_string());
+    assert_eq!(keys["manager.MEMCACHE_ADDR"], "127.0.0.1:11211");
+
+    // A CONF_DIR adopted from 1.2 has no scripts/cloud/dummy: the director supplies the part.
+    std::fs::remove_file(&shipped).unwrap();
+    let adopted = director.start_service(start()).await.unwrap();
+    let script = user_data(&adopted);
+    assert!(
+        script.starts_with(conpaas_core::bootstrap::DUMMY_CLOUD_SCRIPT),
+        "{script}"
+    );
+}

@@ -273,6 +273,75 @@ async fn create_runs_one_tagged_instance_and_kill_terminates_it() {
     );
 }
 
+/// A start of installation `tag`'s service `sid`, tagged and tokened as the director does.
+fn installation_request(tag: &str, sid: u32) -> NodeRequest {
+    NodeRequest {
+        client_token: format!("cps-{tag}-s{sid}"),
+        tags: vec![
+            ("ConPaaS-Director".into(), tag.into()),
+            ("ConPaaS-Service".into(), sid.to_string()),
+        ],
+        ..request(sid)
+    }
+}
+
+#[tokio::test]
+async fn list_nodes_lists_this_installations_live_instances_only() {
+    let moto = moto();
+    let region = "sa-east-1";
+    let cloud = cloud(settings(moto, region, IMAGE, Duration::from_secs(20)));
+    let started_before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let kept = cloud
+        .create_node(installation_request("aaaa1111", 1))
+        .await
+        .unwrap();
+    let killed = cloud
+        .create_node(installation_request("aaaa1111", 2))
+        .await
+        .unwrap();
+    let stranger = cloud
+        .create_node(installation_request("bbbb2222", 1))
+        .await
+        .unwrap();
+    // Tagged as ours but with a token of another form (not made by this installation's
+    // director): not ours to reap.
+    let odd = cloud
+        .create_node(NodeRequest {
+            client_token: "manual-aaaa1111-s9".into(),
+            ..installation_request("aaaa1111", 9)
+        })
+        .await
+        .unwrap();
+    cloud.kill_node(&killed.vmid).await.unwrap();
+
+    let listed = cloud.list_nodes("cps-aaaa1111-s").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].vmid, kept.vmid);
+    assert_eq!(listed[0].client_token, "cps-aaaa1111-s1");
+    let created = listed[0].created.expect("moto gives launchTime");
+    assert!(
+        created > started_before && created <= chrono::Utc::now() + chrono::Duration::minutes(5),
+        "{created}"
+    );
+    let other = cloud.list_nodes("cps-bbbb2222-s").await.unwrap();
+    assert_eq!(
+        other
+            .iter()
+            .map(|node| node.vmid.as_str())
+            .collect::<Vec<_>>(),
+        [stranger.vmid.as_str()]
+    );
+    assert_eq!(cloud.list_nodes("cps-cccc3333-s").await.unwrap(), []);
+    // What boto3 sees: four instances, one terminated, so the listing did filter.
+    let instances = moto.instances(region);
+    assert_eq!(instances.len(), 4, "{instances:#?}");
+    assert!(
+        instances
+            .iter()
+            .any(|instance| instance["id"] == odd.vmid.as_str() && instance["state"] == "running")
+    );
+}
+
 #[tokio::test]
 async fn the_client_token_makes_a_repeated_create_idempotent() {
     let moto = moto();

@@ -1,20 +1,20 @@
-//! `/upload_manifest` driving managers (spec/director-api.md §3.15 steps 2-8, §4, §6 items
-//! 14-15): a fake manager over real HTTPS on 127.0.0.3 (the dummy cloud's manager address),
-//! holding a manager certificate of the director's CA and recording every call, a local HTTP
-//! server for the archives, scripts and dumps, and a director configured with
-//! `MANAGER_PORT` / `MANIFEST_ALLOW_PRIVATE_URLS` and short waits.
+//! `/upload_manifest` and `/delete` driving managers (spec/director-api.md §3.12, §3.15 steps
+//! 2-8, §4, §6 items 14-15): a fake manager on the 1.2-behaving test manager
+//! (`support::manager`: HTTP/1.0 answers ended by a TCP close without close_notify, 1.2's caller
+//! check) on 127.0.0.3 (the dummy cloud's manager address), holding a manager certificate of
+//! the director's CA and recording every call, a local HTTP server for the archives, scripts
+//! and dumps, and a director configured with `MANAGER_PORT` / `MANIFEST_ALLOW_PRIVATE_URLS` and
+//! short waits.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequest, Multipart, Query, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use conpaas_core::api::server::{Listener, TransportSettings};
 use conpaas_core::ca::{CA_CERT_FILE, CERT_FILE, KEY_FILE};
 use conpaas_core::config::{self, ConfigSource};
@@ -22,19 +22,11 @@ use conpaas_core::director::{Director, ManifestSettings};
 use conpaas_core::model::UserId;
 use serde_json::{Value, json};
 
+use crate::support::manager::{Handler, ManagerCall, TestManager};
 use crate::support::{Identity, Reply, TestDirector};
 
 /// One call a manager received.
-#[derive(Debug, Clone)]
-struct Call {
-    /// `GET`, `POST` (JSON-RPC) or `UPLOAD` (multipart).
-    form: &'static str,
-    method: String,
-    /// JSON-RPC parameters; for GET, `None` when the `params` pair was absent.
-    params: Option<Value>,
-    /// The file part of an upload: field, file name, content.
-    file: Option<(String, String, Vec<u8>)>,
-}
+type Call = ManagerCall;
 
 /// How the fake manager behaves.
 #[derive(Debug, Default)]
@@ -111,100 +103,34 @@ impl FakeManager {
     }
 }
 
-/// Serves the fake manager over HTTPS on 127.0.0.3 with `identity`; answers its port.
-async fn serve_manager(fake: FakeManager, identity: &Identity, ca_pem: &str) -> u16 {
-    let tls = conpaas_core::api::tls::server_config(
-        identity.cert_pem.as_bytes(),
-        identity.key_pem.as_bytes(),
-        ca_pem.as_bytes(),
-    )
-    .unwrap();
-    let on_get = {
+/// Serves the fake manager on the 1.2-behaving test manager, on 127.0.0.3 with `identity`.
+async fn serve_manager(fake: FakeManager, identity: &Identity, ca_pem: &str) -> TestManager {
+    let handler: Handler = Arc::new(move |call: ManagerCall| {
         let fake = fake.clone();
-        move |Query(query): Query<HashMap<String, String>>, headers: HeaderMap| {
-            let fake = fake.clone();
-            async move {
-                let method = query.get("method").cloned().unwrap_or_default();
-                assert_eq!(query.get("id").map(String::as_str), Some("1"));
-                assert_eq!(
-                    headers.get(header::CONTENT_TYPE).unwrap(),
-                    "application/json"
-                );
-                if method == "get_service_info" {
-                    let _permit = fake.gate.acquire().await.unwrap();
+        Box::pin(async move {
+            // The shapes of spec/director-api.md §4.
+            match call.form {
+                "GET" | "POST" => {
+                    assert_eq!(call.content_type.as_deref(), Some("application/json"));
+                    assert_eq!(call.id, Some(json!("1")));
                 }
-                let params = query
-                    .get("params")
-                    .map(|text| serde_json::from_str(text).unwrap());
-                Json(fake.answer(Call {
-                    form: "GET",
-                    method,
-                    params,
-                    file: None,
-                }))
+                _ => assert!(call.file.is_some(), "an upload without its file"),
             }
-        }
-    };
-    let on_post = {
-        let fake = fake.clone();
-        move |request: Request| {
-            let fake = fake.clone();
-            async move {
-                let content_type = request
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .map(|value| value.to_str().unwrap().to_owned())
-                    .unwrap_or_default();
-                let call = if content_type.starts_with("multipart/form-data") {
-                    let mut form = Multipart::from_request(request, &()).await.unwrap();
-                    let mut method = String::new();
-                    let mut file = None;
-                    while let Some(field) = form.next_field().await.unwrap() {
-                        let name = field.name().unwrap().to_owned();
-                        match field.file_name().map(str::to_owned) {
-                            Some(file_name) => {
-                                let bytes = field.bytes().await.unwrap().to_vec();
-                                assert!(file.is_none(), "one file part only");
-                                file = Some((name, file_name, bytes));
-                            }
-                            None => {
-                                assert_eq!(name, "method");
-                                method = field.text().await.unwrap();
-                            }
-                        }
-                    }
-                    Call {
-                        form: "UPLOAD",
-                        method,
-                        params: None,
-                        file,
-                    }
-                } else {
-                    assert_eq!(content_type, "application/json");
-                    let Json(body) = Json::<Value>::from_request(request, &()).await.unwrap();
-                    assert_eq!(body["id"], "1");
-                    Call {
-                        form: "POST",
-                        method: body["method"].as_str().unwrap().to_owned(),
-                        params: Some(body["params"].clone()),
-                        file: None,
-                    }
-                };
-                Json(fake.answer(call))
+            assert_eq!(call.caller_role.as_deref(), Some("frontend"));
+            if call.method == "get_service_info" {
+                let _permit = fake.gate.acquire().await.unwrap();
             }
-        }
-    };
-    let app = Router::new().route("/", get(on_get).post(on_post));
-    let listener = Listener::bind(
+            fake.answer(call)
+        })
+    });
+    TestManager::start(
         "127.0.0.3:0".parse().unwrap(),
-        tls,
-        TransportSettings::recommended(),
+        &identity.cert_pem,
+        &identity.key_pem,
+        ca_pem,
+        handler,
     )
     .await
-    .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(listener.serve(app, std::future::pending()));
-    port
 }
 
 /// A plain HTTP file server on 127.0.0.1 counting its hits.
@@ -292,6 +218,8 @@ struct World {
     uid: i32,
     client: reqwest::Client,
     manager: FakeManager,
+    /// The server of `manager`.
+    test_manager: TestManager,
     files: Files,
 }
 
@@ -305,7 +233,8 @@ impl World {
         manager.behaviour.lock().unwrap().never_init = setup.never_init;
         // The director checks the role only: any manager certificate of its CA will do.
         let manager_identity = base.forge_manager_identity(uid, 1);
-        let port = serve_manager(manager.clone(), &manager_identity, &base.ca_pem()).await;
+        let test_manager = serve_manager(manager.clone(), &manager_identity, &base.ca_pem()).await;
+        let port = test_manager.addr.port();
         let files = Files::start().await;
 
         // The two keys this work added, through the real configuration file.
@@ -373,6 +302,7 @@ impl World {
             uid,
             client,
             manager,
+            test_manager,
             files,
         }
     }
@@ -384,8 +314,13 @@ impl World {
         if thread {
             fields.push(("thread", "1"));
         }
-        let url = format!("https://localhost:{}/upload_manifest", self.addr.port());
-        let response = self.client.post(url).form(&fields).send().await.unwrap();
+        self.post("/upload_manifest", &fields).await
+    }
+
+    /// `POST path` with the form `fields`, as the user.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let url = format!("https://localhost:{}{path}", self.addr.port());
+        let response = self.client.post(url).form(fields).send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -398,7 +333,7 @@ impl World {
             })
             .collect();
         Reply {
-            what: format!("POST /upload_manifest {text}"),
+            what: format!("POST {path} {fields:?}"),
             status,
             headers,
             body: response.bytes().await.unwrap().to_vec(),
@@ -888,4 +823,46 @@ async fn dummy_cloud_manifests_do_not_wait_for_absent_managers() {
         "{msg}"
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// `/delete` of an application asks each service's manager to shut down (`spec/director-api.md`
+/// §3.12) before its VM goes: with a manager answering as 1.2's do, the call is taken and read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_reaches_the_manager_with_shutdown() {
+    let world = World::start(Setup::new()).await;
+    let manifest = json!({"Application": "doomed", "Services": [{"Type": "mysql"}]});
+    world.upload(&manifest, false).await.expect_true(false);
+    let services = world.services().await;
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].manager.as_deref(), Some("127.0.0.3"));
+    let aid = services[0].application_id;
+    let polls = world.manager.calls().len();
+
+    world
+        .post(&format!("/delete/{aid}"), &[])
+        .await
+        .expect_true(true);
+    let calls = world.test_manager.calls();
+    let shutdown = &calls[polls..];
+    assert_eq!(shutdown.len(), 1, "{shutdown:?}");
+    assert_eq!(
+        (shutdown[0].form, shutdown[0].method.as_str()),
+        ("POST", "shutdown")
+    );
+    assert_eq!(shutdown[0].params, Some(json!({})));
+    assert_eq!(shutdown[0].caller_role.as_deref(), Some("frontend"));
+    assert!(
+        world.services().await.is_empty(),
+        "the service was not stopped"
+    );
+    assert!(
+        world
+            .director
+            .applications(UserId(world.uid))
+            .await
+            .unwrap()
+            .iter()
+            .all(|app| app.aid != aid),
+        "the application was not deleted"
+    );
 }

@@ -313,3 +313,36 @@ use self::inner::Z;
     assert_eq!(module_of(&core_src().join("vpn/mod.rs")), ["vpn"]);
     assert!(module_of(&core_src().join("lib.rs")).is_empty());
 }
+
+/// Every example runs under `cargo test` (declared `test = true, harness = false`, so its
+/// `main` is executed and its assertions checked) and is listed in docs/embedding.md.
+#[test]
+fn every_example_runs_in_the_test_command_and_is_documented() {
+    let manifest = read(&workspace().join("conpaas-core/Cargo.toml"));
+    let embedding = read(&workspace().join("docs/embedding.md"));
+    let dir = workspace().join("conpaas-core/examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in &names {
+        let declaration = format!("[[example]]\nname = \"{name}\"\n");
+        let Some(start) = manifest.find(&declaration) else {
+            panic!("conpaas-core/Cargo.toml declares no [[example]] {name}");
+        };
+        let block = &manifest[start + declaration.len()..];
+        let block = &block[..block.find("\n\n").unwrap_or(block.len())];
+        assert!(
+            block.contains("test = true") && block.contains("harness = false"),
+            "example {name} does not run under cargo test: {block}"
+        );
+        assert!(
+            embedding.contains(&format!("`{name}`")),
+            "docs/embedding.md does not mention the example {name}"
+        );
+    }
+}

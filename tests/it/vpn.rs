@@ -45,9 +45,7 @@ fn settings(
     let netmask = Ipv4Addr::from(mask);
     VpnSettings {
         base_network,
-        base_network_text: base_network.to_string(),
         netmask,
-        netmask_text: netmask.to_string(),
         service_bits,
         arithmetic,
     }
@@ -164,9 +162,7 @@ proptest! {
         };
         let settings = VpnSettings {
             base_network: Ipv4Addr::from(address),
-            base_network_text: Ipv4Addr::from(address).to_string(),
             netmask: Ipv4Addr::from(mask),
-            netmask_text: Ipv4Addr::from(mask).to_string(),
             service_bits,
             arithmetic,
         };
@@ -201,7 +197,7 @@ proptest! {
                     u32::from(config.ipop_ip_address),
                     u32::from(first.network()) + 2
                 );
-                prop_assert_eq!(config.ipop_base_ip, settings.base_network_text);
+                prop_assert_eq!(config.ipop_base_ip, settings.base_network.to_string());
             }
             Err(err) => {
                 prop_assert!(err.setting_key().is_some(), "{err:?} names no key");

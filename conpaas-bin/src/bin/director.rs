@@ -314,22 +314,6 @@ fn serve(
         )
         .await
         .with_context(|| format!("listening on {addr}"))?;
-        // Undo what a crash left half-done, now and then regularly (a replica that died
-        // mid-start leaves rows another replica must clean).
-        let reconciler = director.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
-            loop {
-                every.tick().await;
-                match reconciler.reconcile(reconciler.reconcile_grace()).await {
-                    Ok(0) => {}
-                    Ok(n_undone) => {
-                        tracing::info!(n_undone, "reconciled interrupted service starts")
-                    }
-                    Err(error) => tracing::warn!(%error, "reconciliation failed"),
-                }
-            }
-        });
         let local = listener.local_addr()?;
         println!("listening on https://{local}");
         std::io::stdout().flush()?;
@@ -341,8 +325,14 @@ fn serve(
             };
             eprintln!("no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`");
         }
+        // Maintenance (undoing what a crash left half-done) runs beside the API: a replica
+        // that died mid-start leaves rows another replica must clean.
         listener
-            .serve(conpaas_core::api::router(director), shutdown_signal())
+            .serve_director(
+                director,
+                director::MaintenanceSettings::from_config(&loaded.config),
+                shutdown_signal(),
+            )
             .await;
         tracing::info!("stopped");
         anyhow::Ok(())

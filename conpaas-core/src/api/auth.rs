@@ -9,7 +9,7 @@ use rustls_pki_types::CertificateDer;
 use super::answer::{self, Cors};
 use super::server::PeerInfo;
 use crate::ca::CertIdentity;
-use crate::director::{Director, parse_int};
+use crate::director::Director;
 use crate::model::{Role, ServiceId, User, UserId};
 
 pub(super) const NO_UID: &str = "cert_required: client certificate does NOT provide UID";
@@ -41,15 +41,6 @@ pub(super) fn describe(peer: Option<&PeerInfo>) -> String {
     }
 }
 
-fn uid_of(identity: &CertIdentity) -> Option<UserId> {
-    identity
-        .uid
-        .as_deref()
-        .and_then(parse_int)
-        .and_then(|uid| i32::try_from(uid).ok())
-        .map(UserId)
-}
-
 /// The user rule: a certificate with an integer `UID` of an existing user and `role=user`.
 /// Answers as 1.2 did: 401 without a usable UID, 200 `false` for an unknown user; a wrong role
 /// (a manager's or agent's certificate driving its owner's account) is answered like an
@@ -58,10 +49,10 @@ pub(super) async fn user(director: &Director, peer: Option<&PeerInfo>) -> Result
     let Some(identity) = identity(peer) else {
         return Err(answer::unauthorized(NO_UID));
     };
-    let Some(uid) = uid_of(&identity) else {
+    let Some(uid) = identity.user_id() else {
         return Err(answer::unauthorized(NO_UID));
     };
-    if identity.role.as_deref() != Some(Role::User.as_str()) {
+    if !identity.has_role(Role::User) {
         return Err(answer::no(Cors::Yes));
     }
     match director.user(uid).await {
@@ -80,19 +71,13 @@ pub(super) async fn manager(
     let Some(identity) = identity(peer) else {
         return Err(answer::unauthorized(NO_UID));
     };
-    let Some(uid) = uid_of(&identity) else {
+    let Some(uid) = identity.user_id() else {
         return Err(answer::unauthorized(NO_UID));
     };
-    let Some(sid) = identity
-        .service_locator
-        .as_deref()
-        .and_then(parse_int)
-        .and_then(|sid| i32::try_from(sid).ok())
-        .map(ServiceId)
-    else {
+    let Some(sid) = identity.service_id() else {
         return Err(answer::unauthorized(NO_SERVICE_LOCATOR));
     };
-    if identity.role.as_deref() != Some(Role::Manager.as_str()) {
+    if !identity.has_role(Role::Manager) {
         return Err(answer::no(Cors::Yes));
     }
     match director.service_belongs_to(uid, sid).await {
@@ -104,5 +89,5 @@ pub(super) async fn manager(
 
 /// Whether the caller holds the director's own certificate (the PHP frontend does).
 pub(super) fn is_frontend(peer: Option<&PeerInfo>) -> bool {
-    identity(peer).is_some_and(|id| id.role.as_deref() == Some(Role::Frontend.as_str()))
+    identity(peer).is_some_and(|id| id.has_role(Role::Frontend))
 }

@@ -98,6 +98,8 @@ fn cloud_summary(error: &crate::cloud::Error) -> String {
             format!("the manager VM was not ready after {seconds} s")
         }
         crate::cloud::Error::Failed(_) => "the manager VM failed while booting".to_owned(),
-        crate::cloud::Error::Io(_) => "the cloud driver failed".to_owned(),
+        crate::cloud::Error::Io(_) | crate::cloud::Error::Unsupported { .. } => {
+            "the cloud driver failed".to_owned()
+        }
     }
 }

@@ -516,8 +516,10 @@ pub(super) async fn terminate(State(director): State<Director>, request: Request
 
 /// `GET /download/ConPaaS.tar.gz`, with the caching headers 1.2 sent (the VMs use plain wget).
 pub(super) async fn tarball(State(director): State<Director>, headers: HeaderMap) -> Response {
-    let path = director.tarball_path();
-    let metadata = match tokio::fs::metadata(&path).await {
+    let Some(path) = director.tarball_path() else {
+        return not_found();
+    };
+    let metadata = match tokio::fs::metadata(path).await {
         Ok(metadata) if metadata.is_file() => metadata,
         _ => {
             tracing::info!(path = %path.display(), "ConPaaS.tar.gz is missing");
@@ -539,7 +541,7 @@ pub(super) async fn tarball(State(director): State<Director>, headers: HeaderMap
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        match tokio::fs::read(&path).await {
+        match tokio::fs::read(path).await {
             Ok(bytes) => (
                 [(header::CONTENT_TYPE, "application/x-tar")],
                 Body::from(bytes),

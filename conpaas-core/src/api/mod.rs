@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::director::Director;
+pub use server::PeerInfo;
 
 /// Every route of the 1.2 API: methods (as in the `Allow` header) and path pattern.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -47,10 +48,41 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/download/ConPaaS.tar.gz"),
 ];
 
-/// The director's router: every route of `spec/director-api.md`, request logging, body limits.
-/// Requests reaching it through [`server::Listener`] carry the peer's verified certificate; an
-/// embedder mounting it elsewhere gets anonymous callers only.
+/// The director's router: every route of `spec/director-api.md` with 1.2's answers for
+/// everything else (Flask's 404 page), request logging, body limits. Serve it with
+/// [`server::Listener`], or mount it in your own server; to merge the 1.2 routes into a
+/// router that has its own fallback, use [`routes`] instead.
+///
+/// # Who is calling: the [`PeerInfo`] contract
+///
+/// The router learns the caller from a [`PeerInfo`] in each request's extensions: the peer's
+/// address and the leaf certificate it presented. **Inserting a `PeerInfo` with a certificate
+/// asserts that the TLS stack verified that certificate against the director's CA**; the
+/// router then trusts its `UID`, `serviceLocator` and `role` attributes. [`server::Listener`]
+/// inserts it; an embedder with its own TLS builds its `rustls::ServerConfig` with
+/// [`tls::server_config`] (or its own verifier over the CA certificate) and adds the peer of
+/// each connection with [`peer_layer`] (see `examples/embed_router.rs`). A request without a
+/// `PeerInfo`, or with no certificate in it, is anonymous: `/login`, `/getcerts`, `/new_user`
+/// (with `OPEN_REGISTRATION`) and the tarball work, certificate routes answer as 1.2 did to a
+/// caller without one.
 pub fn router(director: Director) -> Router {
+    with_layers(base_routes(director).fallback(handlers::fallback))
+}
+
+/// The 1.2 routes of [`router`] without a fallback, so that they can be merged
+/// (`Router::merge`) into a router with a fallback of its own; requests for other paths are
+/// left to that router. Same [`PeerInfo`] contract as [`router`].
+pub fn routes(director: Director) -> Router {
+    with_layers(base_routes(director))
+}
+
+/// A layer adding `peer` to every request of one connection: how an embedder's own TLS
+/// accept loop fulfils the [`PeerInfo`] contract of [`router`] (see [`PeerInfo::from_tls`]).
+pub fn peer_layer(peer: PeerInfo) -> tower_http::add_extension::AddExtensionLayer<PeerInfo> {
+    tower_http::add_extension::AddExtensionLayer::new(peer)
+}
+
+fn base_routes(director: Director) -> Router {
     Router::new()
         .route("/new_user", post(handlers::new_user))
         .route("/login", post(handlers::login))
@@ -85,8 +117,11 @@ pub fn router(director: Director) -> Router {
         )
         .route("/callback/terminateService.php", post(handlers::terminate))
         .route("/download/ConPaaS.tar.gz", get(handlers::tarball))
-        .fallback(handlers::fallback)
         .with_state(director)
+}
+
+fn with_layers(router: Router) -> Router {
+    router
         // Refuses an announced Content-Length over the limit before reading anything (and
         // before hyper sends `100 Continue`).
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

@@ -58,13 +58,42 @@ impl TransportSettings {
     }
 }
 
-/// What the transport knows about the peer of a request, put in the request's extensions.
+/// What the transport knows about the peer of a request, put in the request's extensions
+/// (the contract is on [`router`](crate::api::router)).
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     /// The peer's socket address.
     pub remote: SocketAddr,
-    /// The leaf certificate the peer presented, already verified against the director's CA.
+    /// The leaf certificate the peer presented, **already verified against the director's
+    /// CA** by the TLS stack; `None` for an anonymous peer.
     pub certificate: Option<Arc<CertificateDer<'static>>>,
+}
+
+impl PeerInfo {
+    /// A peer without a client certificate.
+    pub fn anonymous(remote: SocketAddr) -> Self {
+        PeerInfo {
+            remote,
+            certificate: None,
+        }
+    }
+
+    /// The peer of an accepted tokio-rustls connection: its leaf certificate, if it sent one.
+    /// The connection's `ServerConfig` must verify client certificates against the
+    /// director's CA ([`tls::server_config`](crate::api::tls::server_config) does), since
+    /// the router trusts what this returns.
+    pub fn from_tls<IO>(remote: SocketAddr, stream: &tokio_rustls::server::TlsStream<IO>) -> Self {
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| Arc::new(leaf.clone().into_owned()));
+        PeerInfo {
+            remote,
+            certificate,
+        }
+    }
 }
 
 /// A bound, not yet serving, HTTPS listener.
@@ -94,6 +123,31 @@ impl Listener {
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// Serves `director`'s 1.2 API ([`router`](crate::api::router)) and runs its maintenance
+    /// ([`Director::run_maintenance`](crate::director::Director::run_maintenance)) beside it,
+    /// until `shutdown` completes: what `director serve` does once set up.
+    pub async fn serve_director(
+        self,
+        director: crate::director::Director,
+        maintenance: crate::director::MaintenanceSettings,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let background = tokio::spawn(director.clone().run_maintenance(maintenance, async {
+            let _ = stopped.await;
+        }));
+        self.serve(crate::api::router(director), shutdown).await;
+        let _ = stop.send(());
+        // A pass in progress may wait on a cloud; it is safe to cut (every step is
+        // idempotent and reconciliation redoes it), so the wait is short.
+        if tokio::time::timeout(Duration::from_secs(5), background)
+            .await
+            .is_err()
+        {
+            tracing::info!("maintenance pass cut short by shutdown");
+        }
     }
 
     /// Serves `router` until `shutdown` completes, then stops accepting and waits (bounded by
@@ -151,16 +205,7 @@ impl Listener {
                             return;
                         }
                     };
-                let certificate = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| Arc::new(leaf.clone().into_owned()));
-                let peer = PeerInfo {
-                    remote,
-                    certificate,
-                };
+                let peer = PeerInfo::from_tls(remote, &tls);
                 let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(peer.clone());
                     request

@@ -1,9 +1,11 @@
 //! The manager VM's contextualisation script (its user-data), rendered from the templates under
 //! CONF_DIR exactly as `spec/manager-bootstrap.md` §3-§6 describes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The VM-side directory the PEM here-documents are written to (1.2's literal `/tmp`).
 const VM_TMP: &str = "/tmp";
@@ -35,18 +37,74 @@ pub struct Templates {
     start_script: String,
 }
 
-fn read_required(path: PathBuf) -> Result<String, Error> {
-    std::fs::read_to_string(&path).map_err(|source| Error::Template { path, source })
+/// Where the manager templates come from: a CONF_DIR on disk (read at every start, so an
+/// operator's edit applies to the next service), or texts held in memory by an embedder.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TemplateSource {
+    /// A CONF_DIR holding `scripts/` and `config/` as 1.2 lays them out.
+    Dir(PathBuf),
+    /// Texts keyed by their path relative to a CONF_DIR (`scripts/manager/manager-setup`,
+    /// `config/manager/default-manager.cfg`, `scripts/manager/default-manager-start`,
+    /// optionally `scripts/cloud/<driver>`, `config/manager/<type>-manager.cfg` and
+    /// `scripts/manager/<type>-manager-start`).
+    InMemory(Arc<BTreeMap<String, String>>),
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Template {
-            path: path.to_owned(),
-            source,
-        }),
+impl TemplateSource {
+    /// Templates read from `conf_dir`.
+    pub fn conf_dir(conf_dir: impl Into<PathBuf>) -> Self {
+        TemplateSource::Dir(conf_dir.into())
+    }
+
+    /// Templates held in memory, keyed by their path relative to a CONF_DIR.
+    pub fn in_memory<K: Into<String>, V: Into<String>>(
+        files: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        TemplateSource::InMemory(Arc::new(
+            files
+                .into_iter()
+                .map(|(path, text)| (path.into(), text.into()))
+                .collect(),
+        ))
+    }
+
+    /// The minimal templates of the embedded default (a dummy-cloud director), in memory.
+    pub fn embedded_default() -> Self {
+        Self::in_memory(DEFAULT_TEMPLATES)
+    }
+
+    /// The CONF_DIR, for a source on disk.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            TemplateSource::Dir(dir) => Some(dir),
+            TemplateSource::InMemory(_) => None,
+        }
+    }
+
+    fn read_optional(&self, relative: &str) -> Result<Option<String>, Error> {
+        match self {
+            TemplateSource::Dir(dir) => {
+                let path = dir.join(relative);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(Error::Template { path, source }),
+                }
+            }
+            TemplateSource::InMemory(files) => Ok(files.get(relative).cloned()),
+        }
+    }
+
+    fn read_required(&self, relative: &str) -> Result<String, Error> {
+        self.read_optional(relative)?
+            .ok_or_else(|| Error::Template {
+                path: match self {
+                    TemplateSource::Dir(dir) => dir.join(relative),
+                    TemplateSource::InMemory(_) => PathBuf::from(relative),
+                },
+                source: io::Error::from(io::ErrorKind::NotFound),
+            })
     }
 }
 
@@ -54,22 +112,44 @@ impl Templates {
     /// Reads the templates of `conf_dir` for `service_type` on a cloud of driver `cloud_driver`
     /// (`ec2`, `opennebula`, `dummy`).
     pub fn load(conf_dir: &Path, service_type: &str, cloud_driver: &str) -> Result<Self, Error> {
-        let cloud_path = conf_dir.join("scripts/cloud").join(cloud_driver);
-        let cloud_script = read_optional(&cloud_path)?;
-        if cloud_script.is_none() {
-            // As in 1.2: logged, not fatal (the dummy cloud has none).
-            tracing::info!(path = %cloud_path.display(), "no cloud configuration script found");
+        Self::from_source(
+            &TemplateSource::Dir(conf_dir.to_owned()),
+            service_type,
+            cloud_driver,
+        )
+    }
+
+    /// Reads the templates of `source` for `service_type` on a cloud of driver `cloud_driver`.
+    /// Blocks on file IO for a [`TemplateSource::Dir`].
+    pub fn from_source(
+        source: &TemplateSource,
+        service_type: &str,
+        cloud_driver: &str,
+    ) -> Result<Self, Error> {
+        let cloud_path = format!("scripts/cloud/{cloud_driver}");
+        let mut cloud_script = source.read_optional(&cloud_path)?;
+        if cloud_script.is_none() && cloud_driver == "dummy" {
+            // 1.2.0 ships no dummy cloud part, so an adopted CONF_DIR lacks it, and without one
+            // a real manager gets no IP_PUBLIC and does not start. The dummy cloud's address
+            // is the director's own choice: it supplies the part.
+            tracing::debug!(path = %cloud_path, "no dummy cloud part: the built-in one is used");
+            cloud_script = Some(DUMMY_CLOUD_SCRIPT.to_owned());
+        } else if cloud_script.is_none() {
+            // As in 1.2: logged, not fatal.
+            tracing::info!(path = %cloud_path, "no cloud configuration script found");
         }
-        let manager_setup = read_required(conf_dir.join("scripts/manager/manager-setup"))?;
-        let mut manager_cfg = read_required(conf_dir.join("config/manager/default-manager.cfg"))?;
-        let type_cfg = conf_dir.join(format!("config/manager/{service_type}-manager.cfg"));
-        if let Some(extra) = read_optional(&type_cfg)? {
+        let manager_setup = source.read_required("scripts/manager/manager-setup")?;
+        let mut manager_cfg = source.read_required("config/manager/default-manager.cfg")?;
+        if let Some(extra) =
+            source.read_optional(&format!("config/manager/{service_type}-manager.cfg"))?
+        {
             manager_cfg.push_str(&extra);
         }
         // 1.2 reads the default start script even when a type-specific one replaces it.
-        let default_start = read_required(conf_dir.join("scripts/manager/default-manager-start"))?;
-        let type_start = conf_dir.join(format!("scripts/manager/{service_type}-manager-start"));
-        let start_script = read_optional(&type_start)?.unwrap_or(default_start);
+        let default_start = source.read_required("scripts/manager/default-manager-start")?;
+        let start_script = source
+            .read_optional(&format!("scripts/manager/{service_type}-manager-start"))?
+            .unwrap_or(default_start);
         Ok(Templates {
             cloud_script,
             manager_setup,
@@ -210,9 +290,18 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
     Ok(out)
 }
 
-/// The minimal templates shipped with the embedded default (a dummy-cloud director); real
-/// installations use the ConPaaS 1.2 `scripts/` and `config/` trees.
-const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
+/// The cloud part of the dummy cloud (`scripts/cloud/dummy`): sets `IP_PUBLIC` to the address
+/// the dummy cloud records for every manager (`cloud::DUMMY_MANAGER_IP`, 127.0.0.3). Installed
+/// with the embedded default, and rendered when a dummy cloud's CONF_DIR has no such file.
+pub const DUMMY_CLOUD_SCRIPT: &str = include_str!("templates/cloud-dummy");
+
+/// The templates shipped with the embedded default (a dummy-cloud director): the files and
+/// variables 1.2's manager start scripts and manager programs need (`IP_PUBLIC`, the
+/// manager-setup variables, the `[manager]` keys, `MEMCACHE_ADDR` for php and java), so that
+/// 1.2's own `scripts/manager/<type>-manager-start` can be dropped in beside them. Real clouds
+/// use the ConPaaS 1.2 `scripts/` and `config/` trees.
+const DEFAULT_TEMPLATES: [(&str, &str); 6] = [
+    ("scripts/cloud/dummy", DUMMY_CLOUD_SCRIPT),
     (
         "scripts/manager/manager-setup",
         include_str!("templates/manager-setup"),
@@ -224,6 +313,14 @@ const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
     (
         "scripts/manager/default-manager-start",
         include_str!("templates/default-manager-start"),
+    ),
+    (
+        "config/manager/php-manager.cfg",
+        include_str!("templates/php-manager.cfg"),
+    ),
+    (
+        "config/manager/java-manager.cfg",
+        include_str!("templates/java-manager.cfg"),
     ),
 ];
 
@@ -360,6 +457,37 @@ mod tests {
             written.contains("BOOTSTRAP = https://d:5555/download\n"),
             "{written}"
         );
+    }
+
+    #[test]
+    fn the_dummy_cloud_part_is_supplied_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        install_default_templates(dir.path()).unwrap();
+        let shipped = dir.path().join("scripts/cloud/dummy");
+        assert_eq!(
+            std::fs::read_to_string(&shipped).unwrap(),
+            DUMMY_CLOUD_SCRIPT
+        );
+        // An adopted 1.2 CONF_DIR has no scripts/cloud/dummy: the built-in part is rendered.
+        std::fs::remove_file(&shipped).unwrap();
+        let loaded = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some(DUMMY_CLOUD_SCRIPT));
+        assert!(DUMMY_CLOUD_SCRIPT.contains("\nIP_PUBLIC=127.0.0.3\n"));
+        // The operator's own file wins.
+        std::fs::write(&shipped, "IP_PUBLIC=10.0.0.9\n").unwrap();
+        let loaded = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some("IP_PUBLIC=10.0.0.9\n"));
+        // Other drivers still get nothing for a missing part, as in 1.2.
+        let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+        assert_eq!(loaded.cloud_script, None);
+        // php and java managers get MEMCACHE_ADDR; other types do not.
+        let php = Templates::load(dir.path(), "php", "dummy").unwrap();
+        assert!(
+            php.manager_cfg
+                .ends_with("CONPAAS_HOME = $CPS_HOME\nMEMCACHE_ADDR = 127.0.0.1:11211\n")
+        );
+        let mysql = Templates::load(dir.path(), "mysql", "dummy").unwrap();
+        assert!(!mysql.manager_cfg.contains("MEMCACHE_ADDR"));
     }
 
     #[test]

@@ -91,7 +91,8 @@ pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: Vec<u8>,
-    cert_dir: PathBuf,
+    /// `None` for a CA held only in memory.
+    cert_dir: Option<PathBuf>,
     key_algorithm: KeyAlgorithm,
     not_after: DateTime<Utc>,
     legacy: bool,
@@ -125,16 +126,7 @@ impl CertificateAuthority {
             }
         }
         files::ensure_dir(&settings.cert_dir)?;
-
-        let (key, _) = keys::generate(settings.key_algorithm)?;
-        let validity = Validity::starting_now(LONG_LIFETIME)?;
-        let mut params = base_params(names::ca_dn()?, &validity);
-        // pathlen 0: there are no intermediates, and 1.2 peers recognise the CA by CN=CA,
-        // so one could not be added anyway.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).map_err(Error::Sign)?;
-
+        let (key, cert) = new_ca(settings.key_algorithm)?;
         files::write(
             &key_path,
             key.serialize_pem().as_bytes(),
@@ -148,13 +140,42 @@ impl CertificateAuthority {
             if_exists,
         )?;
         Self::from_parts(
-            settings,
+            Some(&settings.cert_dir),
+            settings.key_algorithm,
             cert.der().to_vec(),
             cert.pem(),
             key,
             &key_path,
             &cert_path,
         )
+    }
+
+    /// A new CA held only in memory (nothing is written): for tests and for embedders that
+    /// keep the CA elsewhere (a Kubernetes Secret, Vault). Save [`cert_pem`](Self::cert_pem)
+    /// and [`key_pem`](Self::key_pem) to reuse it: every certificate it issues dies with it.
+    pub fn generate(key_algorithm: KeyAlgorithm) -> Result<Self, Error> {
+        let (key, cert) = new_ca(key_algorithm)?;
+        Self::from_parts(
+            None,
+            key_algorithm,
+            cert.der().to_vec(),
+            cert.pem(),
+            key,
+            Path::new("the CA key"),
+            Path::new("the CA certificate"),
+        )
+    }
+
+    /// The CA from PEM texts held in memory (a certificate and its unencrypted private key, as
+    /// `ca_cert.pem` and `ca_key.pem` hold them), with the checks of [`load`](Self::load)
+    /// except the file mode; `key_algorithm` is the type of the keys it will generate.
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        key_algorithm: KeyAlgorithm,
+    ) -> Result<Self, Error> {
+        let (key_path, cert_path) = (Path::new("the CA key"), Path::new("the CA certificate"));
+        Self::from_texts(None, key_algorithm, cert_pem, key_pem, key_path, cert_path)
     }
 
     /// Loads the CA from `CERT_DIR`. Accepts what 1.2's `cpsconf.py` made (v1, SHA-1
@@ -167,6 +188,25 @@ impl CertificateAuthority {
         let (key_path, cert_path) = ca_paths(&settings.cert_dir);
         let cert_text = files::read(&cert_path)?;
         let key_text = files::read_private(&key_path)?;
+        Self::from_texts(
+            Some(&settings.cert_dir),
+            settings.key_algorithm,
+            &cert_text,
+            &key_text,
+            &key_path,
+            &cert_path,
+        )
+    }
+
+    /// Parses and checks a CA certificate and key; the paths only name them in errors.
+    fn from_texts(
+        cert_dir: Option<&Path>,
+        key_algorithm: KeyAlgorithm,
+        cert_text: &str,
+        key_text: &str,
+        key_path: &Path,
+        cert_path: &Path,
+    ) -> Result<Self, Error> {
         let cert_der =
             names::first_pem_block(cert_text.as_bytes(), &["CERTIFICATE"]).ok_or_else(|| {
                 Error::NotPem {
@@ -174,14 +214,22 @@ impl CertificateAuthority {
                     label: "CERTIFICATE",
                 }
             })?;
-        let key = KeyPair::from_pem(&key_text).map_err(|source| Error::BadKey {
-            path: key_path.clone(),
+        let key = KeyPair::from_pem(key_text).map_err(|source| Error::BadKey {
+            path: key_path.to_owned(),
             source,
         })?;
         // Re-encode the certificate rather than keep the file: a PEM with comments or a
         // trailing chain would otherwise be shipped to users and VMs as it is.
         let cert_pem = pem_encode("CERTIFICATE", &cert_der);
-        Self::from_parts(settings, cert_der, cert_pem, key, &key_path, &cert_path)
+        Self::from_parts(
+            cert_dir,
+            key_algorithm,
+            cert_der,
+            cert_pem,
+            key,
+            key_path,
+            cert_path,
+        )
     }
 
     /// Loads the CA if `CERT_DIR` has one, creates it if it has neither file; half a CA (one
@@ -209,7 +257,8 @@ impl CertificateAuthority {
 
     /// Checks a loaded or created certificate and key belong together and builds the issuer.
     fn from_parts(
-        settings: &CaSettings,
+        cert_dir: Option<&Path>,
+        key_algorithm: KeyAlgorithm,
         cert_der: Vec<u8>,
         cert_pem: String,
         key: KeyPair,
@@ -252,8 +301,8 @@ impl CertificateAuthority {
             issuer,
             cert_pem,
             cert_der,
-            cert_dir: settings.cert_dir.clone(),
-            key_algorithm: settings.key_algorithm,
+            cert_dir: cert_dir.map(Path::to_owned),
+            key_algorithm,
             not_after,
             legacy,
         })
@@ -281,9 +330,20 @@ impl CertificateAuthority {
         self.legacy
     }
 
-    /// `CERT_DIR`.
-    pub fn cert_dir(&self) -> &Path {
-        &self.cert_dir
+    /// `CERT_DIR`; `None` for a CA held only in memory.
+    pub fn cert_dir(&self) -> Option<&Path> {
+        self.cert_dir.as_deref()
+    }
+
+    /// The key type of the keys this CA generates.
+    pub fn key_algorithm(&self) -> KeyAlgorithm {
+        self.key_algorithm
+    }
+
+    /// The CA's private key, PEM (PKCS#8): for an embedder that stores a CA made by
+    /// [`generate`](Self::generate). Whoever holds it can impersonate every ConPaaS party.
+    pub fn key_pem(&self) -> SecretString {
+        self.issuer.key().serialize_pem().into()
     }
 
     /// Issues the director's own certificate for `hostname` (the host of `DIRECTOR_URL`,
@@ -329,8 +389,11 @@ impl CertificateAuthority {
         hostname: &str,
         if_exists: IfExists,
     ) -> Result<IssuedCertificate, Error> {
-        let key_path = self.cert_dir.join(KEY_FILE);
-        let cert_path = self.cert_dir.join(CERT_FILE);
+        let Some(cert_dir) = &self.cert_dir else {
+            return Err(Error::InMemory);
+        };
+        let key_path = cert_dir.join(KEY_FILE);
+        let cert_path = cert_dir.join(CERT_FILE);
         if if_exists == IfExists::Fail {
             for path in [&key_path, &cert_path] {
                 if files::exists(path) {
@@ -474,6 +537,20 @@ impl CertificateAuthority {
 }
 
 /// `CERT_DIR/ca_key.pem`, `CERT_DIR/ca_cert.pem`.
+/// A new CA key and its self-signed v3 certificate
+/// `emailAddress=info@conpaas.eu, CN=CA, O=ConPaaS`, valid 5 × 365 days.
+fn new_ca(key_algorithm: KeyAlgorithm) -> Result<(KeyPair, rcgen::Certificate), Error> {
+    let (key, _) = keys::generate(key_algorithm)?;
+    let validity = Validity::starting_now(LONG_LIFETIME)?;
+    let mut params = base_params(names::ca_dn()?, &validity);
+    // pathlen 0: there are no intermediates, and 1.2 peers recognise the CA by CN=CA,
+    // so one could not be added anyway.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key).map_err(Error::Sign)?;
+    Ok((key, cert))
+}
+
 fn ca_paths(cert_dir: &Path) -> (PathBuf, PathBuf) {
     (cert_dir.join(CA_KEY_FILE), cert_dir.join(CA_CERT_FILE))
 }

@@ -9,20 +9,25 @@
 //! subjects built from the caller's identity instead of the CSR's.
 //!
 //! Everything here is synchronous and some of it is slow (RSA key generation takes tens of
-//! milliseconds): async callers run it inside `spawn_blocking`.
+//! milliseconds): async callers run it inside `spawn_blocking`. A CA need not live in files:
+//! [`CertificateAuthority::generate`] makes one in memory and
+//! [`CertificateAuthority::from_pem`] loads one from PEM texts (a Kubernetes Secret, Vault).
 //!
-//! ```no_run
+//! ```
 //! use conpaas_core::ca::{CaSettings, CertificateAuthority, IfExists, KeyAlgorithm};
 //! use conpaas_core::model::UserId;
 //!
+//! # let scratch = tempfile::tempdir().unwrap();
 //! let settings = CaSettings {
-//!     cert_dir: "/etc/cpsdirector/certs".into(),
-//!     key_algorithm: KeyAlgorithm::Rsa2048,
+//!     cert_dir: scratch.path().join("certs"), // /etc/cpsdirector/certs in 1.2
+//!     key_algorithm: KeyAlgorithm::EcdsaP256,
 //! };
 //! let ca = CertificateAuthority::create(&settings, IfExists::Fail)?;
 //! ca.write_director_cert("director.example.org", IfExists::Fail)?;
 //! let issued = ca.issue_user_cert(UserId(7), "alice", "alice@example.org")?;
 //! // issued.serial goes into the issued-certificates table; issued.key_pem to the user only.
+//! assert_eq!(issued.serial.len(), 32);
+//! assert!(settings.cert_dir.join("ca_key.pem").exists());
 //! # Ok::<(), conpaas_core::ca::Error>(())
 //! ```
 
@@ -48,6 +53,16 @@ pub const CA_KEY_FILE: &str = "ca_key.pem";
 pub const CERT_FILE: &str = "cert.pem";
 /// File name of the director's own private key inside `CERT_DIR` (mode 0600).
 pub const KEY_FILE: &str = "key.pem";
+
+/// The installation tag of a CA (8 hex digits of the MD5 of its DER certificate): every
+/// client token of this installation's VMs starts with `cps-<tag>-`, so that directors of
+/// different installations sharing a cloud account never touch each other's VMs.
+pub fn installation_tag(ca_cert_der: &[u8]) -> String {
+    use md5::Digest as _;
+    let mut tag = hex::encode(md5::Md5::digest(ca_cert_der));
+    tag.truncate(8);
+    tag
+}
 
 /// The key type of certificates the CA creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +226,9 @@ pub enum Error {
     /// The system clock is outside the range a certificate validity can express.
     #[error("the system clock is outside the range certificates can express")]
     Clock,
+    /// The CA is held in memory only: it has no `CERT_DIR` to write files into.
+    #[error("the CA is held in memory: it has no CERT_DIR to write into")]
+    InMemory,
     /// rcgen failed to generate a key or to build or sign a certificate.
     #[error("cannot generate or sign the certificate")]
     Sign(#[source] rcgen::Error),

@@ -275,17 +275,42 @@ pub(crate) fn check_hostname(hostname: &str) -> Result<&str, Error> {
 /// (`spec/certificates.md` §10.2), decoded to text whatever its string type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertIdentity {
-    /// `UID` (0.9.2342.19200300.100.1.1): the owning user's id, as text.
+    /// `UID` (0.9.2342.19200300.100.1.1): the owning user's id, as text (typed:
+    /// [`CertIdentity::user_id`]).
     pub uid: Option<String>,
-    /// `serviceLocator` (1.3.6.1.5.5.7.48.1.7): the service id, `"0"` for users.
+    /// `serviceLocator` (1.3.6.1.5.5.7.48.1.7): the service id, `"0"` for users (typed:
+    /// [`CertIdentity::service_id`]).
     pub service_locator: Option<String>,
-    /// `role` (2.5.4.72): `frontend`, `user`, `manager` or `agent`.
+    /// `role` (2.5.4.72): `frontend`, `user`, `manager` or `agent` (typed:
+    /// [`CertIdentity::role`]).
     pub role: Option<String>,
     /// `CN` (2.5.4.3).
     pub cn: Option<String>,
 }
 
 impl CertIdentity {
+    /// The `UID` as a user id, read as 1.2 read it (Python's `int()`); `None` when absent or
+    /// not an integer that fits.
+    pub fn user_id(&self) -> Option<UserId> {
+        parse_id(self.uid.as_deref()).map(UserId)
+    }
+
+    /// The `serviceLocator` as a service id, read as 1.2 read it; `None` when absent or not an
+    /// integer that fits. Users' certificates carry `0`.
+    pub fn service_id(&self) -> Option<ServiceId> {
+        parse_id(self.service_locator.as_deref()).map(ServiceId)
+    }
+
+    /// The `role` as one of the four ConPaaS roles; `None` when absent or unknown.
+    pub fn role(&self) -> Option<Role> {
+        self.role.as_deref().and_then(|role| role.parse().ok())
+    }
+
+    /// Whether the certificate carries exactly `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.role() == Some(role)
+    }
+
     /// Reads the identity of a certificate given as DER or as PEM (first `CERTIFICATE` block).
     ///
     /// This does not verify the certificate: callers pass certificates their TLS stack has
@@ -322,6 +347,12 @@ impl CertIdentity {
         }
         Ok(identity)
     }
+}
+
+/// An id attribute as 1.2 read it: Python's `int()`, within `i32`.
+fn parse_id(text: Option<&str>) -> Option<i32> {
+    text.and_then(crate::model::parse_int)
+        .and_then(|id| i32::try_from(id).ok())
 }
 
 /// Decodes a DirectoryString-like value to text: every string type 1.2-era OpenSSL could

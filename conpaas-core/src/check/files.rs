@@ -222,7 +222,7 @@ fn templates(loaded: &LoadedConfig) -> Vec<CheckResult> {
             ),
         ));
     }
-    // One script per real driver type; the dummy cloud needs none.
+    // One script per real driver type; the director supplies the dummy cloud's when absent.
     let mut drivers: BTreeMap<&'static str, Vec<&str>> = BTreeMap::new();
     for cloud in loaded.config.clouds() {
         if !matches!(cloud.driver, DriverSettings::Dummy) {

@@ -13,20 +13,27 @@
 //! Nothing here writes to the installation: a missing data directory is reported, never
 //! created, and the database write test is rolled back.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), conpaas_core::check::Error> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use conpaas_core::check::{self, CheckOptions, Status};
-//! use conpaas_core::config::ConfigSource;
+//! use conpaas_core::config::{self, ConfigSource, DataDirOrigin};
 //!
-//! let source = ConfigSource::resolve(None, None);
+//! let scratch = tempfile::tempdir()?;
+//! let dir = scratch.path().join("conpaas-data");
+//! let source = ConfigSource::DataDir { dir: dir.clone(), origin: DataDirOrigin::CommandLine };
 //! let mut options = CheckOptions::recommended();
 //! options.network = false;
+//! // A data directory that does not exist: reported, never created.
+//! assert!(matches!(check::run(&source, &options).await, Err(check::Error::NoConfig { .. })));
+//! assert!(!dir.exists());
+//! // Its director.cfg alone (no CA yet, no database): errors that say how to fix them.
+//! config::load(&source)?;
 //! let results = check::run(&source, &options).await?;
 //! for result in &results {
 //!     eprintln!("{}", result.line());
 //! }
-//! let healthy = !results.iter().any(|result| result.status == Status::Error);
-//! # let _ = healthy;
+//! assert!(results.iter().any(|result| result.status == Status::Error));
 //! # Ok(())
 //! # }
 //! ```
@@ -34,6 +41,7 @@
 mod database;
 mod files;
 mod network;
+pub use network::cloud_checks;
 mod pki;
 
 use std::fmt;

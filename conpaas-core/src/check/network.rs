@@ -24,6 +24,7 @@ pub(super) async fn checks(loaded: &LoadedConfig, options: &CheckOptions) -> Vec
     let mut results = vec![clock(loaded, options).await];
     results.extend(clouds(loaded, options).await);
     results.push(services(loaded, options).await);
+    results.push(rowless_vms(loaded, options).await);
     results.push(director_tls(loaded, options).await);
     results
 }
@@ -65,7 +66,10 @@ async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult 
         let (Some(vmid), Some(cloud_name)) = (&row.vmid, &row.cloud) else {
             continue;
         };
-        let Some((_, cloud)) = registry.get(cloud_name) else {
+        let Some(cloud) = registry
+            .get(cloud_name)
+            .map(|registered| registered.cloud())
+        else {
             unknown_cloud.push(format!("sid {} on {cloud_name}", row.sid));
             continue;
         };
@@ -120,6 +124,134 @@ async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult 
         WHAT,
         format!("the VM of each of the {n_checked} started service(s) exists"),
     )
+}
+
+/// VMs of this installation (by client-token prefix) that no service row records: what the
+/// director's reaper terminates after `REAP_GRACE`. Dummy clouds are local files and always
+/// checked; real clouds only with the network.
+async fn rowless_vms(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult {
+    const WHAT: &str = "VMs without a service";
+    let ca_path = loaded.config.ca.cert_dir.join(CA_CERT_FILE);
+    let tag = match std::fs::read(&ca_path)
+        .ok()
+        .and_then(|text| CertificateDer::from_pem_slice(&text).ok())
+    {
+        Some(der) => crate::ca::installation_tag(&der),
+        None => {
+            return CheckResult::skipped(
+                "reaper",
+                WHAT,
+                format!(
+                    "no CA certificate in {}: the installation's VMs cannot be named",
+                    ca_path.display()
+                ),
+            );
+        }
+    };
+    let prefix = format!("cps-{tag}-s");
+    let registry = CloudRegistry::new(
+        loaded.config.clouds(),
+        &loaded.config.conf_dir.join("dummy-cloud"),
+    );
+    let mut listed = Vec::new();
+    let mut skipped = Vec::new();
+    let mut unanswered = Vec::new();
+    for registered in registry.iter() {
+        let local = registered
+            .settings()
+            .is_some_and(|settings| matches!(settings.driver, DriverSettings::Dummy));
+        if !local && !options.network {
+            skipped.push(registered.name().to_owned());
+            continue;
+        }
+        match tokio::time::timeout(
+            options.network_timeout,
+            registered.cloud().list_nodes(&prefix),
+        )
+        .await
+        {
+            Ok(Ok(nodes)) => listed.extend(
+                nodes
+                    .into_iter()
+                    .map(|node| (registered.name().to_owned(), node)),
+            ),
+            Ok(Err(cloud::Error::Unsupported { .. })) => skipped.push(registered.name().to_owned()),
+            Ok(Err(error)) => {
+                unanswered.push(format!("{}: {}", registered.name(), error_chain(&error)))
+            }
+            Err(_) => unanswered.push(format!("{}: no answer in time", registered.name())),
+        }
+    }
+    let sids: Vec<crate::model::ServiceId> = listed
+        .iter()
+        .filter_map(|(_, node)| node.client_token.strip_prefix(&prefix)?.parse().ok())
+        .map(crate::model::ServiceId)
+        .collect();
+    let rows = match crate::store::Store::connect(&loaded.config.store) {
+        Ok(store) => {
+            store
+                .run(move |conn| crate::store::service_vms(conn, &sids))
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            return CheckResult::skipped(
+                "reaper",
+                WHAT,
+                format!("the services could not be read: {}", error_chain(&error)),
+            );
+        }
+    };
+    let rowless: Vec<String> = listed
+        .iter()
+        .filter(|(_, node)| {
+            let sid: Option<i32> = node
+                .client_token
+                .strip_prefix(&prefix)
+                .and_then(|digits| digits.parse().ok());
+            match rows.iter().find(|(row_sid, _)| Some(row_sid.0) == sid) {
+                None => true,
+                Some((_, None)) => false,
+                Some((_, Some(vmid))) => *vmid != node.vmid,
+            }
+        })
+        .map(|(cloud, node)| format!("{cloud} {}", node.vmid))
+        .collect();
+    if !rowless.is_empty() {
+        return CheckResult::warning(
+            "reaper",
+            WHAT,
+            format!(
+                "{} VM(s) of this installation have no service row: {}",
+                rowless.len(),
+                rowless.join(", ")
+            ),
+            "a running `director serve` terminates them once they are older than REAP_GRACE \
+             (see docs/operations.md, \"The reaper\"); they keep costing money until then",
+        );
+    }
+    if !unanswered.is_empty() {
+        return CheckResult::warning(
+            "reaper",
+            WHAT,
+            format!(
+                "some clouds could not list their VMs: {}",
+                unanswered.join("; ")
+            ),
+            "see the cloud credentials lines above",
+        );
+    }
+    let mut found = format!(
+        "each of the {} VM(s) of this installation has its service row",
+        listed.len()
+    );
+    if !skipped.is_empty() {
+        found.push_str(&format!(" (not listed: {})", skipped.join(", ")));
+    }
+    CheckResult::ok("reaper", WHAT, found)
 }
 
 /// The API endpoint of a real cloud; `None` for the dummy one.
@@ -374,11 +506,27 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
         loaded.config.clouds(),
         &loaded.config.conf_dir.join("dummy-cloud"),
     );
+    cloud_checks(&registry, Some(loaded), options).await
+}
+
+/// The cloud checks of cpscheck over any registry: each cloud is asked one authenticated call
+/// ([`Cloud::probe`](crate::cloud::Cloud::probe)). Clouds built from `loaded`'s director.cfg
+/// get messages naming their section; an embedder's own clouds are probed the same way.
+pub async fn cloud_checks(
+    registry: &CloudRegistry,
+    loaded: Option<&LoadedConfig>,
+    options: &CheckOptions,
+) -> Vec<CheckResult> {
     let what = "cloud credentials";
     let mut results = Vec::new();
-    for (settings, driver) in registry.iter() {
-        let name = &settings.name;
-        let kind = settings.driver.name();
+    for registered in registry.iter() {
+        let driver = registered.cloud();
+        let name = registered.name();
+        let kind = driver.driver();
+        let Some(settings) = registered.settings() else {
+            results.push(embedder_cloud(name, kind, driver.as_ref(), options).await);
+            continue;
+        };
         let Some(endpoint) = cloud_endpoint(settings) else {
             // The dummy cloud needs no network; its probe only proves the registry built it.
             results.push(match driver.probe().await {
@@ -394,15 +542,21 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
                         "cloud {name} (dummy driver) is not usable: {}",
                         error_chain(&error)
                     ),
-                    format!(
-                        "make {} writable by the director's user",
-                        loaded.config.conf_dir.display()
-                    ),
+                    match loaded {
+                        Some(loaded) => format!(
+                            "make {} writable by the director's user",
+                            loaded.config.conf_dir.display()
+                        ),
+                        None => "make the dummy cloud's directory writable".to_owned(),
+                    },
                 ),
             });
             continue;
         };
-        let section = format!("[{name}] of {}", loaded.path.display());
+        let section = match loaded {
+            Some(loaded) => format!("[{name}] of {}", loaded.path.display()),
+            None => format!("[{name}]"),
+        };
         if !options.network {
             results.push(CheckResult::skipped(
                 "cloud",
@@ -469,6 +623,48 @@ async fn clouds(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResul
         });
     }
     results
+}
+
+/// The check of a cloud an embedder registered: its probe, bounded like the others.
+async fn embedder_cloud(
+    name: &str,
+    kind: &str,
+    driver: &dyn cloud::Cloud,
+    options: &CheckOptions,
+) -> CheckResult {
+    let what = "cloud credentials";
+    if !options.network {
+        return CheckResult::skipped(
+            "cloud",
+            what,
+            format!("cloud {name} ({kind} driver) was not probed (--no-network)"),
+        );
+    }
+    match tokio::time::timeout(options.network_timeout, driver.probe()).await {
+        Ok(Ok(())) => CheckResult::ok(
+            "cloud",
+            what,
+            format!("cloud {name} ({kind} driver) answered its probe"),
+        ),
+        Ok(Err(error)) => CheckResult::error(
+            "cloud",
+            what,
+            format!(
+                "cloud {name} ({kind} driver) failed its probe: {}",
+                error_chain(&error)
+            ),
+            format!("see the {kind} driver's documentation"),
+        ),
+        Err(_) => CheckResult::error(
+            "cloud",
+            what,
+            format!(
+                "cloud {name} ({kind} driver) did not answer its probe within {} s",
+                options.network_timeout.as_secs()
+            ),
+            format!("see the {kind} driver's documentation"),
+        ),
+    }
 }
 
 const TLS_WHAT: &str = "director answers TLS at DIRECTOR_URL";

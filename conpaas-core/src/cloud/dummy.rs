@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
+use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 
 /// The manager address of every dummy VM, as in 1.2 (its unit tests assert it).
 pub const DUMMY_MANAGER_IP: &str = "127.0.0.3";
@@ -104,6 +104,41 @@ impl Cloud for DummyCloud {
 
     async fn probe(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {
+        let dir = self.dir.clone();
+        let prefix = token_prefix.to_owned();
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<ListedNode>> {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(error) => return Err(error),
+            };
+            let mut nodes = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(vmid) = name.to_str().and_then(|name| name.strip_suffix(".sh")) else {
+                    continue;
+                };
+                if !vmid.starts_with(&prefix) || !Self::valid_vmid(vmid) {
+                    continue;
+                }
+                let created = entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .ok()
+                    .map(chrono::DateTime::<chrono::Utc>::from);
+                // A dummy VM's id is its token.
+                nodes.push(ListedNode::new(vmid, vmid, created));
+            }
+            nodes.sort_by(|a, b| a.vmid.cmp(&b.vmid));
+            Ok(nodes)
+        })
+        .await
+        .map_err(|join| Error::Unavailable(join.to_string()))?
+        .map_err(Error::Io)
     }
 
     async fn node_state(&self, vmid: &str) -> Result<NodeState, Error> {

@@ -22,9 +22,11 @@ pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 #[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
-pub use provider::{Cloud, Error, Node, NodeRequest, NodeState};
+pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 #[cfg(feature = "director")]
-pub use registry::{CloudRegistry, DEFAULT_CLOUD_ALIAS};
+pub use registry::{
+    CloudRegistry, CloudRegistryBuilder, DEFAULT_CLOUD_ALIAS, RegisteredCloud, RegistryError,
+};
 pub use settings::{
     CloudSettings, DriverSettings, Ec2Region, Ec2Settings, EndpointUrl, InstanceType,
     OpenNebulaSettings, UrlScheme,

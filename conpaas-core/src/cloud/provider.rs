@@ -26,6 +26,33 @@ pub struct Node {
     pub private_ip: Option<String>,
 }
 
+/// A VM as [`Cloud::list_nodes`] lists it: one this installation created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedNode {
+    /// The cloud's id of the VM.
+    pub vmid: String,
+    /// The client token it was created with ([`NodeRequest::client_token`]).
+    pub client_token: String,
+    /// When the cloud created it, if the cloud says.
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ListedNode {
+    /// A listed VM.
+    pub fn new(
+        vmid: impl Into<String>,
+        client_token: impl Into<String>,
+        created: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        ListedNode {
+            vmid: vmid.into(),
+            client_token: client_token.into(),
+            created,
+        }
+    }
+}
+
 /// The state of a VM as far as the director cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -67,6 +94,14 @@ pub enum Error {
     /// Local IO (the dummy cloud's files).
     #[error("cloud io: {0}")]
     Io(#[from] std::io::Error),
+    /// The driver cannot do this (e.g. list its VMs for the reaper).
+    #[error("the {driver} driver cannot {operation}")]
+    Unsupported {
+        /// The driver.
+        driver: &'static str,
+        /// What it cannot do.
+        operation: &'static str,
+    },
 }
 
 /// A cloud the director starts manager VMs on.
@@ -93,6 +128,18 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     /// (EC2: `DescribeInstances` filtered on `client-token`; OpenNebula: the token in the VM's
     /// name, found by listing `/compute`).
     async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error>;
+
+    /// Every VM not terminated whose client token starts with `token_prefix` (the prefix of
+    /// this installation's tokens, `cps-<tag>-s`): what the reaper compares with the database
+    /// to find VMs that outlived their row. Drivers that cannot list answer
+    /// [`Error::Unsupported`] (the default), and the reaper skips their cloud with a warning.
+    async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {
+        let _ = token_prefix;
+        Err(Error::Unsupported {
+            driver: self.driver(),
+            operation: "list its VMs",
+        })
+    }
 
     /// One cheap authenticated call proving the endpoint answers and accepts the credentials
     /// (EC2: `DescribeInstances` with `MaxResults=5`; OpenNebula: `GET /compute`). cpscheck

@@ -51,7 +51,8 @@ impl fmt::Debug for CloudSettings {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum DriverSettings {
-    /// `DRIVER = dummy`: no VM is started; every "VM" is id `3` at `127.0.0.3`, as in 1.2.
+    /// `DRIVER = dummy`: no VM is started; every "VM" is a file named by the start's client
+    /// token (`cps-<hex>-s<sid>`), at `127.0.0.3` as in 1.2.
     Dummy,
     /// `DRIVER = ec2`: Amazon EC2 (or an EC2-compatible endpoint).
     Ec2(Ec2Settings),
@@ -140,7 +141,8 @@ pub struct OpenNebulaSettings {
     pub netmask: Ipv4Addr,
     /// `NET_NAMESERVER`: the VM's DNS server (context `NAMESERVER`).
     pub nameserver: Ipv4Addr,
-    /// `OS_ARCH`: e.g. `x86_64`; only 1.2 managers send it.
+    /// `OS_ARCH`: the VMs' architecture, sent as `OS/TYPE@arch` for the manager VM (and by
+    /// 1.2 managers for their agents); [`OpenNebulaSettings::DEFAULT_OS_ARCH`] when absent.
     pub os_arch: String,
     /// `OS_ROOT`: the root device, e.g. `sda`; only 1.2 managers send it.
     pub os_root: String,
@@ -152,6 +154,11 @@ pub struct OpenNebulaSettings {
     pub xmlrpc: Option<String>,
     /// `BOOT_TIMEOUT` (ours): how long a new VM may take to get its address.
     pub boot_timeout: Duration,
+}
+
+impl OpenNebulaSettings {
+    /// `OS_ARCH` when director.cfg has none: OpenNebula's KVM default would be i686.
+    pub const DEFAULT_OS_ARCH: &'static str = "x86_64";
 }
 
 /// The instance types 1.2's OpenNebula driver knows (`INST_TYPE`).

@@ -57,6 +57,10 @@ pub const DEFAULT_DIRECTOR_URL: &str = "https://localhost:5555";
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
 /// `[director] MANAGER_PORT` when absent: managers serve HTTPS on 443.
 pub const DEFAULT_MANAGER_PORT: u16 = 443;
+/// `[director] MAINTENANCE_INTERVAL` when absent: reconciliation and the reaper every 5 min.
+pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
+/// `[director] REAP_GRACE` when absent: a VM without a row is terminated after 10 min.
+pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(600);
 /// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -108,6 +112,9 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "DB_MAX_CONNECTIONS"),
     ("director", "MANAGER_PORT"),
     ("director", "MANIFEST_ALLOW_PRIVATE_URLS"),
+    ("director", "MAINTENANCE_INTERVAL"),
+    ("director", "RECONCILE_GRACE"),
+    ("director", "REAP_GRACE"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -143,6 +150,13 @@ pub struct DirectorConfig {
     /// `[director] MANIFEST_ALLOW_PRIVATE_URLS`: let manifests name URLs on loopback, private
     /// and link-local addresses (cloud metadata addresses stay refused).
     pub manifest_allow_private_urls: bool,
+    /// `[director] MAINTENANCE_INTERVAL`: time between two maintenance passes.
+    pub maintenance_interval: Duration,
+    /// `[director] RECONCILE_GRACE`: how old a row without a VM must be before it is undone;
+    /// `None` = the start timeout plus a minute.
+    pub reconcile_grace: Option<Duration>,
+    /// `[director] REAP_GRACE`: how old a VM without a row must be before it is terminated.
+    pub reap_grace: Duration,
 }
 
 impl DirectorConfig {

@@ -117,8 +117,8 @@ fn our_additions_are_read() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let config = &loaded.config;
     let vpn = config.vpn.as_ref().unwrap();
-    assert_eq!(vpn.base_network_text, "172.16.0.0");
-    assert_eq!(vpn.netmask_text, "255.240.0.0");
+    assert_eq!(vpn.base_network.to_string(), "172.16.0.0");
+    assert_eq!(vpn.netmask.to_string(), "255.240.0.0");
     assert_eq!(vpn.service_bits, 5);
     assert_eq!(vpn.arithmetic, SubnetArithmetic::Legacy);
     assert_eq!(config.ca.key_algorithm, KeyAlgorithm::EcdsaP256);
@@ -366,6 +366,41 @@ fn opennebula_errors() {
             &format!("{expect}\n"),
         );
     }
+}
+
+#[test]
+fn os_arch_defaults_to_x86_64_and_reaches_the_managers() {
+    let without = OPENNEBULA.replace("OS_ARCH = x86_64\n", "");
+    let loaded = load(&format!("{BASE}[iaas]\n{without}"));
+    let cloud = &loaded.config.default_cloud;
+    let DriverSettings::OpenNebula(one) = &cloud.driver else {
+        panic!("not opennebula: {cloud:?}");
+    };
+    assert_eq!(one.os_arch, "x86_64");
+    // The managers' copy of the section carries it, as 1.2 managers require the key.
+    assert_eq!(
+        cloud.section.last(),
+        Some(&("OS_ARCH".to_owned(), "x86_64".to_owned()))
+    );
+    let loaded = load(&format!("{BASE}[iaas]\n{}OS_ARCH = i686\n", without));
+    let DriverSettings::OpenNebula(one) = &loaded.config.default_cloud.driver else {
+        panic!("not opennebula");
+    };
+    assert_eq!(one.os_arch, "i686");
+    assert_eq!(
+        loaded
+            .config
+            .default_cloud
+            .section
+            .iter()
+            .filter(|(key, _)| key == "OS_ARCH")
+            .count(),
+        1
+    );
+    check(
+        &format!("{BASE}[iaas]\n{without}OS_ARCH = x86\"64\n"),
+        "director.cfg:22: [iaas] OS_ARCH: expected the VMs' architecture, such as x86_64, got \"x86\\\"64\"\n",
+    );
 }
 
 #[test]

@@ -18,11 +18,85 @@ impl Director {
             },
         };
         let amount = Credit(amount);
-        Ok(self
-            .inner
-            .store
-            .run(move |conn| store::decrement_credit(conn, uid, amount))
-            .await?)
+        // A 1.2 manager takes any answer but `{"error": false}` (an error answer, a timeout)
+        // as "out of credit" and terminates its service: a busy, locked or failing database
+        // (the director's own fault) must not end a user's service. So failures are retried
+        // within a bound (1.2 managers wait for the answer without a timeout); past it the
+        // charge is kept in memory, applied by the next maintenance pass, and the manager is
+        // told the credit covered it (docs/operations.md, "Credit when the database fails").
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match self
+                .inner
+                .store
+                .run(move |conn| store::decrement_credit(conn, uid, amount))
+                .await
+            {
+                Ok(charged) => return Ok(charged),
+                Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(uid = %uid, %error, "credit charge failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(error) => {
+                    tracing::error!(uid = %uid, amount = amount.0, %error, "credit charge still failing: deferred to the next maintenance pass, the manager is told it was covered");
+                    self.inner
+                        .deferred_charges
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((uid, amount));
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Applies the credit charges the database could not take when managers asked
+    /// ([`charge`](Self::charge) deferred them), each once; a charge larger than the credit
+    /// left takes the credit to 0. Answers how many were applied; the others stay for the
+    /// next pass.
+    pub async fn apply_deferred_charges(&self) -> usize {
+        let pending: Vec<(UserId, Credit)> = std::mem::take(
+            &mut *self
+                .inner
+                .deferred_charges
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut applied = 0;
+        let mut failed = Vec::new();
+        for (uid, amount) in pending {
+            match self
+                .inner
+                .store
+                .run(move |conn| store::charge_owed(conn, uid, amount))
+                .await
+            {
+                Ok(_) => applied += 1,
+                Err(error) => {
+                    tracing::warn!(uid = %uid, amount = amount.0, %error, "a deferred credit charge failed again");
+                    failed.push((uid, amount));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.inner
+                .deferred_charges
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(failed);
+        }
+        applied
+    }
+
+    /// Credit charges waiting for [`apply_deferred_charges`](Self::apply_deferred_charges).
+    pub fn deferred_charges(&self) -> usize {
+        self.inner
+            .deferred_charges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Signs an agent CSR for the manager of `sid` (`/ca/get_cert.php`): the agent's identity

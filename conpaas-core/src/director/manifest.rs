@@ -63,11 +63,20 @@ impl ManifestSettings {
     /// The defaults, with `[director] MANIFEST_ALLOW_PRIVATE_URLS` from `config`.
     pub fn from_config(config: &DirectorConfig) -> ManifestSettings {
         ManifestSettings {
+            download: DownloadPolicy::recommended(config.manifest_allow_private_urls),
+            ..ManifestSettings::recommended()
+        }
+    }
+
+    /// The defaults: 1.2's waits, [`DEFAULT_MAX_JOBS_PER_USER`], downloads from public
+    /// addresses only.
+    pub fn recommended() -> ManifestSettings {
+        ManifestSettings {
             poll_interval: DEFAULT_POLL_INTERVAL,
             state_timeout: DEFAULT_STATE_TIMEOUT,
             volume_delay: DEFAULT_VOLUME_DELAY,
             max_jobs_per_user: DEFAULT_MAX_JOBS_PER_USER,
-            download: DownloadPolicy::recommended(config.manifest_allow_private_urls),
+            download: DownloadPolicy::recommended(false),
         }
     }
 }
@@ -235,7 +244,7 @@ impl Director {
         self.inner
             .clouds
             .get(cloud)
-            .is_some_and(|(_, driver)| driver.driver() == "dummy")
+            .is_some_and(|registered| registered.cloud().driver() == "dummy")
     }
 
     fn preflight(&self, entry: &ManifestService) -> Result<(), ManifestFailure> {
@@ -786,9 +795,7 @@ fn call_failure(error: &manager_client::Error) -> String {
     match error {
         manager_client::Error::Status(status) => format!("the manager answered status {status}"),
         manager_client::Error::TooLarge { .. } => "the manager's answer is too large".to_owned(),
-        manager_client::Error::Call(call) if call.is_timeout() => {
-            "the manager did not answer in time".to_owned()
-        }
+        error if error.is_timeout() => "the manager did not answer in time".to_owned(),
         _ => "the manager could not be reached".to_owned(),
     }
 }

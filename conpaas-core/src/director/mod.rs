@@ -3,7 +3,9 @@
 
 pub mod accounts;
 mod apps;
+mod builder;
 pub mod fetch;
+mod maintenance;
 mod managers;
 pub mod manifest;
 mod services;
@@ -12,25 +14,18 @@ mod state;
 mod throttle;
 mod users;
 
+pub use builder::{DEFAULT_CHARGE_PATIENCE, DirectorBuilder, TlsIdentity};
+pub use maintenance::{DEFAULT_REAP_GRACE, MaintenanceReport, MaintenanceSettings, ReapReport};
 pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
     Unreadable, VolumeStartup,
 };
 pub use services::StartRequest;
-pub use state::{DEFAULT_START_TIMEOUT, Director};
+pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT};
 pub use throttle::LoginSource;
 pub use users::{Registration, UserCertificates};
 
-/// Python's `int()` of a request value, as 1.2 parsed numbers: surrounding whitespace and one
-/// sign allowed, then ASCII digits only.
-pub fn parse_int(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
+pub use crate::model::parse_int;
 
 use crate::model::{AppId, ServiceId};
 

@@ -87,12 +87,13 @@ impl Director {
                     .aid
             }
         };
-        let (cloud_settings, cloud) = self
+        let registered = self
             .inner
             .clouds
             .get(&request.cloud)
-            .map(|(settings, cloud)| (settings.clone(), cloud.clone()))
+            .cloned()
             .ok_or_else(|| Error::UnknownCloud(request.cloud.clone()))?;
+        let cloud = registered.cloud().clone();
         let director_url = self
             .inner
             .director_url
@@ -100,11 +101,11 @@ impl Director {
             .ok_or(Error::NotConfigured("DIRECTOR_URL"))?;
         // Read the templates before anything is written: a missing one is an operator error
         // that must not cost a credit or leave a row.
-        let conf_dir = self.inner.conf_dir.clone();
+        let source = self.inner.templates.clone();
         let driver = cloud.driver();
         let type_name = service_type.as_str();
         let templates =
-            tokio::task::spawn_blocking(move || Templates::load(&conf_dir, type_name, driver))
+            tokio::task::spawn_blocking(move || Templates::from_source(&source, type_name, driver))
                 .await
                 .map_err(|_| Error::Cancelled)??;
 
@@ -130,7 +131,7 @@ impl Director {
         match self
             .boot_manager(
                 &service,
-                &cloud_settings,
+                registered.name(),
                 cloud.as_ref(),
                 &templates,
                 &director_url,
@@ -149,7 +150,7 @@ impl Director {
     async fn boot_manager(
         &self,
         service: &Service,
-        cloud_settings: &cloud::CloudSettings,
+        cloud_name: &str,
         cloud: &dyn cloud::Cloud,
         templates: &Templates,
         director_url: &str,
@@ -174,10 +175,10 @@ impl Director {
         let sections: Vec<CloudSection<'_>> = self
             .inner
             .clouds
-            .settings()
-            .map(|settings| CloudSection {
-                name: &settings.name,
-                entries: &settings.section,
+            .iter()
+            .map(|registered| CloudSection {
+                name: registered.name(),
+                entries: registered.section(),
             })
             .collect();
         let key_pem = manager_cert.key_pem.as_ref().map(|key| {
@@ -223,7 +224,7 @@ impl Director {
         let vm = ManagerVm {
             manager: node.public_ip.clone(),
             vmid: node.vmid.clone(),
-            cloud: cloud_settings.name.clone(),
+            cloud: cloud_name.to_owned(),
         };
         let completed = self
             .inner
@@ -232,7 +233,7 @@ impl Director {
             .await?;
         match completed {
             Some(service) => {
-                tracing::info!(sid = %sid, vmid = %node.vmid, cloud = %cloud_settings.name, "service started");
+                tracing::info!(sid = %sid, vmid = %node.vmid, cloud = %cloud_name, "service started");
                 Ok(service)
             }
             None => {
@@ -264,46 +265,43 @@ impl Director {
     async fn terminate_by_token(&self, sid: ServiceId) -> bool {
         let token = self.client_token(sid);
         let mut all_clouds_answered = true;
-        for (settings, cloud) in self.inner.clouds.iter() {
+        for registered in self.inner.clouds.iter() {
+            let (name, cloud) = (registered.name(), registered.cloud());
             match cloud.find_node(&token).await {
                 Ok(Some(vmid)) => match cloud.kill_node(&vmid).await {
                     Ok(()) => {
-                        tracing::info!(sid = %sid, cloud = %settings.name, %vmid, "terminated the VM of an unfinished start")
+                        tracing::info!(sid = %sid, cloud = %name, %vmid, "terminated the VM of an unfinished start")
                     }
                     Err(error) => {
                         all_clouds_answered = false;
-                        tracing::warn!(sid = %sid, cloud = %settings.name, %vmid, %error, "cannot terminate the VM of an unfinished start");
+                        tracing::warn!(sid = %sid, cloud = %name, %vmid, %error, "cannot terminate the VM of an unfinished start");
                     }
                 },
                 Ok(None) => {}
                 Err(error) => {
                     all_clouds_answered = false;
-                    tracing::warn!(sid = %sid, cloud = %settings.name, %error, "cannot look for the VM of an unfinished start");
+                    tracing::warn!(sid = %sid, cloud = %name, %error, "cannot look for the VM of an unfinished start");
                 }
             }
         }
         all_clouds_answered
     }
 
-    /// Deletes the row of a start that did not finish and refunds its credit.
-    async fn forget_start(&self, service: &Service) {
-        let (sid, uid) = (service.sid, service.user_id);
-        let store = &self.inner.store;
-        match store
-            .run(move |conn| store::delete_service(conn, sid))
+    /// Deletes the row of a start that did not finish and refunds its credit, in one
+    /// transaction; a row that has its VM by now (or is gone) is left alone, so running this
+    /// twice, or beside another replica, refunds once.
+    async fn forget_start(&self, service: &Service) -> bool {
+        let sid = service.sid;
+        match self
+            .inner
+            .store
+            .run(move |conn| store::forget_incomplete_service(conn, sid, START_COST))
             .await
         {
-            Ok(Some(_)) => {
-                if let Err(error) = store
-                    .run(move |conn| store::add_credit(conn, uid, START_COST))
-                    .await
-                {
-                    tracing::warn!(uid = %uid, %error, "cannot refund the credit of a failed start");
-                }
-            }
-            Ok(None) => {}
+            Ok(undone) => undone,
             Err(error) => {
-                tracing::warn!(sid = %sid, %error, "cannot delete the row of a failed start")
+                tracing::warn!(sid = %sid, %error, "cannot undo the row of a failed start");
+                false
             }
         }
     }
@@ -326,22 +324,39 @@ impl Director {
         self.stop_service(uid, sid).await
     }
 
-    /// Destroys the service's VM (if it has one yet), then deletes its row. A cloud failure
-    /// keeps the row, so the VM is never forgotten.
+    /// Destroys the service's VM (if it has one yet), then deletes its row — only if the row
+    /// still records that VM: when a start completed since `service` was read, its new VM is
+    /// destroyed first. A row deleted while its VM was still being created makes that start
+    /// terminate the VM itself (`complete_service` finds no row). A cloud failure keeps the
+    /// row, so the VM is never forgotten.
     pub(super) async fn destroy_service(&self, service: &Service) -> Result<(), Error> {
-        if let (Some(vmid), Some(cloud_name)) = (&service.vmid, &service.cloud) {
-            let Some((_, cloud)) = self.inner.clouds.get(cloud_name) else {
-                return Err(Error::UnknownCloud(cloud_name.clone()));
-            };
-            cloud.kill_node(vmid).await?;
-        }
         let sid = service.sid;
-        self.inner
-            .store
-            .run(move |conn| store::delete_service(conn, sid))
-            .await?;
-        tracing::info!(sid = %sid, "service stopped");
-        Ok(())
+        let mut current = service.clone();
+        // A row's VM changes at most once (none, then the started one); the bound only guards
+        // against a store that keeps answering something new.
+        for _ in 0..4 {
+            if let (Some(vmid), Some(cloud_name)) = (&current.vmid, &current.cloud) {
+                let Some(registered) = self.inner.clouds.get(cloud_name) else {
+                    return Err(Error::UnknownCloud(cloud_name.clone()));
+                };
+                registered.cloud().kill_node(vmid).await?;
+            }
+            let expected = current.vmid.clone();
+            let outcome = self
+                .inner
+                .store
+                .run(move |conn| store::delete_service_if_vm(conn, sid, expected.as_deref()))
+                .await?;
+            match outcome {
+                store::ConditionalDelete::Deleted(_) => {
+                    tracing::info!(sid = %sid, "service stopped");
+                    return Ok(());
+                }
+                store::ConditionalDelete::Gone => return Ok(()),
+                store::ConditionalDelete::Changed(now) => current = now,
+            }
+        }
+        Err(Error::ServiceNotFound(sid))
     }
 
     /// Asks a manager to shut its service down before its VM goes (1.2's `/delete` did);
@@ -404,8 +419,7 @@ impl Director {
                 continue;
             }
             // Keep the row while any cloud could still hold its VM: it is the only trace.
-            if self.terminate_by_token(service.sid).await {
-                self.forget_start(&service).await;
+            if self.terminate_by_token(service.sid).await && self.forget_start(&service).await {
                 undone += 1;
                 tracing::info!(sid = %service.sid, "undid an interrupted service start");
             }

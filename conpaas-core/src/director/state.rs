@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bootstrap::TemplateSource;
 use crate::ca::{CertificateAuthority, IssuedCertificate};
 use crate::cloud::CloudRegistry;
 use crate::config::LoadedConfig;
@@ -14,6 +15,7 @@ use crate::store::{self, Store};
 use crate::vpn::VpnPlan;
 
 use super::Error;
+use super::builder::DirectorBuilder;
 use super::fetch::Fetcher;
 use super::manifest::{JobCounts, ManifestSettings};
 
@@ -23,28 +25,10 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a manager has to answer the director (1.2 waited forever).
 pub const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The client towards managers: the director's own certificate, managers checked by role.
-fn manager_client(cert_dir: &Path) -> Result<ManagerClient, Error> {
-    let files = crate::ca::DirectorTlsFiles::read(cert_dir)?;
-    let peer_check: crate::manager_client::PeerCheck = std::sync::Arc::new(|der: &[u8]| {
-        crate::ca::CertIdentity::parse(der).is_ok_and(|identity| {
-            identity.role.as_deref() == Some(crate::model::Role::Manager.as_str())
-        })
-    });
-    ManagerClient::new(
-        &files.cert_pem,
-        &files.key_pem,
-        &files.ca_cert_pem,
-        peer_check,
-        MANAGER_CALL_TIMEOUT,
-    )
-    .map_err(|error| Error::Invalid {
-        field: "CERT_DIR",
-        reason: error.to_string(),
-    })
-}
-
 /// The director's shared state. Cheap to clone (everything inside is shared).
+///
+/// Made by [`Director::builder`] from typed parts, or by [`Director::open`] from a
+/// director.cfg.
 #[derive(Debug, Clone)]
 pub struct Director {
     pub(super) inner: Arc<Inner>,
@@ -56,7 +40,10 @@ pub(super) struct Inner {
     pub(super) ca: Arc<CertificateAuthority>,
     pub(super) vpn: Option<VpnPlan>,
     pub(super) clouds: CloudRegistry,
-    pub(super) conf_dir: PathBuf,
+    /// Where the manager templates are read from at each start.
+    pub(super) templates: TemplateSource,
+    /// `ConPaaS.tar.gz`, served to manager VMs; `None` when this director serves none.
+    pub(super) tarball: Option<PathBuf>,
     pub(super) director_url: Option<String>,
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
@@ -75,54 +62,33 @@ pub(super) struct Inner {
     /// Prefix of the clients tokens of this installation's VMs (from the CA's fingerprint), so
     /// that two directors sharing a cloud account never collide.
     pub(super) installation_tag: String,
+    /// How long a manager's credit charge is retried while the database fails.
+    pub(super) charge_patience: Duration,
+    /// Charges the database could not take in time, for the next maintenance pass.
+    pub(super) deferred_charges: std::sync::Mutex<Vec<(UserId, Credit)>>,
+    /// When the reaper first saw each rowless VM whose cloud gives no creation time.
+    pub(super) unaged_vms: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Director {
-    /// Opens the database (migrating it) and the CA of `config`; the CA must exist
-    /// (`director init`, or `director serve` on a data directory).
+    /// A builder taking each part as a typed value: see [`DirectorBuilder`].
+    pub fn builder() -> DirectorBuilder {
+        DirectorBuilder::default()
+    }
+
+    /// Opens the database (migrating it) and the CA of `config`; the CA and the director's
+    /// certificate must exist (`director init`, or `director serve` on a data directory).
+    /// Blocks (database, files): call it before starting a runtime or on a blocking thread.
     pub fn open(config: &LoadedConfig) -> Result<Director, Error> {
-        Director::open_with(config, ManifestSettings::from_config(&config.config))
+        DirectorBuilder::from_config(config)?.build()
     }
 
     /// [`Director::open`] with manifest settings of the caller's choice (embedders and tests
     /// shorten the waits).
     pub fn open_with(config: &LoadedConfig, manifest: ManifestSettings) -> Result<Director, Error> {
-        let settings = &config.config;
-        let store = Store::open(&settings.store)?;
-        let ca = CertificateAuthority::load(&settings.ca)?;
-        let vpn = match &settings.vpn {
-            Some(vpn) => Some(VpnPlan::new(vpn).map_err(|source| Error::Invalid {
-                field: "VPN_SERVICE_BITS",
-                reason: source.to_string(),
-            })?),
-            None => None,
-        };
-        let clouds = CloudRegistry::new(settings.clouds(), &settings.conf_dir.join("dummy-cloud"));
-        let managers = manager_client(&settings.ca.cert_dir)?.with_port(settings.manager_port);
-        let fetcher = Fetcher::new(manifest.download.clone());
-        let fingerprint = {
-            use md5::Digest as _;
-            hex::encode(md5::Md5::digest(ca.cert_der()))
-        };
-        Ok(Director {
-            inner: Arc::new(Inner {
-                store,
-                ca: Arc::new(ca),
-                vpn,
-                clouds,
-                conf_dir: settings.conf_dir.clone(),
-                director_url: settings.director_url.as_ref().map(ToString::to_string),
-                open_registration: settings.open_registration,
-                max_credit: settings.max_credit,
-                start_timeout: DEFAULT_START_TIMEOUT,
-                managers,
-                logins: super::throttle::LoginThrottle::default(),
-                manifest,
-                fetcher,
-                manifest_jobs: JobCounts::default(),
-                installation_tag: fingerprint[..8].to_owned(),
-            }),
-        })
+        DirectorBuilder::from_config(config)?
+            .manifest(manifest)
+            .build()
     }
 
     /// The store, for embedders and tests.
@@ -135,19 +101,30 @@ impl Director {
         self.inner.ca.cert_pem()
     }
 
+    /// The CA.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.inner.ca
+    }
+
+    /// The clouds services start on.
+    pub fn clouds(&self) -> &CloudRegistry {
+        &self.inner.clouds
+    }
+
     /// The cloud names `/available_clouds` lists.
     pub fn available_clouds(&self) -> Vec<String> {
         self.inner.clouds.names()
     }
 
-    /// Where `/download/ConPaaS.tar.gz` is served from.
-    pub fn tarball_path(&self) -> PathBuf {
-        self.inner.conf_dir.join("ConPaaS.tar.gz")
+    /// Where `/download/ConPaaS.tar.gz` is served from; `None` when this director serves
+    /// no tarball (the route answers 404).
+    pub fn tarball_path(&self) -> Option<&Path> {
+        self.inner.tarball.as_deref()
     }
 
-    /// CONF_DIR.
-    pub fn conf_dir(&self) -> &Path {
-        &self.inner.conf_dir
+    /// Where the manager templates come from.
+    pub fn templates(&self) -> &TemplateSource {
+        &self.inner.templates
     }
 
     /// Whether `/new_user` is open to callers without the frontend's certificate.

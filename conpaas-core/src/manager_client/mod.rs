@@ -2,6 +2,13 @@
 //! client certificate, the manager's certificate checked against the CA and its role. Three
 //! forms, as 1.2 called them: JSON-RPC POST, JSON-RPC GET (`/?method=..&id=1&params=..`) and the
 //! multipart upload POST; answers are reduced to their `result` member as 1.2 did.
+//!
+//! One connection per call, HTTP/1.1 with `Connection: close`, over tokio-rustls. The answer
+//! may be framed by `Content-Length`, chunked, or — as every 1.2 manager sends it — `HTTP/1.0`
+//! ended by closing TCP without a TLS close_notify; see [`http`] for when such an end is
+//! accepted.
+
+mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +18,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::AsyncWriteExt as _;
+
+use self::http::Target;
 
 /// Decides whether a verified server certificate (DER) is a manager's.
 pub type PeerCheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
@@ -22,9 +32,27 @@ pub enum Error {
     /// The TLS material could not be loaded.
     #[error("manager client tls: {0}")]
     Tls(String),
-    /// The call failed (connection, TLS, timeout, status).
-    #[error("manager call failed: {0}")]
-    Call(#[from] reqwest::Error),
+    /// The manager's address or URL is not usable.
+    #[error("invalid manager address {0}")]
+    Url(String),
+    /// No TCP connection to the manager.
+    #[error("cannot connect to the manager: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The TLS handshake failed (among others: the server is not a manager of this CA).
+    #[error("TLS handshake with the manager failed: {0}")]
+    Handshake(#[source] std::io::Error),
+    /// The connection failed while the request or the answer travelled.
+    #[error("the connection to the manager failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The call did not finish in time.
+    #[error("the manager did not answer within {} s", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// The answer is not HTTP as this client reads it.
+    #[error("the manager's answer is not understood: {0}")]
+    Protocol(String),
+    /// The connection ended before the answer was complete.
+    #[error("the manager's answer is incomplete: {0}")]
+    Incomplete(&'static str),
     /// The manager answered a status other than 200.
     #[error("manager answered status {0}")]
     Status(u16),
@@ -34,6 +62,13 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+}
+
+impl Error {
+    /// Whether the call ran out of time (rather than being refused or cut).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout(_))
+    }
 }
 
 /// The largest manager answer read: the answers the director asks for are small JSON objects,
@@ -91,37 +126,12 @@ fn reduce(text: String) -> serde_json::Value {
     }
 }
 
-/// Reads an answer of status 200 up to [`MAX_ANSWER_BYTES`] and reduces it.
-async fn answer(mut response: reqwest::Response) -> Result<serde_json::Value, Error> {
-    let status = response.status();
-    if status != reqwest::StatusCode::OK {
-        return Err(Error::Status(status.as_u16()));
-    }
-    if response
-        .content_length()
-        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(Error::TooLarge {
-            limit: MAX_ANSWER_BYTES,
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Error::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(reduce(String::from_utf8_lossy(&body).into_owned()))
-}
-
 /// The director's HTTPS client towards managers.
 #[derive(Clone)]
 pub struct ManagerClient {
-    http: reqwest::Client,
+    tls: tokio_rustls::TlsConnector,
     port: u16,
+    timeout: Duration,
     upload_timeout: Duration,
 }
 
@@ -129,6 +139,7 @@ impl std::fmt::Debug for ManagerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ManagerClient")
             .field("port", &self.port)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -241,25 +252,21 @@ impl ManagerClient {
             provider: provider.clone(),
             peer_check: PeerCheckDebug(peer_check),
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        // An explicit provider: the process-wide default is never relied on.
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|error| Error::Tls(error.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_auth_cert(chain, key)
             .map_err(|error| Error::Tls(error.to_string()))?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(config)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Managers are reached directly by address: a proxy of the environment would see
-            // the director's calls, and redirects are not part of the protocol.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        // Managers are reached by address and their certificates name no host: 1.2 sent no
+        // SNI either.
+        config.enable_sni = false;
         Ok(ManagerClient {
-            http,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             port: 443,
+            timeout,
             upload_timeout: timeout.max(MIN_UPLOAD_TIMEOUT),
         })
     }
@@ -303,8 +310,15 @@ impl ManagerClient {
         params: serde_json::Value,
     ) -> Result<serde_json::Value, Error> {
         let body = serde_json::json!({"method": method, "params": params, "id": "1"});
-        let response = self.http.post(url).json(&body).send().await?;
-        answer(response).await
+        let target = Target::parse(url)?;
+        self.exchange(
+            &target,
+            "POST",
+            "application/json",
+            Some(body.to_string().as_bytes()),
+            self.timeout,
+        )
+        .await
     }
 
     /// JSON-RPC GET: `GET /?method=<method>&id=1[&params=<JSON>]`, the `params` pair only when
@@ -325,19 +339,20 @@ impl ManagerClient {
         method: &str,
         params: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, Error> {
-        let mut query = vec![("method", method.to_owned()), ("id", "1".to_owned())];
+        let mut target = Target::parse(url)?;
+        let mut query = format!("method={}&id=1", http::form_encode(method));
         if let Some(params) = params {
-            query.push(("params", params.to_string()));
+            query.push_str("&params=");
+            query.push_str(&http::form_encode(&params.to_string()));
         }
-        let response = self
-            .http
-            .get(url)
-            .query(&query)
-            // 1.2 sent this header on its GETs too; managers do not need it, but keep the shape.
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .send()
-            .await?;
-        answer(response).await
+        // The URL's own query, if any, is replaced: these pairs are the call.
+        let path_end = target.target.find('?').unwrap_or(target.target.len());
+        target.target.truncate(path_end);
+        target.target.push('?');
+        target.target.push_str(&query);
+        // 1.2 sent this header on its GETs too; managers do not need it, but keep the shape.
+        self.exchange(&target, "GET", "application/json", None, self.timeout)
+            .await
     }
 
     /// The upload POST: `multipart/form-data` with the field `method` and one file part
@@ -359,20 +374,57 @@ impl ManagerClient {
         method: &str,
         file: Upload,
     ) -> Result<serde_json::Value, Error> {
-        let part = reqwest::multipart::Part::bytes(file.bytes)
-            .file_name(file.file_name)
-            .mime_str("application/octet-stream")?;
-        let form = reqwest::multipart::Form::new()
-            .text("method", method.to_owned())
-            .part(file.field, part);
-        let response = self
-            .http
-            .post(url)
-            .multipart(form)
-            .timeout(self.upload_timeout)
-            .send()
-            .await?;
-        answer(response).await
+        let target = Target::parse(url)?;
+        let (body, content_type) =
+            http::multipart(method, file.field, &file.file_name, &file.bytes);
+        drop(file);
+        self.exchange(
+            &target,
+            "POST",
+            &content_type,
+            Some(&body),
+            self.upload_timeout,
+        )
+        .await
+    }
+
+    /// One request and its answer on a connection of its own, all within `timeout`.
+    async fn exchange(
+        &self,
+        target: &Target,
+        method: &str,
+        content_type: &str,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, Error> {
+        let call = async {
+            let server_name = match target.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ServerName::IpAddress(ip.into()),
+                Err(_) => ServerName::try_from(target.host.clone())
+                    .map_err(|_| Error::Url(target.host.clone()))?,
+            };
+            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(Error::Connect)?;
+            // One small request each way: nothing to gain from delaying segments.
+            let _ = tcp.set_nodelay(true);
+            let mut tls = self
+                .tls
+                .connect(server_name, tcp)
+                .await
+                .map_err(Error::Handshake)?;
+            let head = http::request_head(method, target, content_type, body.map(<[u8]>::len));
+            tls.write_all(&head).await.map_err(Error::Io)?;
+            if let Some(body) = body {
+                tls.write_all(body).await.map_err(Error::Io)?;
+            }
+            tls.flush().await.map_err(Error::Io)?;
+            http::read_answer(&mut tls, MAX_ANSWER_BYTES).await
+        };
+        let body = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        Ok(reduce(String::from_utf8_lossy(&body).into_owned()))
     }
 }
 

@@ -225,3 +225,14 @@ pub struct Service {
     /// Containing application.
     pub application_id: AppId,
 }
+
+/// Python's `int()` of a request value, as 1.2 parsed numbers: surrounding whitespace and one
+/// sign allowed, then ASCII digits only.
+pub fn parse_int(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}

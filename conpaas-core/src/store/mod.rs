@@ -6,13 +6,21 @@
 //! `&mut DbConnection`; async code reaches them through [`Store::run`], which runs
 //! them on a blocking thread:
 //!
-//! ```no_run
-//! # async fn example(store: conpaas_core::store::Store) -> Result<(), conpaas_core::store::Error> {
+//! ```
 //! use conpaas_core::model::{Credit, UserId};
-//! use conpaas_core::store;
+//! use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let settings = StoreSettings {
+//!     url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
+//!     max_connections: 2,
+//! };
+//! let store = tokio::task::spawn_blocking(move || Store::open(&settings)).await??;
+//! // No user 1 yet: nothing is charged.
 //! let charged = store.run(|conn| store::decrement_credit(conn, UserId(1), Credit(1))).await?;
-//! # let _ = charged;
+//! assert!(!charged);
 //! # Ok(())
 //! # }
 //! ```
@@ -61,13 +69,14 @@ pub use conn::{DbConnection, write_transaction};
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
 pub use services::{
-    INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service, find_service,
-    find_service_owned, insert_service, list_all_services, list_incomplete_services,
-    list_services_for_application_owned, list_services_for_user, rename_service_owned,
+    ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
+    delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
+    insert_service, list_all_services, list_incomplete_services,
+    list_services_for_application_owned, list_services_for_user, rename_service_owned, service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{
-    NewPassword, NewUser, RESERVED_USERNAME, add_credit, count_users, create_user,
+    NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users, create_user,
     decrement_credit, find_user, find_user_by_username, login, users_without_credit,
 };
 

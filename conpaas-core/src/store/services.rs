@@ -97,22 +97,28 @@ where
 }
 
 /// Records the manager VM of a service being started; answers the completed row
-/// (`None` if the row is gone).
+/// (`None` if the row is gone: stopped while its VM booted, so the caller must terminate it).
+///
+/// Checked statements in a transaction whose commit is checked: a write that did not reach the
+/// database (disk full, read-only) is an error, never a reported success.
 pub fn complete_service(
     conn: &mut DbConnection,
     sid: ServiceId,
     vm: &ManagerVm,
 ) -> Result<Option<Service>, Error> {
-    let row: Option<ServiceRow> = diesel::update(service::table.find(sid))
-        .set((
-            service::manager.eq(&vm.manager),
-            service::vmid.eq(&vm.vmid),
-            service::cloud.eq(&vm.cloud),
-        ))
-        .returning(service::all_columns)
-        .get_result(conn)
-        .optional()?;
-    Ok(row.map(Service::from))
+    write_transaction(conn, |conn| {
+        let n_rows = diesel::update(service::table.find(sid))
+            .set((
+                service::manager.eq(&vm.manager),
+                service::vmid.eq(&vm.vmid),
+                service::cloud.eq(&vm.cloud),
+            ))
+            .execute(conn)?;
+        if n_rows == 0 {
+            return Ok(None);
+        }
+        find_service(conn, sid)
+    })
 }
 
 /// The service with this id, whoever owns it (manager routes name it by certificate).
@@ -187,14 +193,104 @@ pub fn rename_service_owned(
     Ok(n_rows == 1)
 }
 
-/// Deletes the service; answers the deleted row (`None` if it was already gone).
-/// Call it after the VM is destroyed: the row is the only record of the VM.
+/// Deletes the service row and answers it (`None` if it was already gone). In a transaction
+/// whose commit is checked. Prefer [`delete_service_if_vm`]: deleting a row whose VM was
+/// recorded after the caller last read it forgets a running VM.
 pub fn delete_service(conn: &mut DbConnection, sid: ServiceId) -> Result<Option<Service>, Error> {
-    let row: Option<ServiceRow> = diesel::delete(service::table.find(sid))
-        .returning(service::all_columns)
-        .get_result(conn)
-        .optional()?;
-    Ok(row.map(Service::from))
+    write_transaction(conn, |conn| {
+        let Some(row) = find_service(conn, sid)? else {
+            return Ok(None);
+        };
+        diesel::delete(service::table.find(sid)).execute(conn)?;
+        Ok(Some(row))
+    })
+}
+
+/// What [`delete_service_if_vm`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConditionalDelete {
+    /// The row held the VM the caller expected and is deleted.
+    Deleted(Service),
+    /// The row records another VM than the caller expected (a start completed meanwhile):
+    /// nothing was deleted; here is the row as it is now.
+    Changed(Service),
+    /// There is no such row (already deleted).
+    Gone,
+}
+
+/// Deletes the service row only if it still records `expected_vmid` (`None`: no VM yet): the
+/// row goes only together with the knowledge of its VM, so a start completing concurrently
+/// (its `complete_service` then finds no row and terminates its VM) or a stop racing another
+/// can never leave a VM without a row.
+pub fn delete_service_if_vm(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    expected_vmid: Option<&str>,
+) -> Result<ConditionalDelete, Error> {
+    write_transaction(conn, |conn| {
+        let Some(row) = find_service(conn, sid)? else {
+            return Ok(ConditionalDelete::Gone);
+        };
+        // The condition is in the DELETE itself, so that a completion committed by another
+        // connection between the read and the delete (PostgreSQL's read committed) is seen.
+        let target = service::table.filter(service::sid.eq(sid));
+        let n_rows = match expected_vmid {
+            Some(vmid) => diesel::delete(target.filter(service::vmid.eq(vmid))).execute(conn)?,
+            None => diesel::delete(target.filter(service::vmid.is_null())).execute(conn)?,
+        };
+        if n_rows == 1 {
+            return Ok(ConditionalDelete::Deleted(row));
+        }
+        Ok(match find_service(conn, sid)? {
+            Some(now) => ConditionalDelete::Changed(now),
+            None => ConditionalDelete::Gone,
+        })
+    })
+}
+
+/// Undoes a start that did not finish: deletes the row if it still has no VM and refunds
+/// `refund` to its owner, in one transaction. Idempotent: a second call (or a concurrent
+/// one from another replica) finds nothing and refunds nothing. Answers whether it undid.
+pub fn forget_incomplete_service(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    refund: crate::model::Credit,
+) -> Result<bool, Error> {
+    write_transaction(conn, |conn| {
+        let Some(row) = find_service(conn, sid)? else {
+            return Ok(false);
+        };
+        let n_rows = diesel::delete(
+            service::table
+                .filter(service::sid.eq(sid))
+                .filter(service::vmid.is_null()),
+        )
+        .execute(conn)?;
+        if n_rows == 1 {
+            super::users::add_credit(conn, row.user_id, refund)?;
+        }
+        Ok(n_rows == 1)
+    })
+}
+
+/// The recorded VM (`None`: not yet) of each of `sids` that has a row, ascending `sid`: the
+/// reaper asks before terminating a VM.
+pub fn service_vms(
+    conn: &mut DbConnection,
+    sids: &[ServiceId],
+) -> Result<Vec<(ServiceId, Option<String>)>, Error> {
+    let mut found = Vec::new();
+    // Bounded IN lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+    for chunk in sids.chunks(1000) {
+        let rows: Vec<(ServiceId, Option<String>)> = service::table
+            .filter(service::sid.eq_any(chunk))
+            .select((service::sid, service::vmid))
+            .load(conn)?;
+        found.extend(rows);
+    }
+    found.sort_unstable_by_key(|(sid, _)| sid.0);
+    Ok(found)
 }
 
 /// Every service of every user, ascending `sid` (diagnostics).

@@ -230,6 +230,24 @@ pub fn decrement_credit(
     Ok(n_rows == 1)
 }
 
+/// Charges a debt the director owes the database (a manager's charge deferred while the
+/// database failed): `amount`, or all the credit left when it is less, in one transaction.
+/// Answers whether the user exists.
+pub fn charge_owed(conn: &mut DbConnection, uid: UserId, amount: Credit) -> Result<bool, Error> {
+    if amount.0 < 0 {
+        return Err(Error::NegativeAmount(amount));
+    }
+    super::conn::write_transaction(conn, |conn| {
+        if decrement_credit(conn, uid, amount)? {
+            return Ok(true);
+        }
+        let n_rows = diesel::update(user::table.filter(user::uid.eq(uid)))
+            .set(user::credit.eq(Credit(0)))
+            .execute(conn)?;
+        Ok(n_rows == 1)
+    })
+}
+
 /// Gives `amount` credit to the user (a refund when a start fails, or an operator's
 /// top-up); answers whether the user exists. Refuses a negative amount, and an
 /// amount that would overflow the credit (it answers `false` then).

@@ -10,14 +10,8 @@
 //! ```
 //! use conpaas_core::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
 //!
-//! let settings = VpnSettings {
-//!     base_network: "172.16.0.0".parse()?,
-//!     base_network_text: "172.16.0.0".to_owned(),
-//!     netmask: "255.240.0.0".parse()?,
-//!     netmask_text: "255.240.0.0".to_owned(),
-//!     service_bits: 5,
-//!     arithmetic: SubnetArithmetic::Documented,
-//! };
+//! let settings = VpnSettings::new("172.16.0.0/12".parse()?, 5);
+//! assert_eq!(settings.arithmetic, SubnetArithmetic::Documented);
 //! let plan = VpnPlan::new(&settings)?;
 //! assert_eq!(plan.services_per_application(), 32);
 //! assert_eq!(plan.agents_per_service(), 32767);
@@ -31,6 +25,8 @@
 //! ```
 
 use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
 
 mod error;
 mod plan;
@@ -53,18 +49,28 @@ pub enum SubnetArithmetic {
 /// The `[conpaas] VPN_*` keys, parsed (not yet checked for a usable plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpnSettings {
-    /// `VPN_BASE_NETWORK`, parsed.
+    /// `VPN_BASE_NETWORK`: copied into manager configs as `IPOP_BASE_IP`.
     pub base_network: Ipv4Addr,
-    /// `VPN_BASE_NETWORK` verbatim: copied into manager configs as `IPOP_BASE_IP`.
-    pub base_network_text: String,
-    /// `VPN_NETMASK`, parsed as a dotted netmask.
+    /// `VPN_NETMASK`, a dotted netmask: copied into manager configs as `IPOP_NETMASK`.
     pub netmask: Ipv4Addr,
-    /// `VPN_NETMASK` verbatim: copied into manager configs as `IPOP_NETMASK`.
-    pub netmask_text: String,
     /// `VPN_SERVICE_BITS`.
     pub service_bits: u8,
     /// `VPN_LEGACY_SUBNETS` selects [`SubnetArithmetic::Legacy`].
     pub arithmetic: SubnetArithmetic,
+}
+
+impl VpnSettings {
+    /// Each application's network is `network`, cut into 2^`service_bits` service subnets
+    /// with the installation guide's arithmetic ([`SubnetArithmetic::Documented`]; set
+    /// [`arithmetic`](Self::arithmetic) for 1.2.0's). [`VpnPlan::new`] checks the result.
+    pub fn new(network: Ipv4Net, service_bits: u8) -> Self {
+        VpnSettings {
+            base_network: network.addr(),
+            netmask: network.netmask(),
+            service_bits,
+            arithmetic: SubnetArithmetic::Documented,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,8 +29,6 @@ pub struct VpnPlan {
     subnet_prefix: u8,
     service_bits: u8,
     arithmetic: SubnetArithmetic,
-    base_network_text: String,
-    netmask_text: String,
 }
 
 impl VpnPlan {
@@ -103,8 +101,6 @@ impl VpnPlan {
             subnet_prefix,
             service_bits,
             arithmetic: settings.arithmetic,
-            base_network_text: settings.base_network_text.clone(),
-            netmask_text: settings.netmask_text.clone(),
         })
     }
 
@@ -209,15 +205,16 @@ impl VpnPlan {
 
     /// The values of the four `IPOP_*` lines of the manager's configuration for `subnet`.
     ///
-    /// `IPOP_BASE_IP` and `IPOP_NETMASK` are the settings' text verbatim, as
-    /// 1.2.0 copied them. Fails only for a subnet without a host #2 (/31, /32),
+    /// `IPOP_BASE_IP` and `IPOP_NETMASK` are the base address and the netmask in dotted
+    /// form, as 1.2.0 copied `VPN_BASE_NETWORK` and `VPN_NETMASK` (director.cfg accepts only
+    /// that form, so the text is the one the operator wrote). Fails only for a subnet without a host #2 (/31, /32),
     /// which a plan never allocates.
     pub fn manager_vpn_config(&self, subnet: Ipv4Net) -> Result<ManagerVpnConfig, Error> {
         Ok(ManagerVpnConfig {
             ipop_subnet: subnet.trunc(),
             ipop_ip_address: manager_address(subnet)?,
-            ipop_base_ip: self.base_network_text.clone(),
-            ipop_netmask: self.netmask_text.clone(),
+            ipop_base_ip: self.network.network().to_string(),
+            ipop_netmask: self.network.netmask().to_string(),
         })
     }
 

@@ -11,9 +11,7 @@ use super::{
 fn settings(arithmetic: SubnetArithmetic, base: &str, netmask: &str, bits: u8) -> VpnSettings {
     VpnSettings {
         base_network: base.parse().unwrap(),
-        base_network_text: base.to_owned(),
         netmask: netmask.parse().unwrap(),
-        netmask_text: netmask.to_owned(),
         service_bits: bits,
         arithmetic,
     }
@@ -379,10 +377,12 @@ fn manager_addresses() {
 }
 
 #[test]
-fn manager_config_lines_are_verbatim() {
-    let mut settings = documented("172.16.0.0", "255.240.0.0", 5);
-    // Whatever the operator wrote is what IPOP receives.
-    settings.base_network_text = "172.016.000.000".to_owned();
+fn manager_config_lines_are_dotted() {
+    let settings = documented("172.16.0.0", "255.240.0.0", 5);
+    assert_eq!(
+        settings,
+        VpnSettings::new("172.16.0.0/12".parse().unwrap(), 5)
+    );
     let plan = VpnPlan::new(&settings).unwrap();
     let config = plan
         .manager_vpn_config("172.16.0.0/15".parse().unwrap())
@@ -397,7 +397,7 @@ fn manager_config_lines_are_verbatim() {
         [
             "IPOP_SUBNET = 172.16.0.0/15",
             "IPOP_IP_ADDRESS = 172.16.0.2",
-            "IPOP_BASE_IP = 172.016.000.000",
+            "IPOP_BASE_IP = 172.16.0.0",
             "IPOP_NETMASK = 255.240.0.0",
         ]
     );

@@ -120,7 +120,7 @@ async fn a_service_runs_on_one_vm_and_stop_deletes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_leaves_no_service_row() {
-    // The server knows no image 42: 400 on create.
+    // The server knows no image 42: OpenNebula 3.8 answers the create 500 with oned's message.
     let fake = FakeOcci::start(FakeConfig {
         images: vec![7],
         ..FakeConfig::new()

@@ -153,8 +153,10 @@ async fn create_boots_a_vm_with_our_script_and_kill_ends_it() {
     assert_eq!(fake.vm(&node.vmid).unwrap().state, "DONE");
     assert_eq!(cloud.node_state(&node.vmid).await.unwrap(), NodeState::Gone);
     assert_eq!(cloud.find_node(TOKEN).await.unwrap(), None);
-    // Killing again (the server answers 404) and killing what never existed both succeed.
+    // Killing again (OpenNebula 3.8 answers 500, and the VM reads DONE) and killing what
+    // never existed (404) both succeed.
     cloud.kill_node(&node.vmid).await.unwrap();
+    assert_eq!(fake.count("DELETE", &format!("/compute/{}", node.vmid)), 2);
     cloud.kill_node("999").await.unwrap();
     assert_eq!(cloud.node_state("999").await.unwrap(), NodeState::Gone);
 }
@@ -352,10 +354,8 @@ async fn a_wrong_password_is_refused_at_once() {
     };
     assert_eq!(code, "Unauthorized");
     assert!(message.contains("check USER and PASSWORD"), "{message}");
-    assert!(
-        message.contains("Username or password not correct"),
-        "{message}"
-    );
+    // 3.8 says nothing more than its status.
+    assert!(message.contains("401 Unauthorized"), "{message}");
     assert!(!message.contains("not-the-password"), "{message}");
     assert_eq!(fake.seen().len(), 1, "a refusal is not retried");
     assert!(!fake.seen()[0].authorized);
@@ -401,9 +401,111 @@ async fn a_request_the_server_rejects_is_not_retried() {
     let Error::Refused { code, message } = &error else {
         panic!("{error:?}");
     };
-    assert_eq!(code, "HTTP 400");
+    // OpenNebula 3.8: oned's refusal is a 500 with its message.
+    assert_eq!(code, "HTTP 500");
     assert!(message.contains("unknown image 42"), "{message}");
-    assert_eq!(fake.seen().len(), 1);
+    assert_eq!(fake.count("POST", "/compute"), 1);
+    assert!(fake.vms().is_empty());
+}
+
+#[tokio::test]
+async fn an_instance_type_not_enabled_is_refused_with_the_servers_message_once() {
+    let fake = FakeOcci::start(FakeConfig {
+        instance_types: vec!["small".into()],
+        ..FakeConfig::new()
+    })
+    .await;
+    let mut settings = settings(&fake, "opennebula");
+    settings.instance_type = InstanceType::Custom;
+    let cloud = cloud(&settings);
+    let error = cloud.create_node(request()).await.unwrap_err();
+    let Error::Refused { code, message } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(code, "HTTP 500");
+    assert!(
+        message.ends_with("500 Internal Server Error: Bad instance type"),
+        "{message}"
+    );
+    // Never a second create: one POST, then a look for a VM under the token (none).
+    assert_eq!(fake.count("POST", "/compute"), 1);
+    assert_eq!(fake.count("GET", "/compute"), 1);
+    assert!(fake.vms().is_empty());
+}
+
+#[tokio::test]
+async fn a_create_answered_pending_is_waited_for_until_active() {
+    let fake = FakeOcci::start(FakeConfig::new()).await;
+    let cloud = cloud(&settings(&fake, "opennebula"));
+    let node = cloud.create_node(request()).await.unwrap();
+    let vm = fake.vm(&node.vmid).unwrap();
+    assert_eq!(vm.state, "ACTIVE");
+    // The create answered PENDING: the driver read the VM until it was ACTIVE.
+    assert_eq!(vm.reads, 1);
+    assert_eq!(fake.count("GET", &format!("/compute/{}", node.vmid)), 1);
+}
+
+#[tokio::test]
+async fn the_manager_vm_is_created_with_the_os_architecture() {
+    let fake = FakeOcci::start(FakeConfig::new()).await;
+    let node = cloud(&settings(&fake, "opennebula"))
+        .create_node(request())
+        .await
+        .unwrap();
+    assert_eq!(fake.vm(&node.vmid).unwrap().arch.as_deref(), Some("x86_64"));
+    let mut i686 = settings(&fake, "opennebula");
+    i686.os_arch = "i686".into();
+    let node = cloud(&i686)
+        .create_node(NodeRequest {
+            client_token: "cps-1a2b3c4d-s6".into(),
+            ..request()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fake.vm(&node.vmid).unwrap().arch.as_deref(), Some("i686"));
+}
+
+#[tokio::test]
+async fn list_nodes_lists_this_installations_live_vms_only() {
+    // 3.8 leaves deleted VMs out of the listing; 2.x listed them as DONE.
+    for keep_done in [false, true] {
+        let fake = FakeOcci::start(FakeConfig {
+            keep_done,
+            ..FakeConfig::new()
+        })
+        .await;
+        let cloud = cloud(&settings(&fake, "opennebula"));
+        let start = |prefix: &str, sid: u32| NodeRequest {
+            name: format!("conpaas-manager-php-u1-s{sid}"),
+            client_token: format!("{prefix}s{sid}"),
+            ..request()
+        };
+        let kept = cloud.create_node(start("cps-aaaa1111-", 1)).await.unwrap();
+        let killed = cloud.create_node(start("cps-aaaa1111-", 2)).await.unwrap();
+        let stranger = cloud.create_node(start("cps-bbbb2222-", 1)).await.unwrap();
+        let untokened = cloud
+            .create_node(NodeRequest {
+                client_token: String::new(),
+                ..start("", 3)
+            })
+            .await
+            .unwrap();
+        cloud.kill_node(&killed.vmid).await.unwrap();
+        assert_eq!(fake.vm(&killed.vmid).unwrap().state, "DONE");
+        assert_eq!(fake.live_vms().len(), 3);
+
+        let listed = cloud.list_nodes("cps-aaaa1111-s").await.unwrap();
+        assert_eq!(listed.len(), 1, "keep_done {keep_done}: {listed:?}");
+        assert_eq!(listed[0].vmid, kept.vmid);
+        assert_eq!(listed[0].client_token, "cps-aaaa1111-s1");
+        assert_eq!(listed[0].created, None, "3.8's OCCI gives no STIME");
+        let other = cloud.list_nodes("cps-bbbb2222-s").await.unwrap();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].vmid, stranger.vmid);
+        assert_eq!(cloud.list_nodes("cps-cccc3333-s").await.unwrap(), []);
+        assert_eq!(cloud.list_nodes("").await.unwrap(), []);
+        assert!(fake.vm(&untokened.vmid).is_some());
+    }
 }
 
 #[tokio::test]
@@ -498,4 +600,49 @@ async fn https_with_an_untrusted_certificate_is_refused_without_retries() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(fake.seen().is_empty(), "no request got through");
     assert!(fake.vms().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_delete_of_a_live_vm_is_an_error() {
+    let fake = fake(0).await;
+    let cloud = cloud(&settings(&fake, "opennebula"));
+    let node = cloud.create_node(request()).await.unwrap();
+    fake.set_faults(Faults {
+        delete_refusals: 1,
+        ..Faults::default()
+    });
+    let error = cloud.kill_node(&node.vmid).await.unwrap_err();
+    let Error::Refused { code, message } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(code, "HTTP 500");
+    assert!(message.contains("the host does not answer"), "{message}");
+    // One DELETE (not retried blindly), then the read that shows the VM still there.
+    let path = format!("/compute/{}", node.vmid);
+    assert_eq!(fake.count("DELETE", &path), 1);
+    assert_eq!(fake.vm(&node.vmid).unwrap().state, "ACTIVE");
+    cloud.kill_node(&node.vmid).await.unwrap();
+    assert!(fake.live_vms().is_empty());
+}
+
+#[tokio::test]
+async fn a_refusal_that_made_a_vm_anyway_leaves_none() {
+    let fake = fake(0).await;
+    fake.set_faults(Faults {
+        refusals_after_creating: 1,
+        ..Faults::default()
+    });
+    let cloud = cloud(&settings(&fake, "opennebula"));
+    let error = cloud.create_node(request()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Refused { message, .. } if message.contains("Quota exceeded")),
+        "{error:?}"
+    );
+    assert_eq!(
+        fake.count("POST", "/compute"),
+        1,
+        "a refusal is not retried"
+    );
+    assert_eq!(fake.vms().len(), 1);
+    assert!(fake.live_vms().is_empty(), "the VM it made was deleted");
 }

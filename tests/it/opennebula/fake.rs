@@ -2,6 +2,14 @@
 //! with the SHA-1 of the password, `POST /compute` parsed and validated, VMs that go
 //! `PENDING` -> `ACTIVE` -> `DONE`, the answers of §7.2, and switches for the faults a driver
 //! must survive. It binds 127.0.0.1:0 on the test's runtime and stops when dropped.
+//!
+//! Where OpenNebula releases differ it answers as OpenNebula 3.8's `occi-server` does: a
+//! refused create (an instance type the server does not enable, an image or network `oned`
+//! does not know) is **500** with OpenNebula's message as plain text (`halt 500, message`); a
+//! create answers `PENDING`, never `ACTIVE`; deleted (`DONE`) VMs are left out of
+//! `GET /compute` but still answer `GET /compute/<id>` as `DONE`; deleting a `DONE` VM is
+//! **500** (`oned`: wrong state); a 401 has an empty body (`halt 401`). A body the server
+//! cannot read at all (not XML, no `COMPUTE`) is 400.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -28,16 +36,18 @@ pub struct FakeConfig {
     pub images: Vec<u64>,
     /// Network ids and the first address each leases (`/network/<id>`).
     pub networks: Vec<(u64, Ipv4Addr)>,
-    /// How many `GET /compute/<id>` a VM answers `PENDING` before `ACTIVE` (0: `ACTIVE` in
-    /// the create answer already).
+    /// At which `GET /compute/<id>` a VM is `ACTIVE` (0 and 1 alike: the first); the create
+    /// answer is `PENDING` whatever this is, as 3.8's.
     pub reads_until_active: u32,
-    /// Whether deleted VMs stay listed as `DONE` (else they disappear: 404).
+    /// Whether `GET /compute` still lists deleted VMs as `DONE` (OpenNebula 2.x); 3.8 leaves
+    /// them out. `GET /compute/<id>` answers a deleted VM as `DONE` either way.
     pub keep_done: bool,
 }
 
 impl FakeConfig {
     /// User `oneadmin` / `opennebula`, types small/medium/large, image 42, network 1
-    /// leasing from 192.168.0.17, VMs `ACTIVE` at once, deleted VMs kept as `DONE`.
+    /// leasing from 192.168.0.17, VMs `PENDING` when created and `ACTIVE` at their first read,
+    /// deleted VMs left out of the listing (3.8).
     pub fn new() -> Self {
         FakeConfig {
             user: "oneadmin".into(),
@@ -45,8 +55,8 @@ impl FakeConfig {
             instance_types: vec!["small".into(), "medium".into(), "large".into()],
             images: vec![42],
             networks: vec![(1, Ipv4Addr::new(192, 168, 0, 17))],
-            reads_until_active: 0,
-            keep_done: true,
+            reads_until_active: 1,
+            keep_done: false,
         }
     }
 }
@@ -56,10 +66,18 @@ impl FakeConfig {
 pub struct Faults {
     /// Answer every request 401.
     pub unauthorized: bool,
-    /// Answer the next N `POST /compute` with 500 without creating anything.
+    /// Answer the next N `POST /compute` with 500 without creating anything: the server
+    /// failing, not refusing (Sinatra's HTML error page, as when `occi-server` raises).
     pub create_errors: u32,
-    /// Create the VM of the next N `POST /compute`, then answer 500 anyway (lost answers).
+    /// Create the VM of the next N `POST /compute`, then fail as `create_errors` does (lost
+    /// answers).
     pub create_errors_after_creating: u32,
+    /// Create the VM of the next N `POST /compute`, then answer a 3.8 refusal (500 with a
+    /// message) anyway: a server whose refusal cannot be trusted.
+    pub refusals_after_creating: u32,
+    /// Answer the next N `DELETE /compute/<id>` of a live VM with a 3.8 refusal (500 with a
+    /// message), deleting nothing.
+    pub delete_refusals: u32,
     /// Wait this long before answering `POST /compute` (the VM is created first).
     pub slow_create: Duration,
     /// Wait this long before answering every `GET`.
@@ -89,6 +107,9 @@ pub struct Vm {
     pub ip: Ipv4Addr,
     /// `INIT`, `PENDING`, `ACTIVE`, `FAILED`, `DONE`.
     pub state: String,
+    /// `OS/TYPE@arch` of the request, which OCCI honours with the `common.erb` addition of
+    /// ConPaaS's installation guide.
+    pub arch: Option<String>,
     /// `GET /compute/<id>` answered so far.
     pub reads: u32,
     /// `CONTEXT`, in request order, `$NAME` and `$NIC[IP]` substituted.
@@ -244,7 +265,7 @@ impl FakeOcci {
         self.shared.state.lock().unwrap().faults = faults;
     }
 
-    /// Every VM ever created, deleted ones included while `keep_done`.
+    /// Every VM ever created, deleted (`DONE`) ones included.
     pub fn vms(&self) -> Vec<Vm> {
         self.shared.state.lock().unwrap().vms.clone()
     }
@@ -301,6 +322,16 @@ fn xml(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
 
+/// What Sinatra answers when a route raises: the server failed, it did not decide anything.
+fn crashed() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<h1>Internal Server Error</h1>",
+    )
+        .into_response()
+}
+
 fn text(status: StatusCode, body: &str) -> Response {
     (
         status,
@@ -351,10 +382,8 @@ async fn handle(
             user_agent: header_text(&headers, header::USER_AGENT),
         });
         if !ok || world.faults.unauthorized {
-            (
-                Duration::ZERO,
-                text(StatusCode::UNAUTHORIZED, "Username or password not correct"),
-            )
+            // 3.8: `halt 401`, no body.
+            (Duration::ZERO, StatusCode::UNAUTHORIZED.into_response())
         } else {
             let delay = match method {
                 Method::POST => world.faults.slow_create,
@@ -385,6 +414,7 @@ fn route(shared: &Shared, world: &mut World, method: &Method, path: &str, body: 
             let entries: String = world
                 .vms
                 .iter()
+                .filter(|vm| shared.config.keep_done || vm.state != "DONE")
                 .map(|vm| {
                     format!(
                         "<COMPUTE href=\"{}://{}/compute/{}\" name=\"{}\"/>",
@@ -423,20 +453,28 @@ fn route(shared: &Shared, world: &mut World, method: &Method, path: &str, body: 
             xml(StatusCode::OK, document)
         }
         (&Method::DELETE, ["compute", id]) => {
-            let keep_done = shared.config.keep_done;
+            let refuse = world.faults.delete_refusals > 0;
             let Some(vm) = find(world, id) else {
                 return text(
                     StatusCode::NOT_FOUND,
-                    "Error: [VirtualMachineAction] Error getting virtual machine",
+                    &format!("[VirtualMachineAction] Error getting virtual machine [{id}]."),
                 );
             };
             if vm.state == "DONE" {
-                return text(StatusCode::NOT_FOUND, "Error: the virtual machine is done");
+                // oned refuses to finalize a VM already done; OCCI maps that to 500.
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "[VirtualMachineAction] Wrong state to perform action",
+                );
+            }
+            if refuse {
+                world.faults.delete_refusals -= 1;
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "[VirtualMachineAction] Error performing action: the host does not answer",
+                );
             }
             vm.state = "DONE".into();
-            if !keep_done {
-                world.vms.retain(|vm| vm.state != "DONE");
-            }
             StatusCode::NO_CONTENT.into_response()
         }
         (&Method::GET, ["storage"]) => {
@@ -540,11 +578,14 @@ fn child<'a, 'input>(
 fn create(shared: &Shared, world: &mut World, body: &[u8]) -> Response {
     if world.faults.create_errors > 0 {
         world.faults.create_errors -= 1;
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        return crashed();
     }
     let vm = match parse_request(shared, world, body) {
         Ok(vm) => vm,
-        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+        Err(Invalid::Unreadable(message)) => return text(StatusCode::BAD_REQUEST, &message),
+        Err(Invalid::Refused(message)) => {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, &message);
+        }
     };
     world.next_id += 1;
     world.leases += 1;
@@ -552,23 +593,44 @@ fn create(shared: &Shared, world: &mut World, body: &[u8]) -> Response {
     world.vms.push(vm);
     if world.faults.create_errors_after_creating > 0 {
         world.faults.create_errors_after_creating -= 1;
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        return crashed();
+    }
+    if world.faults.refusals_after_creating > 0 {
+        world.faults.refusals_after_creating -= 1;
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[VirtualMachineAllocate] Error allocating a new virtual machine. Quota exceeded",
+        );
     }
     xml(StatusCode::CREATED, document)
 }
 
+/// Why a create makes no VM.
+enum Invalid {
+    /// The server cannot read the request: 400.
+    Unreadable(String),
+    /// OCCI or oned refuses what it asks for: 500 with the message, as 3.8.
+    Refused(String),
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Invalid::Unreadable(message.to_owned())
+    }
+}
+
 /// Validates a `COMPUTE` request as §10.1 asks, and makes its VM (not yet stored).
-fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, String> {
+fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Invalid> {
     let config = &shared.config;
-    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
-    let document =
-        roxmltree::Document::parse(text).map_err(|error| format!("malformed XML: {error}"))?;
+    let text = std::str::from_utf8(body).map_err(|_| Invalid::from("the body is not UTF-8"))?;
+    let document = roxmltree::Document::parse(text)
+        .map_err(|error| Invalid::Unreadable(format!("malformed XML: {error}")))?;
     let compute = document.root_element();
     if compute.tag_name().name() != "COMPUTE" {
-        return Err(format!(
+        return Err(Invalid::Unreadable(format!(
             "expected COMPUTE, got {}",
             compute.tag_name().name()
-        ));
+        )));
     }
     let name = child(compute, "NAME")
         .and_then(|node| node.text())
@@ -580,15 +642,29 @@ fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Stri
         .ok_or("INSTANCE_TYPE is missing")?
         .to_owned();
     if !config.instance_types.contains(&instance_type) {
-        return Err(format!("unknown INSTANCE_TYPE {instance_type}"));
+        // occi-server 3.8 (VirtualMachineOCCI#to_one_template): no template for the type.
+        return Err(Invalid::Refused("Bad instance type".to_owned()));
     }
+    let arch = match child(compute, "OS") {
+        Some(os) => Some(
+            child(os, "TYPE")
+                .and_then(|kind| kind.attribute("arch"))
+                .filter(|arch| !arch.trim().is_empty())
+                .ok_or("OS without TYPE@arch")?
+                .to_owned(),
+        ),
+        None => None,
+    };
     let image_id = child(compute, "DISK")
         .and_then(|disk| child(disk, "STORAGE"))
         .and_then(|storage| storage.attribute("href"))
         .and_then(|href| href_id(href, "storage"))
         .ok_or("DISK/STORAGE@href is missing or malformed")?;
     if !config.images.contains(&image_id) {
-        return Err(format!("unknown image {image_id}"));
+        return Err(Invalid::Refused(format!(
+            "[VirtualMachineAllocate] Error allocating a new virtual machine. Error getting \
+             image [{image_id}]: unknown image {image_id}."
+        )));
     }
     let network_id = child(compute, "NIC")
         .and_then(|nic| child(nic, "NETWORK"))
@@ -600,7 +676,12 @@ fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Stri
         .iter()
         .find(|(id, _)| *id == network_id)
         .map(|(_, first)| *first)
-        .ok_or(format!("unknown network {network_id}"))?;
+        .ok_or_else(|| {
+            Invalid::Refused(format!(
+                "[VirtualMachineAllocate] Error allocating a new virtual machine. Error getting \
+                 virtual network [{network_id}]: unknown network {network_id}."
+            ))
+        })?;
     let ip = Ipv4Addr::from(u32::from(first) + world.leases);
     let mut context = Vec::new();
     let mut user_data = None;
@@ -613,8 +694,9 @@ fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Stri
                 .replace("$NAME", &name)
                 .replace("$NIC[IP]", &ip.to_string());
             if key == "USERDATA" {
-                user_data =
-                    Some(hex::decode(value.trim()).map_err(|_| "USERDATA is not hex".to_owned())?);
+                user_data = Some(
+                    hex::decode(value.trim()).map_err(|_| Invalid::from("USERDATA is not hex"))?,
+                );
             }
             context.push((key, value));
         }
@@ -622,8 +704,6 @@ fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Stri
     let faults = &world.faults;
     let state = if faults.fail_after_reads == Some(0) {
         "FAILED"
-    } else if config.reads_until_active == 0 {
-        "ACTIVE"
     } else {
         "PENDING"
     };
@@ -635,6 +715,7 @@ fn parse_request(shared: &Shared, world: &World, body: &[u8]) -> Result<Vm, Stri
         network_id,
         ip,
         state: state.into(),
+        arch,
         reads: 0,
         context,
         user_data,

@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod http;
+pub mod manager;
 pub mod raw;
 
 use std::fs;
@@ -270,6 +271,11 @@ impl TestDirector {
     /// The CA certificate, PEM.
     pub fn ca_pem(&self) -> String {
         fs::read_to_string(self.ca_path()).unwrap()
+    }
+
+    /// The configuration the director was opened from.
+    pub fn loaded(&self) -> &LoadedConfig {
+        &self.loaded
     }
 
     /// The director in-process, for setting up users without going through HTTP.

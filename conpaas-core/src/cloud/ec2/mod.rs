@@ -21,7 +21,7 @@ use base64::Engine as _;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
+use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::Ec2Settings;
 use query::{CallPolicy, QueryClient, Target};
 
@@ -30,6 +30,16 @@ pub const EC2_USER_DATA_LIMIT: usize = 16 * 1024;
 
 /// Instance states from which a booting instance never becomes `running` by itself.
 const TERMINAL_STATES: &[&str] = &["shutting-down", "terminated", "stopping", "stopped"];
+
+/// States of an instance on its way out: nothing to undo or reap.
+const ENDING_STATES: &[&str] = &["shutting-down", "terminated"];
+
+/// The tag every start carries with the installation's tag (director/services.rs), which
+/// [`Cloud::list_nodes`] filters on.
+const DIRECTOR_TAG: &str = "ConPaaS-Director";
+
+/// Instances per `DescribeInstances` page when listing (EC2 accepts 5 to 1000).
+const LIST_PAGE_SIZE: u32 = 1000;
 
 /// Error codes meaning "there is no such instance" (or no such id could exist).
 const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
@@ -380,6 +390,14 @@ impl Ec2Cloud {
     }
 }
 
+/// The installation tag inside a token prefix of the director's form `cps-<tag>-…` (the
+/// reaper passes `cps-<tag>-s`), which is the value of the instances' `ConPaaS-Director`
+/// tag; `None` for any other prefix.
+fn installation_tag(token_prefix: &str) -> Option<&str> {
+    let (tag, _) = token_prefix.strip_prefix("cps-")?.split_once('-')?;
+    (!tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(tag)
+}
+
 #[async_trait]
 impl Cloud for Ec2Cloud {
     fn name(&self) -> &str {
@@ -430,6 +448,9 @@ impl Cloud for Ec2Cloud {
     }
 
     async fn find_node(&self, client_token: &str) -> Result<Option<String>, Error> {
+        if client_token.is_empty() {
+            return Ok(None);
+        }
         let params = [
             ("Filter.1.Name".to_owned(), "client-token".to_owned()),
             ("Filter.1.Value.1".to_owned(), client_token.to_owned()),
@@ -439,12 +460,92 @@ impl Cloud for Ec2Cloud {
             .client
             .call("DescribeInstances", &params, xml::instances)
             .await?;
-        // An instance already on its way out needs no undoing; a stopped one still costs its
-        // volumes, so it counts.
+        // The filter is a request, not a guarantee: an EC2-compatible endpoint that ignores
+        // unknown filters answers every instance, and this answer decides what gets
+        // terminated. Only an instance the answer ties to our token is ours. An instance
+        // already on its way out needs no undoing; a stopped one still costs its volumes.
         Ok(instances
             .into_iter()
-            .find(|instance| !matches!(instance.state.as_str(), "shutting-down" | "terminated"))
+            .filter(|instance| {
+                let ours = instance.client_token.as_deref() == Some(client_token);
+                if !ours {
+                    tracing::debug!(cloud = %self.inner.name, vmid = %instance.id, client_token = ?instance.client_token, "DescribeInstances answered an instance of another token: ignored");
+                }
+                ours
+            })
+            .find(|instance| !ENDING_STATES.contains(&instance.state.as_str()))
             .map(|instance| instance.id))
+    }
+
+    async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {
+        if token_prefix.is_empty() {
+            // An empty prefix would claim every instance of the account.
+            return Ok(Vec::new());
+        }
+        let mut params = vec![
+            ("MaxResults".to_owned(), LIST_PAGE_SIZE.to_string()),
+            ("Filter.1.Name".to_owned(), "instance-state-name".to_owned()),
+        ];
+        for (n, state) in ["pending", "running", "stopping", "stopped"]
+            .iter()
+            .enumerate()
+        {
+            params.push((format!("Filter.1.Value.{}", n + 1), (*state).to_owned()));
+        }
+        params.extend(match installation_tag(token_prefix) {
+            Some(tag) => [
+                ("Filter.2.Name".to_owned(), format!("tag:{DIRECTOR_TAG}")),
+                ("Filter.2.Value.1".to_owned(), tag.to_owned()),
+            ],
+            None => [
+                ("Filter.2.Name".to_owned(), "tag-key".to_owned()),
+                ("Filter.2.Value.1".to_owned(), DIRECTOR_TAG.to_owned()),
+            ],
+        });
+        let mut listed = Vec::new();
+        let mut next_token: Option<String> = None;
+        let mut seen_tokens = std::collections::HashSet::new();
+        loop {
+            let mut page_params = params.clone();
+            if let Some(token) = &next_token {
+                page_params.push(("NextToken".to_owned(), token.clone()));
+            }
+            let page = self
+                .inner
+                .client
+                .call("DescribeInstances", &page_params, xml::page)
+                .await?;
+            // As in find_node, the filters are not trusted: the token and the state decide.
+            for instance in page.instances {
+                let Some(token) = instance.client_token else {
+                    continue;
+                };
+                if !token.starts_with(token_prefix)
+                    || ENDING_STATES.contains(&instance.state.as_str())
+                {
+                    continue;
+                }
+                let created = instance
+                    .launch_time
+                    .as_deref()
+                    .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+                    .map(|time| time.with_timezone(&chrono::Utc));
+                listed.push(ListedNode::new(instance.id, token, created));
+            }
+            match page.next_token {
+                // A server repeating a token would otherwise keep this loop going forever.
+                Some(token) if !seen_tokens.insert(token.clone()) => {
+                    return Err(Error::Unavailable(format!(
+                        "EC2 DescribeInstances answered the nextToken {token:?} twice"
+                    )));
+                }
+                Some(token) => next_token = Some(token),
+                None => break,
+            }
+        }
+        listed.sort_by(|a, b| a.vmid.cmp(&b.vmid));
+        listed.dedup_by(|a, b| a.vmid == b.vmid);
+        Ok(listed)
     }
 
     async fn probe(&self) -> Result<(), Error> {

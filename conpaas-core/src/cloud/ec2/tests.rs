@@ -57,7 +57,8 @@ fn fail(status: u16, code: &str) -> Answer {
     }
 }
 
-/// An instance set with one instance; `ip` empty means none.
+/// An instance set with one instance, launched by [`request`] (its client token); `ip` empty
+/// means none.
 fn instance_xml(root: &str, id: &str, state: &str, ip: &str, private_ip: &str) -> String {
     let ip = if ip.is_empty() {
         String::new()
@@ -68,7 +69,7 @@ fn instance_xml(root: &str, id: &str, state: &str, ip: &str, private_ip: &str) -
         "<{root} xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>rq</requestId>\
          <reservationSet><item><instancesSet><item><instanceId>{id}</instanceId>\
          <instanceState><code>0</code><name>{state}</name></instanceState>{ip}\
-         <privateIpAddress>{private_ip}</privateIpAddress></item></instancesSet></item>\
+         <clientToken>cps-0123abcd-s7</clientToken><privateIpAddress>{private_ip}</privateIpAddress></item></instancesSet></item>\
          </reservationSet></{root}>"
     )
 }
@@ -731,27 +732,45 @@ async fn node_state_follows_the_instance_state() {
     }
 }
 
+/// One `item` of an `instancesSet`; `token` empty means no `clientToken` element.
+fn item(id: &str, state: &str, token: &str, launch: &str) -> String {
+    let token = if token.is_empty() {
+        String::new()
+    } else {
+        format!("<clientToken>{token}</clientToken>")
+    };
+    let launch = if launch.is_empty() {
+        String::new()
+    } else {
+        format!("<launchTime>{launch}</launchTime>")
+    };
+    format!(
+        "<item><instanceId>{id}</instanceId><instanceState><name>{state}</name></instanceState>\
+         {token}{launch}</item>"
+    )
+}
+
+fn described(items: &str, next_token: Option<&str>) -> Answer {
+    let next = next_token
+        .map(|token| format!("<nextToken>{token}</nextToken>"))
+        .unwrap_or_default();
+    ok(format!(
+        "<DescribeInstancesResponse><reservationSet><item><instancesSet>{items}</instancesSet>\
+         </item></reservationSet>{next}</DescribeInstancesResponse>"
+    ))
+}
+
 #[tokio::test]
 async fn find_node_filters_on_the_client_token() {
     let fake = Fake::start(|call: &Call, _| {
         let token = call.param("Filter.1.Value.1").unwrap_or_default();
-        let items: String = match token {
-            "cps-live" => ["terminated", "running"]
-                .iter()
-                .enumerate()
-                .map(|(n, state)| {
-                    format!(
-                        "<item><instanceId>i-{n}</instanceId><instanceState><name>{state}</name>\
-                         </instanceState></item>"
-                    )
-                })
-                .collect(),
+        let items = match token {
+            "cps-live" => {
+                item("i-0", "terminated", "cps-live", "") + &item("i-1", "running", "cps-live", "")
+            }
             _ => String::new(),
         };
-        ok(format!(
-            "<DescribeInstancesResponse><reservationSet><item><instancesSet>{items}</instancesSet>\
-             </item></reservationSet></DescribeInstancesResponse>"
-        ))
+        described(&items, None)
     })
     .await;
     let cloud = cloud(&fake, Duration::from_secs(5));
@@ -762,6 +781,121 @@ async fn find_node_filters_on_the_client_token() {
     assert_eq!(cloud.find_node("cps-none").await.unwrap(), None);
     let calls = fake.calls("DescribeInstances");
     assert_eq!(calls[0].param("Filter.1.Name"), Some("client-token"));
+}
+
+#[tokio::test]
+async fn find_node_ignores_instances_of_other_tokens_when_the_filter_is_ignored() {
+    // An EC2-compatible endpoint that ignores unknown filters answers every instance.
+    let fake = Fake::start(|_: &Call, _| {
+        let items = item("i-other", "running", "cps-1a2b3c4d-s6", "")
+            + &item("i-none", "running", "", "")
+            + &item("i-prefix", "running", "cps-1a2b3c4d-s55", "");
+        described(&items, None)
+    })
+    .await;
+    let lookup = cloud(&fake, Duration::from_secs(5));
+    assert_eq!(lookup.find_node("cps-1a2b3c4d-s5").await.unwrap(), None);
+    assert_eq!(
+        lookup.find_node("cps-1a2b3c4d-s6").await.unwrap(),
+        Some("i-other".into())
+    );
+    assert_eq!(fake.calls("DescribeInstances").len(), 2);
+    // So a failed start whose lookup finds nothing terminates nothing.
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "RunInstances" => fail(503, "Unavailable"),
+        _ => described(&item("i-other", "running", "cps-1a2b3c4d-s6", ""), None),
+    })
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5))
+        .create_node(request())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert!(fake.calls("TerminateInstances").is_empty());
+}
+
+#[tokio::test]
+async fn list_nodes_pages_and_keeps_only_this_installations_live_instances() {
+    let fake = Fake::start(|call: &Call, _| match call.param("NextToken") {
+        None => described(
+            &(item(
+                "i-1",
+                "running",
+                "cps-1a2b3c4d-s1",
+                "2026-12-03T12:00:00.000Z",
+            ) + &item("i-2", "terminated", "cps-1a2b3c4d-s2", "")
+                + &item("i-3", "running", "cps-99999999-s3", "")
+                + &item("i-4", "running", "", "")),
+            Some("page-2"),
+        ),
+        Some("page-2") => described(
+            &(item("i-5", "stopped", "cps-1a2b3c4d-s5", "not a time")
+                + &item("i-6", "shutting-down", "cps-1a2b3c4d-s6", "")),
+            None,
+        ),
+        Some(_) => fail(400, "InvalidParameterValue"),
+    })
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    let listed = cloud.list_nodes("cps-1a2b3c4d-").await.unwrap();
+    let launched = chrono::DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        listed,
+        [
+            ListedNode::new("i-1", "cps-1a2b3c4d-s1", Some(launched)),
+            ListedNode::new("i-5", "cps-1a2b3c4d-s5", None),
+        ]
+    );
+    let calls = fake.calls("DescribeInstances");
+    assert_eq!(calls.len(), 2);
+    let first = &calls[0];
+    assert_eq!(first.param("NextToken"), None);
+    assert_eq!(first.param("MaxResults"), Some("1000"));
+    assert_eq!(first.param("Filter.1.Name"), Some("instance-state-name"));
+    assert_eq!(first.param("Filter.1.Value.4"), Some("stopped"));
+    assert_eq!(first.param("Filter.2.Name"), Some("tag:ConPaaS-Director"));
+    assert_eq!(first.param("Filter.2.Value.1"), Some("1a2b3c4d"));
+    assert_eq!(calls[1].param("NextToken"), Some("page-2"));
+    assert_eq!(calls[1].param("Filter.2.Value.1"), Some("1a2b3c4d"));
+    // The reaper's prefix (`cps-<tag>-s`) names the same tag.
+    assert_eq!(cloud.list_nodes("cps-1a2b3c4d-s").await.unwrap(), listed);
+    let calls = fake.calls("DescribeInstances");
+    assert_eq!(
+        calls[2].param("Filter.2.Name"),
+        Some("tag:ConPaaS-Director")
+    );
+    assert_eq!(calls[2].param("Filter.2.Value.1"), Some("1a2b3c4d"));
+    // A prefix of another form filters on the tag's presence only; an empty one claims nothing.
+    for other in ["mine-", "cps-", "cps-x.y-s"] {
+        cloud.list_nodes(other).await.unwrap();
+        let calls = fake.calls("DescribeInstances");
+        let last = calls.last().unwrap();
+        assert_eq!(last.param("Filter.2.Name"), Some("tag-key"), "{other}");
+        assert_eq!(last.param("Filter.2.Value.1"), Some("ConPaaS-Director"));
+    }
+    assert_eq!(cloud.list_nodes("").await.unwrap(), []);
+    // Two pages per listing, none for the empty prefix.
+    assert_eq!(fake.calls("DescribeInstances").len(), 10);
+}
+
+#[tokio::test]
+async fn list_nodes_stops_on_a_repeated_next_token() {
+    let fake = Fake::start(|_: &Call, _| {
+        described(
+            &item("i-1", "running", "cps-1a2b3c4d-s1", ""),
+            Some("again"),
+        )
+    })
+    .await;
+    let cloud = cloud(&fake, Duration::from_secs(5));
+    let error = cloud.list_nodes("cps-1a2b3c4d-").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Unavailable(message) if message.contains("again")),
+        "{error:?}"
+    );
+    assert_eq!(fake.calls("DescribeInstances").len(), 2);
 }
 
 #[tokio::test]

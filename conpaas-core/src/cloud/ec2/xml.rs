@@ -16,6 +16,19 @@ pub(super) struct Instance {
     pub private_ip: Option<String>,
     /// `stateReason/message`, when EC2 says why an instance stopped.
     pub state_reason: Option<String>,
+    /// `clientToken`: the idempotency token the instance was launched with, if any.
+    pub client_token: Option<String>,
+    /// `launchTime` (ISO 8601), when EC2 gives it.
+    pub launch_time: Option<String>,
+}
+
+/// One page of a `DescribeInstances` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Page {
+    /// The page's instances.
+    pub instances: Vec<Instance>,
+    /// `nextToken`: present when more pages follow.
+    pub next_token: Option<String>,
 }
 
 /// An EC2 error answer: `Response/Errors/Error/{Code,Message}`.
@@ -50,6 +63,10 @@ fn child<'a, 'input>(parent: &Node<'a, 'input>, name: &str) -> Option<Node<'a, '
 /// Every instance in the answer's `instancesSet` elements, in order.
 pub(super) fn instances(xml: &str) -> Result<Vec<Instance>, String> {
     let document = Document::parse(xml).map_err(|error| format!("unreadable XML: {error}"))?;
+    instances_of(&document)
+}
+
+fn instances_of(document: &Document<'_>) -> Result<Vec<Instance>, String> {
     let mut found = Vec::new();
     for set in document
         .descendants()
@@ -68,10 +85,21 @@ pub(super) fn instances(xml: &str) -> Result<Vec<Instance>, String> {
                 private_ip: child_text(&item, "privateIpAddress"),
                 state_reason: child(&item, "stateReason")
                     .and_then(|reason| child_text(&reason, "message")),
+                client_token: child_text(&item, "clientToken"),
+                launch_time: child_text(&item, "launchTime"),
             });
         }
     }
     Ok(found)
+}
+
+/// A `DescribeInstances` page: its instances and the root's `nextToken`, if any.
+pub(super) fn page(xml: &str) -> Result<Page, String> {
+    let document = Document::parse(xml).map_err(|error| format!("unreadable XML: {error}"))?;
+    Ok(Page {
+        instances: instances_of(&document)?,
+        next_token: child_text(&document.root_element(), "nextToken"),
+    })
 }
 
 /// The first `Error` of an error answer, if the body is one.
@@ -119,6 +147,8 @@ mod tests {
                 public_ip: None,
                 private_ip: Some("10.0.0.12".into()),
                 state_reason: None,
+                client_token: None,
+                launch_time: None,
             }])
         );
     }
@@ -130,7 +160,9 @@ mod tests {
     <instanceId>i-1</instanceId><instanceState><code>48</code><name>terminated</name></instanceState>
     <stateReason><code>Server.InternalError</code><message>Server.InternalError: Internal error on launch</message></stateReason>
     <ipAddress> 54.1.2.3 </ipAddress>
+    <clientToken>cps-1a2b3c4d-s5</clientToken><launchTime>2026-12-03T12:00:00.000Z</launchTime>
   </item></instancesSet></item></reservationSet>
+  <nextToken>page-2</nextToken>
 </DescribeInstancesResponse>"#;
         let found = instances(xml).map_err(|error| error.to_string());
         assert_eq!(
@@ -141,11 +173,24 @@ mod tests {
                 public_ip: Some("54.1.2.3".into()),
                 private_ip: None,
                 state_reason: Some("Server.InternalError: Internal error on launch".into()),
+                client_token: Some("cps-1a2b3c4d-s5".into()),
+                launch_time: Some("2026-12-03T12:00:00.000Z".into()),
             }])
         );
         assert_eq!(
             instances("<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>"),
             Ok(vec![])
+        );
+        assert_eq!(
+            page(xml).map(|page| page.next_token),
+            Ok(Some("page-2".to_owned()))
+        );
+        assert_eq!(
+            page("<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>"),
+            Ok(Page {
+                instances: vec![],
+                next_token: None
+            })
         );
         assert!(instances("<a><instancesSet><item/></instancesSet></a>").is_err());
         assert!(instances("not xml").is_err());

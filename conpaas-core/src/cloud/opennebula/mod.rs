@@ -9,7 +9,14 @@
 //! OCCI has no idempotency token, so the client token is appended to the VM's `NAME`
 //! (`conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5`) and also sent as the context variable
 //! `CONPAAS_CLIENT_TOKEN`. Listing `/compute` then finds the VM of a start whose answer was
-//! lost: before a create is sent again, and when the director reconciles after a crash.
+//! lost: before a create is sent again, when the director reconciles after a crash, and for
+//! the reaper ([`Cloud::list_nodes`]).
+//!
+//! OpenNebula 3.8 answers a refused create with **500** and its message: a 500 whose body is
+//! plain text is taken for that refusal ([`Error::Refused`], never sent again); any other 5xx
+//! (an empty body, an HTML error page) may hide a VM made, and is handled as a lost answer.
+//! A delete of a VM already deleted is 500 too on 3.8: it counts as done when the VM then
+//! reads as `DONE` or unknown.
 
 mod occi;
 mod transport;
@@ -22,7 +29,7 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use rustls_pki_types::CertificateDer;
 
-use super::provider::{Cloud, Error, Node, NodeRequest, NodeState};
+use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::OpenNebulaSettings;
 use occi::{Compute, ComputeRequest, OcciState};
 use transport::{Failure, Transport};
@@ -128,6 +135,23 @@ impl OpenNebulaCloud {
     }
 }
 
+/// The client token a VM called `name` was created with by [`OpenNebulaCloud::vm_name`], if
+/// it starts with `prefix`: the name from the last `-<prefix>` (or the whole name, when it
+/// starts with the prefix) to its end.
+fn token_in_name<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let token = if name.starts_with(prefix) {
+        name
+    } else {
+        let at = name.rfind(&format!("-{prefix}"))?;
+        &name[at + 1..]
+    };
+    // A prefix alone is no token.
+    (token.len() > prefix.len()).then_some(token)
+}
+
 /// Whether a VM called `name` was created with `token` by [`OpenNebulaCloud::vm_name`]. The
 /// `-` before the token keeps `…-s15` from matching the token of service 5.
 fn name_has_token(name: &str, token: &str) -> bool {
@@ -206,6 +230,7 @@ impl Inner {
         occi::compute_body(&ComputeRequest {
             name: &name,
             instance_type: self.settings.instance_type.as_str(),
+            os_arch: self.settings.os_arch.as_str(),
             image_id: self.settings.image_id,
             network_id: self.settings.network_id,
             context: &context,
@@ -232,16 +257,82 @@ impl Inner {
         }
     }
 
-    /// `DELETE /compute/<id>`; a VM the server does not know is already gone.
+    /// `DELETE /compute/<id>`; a VM the server does not know is already gone. OpenNebula 3.8
+    /// refuses to delete a VM already deleted with a 500: the VM is read then, and one that is
+    /// `DONE` or unknown counts as deleted.
     async fn delete(&self, vmid: &str) -> Result<(), Error> {
         let path = format!("/compute/{vmid}");
         let answer = self.transport.call(Method::DELETE, &path).await?;
         if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
             tracing::info!(cloud = %self.name, vmid, status = answer.status.as_u16(), "VM deleted");
-            Ok(())
-        } else {
-            Err(self.transport.refusal(&Method::DELETE, &path, &answer))
+            return Ok(());
         }
+        let refused = self.transport.refusal(&Method::DELETE, &path, &answer);
+        if !answer.status.is_server_error() {
+            return Err(refused);
+        }
+        match self.compute(vmid).await {
+            Ok(None) => {
+                tracing::info!(cloud = %self.name, vmid, "VM already deleted (the server no longer knows it)");
+                Ok(())
+            }
+            Ok(Some(compute)) if compute.state == OcciState::Done => {
+                tracing::info!(cloud = %self.name, vmid, "VM already deleted (DONE)");
+                Ok(())
+            }
+            Ok(Some(compute)) => {
+                tracing::warn!(cloud = %self.name, vmid, state = %compute.state, %refused, "the server refused to delete a VM that still exists");
+                Err(refused)
+            }
+            Err(error) => Err(Error::Unavailable(format!(
+                "{refused}; reading the VM to see whether it is deleted failed too: {error}"
+            ))),
+        }
+    }
+
+    /// Every VM not `DONE` whose name carries a client token starting with `prefix`, with
+    /// that token and, when the server gives `STIME`, its creation time.
+    async fn list_prefixed(&self, prefix: &str) -> Result<Vec<ListedNode>, Error> {
+        if prefix.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = self.collection().await?;
+        let mut listed = Vec::new();
+        for entry in entries {
+            if let Some(name) = &entry.name
+                && token_in_name(name, prefix).is_none()
+            {
+                continue;
+            }
+            // The VM's own document: its state (3.8 lists no DONE VMs, 2.x did) and, for a
+            // listing without names, the name.
+            let Some(compute) = self.compute(&entry.id).await? else {
+                continue;
+            };
+            if compute.state == OcciState::Done {
+                continue;
+            }
+            let Some(token) = compute
+                .name
+                .as_deref()
+                .or(entry.name.as_deref())
+                .and_then(|name| token_in_name(name, prefix))
+            else {
+                continue;
+            };
+            listed.push(ListedNode::new(compute.id.clone(), token, compute.created));
+        }
+        Ok(listed)
+    }
+
+    /// `GET /compute`.
+    async fn collection(&self) -> Result<Vec<occi::CollectionEntry>, Error> {
+        let answer = self.transport.call(Method::GET, "/compute").await?;
+        if !answer.status.is_success() {
+            return Err(self.transport.refusal(&Method::GET, "/compute", &answer));
+        }
+        occi::parse_collection(&answer.body)
+            .map_err(|error| self.malformed(&Method::GET, "/compute", error))
     }
 
     /// Every VM named with `token` that is not `DONE`, by listing `/compute`.
@@ -249,12 +340,7 @@ impl Inner {
         if token.is_empty() {
             return Ok(Vec::new());
         }
-        let answer = self.transport.call(Method::GET, "/compute").await?;
-        if !answer.status.is_success() {
-            return Err(self.transport.refusal(&Method::GET, "/compute", &answer));
-        }
-        let entries = occi::parse_collection(&answer.body)
-            .map_err(|error| self.malformed(&Method::GET, "/compute", error))?;
+        let entries = self.collection().await?;
         let mut found = Vec::new();
         for entry in entries {
             if let Some(name) = &entry.name
@@ -314,6 +400,17 @@ impl Inner {
                 // A 4xx is a decision about this request: sending it again changes nothing.
                 Ok(answer) => {
                     return Err(self.transport.refusal(&Method::POST, "/compute", &answer));
+                }
+                // OpenNebula 3.x refusing (an instance type not enabled, an image or a quota
+                // oned refuses): its message is the answer, and a retry would be a second
+                // create. No VM should exist; any the token names is deleted all the same.
+                Err(Failure::Said(answer)) => {
+                    let refused = self.transport.refusal(&Method::POST, "/compute", &answer);
+                    tracing::warn!(cloud = %self.name, attempt, %refused, "VM create refused");
+                    if !token.is_empty() {
+                        self.sweep(token, None).await;
+                    }
+                    return Err(refused);
                 }
                 Err(Failure::Final(error)) => return Err(error),
                 Err(Failure::NotSent(text)) => {
@@ -537,17 +634,12 @@ impl Cloud for OpenNebulaCloud {
         Ok(self.inner.find_all(client_token).await?.into_iter().next())
     }
 
+    async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {
+        self.inner.list_prefixed(token_prefix).await
+    }
+
     async fn probe(&self) -> Result<(), Error> {
-        let answer = self.inner.transport.call(Method::GET, "/compute").await?;
-        if !answer.status.is_success() {
-            return Err(self
-                .inner
-                .transport
-                .refusal(&Method::GET, "/compute", &answer));
-        }
-        occi::parse_collection(&answer.body)
-            .map(|_| ())
-            .map_err(|error| self.inner.malformed(&Method::GET, "/compute", error))
+        self.inner.collection().await.map(|_| ())
     }
 }
 
@@ -601,6 +693,33 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_found_by_prefix() {
+        let prefix = "cps-1a2b3c4d-";
+        for (name, token) in [
+            (
+                "conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5",
+                Some("cps-1a2b3c4d-s5"),
+            ),
+            ("cps-1a2b3c4d-s7", Some("cps-1a2b3c4d-s7")),
+            ("conpaas-manager-php-u1-s5-cps-99999999-s5", None),
+            ("conpaas-manager-php-u1-s5xcps-1a2b3c4d-s5", None),
+            ("conpaas-manager-php-u1-s5-cps-1a2b3c4d-", None),
+            ("someone-elses-vm", None),
+        ] {
+            assert_eq!(token_in_name(name, prefix), token, "{name}");
+        }
+        assert_eq!(token_in_name("cps-1a2b3c4d-s7", ""), None);
+        // The reaper's prefix.
+        assert_eq!(
+            token_in_name(
+                "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
+                "cps-1a2b3c4d-s"
+            ),
+            Some("cps-1a2b3c4d-s15")
+        );
+    }
+
+    #[test]
     fn request_body() {
         let cloud = OpenNebulaCloud::new("iaas", &settings()).unwrap();
         let body = cloud.inner.compute_body(&NodeRequest {
@@ -617,8 +736,8 @@ mod tests {
         assert_eq!(
             body,
             "<COMPUTE><NAME>conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5</NAME>\
-             <INSTANCE_TYPE>small</INSTANCE_TYPE><DISK><STORAGE href=\"/storage/42\" /></DISK>\
-             <NIC><NETWORK href=\"/network/1\" /></NIC><CONTEXT>\
+             <INSTANCE_TYPE>small</INSTANCE_TYPE><OS><TYPE arch=\"x86_64\" /></OS>\
+             <DISK><STORAGE href=\"/storage/42\" /></DISK><NIC><NETWORK href=\"/network/1\" /></NIC><CONTEXT>\
              <USERDATA>23212f62696e2f73680a</USERDATA><TARGET>hdc</TARGET>\
              <IP_GATEWAY>10.0.0.1</IP_GATEWAY><HOSTNAME>$NAME</HOSTNAME>\
              <NETMASK>255.255.255.0</NETMASK><IP_PUBLIC>$NIC[IP]</IP_PUBLIC>\

@@ -66,13 +66,17 @@ impl std::fmt::Display for OcciState {
 pub(super) struct ComputeRequest<'a> {
     pub(super) name: &'a str,
     pub(super) instance_type: &'a str,
+    /// `OS/TYPE@arch` (`OS_ARCH`); empty sends no `OS`.
+    pub(super) os_arch: &'a str,
     pub(super) image_id: u64,
     pub(super) network_id: u64,
     /// `CONTEXT` children in order: element name (an XML name) and text.
     pub(super) context: &'a [(String, String)],
 }
 
-/// The request body: one line, no XML declaration, no namespace, as 1.2's libcloud wrote it.
+/// The request body: one line, no XML declaration, no namespace, as 1.2's libcloud wrote it,
+/// plus `<OS><TYPE arch=".." /></OS>` as 1.2's managers send it for their agents (only the
+/// architecture: `ROOT` would override the boot device OpenNebula picks for the image).
 pub(super) fn compute_body(request: &ComputeRequest<'_>) -> String {
     let mut body = String::with_capacity(
         256 + request
@@ -85,10 +89,16 @@ pub(super) fn compute_body(request: &ComputeRequest<'_>) -> String {
     escape_into(&mut body, request.name);
     body.push_str("</NAME><INSTANCE_TYPE>");
     escape_into(&mut body, request.instance_type);
+    body.push_str("</INSTANCE_TYPE>");
+    if !request.os_arch.is_empty() {
+        body.push_str("<OS><TYPE arch=\"");
+        escape_into(&mut body, request.os_arch);
+        body.push_str("\" /></OS>");
+    }
     // `write!` into a String cannot fail.
     let _ = write!(
         body,
-        "</INSTANCE_TYPE><DISK><STORAGE href=\"/storage/{}\" /></DISK><NIC><NETWORK href=\"/network/{}\" /></NIC><CONTEXT>",
+        "<DISK><STORAGE href=\"/storage/{}\" /></DISK><NIC><NETWORK href=\"/network/{}\" /></NIC><CONTEXT>",
         request.image_id, request.network_id
     );
     for (key, value) in request.context {
@@ -131,6 +141,9 @@ pub(super) struct Compute {
     pub(super) state: OcciState,
     /// `IP` of the first `NIC` that has one: the VM's address.
     pub(super) ip: Option<String>,
+    /// `STIME` (seconds since the epoch, as in OpenNebula's own VM XML), when the server
+    /// gives it: 3.8's OCCI documents do not.
+    pub(super) created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An entry of `GET /compute`.
@@ -225,11 +238,17 @@ pub(super) fn parse_compute(text: &str) -> Result<Compute, ParseError> {
             got: ip.to_owned(),
         });
     }
+    // Informational: an unreadable or zero STIME is no creation time rather than an error.
+    let created = element_text(compute, "STIME")
+        .and_then(|text| text.parse::<i64>().ok())
+        .filter(|seconds| *seconds > 0)
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0));
     Ok(Compute {
         id: id.to_owned(),
         name: element_text(compute, "NAME").map(str::to_owned),
         state: OcciState::parse(state),
         ip: ip.map(str::to_owned),
+        created,
     })
 }
 
@@ -277,6 +296,7 @@ mod tests {
         let body = compute_body(&ComputeRequest {
             name: "conpaas-manager-php-u1-s5",
             instance_type: "small",
+            os_arch: "x86_64",
             image_id: 42,
             network_id: 1,
             context: &context,
@@ -284,7 +304,7 @@ mod tests {
         assert_eq!(
             body,
             "<COMPUTE><NAME>conpaas-manager-php-u1-s5</NAME><INSTANCE_TYPE>small</INSTANCE_TYPE>\
-             <DISK><STORAGE href=\"/storage/42\" /></DISK><NIC><NETWORK href=\"/network/1\" /></NIC>\
+             <OS><TYPE arch=\"x86_64\" /></OS><DISK><STORAGE href=\"/storage/42\" /></DISK><NIC><NETWORK href=\"/network/1\" /></NIC>\
              <CONTEXT><USERDATA>23212f62696e2f73680a6563686f203c263e0a</USERDATA><TARGET>hdc</TARGET>\
              <HOSTNAME>$NAME</HOSTNAME><IP_PUBLIC>$NIC[IP]</IP_PUBLIC><NOTE>a&lt;b &amp; c&gt;d</NOTE>\
              </CONTEXT></COMPUTE>"
@@ -331,6 +351,7 @@ mod tests {
                 name: Some("conpaas-manager-php-u1-s5".into()),
                 state: OcciState::Waiting("PENDING".into()),
                 ip: Some("192.168.0.17".into()),
+                created: None,
             }
         );
     }
@@ -435,6 +456,24 @@ mod tests {
             .is_err()
         );
         assert!(parse_collection("<COMPUTE/>").is_err());
+    }
+
+    #[test]
+    fn creation_time_when_given() {
+        let with = |stime: &str| {
+            parse_compute(&format!(
+                "<COMPUTE><ID>7</ID><STATE>ACTIVE</STATE><STIME>{stime}</STIME></COMPUTE>"
+            ))
+            .unwrap()
+            .created
+        };
+        assert_eq!(
+            with("1764763200").map(|time| time.to_rfc3339()),
+            Some("2025-12-03T12:00:00+00:00".to_owned())
+        );
+        assert_eq!(with("0"), None);
+        assert_eq!(with("yesterday"), None);
+        assert_eq!(parse_compute(ANSWER).unwrap().created, None);
     }
 
     #[test]

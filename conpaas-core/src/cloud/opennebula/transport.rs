@@ -18,7 +18,8 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// The most characters of a server's answer quoted in an error message.
 const MAX_QUOTED_CHARS: usize = 200;
 
-/// One answer the server gave (any status below 500 but 401).
+/// One answer the server gave (any status below 500 but 401, or a 500 that carries a
+/// message: [`Failure::Said`]).
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: StatusCode,
@@ -34,6 +35,9 @@ pub(super) enum Failure {
     /// The request may have been acted on (timeout while waiting, connection reset, a 5xx
     /// answer): only idempotent requests are sent again blindly.
     MaybeDone(String),
+    /// A 500 whose body is the OCCI server's own message (see [`is_server_message`]): how
+    /// OpenNebula 3.x reports that it refused a request. The caller judges it.
+    Said(Answer),
     /// An answer or failure that retrying cannot change (401, TLS certificate errors).
     Final(Error),
 }
@@ -188,6 +192,9 @@ impl Transport {
                 ),
             }));
         }
+        if answer.status == StatusCode::INTERNAL_SERVER_ERROR && is_server_message(&answer.body) {
+            return Err(Failure::Said(answer));
+        }
         if answer.status.is_server_error() {
             return Err(Failure::MaybeDone(format!(
                 "the server answered {}",
@@ -198,7 +205,9 @@ impl Transport {
     }
 
     /// An idempotent request (GET, DELETE), retried with backoff while it fails in a way that
-    /// may pass.
+    /// may pass. A 500 with the server's message is retried for a GET (`oned` may be down a
+    /// moment: its "connection refused" comes back so) and returned as an [`Answer`] for
+    /// anything else, whose caller knows what the message can mean.
     pub(super) async fn call(&self, method: Method, path: &str) -> Result<Answer, Error> {
         let attempts = self.tuning.max_attempts.get();
         let mut last = String::new();
@@ -208,7 +217,14 @@ impl Transport {
             }
             match self.attempt(method.clone(), path, None).await {
                 Ok(answer) => return Ok(answer),
+                Err(Failure::Said(answer)) if method != Method::GET => return Ok(answer),
                 Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Said(answer)) => {
+                    let text =
+                        format!("the server answered {}", quote(&answer.body, answer.status));
+                    tracing::info!(cloud = %self.cloud, %method, path, attempt, attempts, failure = %text, "OCCI call failed, retrying if attempts remain");
+                    last = text;
+                }
                 Err(Failure::NotSent(text) | Failure::MaybeDone(text)) => {
                     tracing::info!(cloud = %self.cloud, %method, path, attempt, attempts, failure = %text, "OCCI call failed, retrying if attempts remain");
                     last = text;
@@ -233,7 +249,8 @@ impl Transport {
         ))
     }
 
-    /// The error for an answer the caller did not expect (4xx other than 401).
+    /// The error for an answer the caller did not expect (4xx other than 401, a 500 with a
+    /// message).
     pub(super) fn refusal(&self, method: &Method, path: &str, answer: &Answer) -> Error {
         Error::Refused {
             code: format!("HTTP {}", answer.status.as_u16()),
@@ -267,6 +284,17 @@ impl OpenNebulaTuning {
         };
         half + Duration::from_nanos(jitter)
     }
+}
+
+/// Whether a 500's body is the OCCI server's own message rather than a failure's by-product.
+/// OpenNebula 3.x's `occi-server` answers what it or `oned` refuses with `halt 500, message`:
+/// plain text such as `Bad instance type` or `[VirtualMachineAllocate] Error allocating a new
+/// virtual machine. ...`. A server that failed (a Ruby exception: Sinatra's
+/// `<h1>Internal Server Error</h1>`; a proxy's HTML page) or says nothing gives markup or an
+/// empty body, and nothing tells whether the request was acted on.
+pub(super) fn is_server_message(body: &str) -> bool {
+    let text = body.trim();
+    !text.is_empty() && !text.starts_with('<')
 }
 
 fn bracketed(host: &str) -> String {
@@ -420,6 +448,24 @@ mod tests {
             ..OpenNebulaTuning::standard()
         };
         assert_eq!(zero.backoff(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn server_messages_are_told_from_failure_pages() {
+        for (body, said) in [
+            ("Bad instance type", true),
+            (
+                "[VirtualMachineAllocate] Error allocating a new virtual machine. Quota exceeded",
+                true,
+            ),
+            ("  Connection refused - connect(2)\n", true),
+            ("<h1>Internal Server Error</h1>", false),
+            ("<!DOCTYPE html><html><body>502</body></html>", false),
+            ("", false),
+            (" \n ", false),
+        ] {
+            assert_eq!(is_server_message(body), said, "{body:?}");
+        }
     }
 
     #[test]

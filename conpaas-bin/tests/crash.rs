@@ -1,0 +1,222 @@
+//! The real `director serve` killed with SIGKILL in the middle of 20 concurrent starts, then
+//! started again: maintenance undoes what the crash left, so that afterwards no VM is without
+//! its row, no row is without its VM, and the credit charged equals the services left.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CREDIT: i64 = 100;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `director serve` on `data`, answering the child and its port.
+fn serve(data: &Path) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening on https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .parse()
+        .unwrap();
+    (child, port)
+}
+
+fn curl(data: &Path, port: u16, args: &[&str], path: &str) -> Command {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(data.join("certs/ca_cert.pem"))
+        .args(args)
+        .arg(format!("https://localhost:{port}{path}"));
+    curl
+}
+
+/// The rows (sid, vmid) and the user's credit, read from the database file.
+fn database(data: &Path) -> (Vec<(i32, Option<String>)>, i64) {
+    use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
+    let store = Store::connect(&StoreSettings {
+        url: DatabaseUrl::Sqlite(data.join("director.db")),
+        max_connections: 1,
+    })
+    .unwrap();
+    let rows = store.run_blocking(store::list_all_services).unwrap();
+    let user = store
+        .run_blocking(|conn| store::find_user_by_username(conn, "alice"))
+        .unwrap()
+        .unwrap();
+    (
+        rows.into_iter().map(|row| (row.sid.0, row.vmid)).collect(),
+        user.credit.0,
+    )
+}
+
+fn vm_files(data: &Path) -> BTreeSet<String> {
+    match std::fs::read_dir(data.join("dummy-cloud")) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".sh").map(str::to_owned))
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+#[test]
+fn a_director_killed_during_starts_recovers_without_orphans_or_lost_credit() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let init = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["init", "localhost"])
+        .env_remove("DIRECTOR_CFG")
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let credit = CREDIT.to_string();
+    let adduser = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "adduser",
+            "alice@example.org",
+            "alice",
+            "pw",
+            "--credit",
+            &credit,
+        ])
+        .env_remove("DIRECTOR_CFG")
+        .output()
+        .unwrap();
+    assert!(adduser.status.success(), "{}", text(&adduser.stderr));
+    // Short grace periods, so that the restarted director cleans up within seconds.
+    let cfg = data.join("director.cfg");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(
+            "[director]\n",
+            "[director]\nMAINTENANCE_INTERVAL = 1\nRECONCILE_GRACE = 1\nREAP_GRACE = 1\n",
+        ),
+    )
+    .unwrap();
+
+    let (mut first, port) = serve(&data);
+    let zip = temp.path().join("certs.zip");
+    let zip_path = zip.to_str().unwrap();
+    let certs = curl(
+        &data,
+        port,
+        &["-d", "username=alice", "-d", "password=pw", "-o", zip_path],
+        "/getcerts",
+    )
+    .output()
+    .unwrap();
+    assert!(certs.status.success(), "{}", text(&certs.stderr));
+    let unzip = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(temp.path())
+        .status()
+        .unwrap();
+    assert!(unzip.success());
+    let cert = temp.path().join("cert.pem");
+    let key = temp.path().join("key.pem");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // 20 concurrent starts (RSA keys: tens of milliseconds of CPU each), then SIGKILL while
+    // some are between their row and their VM.
+    let starts: Vec<Child> = (0..20)
+        .map(|_| {
+            curl(
+                &data,
+                port,
+                &["--cert", cert, "--key", key, "-X", "POST"],
+                "/start/php",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Kill once some starts are complete and others are not.
+    loop {
+        let (rows, _) = database(&data);
+        let complete = rows.iter().filter(|(_, vmid)| vmid.is_some()).count();
+        if (complete >= 4 && rows.len() > complete) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for mut start in starts {
+        let _ = start.wait();
+    }
+    let (rows_at_crash, _) = database(&data);
+    assert!(
+        !rows_at_crash.is_empty(),
+        "no start had begun when the director was killed"
+    );
+    let interrupted = rows_at_crash
+        .iter()
+        .filter(|(_, vmid)| vmid.is_none())
+        .count();
+    eprintln!(
+        "at the crash: {} row(s), {interrupted} without a VM, {} VM file(s)",
+        rows_at_crash.len(),
+        vm_files(&data).len()
+    );
+
+    // Restarted, it reconciles: rows without a VM older than RECONCILE_GRACE undone.
+    let (mut second, _port) = serve(&data);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let consistent = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let (rows, credit) = database(&data);
+        let row_vms: BTreeSet<String> = rows.iter().filter_map(|(_, vmid)| vmid.clone()).collect();
+        let files = vm_files(&data);
+        let incomplete = rows.iter().filter(|(_, vmid)| vmid.is_none()).count();
+        let state = (
+            incomplete,
+            row_vms == files,
+            CREDIT - credit == rows.len() as i64,
+        );
+        if state == (0, true, true) {
+            break Ok(rows.len());
+        }
+        if Instant::now() > deadline {
+            break Err(format!(
+                "after the restart: {incomplete} row(s) without a VM, rows' VMs {row_vms:?} vs \
+                 VM files {files:?}, credit {credit} for {} row(s)",
+                rows.len()
+            ));
+        }
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let n_left = consistent.unwrap_or_else(|why| panic!("{why}"));
+    assert!(n_left <= 20);
+}

@@ -1,0 +1,457 @@
+//! Turns a parsed director.cfg into a [`DirectorConfig`]: every key checked, every problem collected.
+//! One file per part of the file, as docs/config.md is laid out: `[conpaas]` (conpaas.rs),
+//! `[director]` (director.rs), the cloud sections (clouds.rs); the collecting `Builder` here.
+
+mod clouds;
+mod conpaas;
+mod director;
+
+use conpaas::parse_key_algorithm;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::ca::{CaSettings, KeyAlgorithm};
+use crate::cloud::{CloudSettings, DriverSettings, Ec2Settings, InstanceType, OpenNebulaSettings};
+use crate::model::Credit;
+use crate::store::{DatabaseUrl, StoreSettings};
+use crate::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
+
+use super::error::{Location, Problem, ProblemKind, Warning, WarningKind};
+use super::ini::{DEFAULT_SECTION, Ini, Value, py_strip};
+use super::values::{
+    DirectorUrl, EXPECTED_DATABASE_URI, EXPECTED_DIRECTOR_URL, parse_bool, parse_database_url,
+    parse_ec2_region, parse_endpoint, parse_integer, parse_ipv4, parse_netmask, shown_value,
+};
+use super::{
+    DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
+    DEFAULT_MANAGER_PORT, DEFAULT_REAP_GRACE, DirectorConfig,
+};
+
+/// The sections the director reads besides the clouds.
+const DIRECTOR_SECTIONS: [&str; 3] = ["conpaas", "director", "iaas"];
+
+/// Section names that cannot be clouds: the director's own sections, the
+/// `[manager]` section 1.2 wrote at run time, and `[DEFAULT]`.
+const RESERVED_SECTIONS: [&str; 5] = ["conpaas", "director", "manager", "iaas", DEFAULT_SECTION];
+
+/// Keys of `[conpaas]`.
+pub(crate) const CONPAAS_KEYS: &[&str] = &[
+    "CONF_DIR",
+    "CERT_DIR",
+    "VPN_BASE_NETWORK",
+    "VPN_NETMASK",
+    "VPN_SERVICE_BITS",
+    "VPN_LEGACY_SUBNETS",
+    "KEY_ALGORITHM",
+    "MAX_CREDIT",
+];
+
+/// Keys of `[director]`.
+pub(crate) const DIRECTOR_KEYS: &[&str] = &[
+    "DATABASE_URI",
+    "DIRECTOR_URL",
+    "DEBUG",
+    "OPEN_REGISTRATION",
+    "DB_MAX_CONNECTIONS",
+    "MANAGER_PORT",
+    "MANIFEST_ALLOW_PRIVATE_URLS",
+    "MAINTENANCE_INTERVAL",
+    "RECONCILE_GRACE",
+    "REAP_GRACE",
+];
+
+/// Keys every cloud section may hold whatever its driver.
+pub(crate) const CLOUD_COMMON_KEYS: &[&str] = &["DRIVER"];
+
+/// Keys only `[iaas]` reads.
+pub(crate) const IAAS_KEYS: &[&str] = &["OTHER_CLOUDS"];
+
+/// Keys of an `ec2` cloud section.
+pub(crate) const EC2_KEYS: &[&str] = &[
+    "USER",
+    "PASSWORD",
+    "IMAGE_ID",
+    "SIZE_ID",
+    "SECURITY_GROUP_NAME",
+    "KEY_NAME",
+    "REGION",
+    "ENDPOINT",
+    "BOOT_TIMEOUT",
+];
+
+/// Keys of an `opennebula` cloud section.
+pub(crate) const OPENNEBULA_KEYS: &[&str] = &[
+    "URL",
+    "USER",
+    "PASSWORD",
+    "IMAGE_ID",
+    "INST_TYPE",
+    "NET_ID",
+    "NET_GATEWAY",
+    "NET_NETMASK",
+    "NET_NAMESERVER",
+    "OS_ARCH",
+    "OS_ROOT",
+    "DISK_TARGET",
+    "CONTEXT_TARGET",
+    "XMLRPC",
+    "BOOT_TIMEOUT",
+];
+
+/// Keys the director does not read but the 1.2 managers (TaskFarm) do: copied without a warning.
+pub(crate) const PASS_THROUGH_KEYS: &[&str] = &[
+    "PORT",
+    "CLOUDNAME",
+    "TIMEUNIT",
+    "COSTUNIT",
+    "SAMPLING_WORKERS",
+    "MAXNODES",
+    "SPEEDFACTOR",
+    "XMLRPC",
+];
+
+/// Marks a check whose problem has already been recorded.
+#[derive(Debug, Clone, Copy)]
+struct Reported;
+
+type Checked<T> = Result<T, Reported>;
+
+/// A whole number of seconds, 1 s to a day (the maintenance keys).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_integer(text, 1, 86_400)
+        .map(Duration::from_secs)
+        .map_err(|_| "a whole number of seconds between 1 and 86400".to_owned())
+}
+
+fn contains_key(keys: &[&str], key: &str) -> bool {
+    keys.iter().any(|known| known.eq_ignore_ascii_case(key))
+}
+
+/// Collects problems and warnings while checking keys one by one.
+struct Builder<'a> {
+    ini: &'a Ini,
+    problems: Vec<Problem>,
+    warnings: Vec<Warning>,
+}
+
+/// Builds the typed configuration, or returns every problem found (sorted by line, without duplicates).
+pub(crate) fn build(
+    ini: &Ini,
+    reader_warnings: Vec<Warning>,
+) -> Result<(DirectorConfig, Vec<Warning>), Vec<Problem>> {
+    let mut builder = Builder {
+        ini,
+        problems: Vec::new(),
+        warnings: reader_warnings,
+    };
+    let config = builder.director_config();
+    let Builder {
+        mut problems,
+        mut warnings,
+        ..
+    } = builder;
+    sort_and_dedup(
+        &mut warnings,
+        |warning| &warning.location,
+        |warning| warning.to_string(),
+    );
+    match config {
+        Ok(config) if problems.is_empty() => Ok((config, warnings)),
+        _ => {
+            sort_and_dedup(
+                &mut problems,
+                |problem| &problem.location,
+                |problem| problem.to_string(),
+            );
+            Err(problems)
+        }
+    }
+}
+
+/// Orders by line (missing sections last), keeping the check order within a line, and drops repeats.
+fn sort_and_dedup<T>(
+    items: &mut Vec<T>,
+    location: impl Fn(&T) -> &Location,
+    text: impl Fn(&T) -> String,
+) {
+    items.sort_by_key(|item| location(item).line.unwrap_or(usize::MAX));
+    let mut seen = HashSet::new();
+    items.retain(|item| seen.insert(text(item)));
+}
+
+impl Builder<'_> {
+    fn director_config(&mut self) -> Checked<DirectorConfig> {
+        let conf_dir = self.path(
+            "conpaas",
+            "conf_dir",
+            "a directory path, such as /etc/cpsdirector",
+        );
+        let cert_dir = self.path(
+            "conpaas",
+            "cert_dir",
+            "a directory path, such as /etc/cpsdirector/certs",
+        );
+        let key_algorithm = self.optional("conpaas", "key_algorithm", parse_key_algorithm);
+        let vpn = self.vpn();
+        let max_credit = self.optional("conpaas", "max_credit", |text| {
+            let credit = parse_integer(text, 0, u64::MAX)?;
+            i64::try_from(credit)
+                .map(Credit)
+                .map_err(|_| "a non-negative integer".to_owned())
+        });
+
+        let default_cloud = self.cloud(CloudSettings::DEFAULT_SECTION);
+        let other_names = self.other_cloud_names();
+        let other_clouds: Vec<Checked<CloudSettings>> =
+            other_names.iter().map(|name| self.cloud(name)).collect();
+
+        let database_url = self.database_url();
+        let max_connections = self.optional("director", "db_max_connections", |text| {
+            let number = parse_integer(text, 1, u64::MAX)?;
+            u32::try_from(number).map_err(|_| "a positive integer".to_owned())
+        });
+        let director_url = self.optional("director", "director_url", |text| {
+            DirectorUrl::from_str(text).map_err(|_| EXPECTED_DIRECTOR_URL.to_owned())
+        });
+        let debug = self.debug();
+        let open_registration = self.optional("director", "open_registration", parse_bool);
+        let manager_port = self.optional("director", "manager_port", |text| {
+            let port = parse_integer(text, 1, u64::from(u16::MAX))?;
+            u16::try_from(port).map_err(|_| "a port number between 1 and 65535".to_owned())
+        });
+        let manifest_allow_private_urls =
+            self.optional("director", "manifest_allow_private_urls", parse_bool);
+        let maintenance_interval = self.optional("director", "maintenance_interval", parse_seconds);
+        let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
+        let reap_grace = self.optional("director", "reap_grace", parse_seconds);
+
+        self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
+        self.warn_unknown_keys("director", DIRECTOR_KEYS);
+        self.warn_unknown_sections(&other_names);
+
+        let (
+            Ok(conf_dir),
+            Ok(cert_dir),
+            Ok(key_algorithm),
+            Ok(vpn),
+            Ok(max_credit),
+            Ok(default_cloud),
+            Ok(database_url),
+            Ok(max_connections),
+            Ok(director_url),
+            Ok(debug),
+            Ok(open_registration),
+            Ok(manager_port),
+            Ok(manifest_allow_private_urls),
+            Ok(maintenance_interval),
+            Ok(reconcile_grace),
+            Ok(reap_grace),
+        ) = (
+            conf_dir,
+            cert_dir,
+            key_algorithm,
+            vpn,
+            max_credit,
+            default_cloud,
+            database_url,
+            max_connections,
+            director_url,
+            debug,
+            open_registration,
+            manager_port,
+            manifest_allow_private_urls,
+            maintenance_interval,
+            reconcile_grace,
+            reap_grace,
+        )
+        else {
+            return Err(Reported);
+        };
+        let other_clouds = other_clouds.into_iter().collect::<Checked<Vec<_>>>()?;
+        Ok(DirectorConfig {
+            conf_dir,
+            ca: CaSettings {
+                cert_dir,
+                key_algorithm: key_algorithm.unwrap_or(KeyAlgorithm::Rsa2048),
+            },
+            vpn,
+            max_credit,
+            default_cloud,
+            other_clouds,
+            store: StoreSettings {
+                url: database_url,
+                max_connections: max_connections.unwrap_or(DEFAULT_DB_MAX_CONNECTIONS),
+            },
+            director_url,
+            debug,
+            open_registration: open_registration.unwrap_or(false),
+            manager_port: manager_port.unwrap_or(DEFAULT_MANAGER_PORT),
+            manifest_allow_private_urls: manifest_allow_private_urls.unwrap_or(false),
+            maintenance_interval: maintenance_interval.unwrap_or(DEFAULT_MAINTENANCE_INTERVAL),
+            reconcile_grace,
+            reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
+        })
+    }
+
+    fn location(&self, section: &str, line: Option<usize>, key: Option<&str>) -> Location {
+        Location::new(self.ini.file(), line, Some(section), key)
+    }
+
+    fn warn(&mut self, section: &str, line: Option<usize>, key: Option<&str>, kind: WarningKind) {
+        let location = self.location(section, line, key);
+        self.warnings.push(Warning { location, kind });
+    }
+
+    /// Looks a key up through `[DEFAULT]`; an interpolation error is recorded.
+    fn find(&mut self, section: &str, key: &str) -> Checked<Option<Value>> {
+        self.ini.get(section, key).map_err(|problem| {
+            self.problems.push(*problem);
+            Reported
+        })
+    }
+
+    fn missing(&mut self, section: &str, key: &str, expected: impl Into<String>) -> Reported {
+        let found = self.ini.section(section);
+        let line = found.and_then(|found| found.header_line);
+        let location = self.location(section, line, Some(key));
+        self.problems.push(Problem {
+            location,
+            kind: ProblemKind::Missing {
+                expected: expected.into(),
+                section_missing: found.is_none(),
+            },
+        });
+        Reported
+    }
+
+    fn invalid(&mut self, section: &str, value: &Value, expected: impl Into<String>) -> Reported {
+        let location = self.location(section, Some(value.line), Some(&value.key));
+        self.problems.push(Problem {
+            location,
+            kind: ProblemKind::Invalid {
+                expected: expected.into(),
+                got: shown_value(&value.key, &value.text),
+            },
+        });
+        Reported
+    }
+
+    /// A key that must be present and non-empty (1.2's drivers required both).
+    fn required<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Checked<T> {
+        self.required_value(section, key, expected, parse)
+            .map(|(parsed, _)| parsed)
+    }
+
+    fn required_value<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Checked<(T, Value)> {
+        match self.find(section, key)? {
+            None => Err(self.missing(section, key, expected)),
+            Some(value) if value.text.is_empty() => Err(self.invalid(section, &value, expected)),
+            Some(value) => match parse(&value.text) {
+                Ok(parsed) => Ok((parsed, value)),
+                Err(expected) => Err(self.invalid(section, &value, expected)),
+            },
+        }
+    }
+
+    fn required_text(&mut self, section: &str, key: &str, expected: &str) -> Checked<String> {
+        self.required(section, key, expected, |text| Ok(text.to_owned()))
+    }
+
+    /// An optional key; empty counts as absent.
+    fn optional<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Checked<Option<T>> {
+        match self.find(section, key)? {
+            None => Ok(None),
+            Some(value) if value.text.is_empty() => Ok(None),
+            Some(value) => match parse(&value.text) {
+                Ok(parsed) => Ok(Some(parsed)),
+                Err(expected) => Err(self.invalid(section, &value, expected)),
+            },
+        }
+    }
+
+    /// A required path; relative paths work but depend on the working directory.
+    fn path(&mut self, section: &str, key: &str, expected: &str) -> Checked<PathBuf> {
+        let (path, value) =
+            self.required_value(section, key, expected, |text| Ok(PathBuf::from(text)))?;
+        if path.is_relative() {
+            self.warn(
+                section,
+                Some(value.line),
+                Some(key),
+                WarningKind::RelativePath { path: value.text },
+            );
+        }
+        Ok(path)
+    }
+
+    fn find_nonempty(&mut self, section: &str, key: &str) -> Checked<Option<Value>> {
+        Ok(self
+            .find(section, key)?
+            .filter(|value| !value.text.is_empty()))
+    }
+
+    fn warn_unknown_keys(&mut self, name: &str, known: &[&str]) {
+        let Some(section) = self.ini.section(name) else {
+            return;
+        };
+        let unknown: Vec<(String, usize)> = section
+            .entries
+            .iter()
+            .filter(|entry| !contains_key(known, &entry.key))
+            .map(|entry| (entry.key.clone(), entry.line))
+            .collect();
+        for (key, line) in unknown {
+            self.warn(name, Some(line), Some(&key), WarningKind::UnknownKey);
+        }
+    }
+
+    fn warn_unknown_sections(&mut self, other_clouds: &[String]) {
+        let ignored: Vec<(String, Option<usize>, bool)> = self
+            .ini
+            .sections()
+            .iter()
+            .filter(|section| {
+                !DIRECTOR_SECTIONS.contains(&section.name.as_str())
+                    && !other_clouds.contains(&section.name)
+            })
+            .map(|section| {
+                (
+                    section.name.clone(),
+                    section.header_line,
+                    section.entry("driver").is_some(),
+                )
+            })
+            .collect();
+        for (name, line, has_driver) in ignored {
+            let kind = if has_driver {
+                WarningKind::UnlistedCloud
+            } else {
+                WarningKind::UnknownSection
+            };
+            self.warn(&name, line, None, kind);
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! No VM outlives its row, no credit moves twice, no service dies of the director's own faults:
+//! stop and delete racing starts, idempotent undo, a full database, a locked database under
+//! the credit callback, and the reaper.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use conpaas_core::director::{Director, MaintenanceSettings, StartRequest};
+use conpaas_core::model::{AppId, Credit, ServiceId, UserId};
+use conpaas_core::store::{self, NewService};
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+
+use crate::support::{Options, TestDirector};
+
+/// Every VM file of the dummy cloud and every row's VM, compared: no VM without its row, no
+/// row (with a VM) without its VM.
+async fn assert_consistent(test: &TestDirector) {
+    let director = test.director();
+    let rows = director
+        .store()
+        .run(store::list_all_services)
+        .await
+        .unwrap();
+    let row_vms: BTreeSet<String> = rows.iter().filter_map(|row| row.vmid.clone()).collect();
+    let dir = test.data_dir().join("dummy-cloud");
+    let files: BTreeSet<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".sh").map(str::to_owned))
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let orphans: Vec<&String> = files.difference(&row_vms).collect();
+    let lost: Vec<&String> = row_vms.difference(&files).collect();
+    assert!(orphans.is_empty(), "VMs without a row: {orphans:?}");
+    assert!(lost.is_empty(), "rows whose VM is gone: {lost:?}");
+}
+
+fn start(director: &Director, uid: UserId, appid: Option<AppId>) -> tokio::task::JoinHandle<()> {
+    let director = director.clone();
+    tokio::spawn(async move {
+        // Refusals (the service stopped or the application deleted under it) are expected.
+        let _ = director
+            .start_service(StartRequest {
+                uid,
+                service_type: "php".into(),
+                cloud: "default".into(),
+                appid: appid.map(|aid| aid.to_string()),
+            })
+            .await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stop_and_delete_racing_starts_leave_no_orphan() {
+    // RSA keys make every start spend tens of milliseconds of CPU between its row and its VM,
+    // and a dozen at once on two cores delay everything else: the window a stop or a delete
+    // falls into (its read of the row and its delete drift apart).
+    let test = TestDirector::with(Options::new().rsa());
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("racer", "pw", 100_000).await);
+    for round in 0..6 {
+        let aid = director
+            .create_application(uid, &format!("app {round}"))
+            .await
+            .unwrap()
+            .aid;
+        let starts: Vec<_> = (0..12).map(|_| start(&director, uid, Some(aid))).collect();
+        // Stop every service as soon as its row appears, each in its own task; half the
+        // rounds also delete the whole application meanwhile.
+        let mut stoppers = Vec::new();
+        let mut seen = BTreeSet::new();
+        while !starts.iter().all(tokio::task::JoinHandle::is_finished) {
+            for service in director.services(uid).await.unwrap() {
+                if seen.insert(service.sid) {
+                    let director = director.clone();
+                    stoppers.push(tokio::spawn(async move {
+                        let _ = director.stop_service(uid, service.sid).await;
+                    }));
+                }
+            }
+            if round % 2 == 1 && seen.len() == 6 {
+                let director = director.clone();
+                stoppers.push(tokio::spawn(async move {
+                    let _ = director.delete_application(uid, aid).await;
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for handle in starts.into_iter().chain(stoppers) {
+            handle.await.unwrap();
+        }
+        // Whatever survived goes too, so the next round starts clean.
+        for service in director.services(uid).await.unwrap() {
+            director.stop_service(uid, service.sid).await.unwrap();
+        }
+        assert_consistent(&test).await;
+    }
+}
+
+#[tokio::test]
+async fn undoing_a_start_refunds_once_however_often_it_runs() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("undo", "pw", 10).await);
+    let aid = director.applications(uid).await.unwrap()[0].aid;
+    let new = NewService {
+        user_id: uid,
+        application_id: aid,
+        service_type: "php".parse().unwrap(),
+    };
+    // The start's first transaction: the charge and the row together.
+    let half = director
+        .store()
+        .run(move |conn| {
+            store::write_transaction(conn, |conn| {
+                assert!(store::decrement_credit(conn, uid, Credit(1))?);
+                store::insert_service::<store::Error, _>(conn, &new, |_| Ok(None))
+            })
+        })
+        .await
+        .unwrap();
+    let sid = half.sid;
+    // Eight undos at once (two replicas reconciling, a retried undo...): one refund.
+    let undos: Vec<_> = (0..8)
+        .map(|_| {
+            let store = director.store().clone();
+            tokio::spawn(async move {
+                store
+                    .run(move |conn| store::forget_incomplete_service(conn, sid, Credit(1)))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut n_undone = 0;
+    for undo in undos {
+        n_undone += usize::from(undo.await.unwrap());
+    }
+    assert_eq!(n_undone, 1);
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(10)
+    );
+    assert_eq!(director.reconcile(Duration::ZERO).await.unwrap(), 0);
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(10)
+    );
+}
+
+#[tokio::test]
+async fn a_completed_start_is_not_undone() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("done", "pw", 10).await);
+    let service = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    let sid = service.sid;
+    let undone = director
+        .store()
+        .run(move |conn| store::forget_incomplete_service(conn, sid, Credit(1)))
+        .await
+        .unwrap();
+    assert!(!undone, "a row with its VM was undone");
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(9));
+    // A stale snapshot without the VM deletes nothing either.
+    let stale = director
+        .store()
+        .run(move |conn| store::delete_service_if_vm(conn, sid, None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(stale, store::ConditionalDelete::Changed(ref now) if now.vmid == service.vmid),
+        "{stale:?}"
+    );
+    assert_consistent(&test).await;
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_a_start_whole() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("full", "pw", 10).await);
+    let db = test.data_dir().join("director.db");
+    // A director on one connection, whose file may not grow past its size now: SQLITE_FULL,
+    // the error of a full disk (`max_page_count` holds per connection).
+    let store = store::Store::open(&store::StoreSettings {
+        url: store::DatabaseUrl::Sqlite(db.clone()),
+        max_connections: 1,
+    })
+    .unwrap();
+    let director = conpaas_core::director::DirectorBuilder::from_config(test.loaded())
+        .unwrap()
+        .store(store)
+        .build()
+        .unwrap();
+    let pages = |conn: &mut diesel::SqliteConnection| -> i64 {
+        use diesel::RunQueryDsl as _;
+        #[derive(diesel::QueryableByName)]
+        struct Pages {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            page_count: i64,
+        }
+        diesel::sql_query("PRAGMA page_count")
+            .get_result::<Pages>(conn)
+            .unwrap()
+            .page_count
+    };
+    // Another connection fills the service table's last page under the same limit, so the
+    // next row needs a page the file may not get (rows of no user: nothing lists them).
+    let mut other = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    other
+        .batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF")
+        .unwrap();
+    let limit = pages(&mut other);
+    other
+        .batch_execute(&format!("PRAGMA max_page_count = {limit}"))
+        .unwrap();
+    let mut size = 2000;
+    while size >= 1 {
+        let filled = other.batch_execute(&format!(
+            "INSERT INTO service (name, type, state, user_id, application_id) \
+             VALUES (printf('%.{size}c', 'x'), 'php', 'INIT', 999999, 999999)"
+        ));
+        if let Err(error) = filled {
+            assert!(error.to_string().contains("full"), "{error}");
+            size /= 2;
+        }
+    }
+    director
+        .store()
+        .run(move |conn| {
+            conn.batch_execute(&format!("PRAGMA max_page_count = {limit}"))
+                .map_err(store::Error::from)
+        })
+        .await
+        .unwrap();
+    let before = director.user(uid).await.unwrap().unwrap().credit;
+    let started = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await;
+    // The row and the charge are one transaction: neither happened.
+    assert!(started.is_err(), "the start succeeded on a full database");
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, before);
+    assert!(director.services(uid).await.unwrap().is_empty());
+    assert_consistent(&test).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_delays_the_credit_callback_but_never_refuses_it() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("locked", "pw", 10).await);
+    let db = test.data_dir().join("director.db");
+    // Another process holds the write lock longer than SQLite's busy timeout (5 s): a backup,
+    // an operator's sqlite3 session.
+    let holder = std::thread::spawn(move || {
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        conn.batch_execute("COMMIT").unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let charged = director.charge(uid, Some("3")).await.unwrap();
+    assert!(charged, "a locked database refused a manager's charge");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the charge did not wait for the lock"
+    );
+    holder.join().unwrap();
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(7));
+    assert_eq!(director.deferred_charges(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_patience_a_charge_is_deferred_and_applied_once() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("patient", "pw", 10).await);
+    // A director whose patience is shorter than the lock, on the same database.
+    let director = conpaas_core::director::DirectorBuilder::from_config(test.loaded())
+        .unwrap()
+        .charge_patience(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let db = test.data_dir().join("director.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        conn.batch_execute("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    assert!(director.charge(uid, Some("4")).await.unwrap());
+    assert_eq!(director.deferred_charges(), 1);
+    holder.join().unwrap();
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(10)
+    );
+    let report = director
+        .maintenance_pass(&MaintenanceSettings::recommended())
+        .await;
+    assert_eq!(report.deferred_charges, 1);
+    assert_eq!(director.deferred_charges(), 0);
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(6));
+    // Applied once: another pass changes nothing.
+    director
+        .maintenance_pass(&MaintenanceSettings::recommended())
+        .await;
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(6));
+}
+
+#[tokio::test]
+async fn the_reaper_terminates_only_this_installations_rowless_vms() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("reaped", "pw", 10).await);
+    let kept = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    let kept_vm = kept.vmid.clone().unwrap();
+    // A VM of this installation whose row is gone (a stop that lost the race in an older
+    // version, a crash), and one of another installation sharing the cloud.
+    let orphan = director.client_token(ServiceId(999));
+    let foreign = "cps-00000000-s999".to_owned();
+    for vmid in [&orphan, &foreign] {
+        std::fs::write(test.dummy_vm_path(vmid), "#!/bin/sh\n").unwrap();
+    }
+    // Within the grace period nothing is touched.
+    let young = director.reap(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(young.reaped, Vec::<(String, String)>::new());
+    assert_eq!(young.young, 1);
+    let report = director.reap(Duration::ZERO).await.unwrap();
+    assert_eq!(report.listed, 2, "{report:?}");
+    assert_eq!(report.reaped, vec![("iaas".to_owned(), orphan.clone())]);
+    assert!(!test.dummy_vm_path(&orphan).exists());
+    assert!(
+        test.dummy_vm_path(&foreign).exists(),
+        "another installation's VM was reaped"
+    );
+    assert!(
+        test.dummy_vm_path(&kept_vm).exists(),
+        "a VM with its row was reaped"
+    );
+    std::fs::remove_file(test.dummy_vm_path(&foreign)).unwrap();
+    assert_consistent(&test).await;
+}
+
+/// A cloud whose creates wait for a gate and whose terminations take a while: the timing of
+/// `/delete` racing a start, made deterministic.
+#[derive(Debug, Default)]
+struct GatedCloud {
+    vms: std::sync::Mutex<BTreeSet<String>>,
+    gate: tokio::sync::Notify,
+    gated: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl conpaas_core::cloud::Cloud for GatedCloud {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    fn driver(&self) -> &'static str {
+        "gated"
+    }
+
+    async fn create_node(
+        &self,
+        request: conpaas_core::cloud::NodeRequest,
+    ) -> Result<conpaas_core::cloud::Node, conpaas_core::cloud::Error> {
+        let vmid = format!("vm-{}", request.client_token);
+        self.vms.lock().unwrap().insert(vmid.clone());
+        if self.gated.load(std::sync::atomic::Ordering::SeqCst) {
+            self.gate.notified().await;
+        }
+        Ok(conpaas_core::cloud::Node {
+            vmid,
+            public_ip: "10.0.0.9".into(),
+            private_ip: None,
+        })
+    }
+
+    async fn kill_node(&self, vmid: &str) -> Result<(), conpaas_core::cloud::Error> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.vms.lock().unwrap().remove(vmid);
+        Ok(())
+    }
+
+    async fn node_state(
+        &self,
+        vmid: &str,
+    ) -> Result<conpaas_core::cloud::NodeState, conpaas_core::cloud::Error> {
+        Ok(if self.vms.lock().unwrap().contains(vmid) {
+            conpaas_core::cloud::NodeState::Running
+        } else {
+            conpaas_core::cloud::NodeState::Gone
+        })
+    }
+
+    async fn find_node(
+        &self,
+        client_token: &str,
+    ) -> Result<Option<String>, conpaas_core::cloud::Error> {
+        let vmid = format!("vm-{client_token}");
+        Ok(self.vms.lock().unwrap().contains(&vmid).then_some(vmid))
+    }
+
+    async fn probe(&self) -> Result<(), conpaas_core::cloud::Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_acting_on_a_stale_list_still_terminates_a_vm_that_completed_meanwhile() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("stale", "pw", 10).await);
+    let cloud = std::sync::Arc::new(GatedCloud::default());
+    let director = conpaas_core::director::DirectorBuilder::from_config(test.loaded())
+        .unwrap()
+        .clouds(
+            conpaas_core::cloud::CloudRegistry::builder()
+                .cloud("gated", cloud.clone())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let aid = director.applications(uid).await.unwrap()[0].aid;
+    // Service A runs; service B's VM exists but its start has not recorded it yet.
+    director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    cloud.gated.store(true, std::sync::atomic::Ordering::SeqCst);
+    let b = start(&director, uid, None);
+    while cloud.vms.lock().unwrap().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // `/delete` lists both, then spends 300 ms terminating A's VM; B's start completes then.
+    let delete = {
+        let director = director.clone();
+        tokio::spawn(async move { director.delete_application(uid, aid).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cloud.gate.notify_one();
+    b.await.unwrap();
+    delete.await.unwrap().unwrap();
+    for service in director.services(uid).await.unwrap() {
+        director.stop_service(uid, service.sid).await.unwrap();
+    }
+    assert!(
+        cloud.vms.lock().unwrap().is_empty(),
+        "VMs without a row: {:?}",
+        cloud.vms.lock().unwrap()
+    );
+}

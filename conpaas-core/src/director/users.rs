@@ -171,3 +171,87 @@ impl Director {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ca::{CertificateAuthority, KeyAlgorithm};
+    use crate::cloud::{CloudRegistry, DummyCloud};
+    use crate::store::{HashingSettings, Store};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_hashing_queue_refuses_logins_without_counting_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // One worker and one queued place, no waiting for more.
+        let director = Director::builder()
+            .store(Store::open_in_memory().unwrap())
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
+                    .build()
+                    .unwrap(),
+            )
+            .hashing(HashingSettings {
+                workers: 1,
+                queue: 1,
+                wait: Duration::from_millis(1),
+                linger: Duration::from_millis(100),
+            })
+            .build()
+            .unwrap();
+        let registration = Registration {
+            username: "u".into(),
+            fname: "f".into(),
+            lname: "l".into(),
+            email: "u@example.org".into(),
+            affiliation: "a".into(),
+            password: "pw".into(),
+            credit: "5".into(),
+        };
+        director.register(registration).await.unwrap();
+        let source = LoginSource::Address("192.0.2.9".parse().unwrap());
+        // More at once than the 20 failures the throttle allows, all with the right password.
+        let logins: Vec<_> = (0..30)
+            .map(|_| {
+                let (director, source) = (director.clone(), source.clone());
+                tokio::spawn(async move {
+                    director
+                        .login_from("u", &"pw".into(), Some(source))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut n_admitted = 0;
+        for login in logins {
+            n_admitted += usize::from(login.await.unwrap().is_some());
+        }
+        assert!(n_admitted >= 1, "at least the first is checked");
+        assert!(n_admitted < 30, "some were refused for load: {n_admitted}");
+        // The refusals were not failed attempts: the source may still log in.
+        let user = director
+            .login_from("u", &"pw".into(), Some(source.clone()))
+            .await
+            .unwrap();
+        assert_eq!(user.map(|user| user.username).as_deref(), Some("u"));
+        // A wrong password still is one, and an unknown user costs a check too.
+        assert!(
+            director
+                .login_from("u", &"no".into(), Some(source))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            director
+                .login("nobody", &"pw".into())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -9,7 +9,9 @@
 //! subjects built from the caller's identity instead of the CSR's.
 //!
 //! Everything here is synchronous and some of it is slow (RSA key generation takes tens of
-//! milliseconds): async callers run it inside `spawn_blocking`. A CA need not live in files:
+//! milliseconds): async callers run it inside `spawn_blocking`, and
+//! [`CertificateAuthority::start_key_pool`] has a [`KeyPool`] thread make RSA keys ahead of
+//! demand. A CA need not live in files:
 //! [`CertificateAuthority::generate`] makes one in memory and
 //! [`CertificateAuthority::from_pem`] loads one from PEM texts (a Kubernetes Secret, Vault).
 //!

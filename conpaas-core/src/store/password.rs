@@ -64,7 +64,8 @@ impl Argon2Memory {
         !self.blocks.is_empty()
     }
 
-    /// Gives the memory back (to the system, see [`MIN_RESERVED_BLOCKS`]).
+    /// Gives the memory back to the system (the buffer is large enough that glibc maps it on
+    /// its own and unmaps it when freed).
     pub fn release(&mut self) {
         self.blocks = Vec::new();
     }

@@ -485,3 +485,26 @@ fn init_keeps_the_port_of_director_url() {
         "{text_cfg}"
     );
 }
+
+/// Checks come before changes: `serve` refusing a CA key others can read has not opened, let
+/// alone migrated, the database (on an adopted 1.2 database that migration is irreversible).
+#[test]
+fn serve_refuses_a_readable_ca_key_before_touching_the_database() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    std::fs::remove_file(data.join("director.db")).unwrap();
+    let key = data.join("certs/ca_key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = director(&data, &["serve", "--listen", "127.0.0.1:0"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !data.join("director.db").exists(),
+        "the database was opened before the checks"
+    );
+}

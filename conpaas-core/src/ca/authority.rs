@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -18,6 +19,7 @@ use x509_parser::x509::X509Version;
 use super::csr::VerifiedCsr;
 use super::keys::{self, KeyKind};
 use super::names::{self, Subject};
+use super::pool::{KeyPool, KeyPoolStats};
 use super::{
     CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, CaSettings, Error, KEY_FILE, KeyAlgorithm, files,
 };
@@ -96,6 +98,8 @@ pub struct CertificateAuthority {
     key_algorithm: KeyAlgorithm,
     not_after: DateTime<Utc>,
     legacy: bool,
+    /// RSA keys made ahead for users' and managers' certificates, once started.
+    key_pool: OnceLock<KeyPool>,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -105,6 +109,7 @@ impl fmt::Debug for CertificateAuthority {
             .field("key_algorithm", &self.key_algorithm)
             .field("not_after", &self.not_after)
             .field("legacy", &self.legacy)
+            .field("key_pool", &self.key_pool.get())
             .finish_non_exhaustive()
     }
 }
@@ -305,6 +310,7 @@ impl CertificateAuthority {
             key_algorithm,
             not_after,
             legacy,
+            key_pool: OnceLock::new(),
         })
     }
 
@@ -338,6 +344,40 @@ impl CertificateAuthority {
     /// The key type of the keys this CA generates.
     pub fn key_algorithm(&self) -> KeyAlgorithm {
         self.key_algorithm
+    }
+
+    /// Starts keeping `size` keys generated ahead (on a background thread) for
+    /// [`issue_user_cert`](Self::issue_user_cert) and
+    /// [`issue_manager_cert`](Self::issue_manager_cert), when the CA's keys are RSA (ECDSA keys
+    /// take microseconds: no pool). Answers whether a pool was started: not for ECDSA, for
+    /// `size` 0, nor when one runs already (the first stays). Without a pool, or when it is
+    /// empty, keys are generated on the caller's thread.
+    pub fn start_key_pool(&self, size: usize) -> Result<bool, Error> {
+        if size == 0 || self.key_algorithm != KeyAlgorithm::Rsa2048 || self.key_pool.get().is_some()
+        {
+            return Ok(false);
+        }
+        let pool = KeyPool::new(self.key_algorithm, size)?;
+        // A concurrent start may have won: its pool stays, this one stops on drop.
+        Ok(self.key_pool.set(pool).is_ok())
+    }
+
+    /// The key pool's counters, when a pool runs.
+    pub fn key_pool_stats(&self) -> Option<KeyPoolStats> {
+        self.key_pool.get().map(KeyPool::stats)
+    }
+
+    /// The key pool, when one runs (to wait for it to fill, in benchmarks).
+    pub fn key_pool(&self) -> Option<&KeyPool> {
+        self.key_pool.get()
+    }
+
+    /// A key for a leaf the CA generates: from the pool when one runs, else fresh.
+    fn leaf_key(&self) -> Result<(KeyPair, KeyKind), Error> {
+        match self.key_pool.get() {
+            Some(pool) => pool.take(),
+            None => keys::generate(self.key_algorithm),
+        }
     }
 
     /// The CA's private key, PEM (PKCS#8): for an embedder that stores a CA made by
@@ -438,7 +478,7 @@ impl CertificateAuthority {
         };
         // Check the inputs before spending time on a key.
         subject.to_dn()?;
-        let (key, kind) = keys::generate(self.key_algorithm)?;
+        let (key, kind) = self.leaf_key()?;
         self.issue(
             &subject,
             &key,
@@ -456,7 +496,7 @@ impl CertificateAuthority {
         uid: UserId,
         sid: ServiceId,
     ) -> Result<IssuedCertificate, Error> {
-        let (key, kind) = keys::generate(self.key_algorithm)?;
+        let (key, kind) = self.leaf_key()?;
         let subject = Subject::Manager { uid, sid };
         self.issue(
             &subject,

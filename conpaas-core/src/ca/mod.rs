@@ -36,6 +36,7 @@ mod csr;
 mod files;
 mod keys;
 mod names;
+mod pool;
 
 use std::io;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub use authority::{CertificateAuthority, IfExists, IssuedCertificate};
 pub use csr::VerifiedCsr;
 pub use files::DirectorTlsFiles;
 pub use names::{CertIdentity, CertInfo};
+pub use pool::{KeyPool, KeyPoolStats};
 
 /// File name of the CA certificate inside `CERT_DIR`.
 pub const CA_CERT_FILE: &str = "ca_cert.pem";
@@ -229,6 +231,9 @@ pub enum Error {
     /// The CA is held in memory only: it has no `CERT_DIR` to write files into.
     #[error("the CA is held in memory: it has no CERT_DIR to write into")]
     InMemory,
+    /// The thread of a [`KeyPool`] could not be started.
+    #[error("cannot start the key pool's thread")]
+    KeyPoolThread(#[source] std::io::Error),
     /// rcgen failed to generate a key or to build or sign a certificate.
     #[error("cannot generate or sign the certificate")]
     Sign(#[source] rcgen::Error),

@@ -1,10 +1,11 @@
 //! Accounts: creating users (`director adduser`, `/new_user`) and checking passwords.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Error;
 use crate::model::{Credit, User};
-use crate::store::{self, NewPassword, NewUser, Store};
+use crate::store::password::Verification;
+use crate::store::{self, HashingPool, LoginRecord, NewPassword, NewUser, Store};
 
 /// The credit `cpsadduser.py` gave a new user.
 pub const ADDUSER_DEFAULT_CREDIT: Credit = Credit(50);
@@ -36,6 +37,21 @@ pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error>
         .await?)
 }
 
+/// [`add_user`] with the password hashed on `hashing` rather than on a blocking thread.
+pub async fn add_user_hashed(
+    store: &Store,
+    hashing: &HashingPool,
+    account: NewAccount,
+) -> Result<User, Error> {
+    let mut new = checked(account)?;
+    if let NewPassword::Plaintext(plain) = &new.password {
+        new.password = NewPassword::Hash(hashing.hash(plain.clone()).await?);
+    }
+    Ok(store
+        .run(move |conn| store::create_user(conn, &new))
+        .await?)
+}
+
 /// [`add_user`] for synchronous callers (the command line).
 pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Error> {
     let new = checked(account)?;
@@ -58,12 +74,49 @@ fn checked(account: NewAccount) -> Result<NewUser, Error> {
 }
 
 /// The user named `username` if `password` is theirs; a 1.2 MD5 hash is upgraded on the way.
-pub async fn login(store: &Store, username: &str, password: &str) -> Result<Option<User>, Error> {
+///
+/// Three steps, so that no database connection or transaction waits on argon2: the user's row
+/// is read, the password checked on `hashing` (an unknown user costs a dummy check of the same
+/// price), and only a matching 1.2 hash is then replaced. A full hashing queue is
+/// [`store::Error::HashingBusy`].
+pub async fn login(
+    store: &Store,
+    hashing: &HashingPool,
+    username: &str,
+    password: &str,
+) -> Result<Option<User>, Error> {
     let username = username.to_owned();
-    let password = password.to_owned();
-    Ok(store
-        .run(move |conn| store::login(conn, &username, &password))
-        .await?)
+    let record = store
+        .run(move |conn| store::find_login(conn, &username))
+        .await?;
+    let (user, stored) = match record {
+        Some(LoginRecord { user, stored_hash }) => (Some(user), stored_hash),
+        None => (None, None),
+    };
+    let password = SecretString::from(password.to_owned());
+    let verification = hashing.verify(stored.clone(), password.clone()).await?;
+    let (Some(user), Some(stored)) = (user, stored) else {
+        return Ok(None);
+    };
+    match verification {
+        Verification::Mismatch => Ok(None),
+        Verification::Match => Ok(Some(user)),
+        Verification::MatchLegacy => {
+            let upgraded = hashing.hash(password).await?;
+            let uid = user.uid;
+            store
+                .run(move |conn| {
+                    store::upgrade_password_hash(
+                        conn,
+                        uid,
+                        stored.expose_secret(),
+                        upgraded.expose_secret(),
+                    )
+                })
+                .await?;
+            Ok(Some(user))
+        }
+    }
 }
 
 /// Checks what the certificate of the user will need: a CN of 1..64 characters and an ASCII

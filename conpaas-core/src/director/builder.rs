@@ -17,13 +17,17 @@ use crate::cloud::CloudRegistry;
 use crate::config::{DEFAULT_MANAGER_PORT, DirectorUrl, LoadedConfig};
 use crate::manager_client::{ManagerClient, PeerCheck};
 use crate::model::{Credit, Role};
-use crate::store::{Store, StoreSettings};
+use crate::store::{HashingPool, HashingSettings, Store, StoreSettings};
 use crate::vpn::{VpnPlan, VpnSettings};
 
 /// How long a manager's credit charge is retried while the database fails, by default: 1.2
 /// managers wait for the answer without a timeout, and half a minute outlasts a backup or a
 /// migration holding the SQLite write lock.
 pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// RSA keys generated ahead of demand by default: a burst of eight `/getcerts` or `/start`
+/// calls finds its keys ready (80 ms of CPU each to make, 1.2 KiB each to hold).
+pub const DEFAULT_KEY_POOL: usize = 8;
 
 /// The director's own certificate and key, PEM: its TLS client identity towards managers
 /// (and, for [`api::server`](crate::api::server), its server identity). Must be issued by the
@@ -109,6 +113,8 @@ pub struct DirectorBuilder {
     manager_timeout: Duration,
     charge_patience: Duration,
     manifest: ManifestSettings,
+    hashing: HashingSettings,
+    key_pool: usize,
 }
 
 impl Default for DirectorBuilder {
@@ -129,6 +135,8 @@ impl Default for DirectorBuilder {
             manager_timeout: MANAGER_CALL_TIMEOUT,
             charge_patience: DEFAULT_CHARGE_PATIENCE,
             manifest: ManifestSettings::recommended(),
+            hashing: HashingSettings::recommended(),
+            key_pool: DEFAULT_KEY_POOL,
         }
     }
 }
@@ -280,6 +288,22 @@ impl DirectorBuilder {
         self
     }
 
+    /// How passwords are hashed and checked (default: [`HashingSettings::recommended`], one
+    /// worker per core). A login that finds the queue full waits `wait` for a place, then is
+    /// refused (`/login` and `/getcerts` answer `false`, as for a wrong password).
+    pub fn hashing(mut self, hashing: HashingSettings) -> Self {
+        self.hashing = hashing;
+        self
+    }
+
+    /// How many RSA keys the CA keeps generated ahead of `/getcerts` and `/start` (default:
+    /// [`DEFAULT_KEY_POOL`]; 0 generates each key on demand). Ignored for ECDSA, whose keys
+    /// take microseconds. A CA shared by several directors gets the first one's pool.
+    pub fn key_pool(mut self, size: usize) -> Self {
+        self.key_pool = size;
+        self
+    }
+
     /// Checks the parts and builds the director. Blocks when it opens and migrates a store
     /// from settings or issues a director certificate (RSA key generation): call it before
     /// starting a runtime or on a blocking thread.
@@ -313,11 +337,14 @@ impl DirectorBuilder {
             StorePart::Opened(store) => store,
             StorePart::Settings(settings) => Store::open(&settings)?,
         };
+        let hashing = HashingPool::new(&self.hashing)?;
+        ca.start_key_pool(self.key_pool)?;
         let fetcher = Fetcher::new(self.manifest.download.clone());
         let installation_tag = crate::ca::installation_tag(ca.cert_der());
         Ok(Director {
             inner: Arc::new(Inner {
                 store,
+                hashing,
                 ca,
                 vpn,
                 clouds,

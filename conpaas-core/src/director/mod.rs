@@ -14,7 +14,7 @@ mod state;
 mod throttle;
 mod users;
 
-pub use builder::{DEFAULT_CHARGE_PATIENCE, DirectorBuilder, TlsIdentity};
+pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
 pub use maintenance::{DEFAULT_REAP_GRACE, MaintenanceReport, MaintenanceSettings, ReapReport};
 pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,

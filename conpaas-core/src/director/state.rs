@@ -37,6 +37,8 @@ pub struct Director {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) store: Store,
+    /// Where passwords are hashed and checked (not on the blocking pool: issue 10).
+    pub(super) hashing: crate::store::HashingPool,
     pub(super) ca: Arc<CertificateAuthority>,
     pub(super) vpn: Option<VpnPlan>,
     pub(super) clouds: CloudRegistry,

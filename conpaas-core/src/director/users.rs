@@ -64,16 +64,42 @@ impl Director {
             password: registration.password,
             credit: Credit(credit),
         };
-        super::accounts::add_user(&self.inner.store, account).await
+        super::accounts::add_user_hashed(&self.inner.store, &self.inner.hashing, account).await
     }
 
-    /// The user if the password is theirs.
+    /// The user if the password is theirs. When the password hashing queue stays full (see
+    /// [`DirectorBuilder::hashing`](super::DirectorBuilder::hashing)) the password is not
+    /// checked and the answer is `None`, a refused login, which every 1.2 client understands.
     pub async fn login(
         &self,
         username: &str,
         password: &SecretString,
     ) -> Result<Option<User>, Error> {
-        super::accounts::login(&self.inner.store, username, password.expose_secret()).await
+        Ok(self.check_password(username, password).await?.flatten())
+    }
+
+    /// `Some(user or None)` once the password is checked; `None` when the hashing queue was
+    /// full (logged), so that a refusal for load is not counted as a wrong password.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<Option<User>>, Error> {
+        let checked = super::accounts::login(
+            &self.inner.store,
+            &self.inner.hashing,
+            username,
+            password.expose_secret(),
+        )
+        .await;
+        match checked {
+            Ok(user) => Ok(Some(user)),
+            Err(Error::Store(crate::store::Error::HashingBusy { waited })) => {
+                tracing::warn!(?waited, "login refused: the password hashing queue is full");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// [`Director::login`] for a client `from`: a source with too many failed attempts lately
@@ -91,7 +117,9 @@ impl Director {
             tracing::info!(?source, "login refused: too many failed attempts");
             return Ok(None);
         }
-        let user = self.login(username, password).await?;
+        let Some(user) = self.check_password(username, password).await? else {
+            return Ok(None);
+        };
         if let (None, Some(source)) = (&user, from) {
             self.inner.logins.failed(source, now);
         }

@@ -44,6 +44,8 @@ mod conn;
 #[cfg(feature = "store")]
 mod database_error;
 #[cfg(feature = "store")]
+mod hashing;
+#[cfg(feature = "store")]
 mod migrate;
 #[cfg(feature = "store")]
 pub mod password;
@@ -68,6 +70,8 @@ pub use conn::{DbConnection, write_transaction};
 #[cfg(feature = "store")]
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
+pub use hashing::{HashingPool, HashingSettings};
+#[cfg(feature = "store")]
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
     delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
@@ -76,8 +80,9 @@ pub use services::{
 };
 #[cfg(feature = "store")]
 pub use users::{
-    NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users, create_user,
-    decrement_credit, find_user, find_user_by_username, login, users_without_credit,
+    LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,
+    create_user, decrement_credit, find_login, find_user, find_user_by_username, login,
+    upgrade_password_hash, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).
@@ -227,6 +232,23 @@ pub enum Error {
     /// Hashing a password failed.
     #[error("cannot hash the password")]
     PasswordHash(#[from] argon2::password_hash::Error),
+    /// The memory of a password hash (19 MiB with the default parameters, what a stored hash
+    /// asks for otherwise) could not be allocated.
+    #[error("cannot allocate the memory of a password hash")]
+    HashingMemory,
+    /// Every worker of the [`HashingPool`] was busy and its queue stayed full for the
+    /// configured wait: the password was not checked.
+    #[error("the password hashing queue stayed full for {waited:?}")]
+    HashingBusy {
+        /// How long the call waited for a place in the queue.
+        waited: Duration,
+    },
+    /// The [`HashingPool`] stopped (its workers are gone) before answering.
+    #[error("the password hashing pool has stopped")]
+    HashingStopped,
+    /// A thread of the [`HashingPool`] could not be started.
+    #[error("cannot start a password hashing thread")]
+    HashingThread(#[source] std::io::Error),
     /// A pre-made password hash is neither an argon2 PHC string nor a 1.2 MD5
     /// digest (perhaps a plaintext password passed as a hash). The value is not
     /// repeated here.

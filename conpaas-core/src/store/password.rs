@@ -1,17 +1,74 @@
 //! Password hashes: argon2id PHC strings, and the unsalted MD5 hex of ConPaaS 1.2
 //! accepted once so an adopted account can log in and be upgraded.
 //!
-//! Argon2 is deliberately slow: call these from `Store::run` (a blocking thread),
-//! never on the async runtime.
+//! Argon2 is deliberately slow and takes 19 MiB of memory per hash: the director runs it on
+//! its [`HashingPool`](super::HashingPool); synchronous callers (the command line) call these
+//! functions directly, never on the async runtime. Every hash here works in an
+//! [`Argon2Memory`], which a pool worker keeps between hashes and frees when idle.
 
 use std::sync::OnceLock;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use super::Error;
+
+/// The smallest allocation made for argon2's blocks, in blocks of 1 KiB: 33 MiB, above glibc's
+/// largest dynamic mmap threshold (32 MiB on 64-bit), so that glibc always maps the buffer on
+/// its own and unmaps it when freed. A 19 MiB buffer would instead raise the threshold to
+/// 19 MiB, be carved from a thread's arena next time and stay resident after it is freed
+/// (issue 10: 1.3 GB after a burst of logins). Only the blocks a hash uses are ever touched,
+/// so the rest of the reservation costs address space, not memory.
+const MIN_RESERVED_BLOCKS: usize = 33 * 1024;
+
+/// The working memory of argon2 (`m_cost` blocks of 1 KiB), reused from hash to hash.
+#[derive(Default)]
+pub struct Argon2Memory {
+    blocks: Vec<Block>,
+}
+
+impl std::fmt::Debug for Argon2Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Memory")
+            .field("n_blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl Argon2Memory {
+    /// No memory yet: the first hash allocates it.
+    pub fn new() -> Self {
+        Argon2Memory::default()
+    }
+
+    /// At least `n_blocks` blocks. Their previous contents do not matter: argon2 writes every
+    /// block before it reads it.
+    fn blocks(&mut self, n_blocks: usize) -> Result<&mut [Block], Error> {
+        if self.blocks.len() < n_blocks {
+            // Free the old buffer before mapping a bigger one.
+            self.blocks = Vec::new();
+            let mut blocks = Vec::new();
+            blocks
+                .try_reserve_exact(n_blocks.max(MIN_RESERVED_BLOCKS))
+                .map_err(|_| Error::HashingMemory)?;
+            blocks.resize(n_blocks, Block::default());
+            self.blocks = blocks;
+        }
+        Ok(&mut self.blocks[..n_blocks])
+    }
+
+    /// Whether memory is held.
+    pub fn is_allocated(&self) -> bool {
+        !self.blocks.is_empty()
+    }
+
+    /// Gives the memory back (to the system, see [`MIN_RESERVED_BLOCKS`]).
+    pub fn release(&mut self) {
+        self.blocks = Vec::new();
+    }
+}
 
 /// The lowercase hexadecimal MD5 of the UTF-8 bytes of `password`.
 ///
@@ -24,9 +81,32 @@ pub fn md5_hex(password: &str) -> String {
 
 /// Hashes `password` with argon2id (default parameters, random salt) into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, Error> {
+    hash_password_with(&mut Argon2Memory::new(), password)
+}
+
+/// [`hash_password`] in `memory`.
+pub fn hash_password_with(memory: &mut Argon2Memory, password: &str) -> Result<String, Error> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let hash = Argon2::default().hash_password(password.as_bytes(), &salt)?;
-    Ok(hash.to_string())
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let params = Params::DEFAULT;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut out,
+            memory.blocks(params.block_count())?,
+        )
+        .map_err(argon2::password_hash::Error::from)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Whether a stored hash is a ConPaaS 1.2 one: exactly 32 lowercase hex digits.
@@ -57,6 +137,15 @@ pub enum Verification {
 
 /// Checks `password` against a stored hash (argon2 PHC string or 1.2 MD5 hex).
 pub fn verify_password(stored: &str, password: &str) -> Verification {
+    verify_password_with(&mut Argon2Memory::new(), stored, password)
+}
+
+/// [`verify_password`] in `memory`.
+pub fn verify_password_with(
+    memory: &mut Argon2Memory,
+    stored: &str,
+    password: &str,
+) -> Verification {
     if is_legacy_md5(stored) {
         // Constant time, so the comparison does not tell how many leading digits matched.
         let given = md5_hex(password);
@@ -71,19 +160,61 @@ pub fn verify_password(stored: &str, password: &str) -> Verification {
         tracing::warn!("a stored password hash is in no known format");
         return Verification::Mismatch;
     };
-    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-        Ok(()) => Verification::Match,
-        Err(_) => Verification::Mismatch,
+    match argon2_matches(memory, &parsed, password) {
+        Ok(true) => Verification::Match,
+        Ok(false) => Verification::Mismatch,
+        Err(_) => {
+            tracing::warn!("a stored password hash has unusable argon2 parameters");
+            Verification::Mismatch
+        }
     }
+}
+
+/// What `argon2::PasswordVerifier` does, with the caller's memory instead of a fresh
+/// allocation.
+fn argon2_matches(
+    memory: &mut Argon2Memory,
+    stored: &PasswordHash<'_>,
+    password: &str,
+) -> Result<bool, Error> {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return Ok(false);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm)?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(argon2::password_hash::Error::from)?
+        .unwrap_or_default();
+    let params = Params::try_from(stored)?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut out,
+            memory.blocks(params.block_count())?,
+        )
+        .map_err(argon2::password_hash::Error::from)?;
+    // Constant time, as argon2's own verifier compares.
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 /// Spends about the time of a real verification, so that an unknown user name is
 /// not told apart from a wrong password by the answer's delay.
 pub(crate) fn waste_verification(password: &str) {
+    waste_verification_with(&mut Argon2Memory::new(), password);
+}
+
+/// [`waste_verification`] in `memory`.
+pub(crate) fn waste_verification_with(memory: &mut Argon2Memory, password: &str) {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password("conpaas-dummy-password").ok());
+    let dummy = DUMMY.get_or_init(|| hash_password_with(memory, "conpaas-dummy-password").ok());
     if let Some(dummy) = dummy {
-        let _ = verify_password(dummy, password);
+        let _ = verify_password_with(memory, dummy, password);
     }
 }
 
@@ -120,6 +251,52 @@ mod tests {
         assert_eq!(verify_password(&stored, "password"), Verification::Mismatch);
         // A random salt: hashing twice gives two strings.
         assert_ne!(stored, hash_password("pässword").unwrap());
+    }
+
+    #[test]
+    fn reused_memory_agrees_with_argon2s_own_functions() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Argon2Memory::new();
+        assert!(!memory.is_allocated());
+        // Ours verifies argon2's hash and argon2 verifies ours, in the same memory each time.
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            verify_password_with(&mut memory, &theirs, "pw"),
+            Verification::Match
+        );
+        assert!(memory.is_allocated());
+        assert_eq!(
+            verify_password_with(&mut memory, &theirs, "pW"),
+            Verification::Mismatch
+        );
+        let ours = hash_password_with(&mut memory, "pw").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"px", &parsed).is_err());
+        // Other parameters (a bigger memory cost than the default) grow the memory.
+        let bigger = Params::new(Params::DEFAULT_M_COST * 2, 1, 1, None).unwrap();
+        let big_hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, bigger)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            verify_password_with(&mut memory, &big_hash, "pw"),
+            Verification::Match
+        );
+        assert_eq!(
+            verify_password_with(&mut memory, &ours, "pw"),
+            Verification::Match
+        );
+        memory.release();
+        assert!(!memory.is_allocated());
+        assert_eq!(
+            verify_password_with(&mut memory, &ours, "nope"),
+            Verification::Mismatch
+        );
     }
 
     #[test]

@@ -127,7 +127,68 @@ pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error
     })
 }
 
-/// Checks a user name and password; `None` when either is wrong.
+/// A user and their stored password hash, as read for a login.
+pub struct LoginRecord {
+    /// The user.
+    pub user: User,
+    /// The stored hash (argon2 PHC string or 1.2 MD5 hex); `None` for an account without a
+    /// password (nobody can log in to it).
+    pub stored_hash: Option<SecretString>,
+}
+
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRecord")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user named `username` with their stored hash: the read half of a login. The password
+/// is checked after it, outside any transaction (argon2 takes tens of milliseconds).
+pub fn find_login(conn: &mut DbConnection, username: &str) -> Result<Option<LoginRecord>, Error> {
+    let found = user::table
+        .filter(user::username.eq(username))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(found.map(|row| {
+        let stored_hash = row.password.clone().map(SecretString::from);
+        LoginRecord {
+            user: User::from(row),
+            stored_hash,
+        }
+    }))
+}
+
+/// Replaces a 1.2 MD5 hash that just matched by `upgraded` (an argon2 PHC string), only if
+/// the stored hash is still `legacy`: a concurrent login may have upgraded it already, and
+/// either new hash is right. Answers whether this call replaced it.
+pub fn upgrade_password_hash(
+    conn: &mut DbConnection,
+    uid: UserId,
+    legacy: &str,
+    upgraded: &str,
+) -> Result<bool, Error> {
+    if !password::is_legacy_md5(legacy) || !password::is_known_hash(upgraded) {
+        return Err(Error::UnknownPasswordHash);
+    }
+    let n_rows = diesel::update(
+        user::table
+            .filter(user::uid.eq(uid))
+            .filter(user::password.eq(legacy)),
+    )
+    .set(user::password.eq(upgraded))
+    .execute(conn)?;
+    if n_rows == 1 {
+        tracing::info!(%uid, "upgraded a 1.2 md5 password hash to argon2id");
+    }
+    Ok(n_rows == 1)
+}
+
+/// Checks a user name and password on this thread; `None` when either is wrong. (The
+/// director checks on its [`HashingPool`](super::HashingPool) instead, with
+/// [`find_login`] and [`upgrade_password_hash`] around the check.)
 ///
 /// A 1.2 MD5 hash that matches is replaced by an argon2id hash in this call, so
 /// it is accepted once only in its old form.
@@ -136,35 +197,21 @@ pub fn login(
     username: &str,
     password: &str,
 ) -> Result<Option<User>, Error> {
-    let found = user::table
-        .filter(user::username.eq(username))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
-    let Some(row) = found else {
+    let Some(LoginRecord { user, stored_hash }) = find_login(conn, username)? else {
         password::waste_verification(password);
         return Ok(None);
     };
-    let Some(stored) = row.password.as_deref() else {
+    let Some(stored) = stored_hash else {
         password::waste_verification(password);
         return Ok(None);
     };
-    match password::verify_password(stored, password) {
+    match password::verify_password(stored.expose_secret(), password) {
         Verification::Mismatch => Ok(None),
-        Verification::Match => Ok(Some(User::from(row))),
+        Verification::Match => Ok(Some(user)),
         Verification::MatchLegacy => {
             let upgraded = password::hash_password(password)?;
-            // Only if the hash is still the one just checked: a concurrent login
-            // may have upgraded it already, and either new hash is right.
-            diesel::update(
-                user::table
-                    .filter(user::uid.eq(row.uid))
-                    .filter(user::password.eq(stored)),
-            )
-            .set(user::password.eq(&upgraded))
-            .execute(conn)?;
-            tracing::info!(uid = %row.uid, "upgraded a 1.2 md5 password hash to argon2id");
-            Ok(Some(User::from(row)))
+            upgrade_password_hash(conn, user.uid, stored.expose_secret(), &upgraded)?;
+            Ok(Some(user))
         }
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # conpaas-core's Cargo features, each over the minimal set, then none and all: run before a
 # release and whenever features change (not in CI, which checks only none and the default set,
-# to stay within its time budget on 2 cores). See docs/embedding-features.md.
+# to stay within its time budget on 2 cores). See docs/embedding.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never

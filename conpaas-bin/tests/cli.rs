@@ -437,3 +437,74 @@ fn serve_sets_up_a_fresh_data_dir_and_stops_on_sigterm() {
     );
     assert!(!temp.path().join("op/certs").exists());
 }
+
+/// `init --keep-ca` and `init --force` keep the port of `DIRECTOR_URL`: a 1.2 installation on
+/// 443 or 5561 must not silently move to 5555 (nor one without a port gain one).
+#[test]
+fn init_keeps_the_port_of_director_url() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(
+        director(&data, &["init", "old.example.org"], "")
+            .status
+            .success()
+    );
+    let cfg = data.join("director.cfg");
+    let set_url = |url: &str| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace("https://old.example.org:5555", url);
+        assert!(text.contains(url), "{text}");
+        std::fs::write(&cfg, text).unwrap();
+    };
+    set_url("https://old.example.org:5561");
+    let out = director(&data, &["init", "--keep-ca", "new.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text_cfg.contains("DIRECTOR_URL = https://new.example.org:5561\n"),
+        "{text_cfg}"
+    );
+    let out = director(&data, &["init", "--force", "third.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text_cfg.contains("DIRECTOR_URL = https://third.example.org:5561\n"),
+        "{text_cfg}"
+    );
+    // No port (443 implied) stays without one.
+    let text_cfg = text_cfg.replace(
+        "https://third.example.org:5561",
+        "https://third.example.org",
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = director(&data, &["init", "--keep-ca", "fourth.example.org"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text_cfg.contains("DIRECTOR_URL = https://fourth.example.org\n"),
+        "{text_cfg}"
+    );
+}
+
+/// Checks come before changes: `serve` refusing a CA key others can read has not opened, let
+/// alone migrated, the database (on an adopted 1.2 database that migration is irreversible).
+#[test]
+fn serve_refuses_a_readable_ca_key_before_touching_the_database() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    std::fs::remove_file(data.join("director.db")).unwrap();
+    let key = data.join("certs/ca_key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = director(&data, &["serve", "--listen", "127.0.0.1:0"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !data.join("director.db").exists(),
+        "the database was opened before the checks"
+    );
+}

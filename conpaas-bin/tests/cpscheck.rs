@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// What `director init` writes into fixes that re-create the CA.
-const REINIT_CONSEQUENCE: &str = "(a new CA and director certificate: users fetch new \
-                                  certificates, running managers must be restarted)";
+/// What fixes of the director's own certificate say: a new one under the same CA.
+const REISSUE_CONSEQUENCE: &str =
+    "(a new director certificate under the same CA: issued certificates keep working)";
 
 fn cpscheck_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cpscheck"))
@@ -220,9 +220,9 @@ fn a_hostname_other_than_the_certificates_is_the_original_error() {
         &out,
         &format!(
             "E: The hostname part of DIRECTOR_URL (director.example.org) does not match the cname found in {c}/cert.pem (localhost); \
-             fix: run `director init director.example.org --force` for a certificate naming director.example.org (a new CA too: \
-             users fetch new certificates, running managers must be restarted), or set DIRECTOR_URL in {d}/director.cfg to the \
-             host the certificate names",
+             fix: run `director init --keep-ca director.example.org` for a certificate naming director.example.org under the \
+             same CA (issued certificates keep working), or set DIRECTOR_URL in {d}/director.cfg to the host the certificate \
+             names",
             c = certs.display(),
             d = data.display()
         ),
@@ -232,7 +232,7 @@ fn a_hostname_other_than_the_certificates_is_the_original_error() {
         &format!(
             "E: the subjectAltName of {}/cert.pem does not include director.example.org (it lists DNS:localhost, IP:127.0.0.1, \
              IP:::1), so TLS clients that check it (rustls, browsers, current curl) reject the director; fix: run `director init \
-             director.example.org --force` {REINIT_CONSEQUENCE}",
+             --keep-ca director.example.org` {REISSUE_CONSEQUENCE}",
             certs.display()
         ),
     );
@@ -290,7 +290,7 @@ fn an_expired_certificate_is_an_error() {
     assert_line(
         &out,
         &format!(
-            "E: {}/cert.pem expired on 2021-01-01 00:00:00 UTC; fix: run `director init localhost --force` {REINIT_CONSEQUENCE}",
+            "E: {}/cert.pem expired on 2021-01-01 00:00:00 UTC; fix: run `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}",
             certs(&data).display()
         ),
     );
@@ -327,7 +327,7 @@ fn a_certificate_expiring_soon_is_a_warning() {
         .unwrap_or_else(|| panic!("no expiry warning in\n{}", text(&out.stdout)));
     assert!(
         line.ends_with(&format!(
-            ", in 10 days; fix: before then, run `director init localhost --force` {REINIT_CONSEQUENCE}"
+            ", in 10 days; fix: before then, run `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}"
         )),
         "{line}"
     );
@@ -369,7 +369,7 @@ fn a_certificate_from_another_ca_is_an_error() {
         lines(&out).iter().any(|line| line.starts_with(&prefix)
             && line.ends_with(&format!(
                 "): it was not issued by the CA of {}/ca_cert.pem; fix: restore CERT_DIR from one backup, or run \
-                 `director init localhost --force` {REINIT_CONSEQUENCE}",
+                 `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}",
                 certs(&data).display()
             ))),
         "{}",
@@ -389,7 +389,7 @@ fn a_key_of_another_certificate_is_an_error() {
         &out,
         &format!(
             "E: {k} does not hold the private key of {c}/cert.pem; fix: restore the director's key and certificate together \
-             from a backup, or run `director init localhost --force` {REINIT_CONSEQUENCE}",
+             from a backup, or run `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}",
             k = key_path.display(),
             c = certs(&data).display()
         ),
@@ -885,7 +885,7 @@ fn a_sha1_certificate_as_1_2_made_is_a_warning() {
         &out,
         &format!(
             "W: {}/cert.pem is a legacy certificate as ConPaaS 1.2 made them (X.509 v3, sha1WithRSAEncryption), which \
-             rustls and other current TLS stacks refuse; fix: run `director init localhost --force` {REINIT_CONSEQUENCE}",
+             rustls and other current TLS stacks refuse; fix: run `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}",
             certs.display()
         ),
     );
@@ -907,7 +907,7 @@ fn a_certificate_not_yet_valid_is_an_error() {
     );
     let suffix = format!(
         ": the clock is behind, or the certificate was made on a machine whose clock was ahead; fix: set the clock \
-         right (NTP), then run cpscheck again; if it persists, run `director init localhost --force` {REINIT_CONSEQUENCE}"
+         right (NTP), then run cpscheck again; if it persists, run `director init --keep-ca localhost` {REISSUE_CONSEQUENCE}"
     );
     assert!(
         lines(&out)

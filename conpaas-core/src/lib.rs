@@ -18,7 +18,7 @@
 //! - [`check`]: the diagnostics of `cpscheck`.
 //!
 //! Cargo features choose the layers (all are on by default; the table, with what each pulls
-//! in, is in `docs/embedding-features.md`). Without default features the crate is [`model`],
+//! in, is in `docs/embedding.md`). Without default features the crate is [`model`],
 //! [`vpn`], [`ca`], the [`cloud`] trait with its plain types and [`store`]'s settings values.
 //!
 //! For embedders (`docs/embedding.md`): build a [`director::Director`] from typed parts with

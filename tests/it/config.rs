@@ -443,7 +443,7 @@ fn set_director_url_rewrites_one_line() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
 
     // No DIRECTOR_URL option yet (only a comment, which 1.2 would have replaced).
-    let url = config::set_director_url(&path, "director.example.org", 5555).unwrap();
+    let url = config::set_director_url(&path, "director.example.org", Some(5555)).unwrap();
     assert_eq!(url.to_string(), "https://director.example.org:5555");
     let text = fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -456,7 +456,7 @@ fn set_director_url_rewrites_one_line() {
     assert_eq!(mode(&path), 0o640);
 
     // Then the option is replaced in place; nothing else moves.
-    config::set_director_url(&path, "10.0.0.5", 443).unwrap();
+    config::set_director_url(&path, "10.0.0.5", Some(443)).unwrap();
     let text = fs::read_to_string(&path).unwrap();
     assert_eq!(
         text,
@@ -476,13 +476,13 @@ fn set_director_url_rewrites_one_line() {
     // No temporary file is left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
 
-    let error = config::set_director_url(&path, "not a host", 5555).unwrap_err();
+    let error = config::set_director_url(&path, "not a host", Some(5555)).unwrap_err();
     assert_eq!(
         error.to_string(),
         "expected a host name or IP address for DIRECTOR_URL, got \"not a host\""
     );
     let missing = dir.path().join("nope.cfg");
-    let error = config::set_director_url(&missing, "h", 5555).unwrap_err();
+    let error = config::set_director_url(&missing, "h", Some(5555)).unwrap_err();
     assert_eq!(
         error.to_string(),
         format!("{}: no such configuration file", missing.display())

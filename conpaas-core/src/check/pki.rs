@@ -43,6 +43,13 @@ pub(super) fn checks(
          certificates, running managers must be restarted)",
         host.as_deref().unwrap_or("HOSTNAME")
     );
+    // Problems of the director's own certificate only: a new one under the same CA keeps every
+    // issued certificate (users', managers', agents') working, a new CA would not.
+    let reissue = format!(
+        "`director init --keep-ca {}` (a new director certificate under the same CA: issued \
+         certificates keep working)",
+        host.as_deref().unwrap_or("HOSTNAME")
+    );
     let mut results = Vec::new();
 
     let [ca_cert, ca_key, cert, key] =
@@ -94,7 +101,7 @@ pub(super) fn checks(
             &cert.path,
             x509,
             format!(
-                "restore the director's key and certificate together from a backup, or run {reinit}"
+                "restore the director's key and certificate together from a backup, or run {reissue}"
             ),
         ));
     }
@@ -104,27 +111,27 @@ pub(super) fn checks(
             cert_x509,
             &ca_cert.path,
             ca_x509,
-            &reinit,
+            &reissue,
         ));
     }
     if let Some(der) = &cert_der {
-        results.push(director_identity(&cert.path, der, &reinit));
+        results.push(director_identity(&cert.path, der, &reissue));
     }
-    for (file, der) in [(&ca_cert, &ca_der), (&cert, &cert_der)] {
+    for (file, der, fix) in [(&ca_cert, &ca_der, &reinit), (&cert, &cert_der, &reissue)] {
         if let Some(der) = der {
-            results.extend(validity(&file.path, der, options, now, &reinit));
+            results.extend(validity(&file.path, der, options, now, fix));
         }
     }
-    for (file, x509) in [(&ca_cert, &ca_x509), (&cert, &cert_x509)] {
+    for (file, x509, fix) in [(&ca_cert, &ca_x509, &reinit), (&cert, &cert_x509, &reissue)] {
         if let Some(x509) = x509 {
-            results.push(legacy(&file.path, x509, &reinit));
+            results.push(legacy(&file.path, x509, fix));
         }
     }
     if let Some(der) = &cert_der {
         results.push(hostname(loaded, &cert.path, der));
     }
     if let (Some(x509), Some(host)) = (&cert_x509, &host) {
-        results.push(san(&cert.path, x509, host, &reinit));
+        results.push(san(&cert.path, x509, host, &reissue));
     }
     results
 }
@@ -521,9 +528,9 @@ fn hostname(loaded: &LoadedConfig, cert_path: &Path, der: &[u8]) -> CheckResult 
                 cert_path.display()
             ),
             format!(
-                "run `director init {host} --force` for a certificate naming {host} (a new CA \
-                 too: users fetch new certificates, running managers must be restarted), or set \
-                 DIRECTOR_URL in {} to the host the certificate names",
+                "run `director init --keep-ca {host}` for a certificate naming {host} under the \
+                 same CA (issued certificates keep working), or set DIRECTOR_URL in {} to the \
+                 host the certificate names",
                 loaded.path.display()
             ),
         )

@@ -19,8 +19,12 @@ use super::values::DirectorUrl;
 /// appended. Every other line stays byte for byte. The new file replaces the
 /// old one atomically (temporary file and rename in the same directory), with
 /// the old file's mode and, when allowed, its owner.
-pub fn set_director_url(path: &Path, hostname: &str, port: u16) -> Result<DirectorUrl, Error> {
-    let url = DirectorUrl::new(hostname, Some(port))?;
+pub fn set_director_url(
+    path: &Path,
+    hostname: &str,
+    port: Option<u16>,
+) -> Result<DirectorUrl, Error> {
+    let url = DirectorUrl::new(hostname, port)?;
     // Write through a symbolic link rather than replacing it.
     let target = fs::canonicalize(path)
         .map_err(|source| io_error(path, "find the configuration", source))?;

@@ -30,8 +30,20 @@ pub fn ca_exists(config: &LoadedConfig) -> bool {
     dir.join(crate::ca::CA_CERT_FILE).exists() || dir.join(crate::ca::CA_KEY_FILE).exists()
 }
 
+/// The port `init` writes into `DIRECTOR_URL`: the one already there (1.2 installations run on
+/// 443 or 5561 as well as 5555; `https://host` without a port stays so), else 5555 as
+/// `cpsconf.py` wrote.
+fn director_port(config: &LoadedConfig) -> Option<u16> {
+    config
+        .config
+        .director_url
+        .as_ref()
+        .map_or(Some(DEFAULT_PORT), DirectorUrl::port)
+}
+
 /// `cpsconf.py`: a new CA and director certificate for `hostname` in CERT_DIR, the database
-/// created and migrated, `DIRECTOR_URL = https://<hostname>:5555` written into the file.
+/// created and migrated, `DIRECTOR_URL = https://<hostname>:<port>` written into the file (the
+/// port the file had, 5555 when it had none).
 ///
 /// An existing CA is kept unless `force`: replacing it breaks every certificate issued so far.
 /// Checks come first, so a refusal writes nothing.
@@ -41,7 +53,8 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
         return Err(Error::CaExists(settings.ca.cert_dir.clone()));
     }
     // Validate the host name before touching anything.
-    let director_url = DirectorUrl::new(hostname, Some(DEFAULT_PORT))?;
+    let port = director_port(config);
+    let director_url = DirectorUrl::new(hostname, port)?;
     let store = Store::open(&settings.store)?;
     let migrations = store.migrate()?;
     let if_exists = if force {
@@ -52,7 +65,7 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     let ca = CertificateAuthority::create(&settings.ca, if_exists)?;
     let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
     record(&store, &director_cert)?;
-    let director_url = config::set_director_url(&config.path, director_url.host(), DEFAULT_PORT)?;
+    let director_url = config::set_director_url(&config.path, director_url.host(), port)?;
     let templates = install_templates_if_dummy(config)?;
     Ok(InitReport {
         director_url,
@@ -67,12 +80,13 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
 /// certificates of running managers, agents and users as a new CA would.
 pub fn reissue_director_cert(config: &LoadedConfig, hostname: &str) -> Result<InitReport, Error> {
     let settings = &config.config;
-    let director_url = DirectorUrl::new(hostname, Some(DEFAULT_PORT))?;
+    let port = director_port(config);
+    let director_url = DirectorUrl::new(hostname, port)?;
     let store = Store::open(&settings.store)?;
     let ca = CertificateAuthority::load(&settings.ca)?;
     let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
     record(&store, &director_cert)?;
-    let director_url = config::set_director_url(&config.path, director_url.host(), DEFAULT_PORT)?;
+    let director_url = config::set_director_url(&config.path, director_url.host(), port)?;
     Ok(InitReport {
         director_url,
         director_cert,

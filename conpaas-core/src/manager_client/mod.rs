@@ -5,7 +5,7 @@
 //!
 //! One connection per call, HTTP/1.1 with `Connection: close`, over tokio-rustls. The answer
 //! may be framed by `Content-Length`, chunked, or — as every 1.2 manager sends it — `HTTP/1.0`
-//! ended by closing TCP without a TLS close_notify; see [`http`] for when such an end is
+//! ended by closing TCP without a TLS close_notify; see `http.rs` for when such an end is
 //! accepted.
 
 mod http;

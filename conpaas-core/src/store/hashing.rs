@@ -84,6 +84,9 @@ impl Drop for Owner {
 }
 
 /// Argon2 on dedicated threads with a bounded queue; cheap to clone (one pool).
+///
+/// Its async calls bound their wait with `tokio::time`: call them on a runtime with the time
+/// driver enabled (`enable_all()`/`enable_time()`; `#[tokio::main]` has it).
 #[derive(Clone)]
 pub struct HashingPool {
     owner: Arc<Owner>,

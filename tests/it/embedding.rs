@@ -335,7 +335,7 @@ async fn maintenance_undoes_a_crashed_start_on_an_embedders_cloud_then_stops() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let settings =
         MaintenanceSettings::every(Duration::from_millis(50)).with_reconcile_grace(Duration::ZERO);
-    let maintenance = tokio::spawn(director.clone().run_maintenance(settings, async {
+    let maintenance = tokio::spawn(director.clone().run_maintenance_with(settings, async {
         let _ = stopped.await;
     }));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -392,4 +392,14 @@ fn a_builder_without_its_required_parts_says_which() {
     let ca = CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let error = Director::builder().ca(ca).build().unwrap_err();
     assert!(error.to_string().contains("the clouds"), "{error}");
+}
+
+#[tokio::test]
+async fn maintenance_with_the_recommended_settings_stops_on_shutdown() {
+    let embedded = embedded();
+    // The one-line form an embedder spawns beside its server.
+    let run = embedded.director.clone().run_maintenance(async {});
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("maintenance did not stop on a completed shutdown");
 }

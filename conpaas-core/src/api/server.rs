@@ -126,7 +126,7 @@ impl Listener {
     }
 
     /// Serves `director`'s 1.2 API ([`router`](crate::api::router)) and runs its maintenance
-    /// ([`Director::run_maintenance`](crate::director::Director::run_maintenance)) beside it,
+    /// ([`Director::run_maintenance_with`](crate::director::Director::run_maintenance_with)) beside it,
     /// until `shutdown` completes: what `director serve` does once set up.
     pub async fn serve_director(
         self,
@@ -135,7 +135,7 @@ impl Listener {
         shutdown: impl Future<Output = ()>,
     ) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let background = tokio::spawn(director.clone().run_maintenance(maintenance, async {
+        let background = tokio::spawn(director.clone().run_maintenance_with(maintenance, async {
             let _ = stopped.await;
         }));
         self.serve(crate::api::router(director), shutdown).await;

@@ -225,10 +225,17 @@ impl Director {
         seen.retain(|key, _| still_seen.contains(key));
     }
 
+    /// [`run_maintenance_with`](Self::run_maintenance_with) the recommended settings (a pass
+    /// at once, then every five minutes). Spawn it beside the server:
+    /// `tokio::spawn(director.clone().run_maintenance(shutdown))`.
+    pub async fn run_maintenance(self, shutdown: impl Future<Output = ()>) {
+        self.run_maintenance_with(MaintenanceSettings::recommended(), shutdown)
+            .await;
+    }
+
     /// Runs [`maintenance_pass`](Self::maintenance_pass) at once and then every
     /// `settings.interval` until `shutdown` completes; a pass in progress is finished first.
-    /// Spawn it beside the server: `tokio::spawn(director.clone().run_maintenance(..))`.
-    pub async fn run_maintenance(
+    pub async fn run_maintenance_with(
         self,
         settings: MaintenanceSettings,
         shutdown: impl Future<Output = ()>,

@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod support;
+
 fn director(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
         .arg("--data-dir")
@@ -355,30 +357,9 @@ fn init_keep_ca_reissues_only_the_director_certificate() {
 /// how to add a user, serves real HTTPS, and stops cleanly on SIGTERM.
 #[test]
 fn serve_sets_up_a_fresh_data_dir_and_stops_on_sigterm() {
-    use std::io::BufRead;
-
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("DIRECTOR_CFG")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("listening on https://127.0.0.1:")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .parse::<u16>()
-        .unwrap();
+    let (child, port) = support::serve(&data, "info", Stdio::piped());
 
     let curl = Command::new("curl")
         .args(["-sS", "--cacert"])

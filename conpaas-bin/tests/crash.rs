@@ -5,40 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{serve, vm_files};
 
 const CREDIT: i64 = 100;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `director serve` on `data`, answering the child and its port.
-fn serve(data: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("DIRECTOR_CFG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("listening on https://127.0.0.1:")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .parse()
-        .unwrap();
-    (child, port)
 }
 
 fn curl(data: &Path, port: u16, args: &[&str], path: &str) -> Command {
@@ -67,16 +44,6 @@ fn database(data: &Path) -> (Vec<(i32, Option<String>)>, i64) {
         rows.into_iter().map(|row| (row.sid.0, row.vmid)).collect(),
         user.credit.0,
     )
-}
-
-fn vm_files(data: &Path) -> BTreeSet<String> {
-    match std::fs::read_dir(data.join("dummy-cloud")) {
-        Ok(entries) => entries
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter_map(|name| name.strip_suffix(".sh").map(str::to_owned))
-            .collect(),
-        Err(_) => BTreeSet::new(),
-    }
 }
 
 #[test]
@@ -119,7 +86,7 @@ fn a_director_killed_during_starts_recovers_without_orphans_or_lost_credit() {
     )
     .unwrap();
 
-    let (mut first, port) = serve(&data);
+    let (mut first, port) = serve(&data, "warn", Stdio::null());
     let zip = temp.path().join("certs.zip");
     let zip_path = zip.to_str().unwrap();
     let certs = curl(
@@ -191,7 +158,7 @@ fn a_director_killed_during_starts_recovers_without_orphans_or_lost_credit() {
     );
 
     // Restarted, it reconciles: rows without a VM older than RECONCILE_GRACE undone.
-    let (mut second, _port) = serve(&data);
+    let (mut second, _port) = serve(&data, "warn", Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(30);
     let consistent = loop {
         std::thread::sleep(Duration::from_millis(500));

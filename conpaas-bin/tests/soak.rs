@@ -11,15 +11,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+mod support;
+use support::{serve, vm_files};
 
 const USERS: usize = 10;
 const CREDIT: i64 = 1_000_000;
@@ -58,30 +60,6 @@ fn director(data: &Path, args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn serve(data: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("DIRECTOR_CFG")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("listening on https://127.0.0.1:")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .parse()
-        .unwrap();
-    (child, port)
 }
 
 /// A client holding `cert_pem`/`key_pem` (or none), trusting only the CA.
@@ -177,7 +155,7 @@ fn mixed_traffic_leaves_a_consistent_director() {
             ],
         );
     }
-    let (mut child, port) = serve(&data);
+    let (mut child, port) = serve(&data, "error", Stdio::null());
     let pid = child.id();
     let base = format!("https://localhost:{port}");
     let ca_pem = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
@@ -394,14 +372,7 @@ fn check_consistency(data: &Path, tally: &Tally) {
     .unwrap();
     let rows = store.run_blocking(store::list_all_services).unwrap();
     let row_vms: BTreeSet<String> = rows.iter().filter_map(|row| row.vmid.clone()).collect();
-    let files: BTreeSet<String> = std::fs::read_dir(data.join("dummy-cloud"))
-        .map(|entries| {
-            entries
-                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-                .filter_map(|name| name.strip_suffix(".sh").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let files = vm_files(data);
     assert!(
         rows.iter().all(|row| row.vmid.is_some()),
         "rows without a VM after the soak"

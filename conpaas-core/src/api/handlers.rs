@@ -13,7 +13,6 @@ use super::answer::{self, Cors};
 use super::auth;
 use super::error::{Shape, respond};
 use super::params::{MAX_BODY_BYTES, Params};
-use super::server::PeerInfo;
 use super::wire;
 use crate::director::{Director, LoginSource, Registration, StartRequest};
 use crate::model::{AppId, ServiceId, ServiceType};
@@ -29,14 +28,14 @@ const PLAIN: Shape = Shape::ErrorObject { prefix: "" };
 
 /// The request's peer and parameters (query string + body).
 pub(super) struct Call {
-    peer: Option<PeerInfo>,
+    caller: auth::Caller,
     params: Params,
 }
 
 impl Call {
     async fn read(request: Request) -> Result<Call, Response> {
         let (parts, body) = request.into_parts();
-        let peer = parts.extensions.get::<PeerInfo>().cloned();
+        let caller = auth::Caller::of(&parts.extensions);
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| answer::html_status(StatusCode::PAYLOAD_TOO_LARGE))?;
@@ -50,20 +49,21 @@ impl Call {
                 tracing::info!(%error, "unreadable parameters");
                 answer::html_status(StatusCode::BAD_REQUEST)
             })?;
-        Ok(Call { peer, params })
+        Ok(Call { caller, params })
     }
 
-    fn peer(&self) -> Option<&PeerInfo> {
-        self.peer.as_ref()
+    fn caller(&self) -> &auth::Caller {
+        &self.caller
     }
 
     /// Who is trying a password, for the guessing throttle: the account when the frontend
     /// calls (one address for all its users), the client's address otherwise.
     fn login_source(&self, username: &str) -> Option<LoginSource> {
-        if auth::is_frontend(self.peer()) {
+        if auth::is_frontend(self.caller()) {
             return Some(LoginSource::Account(username.to_owned()));
         }
-        self.peer
+        self.caller
+            .peer
             .as_ref()
             .map(|peer| LoginSource::Address(peer.remote.ip()))
     }
@@ -120,7 +120,7 @@ fn not_found() -> Response {
 /// `POST /new_user`.
 pub(super) async fn new_user(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    if !director.open_registration() && !auth::is_frontend(call.peer()) {
+    if !director.open_registration() && !auth::is_frontend(call.caller()) {
         tracing::info!("registration refused: no frontend certificate");
         return answer::error_object(
             "Registration is closed: use the ConPaaS frontend",
@@ -260,7 +260,7 @@ pub(super) async fn start(
     request: Request,
 ) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     let mut segments = segments.into_iter();
     let service_type = segments.next().unwrap_or_default();
     let cloud = segments.next().unwrap_or_else(|| "default".to_owned());
@@ -288,7 +288,7 @@ pub(super) async fn stop(
         return not_found();
     };
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     verdict(director.stop_service(user.uid, sid).await, Cors::Yes)
 }
 
@@ -302,7 +302,7 @@ pub(super) async fn rename(
         return not_found();
     };
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     let Some(name) = call.params.required("name") else {
         return answer::no(Cors::Yes);
     };
@@ -312,7 +312,7 @@ pub(super) async fn rename(
 /// `GET|POST /list`.
 pub(super) async fn list(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     match director.services(user.uid).await {
         Ok(services) => answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
@@ -332,7 +332,7 @@ pub(super) async fn list_app(
         return not_found();
     };
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     match director.application_services(user.uid, aid).await {
         Ok(services) => answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
@@ -345,7 +345,7 @@ pub(super) async fn list_app(
 /// `POST /createapp`.
 pub(super) async fn createapp(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     let Some(name) = call.params.required("name") else {
         return answer::no(Cors::Yes);
     };
@@ -365,7 +365,7 @@ pub(super) async fn delete(
         return not_found();
     };
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     verdict(director.delete_application(user.uid, aid).await, Cors::Yes)
 }
 
@@ -379,7 +379,7 @@ pub(super) async fn renameapp(
         return not_found();
     };
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     let Some(name) = call.params.required("name") else {
         return answer::no(Cors::Yes);
     };
@@ -392,7 +392,7 @@ pub(super) async fn renameapp(
 /// `GET|POST /listapp`.
 pub(super) async fn listapp(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     match director.applications(user.uid).await {
         Ok(apps) => answer::bare(
             &apps.iter().map(wire::Application::from).collect::<Vec<_>>(),
@@ -410,7 +410,7 @@ pub(super) async fn download_manifest(
     request: Request,
 ) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     match director.manifest(user.uid, &aid).await {
         Ok(Some((app, services))) => {
             let manifest = wire::Manifest {
@@ -438,7 +438,7 @@ pub(super) async fn upload_manifest(
     request: Request,
 ) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.peer()).await);
+    let user = check!(auth::user(&director, call.caller()).await);
     super::manifest::upload(&director, user.uid, &call.params).await
 }
 
@@ -461,7 +461,7 @@ pub(super) async fn download_manifest() -> Response {
 /// middleware (`api::options`) for answers given before a handler runs too.
 pub(super) async fn get_cert(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
+    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
     let Some(csr) = call.params.file("csr") else {
         return answer::html_status(StatusCode::BAD_REQUEST);
     };
@@ -483,7 +483,7 @@ pub(super) async fn decrement_credit(
     request: Request,
 ) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
+    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
     let decrement = call.params.get("decrement");
     // `sid` is only logged, but 1.2 parsed it: garbage there is refused like a garbage
     // decrement (1.2 answered 500), the TaskFarm helper's absent `sid` is fine.
@@ -506,7 +506,7 @@ pub(super) async fn decrement_credit(
 /// `POST /callback/terminateService.php`.
 pub(super) async fn terminate(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.peer()).await);
+    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
     match director.terminate_service(uid, sid).await {
         Ok(true) => answer::jsonify(&wire::CallbackResult { error: false }, Cors::No),
         Ok(false) => answer::no(Cors::Yes),

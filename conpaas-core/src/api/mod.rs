@@ -1,7 +1,7 @@
 //! HTTP: the TLS accept loop and the ConPaaS 1.2 routes. The only layer that knows HTTP and JSON.
 
 mod answer;
-mod auth;
+pub(crate) mod auth;
 mod error;
 mod handlers;
 #[cfg(feature = "manifest")]
@@ -223,11 +223,9 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = route_of(request.uri().path());
-    let caller = auth::describe(request.extensions().get::<server::PeerInfo>());
-    let remote = request
-        .extensions()
-        .get::<server::PeerInfo>()
-        .map(|peer| peer.remote);
+    let who = auth::Caller::of(request.extensions());
+    let caller = auth::describe(&who);
+    let remote = who.peer.as_ref().map(|peer| peer.remote);
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -206,8 +206,13 @@ impl Listener {
                         }
                     };
                 let peer = PeerInfo::from_tls(remote, &tls);
+                let identity = crate::api::auth::ConnectionIdentity::of(&peer);
                 let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(peer.clone());
+                    let extensions = request.extensions_mut();
+                    extensions.insert(peer.clone());
+                    if let Some(identity) = &identity {
+                        extensions.insert(identity.clone());
+                    }
                     request
                 });
                 let connection =

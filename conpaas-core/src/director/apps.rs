@@ -10,7 +10,7 @@ impl Director {
         Ok(self
             .inner
             .store
-            .run(move |conn| store::list_applications(conn, uid))
+            .read(move |conn| store::list_applications(conn, uid))
             .await?)
     }
 
@@ -56,7 +56,7 @@ impl Director {
             return Ok(false);
         }
         let services = store
-            .run(move |conn| store::list_services_for_application_owned(conn, aid, uid))
+            .read(move |conn| store::list_services_for_application_owned(conn, aid, uid))
             .await?;
         let mut first_error = None;
         for service in services {
@@ -83,7 +83,7 @@ impl Director {
         Ok(self
             .inner
             .store
-            .run(move |conn| store::list_services_for_application_owned(conn, aid, uid))
+            .read(move |conn| store::list_services_for_application_owned(conn, aid, uid))
             .await?)
     }
 

@@ -32,7 +32,7 @@ impl Director {
         Ok(self
             .inner
             .store
-            .run(move |conn| store::list_services_for_user(conn, uid))
+            .read(move |conn| store::list_services_for_user(conn, uid))
             .await?)
     }
 

@@ -139,7 +139,7 @@ impl Director {
         Ok(self
             .inner
             .store
-            .run(move |conn| store::find_user(conn, uid))
+            .read(move |conn| store::find_user(conn, uid))
             .await?)
     }
 
@@ -148,7 +148,7 @@ impl Director {
         let found = self
             .inner
             .store
-            .run(move |conn| store::find_service_owned(conn, sid, uid))
+            .read(move |conn| store::find_service_owned(conn, sid, uid))
             .await?;
         Ok(found.is_some())
     }

@@ -76,9 +76,9 @@ pub(crate) fn lock_application_owned(
         .select(application::all_columns);
     let row: Option<ApplicationRow> = match conn {
         #[cfg(feature = "sqlite")]
-        DbConnection::Sqlite(c) => owned.first(c),
+        DbConnection::Sqlite(c) => owned.get_result(c),
         #[cfg(feature = "postgres")]
-        DbConnection::Pg(c) => owned.for_update().first(c),
+        DbConnection::Pg(c) => owned.for_update().get_result(c),
     }
     .optional()?;
     Ok(row.map(Application::from))
@@ -104,7 +104,7 @@ pub fn find_application_owned(
         .filter(application::aid.eq(aid))
         .filter(application::user_id.eq(uid))
         .select(ApplicationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(Application::from))
 }

@@ -102,7 +102,7 @@ pub fn find_certificate(
     let row = issued_certificate::table
         .find(serial)
         .select(CertificateRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(IssuedCertificate::from))
 }

@@ -125,6 +125,16 @@ impl Manager {
         }
     }
 
+    /// Whether the database is SQLite (a file or in memory): local, no network between.
+    pub(crate) fn is_sqlite(&self) -> bool {
+        match self.target {
+            #[cfg(feature = "sqlite")]
+            Target::File(_) | Target::Memory { .. } => true,
+            #[cfg(feature = "postgres")]
+            Target::Postgres(_) => false,
+        }
+    }
+
     /// Opens one configured connection.
     pub(crate) fn open(&self) -> Result<DbConnection, Error> {
         match &self.target {

@@ -126,7 +126,7 @@ pub fn find_service(conn: &mut DbConnection, sid: ServiceId) -> Result<Option<Se
     let row = service::table
         .find(sid)
         .select(ServiceRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(Service::from))
 }
@@ -141,7 +141,7 @@ pub fn find_service_owned(
         .filter(service::sid.eq(sid))
         .filter(service::user_id.eq(uid))
         .select(ServiceRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(Service::from))
 }

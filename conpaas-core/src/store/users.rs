@@ -235,7 +235,7 @@ pub fn find_user(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, E
     let row = user::table
         .find(uid)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(User::from))
 }

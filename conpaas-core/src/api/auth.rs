@@ -100,6 +100,17 @@ pub(super) fn describe(caller: &Caller) -> String {
 /// (a manager's or agent's certificate driving its owner's account) is answered like an
 /// unknown user.
 pub(super) async fn user(director: &Director, caller: &Caller) -> Result<User, Response> {
+    let uid = user_id(caller)?;
+    match director.user(uid).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(answer::no(Cors::Yes)),
+        Err(error) => Err(super::error::internal(&error)),
+    }
+}
+
+/// The part of the user rule the certificate decides: its user id, for a caller that then
+/// reads with [`Director::read_as_user`], which checks that the user exists.
+pub(super) fn user_id(caller: &Caller) -> Result<UserId, Response> {
     let Some(identity) = caller.identity() else {
         return Err(answer::unauthorized(NO_UID));
     };
@@ -109,11 +120,7 @@ pub(super) async fn user(director: &Director, caller: &Caller) -> Result<User, R
     if !identity.has_role(Role::User) {
         return Err(answer::no(Cors::Yes));
     }
-    match director.user(uid).await {
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => Err(answer::no(Cors::Yes)),
-        Err(error) => Err(super::error::internal(&error)),
-    }
+    Ok(uid)
 }
 
 /// The manager rule: `UID` and `serviceLocator` integers, `role=manager`, the service live

@@ -16,7 +16,7 @@ use super::params::{MAX_BODY_BYTES, Params};
 use super::wire;
 use crate::director::{Director, LoginSource, Registration, StartRequest};
 use crate::model::{AppId, ServiceId, ServiceType};
-use crate::store::password::md5_hex;
+use crate::store::{self, password::md5_hex};
 
 const CREATION: Shape = Shape::ErrorObject {
     prefix: "Error upon service creation: ",
@@ -312,12 +312,16 @@ pub(super) async fn rename(
 /// `GET|POST /list`.
 pub(super) async fn list(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    match director.services(user.uid).await {
-        Ok(services) => answer::bare(
+    let uid = check!(auth::user_id(call.caller()));
+    match director
+        .read_as_user(uid, store::list_services_for_user)
+        .await
+    {
+        Ok(Some((_, services))) => answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
             Cors::Yes,
         ),
+        Ok(None) => answer::no(Cors::Yes),
         Err(error) => super::error::internal(&error),
     }
 }
@@ -392,12 +396,13 @@ pub(super) async fn renameapp(
 /// `GET|POST /listapp`.
 pub(super) async fn listapp(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    match director.applications(user.uid).await {
-        Ok(apps) => answer::bare(
+    let uid = check!(auth::user_id(call.caller()));
+    match director.read_as_user(uid, store::list_applications).await {
+        Ok(Some((_, apps))) => answer::bare(
             &apps.iter().map(wire::Application::from).collect::<Vec<_>>(),
             Cors::Yes,
         ),
+        Ok(None) => answer::no(Cors::Yes),
         Err(error) => super::error::internal(&error),
     }
 }

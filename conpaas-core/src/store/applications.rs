@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::Error;
-use super::conn::{DbConnection, write_transaction};
+use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::ApplicationRow;
 use super::schema::{application, service, user};
 use crate::model::{AppId, Application, UserId};
@@ -86,11 +86,11 @@ pub(crate) fn lock_application_owned(
 
 /// The user's applications, ascending `aid` (1.2's order).
 pub fn list_applications(conn: &mut DbConnection, uid: UserId) -> Result<Vec<Application>, Error> {
-    let rows = application::table
+    let rows: Vec<ApplicationRow> = on_backend!(conn, |c| application::table
         .filter(application::user_id.eq(uid))
         .order(application::aid.asc())
         .select(ApplicationRow::as_select())
-        .load(conn)?;
+        .load(c))?;
     Ok(rows.into_iter().map(Application::from).collect())
 }
 

@@ -33,6 +33,8 @@
 
 use std::path::PathBuf;
 #[cfg(feature = "store")]
+use std::sync::Arc;
+#[cfg(feature = "store")]
 use std::time::Duration;
 
 #[cfg(feature = "store")]
@@ -71,6 +73,7 @@ pub use applications::{
 };
 #[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
+pub(crate) use conn::read_transaction;
 #[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
 #[cfg(feature = "store")]
@@ -367,6 +370,8 @@ pub struct Store {
     pool: Pool<conn::Manager>,
     /// Opens the unpooled connections migrations run on.
     manager: conn::Manager,
+    /// Taken by every [`Store::run`] on SQLite (see there); `None` on PostgreSQL.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 #[cfg(feature = "store")]
@@ -441,7 +446,14 @@ impl Store {
             .test_on_check_out(!manager.is_sqlite())
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             .build_unchecked(manager.clone());
-        Ok(Store { pool, manager })
+        let writer = manager
+            .is_sqlite()
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store {
+            pool,
+            manager,
+            writer,
+        })
     }
 
     /// Runs the migrations not yet applied; answers their names (empty when the
@@ -482,7 +494,32 @@ impl Store {
     ///
     /// `f` may return any error that a store error converts into, so a use-case
     /// can mix store calls with its own checks in one closure.
+    ///
+    /// On SQLite the calls of `run` of one store are made one at a time, in the order they
+    /// came, waiting here without holding a thread. SQLite has a single writer, and a
+    /// writer that finds the database locked sleeps in its busy handler and retries (up to
+    /// 100 ms a try): 16 managers decrementing credit at once had a p99 of 117 ms that
+    /// way. Queued here, a write waits only for the writes before it. Reads by
+    /// [`Store::read`] are not queued.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let turn = match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        };
+        self.on_blocking_thread(turn, f).await
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread, holding `turn` until it is done.
+    async fn on_blocking_thread<T, E, F>(
+        &self,
+        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+        f: F,
+    ) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -490,6 +527,8 @@ impl Store {
     {
         let pool = self.pool.clone();
         let task = tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even if the caller stops waiting.
+            let _turn = turn;
             let mut conn = pool.get().map_err(Error::pool)?;
             f(&mut conn)
         });
@@ -507,7 +546,8 @@ impl Store {
     /// once on the calling thread: a hop to the blocking pool and back would cost more than
     /// the read (thread wake-ups dominated the profile of `/listapp`), and a read in WAL
     /// mode never waits for a writer. Otherwise (PostgreSQL, whose reads cross the network;
-    /// no idle connection) it is [`Store::run`]. `f` must not write or loop over a table.
+    /// no idle connection) it runs on a blocking thread as [`Store::run`] does, without
+    /// queueing behind the writes. `f` must not write or loop over a table.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
@@ -519,7 +559,7 @@ impl Store {
         {
             return f(&mut conn);
         }
-        self.run(f).await
+        self.on_blocking_thread(None, f).await
     }
 
     /// Runs `f` with a pooled connection on the current thread, for synchronous

@@ -6,7 +6,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::Error;
 use super::applications::lock_application_owned;
-use super::conn::{DbConnection, write_transaction};
+use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::{ServiceRow, now_local};
 use super::schema::service;
 use crate::model::{AppId, Service, ServiceId, ServiceType, UserId};
@@ -137,23 +137,23 @@ pub fn find_service_owned(
     sid: ServiceId,
     uid: UserId,
 ) -> Result<Option<Service>, Error> {
-    let row = service::table
+    let row = on_backend!(conn, |c| service::table
         .filter(service::sid.eq(sid))
         .filter(service::user_id.eq(uid))
         .select(ServiceRow::as_select())
-        .get_result(conn)
-        .optional()?;
+        .get_result(c)
+        .optional())?;
     Ok(row.map(Service::from))
 }
 
 /// All the user's services across applications, ascending `sid` (1.2's order),
 /// including those whose VM is still being created.
 pub fn list_services_for_user(conn: &mut DbConnection, uid: UserId) -> Result<Vec<Service>, Error> {
-    let rows = service::table
+    let rows: Vec<ServiceRow> = on_backend!(conn, |c| service::table
         .filter(service::user_id.eq(uid))
         .order(service::sid.asc())
         .select(ServiceRow::as_select())
-        .load(conn)?;
+        .load(c))?;
     Ok(rows.into_iter().map(Service::from).collect())
 }
 

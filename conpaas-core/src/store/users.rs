@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::conn::{DbConnection, write_transaction};
+use super::conn::{DbConnection, on_backend, write_transaction};
 use super::password::{self, Verification};
 use super::rows::{UserRow, now_local};
 use super::schema::{application, user};
@@ -232,11 +232,11 @@ pub fn users_without_credit(conn: &mut DbConnection) -> Result<Vec<String>, Erro
 
 /// The user with this id.
 pub fn find_user(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, Error> {
-    let row = user::table
+    let row = on_backend!(conn, |c| user::table
         .find(uid)
         .select(UserRow::as_select())
-        .get_result(conn)
-        .optional()?;
+        .get_result(c)
+        .optional())?;
     Ok(row.map(User::from))
 }
 

@@ -104,5 +104,40 @@ fn allocate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, allocate);
+/// The first `n` candidates of 10.0.0.0/8 in /28s, in a shuffled order: the next free one
+/// is candidate `n`.
+fn taken_first(plan: &VpnPlan, n: usize) -> Vec<Ipv4Net> {
+    let mut existing: Vec<Ipv4Net> = plan.candidates().take(n).collect();
+    let mut state = 0x9e37_79b9_u64;
+    for i in (1..existing.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let j = usize::try_from(state >> 33).unwrap() % (i + 1);
+        existing.swap(i, j);
+    }
+    existing
+}
+
+/// The curve of issue 10's target: one more service in an application that has 2^8, 2^12
+/// and 2^16 (under 100 µs).
+fn allocate_curve(c: &mut Criterion) {
+    let plan = plan("10.0.0.0", "255.0.0.0", 20);
+    let mut group = c.benchmark_group("allocate_services");
+    for bits in [8u32, 12, 16] {
+        let n = 1usize << bits;
+        let existing = taken_first(&plan, n);
+        assert_eq!(
+            plan.allocate(&existing).unwrap(),
+            plan.candidate(n as u64).unwrap()
+        );
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &existing, |b, existing| {
+            b.iter(|| plan.allocate(black_box(existing)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, allocate, allocate_curve);
 criterion_main!(benches);

@@ -306,6 +306,38 @@ fn allocation_overlap_exhaustion_reuse() {
     }
 }
 
+/// Larger recorded subnets reaching past the table of single subnets `allocate` keeps (one
+/// index per recorded subnet, and one more), mixed with single ones after them.
+#[test]
+fn allocation_past_the_single_subnets() {
+    let plan = VpnPlan::new(&documented("10.0.0.0", "255.0.0.0", 20)).unwrap();
+    let parse =
+        |texts: &[&str]| -> Vec<Ipv4Net> { texts.iter().map(|t| t.parse().unwrap()).collect() };
+    let cases: &[(&[&str], &str)] = &[
+        // 2048 candidates blocked by one subnet: far past the 2-slot table.
+        (&["10.0.0.0/17"], "10.0.128.0/28"),
+        // ... then two singles right after it, and a larger one after those.
+        (
+            &[
+                "10.0.128.16/28",
+                "10.0.0.0/17",
+                "10.0.128.0/28",
+                "10.0.128.32/27",
+            ],
+            "10.0.128.64/28",
+        ),
+        // A single inside the table, a run beyond it that does not touch the gap.
+        (&["10.0.0.0/28", "10.0.1.0/24"], "10.0.0.16/28"),
+    ];
+    for &(existing, expect) in cases {
+        assert_eq!(
+            plan.allocate(&parse(existing)).unwrap().to_string(),
+            expect,
+            "{existing:?}"
+        );
+    }
+}
+
 #[test]
 fn exhaustion_of_the_worked_example() {
     let plan = VpnPlan::new(&documented("172.16.0.0", "255.240.0.0", 5)).unwrap();

@@ -159,7 +159,7 @@ pub(super) struct CollectionEntry {
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ParseError {
     /// Not well-formed XML (DTDs are refused too: no entity expansion from a server).
-    #[error("the answer is not well-formed XML: {0}")]
+    #[error("the answer is not well-formed XML")]
     Xml(#[from] roxmltree::Error),
     /// Another root element.
     #[error("expected a {expected} document, got <{got}>")]
@@ -423,6 +423,19 @@ mod tests {
             ),
             Err(ParseError::Xml(_))
         ));
+    }
+
+    #[test]
+    fn an_xml_error_says_its_cause_once() {
+        let Err(error) = parse_compute("<COMPUTE><ID>7</ID") else {
+            panic!("parsed");
+        };
+        assert_eq!(crate::error::tests::assert_each_cause_once(&error), 2);
+        let shown = crate::error::Chain(&error).to_string();
+        assert!(
+            shown.starts_with("the answer is not well-formed XML: "),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn the_systemd_unit_is_hardened() {
         ("ConfigurationDirectory", "cpsdirector"),
         ("UMask", "0077"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("RestartForceExitStatus", "SIGHUP"),
         ("Environment", "DIRECTOR_CFG=/etc/cpsdirector/director.cfg"),
     ] {
         assert_eq!(value(&unit, key), [expected], "{key}");
@@ -109,7 +110,10 @@ fn systemd_analyze_verifies_the_unit() {
     // It would say so: a directive it cannot parse is a warning (and the exit status stays 0).
     let broken = unit.replace("ProtectSystem=strict", "ProtectSystem=everything");
     let said = verify(&broken);
-    assert!(said.contains("everything"), "a broken unit passed: {said:?}");
+    assert!(
+        said.contains("everything"),
+        "a broken unit passed: {said:?}"
+    );
 
     // And the sandbox is tight: systemd's own exposure score (0 best, 10 worst) at most 2.0.
     let dir = tempfile::tempdir().unwrap();

@@ -2,9 +2,6 @@
 
 use std::path::Path;
 
-use diesel::RunQueryDsl as _;
-use diesel::sql_types::Text;
-
 use super::{DbConnection, Error};
 
 /// Writes a consistent copy of the SQLite database to `dest` with `VACUUM INTO`, SQLite's
@@ -16,6 +13,9 @@ use super::{DbConnection, Error};
 /// replaces a file ([`Error::BackupExists`]). A copy that fails is removed. On PostgreSQL this
 /// is [`Error::BackupUnsupported`]: `pg_dump` is the tool there.
 pub fn backup_sqlite(conn: &mut DbConnection, dest: &Path) -> Result<(), Error> {
+    // A build without SQLite has only the refusal below, which needs no file name.
+    #[cfg(not(feature = "sqlite"))]
+    let _ = dest;
     match conn {
         #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(conn) => vacuum_into(conn, dest),
@@ -29,6 +29,9 @@ pub fn backup_sqlite(conn: &mut DbConnection, dest: &Path) -> Result<(), Error> 
 #[cfg(feature = "sqlite")]
 fn vacuum_into(conn: &mut diesel::SqliteConnection, dest: &Path) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt as _;
+
+    use diesel::RunQueryDsl as _;
+    use diesel::sql_types::Text;
 
     let Some(text) = dest.to_str() else {
         return Err(Error::NonUtf8Path {

@@ -1,7 +1,9 @@
 //! The crate-wide error wrapping each layer's error, for embedders and binaries, and
-//! [`Chain`], which shows an error with its causes.
+//! [`ErrorChain`], which shows an error with its causes.
 
-use std::fmt;
+/// Shows an error with its causes on one line (defined in [`model`](crate::model), which every
+/// layer may use).
+pub use crate::model::ErrorChain;
 
 /// Any error of a conpaas-core layer.
 #[derive(Debug, thiserror::Error)]
@@ -27,62 +29,17 @@ pub enum Error {
     Director(#[from] crate::director::Error),
 }
 
-/// An error and its causes on one line, `outer: cause: cause`, as `anyhow`'s `{:#}` shows them.
-///
-/// The errors of this crate keep their cause out of their own message and give it as
-/// [`source`](std::error::Error::source) (so that a report walking the chain says each thing
-/// once): where one message must say everything, in a log field or a text kept for later,
-/// display the chain. A cause whose text already ends the message (some other crates' errors
-/// repeat their source) is not repeated.
-///
-/// ```
-/// use conpaas_core::error::Chain;
-///
-/// let error = conpaas_core::ca::Error::Read {
-///     path: "/etc/cpsdirector/certs/ca_key.pem".into(),
-///     source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-/// };
-/// assert_eq!(
-///     Chain(&error).to_string(),
-///     "cannot read /etc/cpsdirector/certs/ca_key.pem: permission denied"
-/// );
-/// ```
-#[derive(Clone, Copy)]
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = self.0.to_string();
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        f.write_str(&text)
-    }
-}
-
-impl fmt::Debug for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::error::Error as StdError;
     use std::io;
     use std::path::PathBuf;
 
-    use super::Chain;
+    use super::ErrorChain;
 
     /// Walks `error`'s chain and fails when a message contains the next one (issue 11: "Is a
     /// directory (os error 21): Is a directory (os error 21)"); answers the chain's length.
-    pub(crate) fn assert_each_cause_once(error: &(dyn StdError + 'static)) -> usize {
+    fn assert_each_cause_once(error: &(dyn StdError + 'static)) -> usize {
         let mut length = 1;
         let mut current = error;
         while let Some(cause) = current.source() {
@@ -256,7 +213,7 @@ pub(crate) mod tests {
                 "{error:?} has no cause: the case tests nothing"
             );
             // And the one-line form still says everything, once.
-            let shown = Chain(error.as_ref()).to_string();
+            let shown = ErrorChain(error.as_ref()).to_string();
             let cause = error.source().unwrap().to_string();
             assert_eq!(shown.matches(&cause).count(), 1, "{shown}");
         }
@@ -266,7 +223,7 @@ pub(crate) mod tests {
     // FIXME(issue 11): drop `{0}`/`{source}` from `api::tls::TlsError` and
     // `api::params::ParamsError::Multipart` (conpaas-core/src/api/, changed by the lead),
     // then move these cases into `errors_with_causes`. Until then `director serve` reports
-    // a bad TLS identity through `Chain`, which leaves out a cause already said.
+    // a bad TLS identity through `ErrorChain`, which leaves out a cause already said.
     #[cfg(feature = "server")]
     #[test]
     fn the_api_errors_still_repeat_their_cause() {
@@ -289,7 +246,7 @@ pub(crate) mod tests {
                 repeats_a_cause(error.as_ref()),
                 "{error:?} was fixed: see FIXME"
             );
-            let shown = Chain(error.as_ref()).to_string();
+            let shown = ErrorChain(error.as_ref()).to_string();
             let cause = error.source().unwrap().to_string();
             assert_eq!(shown.matches(&cause).count(), 1, "{shown}");
         }
@@ -302,7 +259,7 @@ pub(crate) mod tests {
             source: os_error(13),
         });
         assert_eq!(
-            Chain(&error).to_string(),
+            ErrorChain(&error).to_string(),
             "cannot read /srv/conpaas/some-file: Permission denied (os error 13)"
         );
     }

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // Each cause once, `E: ` before every line.
-            let text = conpaas_core::error::Chain(error.as_ref()).to_string();
+            let text = conpaas_core::error::ErrorChain(error.as_ref()).to_string();
             for line in text.lines() {
                 eprintln!("E: {line}");
             }

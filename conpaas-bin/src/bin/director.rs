@@ -158,7 +158,7 @@ fn main() -> ExitCode {
 /// The error and its causes, each said once, `E: ` before every line (a configuration report
 /// has one problem per line).
 fn report(error: &anyhow::Error) {
-    let text = conpaas_core::error::Chain(error.as_ref()).to_string();
+    let text = conpaas_core::error::ErrorChain(error.as_ref()).to_string();
     for line in text.lines() {
         eprintln!("E: {line}");
     }

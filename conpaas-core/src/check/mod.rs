@@ -392,7 +392,7 @@ pub async fn run(source: &ConfigSource, options: &CheckOptions) -> Result<Vec<Ch
 
 /// An error with its causes: `cannot connect ...: unable to open database file`.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    crate::error::Chain(error).to_string()
+    crate::model::ErrorChain(error).to_string()
 }
 
 /// A time as the lines show it: `2030-01-31 12:00:00 UTC`.

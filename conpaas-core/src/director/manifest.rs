@@ -19,8 +19,8 @@ use tracing::Instrument as _;
 use super::fetch::{self, DownloadPolicy};
 use super::{Director, Error, StartRequest};
 use crate::config::DirectorConfig;
-use crate::error::Chain;
 use crate::manager_client::{self, Upload};
+use crate::model::ErrorChain;
 use crate::model::{Application, Service, ServiceId, ServiceType, UserId};
 
 /// The types a manifest may name (`helloworld` is accepted by `/start` only, as in 1.2).
@@ -153,7 +153,7 @@ impl ManifestFailure {
 
     /// A failure of the director itself: the detail goes to the log only.
     fn internal(error: &Error) -> ManifestFailure {
-        tracing::warn!(error = %Chain(&error), "manifest processing failed");
+        tracing::warn!(error = %ErrorChain(&error), "manifest processing failed");
         ManifestFailure::new("internal error, see the director's log")
     }
 
@@ -522,7 +522,7 @@ impl Director {
         let services = match self.application_services(uid, app.aid).await {
             Ok(services) => services,
             Err(error) => {
-                tracing::warn!(error = %Chain(&error), "cannot list the application's services");
+                tracing::warn!(error = %ErrorChain(&error), "cannot list the application's services");
                 return String::new();
             }
         };
@@ -580,7 +580,7 @@ impl ManifestJob {
         match tokio::spawn(self.process()).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                tracing::warn!(uid = %uid, error = %Chain(&error), "manifest task failed");
+                tracing::warn!(uid = %uid, error = %ErrorChain(&error), "manifest task failed");
                 Err(ManifestFailure::new(
                     "internal error, see the director's log",
                 ))
@@ -643,7 +643,7 @@ impl Manager<'_> {
                 None => Ok(answer),
             },
             Err(error) => {
-                tracing::warn!(sid = %self.sid, method, error = %Chain(&error), "manager call failed");
+                tracing::warn!(sid = %self.sid, method, error = %ErrorChain(&error), "manager call failed");
                 Err(ManifestFailure::new(format!(
                     "Service {}: the manager call {method} failed: {}",
                     self.sid,
@@ -762,7 +762,7 @@ impl Manager<'_> {
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(sid = %self.sid, error = %Chain(&error), "manager not reachable yet");
+                    tracing::debug!(sid = %self.sid, error = %ErrorChain(&error), "manager not reachable yet");
                     last_seen = call_failure(&error);
                 }
             }
@@ -832,11 +832,11 @@ fn creation_failure(error: Error) -> ManifestFailure {
         | Error::UnknownCloud(_)
         | Error::StartTimeout
         | Error::Vpn(_) => {
-            tracing::warn!(error = %Chain(&error), "manifest service creation failed");
+            tracing::warn!(error = %ErrorChain(&error), "manifest service creation failed");
             ManifestFailure::new(format!("Error upon service creation: {error}"))
         }
         other => {
-            tracing::warn!(error = %Chain(&other), "manifest service creation failed");
+            tracing::warn!(error = %ErrorChain(&other), "manifest service creation failed");
             ManifestFailure::new(
                 "Error upon service creation: internal error, see the director's log",
             )

@@ -19,7 +19,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 
 use super::{DatabaseError, DatabaseUrl, Error};
-use crate::error::Chain;
+use crate::model::ErrorChain;
 
 /// A database connection, SQLite or PostgreSQL. Store functions take `&mut DbConnection`
 /// and use diesel's query builder, which works on both; the rare backend-specific
@@ -297,7 +297,7 @@ where
             // The caller's error says what went wrong; a failed rollback leaves the
             // connection marked broken, and the pool discards it.
             if let Err(rollback_err) = rolled_back {
-                tracing::warn!(error = %Chain(&rollback_err), "rolling back a transaction failed");
+                tracing::warn!(error = %ErrorChain(&rollback_err), "rolling back a transaction failed");
             }
             Err(err)
         }
@@ -324,7 +324,7 @@ mod tests {
             panic!("a read-only connection switched to WAL");
         };
         assert!(matches!(error, Error::Configure { .. }), "{error:?}");
-        let shown = crate::error::Chain(&error).to_string();
+        let shown = crate::model::ErrorChain(&error).to_string();
         assert_eq!(
             shown,
             format!(

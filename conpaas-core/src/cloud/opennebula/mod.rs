@@ -31,7 +31,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::OpenNebulaSettings;
-use crate::error::Chain;
+use crate::model::ErrorChain;
 use occi::{Compute, ComputeRequest, OcciState};
 use transport::{Failure, Transport};
 
@@ -242,7 +242,7 @@ impl Inner {
         Error::Unavailable(format!(
             "{method} {}{path}: unreadable answer: {}",
             self.transport.base(),
-            Chain(&error)
+            ErrorChain(&error)
         ))
     }
 
@@ -395,7 +395,11 @@ impl Inner {
                     }
                     Err(error) => {
                         // The server said it created something: find it rather than guess.
-                        last = format!("unreadable answer {}: {}", answer.status, Chain(&error));
+                        last = format!(
+                            "unreadable answer {}: {}",
+                            answer.status,
+                            ErrorChain(&error)
+                        );
                         ambiguous = true;
                     }
                 },
@@ -501,7 +505,7 @@ impl Inner {
         if let Some(vmid) = vmid
             && let Err(error) = self.delete(vmid).await
         {
-            tracing::error!(cloud = %self.name, vmid, error = %Chain(&error), "cannot delete the VM of a failed start: delete it by hand");
+            tracing::error!(cloud = %self.name, vmid, error = %ErrorChain(&error), "cannot delete the VM of a failed start: delete it by hand");
         }
         if ambiguous {
             self.sweep(token, vmid).await;
@@ -515,12 +519,12 @@ impl Inner {
                 for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
                     tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate VM of the same start");
                     if let Err(error) = self.delete(vmid).await {
-                        tracing::error!(cloud = %self.name, %vmid, error = %Chain(&error), "cannot delete a duplicate VM: delete it by hand");
+                        tracing::error!(cloud = %self.name, %vmid, error = %ErrorChain(&error), "cannot delete a duplicate VM: delete it by hand");
                     }
                 }
             }
             Err(error) => {
-                tracing::error!(cloud = %self.name, error = %Chain(&error), "cannot list VMs to remove duplicates of a start");
+                tracing::error!(cloud = %self.name, error = %ErrorChain(&error), "cannot list VMs to remove duplicates of a start");
             }
         }
     }

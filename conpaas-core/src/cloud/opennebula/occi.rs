@@ -430,8 +430,11 @@ mod tests {
         let Err(error) = parse_compute("<COMPUTE><ID>7</ID") else {
             panic!("parsed");
         };
-        assert_eq!(crate::error::tests::assert_each_cause_once(&error), 2);
-        let shown = crate::error::Chain(&error).to_string();
+        // Issue 11: the cause is the source, not repeated in the message.
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert!(!error.to_string().contains(&cause), "{error}");
+        let shown = crate::model::ErrorChain(&error).to_string();
+        assert_eq!(shown.matches(&cause).count(), 1, "{shown}");
         assert!(
             shown.starts_with("the answer is not well-formed XML: "),
             "{shown}"

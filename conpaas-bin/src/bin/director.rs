@@ -66,12 +66,16 @@ enum Command {
     },
     /// Serve the HTTPS API (on the embedded default, set everything up first).
     Serve {
-        /// Address to listen on, HOST:PORT: an IP address (0.0.0.0:5555, [::]:5555,
-        /// 127.0.0.1:5555) or a host name, which listens on the first of its addresses that
-        /// can be bound, in the resolver's order (localhost:5555: ::1 or 127.0.0.1); the
-        /// first line printed says which. Default: all IPv4 addresses, the port of
-        /// DIRECTOR_URL. Port 0 picks a free port.
-        #[arg(long, value_name = "HOST:PORT")]
+        // The help is a string, not a doc comment: rustdoc reads IPv6 brackets as links.
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            help = "Address to listen on, HOST:PORT: an IP address (0.0.0.0:5555, [::]:5555, \
+                    127.0.0.1:5555) or a host name, which listens on the first of its addresses \
+                    that can be bound, in the resolver's order (localhost:5555: ::1 or \
+                    127.0.0.1); the first line printed says which. Default: all IPv4 \
+                    addresses, the port of DIRECTOR_URL. Port 0 picks a free port"
+        )]
         listen: Option<ListenAddr>,
     },
     /// Copy the SQLite database to FILE while the director may be serving (SQLite's online

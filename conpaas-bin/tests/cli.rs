@@ -4,7 +4,7 @@
 // Test helpers panic on setup failures by design: that is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{BufRead as _, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -216,9 +216,23 @@ fn adduser_creates_once_and_refuses_duplicates() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("7 credit"));
-    let out = director(&data, &["adduser"], "carol@example.org\ncarol\npw\nother\n");
+    // Passwords that differ are asked again, at most three times.
+    let out = director(
+        &data,
+        &["adduser"],
+        "carol@example.org\ncarol\npw\nother\npw\nx\npw\ny\n",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("differ"));
+    assert!(
+        text(&out.stderr).contains("the passwords differ (3 of 3)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("E: no password after 3 attempts"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The library sees the users: alice logs in with her password, not with another.
     let loaded = conpaas_core::config::load(&conpaas_core::config::ConfigSource::resolve_with(
@@ -488,4 +502,374 @@ fn serve_refuses_a_readable_ca_key_before_touching_the_database() {
         !data.join("director.db").exists(),
         "the database was opened before the checks"
     );
+}
+
+/// The lines of `stderr` that are not log lines.
+fn report_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| !line.contains(" WARN ") && !line.contains(" INFO "))
+        .collect()
+}
+
+/// Issue 11: only the first line of a multi-error configuration report started with `E:`.
+#[test]
+fn every_line_of_a_config_report_starts_with_e() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let cfg = dir.join("director.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\nMAX_CREDIT = fifty\n\
+             VPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = five\n\
+             [iaas]\nDRIVER = dummy\n[director]\nDATABASE_URI = sqlite:///{d}/director.db\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let out = director_with_config(&cfg, &["init", "localhost"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let lines = report_lines(&stderr);
+    assert!(lines.len() >= 2, "two problems, two lines: {stderr}");
+    for line in &lines {
+        assert!(line.starts_with("E: "), "{line:?} in {stderr}");
+    }
+    assert!(stderr.contains("VPN_SERVICE_BITS"), "{stderr}");
+}
+
+/// Issue 11: "Is a directory (os error 21): Is a directory (os error 21)".
+#[test]
+fn an_unreadable_config_file_is_reported_once_as_unreadable() {
+    let temp = tempfile::tempdir().unwrap();
+    let cfg = temp.path().join("director.cfg");
+    std::fs::create_dir(&cfg).unwrap();
+    let out = director_with_config(&cfg, &["init", "localhost"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "E: {}: cannot read the configuration: Is a directory (os error 21)",
+            cfg.display()
+        )
+    );
+}
+
+/// Issue 11: a data directory that cannot be looked into was reported as "cannot create" the
+/// configuration. As root (which reads everything) the director runs as `nobody`.
+#[test]
+fn an_unsearchable_data_dir_is_reported_as_unreadable() {
+    use std::os::unix::process::CommandExt as _;
+    let temp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_director"));
+    command
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["init", "--keep-ca", "localhost"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    // Root reads every file whatever its mode: the child drops to `nobody` before it runs.
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if is_root {
+        command.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let out = command.output().unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "E: {}: cannot read the configuration: Permission denied (os error 13)",
+            data.join("director.cfg").display()
+        )
+    );
+}
+
+/// Issue 11: `init` always said "0 migration(s) applied now" (the store had migrated already).
+#[test]
+fn init_says_how_many_migrations_it_applied() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let out = director(&data, &["init", "localhost"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let n_applied: usize = stdout
+        .split("database ready (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let n_migrations = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../conpaas-core/migrations/sqlite"),
+    )
+    .unwrap()
+    .count();
+    assert_eq!(n_applied, n_migrations, "{stdout}");
+    let out = director(&data, &["init", "--force", "localhost"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("database ready (up to date: no migration to apply)"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Issue 11: `director --help` showed the package's description.
+#[test]
+fn each_binary_has_its_own_about_text() {
+    let package = env!("CARGO_PKG_DESCRIPTION");
+    for (binary, about) in [
+        (env!("CARGO_BIN_EXE_director"), "The ConPaaS director: "),
+        (
+            env!("CARGO_BIN_EXE_cpscheck"),
+            "Checks a ConPaaS director installation",
+        ),
+    ] {
+        let out = Command::new(binary).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(help.starts_with(about), "{binary}: {help}");
+        assert!(!help.contains(package), "{binary}: {help}");
+    }
+}
+
+/// Issue 11: `--listen localhost:5557` was refused (IP literals only, not said).
+#[test]
+fn serve_listens_on_a_host_name() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "localhost:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.wait().unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on https://")
+        .unwrap_or_else(|| panic!("{first:?}"));
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_ne!(addr.port(), 0);
+
+    let out = director(&data, &["serve", "--listen", "nosuchhost.invalid:5555"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("E: --listen nosuchhost.invalid:5555: cannot resolve \"nosuchhost.invalid\""),
+        "{}",
+        text(&out.stderr)
+    );
+    // What was wrong, said by the argument parser before anything is done.
+    for (value, says) in [
+        ("5555", "no port"),
+        ("localhost:http", "is not a number"),
+        ("::1:5555", "an IPv6 address goes in brackets"),
+    ] {
+        let out = director(&data, &["serve", "--listen", value], "");
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("expected HOST:PORT"), "{value}: {stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+    }
+}
+
+/// Issue 11: `adduser` asked for both passwords before saying the name was taken, and gave
+/// up at the first mismatch.
+#[test]
+fn adduser_checks_the_name_first_and_asks_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let out = director(
+        &data,
+        &["adduser", "a@example.org", "alice"],
+        "pw\nother\npw\npw\n",
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the passwords differ (1 of 3)"), "{stderr}");
+    assert_eq!(stderr.matches("Repeat password: ").count(), 2, "{stderr}");
+
+    // Taken, reserved, invalid: said before any password is asked for.
+    for (email, username, says) in [
+        ("b@example.org", "alice", "Username \"alice\" already taken"),
+        ("c@example.org", "ca", "reserved"),
+        ("d@example.org", "", "username: expected 1 to 64 characters"),
+        (
+            "not ascii é",
+            "dora",
+            "email: expected 1 to 128 ASCII characters",
+        ),
+    ] {
+        let out = director(&data, &["adduser", email, username], "");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{username}: {stderr}");
+        assert!(!stderr.contains("Password:"), "{username}: {stderr}");
+    }
+
+    let loaded = conpaas_core::config::load(&conpaas_core::config::ConfigSource::resolve_with(
+        None,
+        Some(data.clone()),
+        None,
+        Path::new("/nonexistent"),
+    ))
+    .unwrap();
+    let store = conpaas_core::store::Store::open(&loaded.config.store).unwrap();
+    assert!(
+        store
+            .run_blocking(|conn| conpaas_core::store::login(conn, "alice", "pw"))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .run_blocking(conpaas_core::store::count_users)
+            .unwrap(),
+        1
+    );
+}
+
+/// `director completions SHELL` and `director man` describe the binary and touch nothing.
+#[test]
+fn completions_and_man_page() {
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_director"))
+            .args(args)
+            .current_dir(scratch.path())
+            .env_remove("DIRECTOR_CFG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in ["_director()", "adduser", "backup", "--data-dir", "--listen"] {
+        assert!(bash.contains(word), "{word}: {bash}");
+    }
+    // The script is bash that bash accepts.
+    let script = scratch.path().join("director.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef director"));
+    assert!(run(&["completions", "fish"]).contains("complete -c director"));
+
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH director 1"),
+        "{man}"
+    );
+    assert!(man.contains(".TH director 1"), "{man}");
+    for word in ["init", "adduser", "serve", "backup", "completions"] {
+        assert!(man.contains(word), "{word}: {man}");
+    }
+    std::fs::remove_file(&script).unwrap();
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "no data directory or file was created"
+    );
+}
+
+/// `director backup FILE` copies the database of a serving director; the copy opens and has
+/// the users; an existing file is never replaced; PostgreSQL is pg_dump's job.
+#[test]
+fn backup_copies_the_database_of_a_serving_director() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let out = director(&data, &["adduser", "a@example.org", "alice", "s3cret"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (mut server, _port) = support::serve(&data, "warn", Stdio::null());
+
+    let copy = temp.path().join("backup.db");
+    let out = director(&data, &["backup", copy.to_str().unwrap()], "");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    server.wait().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("copied the database"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(mode(&copy), 0o600, "the copy holds password hashes");
+
+    // The copy restores: a director on it knows alice and her password.
+    let store = conpaas_core::store::Store::open(&conpaas_core::store::StoreSettings {
+        url: conpaas_core::store::DatabaseUrl::Sqlite(copy.clone()),
+        max_connections: 1,
+    })
+    .unwrap();
+    assert!(store.pending_migrations().unwrap().is_empty());
+    let alice = store
+        .run_blocking(|conn| conpaas_core::store::login(conn, "alice", "s3cret"))
+        .unwrap()
+        .expect("alice is in the copy");
+    assert_eq!(alice.credit.0, 50);
+    drop(store);
+
+    let before = std::fs::read(&copy).unwrap();
+    let out = director(&data, &["backup", copy.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), before, "never replaced");
+
+    let cfg = temp.path().join("pg.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n[iaas]\nDRIVER = dummy\n\
+             [director]\nDATABASE_URI = postgresql://cps:secret@db.example.org/cps\n",
+            d = data.display()
+        ),
+    )
+    .unwrap();
+    let out = director_with_config(
+        &cfg,
+        &["backup", temp.path().join("pg.dump").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pg_dump"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("secret"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!temp.path().join("pg.dump").exists());
 }

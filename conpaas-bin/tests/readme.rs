@@ -117,10 +117,15 @@ fn the_quick_tour_runs_as_written() {
         out.status.success(),
         "script:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    // What the tour promises: a login, a started service in the list, its VM's script.
+    // What the tour promises: a login, a started service in the list, its VM's script, a backup.
     assert!(stdout.contains("\"uid\""), "{stdout}");
     assert!(stdout.contains("\"type\": \"php\""), "{stdout}");
     assert!(stdout.contains(".sh"), "{stdout}");
     assert!(scratch.path().join("cert.pem").exists());
+    assert!(
+        stdout.contains("copied the database"),
+        "the tour's backup: {stdout}"
+    );
+    assert!(scratch.path().join("d-backup.db").exists());
     std::thread::sleep(Duration::from_millis(100));
 }

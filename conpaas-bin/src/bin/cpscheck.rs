@@ -55,7 +55,11 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("E: {error:#}");
+            // Each cause once, `E: ` before every line.
+            let text = conpaas_core::error::ErrorChain(error.as_ref()).to_string();
+            for line in text.lines() {
+                eprintln!("E: {line}");
+            }
             ExitCode::from(EXIT_CANNOT_RUN)
         }
     }

@@ -1,23 +1,32 @@
 //! `director`: the ConPaaS director's command line: `init` (1.2's cpsconf.py), `adduser`
-//! (cpsadduser.py) and `serve`.
+//! (cpsadduser.py), `serve`, `backup`, and its own `completions` and `man` page.
 
 // Printing results and prompts is what a command-line tool is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use conpaas_core::config::{self, ConfigSource, LoadedConfig};
 use conpaas_core::director::{self, accounts, setup};
 use conpaas_core::model::Credit;
-use conpaas_core::store::Store;
+use conpaas_core::store::{self, DatabaseUrl, Store};
+
+/// How many times `adduser` asks for the password twice before giving up.
+const PASSWORD_ATTEMPTS: usize = 3;
 
 /// The ConPaaS director.
 #[derive(Debug, Parser)]
-#[command(name = "director", version, about)]
+#[command(
+    name = "director",
+    version,
+    about = "The ConPaaS director: sets up its CA and database (init), adds users (adduser), \
+             serves the HTTPS API (serve) and backs up its database (backup)"
+)]
 struct Cli {
     /// director.cfg to use (default: $DIRECTOR_CFG, /etc/cpsdirector/director.cfg, ./conpaas-data).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "data_dir")]
@@ -57,11 +66,85 @@ enum Command {
     },
     /// Serve the HTTPS API (on the embedded default, set everything up first).
     Serve {
-        /// Address to listen on (default: all addresses, the port of DIRECTOR_URL);
-        /// port 0 picks a free port.
-        #[arg(long, value_name = "ADDR:PORT")]
-        listen: Option<std::net::SocketAddr>,
+        // The help is a string, not a doc comment: rustdoc reads IPv6 brackets as links.
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            help = "Address to listen on, HOST:PORT: an IP address (0.0.0.0:5555, [::]:5555, \
+                    127.0.0.1:5555) or a host name, which listens on the first of its addresses \
+                    that can be bound, in the resolver's order (localhost:5555: ::1 or \
+                    127.0.0.1); the first line printed says which. Default: all IPv4 \
+                    addresses, the port of DIRECTOR_URL. Port 0 picks a free port"
+        )]
+        listen: Option<ListenAddr>,
     },
+    /// Copy the SQLite database to FILE while the director may be serving (SQLite's online
+    /// copy, VACUUM INTO); FILE must not exist. For PostgreSQL, use pg_dump.
+    Backup {
+        /// The copy to write (created 0600: it holds password hashes).
+        file: PathBuf,
+    },
+    /// Print the shell completion script for SHELL on standard output.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output: `director man | man -l -`.
+    Man,
+}
+
+/// `--listen`'s value: a host (an IP address or a name, resolved when serving) and a port.
+#[derive(Debug, Clone)]
+struct ListenAddr {
+    host: String,
+    port: u16,
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ListenAddr, String> {
+        const EXPECTED: &str =
+            "expected HOST:PORT, e.g. 127.0.0.1:5555, [::1]:5555, 0.0.0.0:5555 or localhost:5555";
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(ListenAddr {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("{EXPECTED} (no port)"));
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            return Err(format!(
+                "{EXPECTED} (the port {port:?} is not a number up to 65535)"
+            ));
+        };
+        if host.is_empty() {
+            return Err(format!("{EXPECTED} (no host)"));
+        }
+        if host.contains([':', '[', ']', '/']) || host.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "{EXPECTED} ({host:?} is neither an IP address nor a host name; an IPv6 address \
+                 goes in brackets)"
+            ));
+        }
+        Ok(ListenAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -70,9 +153,18 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("E: {error:#}");
+            report(&error);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once, `E: ` before every line (a configuration report
+/// has one problem per line).
+fn report(error: &anyhow::Error) {
+    let text = conpaas_core::error::ErrorChain(error.as_ref()).to_string();
+    for line in text.lines() {
+        eprintln!("E: {line}");
     }
 }
 
@@ -102,6 +194,22 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These describe the binary: no configuration is read (nor a data directory created).
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut stdout = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut Cli::command(), "director", &mut stdout);
+            stdout.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut stdout = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
+            stdout.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let (source, loaded) = load_config(&cli)?;
     match cli.command {
         Command::Init {
@@ -116,6 +224,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             credit,
         } => adduser(&loaded, email, username, password, credit),
         Command::Serve { listen } => serve(&source, &loaded, listen),
+        Command::Backup { file } => backup(&loaded, &file),
+        Command::Completions { .. } | Command::Man => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -178,10 +288,10 @@ fn init(
         "created the CA and the director certificate in {}",
         loaded.config.ca.cert_dir.display()
     );
-    println!(
-        "database ready ({} migration(s) applied now)",
-        report.migrations.len()
-    );
+    match report.migrations.len() {
+        0 => println!("database ready (up to date: no migration to apply)"),
+        n_applied => println!("database ready ({n_applied} migration(s) applied now)"),
+    }
     println!(
         "DIRECTOR_URL = {} written to {}",
         report.director_url,
@@ -205,24 +315,33 @@ fn adduser(
         Some(username) => username,
         None => prompt("Username: ")?,
     };
+    let store = Store::open(&loaded.config.store)?;
+    // Before the passwords: a name that cannot be had is said before they are typed.
+    match accounts::check_new_user_blocking(&store, &username, &email) {
+        Ok(()) => {}
+        Err(error) if is_refusal(&error) => {
+            eprintln!("E: {error}; nothing changed");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error).context("checking the user name"),
+    }
     let password = match password {
         Some(password) => password,
-        None => {
-            let first = prompt_secret("Password: ")?;
-            let second = prompt_secret("Repeat password: ")?;
-            if first != second {
-                eprintln!("E: the passwords differ; nothing changed");
+        None => match ask_new_password()? {
+            Some(password) => password,
+            None => {
+                eprintln!(
+                    "E: no password after {PASSWORD_ATTEMPTS} attempts (empty, or the two \
+                     differed); nothing changed"
+                );
                 return Ok(ExitCode::FAILURE);
             }
-            first
-        }
+        },
     };
     if password.is_empty() {
         eprintln!("E: the password is empty; nothing changed");
         return Ok(ExitCode::FAILURE);
     }
-    let store = Store::open(&loaded.config.store)?;
-    store.migrate()?;
     let account = accounts::NewAccount {
         username,
         email,
@@ -240,12 +359,7 @@ fn adduser(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(
-            error @ (director::Error::UsernameTaken(_)
-            | director::Error::EmailTaken(_)
-            | director::Error::UsernameReserved(_)
-            | director::Error::Invalid { .. }),
-        ) => {
+        Err(error) if is_refusal(&error) => {
             eprintln!("E: {error}; nothing changed");
             Ok(ExitCode::FAILURE)
         }
@@ -253,10 +367,85 @@ fn adduser(
     }
 }
 
+/// Whether `adduser` was refused the account (as opposed to failing).
+fn is_refusal(error: &director::Error) -> bool {
+    matches!(
+        error,
+        director::Error::UsernameTaken(_)
+            | director::Error::EmailTaken(_)
+            | director::Error::UsernameReserved(_)
+            | director::Error::Invalid { .. }
+    )
+}
+
+/// The new password, typed twice; asks again (up to [`PASSWORD_ATTEMPTS`] times) when the two
+/// differ or it is empty. `None` when no attempt gave one.
+fn ask_new_password() -> anyhow::Result<Option<String>> {
+    for attempt in 1..=PASSWORD_ATTEMPTS {
+        let first = prompt_secret("Password: ")?;
+        if first.is_empty() {
+            eprintln!("the password is empty ({attempt} of {PASSWORD_ATTEMPTS})");
+            continue;
+        }
+        let second = prompt_secret("Repeat password: ")?;
+        if first == second {
+            return Ok(Some(first));
+        }
+        eprintln!("the passwords differ ({attempt} of {PASSWORD_ATTEMPTS})");
+    }
+    Ok(None)
+}
+
+/// `director backup FILE`: SQLite's online copy; PostgreSQL is pg_dump's job.
+fn backup(loaded: &LoadedConfig, file: &Path) -> anyhow::Result<ExitCode> {
+    let database = match &loaded.config.store.url {
+        DatabaseUrl::Sqlite(path) => path.clone(),
+        DatabaseUrl::Postgres(_) => {
+            eprintln!(
+                "E: DATABASE_URI in {} is a PostgreSQL database: back it up with pg_dump \
+                 (e.g. pg_dump -Fc -f FILE DATABASE); nothing copied",
+                loaded.path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        _ => {
+            eprintln!("E: the database is in memory: there is nothing to back up");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Opening a missing SQLite file would create an empty database: a backup creates nothing.
+    if !database.is_file() {
+        eprintln!(
+            "E: there is no database at {} (DATABASE_URI in {}); nothing copied",
+            database.display(),
+            loaded.path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    // Not migrated: a backup is what one takes before an upgrade migrates the database.
+    let store = Store::connect(&loaded.config.store)?;
+    let dest = file.to_owned();
+    match store.run_blocking(move |conn| store::backup_sqlite(conn, &dest)) {
+        Ok(()) => {
+            println!(
+                "copied the database {} to {}",
+                database.display(),
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ store::Error::BackupExists { .. }) => {
+            eprintln!("E: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error).with_context(|| format!("backing up to {}", file.display())),
+    }
+}
+
 fn serve(
     source: &ConfigSource,
     loaded: &LoadedConfig,
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<ListenAddr>,
 ) -> anyhow::Result<ExitCode> {
     // A data directory (the embedded default or --data-dir) is set up on first use; an
     // operator's own director.cfg is never acted on without `init`.
@@ -286,15 +475,16 @@ fn serve(
         );
     }
     let director = director::Director::open(loaded)?;
-    let addr = match listen {
-        Some(addr) => addr,
+    let (addrs, asked) = match listen {
+        Some(listen) => (resolve(&listen)?, listen.to_string()),
         None => {
             let port = loaded
                 .config
                 .director_url
                 .as_ref()
                 .map_or(setup::DEFAULT_PORT, |url| url.port_or_default());
-            std::net::SocketAddr::from(([0, 0, 0, 0], port))
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            (vec![addr], addr.to_string())
         }
     };
     let files = conpaas_core::ca::DirectorTlsFiles::read(&loaded.config.ca.cert_dir)?;
@@ -307,13 +497,28 @@ fn serve(
             .store()
             .run(conpaas_core::store::count_users)
             .await?;
-        let listener = conpaas_core::api::server::Listener::bind(
-            addr,
-            tls,
-            conpaas_core::api::server::TransportSettings::recommended(),
-        )
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
+        // The first address that can be bound: a name may resolve to an IPv6 address this
+        // host has no interface for.
+        let mut failures = Vec::new();
+        let mut bound = None;
+        for addr in &addrs {
+            match conpaas_core::api::server::Listener::bind(
+                *addr,
+                tls.clone(),
+                conpaas_core::api::server::TransportSettings::recommended(),
+            )
+            .await
+            {
+                Ok(listener) => {
+                    bound = Some(listener);
+                    break;
+                }
+                Err(error) => failures.push(format!("{addr}: {error}")),
+            }
+        }
+        let Some(listener) = bound else {
+            anyhow::bail!("cannot listen on {asked}: {}", failures.join("; "));
+        };
         let local = listener.local_addr()?;
         println!("listening on https://{local}");
         std::io::stdout().flush()?;
@@ -338,6 +543,21 @@ fn serve(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The addresses `--listen` names, in the resolver's order.
+fn resolve(listen: &ListenAddr) -> anyhow::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (listen.host.as_str(), listen.port)
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen}: cannot resolve {:?}", listen.host))?
+        .collect();
+    if addrs.is_empty() {
+        anyhow::bail!(
+            "--listen {listen}: {:?} resolves to no address",
+            listen.host
+        );
+    }
+    Ok(addrs)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

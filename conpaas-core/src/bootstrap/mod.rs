@@ -15,7 +15,7 @@ const VM_TMP: &str = "/tmp";
 #[non_exhaustive]
 pub enum Error {
     /// A required template is missing or unreadable.
-    #[error("cannot read manager template {path}: {source}")]
+    #[error("cannot read manager template {}", path.display())]
     Template {
         /// The file.
         path: PathBuf,

@@ -271,7 +271,7 @@ pub fn check_config(source: &ConfigSource) -> Result<ConfigCheck, Error> {
                     "config",
                     Status::Error,
                     "configuration",
-                    error.to_string(),
+                    error_chain(&error),
                     None,
                 ));
             } else {
@@ -392,18 +392,7 @@ pub async fn run(source: &ConfigSource, options: &CheckOptions) -> Result<Vec<Ch
 
 /// An error with its causes: `cannot connect ...: unable to open database file`.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::model::ErrorChain(error).to_string()
 }
 
 /// A time as the lines show it: `2030-01-31 12:00:00 UTC`.

@@ -92,7 +92,7 @@ pub enum Error {
     #[error("the VM {0} failed while booting")]
     Failed(String),
     /// Local IO (the dummy cloud's files).
-    #[error("cloud io: {0}")]
+    #[error("cloud io")]
     Io(#[from] std::io::Error),
     /// The driver cannot do this (e.g. list its VMs for the reaper).
     #[error("the {driver} driver cannot {operation}")]

@@ -219,7 +219,7 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
         DriverSettings::Ec2(ec2) => match super::Ec2Cloud::new(cloud.name.clone(), ec2.clone()) {
             Ok(driver) => Arc::new(driver),
             Err(error) => {
-                tracing::warn!(cloud = %cloud.name, %error, "the EC2 driver cannot start");
+                tracing::warn!(cloud = %cloud.name, error = %crate::model::ErrorChain(&error), "the EC2 driver cannot start");
                 Arc::new(Unavailable {
                     name: cloud.name.clone(),
                     driver: "ec2",
@@ -231,7 +231,7 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
             match super::OpenNebulaCloud::new(cloud.name.clone(), one) {
                 Ok(driver) => Arc::new(driver),
                 Err(error) => {
-                    tracing::warn!(cloud = %cloud.name, %error, "the OpenNebula driver cannot start");
+                    tracing::warn!(cloud = %cloud.name, error = %crate::model::ErrorChain(&error), "the OpenNebula driver cannot start");
                     Arc::new(Unavailable {
                         name: cloud.name.clone(),
                         driver: "opennebula",

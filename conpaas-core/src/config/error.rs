@@ -108,10 +108,9 @@ pub enum ProblemKind {
         got: String,
     },
     /// The VPN keys parse but do not make a usable plan.
-    #[error("{source}")]
+    #[error(transparent)]
     VpnPlan {
         /// The planner's verdict.
-        #[source]
         source: crate::vpn::Error,
     },
 }
@@ -224,7 +223,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// Reading, writing or creating a file or directory failed.
-    #[error("{}: cannot {action}: {source}", path.display())]
+    #[error("{}: cannot {action}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,

@@ -172,18 +172,42 @@ fn read_and_parse(path: &Path, generated: bool) -> Result<LoadedConfig, Error> {
 
 /// Creates the data directory and its director.cfg when missing; true when the file was written.
 fn prepare_data_dir(dir: &Path) -> Result<bool, Error> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            action: "create the data directory",
-            source,
-        })?;
+    // Only a directory that is not there is created: one that cannot be looked into is
+    // reported as such, not as something that could not be created.
+    match fs::metadata(dir) {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    action: "create the data directory",
+                    source,
+                })?;
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                action: "read the data directory",
+                source,
+            });
+        }
+    }
     let path = dir.join(CONFIG_FILE_NAME);
-    if fs::symlink_metadata(&path).is_ok() {
-        return Ok(false);
+    match fs::symlink_metadata(&path) {
+        Ok(_) => return Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        // Unsearchable directory, or not a directory at all: the file exists or not, it
+        // cannot be read.
+        Err(source) => {
+            return Err(Error::Io {
+                path,
+                action: "read the configuration",
+                source,
+            });
+        }
     }
     let text = default_config_text(dir)?;
     // create_new: two directors starting at once must not overwrite each other's file.

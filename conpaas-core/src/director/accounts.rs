@@ -119,17 +119,51 @@ pub async fn login(
     }
 }
 
+/// Whether a new user could have this user name and e-mail: both valid, the name not reserved
+/// and not taken. For the command line, which asks for the password only after this;
+/// [`add_user`] decides again, in its transaction (another user may come first meanwhile).
+pub fn check_new_user_blocking(store: &Store, username: &str, email: &str) -> Result<(), Error> {
+    check_username(username)?;
+    check_email(email)?;
+    if username.eq_ignore_ascii_case(store::RESERVED_USERNAME) {
+        return Err(Error::UsernameReserved(username.to_owned()));
+    }
+    let name = username.to_owned();
+    let existing = store.run_blocking(move |conn| store::find_user_by_username(conn, &name))?;
+    if existing.is_some() {
+        return Err(Error::UsernameTaken(username.to_owned()));
+    }
+    Ok(())
+}
+
 /// Checks what the certificate of the user will need: a CN of 1..64 characters and an ASCII
 /// e-mail of 1..128 (1.2 failed later, at `/getcerts`, with a 500).
 fn check_account(account: &NewAccount) -> Result<(), Error> {
-    let n_chars = account.username.chars().count();
-    if n_chars == 0 || n_chars > 64 || account.username.chars().any(char::is_control) {
+    check_username(&account.username)?;
+    check_email(&account.email)?;
+    if account.credit.0 < 0 {
+        return Err(Error::Invalid {
+            field: "credit",
+            reason: "expected a non-negative integer".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A user name the certificate's CN can hold.
+fn check_username(username: &str) -> Result<(), Error> {
+    let n_chars = username.chars().count();
+    if n_chars == 0 || n_chars > 64 || username.chars().any(char::is_control) {
         return Err(Error::Invalid {
             field: "username",
             reason: "expected 1 to 64 characters without control characters".into(),
         });
     }
-    let email = &account.email;
+    Ok(())
+}
+
+/// An e-mail the certificate's `emailAddress` can hold.
+fn check_email(email: &str) -> Result<(), Error> {
     if email.is_empty()
         || email.len() > 128
         || !email.is_ascii()
@@ -138,12 +172,6 @@ fn check_account(account: &NewAccount) -> Result<(), Error> {
         return Err(Error::Invalid {
             field: "email",
             reason: "expected 1 to 128 ASCII characters".into(),
-        });
-    }
-    if account.credit.0 < 0 {
-        return Err(Error::Invalid {
-            field: "credit",
-            reason: "expected a non-negative integer".into(),
         });
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Applications: create, list, rename, delete (with their services), manifests.
 
 use super::{Director, Error, parse_int};
+use crate::model::ErrorChain;
 use crate::model::{AppId, Application, Service, UserId};
 use crate::store;
 
@@ -62,7 +63,7 @@ impl Director {
         for service in services {
             self.shutdown_manager(&service).await;
             if let Err(error) = self.destroy_service(&service).await {
-                tracing::warn!(sid = %service.sid, %error, "cannot stop a service of a deleted application");
+                tracing::warn!(sid = %service.sid, error = %ErrorChain(&error), "cannot stop a service of a deleted application");
                 first_error.get_or_insert(error);
             }
         }

@@ -386,6 +386,6 @@ fn manager_client(
     )
     .map_err(|error| Error::Invalid {
         field: "the director's TLS identity",
-        reason: error.to_string(),
+        reason: crate::model::ErrorChain(&error).to_string(),
     })
 }

@@ -4,6 +4,7 @@
 //! (metadata never), every redirect hop and every resolved address checked, size and time
 //! bounded.
 
+use crate::model::ErrorChain;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -400,7 +401,7 @@ fn classify(error: reqwest::Error, timeout_secs: u64) -> FetchError {
         }
         source = inner.source();
     }
-    tracing::debug!(%error, "manifest download failed");
+    tracing::debug!(error = %ErrorChain(&error), "manifest download failed");
     if error.is_timeout() {
         FetchError::Timeout(timeout_secs)
     } else {

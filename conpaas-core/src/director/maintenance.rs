@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::{Director, Error};
+use crate::model::ErrorChain;
 use crate::model::ServiceId;
 use crate::store;
 
@@ -112,7 +113,7 @@ impl Director {
                 report.reconciled = n_undone;
                 tracing::info!(n_undone, "reconciled interrupted service starts");
             }
-            Err(error) => tracing::warn!(%error, "reconciliation failed"),
+            Err(error) => tracing::warn!(error = %ErrorChain(&error), "reconciliation failed"),
         }
         match self.reap(settings.reap_grace).await {
             Ok(reaped) => {
@@ -121,7 +122,7 @@ impl Director {
                     tracing::warn!(cloud, failure, "the reaper could not check a cloud");
                 }
             }
-            Err(error) => tracing::warn!(%error, "the reaper failed"),
+            Err(error) => tracing::warn!(error = %ErrorChain(&error), "the reaper failed"),
         }
         report
     }
@@ -150,7 +151,7 @@ impl Director {
                 }
                 Err(error) => report
                     .failures
-                    .push((registered.name().to_owned(), error.to_string())),
+                    .push((registered.name().to_owned(), ErrorChain(&error).to_string())),
             }
         }
         report.listed = listed.len();
@@ -197,7 +198,7 @@ impl Director {
                 }
                 Err(error) => report.failures.push((
                     registered.name().to_owned(),
-                    format!("cannot terminate {}: {error}", node.vmid),
+                    format!("cannot terminate {}: {}", node.vmid, ErrorChain(&error)),
                 )),
             }
         }

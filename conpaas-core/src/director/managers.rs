@@ -1,6 +1,7 @@
 //! What managers ask of the director: credit, agent certificates (termination is in services).
 
 use super::{Director, Error, parse_int};
+use crate::model::ErrorChain;
 use crate::model::{Credit, ServiceId, UserId};
 use crate::store;
 
@@ -35,12 +36,12 @@ impl Director {
             {
                 Ok(charged) => return Ok(charged),
                 Err(error) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(uid = %uid, %error, "credit charge failed; retrying");
+                    tracing::warn!(uid = %uid, error = %ErrorChain(&error), "credit charge failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(2));
                 }
                 Err(error) => {
-                    tracing::error!(uid = %uid, amount = amount.0, %error, "credit charge still failing: deferred to the next maintenance pass, the manager is told it was covered");
+                    tracing::error!(uid = %uid, amount = amount.0, error = %ErrorChain(&error), "credit charge still failing: deferred to the next maintenance pass, the manager is told it was covered");
                     self.inner
                         .deferred_charges
                         .lock()
@@ -75,7 +76,7 @@ impl Director {
             {
                 Ok(_) => applied += 1,
                 Err(error) => {
-                    tracing::warn!(uid = %uid, amount = amount.0, %error, "a deferred credit charge failed again");
+                    tracing::warn!(uid = %uid, amount = amount.0, error = %ErrorChain(&error), "a deferred credit charge failed again");
                     failed.push((uid, amount));
                 }
             }

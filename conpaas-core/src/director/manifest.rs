@@ -20,6 +20,7 @@ use super::fetch::{self, DownloadPolicy};
 use super::{Director, Error, StartRequest};
 use crate::config::DirectorConfig;
 use crate::manager_client::{self, Upload};
+use crate::model::ErrorChain;
 use crate::model::{Application, Service, ServiceId, ServiceType, UserId};
 
 /// The types a manifest may name (`helloworld` is accepted by `/start` only, as in 1.2).
@@ -152,7 +153,7 @@ impl ManifestFailure {
 
     /// A failure of the director itself: the detail goes to the log only.
     fn internal(error: &Error) -> ManifestFailure {
-        tracing::warn!(%error, "manifest processing failed");
+        tracing::warn!(error = %ErrorChain(&error), "manifest processing failed");
         ManifestFailure::new("internal error, see the director's log")
     }
 
@@ -521,7 +522,7 @@ impl Director {
         let services = match self.application_services(uid, app.aid).await {
             Ok(services) => services,
             Err(error) => {
-                tracing::warn!(%error, "cannot list the application's services");
+                tracing::warn!(error = %ErrorChain(&error), "cannot list the application's services");
                 return String::new();
             }
         };
@@ -579,7 +580,7 @@ impl ManifestJob {
         match tokio::spawn(self.process()).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                tracing::warn!(uid = %uid, %error, "manifest task failed");
+                tracing::warn!(uid = %uid, error = %ErrorChain(&error), "manifest task failed");
                 Err(ManifestFailure::new(
                     "internal error, see the director's log",
                 ))
@@ -642,7 +643,7 @@ impl Manager<'_> {
                 None => Ok(answer),
             },
             Err(error) => {
-                tracing::warn!(sid = %self.sid, method, %error, "manager call failed");
+                tracing::warn!(sid = %self.sid, method, error = %ErrorChain(&error), "manager call failed");
                 Err(ManifestFailure::new(format!(
                     "Service {}: the manager call {method} failed: {}",
                     self.sid,
@@ -761,7 +762,7 @@ impl Manager<'_> {
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(sid = %self.sid, %error, "manager not reachable yet");
+                    tracing::debug!(sid = %self.sid, error = %ErrorChain(&error), "manager not reachable yet");
                     last_seen = call_failure(&error);
                 }
             }
@@ -831,11 +832,11 @@ fn creation_failure(error: Error) -> ManifestFailure {
         | Error::UnknownCloud(_)
         | Error::StartTimeout
         | Error::Vpn(_) => {
-            tracing::warn!(%error, "manifest service creation failed");
+            tracing::warn!(error = %ErrorChain(&error), "manifest service creation failed");
             ManifestFailure::new(format!("Error upon service creation: {error}"))
         }
         other => {
-            tracing::warn!(error = %other, "manifest service creation failed");
+            tracing::warn!(error = %ErrorChain(&other), "manifest service creation failed");
             ManifestFailure::new(
                 "Error upon service creation: internal error, see the director's log",
             )

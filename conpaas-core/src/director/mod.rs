@@ -98,7 +98,7 @@ pub enum Error {
     #[error(transparent)]
     Ca(#[from] crate::ca::Error),
     /// Writing the default templates failed.
-    #[error("cannot write the manager templates: {0}")]
+    #[error("cannot write the manager templates")]
     Templates(#[source] std::io::Error),
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the task was cancelled")]

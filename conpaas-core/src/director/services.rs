@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use crate::bootstrap::{self, CloudSection, ContextInput, Templates, VpnLines};
 use crate::cloud::{self, NodeRequest};
+use crate::model::ErrorChain;
 use crate::model::{AppId, Credit, Service, ServiceId, ServiceType, UserId};
 use crate::store::{self, ManagerVm, NewService};
 use crate::vpn;
@@ -239,7 +240,7 @@ impl Director {
             None => {
                 // The row was stopped while the VM booted: the VM must not outlive it.
                 if let Err(error) = cloud.kill_node(&node.vmid).await {
-                    tracing::warn!(sid = %sid, vmid = %node.vmid, %error, "cannot terminate the VM of a service stopped while starting");
+                    tracing::warn!(sid = %sid, vmid = %node.vmid, error = %ErrorChain(&error), "cannot terminate the VM of a service stopped while starting");
                 }
                 Err(Error::ServiceNotFound(sid))
             }
@@ -274,13 +275,13 @@ impl Director {
                     }
                     Err(error) => {
                         all_clouds_answered = false;
-                        tracing::warn!(sid = %sid, cloud = %name, %vmid, %error, "cannot terminate the VM of an unfinished start");
+                        tracing::warn!(sid = %sid, cloud = %name, %vmid, error = %ErrorChain(&error), "cannot terminate the VM of an unfinished start");
                     }
                 },
                 Ok(None) => {}
                 Err(error) => {
                     all_clouds_answered = false;
-                    tracing::warn!(sid = %sid, cloud = %name, %error, "cannot look for the VM of an unfinished start");
+                    tracing::warn!(sid = %sid, cloud = %name, error = %ErrorChain(&error), "cannot look for the VM of an unfinished start");
                 }
             }
         }
@@ -300,7 +301,7 @@ impl Director {
         {
             Ok(undone) => undone,
             Err(error) => {
-                tracing::warn!(sid = %sid, %error, "cannot undo the row of a failed start");
+                tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot undo the row of a failed start");
                 false
             }
         }
@@ -374,7 +375,7 @@ impl Director {
             Ok(_) => tracing::info!(sid = %service.sid, %manager, "manager asked to shut down"),
             // A manager that does not answer must not keep its VM alive: log and go on.
             Err(error) => {
-                tracing::warn!(sid = %service.sid, %manager, %error, "manager did not take the shutdown call")
+                tracing::warn!(sid = %service.sid, %manager, error = %ErrorChain(&error), "manager did not take the shutdown call")
             }
         }
     }

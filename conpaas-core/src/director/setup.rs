@@ -55,7 +55,8 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     // Validate the host name before touching anything.
     let port = director_port(config);
     let director_url = DirectorUrl::new(hostname, port)?;
-    let store = Store::open(&settings.store)?;
+    // `connect`, not `open`, which migrates already: the report says what this call applied.
+    let store = Store::connect(&settings.store)?;
     let migrations = store.migrate()?;
     let if_exists = if force {
         IfExists::Replace

@@ -36,13 +36,13 @@ pub enum Error {
     #[error("invalid manager address {0}")]
     Url(String),
     /// No TCP connection to the manager.
-    #[error("cannot connect to the manager: {0}")]
+    #[error("cannot connect to the manager")]
     Connect(#[source] std::io::Error),
     /// The TLS handshake failed (among others: the server is not a manager of this CA).
-    #[error("TLS handshake with the manager failed: {0}")]
+    #[error("TLS handshake with the manager failed")]
     Handshake(#[source] std::io::Error),
     /// The connection failed while the request or the answer travelled.
-    #[error("the connection to the manager failed: {0}")]
+    #[error("the connection to the manager failed")]
     Io(#[source] std::io::Error),
     /// The call did not finish in time.
     #[error("the manager did not answer within {} s", .0.as_secs_f64())]

@@ -1,4 +1,5 @@
-//! Identifiers and plain records shared by every layer; imports nothing else of the crate.
+//! Identifiers and plain records shared by every layer, and [`ErrorChain`] for their errors;
+//! imports nothing else of the crate.
 
 use std::fmt;
 use std::str::FromStr;
@@ -235,4 +236,49 @@ pub fn parse_int(text: &str) -> Option<i64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, as `anyhow`'s `{:#}` shows them.
+///
+/// The errors of this crate keep their cause out of their own message and give it as
+/// [`source`](std::error::Error::source) (so that a report walking the chain says each thing
+/// once): where one message must say everything, in a log field or a text kept for later,
+/// display the chain. A cause whose text already ends the message (some other crates' errors
+/// repeat their source) is not repeated.
+///
+/// ```
+/// use conpaas_core::error::ErrorChain;
+///
+/// let error = conpaas_core::ca::Error::Read {
+///     path: "/etc/cpsdirector/certs/ca_key.pem".into(),
+///     source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+/// };
+/// assert_eq!(
+///     ErrorChain(&error).to_string(),
+///     "cannot read /etc/cpsdirector/certs/ca_key.pem: permission denied"
+/// );
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }

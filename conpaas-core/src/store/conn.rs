@@ -19,6 +19,7 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 
 use super::{DatabaseError, DatabaseUrl, Error};
+use crate::model::ErrorChain;
 
 /// A database connection, SQLite or PostgreSQL. Store functions take `&mut DbConnection`
 /// and use diesel's query builder, which works on both; the rare backend-specific
@@ -185,7 +186,7 @@ fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
         target: target.to_owned(),
         source: DatabaseError::connect(source),
     })?;
-    configure_sqlite(&mut conn).map_err(Error::configure)?;
+    configure_sqlite(&mut conn).map_err(|error| Error::configure(target, error))?;
     Ok(conn)
 }
 
@@ -343,9 +344,40 @@ where
             // The caller's error says what went wrong; a failed rollback leaves the
             // connection marked broken, and the pool discards it.
             if let Err(rollback_err) = rolled_back {
-                tracing::warn!(error = %rollback_err, "rolling back a transaction failed");
+                tracing::warn!(error = %ErrorChain(&rollback_err), "rolling back a transaction failed");
             }
             Err(err)
         }
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    /// Issue 11: "cannot configure the sqlite connection: attempt to write a readonly
+    /// database" named no file. A read-only connection to a database not yet in WAL mode
+    /// fails exactly there (switching to WAL writes the file).
+    #[test]
+    fn a_read_only_database_is_named() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("director.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        drop(conn);
+
+        let uri = format!("file:{}?mode=ro", path.display());
+        let Err(error) = open_sqlite(&uri, &path.display().to_string()) else {
+            panic!("a read-only connection switched to WAL");
+        };
+        assert!(matches!(error, Error::Configure { .. }), "{error:?}");
+        let shown = crate::model::ErrorChain(&error).to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "cannot configure the sqlite connection to {}: attempt to write a readonly database",
+                path.display()
+            )
+        );
     }
 }

@@ -55,14 +55,14 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
     // inside a transaction and diesel wraps each migration in one, so it is
     // switched here, around the whole run, and back on whatever happens.
     conn.batch_execute("PRAGMA foreign_keys = OFF")
-        .map_err(Error::configure)?;
+        .map_err(|error| Error::Migration(Box::new(error)))?;
     let ran = conn
         .run_pending_migrations(SQLITE_MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
         .map_err(Error::Migration);
     let restored = conn
         .batch_execute("PRAGMA foreign_keys = ON")
-        .map_err(Error::configure);
+        .map_err(|error| Error::Migration(Box::new(error)));
     let ran = ran?;
     restored?;
     if !ran.is_empty() {

@@ -46,6 +46,8 @@ use crate::model::{AppId, Credit, UserId};
 #[cfg(feature = "store")]
 mod applications;
 #[cfg(feature = "store")]
+mod backup;
+#[cfg(feature = "store")]
 mod certificates;
 #[cfg(feature = "store")]
 mod conn;
@@ -71,6 +73,8 @@ pub use applications::{
     create_application, default_application, delete_application_owned, find_application_by_name,
     find_application_owned, list_applications, rename_application_owned,
 };
+#[cfg(feature = "store")]
+pub use backup::backup_sqlite;
 #[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
 pub(crate) use conn::read_transaction;
@@ -219,9 +223,16 @@ pub enum Error {
         #[source]
         source: DatabaseError,
     },
-    /// Setting the per-connection SQLite options (WAL, foreign keys, busy timeout) failed.
-    #[error("cannot configure the sqlite connection")]
-    Configure(#[source] DatabaseError),
+    /// Setting the per-connection SQLite options (WAL, foreign keys, busy timeout) failed,
+    /// e.g. on a read-only file or directory (WAL mode writes the file and creates `-wal`).
+    #[error("cannot configure the sqlite connection to {target}")]
+    Configure {
+        /// The SQLite file, or "an in-memory sqlite database".
+        target: String,
+        /// Why.
+        #[source]
+        source: DatabaseError,
+    },
     /// No pooled connection became free in time, or none could be opened.
     #[error("no database connection available")]
     Pool(#[source] DatabaseError),
@@ -317,6 +328,18 @@ pub enum Error {
     /// A serial number is not hexadecimal text.
     #[error("certificate serial {0:?} is not hexadecimal")]
     InvalidSerial(String),
+    /// The file a backup was to be written to exists ([`backup_sqlite`] never replaces one).
+    #[error("{} exists: a backup never replaces a file; remove it or name another", path.display())]
+    BackupExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The database cannot be copied by the director ([`backup_sqlite`] on PostgreSQL).
+    #[error("the director does not copy a {backend} database: use pg_dump")]
+    BackupUnsupported {
+        /// The backend: `postgresql`.
+        backend: &'static str,
+    },
 }
 
 /// `?` on a diesel query inside a store function or a [`Store::run`] closure. The closures
@@ -335,17 +358,20 @@ impl Error {
         Error::Pool(DatabaseError::pool(error))
     }
 
-    /// The per-connection SQLite settings failed.
+    /// The per-connection SQLite settings of `target` failed.
     #[cfg(feature = "sqlite")]
-    pub(crate) fn configure(error: diesel::result::Error) -> Error {
-        Error::Configure(DatabaseError::query(error))
+    pub(crate) fn configure(target: &str, error: diesel::result::Error) -> Error {
+        Error::Configure {
+            target: target.to_owned(),
+            source: DatabaseError::query(error),
+        }
     }
 
     /// The database failure under this error, if it is one (for [`DatabaseError::kind`]).
     pub fn database(&self) -> Option<&DatabaseError> {
         match self {
-            Error::Connect { source, .. } => Some(source),
-            Error::Configure(source) | Error::Pool(source) | Error::Query(source) => Some(source),
+            Error::Connect { source, .. } | Error::Configure { source, .. } => Some(source),
+            Error::Pool(source) | Error::Query(source) => Some(source),
             _ => None,
         }
     }

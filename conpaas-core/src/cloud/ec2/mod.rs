@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::Ec2Settings;
+use crate::model::ErrorChain;
 use query::{CallPolicy, QueryClient, Target};
 
 /// The most user-data EC2 accepts: 16 KiB before base64.
@@ -191,7 +192,7 @@ impl Ec2Cloud {
                 Ok(node)
             }
             Err(error) => {
-                tracing::warn!(cloud = %self.inner.name, %vmid, %error, "EC2 instance did not become ready: terminating it");
+                tracing::warn!(cloud = %self.inner.name, %vmid, error = %ErrorChain(&error), "EC2 instance did not become ready: terminating it");
                 self.terminate_own(&vmid).await;
                 Err(error)
             }
@@ -358,7 +359,7 @@ impl Ec2Cloud {
             }
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(cloud = %self.inner.name, name = %request.name, client_token = %request.client_token, %error, "cannot check whether the failed RunInstances made an instance: check for an orphan");
+                tracing::warn!(cloud = %self.inner.name, name = %request.name, client_token = %request.client_token, error = %ErrorChain(&error), "cannot check whether the failed RunInstances made an instance: check for an orphan");
             }
         }
     }
@@ -382,7 +383,7 @@ impl Ec2Cloud {
                     tracing::warn!(cloud = %self.inner.name, %vmid, "EC2 still does not know the instance it created: check for an orphan tagged with this name");
                 }
                 Err(error) => {
-                    tracing::warn!(cloud = %self.inner.name, %vmid, %error, "cannot terminate the EC2 instance: check for an orphan");
+                    tracing::warn!(cloud = %self.inner.name, %vmid, error = %ErrorChain(&error), "cannot terminate the EC2 instance: check for an orphan");
                     return;
                 }
             }

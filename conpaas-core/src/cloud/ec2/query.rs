@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::sigv4;
 use super::xml;
 use crate::cloud::{EndpointUrl, Error};
+use crate::model::ErrorChain;
 
 /// The API version every call names (the one current AWS SDKs use).
 pub(super) const API_VERSION: &str = "2016-11-15";
@@ -234,7 +235,7 @@ impl QueryClient {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                tracing::debug!(action, elapsed = ?started.elapsed(), %error, "EC2 call not answered");
+                tracing::debug!(action, elapsed = ?started.elapsed(), error = %ErrorChain(&error), "EC2 call not answered");
                 return Err(Attempt::Retry(transport_reason(&error)));
             }
         };

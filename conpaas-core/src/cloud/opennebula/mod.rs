@@ -31,6 +31,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::OpenNebulaSettings;
+use crate::model::ErrorChain;
 use occi::{Compute, ComputeRequest, OcciState};
 use transport::{Failure, Transport};
 
@@ -239,8 +240,9 @@ impl Inner {
 
     fn malformed(&self, method: &Method, path: &str, error: occi::ParseError) -> Error {
         Error::Unavailable(format!(
-            "{method} {}{path}: unreadable answer: {error}",
-            self.transport.base()
+            "{method} {}{path}: unreadable answer: {}",
+            self.transport.base(),
+            ErrorChain(&error)
         ))
     }
 
@@ -393,7 +395,11 @@ impl Inner {
                     }
                     Err(error) => {
                         // The server said it created something: find it rather than guess.
-                        last = format!("unreadable answer {}: {error}", answer.status);
+                        last = format!(
+                            "unreadable answer {}: {}",
+                            answer.status,
+                            ErrorChain(&error)
+                        );
                         ambiguous = true;
                     }
                 },
@@ -499,7 +505,7 @@ impl Inner {
         if let Some(vmid) = vmid
             && let Err(error) = self.delete(vmid).await
         {
-            tracing::error!(cloud = %self.name, vmid, %error, "cannot delete the VM of a failed start: delete it by hand");
+            tracing::error!(cloud = %self.name, vmid, error = %ErrorChain(&error), "cannot delete the VM of a failed start: delete it by hand");
         }
         if ambiguous {
             self.sweep(token, vmid).await;
@@ -513,12 +519,12 @@ impl Inner {
                 for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
                     tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate VM of the same start");
                     if let Err(error) = self.delete(vmid).await {
-                        tracing::error!(cloud = %self.name, %vmid, %error, "cannot delete a duplicate VM: delete it by hand");
+                        tracing::error!(cloud = %self.name, %vmid, error = %ErrorChain(&error), "cannot delete a duplicate VM: delete it by hand");
                     }
                 }
             }
             Err(error) => {
-                tracing::error!(cloud = %self.name, %error, "cannot list VMs to remove duplicates of a start");
+                tracing::error!(cloud = %self.name, error = %ErrorChain(&error), "cannot list VMs to remove duplicates of a start");
             }
         }
     }

@@ -159,7 +159,7 @@ pub(super) struct CollectionEntry {
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ParseError {
     /// Not well-formed XML (DTDs are refused too: no entity expansion from a server).
-    #[error("the answer is not well-formed XML: {0}")]
+    #[error("the answer is not well-formed XML")]
     Xml(#[from] roxmltree::Error),
     /// Another root element.
     #[error("expected a {expected} document, got <{got}>")]
@@ -423,6 +423,22 @@ mod tests {
             ),
             Err(ParseError::Xml(_))
         ));
+    }
+
+    #[test]
+    fn an_xml_error_says_its_cause_once() {
+        let Err(error) = parse_compute("<COMPUTE><ID>7</ID") else {
+            panic!("parsed");
+        };
+        // Issue 11: the cause is the source, not repeated in the message.
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert!(!error.to_string().contains(&cause), "{error}");
+        let shown = crate::model::ErrorChain(&error).to_string();
+        assert_eq!(shown.matches(&cause).count(), 1, "{shown}");
+        assert!(
+            shown.starts_with("the answer is not well-formed XML: "),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::OpenNebulaTuning;
 use crate::cloud::{EndpointUrl, Error, UrlScheme};
+use crate::model::ErrorChain;
 
 /// The most bytes of an answer the driver reads: a collection of thousands of VMs fits, a
 /// misbehaving server cannot exhaust memory.
@@ -81,7 +82,7 @@ impl Transport {
             // bundle; SSL_CERT_FILE / SSL_CERT_DIR point elsewhere for a private CA.
             let native = rustls_native_certs::load_native_certs();
             for error in &native.errors {
-                tracing::warn!(cloud, %error, "cannot read part of the system CA certificates");
+                tracing::warn!(cloud, error = %ErrorChain(&error), "cannot read part of the system CA certificates");
             }
             let certs: Vec<CertificateDer<'static>> = native
                 .certs

@@ -1,0 +1,202 @@
+//! The packaging files: the systemd unit (checked by `systemd-analyze verify` where that tool
+//! is installed) and the Dockerfile (read here; built by `.ci/run` where a Docker daemon
+//! answers).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+/// Said on the terminal even when the test passes (libtest captures only `eprintln!`).
+fn skip(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP: {what}");
+}
+
+/// The `KEY=value` lines of a unit file (comments and sections left out).
+fn directives(unit: &str) -> Vec<(&str, &str)> {
+    unit.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && !line.starts_with('['))
+        .filter_map(|line| line.split_once('='))
+        .collect()
+}
+
+fn value<'a>(unit: &'a [(&'a str, &'a str)], key: &str) -> Vec<&'a str> {
+    unit.iter()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_is_hardened() {
+    let text = read("packaging/conpaas-director.service");
+    let unit = directives(&text);
+    for (key, expected) in [
+        ("User", "conpaas"),
+        ("Group", "conpaas"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("StateDirectory", "conpaas-director"),
+        ("StateDirectoryMode", "0700"),
+        ("ConfigurationDirectory", "cpsdirector"),
+        ("UMask", "0077"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("RestartForceExitStatus", "SIGHUP"),
+        ("Environment", "DIRECTOR_CFG=/etc/cpsdirector/director.cfg"),
+    ] {
+        assert_eq!(value(&unit, key), [expected], "{key}");
+    }
+    let exec_start = value(&unit, "ExecStart");
+    assert_eq!(exec_start.len(), 1);
+    assert!(exec_start[0].ends_with("/director serve"), "{exec_start:?}");
+    // The user the unit runs as is the one the sysusers file creates.
+    let sysusers = read("packaging/conpaas-director.sysusers");
+    assert!(
+        sysusers
+            .lines()
+            .any(|line| line.starts_with("u conpaas ")
+                && line.ends_with(" /var/lib/conpaas-director")),
+        "{sysusers}"
+    );
+}
+
+/// What `systemd-analyze verify` says about a unit file (empty when it has nothing to say).
+fn verify(unit: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conpaas-director.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        said.push_str(&format!("\nexit status {}", out.status));
+    }
+    said
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("systemd-analyze is not installed: packaging/conpaas-director.service not verified");
+        return;
+    }
+    // verify checks that ExecStart's binary exists: the one just built stands in for it.
+    let unit = read("packaging/conpaas-director.service")
+        .replace("/usr/local/bin/director", env!("CARGO_BIN_EXE_director"));
+    let said = verify(&unit);
+    assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
+    // It would say so: a directive it cannot parse is a warning (and the exit status stays 0).
+    let broken = unit.replace("ProtectSystem=strict", "ProtectSystem=everything");
+    let said = verify(&broken);
+    assert!(
+        said.contains("everything"),
+        "a broken unit passed: {said:?}"
+    );
+
+    // And the sandbox is tight: systemd's own exposure score (0 best, 10 worst) at most 2.0.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conpaas-director.service");
+    std::fs::write(&path, &unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    if String::from_utf8_lossy(&out.stderr).contains("unrecognized option") {
+        skip("this systemd-analyze has no `security --offline`: the exposure is not scored");
+        return;
+    }
+    assert!(out.status.success(), "exposure above 2.0:\n{report}");
+    assert!(report.contains("Overall exposure level"), "{report}");
+}
+
+#[test]
+fn the_dockerfile_builds_in_stages_and_runs_unprivileged() {
+    let text = read("Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let stages: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert!(stages[0].ends_with(" AS build"), "{stages:?}");
+    // The builder is the toolchain the workspace asks for.
+    let workspace = read("Cargo.toml");
+    let rust_version = workspace
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        lines.contains(&format!("ARG RUST_VERSION={rust_version}").as_str()),
+        "Dockerfile's RUST_VERSION is not the workspace's {rust_version}"
+    );
+    assert!(text.contains("cargo build --release --locked"), "{text}");
+    // The last stage: a user of its own, the binary from the build stage, the embedded default.
+    let last_stage = &text[text.rfind("\nFROM ").unwrap()..];
+    let user = last_stage
+        .lines()
+        .find_map(|line| line.strip_prefix("USER "))
+        .expect("the image sets a USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "{user}"
+    );
+    assert!(last_stage.contains("COPY --from=build "), "{last_stage}");
+    assert!(!last_stage.contains("cargo"), "no toolchain in the image");
+    assert!(
+        last_stage.contains(r#"ENTRYPOINT ["director", "--data-dir", "/data"]"#),
+        "{last_stage}"
+    );
+    assert!(last_stage.contains(r#"CMD ["serve"]"#), "{last_stage}");
+    // The build context leaves out build output and local data.
+    let ignore = read(".dockerignore");
+    for entry in ["target/", "conpaas-data/", ".git/"] {
+        assert!(ignore.lines().any(|line| line == entry), "{entry}");
+    }
+}
+
+/// The image's entry point is a command line the binary takes.
+#[test]
+fn the_images_command_line_is_one_the_director_takes() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

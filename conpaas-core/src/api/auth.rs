@@ -110,6 +110,10 @@ pub(super) async fn user(director: &Director, caller: &Caller) -> Result<User, R
 
 /// The part of the user rule the certificate decides: its user id, for a caller that then
 /// reads with [`Director::read_as_user`], which checks that the user exists.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the answer, which the handler returns at once"
+)]
 pub(super) fn user_id(caller: &Caller) -> Result<UserId, Response> {
     let Some(identity) = caller.identity() else {
         return Err(answer::unauthorized(NO_UID));

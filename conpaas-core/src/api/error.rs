@@ -1,5 +1,6 @@
 //! The one map from `director::Error` to a 1.2 answer. Internals go to the log, never to clients.
 
+use crate::model::ErrorChain;
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -20,7 +21,7 @@ pub(super) enum Shape {
 
 /// A 500 with a generic page; the detail goes to the log.
 pub(super) fn internal(error: &Error) -> Response {
-    tracing::warn!(%error, "internal error");
+    tracing::warn!(error = %ErrorChain(error), "internal error");
     answer::html_status(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
@@ -35,30 +36,30 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::UnknownServiceType(_)
         | Error::ApplicationNameTaken(_)
         | Error::Invalid { .. } => {
-            tracing::info!(%error, "request refused");
+            tracing::info!(error = %ErrorChain(error), "request refused");
             error.to_string()
         }
         Error::ServiceNotFound(_) => {
-            tracing::info!(%error, "request refused");
+            tracing::info!(error = %ErrorChain(error), "request refused");
             return answer::no(Cors::Yes);
         }
         // Failures of a start, in words without internals.
         Error::InsufficientCredit | Error::StartTimeout | Error::UnknownCloud(_) => {
-            tracing::info!(%error, "service creation failed");
+            tracing::info!(error = %ErrorChain(error), "service creation failed");
             match shape {
                 Shape::ErrorObject { prefix } => format!("{prefix}{error}"),
                 Shape::FalseOrStatus => return internal(error),
             }
         }
         Error::Vpn(vpn) => {
-            tracing::warn!(%error, "vpn planning failed");
+            tracing::warn!(error = %ErrorChain(error), "vpn planning failed");
             match shape {
                 Shape::ErrorObject { prefix } => format!("{prefix}{vpn}"),
                 Shape::FalseOrStatus => return internal(error),
             }
         }
         Error::Cloud(cloud) => {
-            tracing::warn!(%error, "cloud call failed");
+            tracing::warn!(error = %ErrorChain(error), "cloud call failed");
             match shape {
                 Shape::ErrorObject { prefix } => format!("{prefix}{}", cloud_summary(cloud)),
                 Shape::FalseOrStatus => return internal(error),
@@ -72,7 +73,7 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::Templates(_)
         | Error::CaExists(_)
         | Error::Cancelled => {
-            tracing::warn!(%error, "internal error");
+            tracing::warn!(error = %ErrorChain(error), "internal error");
             match shape {
                 Shape::ErrorObject { prefix } => {
                     format!("{prefix}internal error, see the director's log")

@@ -15,7 +15,7 @@ use super::error::{Shape, respond};
 use super::params::{MAX_BODY_BYTES, Params};
 use super::wire;
 use crate::director::{Director, LoginSource, Registration, StartRequest};
-use crate::model::{AppId, ServiceId, ServiceType};
+use crate::model::{AppId, ErrorChain, ServiceId, ServiceType};
 use crate::store::{self, password::md5_hex};
 
 const CREATION: Shape = Shape::ErrorObject {
@@ -46,7 +46,7 @@ impl Call {
         let params = Params::parse(parts.uri.query(), content_type, bytes)
             .await
             .map_err(|error| {
-                tracing::info!(%error, "unreadable parameters");
+                tracing::info!(error = %ErrorChain(&error), "unreadable parameters");
                 answer::html_status(StatusCode::BAD_REQUEST)
             })?;
         Ok(Call { caller, params })
@@ -198,7 +198,7 @@ pub(super) async fn getcerts(State(director): State<Director>, request: Request)
     ) {
         Ok(zip) => zip,
         Err(error) => {
-            tracing::warn!(%error, "cannot build certs.zip");
+            tracing::warn!(error = %ErrorChain(&error), "cannot build certs.zip");
             return answer::html_status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
@@ -475,7 +475,7 @@ pub(super) async fn get_cert(State(director): State<Director>, request: Request)
         Err(crate::director::Error::Ca(error)) => {
             // The manager embeds whatever body it gets: refuse with a status and a body that
             // is plainly not PEM.
-            tracing::info!(%error, uid = %uid, sid = %sid, "agent csr refused");
+            tracing::info!(error = %ErrorChain(&error), uid = %uid, sid = %sid, "agent csr refused");
             answer::html_status(StatusCode::BAD_REQUEST)
         }
         Err(error) => super::error::internal(&error),

@@ -26,7 +26,7 @@ pub enum ParamsError {
         name: String,
     },
     /// The multipart body was malformed.
-    #[error("malformed multipart body: {0}")]
+    #[error("malformed multipart body")]
     Multipart(#[from] multer::Error),
     /// A multipart content type without a boundary.
     #[error("multipart body without a boundary")]

@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum TlsError {
     /// A PEM input held no usable certificate or key.
-    #[error("{what}: {source}")]
+    #[error("cannot read the {what} (PEM)")]
     Pem {
         /// Which input.
         what: &'static str,
@@ -23,10 +23,10 @@ pub enum TlsError {
         source: rustls_pki_types::pem::Error,
     },
     /// rustls refused the certificates or key.
-    #[error("tls configuration: {0}")]
+    #[error("rustls refused the tls configuration")]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built from the CA certificate.
-    #[error("client certificate verifier: {0}")]
+    #[error("cannot build the client certificate verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 

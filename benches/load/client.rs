@@ -150,6 +150,8 @@ pub struct Outcome {
     pub latencies_us: Vec<u32>,
     /// Bodies of the successful answers, when asked for.
     pub bodies: Vec<Bytes>,
+    /// CPU time the server spent per request, µs, when measured.
+    pub server_cpu_us: Option<f64>,
 }
 
 impl Outcome {

@@ -89,6 +89,7 @@ impl Context {
         mode: Mode,
         concurrency: usize,
     ) -> (Outcome, Outcome) {
+        let (director_pid, baseline_pid) = (self.director.pid, self.baseline.pid);
         // A short warm-up of each: connections, caches, the pool's threads.
         let warm = Limit::For(Duration::from_millis(300));
         self.run(director.0, director.1, mode, concurrency, warm);
@@ -96,8 +97,12 @@ impl Context {
         let mut ours = Vec::new();
         let mut bare = Vec::new();
         for _ in 0..self.settings.reps.max(1) {
-            ours.push(self.run(director.0, director.1, mode, concurrency, self.secs()));
-            bare.push(self.run(baseline.0, baseline.1, mode, concurrency, self.secs()));
+            ours.push(server_cpu(director_pid, || {
+                self.run(director.0, director.1, mode, concurrency, self.secs())
+            }));
+            bare.push(server_cpu(baseline_pid, || {
+                self.run(baseline.0, baseline.1, mode, concurrency, self.secs())
+            }));
         }
         (median(ours), median(bare))
     }
@@ -124,6 +129,13 @@ impl Context {
                 .expect("anonymous target"),
         )
     }
+}
+
+/// `work`'s outcome with the CPU time `pid` spent on it per request.
+fn server_cpu(pid: u32, work: impl FnOnce() -> Outcome) -> Outcome {
+    let (mut outcome, ms) = cpu_ms_per_call(pid, work);
+    outcome.server_cpu_us = Some(ms * 1000.0);
+    outcome
 }
 
 fn median(mut runs: Vec<Outcome>) -> Outcome {
@@ -158,8 +170,12 @@ fn rate(outcome: &Outcome) -> String {
             outcome.first_error.as_deref().unwrap_or("?")
         )
     };
+    let cpu = outcome
+        .server_cpu_us
+        .map(|us| format!(", server CPU {us:.0} µs/request"))
+        .unwrap_or_default();
     format!(
-        "{:.0}/s, p50 {:.2} ms, p99 {:.2} ms{errors}",
+        "{:.0}/s, p50 {:.2} ms, p99 {:.2} ms{cpu}{errors}",
         outcome.rate(),
         outcome.quantile_ms(0.5),
         outcome.quantile_ms(0.99)

@@ -109,7 +109,7 @@ pub(super) async fn user(director: &Director, caller: &Caller) -> Result<User, R
 }
 
 /// The part of the user rule the certificate decides: its user id, for a caller that then
-/// reads with [`Director::read_as_user`], which checks that the user exists.
+/// reads with `Director::read_for_user`, checking that the user exists in the same read.
 #[expect(
     clippy::result_large_err,
     reason = "the error is the answer, which the handler returns at once"

@@ -314,10 +314,10 @@ pub(super) async fn list(State(director): State<Director>, request: Request) -> 
     let call = call!(request);
     let uid = check!(auth::user_id(call.caller()));
     match director
-        .read_as_user(uid, store::list_services_for_user)
+        .read_for_user(move |conn| store::list_services_of_user(conn, uid))
         .await
     {
-        Ok(Some((_, services))) => answer::bare(
+        Ok(Some(services)) => answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
             Cors::Yes,
         ),
@@ -397,8 +397,11 @@ pub(super) async fn renameapp(
 pub(super) async fn listapp(State(director): State<Director>, request: Request) -> Response {
     let call = call!(request);
     let uid = check!(auth::user_id(call.caller()));
-    match director.read_as_user(uid, store::list_applications).await {
-        Ok(Some((_, apps))) => answer::bare(
+    match director
+        .read_for_user(move |conn| store::list_applications_of_user(conn, uid))
+        .await
+    {
+        Ok(Some(apps)) => answer::bare(
             &apps.iter().map(wire::Application::from).collect::<Vec<_>>(),
             Cors::Yes,
         ),

@@ -143,30 +143,14 @@ impl Director {
             .await?)
     }
 
-    /// The user `uid` and what `read` reads for them, in one read transaction; `None` for an
-    /// unknown user. The listings check their caller and list with it: one lock of the
-    /// database per request instead of two.
-    pub(crate) async fn read_as_user<T, F>(
-        &self,
-        uid: UserId,
-        read: F,
-    ) -> Result<Option<(User, T)>, Error>
+    /// A short read that answers `None` for an unknown user ([`Store::read`]): the listings
+    /// check their caller and list in one statement (`store::list_applications_of_user`).
+    pub(crate) async fn read_for_user<T, F>(&self, read: F) -> Result<Option<T>, Error>
     where
-        F: FnOnce(&mut store::DbConnection, UserId) -> Result<T, store::Error> + Send + 'static,
+        F: FnOnce(&mut store::DbConnection) -> Result<Option<T>, store::Error> + Send + 'static,
         T: Send + 'static,
     {
-        Ok(self
-            .inner
-            .store
-            .read(move |conn| -> Result<_, store::Error> {
-                store::read_transaction(conn, |conn| -> Result<_, store::Error> {
-                    let Some(user) = store::find_user(conn, uid)? else {
-                        return Ok(None);
-                    };
-                    Ok(Some((user, read(conn, uid)?)))
-                })
-            })
-            .await?)
+        Ok(self.inner.store.read(read).await?)
     }
 
     /// Whether `sid` is a live service of `uid` (the manager rule of certificates.md §10.3).

@@ -94,6 +94,30 @@ pub fn list_applications(conn: &mut DbConnection, uid: UserId) -> Result<Vec<App
     Ok(rows.into_iter().map(Application::from).collect())
 }
 
+/// The user's applications, ascending `aid`, or `None` when there is no user `uid`. One
+/// statement (the user left-joined with their applications): a listing checks its caller
+/// and lists under one read lock of the database, which was a quarter of its CPU when
+/// taken twice.
+pub fn list_applications_of_user(
+    conn: &mut DbConnection,
+    uid: UserId,
+) -> Result<Option<Vec<Application>>, Error> {
+    let rows: Vec<(UserId, Option<ApplicationRow>)> = on_backend!(conn, |c| user::table
+        .left_join(application::table)
+        .filter(user::uid.eq(uid))
+        .order(application::aid.asc())
+        .select((user::uid, Option::<ApplicationRow>::as_select()))
+        .load(c))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .filter_map(|(_, row)| row.map(Application::from))
+            .collect(),
+    ))
+}
+
 /// The application `aid` if `uid` owns it.
 pub fn find_application_owned(
     conn: &mut DbConnection,

@@ -286,34 +286,13 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<Error>,
 {
-    transaction(conn, true, f)
-}
-
-/// Runs the reads of `f` in one transaction, so that they see one state of the database and,
-/// on SQLite, take its read lock once rather than once per statement (the lock was a
-/// quarter of a listing's CPU). Inside an open transaction it becomes a savepoint.
-pub(crate) fn read_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<Error>,
-{
-    transaction(conn, false, f)
-}
-
-/// A transaction around `f`: `BEGIN IMMEDIATE` on SQLite when `write` (see
-/// [`write_transaction`]), a plain `BEGIN` otherwise.
-fn transaction<T, E, F>(conn: &mut DbConnection, write: bool, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<Error>,
-{
     match conn {
         #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => {
             let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
                 .transaction_depth()
                 .map_err(Error::from)?;
-            if depth.is_some() || !write {
+            if depth.is_some() {
                 AnsiTransactionManager::begin_transaction(c)
             } else {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")

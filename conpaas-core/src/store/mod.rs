@@ -71,13 +71,12 @@ mod users;
 #[cfg(feature = "store")]
 pub use applications::{
     create_application, default_application, delete_application_owned, find_application_by_name,
-    find_application_owned, list_applications, rename_application_owned,
+    find_application_owned, list_applications, list_applications_of_user, rename_application_owned,
 };
 #[cfg(feature = "store")]
 pub use backup::backup_sqlite;
 #[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
-pub(crate) use conn::read_transaction;
 #[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
 #[cfg(feature = "store")]
@@ -89,7 +88,8 @@ pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
     delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
     insert_service, list_all_services, list_incomplete_services,
-    list_services_for_application_owned, list_services_for_user, rename_service_owned, service_vms,
+    list_services_for_application_owned, list_services_for_user, list_services_of_user,
+    rename_service_owned, service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{

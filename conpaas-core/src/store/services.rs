@@ -8,7 +8,7 @@ use super::Error;
 use super::applications::lock_application_owned;
 use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::{ServiceRow, now_local};
-use super::schema::service;
+use super::schema::{service, user};
 use crate::model::{AppId, Service, ServiceId, ServiceType, UserId};
 
 /// The state column's only value: the director never changes it (the real state
@@ -155,6 +155,28 @@ pub fn list_services_for_user(conn: &mut DbConnection, uid: UserId) -> Result<Ve
         .select(ServiceRow::as_select())
         .load(c))?;
     Ok(rows.into_iter().map(Service::from).collect())
+}
+
+/// The user's services across applications, ascending `sid`, or `None` when there is no
+/// user `uid`: one statement, as [`list_applications_of_user`](super::list_applications_of_user).
+pub fn list_services_of_user(
+    conn: &mut DbConnection,
+    uid: UserId,
+) -> Result<Option<Vec<Service>>, Error> {
+    let rows: Vec<(UserId, Option<ServiceRow>)> = on_backend!(conn, |c| user::table
+        .left_join(service::table.on(service::user_id.eq(user::uid)))
+        .filter(user::uid.eq(uid))
+        .order(service::sid.asc())
+        .select((user::uid, Option::<ServiceRow>::as_select()))
+        .load(c))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .filter_map(|(_, row)| row.map(Service::from))
+            .collect(),
+    ))
 }
 
 /// The services of application `aid` if `uid` owns them, ascending `sid`; empty for

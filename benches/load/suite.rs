@@ -386,10 +386,14 @@ fn credit(cx: &mut Context) {
         Limit::For(Duration::from_millis(300)),
     );
     for _ in 0..cx.settings.reps.max(1) {
-        let run = cx.run(&director, &decrement, Mode::NewConnection, 16, cx.secs());
+        let run = server_cpu(cx.director.pid, || {
+            cx.run(&director, &decrement, Mode::NewConnection, 16, cx.secs())
+        });
         applied += run.ok;
         ours.push(run);
-        bare.push(cx.run(&baseline, &bare_job, Mode::NewConnection, 16, cx.secs()));
+        bare.push(server_cpu(cx.baseline.pid, || {
+            cx.run(&baseline, &bare_job, Mode::NewConnection, 16, cx.secs())
+        }));
     }
     let after = credit_now(cx);
     let lost = match (before, after) {

@@ -267,13 +267,15 @@ pub fn decrement_credit(
     if amount.0 < 0 {
         return Err(Error::NegativeAmount(amount));
     }
-    let n_rows = diesel::update(
+    // On the backend's own connection, which keeps the prepared statement (every manager
+    // calls this each hour of each service).
+    let n_rows = on_backend!(conn, |c| diesel::update(
         user::table
             .filter(user::uid.eq(uid))
             .filter(user::credit.ge(amount)),
     )
     .set(user::credit.eq(user::credit - amount))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(n_rows == 1)
 }
 

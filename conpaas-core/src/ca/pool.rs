@@ -20,7 +20,16 @@ struct Stock {
     /// Keys drawn from the stock, and keys generated inline because it was empty.
     n_drawn: u64,
     n_inline: u64,
+    /// When a key was last asked for (see [`REFILL_QUIET`]).
+    last_draw: Option<std::time::Instant>,
 }
+
+/// How long the filler waits after the last draw before it makes a key. Making one takes a
+/// core for ~80 ms: during a burst of `/getcerts` or `/start` it would compete with the very
+/// requests the pool serves (on two cores a warm `/getcerts` took 14 ms longer than a
+/// `/login` instead of ~1 ms), so it refills once the burst is over. Past the stock, callers
+/// generate inline, which costs what refilling would.
+const REFILL_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct Shared {
     stock: Mutex<Stock>,
@@ -76,6 +85,7 @@ impl KeyPool {
                 stopping: false,
                 n_drawn: 0,
                 n_inline: 0,
+                last_draw: None,
             }),
             wanted: Condvar::new(),
             added: Condvar::new(),
@@ -108,6 +118,7 @@ impl KeyPool {
             } else {
                 stock.n_inline += 1;
             }
+            stock.last_draw = Some(std::time::Instant::now());
             key
         };
         self.shared.wanted.notify_one();
@@ -174,6 +185,23 @@ fn fill(shared: &Shared) {
                     .wanted
                     .wait(stock)
                     .unwrap_or_else(PoisonError::into_inner);
+            }
+            if stock.stopping {
+                return;
+            }
+            // Quiet for REFILL_QUIET since the last draw (draws push it back).
+            while let Some(quiet_at) = stock.last_draw.map(|at| at + REFILL_QUIET)
+                && !stock.stopping
+            {
+                let left = quiet_at.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                stock = shared
+                    .wanted
+                    .wait_timeout(stock, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
             if stock.stopping {
                 return;

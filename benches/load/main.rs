@@ -69,6 +69,9 @@ enum Command {
         /// Connections held open in the connections scenario.
         #[arg(long, default_value_t = 1000)]
         connections: usize,
+        /// Exit 1 when a scenario had errors or lost updates (targets are not checked).
+        #[arg(long)]
+        check: bool,
     },
     /// One scenario against any director (or any HTTPS server).
     Run {
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             only,
             burst_logins,
             connections,
+            check,
         } => suite::run(suite::Settings {
             director,
             reps,
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
             only,
             burst_logins,
             connections,
+            check,
         }),
         Command::Baseline { listen, cert_dir } => baseline::serve(listen, &cert_dir),
         Command::Run {

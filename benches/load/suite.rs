@@ -28,6 +28,8 @@ pub struct Settings {
     pub burst_logins: u64,
     /// Connections of the many-connections scenario.
     pub connections: usize,
+    /// Fail (exit 1) when a scenario had errors or lost updates (targets are not checked).
+    pub check: bool,
 }
 
 /// One line of the report.
@@ -38,6 +40,8 @@ struct Row {
     baseline: String,
     ratio: String,
     verdict: &'static str,
+    /// Errors, failed connections or lost updates: the run itself went wrong.
+    failed: bool,
 }
 
 fn verdict(met: Option<bool>) -> &'static str {
@@ -245,6 +249,7 @@ pub fn run(settings: Settings) -> Result<(), BoxError> {
         ),
         ratio: format!("{:.2}", idle as f64 / baseline_idle.max(1) as f64),
         verdict: verdict(Some(mib(idle) <= 20.0)),
+        failed: false,
     });
 
     for (name, scenario) in SCENARIOS {
@@ -258,6 +263,12 @@ pub fn run(settings: Settings) -> Result<(), BoxError> {
         burst(&mut cx);
     }
 
+    let failed: Vec<&str> = cx
+        .rows
+        .iter()
+        .filter(|row| row.failed)
+        .map(|row| row.figure.as_str())
+        .collect();
     println!("| figure | target | director | baseline | ratio | verdict |");
     println!("|---|---|---|---|---|---|");
     for row in &cx.rows {
@@ -265,6 +276,9 @@ pub fn run(settings: Settings) -> Result<(), BoxError> {
             "| {} | {} | {} | {} | {} | {} |",
             row.figure, row.target, row.measured, row.baseline, row.ratio, row.verdict
         );
+    }
+    if cx.settings.check && !failed.is_empty() {
+        return Err(format!("errors or lost updates in: {}", failed.join("; ")).into());
     }
     Ok(())
 }
@@ -302,6 +316,7 @@ fn keep_alive_read(cx: &mut Context, path: &str, target_ratio: Option<f64>) {
         baseline: rate(&bare),
         ratio: format!("{ratio:.2}"),
         verdict: verdict(met),
+        failed: ours.errors + bare.errors > 0,
     });
 }
 
@@ -328,6 +343,7 @@ fn handshake(cx: &mut Context) {
         baseline: rate(&bare),
         ratio: format!("{:.2}", ours.rate() / bare.rate().max(1e-9)),
         verdict: verdict(None),
+        failed: ours.errors + bare.errors > 0,
     });
 }
 
@@ -417,6 +433,7 @@ fn credit(cx: &mut Context) {
         baseline: rate(&bare),
         ratio: format!("{ratio:.2}"),
         verdict: verdict(Some(ratio >= 0.80 && lost == Some(0) && ours.errors == 0)),
+        failed: ours.errors + bare.errors > 0 || lost != Some(0),
     });
 }
 
@@ -466,6 +483,7 @@ fn connections(cx: &mut Context) {
         ),
         ratio: format!("{:.2}", peak as f64 / bare_peak.max(1) as f64),
         verdict: verdict(Some(mib(peak) <= 100.0 && failed == 0)),
+        failed: failed + bare_failed > 0,
     });
 }
 
@@ -487,6 +505,7 @@ fn login(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(None),
+        failed: outcome.errors > 0,
     });
 }
 
@@ -541,6 +560,7 @@ fn getcerts(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(Some(extra <= 5.0 && warm.errors == 0)),
+        failed: warm.errors + logins.errors > 0,
     });
     std::thread::sleep(Duration::from_secs(3));
     let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
@@ -553,6 +573,7 @@ fn getcerts(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(None),
+        failed: sustained.errors > 0,
     });
 }
 
@@ -572,6 +593,7 @@ fn start(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(Some(warm.quantile_ms(0.5) <= 10.0 && warm.errors == 0)),
+        failed: warm.errors > 0,
     });
     std::thread::sleep(Duration::from_secs(3));
     let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
@@ -584,6 +606,7 @@ fn start(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(None),
+        failed: sustained.errors > 0,
     });
 }
 
@@ -626,5 +649,6 @@ fn burst(cx: &mut Context) {
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(Some(met && outcome.errors == 0)),
+        failed: outcome.errors > 0,
     });
 }

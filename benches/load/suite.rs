@@ -42,6 +42,8 @@ struct Row {
     verdict: &'static str,
     /// Errors, failed connections or lost updates: the run itself went wrong.
     failed: bool,
+    /// The `--only` name of the scenario that measured it.
+    scenario: &'static str,
 }
 
 fn verdict(met: Option<bool>) -> &'static str {
@@ -250,17 +252,18 @@ pub fn run(settings: Settings) -> Result<(), BoxError> {
         ratio: format!("{:.2}", idle as f64 / baseline_idle.max(1) as f64),
         verdict: verdict(Some(mib(idle) <= 20.0)),
         failed: false,
+        scenario: "",
     });
 
-    for (name, scenario) in SCENARIOS {
+    for &(name, scenario) in SCENARIOS {
         if cx.wanted(name) {
             eprintln!("scenario {name}");
+            let before = cx.rows.len();
             scenario(&mut cx);
+            for row in &mut cx.rows[before..] {
+                row.scenario = name;
+            }
         }
-    }
-    if cx.wanted("burst") {
-        eprintln!("scenario burst");
-        burst(&mut cx);
     }
 
     let failed: Vec<&str> = cx
@@ -269,11 +272,16 @@ pub fn run(settings: Settings) -> Result<(), BoxError> {
         .filter(|row| row.failed)
         .map(|row| row.figure.as_str())
         .collect();
-    println!("| figure | target | director | baseline | ratio | verdict |");
-    println!("|---|---|---|---|---|---|");
+    println!("| figure | target | director | baseline | ratio | verdict | `--only` |");
+    println!("|---|---|---|---|---|---|---|");
     for row in &cx.rows {
+        let scenario = if row.scenario.is_empty() {
+            "(any)"
+        } else {
+            row.scenario
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {scenario} |",
             row.figure, row.target, row.measured, row.baseline, row.ratio, row.verdict
         );
     }
@@ -294,6 +302,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("login", login),
     ("getcerts", getcerts),
     ("start", start),
+    ("burst", burst),
 ];
 
 fn keep_alive_read(cx: &mut Context, path: &str, target_ratio: Option<f64>) {
@@ -317,6 +326,7 @@ fn keep_alive_read(cx: &mut Context, path: &str, target_ratio: Option<f64>) {
         ratio: format!("{ratio:.2}"),
         verdict: verdict(met),
         failed: ours.errors + bare.errors > 0,
+        scenario: "",
     });
 }
 
@@ -344,6 +354,7 @@ fn handshake(cx: &mut Context) {
         ratio: format!("{:.2}", ours.rate() / bare.rate().max(1e-9)),
         verdict: verdict(None),
         failed: ours.errors + bare.errors > 0,
+        scenario: "",
     });
 }
 
@@ -434,6 +445,7 @@ fn credit(cx: &mut Context) {
         ratio: format!("{ratio:.2}"),
         verdict: verdict(Some(ratio >= 0.80 && lost == Some(0) && ours.errors == 0)),
         failed: ours.errors + bare.errors > 0 || lost != Some(0),
+        scenario: "",
     });
 }
 
@@ -484,6 +496,7 @@ fn connections(cx: &mut Context) {
         ratio: format!("{:.2}", peak as f64 / bare_peak.max(1) as f64),
         verdict: verdict(Some(mib(peak) <= 100.0 && failed == 0)),
         failed: failed + bare_failed > 0,
+        scenario: "",
     });
 }
 
@@ -506,6 +519,7 @@ fn login(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(None),
         failed: outcome.errors > 0,
+        scenario: "",
     });
 }
 
@@ -561,6 +575,7 @@ fn getcerts(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(Some(extra <= 5.0 && warm.errors == 0)),
         failed: warm.errors + logins.errors > 0,
+        scenario: "",
     });
     std::thread::sleep(Duration::from_secs(3));
     let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
@@ -574,6 +589,7 @@ fn getcerts(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(None),
         failed: sustained.errors > 0,
+        scenario: "",
     });
 }
 
@@ -594,6 +610,7 @@ fn start(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(Some(warm.quantile_ms(0.5) <= 10.0 && warm.errors == 0)),
         failed: warm.errors > 0,
+        scenario: "",
     });
     std::thread::sleep(Duration::from_secs(3));
     let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
@@ -607,6 +624,7 @@ fn start(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(None),
         failed: sustained.errors > 0,
+        scenario: "",
     });
 }
 
@@ -650,5 +668,6 @@ fn burst(cx: &mut Context) {
         ratio: "—".into(),
         verdict: verdict(Some(met && outcome.errors == 0)),
         failed: outcome.errors > 0,
+        scenario: "",
     });
 }

@@ -484,3 +484,32 @@ async fn delete_acting_on_a_stale_list_still_terminates_a_vm_that_completed_mean
         cloud.vms.lock().unwrap()
     );
 }
+
+/// Two directors on one PostgreSQL database: while one holds the maintenance lease (a pass in
+/// progress), the other's pass skips reconciliation and the reaper, and runs them once the
+/// lease is released (or its holder dies: the server then ends its session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_at_a_time_runs_maintenance() {
+    let test = TestDirector::with(Options::new().postgres());
+    let director = test.director().clone();
+    let other = store::Store::connect(&test.loaded().config.store).unwrap();
+    let lease = tokio::task::spawn_blocking(move || {
+        other
+            .try_lease(conpaas_core::director::MAINTENANCE_LEASE)
+            .unwrap()
+    })
+    .await
+    .unwrap()
+    .expect("the lease is free at first");
+    let report = director
+        .maintenance_pass(&MaintenanceSettings::recommended())
+        .await;
+    assert!(report.skipped, "{report:?}");
+    tokio::task::spawn_blocking(move || drop(lease))
+        .await
+        .unwrap();
+    let report = director
+        .maintenance_pass(&MaintenanceSettings::recommended())
+        .await;
+    assert!(!report.skipped, "{report:?}");
+}

@@ -924,5 +924,36 @@ async fn postgres_scenario(url: String) {
         matches!(err, store::Error::ApplicationNameTaken { .. }),
         "{err:?}"
     );
-    drop(store);
+
+    // The listings in one statement (the user left-joined), on PostgreSQL too.
+    let (apps, services, nobody) = store
+        .read(move |conn| {
+            Ok::<_, store::Error>((
+                store::list_applications_of_user(conn, uid)?,
+                store::list_services_of_user(conn, uid)?,
+                store::list_applications_of_user(conn, UserId(999))?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(apps.unwrap().len(), 1);
+    assert_eq!(services.unwrap().len(), 2);
+    assert_eq!(nobody, None);
+
+    // One replica at a time for a background job: a second store (another director's
+    // connections) is refused the lease while the first holds it, and gets it once released.
+    let other = Store::connect(&settings).unwrap();
+    let (first, refused, after) = tokio::task::spawn_blocking(move || {
+        let first = store.try_lease("maintenance").unwrap();
+        let refused = other.try_lease("maintenance").unwrap();
+        let another_job = other.try_lease("another job").unwrap();
+        assert!(another_job.is_some(), "leases are per job");
+        let held = first.is_some();
+        drop(first);
+        let after = other.try_lease("maintenance").unwrap();
+        (held, refused.is_some(), after.is_some())
+    })
+    .await
+    .unwrap();
+    assert!(first && !refused && after, "{first} {refused} {after}");
 }

@@ -81,7 +81,14 @@ pub struct MaintenanceReport {
     pub reaped: usize,
     /// Credit charges deferred while the database failed, now applied.
     pub deferred_charges: usize,
+    /// Reconciliation and the reaper did not run: another director sharing the database
+    /// held their lease ([`Store::try_lease`](crate::store::Store::try_lease)), or it could
+    /// not be checked.
+    pub skipped: bool,
 }
+
+/// The name of the lease of reconciliation and the reaper (one replica at a time).
+pub const MAINTENANCE_LEASE: &str = "maintenance";
 
 /// What one reaper pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,9 +110,30 @@ impl Director {
         let grace = settings
             .reconcile_grace
             .unwrap_or_else(|| self.reconcile_grace());
+        // This process's own deferred charges, whoever holds the lease.
         let mut report = MaintenanceReport {
             deferred_charges: self.apply_deferred_charges().await,
             ..MaintenanceReport::default()
+        };
+        let store = self.inner.store.clone();
+        let lease = match tokio::task::spawn_blocking(move || store.try_lease(MAINTENANCE_LEASE))
+            .await
+        {
+            Ok(Ok(Some(lease))) => lease,
+            Ok(Ok(None)) => {
+                tracing::info!("maintenance pass skipped: another director holds its lease");
+                report.skipped = true;
+                return report;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %ErrorChain(&error), "maintenance pass skipped: cannot take its lease");
+                report.skipped = true;
+                return report;
+            }
+            Err(_) => {
+                report.skipped = true;
+                return report;
+            }
         };
         match self.reconcile(grace).await {
             Ok(0) => {}
@@ -124,6 +152,8 @@ impl Director {
             }
             Err(error) => tracing::warn!(error = %ErrorChain(&error), "the reaper failed"),
         }
+        // Released (its session closed) off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
         report
     }
 

@@ -15,7 +15,9 @@ mod throttle;
 mod users;
 
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
-pub use maintenance::{DEFAULT_REAP_GRACE, MaintenanceReport, MaintenanceSettings, ReapReport};
+pub use maintenance::{
+    DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapReport,
+};
 pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
     Unreadable, VolumeStartup,

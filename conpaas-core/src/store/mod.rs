@@ -56,6 +56,8 @@ mod database_error;
 #[cfg(feature = "store")]
 mod hashing;
 #[cfg(feature = "store")]
+mod lease;
+#[cfg(feature = "store")]
 mod migrate;
 #[cfg(feature = "store")]
 pub mod password;
@@ -83,6 +85,8 @@ pub use conn::{DbConnection, write_transaction};
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
 pub use hashing::{HashingPool, HashingSettings};
+#[cfg(feature = "store")]
+pub use lease::Lease;
 #[cfg(feature = "store")]
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,

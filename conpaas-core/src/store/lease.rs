@@ -53,8 +53,10 @@ fn try_advisory_lock(session: &mut DbConnection, job: &str) -> Result<bool, Erro
         #[diesel(sql_type = diesel::sql_types::Bool)]
         locked: bool,
     }
-    let DbConnection::Pg(pg) = session else {
-        return Ok(true);
+    let pg = match session {
+        DbConnection::Pg(pg) => pg,
+        #[cfg(feature = "sqlite")]
+        DbConnection::Sqlite(_) => return Ok(true),
     };
     // Advisory locks are per database, so installations sharing a server do not meet.
     let row: Locked = diesel::sql_query(

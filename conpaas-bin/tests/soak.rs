@@ -17,11 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 mod support;
-use support::{serve, vm_files};
+use support::{client, director, here_document, serve, vm_files};
 
 const USERS: usize = 10;
 const CREDIT: i64 = 1_000_000;
@@ -43,54 +40,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn director(data: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_director"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("DIRECTOR_CFG")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A client holding `cert_pem`/`key_pem` (or none), trusting only the CA.
-fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let tls = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-/// The text of the here-document `cat <<EOF > /tmp/<file>` of a dummy VM's script.
-fn here_document(script: &str, file: &str) -> Option<String> {
-    let start = script.find(&format!("cat <<EOF > /tmp/{file}\n"))?;
-    let body = &script[start..];
-    let body = &body[body.find('\n')? + 1..];
-    Some(body[..body.find("\nEOF\n")?].trim_end().to_owned() + "\n")
 }
 
 /// A tiny deterministic generator per client (no dependency for a dice roll).

@@ -84,6 +84,19 @@ enum Command {
         /// The copy to write (created 0600: it holds password hashes).
         file: PathBuf,
     },
+    /// Copy an installation's database to another (SQLite to PostgreSQL, to run several
+    /// directors on one database): users, applications, services and issued certificates
+    /// with their ids and id counters, in one transaction; the target must be empty. Stop
+    /// the directors using the source first. Reads no configuration.
+    MigrateDb {
+        /// The database to copy, as DATABASE_URI (`sqlite:////var/lib/conpaas/director.db`).
+        #[arg(long, value_name = "URL", value_parser = database_url)]
+        from: DatabaseUrl,
+        /// The database to fill, as DATABASE_URI (`postgresql://USER:PASSWORD@HOST/DB`);
+        /// migrated first, and refused unless empty.
+        #[arg(long, value_name = "URL", value_parser = database_url)]
+        to: DatabaseUrl,
+    },
     /// Print the shell completion script for SHELL on standard output.
     Completions {
         /// The shell.
@@ -208,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout.flush()?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::MigrateDb { from, to } => return migrate_db(from.clone(), to.clone()),
         _ => {}
     }
     let (source, loaded) = load_config(&cli)?;
@@ -225,7 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => adduser(&loaded, email, username, password, credit),
         Command::Serve { listen } => serve(&source, &loaded, listen),
         Command::Backup { file } => backup(&loaded, &file),
-        Command::Completions { .. } | Command::Man => Ok(ExitCode::SUCCESS),
+        Command::Completions { .. } | Command::Man | Command::MigrateDb { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -397,6 +413,66 @@ fn ask_new_password() -> anyhow::Result<Option<String>> {
 }
 
 /// `director backup FILE`: SQLite's online copy; PostgreSQL is pg_dump's job.
+/// `--from`/`--to`: a DATABASE_URI (never echoed: it may hold a password).
+fn database_url(text: &str) -> Result<DatabaseUrl, String> {
+    match text.parse() {
+        Ok(DatabaseUrl::SqliteMemory) => Err("an in-memory database holds nothing to copy".into()),
+        Ok(url) => Ok(url),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// How a database is named in messages (no password).
+fn describe_database(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => format!("the SQLite database {}", path.display()),
+        _ => "the PostgreSQL database".to_owned(),
+    }
+}
+
+fn migrate_db(from: DatabaseUrl, to: DatabaseUrl) -> anyhow::Result<ExitCode> {
+    if from == to {
+        eprintln!("E: --from and --to are the same database");
+        return Ok(ExitCode::from(2));
+    }
+    // Opening a missing SQLite file would create an empty database to copy from.
+    if let DatabaseUrl::Sqlite(path) = &from
+        && !path.is_file()
+    {
+        eprintln!(
+            "E: there is no database at {}; nothing copied",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let settings = |url: DatabaseUrl| conpaas_core::store::StoreSettings {
+        url,
+        max_connections: 2,
+    };
+    let (from_name, to_name) = (describe_database(&from), describe_database(&to));
+    // The source is only read: a 1.2 database not yet migrated is refused, not rebuilt.
+    let source = Store::connect(&settings(from))?;
+    let pending = source.pending_migrations()?;
+    if !pending.is_empty() {
+        eprintln!(
+            "E: {from_name} is not up to date ({} migration(s) pending): start a director on it              once (after a backup: `director backup FILE`), then copy it; nothing copied",
+            pending.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let target = Store::open(&settings(to))?;
+    match store::copy_database(&source, &target) {
+        Ok(report) => {
+            println!("copied {from_name} to {to_name}: {report} (read back from the target)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("E: {}", conpaas_core::model::ErrorChain(&error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn backup(loaded: &LoadedConfig, file: &Path) -> anyhow::Result<ExitCode> {
     let database = match &loaded.config.store.url {
         DatabaseUrl::Sqlite(path) => path.clone(),

@@ -8,6 +8,10 @@ use std::collections::BTreeSet;
 use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// `director serve` on `data` at 127.0.0.1 on a free port, logging at `rust_log` to `stderr`;
 /// answers the child (its stdout taken) and the port of its first line.
@@ -44,4 +48,53 @@ pub fn vm_files(data: &Path) -> BTreeSet<String> {
             .collect(),
         Err(_) => BTreeSet::new(),
     }
+}
+
+/// Runs `director --data-dir DATA ARGS` and asserts it succeeded.
+pub fn director(data: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client holding `cert_pem`/`key_pem` (or none), trusting only the CA.
+pub fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let tls = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The text of the here-document `cat <<EOF > /tmp/<file>` of a dummy VM's script.
+pub fn here_document(script: &str, file: &str) -> Option<String> {
+    let start = script.find(&format!("cat <<EOF > /tmp/{file}\n"))?;
+    let body = &script[start..];
+    let body = &body[body.find('\n')? + 1..];
+    Some(body[..body.find("\nEOF\n")?].trim_end().to_owned() + "\n")
 }

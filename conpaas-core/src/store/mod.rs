@@ -52,6 +52,8 @@ mod certificates;
 #[cfg(feature = "store")]
 mod conn;
 #[cfg(feature = "store")]
+mod copy;
+#[cfg(feature = "store")]
 mod database_error;
 #[cfg(feature = "store")]
 mod hashing;
@@ -81,6 +83,8 @@ pub use backup::backup_sqlite;
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
 #[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
+#[cfg(feature = "store")]
+pub use copy::{CopyReport, copy_database};
 #[cfg(feature = "store")]
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
@@ -278,6 +282,22 @@ pub enum Error {
     /// repeated here.
     #[error("the password hash is in no known format")]
     UnknownPasswordHash,
+    /// [`copy_database`]'s target already holds rows: nothing was written.
+    #[error("the target database is not empty: {found}")]
+    TargetNotEmpty {
+        /// What it holds.
+        found: CopyReport,
+    },
+    /// [`copy_database`] read back other counts or credit than it copied: rolled back.
+    #[error(
+        "the copy does not match its source (expected {expected}; found {found}); nothing was committed"
+    )]
+    CopyMismatch {
+        /// What the source held.
+        expected: CopyReport,
+        /// What the target held before committing.
+        found: CopyReport,
+    },
     /// The blocking task running a store call was cancelled (the runtime is
     /// shutting down).
     #[error("the database task was cancelled")]

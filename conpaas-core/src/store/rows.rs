@@ -1,13 +1,13 @@
 //! Rows as diesel loads them, private to the store, and their mapping to model records.
 
 use chrono::NaiveDateTime;
-use diesel::{Queryable, Selectable};
+use diesel::{Insertable, Queryable, Selectable};
 
 use super::schema::{application, issued_certificate, service, user};
 use crate::model::{AppId, Application, Credit, ServiceId, User, UserId};
 
 /// A `user` row, password hash included (it never leaves the store).
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = user)]
 pub(crate) struct UserRow {
     pub(crate) uid: UserId,
@@ -37,7 +37,7 @@ impl From<UserRow> for User {
 }
 
 /// An `application` row.
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = application)]
 pub(crate) struct ApplicationRow {
     pub(crate) aid: AppId,
@@ -56,7 +56,7 @@ impl From<ApplicationRow> for Application {
 }
 
 /// A `service` row.
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = service)]
 pub(crate) struct ServiceRow {
     pub(crate) sid: ServiceId,
@@ -91,7 +91,7 @@ impl From<ServiceRow> for crate::model::Service {
 }
 
 /// An `issued_certificate` row.
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = issued_certificate)]
 pub(crate) struct CertificateRow {
     pub(crate) serial: String,

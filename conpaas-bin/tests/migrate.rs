@@ -1,0 +1,240 @@
+//! `director migrate-db`: an installation made through the API on SQLite, copied to
+//! PostgreSQL, then served from PostgreSQL: the API answers the same (listings, logins,
+//! credit), and new ids go on above the copied ones.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use diesel::{Connection as _, RunQueryDsl as _};
+
+mod support;
+use support::{client, director, serve};
+
+/// The machine's PostgreSQL server (trust authentication), as the tests reach it.
+const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+fn admin() -> diesel::PgConnection {
+    diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres"))
+        .expect("the local PostgreSQL server (127.0.0.1:5432) must run for these tests")
+}
+
+/// A database of this test's own, dropped with it.
+struct Database(String);
+
+impl Database {
+    fn create() -> Database {
+        let name = format!("conpaas_migrate_{}", std::process::id());
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin())
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin())
+            .unwrap();
+        Database(name)
+    }
+
+    fn url(&self) -> String {
+        format!("{POSTGRES_SERVER}/{}", self.0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .execute(&mut admin());
+    }
+}
+
+fn migrate_db(from: &str, to: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_director"))
+        .args(["migrate-db", "--from", from, "--to", to])
+        .env_remove("DIRECTOR_CFG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// What the API answers about the installation: alice's login (credit), her applications and
+/// services, bob's login.
+struct Answers {
+    login: serde_json::Value,
+    listapp: String,
+    list: String,
+    bob: serde_json::Value,
+}
+
+async fn answers(data: &Path, port: u16, alice: (&str, &str)) -> Answers {
+    let ca = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
+    let base = format!("https://localhost:{port}");
+    let anonymous = client(&ca, None);
+    let user = client(&ca, Some(alice));
+    let login = |name: &'static str, password: &'static str| {
+        let anonymous = anonymous.clone();
+        let base = base.clone();
+        async move {
+            let text = anonymous
+                .post(format!("{base}/login"))
+                .form(&[("username", name), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    Answers {
+        login: login("alice", "alice-pw").await,
+        listapp: user
+            .post(format!("{base}/listapp"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        list: user
+            .post(format!("{base}/list"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        bob: login("bob", "bob-pw").await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_moves_from_sqlite_to_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    director(data, &["init", "localhost"]);
+    director(
+        data,
+        &[
+            "adduser",
+            "alice@example.org",
+            "alice",
+            "alice-pw",
+            "--credit",
+            "50",
+        ],
+    );
+    director(
+        data,
+        &[
+            "adduser",
+            "bob@example.org",
+            "bob",
+            "bob-pw",
+            "--credit",
+            "7",
+        ],
+    );
+
+    // Through the API on SQLite: alice's certificates, an application, two services.
+    let (mut child, port) = serve(data, "error", Stdio::null());
+    let ca = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
+    let base = format!("https://localhost:{port}");
+    let zip = client(&ca, None)
+        .post(format!("{base}/getcerts"))
+        .form(&[("username", "alice"), ("password", "alice-pw")])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut member = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let (cert, key) = (member("cert.pem"), member("key.pem"));
+    let user = client(&ca, Some((&cert, &key)));
+    let created = user
+        .post(format!("{base}/createapp"))
+        .form(&[("name", "shop")])
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    for _ in 0..2 {
+        let started = user.post(format!("{base}/start/php")).send().await.unwrap();
+        assert!(started.text().await.unwrap().contains("\"sid\""));
+    }
+    let before = answers(data, port, (&cert, &key)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(before.login["credit"], 48, "two starts charged");
+
+    let pg = Database::create();
+    let sqlite = format!("sqlite:///{}", data.join("director.db").display());
+    let out = migrate_db(&sqlite, &pg.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for counted in [
+        "2 user(s)",
+        "3 application(s)",
+        "2 service(s)",
+        "55 credit in all",
+    ] {
+        assert!(stdout.contains(counted), "{stdout}");
+    }
+    // Again into the now full target: refused, nothing written.
+    let again = migrate_db(&sqlite, &pg.url());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The same installation served from PostgreSQL answers the same.
+    let config = data.join("director.cfg");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text: String = text
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("DATABASE_URI") {
+                format!("DATABASE_URI = {}\n", pg.url())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    std::fs::remove_file(data.join("director.db")).unwrap();
+    let (mut child, port) = serve(data, "error", Stdio::null());
+    let after = answers(data, port, (&cert, &key)).await;
+    assert_eq!(after.login, before.login);
+    assert_eq!(after.bob, before.bob);
+    assert_eq!(after.listapp, before.listapp);
+    assert_eq!(after.list, before.list);
+    // Ids go on above the copied ones.
+    let base = format!("https://localhost:{port}");
+    let user = client(&ca, Some((&cert, &key)));
+    let third: serde_json::Value = serde_json::from_str(
+        &user
+            .post(format!("{base}/start/php"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(third["sid"], 3, "{third}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

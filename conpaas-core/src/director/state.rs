@@ -50,7 +50,7 @@ pub(super) struct Inner {
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
     pub(super) start_timeout: Duration,
-    /// Failed password checks per client address.
+    /// Failed password checks per client network and per account.
     pub(super) logins: super::throttle::LoginThrottle,
     /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted, the
     /// manifest steps).
@@ -91,6 +91,11 @@ impl Director {
         DirectorBuilder::from_config(config)?
             .manifest(manifest)
             .build()
+    }
+
+    /// The pool where passwords are hashed and checked (its counters show what logins cost).
+    pub fn hashing(&self) -> &crate::store::HashingPool {
+        &self.inner.hashing
     }
 
     /// The store, for embedders and tests.

@@ -313,7 +313,9 @@ impl Director {
                 .await
                 .map_err(|error| match error {
                     // Another request created it meanwhile.
-                    Error::ApplicationNameTaken(_) => ManifestFailure::new(error.to_string()),
+                    Error::ApplicationNameTaken(_)
+                    | Error::Invalid { .. }
+                    | Error::LimitReached { .. } => ManifestFailure::new(error.to_string()),
                     other => ManifestFailure::internal(&other),
                 })?,
         };

@@ -58,6 +58,8 @@ mod hashing;
 #[cfg(feature = "store")]
 mod migrate;
 #[cfg(feature = "store")]
+pub mod names;
+#[cfg(feature = "store")]
 pub mod password;
 #[cfg(feature = "store")]
 mod rows;
@@ -70,7 +72,7 @@ mod users;
 
 #[cfg(feature = "store")]
 pub use applications::{
-    create_application, default_application, delete_application_owned, find_application_by_name,
+    create_application, create_application_capped, default_application, delete_application_owned, find_application_by_name,
     find_application_owned, list_applications, list_applications_of_user, rename_application_owned,
 };
 #[cfg(feature = "store")]
@@ -87,14 +89,15 @@ pub use hashing::{HashingPool, HashingSettings};
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
     delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
-    insert_service, list_all_services, list_incomplete_services,
+    insert_service, insert_service_capped, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, list_services_of_user,
     rename_service_owned, service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{
     LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,
-    create_user, decrement_credit, find_login, find_user, find_user_by_username, login,
+    create_user, decrement_credit, find_colliding_username, find_login, find_user,
+    find_user_by_username, login,
     upgrade_password_hash, users_without_credit,
 };
 
@@ -318,6 +321,17 @@ pub enum Error {
         application_id: AppId,
         /// The subnet chosen.
         subnet: String,
+    },
+    /// The user has as many applications or services as the director allows
+    /// (`[director] MAX_APPLICATIONS_PER_USER`, `MAX_SERVICES_PER_USER`).
+    #[error("user {uid} already has the most {what} allowed ({max})")]
+    LimitReached {
+        /// The user.
+        uid: UserId,
+        /// `applications` or `services`.
+        what: &'static str,
+        /// The cap.
+        max: u32,
     },
     /// A credit amount or initial credit was negative.
     #[error("negative credit amount {0}")]

@@ -122,7 +122,9 @@ impl From<crate::store::Error> for Error {
             crate::store::Error::EmailTaken(email) => Error::EmailTaken(email),
             crate::store::Error::UsernameReserved(name) => Error::UsernameReserved(name),
             crate::store::Error::ApplicationNotFound(aid) => Error::ApplicationNotFound(Some(aid)),
-            crate::store::Error::LimitReached { what, max, .. } => Error::LimitReached { what, max },
+            crate::store::Error::LimitReached { what, max, .. } => {
+                Error::LimitReached { what, max }
+            }
             other => Error::Store(other),
         }
     }

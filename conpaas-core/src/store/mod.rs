@@ -72,8 +72,9 @@ mod users;
 
 #[cfg(feature = "store")]
 pub use applications::{
-    create_application, create_application_capped, default_application, delete_application_owned, find_application_by_name,
-    find_application_owned, list_applications, list_applications_of_user, rename_application_owned,
+    create_application, create_application_capped, default_application, delete_application_owned,
+    find_application_by_name, find_application_owned, list_applications, list_applications_of_user,
+    rename_application_owned,
 };
 #[cfg(feature = "store")]
 pub use backup::backup_sqlite;
@@ -97,8 +98,7 @@ pub use services::{
 pub use users::{
     LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,
     create_user, decrement_credit, find_colliding_username, find_login, find_user,
-    find_user_by_username, login,
-    upgrade_password_hash, users_without_credit,
+    find_user_by_username, login, upgrade_password_hash, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).

@@ -96,11 +96,21 @@ mod tests {
         ] {
             assert!(name_problem(bad, 64).is_some(), "{bad:?}");
         }
-        for good in ["alice", "New Application", "al\u{ed}ce", "Zoë's app", "日本"] {
+        for good in [
+            "alice",
+            "New Application",
+            "al\u{ed}ce",
+            "Zoë's app",
+            "日本",
+        ] {
             assert_eq!(name_problem(good, 64), None, "{good:?}");
         }
         assert_eq!(name_problem(&"x".repeat(64), 64), None);
         assert!(name_problem(&"x".repeat(65), 64).is_some());
-        assert_eq!(name_problem(&"é".repeat(64), 64), None, "characters, not bytes");
+        assert_eq!(
+            name_problem(&"é".repeat(64), 64),
+            None,
+            "characters, not bytes"
+        );
     }
 }

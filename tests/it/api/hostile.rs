@@ -142,3 +142,224 @@ async fn guessing_through_the_frontend_backs_off_but_does_not_lock_the_victim_ou
     let reply = login("right").await;
     assert_eq!(reply.bare(true)["username"], "victim");
 }
+
+/// The seven fields of `/new_user` for `username` (e-mail made unique per call).
+fn registration(username: &str, n: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("username", username.to_owned()),
+        ("fname", "F".to_owned()),
+        ("lname", "L".to_owned()),
+        ("email", format!("user{n}@example.org")),
+        ("affiliation", "VU".to_owned()),
+        ("password", "pw".to_owned()),
+        ("credit", "5".to_owned()),
+    ]
+}
+
+async fn register(http: &crate::support::Http, username: &str, n: usize) -> crate::support::Reply {
+    let fields = registration(username, n);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(f, v)| (*f, v.as_str())).collect();
+    http.post("/new_user", &fields).await
+}
+
+/// Look-alike user names are taken: case, full-width forms and NFD spellings collide with
+/// `alice` and `alíce` (NFKC and case folding), each refused with 1.2's error object.
+#[tokio::test]
+async fn look_alike_user_names_are_taken() {
+    let director = TestDirector::start();
+    let frontend = director.client(&director.frontend());
+    assert_eq!(
+        register(&frontend, "alice", 0).await.bare(true)["username"],
+        "alice"
+    );
+    let nfc = "al\u{ed}ce";
+    assert_eq!(
+        register(&frontend, nfc, 1).await.bare(true)["username"],
+        nfc
+    );
+    for (n, look_alike) in [
+        "Alice",
+        "ALICE",
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+        "ali\u{301}ce",
+        "AL\u{cd}CE",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        register(&frontend, look_alike, n + 10)
+            .await
+            .expect_error(&format!("Username \"{look_alike}\" already taken"), true);
+    }
+    // The reserved name in any spelling.
+    register(&frontend, "\u{ff43}\u{ff41}", 20)
+        .await
+        .expect_error("Username \"\u{ff43}\u{ff41}\" is reserved", true);
+    // A different name still registers (a Cyrillic `а` is another letter, not a spelling).
+    assert_eq!(
+        register(&frontend, "\u{430}lice", 21).await.bare(true)["username"],
+        "\u{430}lice"
+    );
+}
+
+/// Accounts of a 1.2 database whose names differ only in case keep working under their names
+/// as stored: the new comparison refuses new look-alikes only.
+#[tokio::test]
+async fn existing_look_alike_accounts_keep_working() {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let director = TestDirector::start();
+    let path = director.data_dir().join("director.db");
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    for (name, password) in [("Bob", "upper"), ("bob", "lower")] {
+        diesel::sql_query(format!(
+            "INSERT INTO user (username, email, password, credit) VALUES ('{name}', '{name}@x.org', '{}', 5)",
+            crate::support::md5_hex(password)
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    }
+    let http = director.anonymous();
+    for (name, password) in [("Bob", "upper"), ("bob", "lower")] {
+        let reply = http
+            .post("/login", &[("username", name), ("password", password)])
+            .await;
+        assert_eq!(reply.bare(true)["username"], name);
+    }
+    let frontend = director.client(&director.frontend());
+    register(&frontend, "BOB", 0)
+        .await
+        .expect_error("Username \"BOB\" already taken", true);
+}
+
+/// Control characters, invisible format characters and surrounding spaces are refused in user,
+/// application and service names, and lengths are bounded, each in its route's 1.2 shape: an
+/// error object for `/new_user` and `/createapp`, `false` for the renames. Nothing is stored.
+#[tokio::test]
+async fn hidden_characters_and_overlong_names_are_refused() {
+    let director = TestDirector::start();
+    let frontend = director.client(&director.frontend());
+    let long_user = "u".repeat(65);
+    for (n, bad) in [
+        " alice",
+        "alice ",
+        "ali\u{200b}ce",
+        "ali\u{0}ce",
+        "ali\u{1b}[31mce",
+        "ali\r\nce",
+        long_user.as_str(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let msg = register(&frontend, bad, n).await.expect_error_object(true);
+        assert!(msg.starts_with("username: expected"), "{bad:?}: {msg}");
+    }
+    let long_text = "x".repeat(257);
+    let fields = registration("longfname", 99);
+    let mut fields: Vec<(&str, &str)> = fields.iter().map(|(f, v)| (*f, v.as_str())).collect();
+    fields[1].1 = &long_text;
+    let msg = frontend
+        .post("/new_user", &fields)
+        .await
+        .expect_error_object(true);
+    assert!(msg.starts_with("fname: expected at most 256"), "{msg}");
+
+    let uid = director.add_user("namer", "pw", 10).await;
+    let user = director.user_identity("namer", "pw").await;
+    let http = director.client(&user);
+    let before = http.post("/listapp", &[]).await.bare(true);
+    let long_name = "n".repeat(257);
+    for bad in [
+        "app\u{0}",
+        "\u{1b}]0;title\u{7}",
+        "two\r\nlines",
+        "zero\u{200b}width",
+        "rtl\u{202e}gnp.exe",
+        " padded",
+        long_name.as_str(),
+    ] {
+        let msg = http
+            .post("/createapp", &[("name", bad)])
+            .await
+            .expect_error_object(true);
+        assert!(msg.starts_with("name: expected"), "{bad:?}: {msg}");
+        http.post("/renameapp/1", &[("name", bad)])
+            .await
+            .expect_false(true);
+    }
+    assert_eq!(http.post("/listapp", &[]).await.bare(true), before);
+    let started = super::manager::start_service(&director, &user, i64::from(uid)).await;
+    let sid = started.sid.to_string();
+    for bad in ["svc\u{0}", "svc\u{feff}", "svc\n", long_name.as_str()] {
+        http.post(&format!("/rename/{sid}"), &[("name", bad)])
+            .await
+            .expect_false(true);
+    }
+    http.post(&format!("/rename/{sid}"), &[("name", "fine name")])
+        .await
+        .expect_true(false);
+    // Exactly 256 characters is fine.
+    let longest = "n".repeat(256);
+    let reply = http.post("/createapp", &[("name", &longest)]).await;
+    assert_eq!(reply.jsonify(true)["name"], longest.as_str());
+}
+
+/// `[director] MAX_APPLICATIONS_PER_USER` and `MAX_SERVICES_PER_USER` cap what one user
+/// may create, also under concurrent requests; the refusal is the route's error object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applications_and_services_per_user_are_capped() {
+    use crate::support::Options;
+    let director = TestDirector::with(
+        Options::new()
+            .director_setting("MAX_APPLICATIONS_PER_USER", "5")
+            .director_setting("MAX_SERVICES_PER_USER", "3"),
+    );
+    director.add_user("capped", "pw", 100).await;
+    let user = director.user_identity("capped", "pw").await;
+    let http = director.client(&user);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let http = http.clone();
+        tasks.spawn(async move {
+            http.post("/createapp", &[("name", &format!("app{i}"))])
+                .await
+        });
+    }
+    let (mut created, mut refused) = (0, 0);
+    while let Some(reply) = tasks.join_next().await {
+        let value = reply.unwrap().jsonify(true);
+        if value.get("aid").is_some() {
+            created += 1;
+        } else {
+            assert_eq!(
+                value,
+                serde_json::json!({"error": true, "msg": "at most 5 applications per user"})
+            );
+            refused += 1;
+        }
+    }
+    // `New Application` counts: four more.
+    assert_eq!((created, refused), (4, 8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let http = http.clone();
+        tasks.spawn(async move { http.post("/start/php", &[]).await });
+    }
+    let (mut started, mut refused) = (0, 0);
+    while let Some(reply) = tasks.join_next().await {
+        let value = reply.unwrap().jsonify(true);
+        if value.get("sid").is_some() {
+            started += 1;
+        } else {
+            assert_eq!(
+                value,
+                serde_json::json!({
+                    "error": true,
+                    "msg": "Error upon service creation: at most 3 services per user"
+                })
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!((started, refused), (3, 3));
+}

@@ -363,3 +363,153 @@ async fn applications_and_services_per_user_are_capped() {
     }
     assert_eq!((started, refused), (3, 3));
 }
+
+/// A client certificate signed by the director's CA (as an attacker who got one signed some
+/// other way would hold), made by `openssl` with `subject` and the extensions in `ext`.
+fn openssl_client_cert(
+    director: &TestDirector,
+    label: &str,
+    subject: &str,
+    ext: &str,
+) -> crate::support::Identity {
+    let dir = director.scratch(label);
+    let certs = director.cert_dir();
+    // An extension of no consequence, so that the certificate is v3 (rustls refuses v1).
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("[ext]\nsubjectKeyIdentifier = hash\n{ext}\n"),
+    )
+    .unwrap();
+    director.openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "csr.pem",
+            "-subj",
+            subject,
+            "-multivalue-rdn",
+        ],
+    );
+    let ca_cert = certs.join(conpaas_core::ca::CA_CERT_FILE);
+    let ca_key = certs.join(conpaas_core::ca::CA_KEY_FILE);
+    let args = vec![
+        "x509".to_owned(),
+        "-req".to_owned(),
+        "-in".to_owned(),
+        "csr.pem".to_owned(),
+        "-CA".to_owned(),
+        ca_cert.display().to_string(),
+        "-CAkey".to_owned(),
+        ca_key.display().to_string(),
+        "-set_serial".to_owned(),
+        "0x5eed01".to_owned(),
+        "-days".to_owned(),
+        "30".to_owned(),
+        "-sha256".to_owned(),
+        "-out".to_owned(),
+        "cert.pem".to_owned(),
+        "-extfile".to_owned(),
+        "ext.cnf".to_owned(),
+        "-extensions".to_owned(),
+        "ext".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    director.openssl(&dir, &args);
+    let cert = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+    let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+    director.save_identity(label, &cert, &key)
+}
+
+/// Only certificates fit for client authentication name a caller: keyUsage, when present,
+/// must allow digitalSignature and extendedKeyUsage, when present, clientAuth; a subject with
+/// a repeated UID, role or serviceLocator names nobody. Refused ones are anonymous (401 on a
+/// user route); the director's own certificates and extension-less ones (as 1.2 issued them)
+/// pass (1.2's were v1, which rustls refuses: users fetch new ones, docs/operations.md).
+#[tokio::test]
+async fn client_certificates_must_be_fit_for_client_authentication() {
+    let director = TestDirector::start();
+    let uid = director.add_user("certy", "pw", 5).await;
+    let user = format!(
+        "/1.3.6.1.5.5.7.48.1.7=0/CN=certy/0.9.2342.19200300.100.1.1={uid}/O=Contrail/\
+         emailAddress=certy@example.org/2.5.4.72=user"
+    );
+    let accepted = [
+        ("no-extensions", user.clone(), ""),
+        (
+            "digital-signature",
+            user.clone(),
+            "keyUsage = critical, digitalSignature, keyEncipherment",
+        ),
+        (
+            "client-auth",
+            user.clone(),
+            "keyUsage = digitalSignature\nextendedKeyUsage = clientAuth, serverAuth",
+        ),
+    ];
+    let refused = [
+        (
+            "cert-sign-only",
+            user.clone(),
+            "keyUsage = critical, keyCertSign, cRLSign",
+        ),
+        (
+            "server-auth-only",
+            user.clone(),
+            "extendedKeyUsage = serverAuth",
+        ),
+        (
+            "two-uids",
+            format!("{user}/0.9.2342.19200300.100.1.1=999"),
+            "",
+        ),
+        ("two-roles", format!("{user}/2.5.4.72=manager"), ""),
+        (
+            "two-service-locators",
+            format!("{user}/1.3.6.1.5.5.7.48.1.7=7"),
+            "",
+        ),
+    ];
+    for (label, subject, ext) in accepted {
+        let identity = openssl_client_cert(&director, label, &subject, ext);
+        let reply = director.client(&identity).post("/listapp", &[]).await;
+        assert_eq!(
+            reply.bare(true)[0]["name"],
+            "New Application",
+            "{label} is accepted"
+        );
+    }
+    for (label, subject, ext) in refused {
+        let identity = openssl_client_cert(&director, label, &subject, ext);
+        let http = director.client(&identity);
+        let request = http.inner().post(http.url("/listapp"));
+        match http.try_send("POST /listapp".into(), request).await {
+            Ok(reply) => {
+                reply.expect_status(401);
+                assert!(reply.text().starts_with("cert_required: "), "{label}");
+            }
+            // rustls already refuses an extendedKeyUsage without clientAuth at the handshake.
+            Err(error) => assert!(
+                label == "server-auth-only" && error.contains("UnsupportedCertificate"),
+                "{label}: {error}"
+            ),
+        }
+    }
+    // What the director's CA issues still passes.
+    let own = director.user_identity("certy", "pw").await;
+    let reply = director.client(&own).post("/listapp", &[]).await;
+    assert_eq!(reply.bare(true)[0]["name"], "New Application");
+    let frontend = director.client(&director.frontend());
+    let reply = frontend
+        .post("/login", &[("username", "certy"), ("password", "pw")])
+        .await;
+    assert_eq!(reply.bare(true)["username"], "certy");
+}

@@ -237,7 +237,7 @@ pub enum Error {
         source: DatabaseError,
     },
     /// No pooled connection became free in time, or none could be opened.
-    #[error("no database connection available")]
+    #[error("no database connection available ({})", .0.kind())]
     Pool(#[source] DatabaseError),
     /// A migration failed; the database is left at the last migration that succeeded
     /// (each runs in its own transaction).
@@ -249,8 +249,9 @@ pub enum Error {
         /// How many.
         n_rows: i64,
     },
-    /// A query failed.
-    #[error("database query failed")]
+    /// A query failed. The message names the kind of failure (busy or locked, disk full,
+    /// read-only, corrupt...) for the log; the api answers clients without it.
+    #[error("database query failed ({})", .0.kind())]
     Query(#[source] DatabaseError),
     /// Hashing a password failed.
     #[error("cannot hash the password")]
@@ -816,7 +817,7 @@ mod tests {
             .unwrap_err();
         holder.batch_execute("ROLLBACK").unwrap();
         assert_eq!(kind(&err), Some(DatabaseErrorKind::Busy), "{err:?}");
-        assert_eq!(err.to_string(), "database query failed");
+        assert_eq!(err.to_string(), "database query failed (busy or locked)");
         let source = std::error::Error::source(&err).unwrap().to_string();
         assert!(source.contains("database is locked"), "{source}");
 

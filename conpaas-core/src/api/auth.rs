@@ -30,6 +30,7 @@ pub(crate) struct ConnectionIdentity {
 
 impl ConnectionIdentity {
     /// The identity of `peer`'s certificate; `None` for an anonymous peer.
+    #[cfg(feature = "server")]
     pub(crate) fn of(peer: &PeerInfo) -> Option<ConnectionIdentity> {
         let certificate = peer.certificate.clone()?;
         let identity = match CertIdentity::parse_client(certificate.as_ref()) {

@@ -173,6 +173,7 @@ impl Director {
 
     /// A short read that answers `None` for an unknown user ([`Store::read`]): the listings
     /// check their caller and list in one statement (`store::list_applications_of_user`).
+    #[cfg(feature = "api")]
     pub(crate) async fn read_for_user<T, F>(&self, read: F) -> Result<Option<T>, Error>
     where
         F: FnOnce(&mut store::DbConnection) -> Result<Option<T>, store::Error> + Send + 'static,

@@ -152,7 +152,11 @@ fn seeds_reach_their_success_paths() {
         ),
         (Some("3"), Some("101"), Some("manager"))
     );
-    assert_eq!(identity("repeated-uid.pem").uid.as_deref(), Some("07"));
+    // A repeated UID names nobody (1.2's director took the first, the VMs the last).
+    assert!(matches!(
+        CertIdentity::parse(&seed("cert_identity", "repeated-uid.pem")),
+        Err(conpaas_core::ca::Error::RepeatedAttribute { attribute: "UID" })
+    ));
     assert_eq!(
         identity("frontend-v3.pem").role.as_deref(),
         Some("frontend")

@@ -252,8 +252,14 @@ async fn a_full_database_refuses_a_start_whole() {
             appid: None,
         })
         .await;
-    // The row and the charge are one transaction: neither happened.
-    assert!(started.is_err(), "the start succeeded on a full database");
+    // The row and the charge are one transaction: neither happened. The error (logged, never
+    // sent to clients) says why.
+    let error = started.expect_err("the start succeeded on a full database");
+    let logged = conpaas_core::model::ErrorChain(&error).to_string();
+    assert!(
+        logged.starts_with("database query failed (disk full)"),
+        "{logged}"
+    );
     assert_eq!(director.user(uid).await.unwrap().unwrap().credit, before);
     assert!(director.services(uid).await.unwrap().is_empty());
     assert_consistent(&test).await;

@@ -33,7 +33,13 @@ impl ConnectionIdentity {
     #[cfg(feature = "server")]
     pub(crate) fn of(peer: &PeerInfo) -> Option<ConnectionIdentity> {
         let certificate = peer.certificate.clone()?;
-        let identity = CertIdentity::parse(certificate.as_ref()).ok().map(Arc::new);
+        let identity = match CertIdentity::parse_client(certificate.as_ref()) {
+            Ok(identity) => Some(Arc::new(identity)),
+            Err(error) => {
+                tracing::info!(error = %crate::model::ErrorChain(&error), "client certificate names nobody");
+                None
+            }
+        };
         Some(ConnectionIdentity {
             certificate,
             identity,
@@ -59,7 +65,9 @@ impl Caller {
             (Some(certificate), Some(parsed)) if Arc::ptr_eq(certificate, &parsed.certificate) => {
                 parsed.identity.clone()
             }
-            (Some(certificate), _) => CertIdentity::parse(certificate.as_ref()).ok().map(Arc::new),
+            (Some(certificate), _) => CertIdentity::parse_client(certificate.as_ref())
+                .ok()
+                .map(Arc::new),
         };
         Caller { peer, identity }
     }

@@ -44,7 +44,10 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
             return answer::no(Cors::Yes);
         }
         // Failures of a start, in words without internals.
-        Error::InsufficientCredit | Error::StartTimeout | Error::UnknownCloud(_) => {
+        Error::InsufficientCredit
+        | Error::StartTimeout
+        | Error::UnknownCloud(_)
+        | Error::LimitReached { .. } => {
             tracing::info!(error = %ErrorChain(error), "service creation failed");
             match shape {
                 Shape::ErrorObject { prefix } => format!("{prefix}{error}"),

@@ -224,6 +224,22 @@ pub enum Error {
         /// The attribute's short name (`UID`, `serviceLocator`, `role`, `CN`).
         attribute: &'static str,
     },
+    /// A subject attribute that names the holder (`UID`, `role`, `serviceLocator`) appears
+    /// more than once: which one counts would depend on the reader (1.2's director took the
+    /// first, the VMs the last), so such a certificate names nobody.
+    #[error("the certificate subject has more than one {attribute} attribute")]
+    RepeatedAttribute {
+        /// The attribute's short name.
+        attribute: &'static str,
+    },
+    /// The certificate may not be used to authenticate a client: its keyUsage lacks
+    /// digitalSignature, or its extendedKeyUsage lacks clientAuth, or an extension is
+    /// unreadable.
+    #[error("the certificate is not fit for client authentication: {reason}")]
+    NotForClientAuth {
+        /// What is missing.
+        reason: &'static str,
+    },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random(#[source] std::io::Error),

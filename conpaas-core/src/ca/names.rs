@@ -321,7 +321,23 @@ impl CertIdentity {
         Self::from_name(x509.subject())
     }
 
-    /// Reads the ConPaaS attributes of a DN (a certificate's or a CSR's subject).
+    /// [`CertIdentity::parse`] for a client certificate presented to the director: also
+    /// refused ([`Error::NotForClientAuth`]) unless it is fit for client authentication —
+    /// `digitalSignature` in its keyUsage when it has one, `clientAuth` (or
+    /// `anyExtendedKeyUsage`) in its extendedKeyUsage when it has one. 1.2-issued leaves
+    /// (no extensions) and the director's own (keyUsage `digitalSignature`, no
+    /// extendedKeyUsage) pass; a CA-signed certificate meant for signing certificates or for
+    /// a server does not.
+    pub fn parse_client(cert: &[u8]) -> Result<Self, Error> {
+        let der = cert_der(cert)?;
+        let x509 = parse_cert(&der)?;
+        check_client_usage(&x509)?;
+        Self::from_name(x509.subject())
+    }
+
+    /// Reads the ConPaaS attributes of a DN (a certificate's or a CSR's subject). A repeated
+    /// `UID`, `role` or `serviceLocator` is [`Error::RepeatedAttribute`]; for a repeated `CN`
+    /// the first wins (a display name, which 1.2's clients read first too).
     pub(crate) fn from_name(name: &X509Name<'_>) -> Result<Self, Error> {
         let mut identity = CertIdentity::default();
         for attr in name.iter_attributes() {
@@ -335,8 +351,12 @@ impl CertIdentity {
                 OID_CN => (&mut identity.cn, "CN"),
                 _ => continue,
             };
-            // The first occurrence wins, as in 1.2's director (the VMs take the last one;
-            // we never issue an attribute twice, so our own certificates agree everywhere).
+            // 1.2's director took the first of a repeated attribute and the VMs the last: a
+            // certificate with two UIDs could mean one user to the director and another to a
+            // VM. We never issue an attribute twice.
+            if slot.is_some() && attribute != "CN" {
+                return Err(Error::RepeatedAttribute { attribute });
+            }
             if slot.is_none() {
                 let value = attr.attr_value();
                 *slot = Some(
@@ -346,6 +366,33 @@ impl CertIdentity {
             }
         }
         Ok(identity)
+    }
+}
+
+/// Whether a certificate's extensions allow client authentication (see
+/// [`CertIdentity::parse_client`]). An extension that is present but unreadable, or present
+/// twice, refuses the certificate.
+fn check_client_usage(x509: &X509Certificate<'_>) -> Result<(), Error> {
+    let unreadable = Error::NotForClientAuth {
+        reason: "unreadable or repeated usage extension",
+    };
+    match x509.key_usage() {
+        Ok(None) => {}
+        Ok(Some(usage)) if usage.value.digital_signature() => {}
+        Ok(Some(_)) => {
+            return Err(Error::NotForClientAuth {
+                reason: "keyUsage without digitalSignature",
+            });
+        }
+        Err(_) => return Err(unreadable),
+    }
+    match x509.extended_key_usage() {
+        Ok(None) => Ok(()),
+        Ok(Some(usage)) if usage.value.client_auth || usage.value.any => Ok(()),
+        Ok(Some(_)) => Err(Error::NotForClientAuth {
+            reason: "extendedKeyUsage without clientAuth",
+        }),
+        Err(_) => Err(unreadable),
     }
 }
 

@@ -61,6 +61,10 @@ pub const DEFAULT_MANAGER_PORT: u16 = 443;
 pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// `[director] REAP_GRACE` when absent: a VM without a row is terminated after 10 min.
 pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(600);
+/// `[director] MAX_APPLICATIONS_PER_USER` when absent.
+pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
+/// `[director] MAX_SERVICES_PER_USER` when absent.
+pub const DEFAULT_MAX_SERVICES_PER_USER: u32 = 100;
 /// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -115,6 +119,8 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAINTENANCE_INTERVAL"),
     ("director", "RECONCILE_GRACE"),
     ("director", "REAP_GRACE"),
+    ("director", "MAX_APPLICATIONS_PER_USER"),
+    ("director", "MAX_SERVICES_PER_USER"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -130,6 +136,10 @@ pub struct DirectorConfig {
     pub vpn: Option<VpnSettings>,
     /// `[conpaas] MAX_CREDIT`: the most credit `/new_user` may grant; `None` = no cap.
     pub max_credit: Option<Credit>,
+    /// `[director] MAX_APPLICATIONS_PER_USER`: applications a user may have.
+    pub max_applications_per_user: u32,
+    /// `[director] MAX_SERVICES_PER_USER`: services a user may have.
+    pub max_services_per_user: u32,
     /// `[iaas]`: the default cloud, which users call `default`.
     pub default_cloud: CloudSettings,
     /// The sections named in `[iaas] OTHER_CLOUDS`, in list order.

@@ -120,27 +120,46 @@ pub async fn login(
 }
 
 /// Whether a new user could have this user name and e-mail: both valid, the name not reserved
-/// and not taken. For the command line, which asks for the password only after this;
-/// [`add_user`] decides again, in its transaction (another user may come first meanwhile).
+/// and not taken (in any spelling that [`store::names::username_key`] equates). For the
+/// command line, which asks for the password only after this; [`add_user`] decides again, in
+/// its transaction (another user may come first meanwhile).
 pub fn check_new_user_blocking(store: &Store, username: &str, email: &str) -> Result<(), Error> {
     check_username(username)?;
     check_email(email)?;
-    if username.eq_ignore_ascii_case(store::RESERVED_USERNAME) {
+    if store::names::username_key(username) == store::names::username_key(store::RESERVED_USERNAME)
+    {
         return Err(Error::UsernameReserved(username.to_owned()));
     }
     let name = username.to_owned();
-    let existing = store.run_blocking(move |conn| store::find_user_by_username(conn, &name))?;
+    let existing = store.run_blocking(move |conn| store::find_colliding_username(conn, &name))?;
     if existing.is_some() {
         return Err(Error::UsernameTaken(username.to_owned()));
     }
     Ok(())
 }
 
-/// Checks what the certificate of the user will need: a CN of 1..64 characters and an ASCII
-/// e-mail of 1..128 (1.2 failed later, at `/getcerts`, with a 500).
+/// Checks what the certificate of the user will need and what the columns hold: a user name
+/// for the CN, an ASCII e-mail of 1..128 (1.2 failed later, at `/getcerts`, with a 500), other
+/// fields of at most 256 characters.
 fn check_account(account: &NewAccount) -> Result<(), Error> {
     check_username(&account.username)?;
     check_email(&account.email)?;
+    for (field, text) in [
+        ("fname", &account.fname),
+        ("lname", &account.lname),
+        ("affiliation", &account.affiliation),
+    ] {
+        let n_chars = text.as_deref().map_or(0, |text| text.chars().count());
+        if n_chars > store::names::MAX_TEXT_CHARS {
+            return Err(Error::Invalid {
+                field,
+                reason: format!(
+                    "expected at most {} characters",
+                    store::names::MAX_TEXT_CHARS
+                ),
+            });
+        }
+    }
     if account.credit.0 < 0 {
         return Err(Error::Invalid {
             field: "credit",
@@ -150,16 +169,19 @@ fn check_account(account: &NewAccount) -> Result<(), Error> {
     Ok(())
 }
 
-/// A user name the certificate's CN can hold.
+/// A user name the certificate's CN can hold, shown as it reads: no control or format
+/// characters, no surrounding spaces.
 fn check_username(username: &str) -> Result<(), Error> {
-    let n_chars = username.chars().count();
-    if n_chars == 0 || n_chars > 64 || username.chars().any(char::is_control) {
-        return Err(Error::Invalid {
-            field: "username",
-            reason: "expected 1 to 64 characters without control characters".into(),
-        });
+    check_name("username", username, store::names::MAX_USERNAME_CHARS)
+}
+
+/// A name (`field`) of 1..`max_chars` characters without control or format characters and
+/// without surrounding spaces: [`Error::Invalid`] otherwise.
+pub(super) fn check_name(field: &'static str, name: &str, max_chars: usize) -> Result<(), Error> {
+    match store::names::name_problem(name, max_chars) {
+        None => Ok(()),
+        Some(reason) => Err(Error::Invalid { field, reason }),
     }
-    Ok(())
 }
 
 /// An e-mail the certificate's `emailAddress` can hold.

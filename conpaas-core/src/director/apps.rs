@@ -1,5 +1,6 @@
 //! Applications: create, list, rename, delete (with their services), manifests.
 
+use super::accounts::check_name;
 use super::{Director, Error, parse_int};
 use crate::model::ErrorChain;
 use crate::model::{AppId, Application, Service, UserId};
@@ -16,11 +17,16 @@ impl Director {
     }
 
     /// Creates an application; a name the user already has is refused.
+    /// A name with control or format characters, surrounding spaces or more than 256
+    /// characters is [`Error::Invalid`]; past `MAX_APPLICATIONS_PER_USER`,
+    /// [`Error::LimitReached`].
     pub async fn create_application(&self, uid: UserId, name: &str) -> Result<Application, Error> {
+        check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
+        let max = self.inner.user_limits.max_applications;
         self.inner
             .store
-            .run(move |conn| store::create_application(conn, uid, &name))
+            .run(move |conn| store::create_application_capped(conn, uid, &name, max))
             .await
             .map_err(|error| match error {
                 store::Error::ApplicationNameTaken { name, .. } => {
@@ -30,13 +36,15 @@ impl Director {
             })
     }
 
-    /// Renames the user's application; `false` when it is not theirs.
+    /// Renames the user's application; `false` when it is not theirs. The name is checked as
+    /// [`Director::create_application`] checks it.
     pub async fn rename_application(
         &self,
         uid: UserId,
         aid: AppId,
         name: &str,
     ) -> Result<bool, Error> {
+        check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
         Ok(self
             .inner

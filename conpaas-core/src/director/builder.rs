@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::Error;
 use super::fetch::Fetcher;
 use super::manifest::{JobCounts, ManifestSettings};
-use super::state::{DEFAULT_START_TIMEOUT, Director, Inner, MANAGER_CALL_TIMEOUT};
+use super::state::{DEFAULT_START_TIMEOUT, Director, Inner, MANAGER_CALL_TIMEOUT, UserLimits};
 use crate::bootstrap::TemplateSource;
 use crate::ca::{CertificateAuthority, DirectorTlsFiles};
 use crate::cloud::CloudRegistry;
@@ -108,6 +108,7 @@ pub struct DirectorBuilder {
     tls_identity: Option<TlsIdentity>,
     open_registration: bool,
     max_credit: Option<Credit>,
+    user_limits: UserLimits,
     start_timeout: Duration,
     manager_port: u16,
     manager_timeout: Duration,
@@ -130,6 +131,7 @@ impl Default for DirectorBuilder {
             tls_identity: None,
             open_registration: false,
             max_credit: None,
+            user_limits: UserLimits::recommended(),
             start_timeout: DEFAULT_START_TIMEOUT,
             manager_port: DEFAULT_MANAGER_PORT,
             manager_timeout: MANAGER_CALL_TIMEOUT,
@@ -171,6 +173,10 @@ impl DirectorBuilder {
             .tls_identity(tls_identity)
             .open_registration(settings.open_registration)
             .max_credit(settings.max_credit)
+            .user_limits(UserLimits {
+                max_applications: Some(settings.max_applications_per_user),
+                max_services: Some(settings.max_services_per_user),
+            })
             .manager_port(settings.manager_port)
             .manifest(ManifestSettings::from_config(settings));
         if let Some(vpn) = &settings.vpn {
@@ -251,6 +257,13 @@ impl DirectorBuilder {
     /// The most credit `/new_user` may grant (default: no cap).
     pub fn max_credit(mut self, max: Option<Credit>) -> Self {
         self.max_credit = max;
+        self
+    }
+
+    /// How many applications and services each user may have (default:
+    /// [`UserLimits::recommended`], what director.cfg gives when its keys are absent).
+    pub fn user_limits(mut self, limits: UserLimits) -> Self {
+        self.user_limits = limits;
         self
     }
 
@@ -353,6 +366,7 @@ impl DirectorBuilder {
                 director_url: self.director_url.as_ref().map(ToString::to_string),
                 open_registration: self.open_registration,
                 max_credit: self.max_credit,
+                user_limits: self.user_limits,
                 start_timeout: self.start_timeout,
                 managers,
                 logins: super::throttle::LoginThrottle::default(),

@@ -313,7 +313,9 @@ impl Director {
                 .await
                 .map_err(|error| match error {
                     // Another request created it meanwhile.
-                    Error::ApplicationNameTaken(_) => ManifestFailure::new(error.to_string()),
+                    Error::ApplicationNameTaken(_)
+                    | Error::Invalid { .. }
+                    | Error::LimitReached { .. } => ManifestFailure::new(error.to_string()),
                     other => ManifestFailure::internal(&other),
                 })?,
         };
@@ -383,7 +385,10 @@ impl Director {
             if let Some(name) = &entry.name {
                 self.rename_service(uid, sid, name)
                     .await
-                    .map_err(|error| ManifestFailure::internal(&error))?;
+                    .map_err(|error| match error {
+                        Error::Invalid { .. } => ManifestFailure::new(error.to_string()),
+                        other => ManifestFailure::internal(&other),
+                    })?;
             }
             return Ok(());
         }
@@ -396,7 +401,10 @@ impl Director {
         if let Some(name) = &entry.name {
             self.rename_service(uid, sid, name)
                 .await
-                .map_err(|error| ManifestFailure::internal(&error))?;
+                .map_err(|error| match error {
+                    Error::Invalid { .. } => ManifestFailure::new(error.to_string()),
+                    other => ManifestFailure::internal(&other),
+                })?;
         }
         // 4. Code and startup script.
         match kind {

@@ -23,7 +23,7 @@ pub use manifest::{
     Unreadable, VolumeStartup,
 };
 pub use services::StartRequest;
-pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT};
+pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, UserLimits};
 pub use throttle::LoginSource;
 pub use users::{Registration, UserCertificates};
 
@@ -67,6 +67,15 @@ pub enum Error {
     /// The user already has an application of this name.
     #[error("Application name \"{0}\" already taken")]
     ApplicationNameTaken(String),
+    /// The user has as many applications or services as the director allows
+    /// (`[director] MAX_APPLICATIONS_PER_USER`, `MAX_SERVICES_PER_USER`).
+    #[error("at most {max} {what} per user")]
+    LimitReached {
+        /// `applications` or `services`.
+        what: &'static str,
+        /// The cap.
+        max: u32,
+    },
     /// The credit does not cover the start.
     #[error("Could not add nodes. Not enough credits.")]
     InsufficientCredit,
@@ -115,6 +124,9 @@ impl From<crate::store::Error> for Error {
             crate::store::Error::EmailTaken(email) => Error::EmailTaken(email),
             crate::store::Error::UsernameReserved(name) => Error::UsernameReserved(name),
             crate::store::Error::ApplicationNotFound(aid) => Error::ApplicationNotFound(Some(aid)),
+            crate::store::Error::LimitReached { what, max, .. } => {
+                Error::LimitReached { what, max }
+            }
             other => Error::Store(other),
         }
     }

@@ -9,6 +9,7 @@ use crate::model::{AppId, Credit, Service, ServiceId, ServiceType, UserId};
 use crate::store::{self, ManagerVm, NewService};
 use crate::vpn;
 
+use super::accounts::check_name;
 use super::{Director, Error, parse_int};
 
 /// What `/start` asks for.
@@ -37,13 +38,15 @@ impl Director {
             .await?)
     }
 
-    /// Renames the user's service; `false` when it is not theirs.
+    /// Renames the user's service; `false` when it is not theirs. The name is checked as
+    /// [`Director::create_application`] checks it.
     pub async fn rename_service(
         &self,
         uid: UserId,
         sid: ServiceId,
         name: &str,
     ) -> Result<bool, Error> {
+        check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
         Ok(self
             .inner
@@ -112,6 +115,7 @@ impl Director {
 
         // One transaction: the credit, the row and its subnet.
         let plan = self.inner.vpn.clone();
+        let max_services = self.inner.user_limits.max_services;
         let new = NewService {
             user_id: uid,
             application_id: aid,
@@ -123,7 +127,9 @@ impl Director {
                     if !store::decrement_credit(conn, uid, START_COST)? {
                         return Err(Error::InsufficientCredit);
                     }
-                    store::insert_service(conn, &new, |taken| choose_subnet(plan.as_ref(), taken))
+                    store::insert_service_capped(conn, &new, max_services, |taken| {
+                        choose_subnet(plan.as_ref(), taken)
+                    })
                 })
             })
             .await?;

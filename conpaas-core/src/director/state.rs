@@ -27,6 +27,28 @@ pub const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The director's shared state. Cheap to clone (everything inside is shared).
 ///
+/// How many applications and services each user may have (`[director]
+/// MAX_APPLICATIONS_PER_USER`, `MAX_SERVICES_PER_USER`); `None` = no cap (embedders only:
+/// director.cfg always sets one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Applications per user, the default `New Application` included.
+    pub max_applications: Option<u32>,
+    /// Services per user, across their applications (starting ones included).
+    pub max_services: Option<u32>,
+}
+
+impl UserLimits {
+    /// [`DEFAULT_MAX_APPLICATIONS_PER_USER`](crate::config::DEFAULT_MAX_APPLICATIONS_PER_USER)
+    /// and [`DEFAULT_MAX_SERVICES_PER_USER`](crate::config::DEFAULT_MAX_SERVICES_PER_USER).
+    pub fn recommended() -> Self {
+        UserLimits {
+            max_applications: Some(crate::config::DEFAULT_MAX_APPLICATIONS_PER_USER),
+            max_services: Some(crate::config::DEFAULT_MAX_SERVICES_PER_USER),
+        }
+    }
+}
+
 /// Made by [`Director::builder`] from typed parts, or by [`Director::open`] from a
 /// director.cfg.
 #[derive(Debug, Clone)]
@@ -49,8 +71,9 @@ pub(super) struct Inner {
     pub(super) director_url: Option<String>,
     pub(super) open_registration: bool,
     pub(super) max_credit: Option<Credit>,
+    pub(super) user_limits: UserLimits,
     pub(super) start_timeout: Duration,
-    /// Failed password checks per client address.
+    /// Failed password checks per client network and per account.
     pub(super) logins: super::throttle::LoginThrottle,
     /// HTTPS JSON-RPC towards managers (`shutdown` when an application is deleted, the
     /// manifest steps).
@@ -91,6 +114,11 @@ impl Director {
         DirectorBuilder::from_config(config)?
             .manifest(manifest)
             .build()
+    }
+
+    /// The pool where passwords are hashed and checked (its counters show what logins cost).
+    pub fn hashing(&self) -> &crate::store::HashingPool {
+        &self.inner.hashing
     }
 
     /// The store, for embedders and tests.

@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::throttle::LoginSource;
+use super::throttle::{LoginSource, Outcome};
 use super::{Director, Error, parse_int};
 use crate::model::{Credit, User};
 
@@ -102,27 +102,43 @@ impl Director {
         }
     }
 
-    /// [`Director::login`] for a client `from`: a source with too many failed attempts lately
-    /// (20 in 5 minutes) gets `None` without its password being checked, as if wrong.
+    /// [`Director::login`] for a client `from`, throttled (see [`LoginSource`] and
+    /// docs/operations.md, "Password guessing"): admission is decided and counted in one step
+    /// before the password is hashed, and a refused attempt gets `None`, as if wrong, without
+    /// its password being checked.
     pub async fn login_from(
         &self,
         username: &str,
         password: &SecretString,
         from: Option<LoginSource>,
     ) -> Result<Option<User>, Error> {
-        let now = std::time::Instant::now();
-        if let Some(source) = &from
-            && !self.inner.logins.allows(source, now)
-        {
-            tracing::info!(?source, "login refused: too many failed attempts");
+        let Some(source) = from else {
+            return self.login(username, password).await;
+        };
+        let Some(attempt) = self
+            .inner
+            .logins
+            .begin(&source, username, std::time::Instant::now())
+        else {
+            tracing::info!(
+                ?source,
+                outcome = "throttled",
+                "login refused: too many failed attempts"
+            );
             return Ok(None);
-        }
+        };
+        // Dropped without an outcome (hashing busy, an error, the caller gone), the attempt
+        // counts as nothing.
         let Some(user) = self.check_password(username, password).await? else {
             return Ok(None);
         };
-        if let (None, Some(source)) = (&user, from) {
-            self.inner.logins.failed(source, now);
-        }
+        let outcome = if user.is_some() {
+            Outcome::Succeeded
+        } else {
+            tracing::info!(?source, outcome = "failed", "login refused: wrong password");
+            Outcome::Failed
+        };
+        attempt.end(outcome, std::time::Instant::now());
         Ok(user)
     }
 

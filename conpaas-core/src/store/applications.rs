@@ -20,8 +20,33 @@ pub fn create_application(
     uid: UserId,
     name: &str,
 ) -> Result<Application, Error> {
+    create_application_capped(conn, uid, name, None)
+}
+
+/// [`create_application`] refused with [`Error::LimitReached`] when the user already has
+/// `max_applications` (counted under the same lock as the insert, so concurrent creations
+/// cannot pass the cap together).
+pub fn create_application_capped(
+    conn: &mut DbConnection,
+    uid: UserId,
+    name: &str,
+    max_applications: Option<u32>,
+) -> Result<Application, Error> {
     write_transaction(conn, |conn| {
         lock_user(conn, uid)?;
+        if let Some(max) = max_applications {
+            let n_applications: i64 = application::table
+                .filter(application::user_id.eq(uid))
+                .count()
+                .get_result(conn)?;
+            if n_applications >= i64::from(max) {
+                return Err(Error::LimitReached {
+                    uid,
+                    what: "applications",
+                    max,
+                });
+            }
+        }
         let n_same_name: i64 = application::table
             .filter(application::user_id.eq(uid))
             .filter(application::name.eq(name))

@@ -15,10 +15,28 @@ pub enum DatabaseErrorKind {
     Full,
     /// The database, its file or directory, the role or the server is read-only.
     ReadOnly,
+    /// The database file or its pages are damaged (SQLite "database disk image is
+    /// malformed", "file is not a database"; PostgreSQL "data corrupted", an invalid page).
+    Corrupt,
     /// A unique constraint refused the write.
     UniqueViolation,
     /// Anything else.
     Other,
+}
+
+impl fmt::Display for DatabaseErrorKind {
+    /// The words the log lines of failed queries carry (`database query failed (busy or
+    /// locked)`); clients never see them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DatabaseErrorKind::Busy => "busy or locked",
+            DatabaseErrorKind::Full => "disk full",
+            DatabaseErrorKind::ReadOnly => "read-only",
+            DatabaseErrorKind::Corrupt => "corrupt",
+            DatabaseErrorKind::UniqueViolation => "unique constraint",
+            DatabaseErrorKind::Other => "other",
+        })
+    }
 }
 
 /// A failed query, connection or pool checkout. `Display` and `source` are those of the
@@ -95,6 +113,13 @@ fn kind_of_message(message: &str) -> DatabaseErrorKind {
         || has("attempt to write a readonly")
     {
         DatabaseErrorKind::ReadOnly
+    } else if has("malformed")
+        || has("file is not a database")
+        || has("data corrupted")
+        || has("invalid page")
+        || has("could not read block")
+    {
+        DatabaseErrorKind::Corrupt
     } else {
         DatabaseErrorKind::Other
     }
@@ -141,10 +166,21 @@ mod tests {
                 "cannot execute INSERT in a read-only transaction",
                 DatabaseErrorKind::ReadOnly,
             ),
+            (
+                "database disk image is malformed",
+                DatabaseErrorKind::Corrupt,
+            ),
+            ("file is not a database", DatabaseErrorKind::Corrupt),
+            (
+                "invalid page in block 7 of relation base/16384/16385",
+                DatabaseErrorKind::Corrupt,
+            ),
             ("no such table: user", DatabaseErrorKind::Other),
         ];
         for (message, kind) in cases {
             assert_eq!(kind_of_message(message), kind, "{message}");
         }
+        assert_eq!(DatabaseErrorKind::Busy.to_string(), "busy or locked");
+        assert_eq!(DatabaseErrorKind::Full.to_string(), "disk full");
     }
 }

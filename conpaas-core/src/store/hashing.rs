@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -93,6 +94,8 @@ pub struct HashingPool {
     /// One permit per running or queued check: `workers + queue`.
     permits: Arc<Semaphore>,
     wait: Duration,
+    /// Password checks run so far (real or dummy), for tests and operators' counters.
+    n_verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HashingPool {
@@ -127,7 +130,14 @@ impl HashingPool {
             owner: Arc::new(Owner { shared }),
             permits: Arc::new(Semaphore::new(workers + settings.queue.max(1))),
             wait: settings.wait,
+            n_verifications: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// How many password checks ([`HashingPool::verify`]) this pool has run, dummy ones for
+    /// unknown users included: what a guessing burst cost.
+    pub fn n_verifications(&self) -> u64 {
+        self.n_verifications.load(Ordering::Relaxed)
     }
 
     /// Checks `password` against a stored hash; with `None` (no such user, or no password)
@@ -137,15 +147,19 @@ impl HashingPool {
         stored: Option<SecretString>,
         password: SecretString,
     ) -> Result<Verification, Error> {
-        self.submit(move |memory| match &stored {
-            Some(stored) => password::verify_password_with(
-                memory,
-                stored.expose_secret(),
-                password.expose_secret(),
-            ),
-            None => {
-                password::waste_verification_with(memory, password.expose_secret());
-                Verification::Mismatch
+        let n_verifications = self.n_verifications.clone();
+        self.submit(move |memory| {
+            n_verifications.fetch_add(1, Ordering::Relaxed);
+            match &stored {
+                Some(stored) => password::verify_password_with(
+                    memory,
+                    stored.expose_secret(),
+                    password.expose_secret(),
+                ),
+                None => {
+                    password::waste_verification_with(memory, password.expose_secret());
+                    Verification::Mismatch
+                }
             }
         })
         .await

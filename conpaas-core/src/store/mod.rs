@@ -62,6 +62,8 @@ mod lease;
 #[cfg(feature = "store")]
 mod migrate;
 #[cfg(feature = "store")]
+pub mod names;
+#[cfg(feature = "store")]
 pub mod password;
 #[cfg(feature = "store")]
 mod rows;
@@ -74,8 +76,9 @@ mod users;
 
 #[cfg(feature = "store")]
 pub use applications::{
-    create_application, default_application, delete_application_owned, find_application_by_name,
-    find_application_owned, list_applications, list_applications_of_user, rename_application_owned,
+    create_application, create_application_capped, default_application, delete_application_owned,
+    find_application_by_name, find_application_owned, list_applications, list_applications_of_user,
+    rename_application_owned,
 };
 #[cfg(feature = "store")]
 pub use backup::backup_sqlite;
@@ -95,15 +98,15 @@ pub use lease::Lease;
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
     delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
-    insert_service, list_all_services, list_incomplete_services,
+    insert_service, insert_service_capped, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, list_services_of_user,
     rename_service_owned, service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{
     LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,
-    create_user, decrement_credit, find_login, find_user, find_user_by_username, login,
-    upgrade_password_hash, users_without_credit,
+    create_user, decrement_credit, find_colliding_username, find_login, find_user,
+    find_user_by_username, login, upgrade_password_hash, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).
@@ -242,7 +245,7 @@ pub enum Error {
         source: DatabaseError,
     },
     /// No pooled connection became free in time, or none could be opened.
-    #[error("no database connection available")]
+    #[error("no database connection available ({})", .0.kind())]
     Pool(#[source] DatabaseError),
     /// A migration failed; the database is left at the last migration that succeeded
     /// (each runs in its own transaction).
@@ -254,8 +257,9 @@ pub enum Error {
         /// How many.
         n_rows: i64,
     },
-    /// A query failed.
-    #[error("database query failed")]
+    /// A query failed. The message names the kind of failure (busy or locked, disk full,
+    /// read-only, corrupt...) for the log; the api answers clients without it.
+    #[error("database query failed ({})", .0.kind())]
     Query(#[source] DatabaseError),
     /// Hashing a password failed.
     #[error("cannot hash the password")]
@@ -342,6 +346,17 @@ pub enum Error {
         application_id: AppId,
         /// The subnet chosen.
         subnet: String,
+    },
+    /// The user has as many applications or services as the director allows
+    /// (`[director] MAX_APPLICATIONS_PER_USER`, `MAX_SERVICES_PER_USER`).
+    #[error("user {uid} already has the most {what} allowed ({max})")]
+    LimitReached {
+        /// The user.
+        uid: UserId,
+        /// `applications` or `services`.
+        what: &'static str,
+        /// The cap.
+        max: u32,
     },
     /// A credit amount or initial credit was negative.
     #[error("negative credit amount {0}")]
@@ -826,7 +841,7 @@ mod tests {
             .unwrap_err();
         holder.batch_execute("ROLLBACK").unwrap();
         assert_eq!(kind(&err), Some(DatabaseErrorKind::Busy), "{err:?}");
-        assert_eq!(err.to_string(), "database query failed");
+        assert_eq!(err.to_string(), "database query failed (busy or locked)");
         let source = std::error::Error::source(&err).unwrap().to_string();
         assert!(source.contains("database is locked"), "{source}");
 

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::Error;
-use super::applications::lock_application_owned;
+use super::applications::{lock_application_owned, lock_user};
 use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::{ServiceRow, now_local};
 use super::schema::{service, user};
@@ -58,7 +58,39 @@ where
     E: From<Error>,
     F: FnOnce(&[String]) -> Result<Option<String>, E>,
 {
+    insert_service_capped(conn, new, None, choose_subnet)
+}
+
+/// [`insert_service`] refused with [`Error::LimitReached`] when the user already has
+/// `max_services` services, in any application (counted with the user's row locked, so
+/// concurrent starts cannot pass the cap together).
+pub fn insert_service_capped<E, F>(
+    conn: &mut DbConnection,
+    new: &NewService,
+    max_services: Option<u32>,
+    choose_subnet: F,
+) -> Result<Service, E>
+where
+    E: From<Error>,
+    F: FnOnce(&[String]) -> Result<Option<String>, E>,
+{
     write_transaction(conn, |conn| {
+        if let Some(max) = max_services {
+            lock_user(conn, new.user_id)?;
+            let n_services: i64 = service::table
+                .filter(service::user_id.eq(new.user_id))
+                .count()
+                .get_result(conn)
+                .map_err(Error::from)?;
+            if n_services >= i64::from(max) {
+                return Err(Error::LimitReached {
+                    uid: new.user_id,
+                    what: "services",
+                    max,
+                }
+                .into());
+            }
+        }
         if lock_application_owned(conn, new.application_id, new.user_id)?.is_none() {
             return Err(Error::ApplicationNotFound(new.application_id).into());
         }

@@ -5,6 +5,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::conn::{DbConnection, on_backend, write_transaction};
+use super::names;
 use super::password::{self, Verification};
 use super::rows::{UserRow, now_local};
 use super::schema::{application, user};
@@ -59,8 +60,11 @@ pub struct NewUser {
 /// Duplicates are decided inside the transaction ([`Error::UsernameTaken`] first,
 /// then [`Error::EmailTaken`], the order of 1.2's checks); a concurrent insert that
 /// wins the race hits the unique constraints and gets the same errors.
+///
+/// User names collide by [`names::username_key`] (NFKC and case folding): a name whose key
+/// an existing user's name has is [`Error::UsernameTaken`], whatever the spelling.
 pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error> {
-    if new.username.eq_ignore_ascii_case(RESERVED_USERNAME) {
+    if names::username_key(&new.username) == names::username_key(RESERVED_USERNAME) {
         return Err(Error::UsernameReserved(new.username.clone()));
     }
     if new.credit.0 < 0 {
@@ -75,11 +79,7 @@ pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error
         NewPassword::Hash(_) => return Err(Error::UnknownPasswordHash),
     };
     let created = write_transaction(conn, |conn| {
-        let n_same_name: i64 = user::table
-            .filter(user::username.eq(&new.username))
-            .count()
-            .get_result(conn)?;
-        if n_same_name > 0 {
+        if find_colliding_username(conn, &new.username)?.is_some() {
             return Err(Error::UsernameTaken(new.username.clone()));
         }
         if let Some(email) = &new.email {
@@ -125,6 +125,30 @@ pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error
         }
         err
     })
+}
+
+/// The existing user name that `username` collides with by [`names::username_key`], if any.
+///
+/// The keys of existing names are computed here, at check time, so that a 1.2 database needs
+/// no migration and its users keep their names as stored (one read of the `username` column:
+/// milliseconds for many thousands of users). Inside [`write_transaction`] the answer holds
+/// until the insert: SQLite's `BEGIN IMMEDIATE` serialises writers, and on PostgreSQL a
+/// transaction-scoped advisory lock serialises registrations.
+pub fn find_colliding_username(
+    conn: &mut DbConnection,
+    username: &str,
+) -> Result<Option<String>, Error> {
+    #[cfg(feature = "postgres")]
+    #[allow(irrefutable_let_patterns)]
+    if let DbConnection::Pg(c) = conn {
+        // Held to the end of the caller's transaction (at once released outside one).
+        diesel::sql_query("SELECT pg_advisory_xact_lock(216091350002)").execute(c)?;
+    }
+    let key = names::username_key(username);
+    let existing: Vec<String> = user::table.select(user::username).load(conn)?;
+    Ok(existing
+        .into_iter()
+        .find(|name| names::username_key(name) == key))
 }
 
 /// A user and their stored password hash, as read for a login.

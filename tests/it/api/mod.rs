@@ -8,6 +8,7 @@ mod authz;
 mod bad_input;
 mod credit;
 mod download;
+mod hostile;
 mod manager;
 mod original;
 mod shapes;

@@ -38,6 +38,7 @@ pub struct Options {
     open_registration: bool,
     max_credit: Option<i64>,
     postgres: bool,
+    director_lines: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,7 @@ impl Options {
             open_registration: false,
             max_credit: None,
             postgres: false,
+            director_lines: String::new(),
         }
     }
 
@@ -83,6 +85,12 @@ impl Options {
         self
     }
 
+    /// One more `KEY = value` line in `[director]`.
+    pub fn director_setting(mut self, key: &str, value: &str) -> Self {
+        self.director_lines.push_str(&format!("{key} = {value}\n"));
+        self
+    }
+
     /// The database on the local PostgreSQL server (a database made for the test and dropped
     /// with it) instead of SQLite.
     pub fn postgres(mut self) -> Self {
@@ -107,12 +115,13 @@ impl Options {
         }
         format!(
             "{conpaas}\n[iaas]\nDRIVER = dummy\n\n[director]\nDATABASE_URI = {}\n\
-             DIRECTOR_URL = https://localhost:5555\nOPEN_REGISTRATION = {}\n",
+             DIRECTOR_URL = https://localhost:5555\nOPEN_REGISTRATION = {}\n{}",
             match database {
                 Some(name) => format!("{POSTGRES_SERVER}/{name}"),
                 None => format!("sqlite:///{dir}/director.db"),
             },
-            self.open_registration
+            self.open_registration,
+            self.director_lines
         )
     }
 }

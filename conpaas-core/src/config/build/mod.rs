@@ -30,7 +30,8 @@ use super::values::{
 };
 use super::{
     DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
-    DEFAULT_MANAGER_PORT, DEFAULT_REAP_GRACE, DirectorConfig,
+    DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER, DEFAULT_MAX_SERVICES_PER_USER,
+    DEFAULT_REAP_GRACE, DirectorConfig,
 };
 
 /// The sections the director reads besides the clouds.
@@ -64,6 +65,8 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAINTENANCE_INTERVAL",
     "RECONCILE_GRACE",
     "REAP_GRACE",
+    "MAX_APPLICATIONS_PER_USER",
+    "MAX_SERVICES_PER_USER",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -127,6 +130,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     parse_integer(text, 1, 86_400)
         .map(Duration::from_secs)
         .map_err(|_| "a whole number of seconds between 1 and 86400".to_owned())
+}
+
+/// A per-user cap: 1 to a million.
+fn parse_cap(text: &str) -> Result<u32, String> {
+    parse_integer(text, 1, 1_000_000)
+        .ok()
+        .and_then(|cap| u32::try_from(cap).ok())
+        .ok_or_else(|| "a whole number between 1 and 1000000".to_owned())
 }
 
 fn contains_key(keys: &[&str], key: &str) -> bool {
@@ -230,6 +241,8 @@ impl Builder<'_> {
         let maintenance_interval = self.optional("director", "maintenance_interval", parse_seconds);
         let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
         let reap_grace = self.optional("director", "reap_grace", parse_seconds);
+        let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
+        let max_services = self.optional("director", "max_services_per_user", parse_cap);
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -252,6 +265,8 @@ impl Builder<'_> {
             Ok(maintenance_interval),
             Ok(reconcile_grace),
             Ok(reap_grace),
+            Ok(max_applications),
+            Ok(max_services),
         ) = (
             conf_dir,
             cert_dir,
@@ -269,6 +284,8 @@ impl Builder<'_> {
             maintenance_interval,
             reconcile_grace,
             reap_grace,
+            max_applications,
+            max_services,
         )
         else {
             return Err(Reported);
@@ -296,6 +313,9 @@ impl Builder<'_> {
             maintenance_interval: maintenance_interval.unwrap_or(DEFAULT_MAINTENANCE_INTERVAL),
             reconcile_grace,
             reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
+            max_applications_per_user: max_applications
+                .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
+            max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
         })
     }
 

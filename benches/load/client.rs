@@ -160,6 +160,21 @@ impl Outcome {
         (self.ok + self.errors) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Runs made at the same time, as one.
+    pub fn merge(runs: Vec<Outcome>) -> Outcome {
+        let mut all = Outcome::default();
+        for run in runs {
+            all.ok += run.ok;
+            all.errors += run.errors;
+            all.first_error = all.first_error.or(run.first_error);
+            all.elapsed = all.elapsed.max(run.elapsed);
+            all.latencies_us.extend(run.latencies_us);
+            all.bodies.extend(run.bodies);
+        }
+        all.latencies_us.sort_unstable();
+        all
+    }
+
     /// The `p`-quantile of the latency (0.5, 0.99), ms.
     pub fn quantile_ms(&self, p: f64) -> f64 {
         quantile_us(&self.latencies_us, p) / 1000.0

@@ -17,6 +17,8 @@ use crate::client::{self, BoxError, Job, Limit, Mode, Target};
 pub const USER: &str = "load";
 /// The load user's password.
 pub const PASSWORD: &str = "load-password";
+/// Accounts the login burst spreads over (8 concurrent logins each at c=32).
+pub const BURST_ACCOUNTS: usize = 4;
 /// Enough credit for every decrement and start of a suite.
 const CREDIT: &str = "1000000000";
 
@@ -146,6 +148,31 @@ impl Installation {
                 CREDIT,
             ],
         )?;
+        // The sustained starts make hundreds of services for the one user.
+        let config = dir.path().join("director.cfg");
+        let text = std::fs::read_to_string(&config)?;
+        let text = text.replacen(
+            "[director]\n",
+            "[director]\nMAX_SERVICES_PER_USER = 1000000\nMAX_APPLICATIONS_PER_USER = 1000000\n",
+            1,
+        );
+        std::fs::write(&config, text)?;
+        // The burst's accounts (`burst-0` ...): logins of one account are limited to 20 at
+        // once (docs/operations.md, "Password guessing"); the burst comes through the
+        // frontend's certificate, as the PHP frontend's logins do.
+        for n in 0..BURST_ACCOUNTS {
+            run_director(
+                director,
+                &[
+                    "--data-dir",
+                    &data,
+                    "adduser",
+                    &format!("burst-{n}@example.org"),
+                    &format!("burst-{n}"),
+                    PASSWORD,
+                ],
+            )?;
+        }
         let ca_pem = std::fs::read(dir.path().join("certs/ca_cert.pem"))?;
         Ok(Installation {
             dir,
@@ -241,6 +268,13 @@ impl Installation {
             &self.ca_pem,
             Some((&self.user.0, &self.user.1)),
         )
+    }
+
+    /// A target presenting the frontend's certificate (the director's own).
+    pub fn frontend_target(&self, addr: SocketAddr) -> Result<Target, BoxError> {
+        let cert = std::fs::read(self.dir.path().join("certs/cert.pem"))?;
+        let key = std::fs::read(self.dir.path().join("certs/key.pem"))?;
+        Target::new(addr, "localhost", &self.ca_pem, Some((&cert, &key)))
     }
 
     /// A target presenting the manager's certificate.

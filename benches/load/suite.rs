@@ -632,29 +632,56 @@ fn start(cx: &mut Context) {
 /// figures are the logins' alone, not what the scenarios before left in the allocator.
 fn burst(cx: &mut Context) {
     let n = cx.settings.burst_logins;
-    let login = job(
-        Method::POST,
-        "/login",
-        install::login_form(),
-        client::accepted,
-    );
+    let accounts = install::BURST_ACCOUNTS;
+    let logins: Vec<Arc<Job>> = (0..accounts)
+        .map(|account| {
+            job(
+                Method::POST,
+                "/login",
+                Bytes::from(format!(
+                    "username=burst-{account}&password={}",
+                    install::PASSWORD
+                )),
+                client::accepted,
+            )
+        })
+        .collect();
     let fresh = cx
         .installation
         .serve(&cx.director_bin, &[])
         .expect("a second director");
-    let anonymous = cx.anonymous(fresh.addr);
+    let frontend = Arc::new(
+        cx.installation
+            .frontend_target(fresh.addr)
+            .expect("frontend target"),
+    );
     std::thread::sleep(Duration::from_secs(3));
     let idle = procfs::rss_kib(fresh.pid);
     let before = idle;
     let sampler = PeakSampler::start(fresh.pid);
-    let outcome = cx.run(&anonymous, &login, Mode::KeepAlive, 32, Limit::Requests(n));
+    // 32 clients in all: 32 / accounts per account.
+    let per_account = u64::try_from(accounts).unwrap_or(1);
+    let outcome = Outcome::merge(cx.runtime.block_on(futures_util::future::join_all(
+        logins.iter().map(|login| {
+            client::run(
+                frontend.clone(),
+                login.clone(),
+                Mode::KeepAlive,
+                32 / accounts,
+                Limit::Requests(n / per_account),
+                false,
+            )
+        }),
+    )));
     let (peak, peak_threads) = sampler.finish();
     std::thread::sleep(Duration::from_secs(10));
     let after = procfs::rss_kib(fresh.pid);
     drop(fresh);
     let met = mib(peak) <= 150.0 && after as f64 <= 2.0 * idle as f64;
     cx.rows.push(Row {
-        figure: format!("RSS over {n} `/login` at c=32 (fresh director): idle, peak, 10 s after"),
+        figure: format!(
+            "RSS over {n} `/login` at c=32 through the frontend, {accounts} accounts (fresh director): idle, peak, 10 s after"
+        ),
         target: "peak ≤ 150 MiB, after ≤ 2 × idle".into(),
         measured: format!(
             "{:.1} / {:.1} ({peak_threads} threads) / {:.1} MiB ({:.2} × idle); {}",

@@ -26,6 +26,10 @@ pub struct Target {
     /// The name its certificate is checked against (and the `Host` header).
     pub server_name: ServerName<'static>,
     connector: TlsConnector,
+    /// Loopback source addresses to spread connections over (the director limits the
+    /// connections of one address); none: the system's choice.
+    sources: Vec<std::net::Ipv4Addr>,
+    next_source: std::sync::atomic::AtomicUsize,
 }
 
 impl Target {
@@ -57,12 +61,30 @@ impl Target {
             addr,
             server_name: ServerName::try_from(server_name.to_owned())?,
             connector: TlsConnector::from(Arc::new(config)),
+            sources: Vec::new(),
+            next_source: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// This target with its connections spread over `n` loopback source addresses
+    /// (127.0.0.1, 127.0.0.2, ...), as `n` clients would come.
+    pub fn from_sources(mut self, n: u8) -> Target {
+        self.sources = (1..=n.max(1))
+            .map(|last| std::net::Ipv4Addr::new(127, 0, 0, last))
+            .collect();
+        self
     }
 
     /// A new HTTP/1.1 connection over TLS.
     pub async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
-        let tcp = TcpStream::connect(self.addr).await?;
+        let tcp = if self.sources.is_empty() {
+            TcpStream::connect(self.addr).await?
+        } else {
+            let n = self.next_source.fetch_add(1, Ordering::Relaxed);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((self.sources[n % self.sources.len()], 0)))?;
+            socket.connect(self.addr).await?
+        };
         tcp.set_nodelay(true)?;
         let tls = self
             .connector

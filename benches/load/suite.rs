@@ -453,9 +453,18 @@ fn connections(cx: &mut Context) {
     let n = cx.settings.connections;
     let read = job(Method::POST, "/listapp", Bytes::new(), client::accepted);
     let mut measured = Vec::new();
+    // From 16 loopback addresses: the director serves at most 256 connections of one.
+    let spread = |addr| {
+        Arc::new(
+            cx.installation
+                .user_target(addr)
+                .expect("user target")
+                .from_sources(16),
+        )
+    };
     for (pid, target) in [
-        (cx.director.pid, cx.user(cx.director.addr)),
-        (cx.baseline.pid, cx.user(cx.baseline.addr)),
+        (cx.director.pid, spread(cx.director.addr)),
+        (cx.baseline.pid, spread(cx.baseline.addr)),
     ] {
         let sampler = PeakSampler::start(pid);
         let (open, failed_open) = cx.runtime.block_on(client::open_connections(

@@ -18,4 +18,5 @@ mod reliability;
 mod store;
 mod support;
 mod tidy;
+mod transport;
 mod vpn;

@@ -35,12 +35,22 @@ use tower::ServiceExt;
 #[derive(Debug, Clone)]
 #[cfg(feature = "server")]
 pub struct TransportSettings {
-    /// Time allowed for the TLS handshake; slow-loris peers are dropped after it.
+    /// Time allowed from the connection's accept to its first byte; a peer that opens
+    /// sockets and sends nothing is dropped after it.
+    pub first_byte_timeout: Duration,
+    /// Time allowed for the TLS handshake (after the first byte); slow-loris peers are
+    /// dropped after it.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive a request's headers (hyper needs a timer for this to work).
+    /// Time allowed to receive a request's headers, which is also how long a kept-alive
+    /// connection may stay idle between requests (hyper counts from the end of the previous
+    /// answer; it needs a timer for this to work).
     pub header_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once. Past it a new connection is closed at once, rather than
+    /// left to wait behind idle ones; the listen backlog is this size too.
     pub max_connections: usize,
+    /// Connections served at once for one peer: an IPv4 address, or an IPv6 /64 (one
+    /// site's addresses). Past it the peer's new connections are closed at once.
+    pub max_connections_per_address: usize,
     /// How long in-flight requests may take to finish after shutdown was asked for.
     pub shutdown_grace: Duration,
 }
@@ -50,10 +60,82 @@ impl TransportSettings {
     /// Settings fit for a director on the open Internet.
     pub fn recommended() -> Self {
         TransportSettings {
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(15),
             max_connections: 1024,
+            // A PHP frontend (one connection per request, as many at once as Apache has
+            // workers), or a class behind one NAT, is one address: a quarter of the whole.
+            max_connections_per_address: 256,
             shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who counts as one peer for [`TransportSettings::max_connections_per_address`]: an IPv4
+/// address (also when mapped into IPv6), or the /64 of an IPv6 address.
+#[cfg(feature = "server")]
+fn peer_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => std::net::IpAddr::V4(v4),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Connections open per peer ([`peer_key`]).
+#[cfg(feature = "server")]
+#[derive(Default)]
+struct PerPeer {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection of a peer, counted until dropped.
+#[cfg(feature = "server")]
+struct PeerSlot {
+    counts: Arc<PerPeer>,
+    key: std::net::IpAddr,
+}
+
+#[cfg(feature = "server")]
+impl PerPeer {
+    /// A slot for a connection of `ip`, unless it has `limit` open already.
+    fn admit(counts: &Arc<PerPeer>, ip: std::net::IpAddr, limit: usize) -> Option<PeerSlot> {
+        let key = peer_key(ip);
+        let mut open = counts
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= limit.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+#[cfg(feature = "server")]
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .counts
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
         }
     }
 }
@@ -106,13 +188,22 @@ pub struct Listener {
 
 #[cfg(feature = "server")]
 impl Listener {
-    /// Binds `addr` (port 0 picks a free port).
+    /// Binds `addr` (port 0 picks a free port), with a listen backlog of
+    /// [`TransportSettings::max_connections`].
     pub async fn bind(
         addr: SocketAddr,
         tls: Arc<ServerConfig>,
         settings: TransportSettings,
     ) -> std::io::Result<Listener> {
-        let tcp = TcpListener::bind(addr).await?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted director binds at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let tcp = socket.listen(u32::try_from(settings.max_connections).unwrap_or(u32::MAX))?;
         Ok(Listener {
             tcp,
             acceptor: TlsAcceptor::from(tls),
@@ -159,6 +250,7 @@ impl Listener {
             settings,
         } = self;
         let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+        let per_peer = Arc::new(PerPeer::default());
         let graceful = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -166,14 +258,6 @@ impl Listener {
         let http = Arc::new(http);
         tokio::pin!(shutdown);
         loop {
-            // Waiting for a permit before accepting keeps the connection count bounded.
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = tcp.accept() => match accepted {
@@ -186,13 +270,35 @@ impl Listener {
                     }
                 },
             };
+            // Past a limit the connection is closed at once: queued, it would wait behind the
+            // idle connections that hold the places.
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::debug!(%remote, "connection closed: the director serves its maximum");
+                continue;
+            };
+            let Some(slot) =
+                PerPeer::admit(&per_peer, remote.ip(), settings.max_connections_per_address)
+            else {
+                tracing::debug!(%remote, "connection closed: its address has its maximum open");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let router = router.clone();
             let http = http.clone();
             let watcher = graceful.watcher();
             let handshake_timeout = settings.handshake_timeout;
+            let first_byte_timeout = settings.first_byte_timeout;
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_permit, _slot) = (permit, slot);
+                // `peek` waits for a byte without taking it (readiness alone can be spurious).
+                let mut first = [0u8; 1];
+                if !matches!(
+                    tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await,
+                    Ok(Ok(1..))
+                ) {
+                    tracing::debug!(%remote, "connection closed: nothing sent");
+                    return;
+                }
                 let tls =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,

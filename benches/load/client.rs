@@ -68,7 +68,7 @@ impl Target {
 
     /// This target with its connections spread over `n` loopback source addresses
     /// (127.0.0.1, 127.0.0.2, ...), as `n` clients would come.
-    pub fn from_sources(mut self, n: u8) -> Target {
+    pub fn with_sources(mut self, n: u8) -> Target {
         self.sources = (1..=n.max(1))
             .map(|last| std::net::Ipv4Addr::new(127, 0, 0, last))
             .collect();

@@ -459,7 +459,7 @@ fn connections(cx: &mut Context) {
             cx.installation
                 .user_target(addr)
                 .expect("user target")
-                .from_sources(16),
+                .with_sources(16),
         )
     };
     for (pid, target) in [

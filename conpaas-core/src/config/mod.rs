@@ -69,6 +69,17 @@ pub const DEFAULT_MAX_SERVICES_PER_USER: u32 = 100;
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// `[director] METRICS_ALLOW` when absent: loopback only (`127.0.0.0/8`, `::1`).
+pub fn default_metrics_allow() -> Vec<ipnet::IpNet> {
+    vec![
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+        ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        )),
+    ]
+}
+
 /// Every key the director recognises, as `(section, KEY)`; `"<cloud>"` stands
 /// for `[iaas]` and every section named in `OTHER_CLOUDS`. docs/config.md documents each.
 pub const KNOWN_KEYS: &[(&str, &str)] = &[
@@ -121,6 +132,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "REAP_GRACE"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
+    ("director", "METRICS_ALLOW"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -167,6 +179,9 @@ pub struct DirectorConfig {
     pub reconcile_grace: Option<Duration>,
     /// `[director] REAP_GRACE`: how old a VM without a row must be before it is terminated.
     pub reap_grace: Duration,
+    /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
+    /// frontend's certificate (default: [`default_metrics_allow`]).
+    pub metrics_allow: Vec<ipnet::IpNet>,
 }
 
 impl DirectorConfig {

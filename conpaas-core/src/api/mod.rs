@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::director::{Director, Outcome};
+pub use ops::VERSION;
 pub use server::PeerInfo;
 
 /// Who may call a route (`spec/director-api.md` §1.6, and the operators' routes).

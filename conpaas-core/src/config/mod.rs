@@ -72,7 +72,10 @@ pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// `[director] METRICS_ALLOW` when absent: loopback only (`127.0.0.0/8`, `::1`).
 pub fn default_metrics_allow() -> Vec<ipnet::IpNet> {
     vec![
-        ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(127, 0, 0, 0),
+            8,
+        )),
         ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
             std::net::Ipv6Addr::LOCALHOST,
             128,
@@ -205,9 +208,32 @@ pub struct LoadedConfig {
     pub generated: bool,
     /// The `[director]` header's line, for the message of a missing `DIRECTOR_URL`.
     director_header_line: Option<usize>,
+    /// Every `[section] KEY` with its value as read (interpolated), to tell what changed
+    /// between two readings ([`LoadedConfig::changed_keys`]).
+    values: std::collections::BTreeMap<String, String>,
 }
 
 impl LoadedConfig {
+    /// The `[section] KEY` names whose values differ in `newer` (set, changed or removed),
+    /// sorted; never the values, which may be passwords.
+    pub fn changed_keys(&self, newer: &LoadedConfig) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .values
+            .iter()
+            .filter(|(key, value)| newer.values.get(*key) != Some(value))
+            .map(|(key, _)| key.clone())
+            .collect();
+        changed.extend(
+            newer
+                .values
+                .keys()
+                .filter(|key| !self.values.contains_key(*key))
+                .cloned(),
+        );
+        changed.sort();
+        changed
+    }
+
     /// `DIRECTOR_URL`, which starting services needs (the VMs call back at it),
     /// or an error pointing at the file.
     pub fn require_director_url(&self) -> Result<&DirectorUrl, Error> {
@@ -236,6 +262,21 @@ impl LoadedConfig {
 pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
     let (ini, reader_warnings) = ini::Ini::parse(path, text).map_err(Error::Invalid)?;
     let (config, warnings) = build::build(&ini, reader_warnings).map_err(Error::Invalid)?;
+    let values = ini
+        .sections()
+        .iter()
+        .flat_map(|section| {
+            ini.items(section)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|value| {
+                    (
+                        format!("[{}] {}", section.name, value.key.to_ascii_uppercase()),
+                        value.text,
+                    )
+                })
+        })
+        .collect();
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,
@@ -244,6 +285,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
         director_header_line: ini
             .section("director")
             .and_then(|section| section.header_line),
+        values,
     })
 }
 

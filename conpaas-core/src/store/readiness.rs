@@ -58,3 +58,30 @@ pub fn check_writable(conn: &mut DbConnection) -> Result<(), Error> {
 pub fn pending_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
     super::migrate::pending(conn)
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use diesel::RunQueryDsl as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_that_refuses_writes_is_not_writable() {
+        let (store, _dir) = crate::store::test_support::sqlite_store();
+        store.run(check_writable).await.unwrap();
+        assert!(store.run(pending_migrations).await.unwrap().is_empty());
+        // The check changed nothing.
+        let users = store.run(crate::store::count_users).await.unwrap();
+        assert_eq!(users, 0);
+        let refused = store
+            .run(|conn| -> Result<(), Error> {
+                if let DbConnection::Sqlite(c) = conn {
+                    diesel::sql_query("PRAGMA query_only = ON").execute(c)?;
+                }
+                check_writable(conn)
+            })
+            .await;
+        let error = crate::model::ErrorChain(&refused.unwrap_err()).to_string();
+        assert!(error.contains("readonly"), "{error}");
+    }
+}

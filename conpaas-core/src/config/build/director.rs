@@ -60,6 +60,7 @@ pub(super) fn parse_metrics_allow(text: &str) -> Result<Vec<ipnet::IpNet>, Strin
         .filter(|item| !item.is_empty())
         .map(|item| {
             item.parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| EXPECTED.to_owned())
         })

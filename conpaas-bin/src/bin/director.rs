@@ -222,7 +222,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
         tracing::warn!("{warning}");
     }
     if loaded.generated {
-        eprintln!(
+        tracing::info!(
             "created the data directory configuration {}",
             loaded.path.display()
         );
@@ -568,7 +568,8 @@ fn serve(
             .map_or("localhost", |url| url.host())
             .to_owned();
         let report = setup::init(loaded, &hostname, false)?;
-        eprintln!(
+        // Through the log, so that `--log-format json` keeps standard error all JSON.
+        tracing::info!(
             "set up a new director in {}: CA and certificate for {}, database, dummy cloud",
             loaded.config.conf_dir.display(),
             report.director_url
@@ -641,7 +642,9 @@ fn serve(
                 ConfigSource::File { path, .. } => format!(" --config {}", path.display()),
                 _ => String::new(),
             };
-            eprintln!("no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`");
+            tracing::info!(
+                "no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`"
+            );
         }
         // Maintenance (undoing what a crash left half-done) runs beside the API: a replica
         // that died mid-start leaves rows another replica must clean.

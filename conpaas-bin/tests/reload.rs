@@ -207,6 +207,23 @@ fn sighup_reloads_the_certificate_for_new_connections_and_keeps_open_ones() {
     assert_eq!(Connection::open(port, &ca_pem).server_certificate(), second);
     assert_eq!(fresh.get("/healthz"), (200, "ok\n".to_owned()));
 
+    // A good pair whose key others can read is refused too, until it is 0600.
+    use std::os::unix::fs::PermissionsExt as _;
+    director(&data, &["init", "--keep-ca", "localhost"]);
+    let third = pem_der(&certs.join("cert.pem"));
+    let key_path = certs.join("key.pem");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = lines.lock().unwrap().len();
+    hangup(&child);
+    let failed = wait_for(&lines, before, "TLS reload failed");
+    assert!(failed.contains("expected 0600"), "{failed}");
+    assert_eq!(Connection::open(port, &ca_pem).server_certificate(), second);
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = lines.lock().unwrap().len();
+    hangup(&child);
+    wait_for(&lines, before, "reloaded the TLS certificate and key");
+    assert_eq!(Connection::open(port, &ca_pem).server_certificate(), third);
+
     assert!(child.try_wait().unwrap().is_none(), "the director died");
     let status = Command::new("kill")
         .arg(child.id().to_string())

@@ -686,6 +686,7 @@ impl Reload {
         match conpaas_core::ca::DirectorTlsFiles::read(cert_dir)
             .map_err(anyhow::Error::from)
             .and_then(|files| {
+                check_key_mode(&cert_dir.join("key.pem"))?;
                 let summary = self.identity.replace_from_files(&files)?;
                 Ok((summary, files.ca_cert_pem))
             }) {
@@ -739,6 +740,21 @@ impl Reload {
             ),
         }
     }
+}
+
+/// Refuses a key file others can read, as the CA refuses its own (a renewal done by hand
+/// often leaves the umask's 0644).
+fn check_key_mode(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is readable by others (mode {mode:o}), expected 0600: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The addresses `--listen` names, in the resolver's order.

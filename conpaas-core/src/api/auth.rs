@@ -204,7 +204,7 @@ impl FromRequestParts<Director> for CertifiedUser {
 
 /// The certificate's part of the user rule ([`user_id`]), for the listings, which check that
 /// the user exists in the same read transaction as they list
-/// ([`Director::read_as_user`]).
+/// (`Director::read_for_user`).
 pub(super) struct CertifiedUserId(pub(super) UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for CertifiedUserId {

@@ -7,16 +7,18 @@
 //! are bounded: routes are patterns, clouds and service types are configured names.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric as _, LabelValueEncoder,
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+    MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::ca::CertificateAuthority;
@@ -187,21 +189,102 @@ struct MaintenanceLabels {
     action: MaintenanceAction,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type Histograms<L> = Family<L, Seconds, fn() -> Seconds>;
 
 /// Request latencies: 250 µs to 60 s (a `/start` waits for its VM).
-fn request_histogram() -> Histogram {
-    Histogram::new([
-        0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        10.0, 30.0, 60.0,
-    ])
-}
+const REQUEST_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0,
+];
 
 /// Cloud call latencies: 10 ms to 10 min (a VM boot).
-fn cloud_histogram() -> Histogram {
-    Histogram::new([
-        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-    ])
+const CLOUD_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn request_histogram() -> Seconds {
+    Seconds::new(REQUEST_BUCKETS)
+}
+
+fn cloud_histogram() -> Seconds {
+    Seconds::new(CLOUD_BUCKETS)
+}
+
+/// A histogram of durations kept in atomics: every request observes one, from every worker
+/// thread at once, and prometheus-client's `Histogram` takes a mutex per observation (its
+/// contention put futex calls on the request path). The sum is kept in nanoseconds.
+#[derive(Debug, Clone)]
+struct Seconds {
+    inner: Arc<SecondsInner>,
+}
+
+#[derive(Debug)]
+struct SecondsInner {
+    /// Upper bounds, seconds, ascending; an implicit `+Inf` bucket follows.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), `bounds.len() + 1` of them.
+    counts: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Seconds {
+    fn new(bounds: &'static [f64]) -> Seconds {
+        Seconds {
+            inner: Arc::new(SecondsInner {
+                bounds,
+                counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                sum_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let inner = &*self.inner;
+        let bucket = inner
+            .bounds
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(inner.bounds.len());
+        if let Some(count) = inner.counts.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        inner.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Seconds {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Seconds {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let inner = &*self.inner;
+        let buckets: Vec<(f64, u64)> = inner
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(
+                inner
+                    .counts
+                    .iter()
+                    .map(|count| count.load(Ordering::Relaxed)),
+            )
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "exact up to 2^53 ns (104 days of summed latency), rounded beyond"
+        )]
+        let sum = inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// The metrics of one director. Cheap to share (every family is reference-counted); get it
@@ -360,7 +443,7 @@ impl Metrics {
             .inc();
         self.request_seconds
             .get_or_create(&RouteLabels { route })
-            .observe(latency.as_secs_f64());
+            .observe(latency);
     }
 
     pub(crate) fn certificate_issued(&self, role: Role) {
@@ -396,9 +479,7 @@ impl Metrics {
             cloud: cloud.to_owned(),
             call,
         };
-        self.cloud_seconds
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
+        self.cloud_seconds.get_or_create(&labels).observe(took);
         if failed {
             self.cloud_errors.get_or_create(&labels).inc();
         }
@@ -409,6 +490,44 @@ impl Metrics {
             self.maintenance
                 .get_or_create(&MaintenanceLabels { action })
                 .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_latencies_encode_as_cumulative_buckets_with_sum_and_count() {
+        let ca = CertificateAuthority::generate(crate::ca::KeyAlgorithm::EcdsaP256).unwrap();
+        let metrics = Metrics::new(Arc::new(ca));
+        for micros in [100, 300, 300, 2_000_000, 90_000_000] {
+            metrics.request(
+                "/listapp",
+                "GET",
+                200,
+                Outcome::Ok,
+                Duration::from_micros(micros),
+            );
+        }
+        metrics.request("/login", "POST", 200, Outcome::Throttled, Duration::ZERO);
+        let text = metrics.encode();
+        for line in [
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="0.00025"} 1"#,
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="0.0005"} 3"#,
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="1"} 3"#,
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="2.5"} 4"#,
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="60"} 4"#,
+            r#"conpaas_http_request_duration_seconds_bucket{route="/listapp",le="+Inf"} 5"#,
+            r#"conpaas_http_request_duration_seconds_sum{route="/listapp"} 92.0007"#,
+            r#"conpaas_http_request_duration_seconds_count{route="/listapp"} 5"#,
+            r#"conpaas_http_requests_total{route="/listapp",method="GET",status="200",outcome="ok"} 5"#,
+            r#"conpaas_http_requests_total{route="/login",method="POST",status="200",outcome="throttled"} 1"#,
+            "# TYPE conpaas_http_request_duration_seconds histogram",
+            "conpaas_key_pool_size 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
     }
 }

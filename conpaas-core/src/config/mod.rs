@@ -210,24 +210,34 @@ pub struct LoadedConfig {
     director_header_line: Option<usize>,
     /// Every `[section] KEY` with its value as read (interpolated), to tell what changed
     /// between two readings ([`LoadedConfig::changed_keys`]).
-    values: std::collections::BTreeMap<String, String>,
+    values: Values,
+}
+
+/// The values of a file by `[section] KEY`; `Debug` shows the keys only (values may be
+/// passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Values(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl LoadedConfig {
     /// The `[section] KEY` names whose values differ in `newer` (set, changed or removed),
     /// sorted; never the values, which may be passwords.
     pub fn changed_keys(&self, newer: &LoadedConfig) -> Vec<String> {
-        let mut changed: Vec<String> = self
-            .values
+        let (before, after) = (&self.values.0, &newer.values.0);
+        let mut changed: Vec<String> = before
             .iter()
-            .filter(|(key, value)| newer.values.get(*key) != Some(value))
+            .filter(|(key, value)| after.get(*key) != Some(value))
             .map(|(key, _)| key.clone())
             .collect();
         changed.extend(
-            newer
-                .values
+            after
                 .keys()
-                .filter(|key| !self.values.contains_key(*key))
+                .filter(|key| !before.contains_key(*key))
                 .cloned(),
         );
         changed.sort();
@@ -262,21 +272,22 @@ impl LoadedConfig {
 pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
     let (ini, reader_warnings) = ini::Ini::parse(path, text).map_err(Error::Invalid)?;
     let (config, warnings) = build::build(&ini, reader_warnings).map_err(Error::Invalid)?;
-    let values = ini
-        .sections()
-        .iter()
-        .flat_map(|section| {
-            ini.items(section)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|value| {
-                    (
-                        format!("[{}] {}", section.name, value.key.to_ascii_uppercase()),
-                        value.text,
-                    )
-                })
-        })
-        .collect();
+    let values = Values(
+        ini.sections()
+            .iter()
+            .flat_map(|section| {
+                ini.items(section)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|value| {
+                        (
+                            format!("[{}] {}", section.name, value.key.to_ascii_uppercase()),
+                            value.text,
+                        )
+                    })
+            })
+            .collect(),
+    );
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,

@@ -26,9 +26,7 @@ pub use manifest::{
 };
 pub use metrics::{Metrics, Outcome};
 pub use services::StartRequest;
-pub use state::{
-    DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, Readiness, UserLimits,
-};
+pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, Readiness, UserLimits};
 pub use throttle::LoginSource;
 pub use users::{LoginAttempt, Registration, UserCertificates};
 

@@ -143,10 +143,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         println!("/available_clouds: {clouds}");
         assert_eq!(clouds, r#"["default"]"#);
-        let other = client.get(format!("{base}/metrics")).send().await?;
+        // The director's metrics, for a client on loopback (METRICS_ALLOW's default).
+        let metrics = client.get(format!("{base}/metrics")).send().await?;
+        assert_eq!(metrics.status().as_u16(), 200);
+        let metrics = metrics.text().await?;
+        let listapp = metrics
+            .lines()
+            .find(|line| line.starts_with("conpaas_http_requests_total{route=\"/listapp\""))
+            .unwrap_or_default();
+        println!("/metrics: {listapp}");
+        assert!(listapp.ends_with(" 1"), "{metrics}");
+        let other = client.get(format!("{base}/jobs/42")).send().await?;
         let status = other.status();
         let body = other.text().await?;
-        println!("/metrics: {status} {body}");
+        println!("/jobs/42: {status} {body}");
         assert_eq!((status.as_u16(), body.as_str()), (404, "not ours"));
         Ok::<(), Box<dyn std::error::Error>>(())
     })

@@ -196,13 +196,13 @@ fn every_route_has_a_heading_in_api_docs() {
     let docs = read(&workspace().join("docs/api.md"));
     let headings: Vec<&str> = docs.lines().filter(|l| l.starts_with('#')).collect();
     let mut missing = Vec::new();
-    for (methods, pattern) in ROUTES {
-        let quoted = format!("`{pattern}`");
+    for route in ROUTES {
+        let quoted = format!("`{}`", route.path);
         let documented = headings.iter().any(|heading| {
-            heading.contains(&quoted) && methods.split(", ").all(|m| heading.contains(m))
+            heading.contains(&quoted) && route.methods.split(", ").all(|m| heading.contains(m))
         });
         if !documented {
-            missing.push(format!("{methods} {pattern}"));
+            missing.push(format!("{} {}", route.methods, route.path));
         }
     }
     assert!(
@@ -218,7 +218,7 @@ fn api_docs_name_no_route_that_does_not_exist() {
     for heading in docs.lines().filter(|l| l.starts_with('#')) {
         for (index, span) in heading.split('`').enumerate() {
             let quoted = index % 2 == 1;
-            if quoted && span.starts_with('/') && !ROUTES.iter().any(|(_, p)| *p == span) {
+            if quoted && span.starts_with('/') && !ROUTES.iter().any(|route| route.path == span) {
                 unknown.push(span.to_owned());
             }
         }

@@ -77,6 +77,10 @@ enum Command {
                     addresses, the port of DIRECTOR_URL. Port 0 picks a free port"
         )]
         listen: Option<ListenAddr>,
+        /// Log lines as text (the default) or as JSON objects, one per line (with the request
+        /// span's fields: request_id, method, route, caller, remote).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Copy the SQLite database to FILE while the director may be serving (SQLite's online
     /// copy, VACUUM INTO); FILE must not exist. For PostgreSQL, use pg_dump.
@@ -105,6 +109,15 @@ enum Command {
     },
     /// Print the manual page (roff) on standard output: `director man | man -l -`.
     Man,
+}
+
+/// How `serve` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `LEVEL target: message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `--listen`'s value: a host (an IP address or a name, resolved when serving) and a port.
@@ -162,7 +175,11 @@ impl std::fmt::Display for ListenAddr {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_format = match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    init_tracing(log_format);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -181,14 +198,21 @@ fn report(error: &anyhow::Error) {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The request span's fields beside each line's own, so that a line is whole alone.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
@@ -198,7 +222,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
         tracing::warn!("{warning}");
     }
     if loaded.generated {
-        eprintln!(
+        tracing::info!(
             "created the data directory configuration {}",
             loaded.path.display()
         );
@@ -237,7 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password,
             credit,
         } => adduser(&loaded, email, username, password, credit),
-        Command::Serve { listen } => serve(&source, &loaded, listen),
+        Command::Serve { listen, .. } => serve(&source, &loaded, listen),
         Command::Backup { file } => backup(&loaded, &file),
         Command::Completions { .. } | Command::Man | Command::MigrateDb { .. } => {
             Ok(ExitCode::SUCCESS)
@@ -544,7 +568,8 @@ fn serve(
             .map_or("localhost", |url| url.host())
             .to_owned();
         let report = setup::init(loaded, &hostname, false)?;
-        eprintln!(
+        // Through the log, so that `--log-format json` keeps standard error all JSON.
+        tracing::info!(
             "set up a new director in {}: CA and certificate for {}, database, dummy cloud",
             loaded.config.conf_dir.display(),
             report.director_url
@@ -564,11 +589,24 @@ fn serve(
         }
     };
     let files = conpaas_core::ca::DirectorTlsFiles::read(&loaded.config.ca.cert_dir)?;
-    let tls = conpaas_core::api::tls::server_config_from_files(&files)?;
+    let (tls, identity) = conpaas_core::api::tls::reloadable_server_config_from_files(&files)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Before the first connection: from now on SIGHUP reloads instead of ending the process.
+        #[cfg(unix)]
+        {
+            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let reload = Reload {
+                started: loaded.clone(),
+                ca_cert_pem: files.ca_cert_pem.clone(),
+                identity,
+            };
+            tokio::spawn(reload.on_each(hangups));
+        }
+        #[cfg(not(unix))]
+        let _ = identity;
         let n_users = director
             .store()
             .run(conpaas_core::store::count_users)
@@ -604,7 +642,9 @@ fn serve(
                 ConfigSource::File { path, .. } => format!(" --config {}", path.display()),
                 _ => String::new(),
             };
-            eprintln!("no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`");
+            tracing::info!(
+                "no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`"
+            );
         }
         // Maintenance (undoing what a crash left half-done) runs beside the API: a replica
         // that died mid-start leaves rows another replica must clean.
@@ -619,6 +659,102 @@ fn serve(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What SIGHUP does in `serve`: reloads the director's TLS certificate and key from
+/// `CERT_DIR` (new handshakes get them, open connections keep theirs), and names in a warning
+/// what changed but cannot change while serving.
+struct Reload {
+    /// The configuration the process started with.
+    started: LoadedConfig,
+    /// `ca_cert.pem` as it was at start.
+    ca_cert_pem: Vec<u8>,
+    identity: std::sync::Arc<conpaas_core::api::tls::ServerIdentity>,
+}
+
+impl Reload {
+    #[cfg(unix)]
+    async fn on_each(self, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            self.reload();
+        }
+    }
+
+    fn reload(&self) {
+        tracing::info!("SIGHUP: reloading the TLS certificate and key");
+        let cert_dir = &self.started.config.ca.cert_dir;
+        match conpaas_core::ca::DirectorTlsFiles::read(cert_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|files| {
+                check_key_mode(&cert_dir.join("key.pem"))?;
+                let summary = self.identity.replace_from_files(&files)?;
+                Ok((summary, files.ca_cert_pem))
+            }) {
+            Ok((summary, ca_cert_pem)) => {
+                tracing::info!(
+                    cert = %cert_dir.join("cert.pem").display(),
+                    common_name = %summary.common_name,
+                    serial = %summary.serial,
+                    not_after = %summary.not_after,
+                    sha256 = %summary.sha256,
+                    "reloaded the TLS certificate and key: new connections get them, open ones \
+                     keep theirs (the certificate the director presents to managers changes at \
+                     the next restart)"
+                );
+                if ca_cert_pem != self.ca_cert_pem {
+                    tracing::warn!(
+                        file = %cert_dir.join("ca_cert.pem").display(),
+                        "the CA certificate changed, which cannot change while serving (client \
+                         certificates are still checked against the one loaded at start): \
+                         restart the director to use it"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(
+                error = %conpaas_core::error::ErrorChain(error.as_ref()),
+                "TLS reload failed: still serving the certificate loaded before"
+            ),
+        }
+        // Read, never created: a data directory's generated file is not made again here.
+        let path = &self.started.path;
+        match std::fs::read(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(config::parse_bytes(path, &bytes)?))
+        {
+            Ok(now) => {
+                let changed = self.started.changed_keys(&now);
+                if !changed.is_empty() {
+                    tracing::warn!(
+                        file = %path.display(),
+                        keys = %changed.join(", "),
+                        "director.cfg changed, but these settings cannot change while serving: \
+                         restart the director to apply them"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(
+                file = %path.display(),
+                error = %conpaas_core::error::ErrorChain(error.as_ref()),
+                "director.cfg no longer loads (still serving with the settings read at start; \
+                 fix it before the next restart)"
+            ),
+        }
+    }
+}
+
+/// Refuses a key file others can read, as the CA refuses its own (a renewal done by hand
+/// often leaves the umask's 0644).
+fn check_key_mode(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is readable by others (mode {mode:o}), expected 0600: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The addresses `--listen` names, in the resolver's order.

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::wire;
+use crate::director::Outcome;
 
 /// Whether an answer carries `Access-Control-Allow-Origin: *` (1.2's accidental split, kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,15 @@ pub fn yes(cors: Cors) -> Response {
     bare(&true, cors)
 }
 
-/// Bare `false`.
+/// Bare `false`: a refusal, whatever its status says (the request log's `outcome`).
 pub fn no(cors: Cors) -> Response {
-    bare(&false, cors)
+    refused(bare(&false, cors))
+}
+
+/// Marks an answer given with status 200 as a refusal.
+fn refused(mut response: Response) -> Response {
+    response.extensions_mut().insert(Outcome::Refused);
+    response
 }
 
 /// A jsonify answer (`application/json`).
@@ -57,9 +64,9 @@ pub fn jsonify<T: Serialize + ?Sized>(value: &T, cors: Cors) -> Response {
     )
 }
 
-/// The error object `{"error": true, "msg": ...}` (jsonify).
+/// The error object `{"error": true, "msg": ...}` (jsonify), a refusal.
 pub fn error_object(msg: &str, cors: Cors) -> Response {
-    jsonify(&wire::ErrorObject { error: true, msg }, cors)
+    refused(jsonify(&wire::ErrorObject { error: true, msg }, cors))
 }
 
 /// A plain-text 401 as 1.2's `cert_required` answered.

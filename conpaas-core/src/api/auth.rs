@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::response::Response;
 use rustls_pki_types::CertificateDer;
 
@@ -78,29 +80,35 @@ impl Caller {
     }
 }
 
-/// A short description of the caller for the request log (never a secret).
-pub(super) fn describe(caller: &Caller) -> String {
-    match caller.identity() {
-        None if caller
-            .peer
-            .as_ref()
-            .is_some_and(|p| p.certificate.is_some()) =>
-        {
-            "cert:?".to_owned()
-        }
-        None => "anonymous".to_owned(),
-        Some(id) => match (
-            id.role.as_deref(),
-            id.uid.as_deref(),
-            id.service_locator.as_deref(),
-        ) {
-            (Some("frontend"), _, _) => "frontend".to_owned(),
-            (Some(role @ ("manager" | "agent")), Some(uid), Some(sid)) => {
-                format!("{role}:{uid}/{sid}")
+/// A short description of the caller for the request log (never a secret): `anonymous`,
+/// `frontend`, `user:3`, `manager:3/7`, `cert:?` for an unreadable certificate.
+pub(super) struct Described<'a>(pub(super) &'a Caller);
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let caller = self.0;
+        match caller.identity() {
+            None if caller
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.certificate.is_some()) =>
+            {
+                f.write_str("cert:?")
             }
-            (Some(role), Some(uid), _) => format!("{role}:{uid}"),
-            (role, _, _) => format!("cert:{}", role.unwrap_or("?")),
-        },
+            None => f.write_str("anonymous"),
+            Some(id) => match (
+                id.role.as_deref(),
+                id.uid.as_deref(),
+                id.service_locator.as_deref(),
+            ) {
+                (Some("frontend"), _, _) => f.write_str("frontend"),
+                (Some(role @ ("manager" | "agent")), Some(uid), Some(sid)) => {
+                    write!(f, "{role}:{uid}/{sid}")
+                }
+                (Some(role), Some(uid), _) => write!(f, "{role}:{uid}"),
+                (role, _, _) => write!(f, "cert:{}", role.unwrap_or("?")),
+            },
+        }
     }
 }
 
@@ -166,4 +174,61 @@ pub(super) fn is_frontend(caller: &Caller) -> bool {
     caller
         .identity()
         .is_some_and(|id| id.has_role(Role::Frontend))
+}
+
+/// The caller of a request (never refused: routes decide what an anonymous caller gets).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller::of(&parts.extensions))
+    }
+}
+
+/// A caller passing the user rule ([`user`]): the handler gets the user; any other caller
+/// gets 1.2's answer (401 text, or `false`) before the body is read.
+pub(super) struct CertifiedUser(pub(super) User);
+
+impl FromRequestParts<Director> for CertifiedUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        director: &Director,
+    ) -> Result<Self, Self::Rejection> {
+        user(director, &Caller::of(&parts.extensions))
+            .await
+            .map(CertifiedUser)
+    }
+}
+
+/// The certificate's part of the user rule ([`user_id`]), for the listings, which check that
+/// the user exists in the same read transaction as they list
+/// (`Director::read_for_user`).
+pub(super) struct CertifiedUserId(pub(super) UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for CertifiedUserId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        user_id(&Caller::of(&parts.extensions)).map(CertifiedUserId)
+    }
+}
+
+/// A caller passing the manager rule ([`manager`]): its user and service.
+pub(super) struct CertifiedManager {
+    pub(super) uid: UserId,
+    pub(super) sid: ServiceId,
+}
+
+impl FromRequestParts<Director> for CertifiedManager {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        director: &Director,
+    ) -> Result<Self, Self::Rejection> {
+        let (uid, sid) = manager(director, &Caller::of(&parts.extensions)).await?;
+        Ok(CertifiedManager { uid, sid })
+    }
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::answer::{self, Cors};
-use crate::director::Error;
+use crate::director::{Error, Outcome};
 
 /// What a failed use-case answers, given the route's error shape.
 #[derive(Debug, Clone, Copy)]
@@ -88,9 +88,33 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         }
     };
     match shape {
-        Shape::ErrorObject { .. } => answer::error_object(&message, Cors::Yes),
+        Shape::ErrorObject { .. } => {
+            let mut response = answer::error_object(&message, Cors::Yes);
+            if internal_failure(error) {
+                response.extensions_mut().insert(Outcome::Error);
+            }
+            response
+        }
         Shape::FalseOrStatus => answer::no(Cors::Yes),
     }
+}
+
+/// Whether an error object tells of the director's failure rather than a refusal (the
+/// request log's `outcome`: `error`, not `refused`).
+fn internal_failure(error: &Error) -> bool {
+    !matches!(
+        error,
+        Error::UsernameTaken(_)
+            | Error::EmailTaken(_)
+            | Error::UsernameReserved(_)
+            | Error::ApplicationNotFound(_)
+            | Error::UnknownServiceType(_)
+            | Error::ApplicationNameTaken(_)
+            | Error::Invalid { .. }
+            | Error::ServiceNotFound(_)
+            | Error::InsufficientCredit
+            | Error::UnknownCloud(_)
+    )
 }
 
 /// A cloud failure in words a user may see: the kind, not the cloud's raw answer.

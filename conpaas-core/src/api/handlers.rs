@@ -4,17 +4,18 @@
 use std::io::Write as _;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::answer::{self, Cors};
-use super::auth;
+use super::auth::{self, CertifiedManager, CertifiedUser, CertifiedUserId};
 use super::error::{Shape, respond};
 use super::params::{MAX_BODY_BYTES, Params};
 use super::wire;
-use crate::director::{Director, LoginSource, Registration, StartRequest};
+use crate::director::{Director, LoginAttempt, LoginSource, Outcome, Registration, StartRequest};
 use crate::model::{AppId, ErrorChain, ServiceId, ServiceType};
 use crate::store::{self, password::md5_hex};
 
@@ -26,16 +27,13 @@ const USER_CREATION: Shape = Shape::ErrorObject {
 };
 const PLAIN: Shape = Shape::ErrorObject { prefix: "" };
 
-/// The request's peer and parameters (query string + body).
-pub(super) struct Call {
-    caller: auth::Caller,
-    params: Params,
-}
+/// The request's parameters (query string + body), read after the caller is authenticated;
+/// a body over the limit is 413, an unreadable one 400.
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
 
-impl Call {
-    async fn read(request: Request) -> Result<Call, Response> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let caller = auth::Caller::of(&parts.extensions);
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| answer::html_status(StatusCode::PAYLOAD_TOO_LARGE))?;
@@ -43,50 +41,39 @@ impl Call {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let params = Params::parse(parts.uri.query(), content_type, bytes)
+        Params::parse(parts.uri.query(), content_type, bytes)
             .await
             .map_err(|error| {
                 tracing::info!(error = %ErrorChain(&error), "unreadable parameters");
                 answer::html_status(StatusCode::BAD_REQUEST)
-            })?;
-        Ok(Call { caller, params })
-    }
-
-    fn caller(&self) -> &auth::Caller {
-        &self.caller
-    }
-
-    /// Who is trying a password, for the guessing throttle: the account when the frontend
-    /// calls (one address for all its users), the client's address otherwise.
-    fn login_source(&self, username: &str) -> Option<LoginSource> {
-        if auth::is_frontend(self.caller()) {
-            return Some(LoginSource::Account(username.to_owned()));
-        }
-        self.caller
-            .peer
-            .as_ref()
-            .map(|peer| LoginSource::Address(peer.remote.ip()))
+            })
     }
 }
 
-/// Reads the call or answers its failure.
-macro_rules! call {
-    ($request:expr) => {
-        match Call::read($request).await {
-            Ok(call) => call,
-            Err(response) => return response,
-        }
-    };
+/// An integer path segment (`<int:...>`): 1.2's 404 for anything but ASCII digits.
+pub(super) struct PathId(i32);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        path_id(&text).map(PathId).ok_or_else(not_found)
+    }
 }
 
-/// Authenticates or answers the failure.
-macro_rules! check {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(response) => return response,
-        }
-    };
+/// Who is trying a password, for the guessing throttle: the account when the frontend calls
+/// (one address for all its users), the client's address otherwise.
+fn login_source(caller: &auth::Caller, username: &str) -> Option<LoginSource> {
+    if auth::is_frontend(caller) {
+        return Some(LoginSource::Account(username.to_owned()));
+    }
+    caller
+        .peer
+        .as_ref()
+        .map(|peer| LoginSource::Address(peer.remote.ip()))
 }
 
 /// An integer path segment (`<int:...>`): ASCII digits only, else 404 as in 1.2.
@@ -118,9 +105,12 @@ fn not_found() -> Response {
 }
 
 /// `POST /new_user`.
-pub(super) async fn new_user(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    if !director.open_registration() && !auth::is_frontend(call.caller()) {
+pub(super) async fn new_user(
+    State(director): State<Director>,
+    caller: auth::Caller,
+    params: Params,
+) -> Response {
+    if !director.open_registration() && !auth::is_frontend(&caller) {
         tracing::info!("registration refused: no frontend certificate");
         return answer::error_object(
             "Registration is closed: use the ConPaaS frontend",
@@ -137,11 +127,11 @@ pub(super) async fn new_user(State(director): State<Director>, request: Request)
         "credit",
     ];
     for field in FIELDS {
-        if call.params.required(field).is_none() {
+        if params.required(field).is_none() {
             return answer::error_object(&format!("{field} is a required field"), Cors::Yes);
         }
     }
-    let field = |name: &str| call.params.required(name).unwrap_or_default().to_owned();
+    let field = |name: &str| params.required(name).unwrap_or_default().to_owned();
     let password = field("password");
     let registration = Registration {
         username: field("username"),
@@ -159,36 +149,55 @@ pub(super) async fn new_user(State(director): State<Director>, request: Request)
 }
 
 /// `POST /login`.
-pub(super) async fn login(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let username = call.params.get("username").unwrap_or_default();
-    let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
+pub(super) async fn login(
+    State(director): State<Director>,
+    caller: auth::Caller,
+    params: Params,
+) -> Response {
+    let username = params.get("username").unwrap_or_default();
+    let password = SecretString::from(params.get("password").unwrap_or_default().to_owned());
     match director
-        .login_from(username, &password, call.login_source(username))
+        .login_attempt(username, &password, login_source(&caller, username))
         .await
     {
         // The PHP frontend compares this with md5(typed password): computed from what was just
         // sent, so no stored hash ever leaves the server.
-        Ok(Some(user)) => answer::bare(
+        Ok(LoginAttempt::Accepted(user)) => answer::bare(
             &wire::User::new(&user, md5_hex(password.expose_secret())),
             Cors::Yes,
         ),
-        Ok(None) => answer::no(Cors::Yes),
+        Ok(attempt) => refused_login(&attempt),
         Err(error) => super::error::internal(&error),
     }
 }
 
+/// 1.2's `false` for a refused login, marked throttled when it was.
+fn refused_login(attempt: &LoginAttempt) -> Response {
+    let mut response = answer::no(Cors::Yes);
+    if matches!(attempt, LoginAttempt::Throttled) {
+        response.extensions_mut().insert(Outcome::Throttled);
+    }
+    response
+}
+
 /// `GET|POST /getcerts`.
-pub(super) async fn getcerts(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let username = call.params.get("username").unwrap_or_default();
-    let password = SecretString::from(call.params.get("password").unwrap_or_default().to_owned());
-    let certificates = match director
-        .user_certificates_from(username, &password, call.login_source(username))
+pub(super) async fn getcerts(
+    State(director): State<Director>,
+    caller: auth::Caller,
+    params: Params,
+) -> Response {
+    let username = params.get("username").unwrap_or_default();
+    let password = SecretString::from(params.get("password").unwrap_or_default().to_owned());
+    let user = match director
+        .login_attempt(username, &password, login_source(&caller, username))
         .await
     {
-        Ok(Some(certificates)) => certificates,
-        Ok(None) => return answer::no(Cors::Yes),
+        Ok(LoginAttempt::Accepted(user)) => user,
+        Ok(attempt) => return refused_login(&attempt),
+        Err(error) => return respond(&error, PLAIN),
+    };
+    let certificates = match director.certificates_for(user).await {
+        Ok(certificates) => certificates,
         Err(error) => return respond(&error, PLAIN),
     };
     let zip = match certs_zip(
@@ -257,10 +266,9 @@ pub(super) async fn available_clouds(State(director): State<Director>) -> Respon
 pub(super) async fn start(
     State(director): State<Director>,
     Path(segments): Path<Vec<String>>,
-    request: Request,
+    CertifiedUser(user): CertifiedUser,
+    params: Params,
 ) -> Response {
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
     let mut segments = segments.into_iter();
     let service_type = segments.next().unwrap_or_default();
     let cloud = segments.next().unwrap_or_else(|| "default".to_owned());
@@ -268,7 +276,7 @@ pub(super) async fn start(
         uid: user.uid,
         service_type,
         cloud,
-        appid: call.params.get("appid").map(str::to_owned),
+        appid: params.get("appid").map(str::to_owned),
     };
     match director.start_service(start).await {
         Ok(service) => answer::jsonify(&wire::Service::from(&service), Cors::Yes),
@@ -281,38 +289,34 @@ pub(super) async fn start(
 /// `POST /stop/<int:sid>`.
 pub(super) async fn stop(
     State(director): State<Director>,
-    Path(sid): Path<String>,
-    request: Request,
+    PathId(sid): PathId,
+    CertifiedUser(user): CertifiedUser,
+    _params: Params,
 ) -> Response {
-    let Some(sid) = path_id(&sid).map(ServiceId) else {
-        return not_found();
-    };
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
+    let sid = ServiceId(sid);
     verdict(director.stop_service(user.uid, sid).await, Cors::Yes)
 }
 
 /// `POST /rename/<int:sid>`.
 pub(super) async fn rename(
     State(director): State<Director>,
-    Path(sid): Path<String>,
-    request: Request,
+    PathId(sid): PathId,
+    CertifiedUser(user): CertifiedUser,
+    params: Params,
 ) -> Response {
-    let Some(sid) = path_id(&sid).map(ServiceId) else {
-        return not_found();
-    };
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    let Some(name) = call.params.required("name") else {
+    let sid = ServiceId(sid);
+    let Some(name) = params.required("name") else {
         return answer::no(Cors::Yes);
     };
     verdict(director.rename_service(user.uid, sid, name).await, Cors::No)
 }
 
 /// `GET|POST /list`.
-pub(super) async fn list(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let uid = check!(auth::user_id(call.caller()));
+pub(super) async fn list(
+    State(director): State<Director>,
+    CertifiedUserId(uid): CertifiedUserId,
+    _params: Params,
+) -> Response {
     match director
         .read_for_user(move |conn| store::list_services_of_user(conn, uid))
         .await
@@ -329,14 +333,11 @@ pub(super) async fn list(State(director): State<Director>, request: Request) -> 
 /// `GET|POST /list/<int:aid>`: only the caller's application (1.2 listed anyone's).
 pub(super) async fn list_app(
     State(director): State<Director>,
-    Path(aid): Path<String>,
-    request: Request,
+    PathId(aid): PathId,
+    CertifiedUser(user): CertifiedUser,
+    _params: Params,
 ) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else {
-        return not_found();
-    };
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
+    let aid = AppId(aid);
     match director.application_services(user.uid, aid).await {
         Ok(services) => answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
@@ -347,10 +348,12 @@ pub(super) async fn list_app(
 }
 
 /// `POST /createapp`.
-pub(super) async fn createapp(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    let Some(name) = call.params.required("name") else {
+pub(super) async fn createapp(
+    State(director): State<Director>,
+    CertifiedUser(user): CertifiedUser,
+    params: Params,
+) -> Response {
+    let Some(name) = params.required("name") else {
         return answer::no(Cors::Yes);
     };
     match director.create_application(user.uid, name).await {
@@ -362,29 +365,23 @@ pub(super) async fn createapp(State(director): State<Director>, request: Request
 /// `POST /delete/<int:aid>`.
 pub(super) async fn delete(
     State(director): State<Director>,
-    Path(aid): Path<String>,
-    request: Request,
+    PathId(aid): PathId,
+    CertifiedUser(user): CertifiedUser,
+    _params: Params,
 ) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else {
-        return not_found();
-    };
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
+    let aid = AppId(aid);
     verdict(director.delete_application(user.uid, aid).await, Cors::Yes)
 }
 
 /// `POST /renameapp/<int:aid>`: `false` (not 1.2's 500) for an application not the caller's.
 pub(super) async fn renameapp(
     State(director): State<Director>,
-    Path(aid): Path<String>,
-    request: Request,
+    PathId(aid): PathId,
+    CertifiedUser(user): CertifiedUser,
+    params: Params,
 ) -> Response {
-    let Some(aid) = path_id(&aid).map(AppId) else {
-        return not_found();
-    };
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    let Some(name) = call.params.required("name") else {
+    let aid = AppId(aid);
+    let Some(name) = params.required("name") else {
         return answer::no(Cors::Yes);
     };
     verdict(
@@ -394,9 +391,11 @@ pub(super) async fn renameapp(
 }
 
 /// `GET|POST /listapp`.
-pub(super) async fn listapp(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let uid = check!(auth::user_id(call.caller()));
+pub(super) async fn listapp(
+    State(director): State<Director>,
+    CertifiedUserId(uid): CertifiedUserId,
+    _params: Params,
+) -> Response {
     match director
         .read_for_user(move |conn| store::list_applications_of_user(conn, uid))
         .await
@@ -415,10 +414,9 @@ pub(super) async fn listapp(State(director): State<Director>, request: Request) 
 pub(super) async fn download_manifest(
     State(director): State<Director>,
     Path(aid): Path<String>,
-    request: Request,
+    CertifiedUser(user): CertifiedUser,
+    _params: Params,
 ) -> Response {
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
     match director.manifest(user.uid, &aid).await {
         Ok(Some((app, services))) => {
             let manifest = wire::Manifest {
@@ -443,11 +441,10 @@ pub(super) async fn download_manifest(
 #[cfg(feature = "manifest")]
 pub(super) async fn upload_manifest(
     State(director): State<Director>,
-    request: Request,
+    CertifiedUser(user): CertifiedUser,
+    params: Params,
 ) -> Response {
-    let call = call!(request);
-    let user = check!(auth::user(&director, call.caller()).await);
-    super::manifest::upload(&director, user.uid, &call.params).await
+    super::manifest::upload(&director, user.uid, &params).await
 }
 
 /// Without the `manifest` feature both manifest routes answer 1.2's 404 page, as unknown
@@ -467,10 +464,12 @@ pub(super) async fn download_manifest() -> Response {
 ///
 /// Every answer of the three manager routes carries `Connection: close`, added by the router's
 /// middleware (`api::options`) for answers given before a handler runs too.
-pub(super) async fn get_cert(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
-    let Some(csr) = call.params.file("csr") else {
+pub(super) async fn get_cert(
+    State(director): State<Director>,
+    CertifiedManager { uid, sid }: CertifiedManager,
+    params: Params,
+) -> Response {
+    let Some(csr) = params.file("csr") else {
         return answer::html_status(StatusCode::BAD_REQUEST);
     };
     match director.sign_agent_csr(uid, sid, csr.to_vec()).await {
@@ -488,19 +487,18 @@ pub(super) async fn get_cert(State(director): State<Director>, request: Request)
 /// `POST /callback/decrementUserCredit.php`.
 pub(super) async fn decrement_credit(
     State(director): State<Director>,
-    request: Request,
+    CertifiedManager { uid, sid }: CertifiedManager,
+    params: Params,
 ) -> Response {
-    let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
-    let decrement = call.params.get("decrement");
+    let decrement = params.get("decrement");
     // `sid` is only logged, but 1.2 parsed it: garbage there is refused like a garbage
     // decrement (1.2 answered 500), the TaskFarm helper's absent `sid` is fine.
-    if let Some(sent_sid) = call.params.get("sid")
+    if let Some(sent_sid) = params.get("sid")
         && crate::director::parse_int(sent_sid).is_none()
     {
-        return answer::jsonify(&wire::CallbackResult { error: true }, Cors::No);
+        return callback_result(false);
     }
-    tracing::debug!(uid = %uid, sid = %sid, sent_sid = call.params.get("sid").unwrap_or("-1"), "credit decrement");
+    tracing::debug!(uid = %uid, sid = %sid, sent_sid = params.get("sid").unwrap_or("-1"), "credit decrement");
     let covered = match director.charge(uid, decrement).await {
         Ok(covered) => covered,
         Err(error) => {
@@ -508,13 +506,24 @@ pub(super) async fn decrement_credit(
             false
         }
     };
-    answer::jsonify(&wire::CallbackResult { error: !covered }, Cors::No)
+    callback_result(covered)
+}
+
+/// The callbacks' `{"error": false}` / `{"error": true}`, the latter counted as refused.
+fn callback_result(ok: bool) -> Response {
+    let mut response = answer::jsonify(&wire::CallbackResult { error: !ok }, Cors::No);
+    if !ok {
+        response.extensions_mut().insert(Outcome::Refused);
+    }
+    response
 }
 
 /// `POST /callback/terminateService.php`.
-pub(super) async fn terminate(State(director): State<Director>, request: Request) -> Response {
-    let call = call!(request);
-    let (uid, sid) = check!(auth::manager(&director, call.caller()).await);
+pub(super) async fn terminate(
+    State(director): State<Director>,
+    CertifiedManager { uid, sid }: CertifiedManager,
+    _params: Params,
+) -> Response {
     match director.terminate_service(uid, sid).await {
         Ok(true) => answer::jsonify(&wire::CallbackResult { error: false }, Cors::No),
         Ok(false) => answer::no(Cors::Yes),

@@ -6,52 +6,193 @@ mod error;
 mod handlers;
 #[cfg(feature = "manifest")]
 mod manifest;
+mod ops;
 pub mod params;
 pub mod server;
 pub mod tls;
+mod trace;
 pub mod wire;
 
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 
-use crate::director::Director;
+use crate::director::{Director, Outcome};
+pub use ops::VERSION;
 pub use server::PeerInfo;
 
-/// Every route of the 1.2 API: methods (as in the `Allow` header) and path pattern.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/new_user"),
-    ("POST", "/login"),
-    ("GET, POST", "/getcerts"),
-    ("GET", "/available_services"),
-    ("GET", "/available_clouds"),
-    ("POST", "/start/{servicetype}"),
-    ("POST", "/start/{servicetype}/{cloudname}"),
-    ("POST", "/stop/{serviceid}"),
-    ("POST", "/rename/{serviceid}"),
-    ("GET, POST", "/list"),
-    ("GET, POST", "/list/{appid}"),
-    ("POST", "/createapp"),
-    ("POST", "/delete/{appid}"),
-    ("POST", "/renameapp/{appid}"),
-    ("GET, POST", "/listapp"),
-    ("POST", "/upload_manifest"),
-    ("POST", "/download_manifest/{appid}"),
-    ("POST", "/ca/get_cert.php"),
-    ("POST", "/callback/decrementUserCredit.php"),
-    ("POST", "/callback/terminateService.php"),
-    ("GET", "/download/ConPaaS.tar.gz"),
+/// Who may call a route (`spec/director-api.md` §1.6, and the operators' routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Anyone (a certificate, if presented, may widen what the route does).
+    Anyone,
+    /// A user name and password in the parameters.
+    Password,
+    /// A user's certificate.
+    User,
+    /// A manager's certificate (these answers close the connection).
+    Manager,
+    /// The frontend's certificate or an address of `METRICS_ALLOW`.
+    Operator,
+}
+
+/// Where a route comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// ConPaaS 1.2's API, answered as 1.2 did.
+    V1_2,
+    /// Added by ConPaaS 1.3 (`spec/director-api.md` appendix A).
+    V1_3,
+    /// This director's own (health, readiness, metrics).
+    Ours,
+}
+
+/// One route of the router: the one table the router, the `Allow` headers, the request log
+/// and the docs' tidy test are made from.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct Route {
+    /// Its methods as Flask's `Allow` header listed them (`GET, POST`); GET routes also
+    /// answer HEAD, every route OPTIONS.
+    pub methods: &'static str,
+    /// The path pattern: `{name}` is one non-empty segment.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Where it comes from.
+    pub origin: Origin,
+    handler: fn(MethodFilter) -> MethodRouter<Director>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("methods", &self.methods)
+            .field("path", &self.path)
+            .field("access", &self.access)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! route {
+    ($methods:literal, $path:literal, $access:ident, $origin:ident, $handler:path) => {
+        Route {
+            methods: $methods,
+            path: $path,
+            access: Access::$access,
+            origin: Origin::$origin,
+            handler: |filter| on(filter, $handler),
+        }
+    };
+}
+
+/// Every route: the 20 of the 1.2 API (21 patterns), 1.3's `/version`, and the operators'
+/// `/healthz`, `/readyz` and `/metrics`.
+pub const ROUTES: &[Route] = &[
+    route!("POST", "/new_user", Anyone, V1_2, handlers::new_user),
+    route!("POST", "/login", Password, V1_2, handlers::login),
+    route!("GET, POST", "/getcerts", Password, V1_2, handlers::getcerts),
+    route!(
+        "GET",
+        "/available_services",
+        Anyone,
+        V1_2,
+        handlers::available_services
+    ),
+    route!(
+        "GET",
+        "/available_clouds",
+        Anyone,
+        V1_2,
+        handlers::available_clouds
+    ),
+    route!("POST", "/start/{servicetype}", User, V1_2, handlers::start),
+    route!(
+        "POST",
+        "/start/{servicetype}/{cloudname}",
+        User,
+        V1_2,
+        handlers::start
+    ),
+    route!("POST", "/stop/{serviceid}", User, V1_2, handlers::stop),
+    route!("POST", "/rename/{serviceid}", User, V1_2, handlers::rename),
+    route!("GET, POST", "/list", User, V1_2, handlers::list),
+    route!("GET, POST", "/list/{appid}", User, V1_2, handlers::list_app),
+    route!("POST", "/createapp", User, V1_2, handlers::createapp),
+    route!("POST", "/delete/{appid}", User, V1_2, handlers::delete),
+    route!(
+        "POST",
+        "/renameapp/{appid}",
+        User,
+        V1_2,
+        handlers::renameapp
+    ),
+    route!("GET, POST", "/listapp", User, V1_2, handlers::listapp),
+    route!(
+        "POST",
+        "/upload_manifest",
+        User,
+        V1_2,
+        handlers::upload_manifest
+    ),
+    route!(
+        "POST",
+        "/download_manifest/{appid}",
+        User,
+        V1_2,
+        handlers::download_manifest
+    ),
+    route!(
+        "POST",
+        "/ca/get_cert.php",
+        Manager,
+        V1_2,
+        handlers::get_cert
+    ),
+    route!(
+        "POST",
+        "/callback/decrementUserCredit.php",
+        Manager,
+        V1_2,
+        handlers::decrement_credit
+    ),
+    route!(
+        "POST",
+        "/callback/terminateService.php",
+        Manager,
+        V1_2,
+        handlers::terminate
+    ),
+    route!(
+        "GET",
+        "/download/ConPaaS.tar.gz",
+        Anyone,
+        V1_2,
+        handlers::tarball
+    ),
+    route!("GET", "/version", Anyone, V1_3, ops::version),
+    route!("GET", "/healthz", Anyone, Ours, ops::healthz),
+    route!("GET", "/readyz", Anyone, Ours, ops::readyz),
+    route!("GET", "/metrics", Operator, Ours, ops::metrics),
 ];
 
-/// The director's router: every route of `spec/director-api.md` with 1.2's answers for
-/// everything else (Flask's 404 page), request logging, body limits. Serve it with
-/// [`server::Listener`], or mount it in your own server; to merge the 1.2 routes into a
-/// router that has its own fallback, use [`routes`] instead.
+/// The route whose pattern is `path`.
+fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| route.path == pattern)
+}
+
+/// The director's router: every route of [`ROUTES`] with 1.2's answers for everything else
+/// (Flask's 404 page), request ids, the request log, metrics, body limits. Serve it with
+/// [`server::Listener`], or mount it in your own server; to merge the routes into a router
+/// that has its own fallback, use [`routes`] instead.
 ///
 /// # Who is calling: the [`PeerInfo`] contract
 ///
@@ -64,16 +205,19 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// each connection with [`peer_layer`] (see `examples/embed_router.rs`). A request without a
 /// `PeerInfo`, or with no certificate in it, is anonymous: `/login`, `/getcerts`, `/new_user`
 /// (with `OPEN_REGISTRATION`) and the tarball work, certificate routes answer as 1.2 did to a
-/// caller without one.
+/// caller without one; `/metrics` needs a `PeerInfo` with an address of `METRICS_ALLOW` or
+/// the frontend's certificate.
 pub fn router(director: Director) -> Router {
-    with_layers(base_routes(director).fallback(handlers::fallback))
+    let base = base_routes(&director).fallback(handlers::fallback);
+    with_layers(base, director)
 }
 
-/// The 1.2 routes of [`router`] without a fallback, so that they can be merged
+/// The routes of [`router`] without a fallback, so that they can be merged
 /// (`Router::merge`) into a router with a fallback of its own; requests for other paths are
 /// left to that router. Same [`PeerInfo`] contract as [`router`].
 pub fn routes(director: Director) -> Router {
-    with_layers(base_routes(director))
+    let base = base_routes(&director);
+    with_layers(base, director)
 }
 
 /// A layer adding `peer` to every request of one connection: how an embedder's own TLS
@@ -82,110 +226,105 @@ pub fn peer_layer(peer: PeerInfo) -> tower_http::add_extension::AddExtensionLaye
     tower_http::add_extension::AddExtensionLayer::new(peer)
 }
 
-fn base_routes(director: Director) -> Router {
-    Router::new()
-        .route("/new_user", post(handlers::new_user))
-        .route("/login", post(handlers::login))
-        .route(
-            "/getcerts",
-            get(handlers::getcerts).post(handlers::getcerts),
-        )
-        .route("/available_services", get(handlers::available_services))
-        .route("/available_clouds", get(handlers::available_clouds))
-        .route("/start/{servicetype}", post(handlers::start))
-        .route("/start/{servicetype}/{cloudname}", post(handlers::start))
-        .route("/stop/{serviceid}", post(handlers::stop))
-        .route("/rename/{serviceid}", post(handlers::rename))
-        .route("/list", get(handlers::list).post(handlers::list))
-        .route(
-            "/list/{appid}",
-            get(handlers::list_app).post(handlers::list_app),
-        )
-        .route("/createapp", post(handlers::createapp))
-        .route("/delete/{appid}", post(handlers::delete))
-        .route("/renameapp/{appid}", post(handlers::renameapp))
-        .route("/listapp", get(handlers::listapp).post(handlers::listapp))
-        .route("/upload_manifest", post(handlers::upload_manifest))
-        .route(
-            "/download_manifest/{appid}",
-            post(handlers::download_manifest),
-        )
-        .route("/ca/get_cert.php", post(handlers::get_cert))
-        .route(
-            "/callback/decrementUserCredit.php",
-            post(handlers::decrement_credit),
-        )
-        .route("/callback/terminateService.php", post(handlers::terminate))
-        .route("/download/ConPaaS.tar.gz", get(handlers::tarball))
-        .with_state(director)
+/// The methods of a route as a filter.
+fn method_filter(methods: &str) -> MethodFilter {
+    let mut filter: Option<MethodFilter> = None;
+    for method in methods.split(", ") {
+        let one = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            _ => continue,
+        };
+        filter = Some(filter.map_or(one, |filter| filter.or(one)));
+    }
+    filter.unwrap_or(MethodFilter::GET)
 }
 
-fn with_layers(router: Router) -> Router {
+fn base_routes(director: &Director) -> Router {
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.handler)(method_filter(route.methods)))
+        })
+        .with_state(director.clone())
+}
+
+fn with_layers(router: Router, director: Director) -> Router {
     router
         // Refuses an announced Content-Length over the limit before reading anything (and
         // before hyper sends `100 Continue`).
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             params::MAX_BODY_BYTES,
         ))
-        .layer(middleware::from_fn(options))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(director, framework))
+        .layer(trace::propagate_request_id())
+        .layer(trace::trace_layer())
+        .layer(trace::set_request_id())
 }
 
-/// Whether `path` matches a route pattern (`{name}` is one non-empty segment).
-fn matches(pattern: &str, path: &str) -> bool {
-    let mut pattern_segments = pattern.split('/');
-    let mut path_segments = path.split('/');
-    loop {
-        match (pattern_segments.next(), path_segments.next()) {
-            (None, None) => return true,
-            (Some(p), Some(s)) if p.starts_with('{') => {
-                if s.is_empty() {
-                    return false;
-                }
-            }
-            (Some(p), Some(s)) if p == s => {}
-            _ => return false,
-        }
-    }
-}
-
-/// The route pattern a path falls under, for the log (never the query string: 1.2 clients
-/// put passwords there).
-fn route_of(path: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .find(|(_, pattern)| matches(pattern, path))
-        .map_or("(unknown)", |(_, p)| p)
-}
-
-/// The `Allow` value of a path as Flask wrote it (`HEAD, GET, POST, OPTIONS`), if it is a route.
-fn allow_header(path: &str) -> Option<String> {
-    let allowed: Vec<&str> = ROUTES
-        .iter()
-        .filter(|(_, pattern)| matches(pattern, path))
-        .flat_map(|(methods, _)| methods.split(", "))
-        .collect();
-    if allowed.is_empty() {
-        return None;
-    }
+/// The `Allow` value of a route as Flask wrote it (`HEAD, GET, POST, OPTIONS`).
+fn allow_header(route: &Route) -> String {
     let mut allow: Vec<&str> = Vec::new();
-    if allowed.contains(&"GET") {
+    if route.methods.split(", ").any(|method| method == "GET") {
         allow.push("HEAD");
     }
-    allow.extend(allowed);
+    allow.extend(route.methods.split(", "));
     allow.push("OPTIONS");
-    Some(allow.join(", "))
+    allow.join(", ")
 }
 
-/// Framework-level answers: `OPTIONS` on a route answers 200 with its `Allow` header, as Flask
-/// did; a 405 gets Flask's HTML page and `Allow` list; manager routes close the connection.
-async fn options(request: Request, next: Next) -> Response {
+/// The name of a method for the request counter (bounded: others are `other`).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    }
+}
+
+/// Framework-level answers and the request counter: `OPTIONS` on a route answers 200 with
+/// its `Allow` header, as Flask did; a 405 gets Flask's HTML page and `Allow` list; manager
+/// routes close the connection; every answer is counted by route, status and outcome.
+async fn framework(State(director): State<Director>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|matched| route_by_pattern(matched.as_str()));
+    let method = method_label(request.method());
     // The 1.2 managers read answers until the connection closes: every answer of their routes
     // closes it, including the 400 and 413 given before a handler runs.
-    if is_manager_route(request.uri().path()) {
-        return answer::close(framework_answers(request, next).await);
+    let closes = is_manager_route(request.uri().path());
+    let mut response = framework_answers(route, request, next).await;
+    if closes {
+        response = answer::close(response);
     }
-    framework_answers(request, next).await
+    let status = response.status().as_u16();
+    let outcome = outcome_of(&response);
+    director.metrics().request(
+        route.map_or(trace::UNKNOWN_ROUTE, |route| route.path),
+        method,
+        status,
+        outcome,
+        started.elapsed(),
+    );
+    response
+}
+
+/// The outcome an answer carries (handlers mark refusals given with status 200), else what
+/// its status says.
+fn outcome_of(response: &Response) -> Outcome {
+    response
+        .extensions()
+        .get::<Outcome>()
+        .copied()
+        .unwrap_or_else(|| Outcome::of_status(response.status().as_u16()))
 }
 
 /// The routes 1.2 managers call with their HTTP client that reads until EOF.
@@ -193,47 +332,26 @@ fn is_manager_route(path: &str) -> bool {
     path.starts_with("/callback/") || path == "/ca/get_cert.php"
 }
 
-async fn framework_answers(request: Request, next: Next) -> Response {
+async fn framework_answers(route: Option<&Route>, request: Request, next: Next) -> Response {
     if request.method() != Method::OPTIONS {
-        let path = request.uri().path().to_owned();
         let response = next.run(request).await;
         if response.status() != StatusCode::METHOD_NOT_ALLOWED {
             return response;
         }
         let mut page = answer::html_status(StatusCode::METHOD_NOT_ALLOWED);
         if let Some(value) =
-            allow_header(&path).and_then(|allow| HeaderValue::from_str(&allow).ok())
+            route.and_then(|route| HeaderValue::from_str(&allow_header(route)).ok())
         {
             page.headers_mut().insert(header::ALLOW, value);
         }
         return page;
     }
-    let Some(allow) = allow_header(request.uri().path()) else {
+    let Some(route) = route else {
         return answer::html_status(StatusCode::NOT_FOUND);
     };
     let mut response = StatusCode::OK.into_response();
-    if let Ok(value) = HeaderValue::from_str(&allow) {
+    if let Ok(value) = HeaderValue::from_str(&allow_header(route)) {
         response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
-}
-
-/// One line per request: method, route, caller, status, latency. Never parameters or bodies.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = route_of(request.uri().path());
-    let who = auth::Caller::of(request.extensions());
-    let caller = auth::describe(&who);
-    let remote = who.peer.as_ref().map(|peer| peer.remote);
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let remote = remote.map(|r| r.to_string()).unwrap_or_default();
-    if status >= 500 {
-        tracing::warn!(%method, route, caller, remote, status, latency_ms, "request");
-    } else {
-        tracing::info!(%method, route, caller, remote, status, latency_ms, "request");
     }
     response
 }
@@ -243,15 +361,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patterns_match_single_segments() {
-        assert!(matches("/stop/{serviceid}", "/stop/7"));
-        assert!(!matches("/stop/{serviceid}", "/stop/"));
-        assert!(!matches("/stop/{serviceid}", "/stop/7/x"));
-        assert!(matches("/list", "/list"));
-        assert!(!matches("/list", "/list/"));
+    fn every_pattern_is_in_the_table_once_with_its_allow_list() {
+        let mut patterns: Vec<&str> = ROUTES.iter().map(|route| route.path).collect();
+        patterns.sort_unstable();
+        patterns.dedup();
+        assert_eq!(patterns.len(), ROUTES.len());
+        let list = route_by_pattern("/list").unwrap();
+        assert_eq!(allow_header(list), "HEAD, GET, POST, OPTIONS");
+        let stop = route_by_pattern("/stop/{serviceid}").unwrap();
+        assert_eq!(allow_header(stop), "POST, OPTIONS");
         assert_eq!(
-            route_of("/start/php/default"),
-            "/start/{servicetype}/{cloudname}"
+            ROUTES.iter().filter(|r| r.origin == Origin::V1_2).count(),
+            21
         );
     }
 }

@@ -380,6 +380,16 @@ impl CertificateAuthority {
         }
     }
 
+    /// Whether the CA holds the private key of its own certificate (what the director's
+    /// readiness answer checks): the key's public half equals the certificate's.
+    pub fn key_matches_certificate(&self) -> bool {
+        use rcgen::PublicKeyData as _;
+        let Ok((_, certificate)) = x509_parser::parse_x509_certificate(&self.cert_der) else {
+            return false;
+        };
+        certificate.public_key().raw == self.issuer.key().subject_public_key_info().as_slice()
+    }
+
     /// The CA's private key, PEM (PKCS#8): for an embedder that stores a CA made by
     /// [`generate`](Self::generate). Whoever holds it can impersonate every ConPaaS party.
     pub fn key_pem(&self) -> SecretString {

@@ -309,6 +309,20 @@ impl CloudRegistry {
     pub fn iter(&self) -> impl Iterator<Item = &RegisteredCloud> {
         self.clouds.iter()
     }
+
+    /// The same registry with each driver replaced by `wrap(name, driver)` (the director
+    /// times every cloud call this way).
+    pub(crate) fn wrapped(self, wrap: impl Fn(&str, Arc<dyn Cloud>) -> Arc<dyn Cloud>) -> Self {
+        let clouds = self
+            .clouds
+            .into_iter()
+            .map(|registered| RegisteredCloud {
+                cloud: wrap(&registered.name, registered.cloud.clone()),
+                ..registered
+            })
+            .collect();
+        CloudRegistry { clouds }
+    }
 }
 
 /// A cloud whose driver cannot start (its settings were refused by the driver): every

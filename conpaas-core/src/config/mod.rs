@@ -69,6 +69,20 @@ pub const DEFAULT_MAX_SERVICES_PER_USER: u32 = 100;
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// `[director] METRICS_ALLOW` when absent: loopback only (`127.0.0.0/8`, `::1`).
+pub fn default_metrics_allow() -> Vec<ipnet::IpNet> {
+    vec![
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(127, 0, 0, 0),
+            8,
+        )),
+        ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        )),
+    ]
+}
+
 /// Every key the director recognises, as `(section, KEY)`; `"<cloud>"` stands
 /// for `[iaas]` and every section named in `OTHER_CLOUDS`. docs/config.md documents each.
 pub const KNOWN_KEYS: &[(&str, &str)] = &[
@@ -121,6 +135,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "REAP_GRACE"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
+    ("director", "METRICS_ALLOW"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -167,6 +182,9 @@ pub struct DirectorConfig {
     pub reconcile_grace: Option<Duration>,
     /// `[director] REAP_GRACE`: how old a VM without a row must be before it is terminated.
     pub reap_grace: Duration,
+    /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
+    /// frontend's certificate (default: [`default_metrics_allow`]).
+    pub metrics_allow: Vec<ipnet::IpNet>,
 }
 
 impl DirectorConfig {
@@ -190,9 +208,42 @@ pub struct LoadedConfig {
     pub generated: bool,
     /// The `[director]` header's line, for the message of a missing `DIRECTOR_URL`.
     director_header_line: Option<usize>,
+    /// Every `[section] KEY` with its value as read (interpolated), to tell what changed
+    /// between two readings ([`LoadedConfig::changed_keys`]).
+    values: Values,
+}
+
+/// The values of a file by `[section] KEY`; `Debug` shows the keys only (values may be
+/// passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Values(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl LoadedConfig {
+    /// The `[section] KEY` names whose values differ in `newer` (set, changed or removed),
+    /// sorted; never the values, which may be passwords.
+    pub fn changed_keys(&self, newer: &LoadedConfig) -> Vec<String> {
+        let (before, after) = (&self.values.0, &newer.values.0);
+        let mut changed: Vec<String> = before
+            .iter()
+            .filter(|(key, value)| after.get(*key) != Some(value))
+            .map(|(key, _)| key.clone())
+            .collect();
+        changed.extend(
+            after
+                .keys()
+                .filter(|key| !before.contains_key(*key))
+                .cloned(),
+        );
+        changed.sort();
+        changed
+    }
+
     /// `DIRECTOR_URL`, which starting services needs (the VMs call back at it),
     /// or an error pointing at the file.
     pub fn require_director_url(&self) -> Result<&DirectorUrl, Error> {
@@ -221,6 +272,22 @@ impl LoadedConfig {
 pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
     let (ini, reader_warnings) = ini::Ini::parse(path, text).map_err(Error::Invalid)?;
     let (config, warnings) = build::build(&ini, reader_warnings).map_err(Error::Invalid)?;
+    let values = Values(
+        ini.sections()
+            .iter()
+            .flat_map(|section| {
+                ini.items(section)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|value| {
+                        (
+                            format!("[{}] {}", section.name, value.key.to_ascii_uppercase()),
+                            value.text,
+                        )
+                    })
+            })
+            .collect(),
+    );
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,
@@ -229,6 +296,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<LoadedConfig, Error> {
         director_header_line: ini
             .section("director")
             .and_then(|section| section.header_line),
+        values,
     })
 }
 

@@ -457,6 +457,14 @@ fn director_section_errors() {
             "DB_MAX_CONNECTIONS = 0\n",
             "director.cfg:9: [director] DB_MAX_CONNECTIONS: expected a positive integer, got \"0\"",
         ),
+        (
+            "METRICS_ALLOW = 127.0.0.1, localhost\n",
+            "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"127.0.0.1, localhost\"",
+        ),
+        (
+            "METRICS_ALLOW = 10.0.0.0/33\n",
+            "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"10.0.0.0/33\"",
+        ),
     ];
     for (appended, expect) in cases {
         check(
@@ -652,4 +660,49 @@ fn generated_default_parses_back() {
             format!("{bad}: cannot use this data directory: {reason}")
         );
     }
+}
+
+#[test]
+fn metrics_allow_takes_addresses_networks_or_none() {
+    let networks = |text: &str| -> Vec<String> {
+        load(&format!("{BASE}[director]\nMETRICS_ALLOW = {text}\n"))
+            .config
+            .metrics_allow
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        networks("127.0.0.1, ::1 10.1.0.0/16"),
+        ["127.0.0.1/32", "::1/128", "10.1.0.0/16"]
+    );
+    assert!(networks("none").is_empty());
+    assert!(networks("NONE").is_empty());
+    // Absent or empty: loopback.
+    let default: Vec<String> = load(BASE)
+        .config
+        .metrics_allow
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(default, ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(networks(""), default);
+}
+
+#[test]
+fn changed_keys_name_what_differs_never_the_values() {
+    let before = load(&format!("{BASE}[iaas]\nOTHER_CLOUDS =\n"));
+    let same = load(&format!("{BASE}[iaas]\nOTHER_CLOUDS =\n"));
+    assert!(before.changed_keys(&same).is_empty());
+    let after = load(&format!(
+        "{BASE}[director]\nDATABASE_URI = sqlite:////srv/other.db\nMAX_CREDIT_X = 1\n"
+    ));
+    assert_eq!(
+        before.changed_keys(&after),
+        [
+            "[director] DATABASE_URI",
+            "[director] MAX_CREDIT_X",
+            "[iaas] OTHER_CLOUDS"
+        ]
+    );
 }

@@ -116,6 +116,7 @@ pub struct DirectorBuilder {
     manifest: ManifestSettings,
     hashing: HashingSettings,
     key_pool: usize,
+    metrics_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for DirectorBuilder {
@@ -139,6 +140,7 @@ impl Default for DirectorBuilder {
             manifest: ManifestSettings::recommended(),
             hashing: HashingSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
+            metrics_allow: crate::config::default_metrics_allow(),
         }
     }
 }
@@ -178,6 +180,7 @@ impl DirectorBuilder {
                 max_services: Some(settings.max_services_per_user),
             })
             .manager_port(settings.manager_port)
+            .metrics_allow(settings.metrics_allow.clone())
             .manifest(ManifestSettings::from_config(settings));
         if let Some(vpn) = &settings.vpn {
             builder = builder.vpn(vpn.clone());
@@ -317,6 +320,13 @@ impl DirectorBuilder {
         self
     }
 
+    /// The client addresses that may read `/metrics` without the frontend's certificate
+    /// (default: loopback, `127.0.0.0/8` and `::1`; empty: the certificate only).
+    pub fn metrics_allow(mut self, networks: Vec<ipnet::IpNet>) -> Self {
+        self.metrics_allow = networks;
+        self
+    }
+
     /// Checks the parts and builds the director. Blocks when it opens and migrates a store
     /// from settings or issues a director certificate (RSA key generation): call it before
     /// starting a runtime or on a blocking thread.
@@ -354,6 +364,10 @@ impl DirectorBuilder {
         ca.start_key_pool(self.key_pool)?;
         let fetcher = Fetcher::new(self.manifest.download.clone());
         let installation_tag = crate::ca::installation_tag(ca.cert_der());
+        let metrics = Arc::new(super::Metrics::new(ca.clone()));
+        let clouds = clouds.wrapped(|name, cloud| {
+            super::metered::MeteredCloud::wrap(name, cloud, metrics.clone())
+        });
         Ok(Director {
             inner: Arc::new(Inner {
                 store,
@@ -377,6 +391,8 @@ impl DirectorBuilder {
                 unaged_vms: std::sync::Mutex::default(),
                 charge_patience: self.charge_patience,
                 deferred_charges: std::sync::Mutex::default(),
+                metrics,
+                metrics_allow: self.metrics_allow,
             }),
         })
     }

@@ -3,6 +3,7 @@
 //! One library call, so an embedder of the router gets the same crash recovery as
 //! `director serve`.
 
+use super::metrics::MaintenanceAction;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,8 @@ impl Director {
             deferred_charges: self.apply_deferred_charges().await,
             ..MaintenanceReport::default()
         };
+        let metrics = &self.inner.metrics;
+        metrics.maintenance(MaintenanceAction::DeferredCharges, report.deferred_charges);
         let store = self.inner.store.clone();
         let lease = match tokio::task::spawn_blocking(move || store.try_lease(MAINTENANCE_LEASE))
             .await
@@ -152,6 +155,8 @@ impl Director {
             }
             Err(error) => tracing::warn!(error = %ErrorChain(&error), "the reaper failed"),
         }
+        metrics.maintenance(MaintenanceAction::Reconciled, report.reconciled);
+        metrics.maintenance(MaintenanceAction::Reaped, report.reaped);
         // Released (its session closed) off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
         report

@@ -1,8 +1,9 @@
 //! What managers ask of the director: credit, agent certificates (termination is in services).
 
+use super::metrics::DecrementResult;
 use super::{Director, Error, parse_int};
 use crate::model::ErrorChain;
-use crate::model::{Credit, ServiceId, UserId};
+use crate::model::{Credit, Role, ServiceId, UserId};
 use crate::store;
 
 impl Director {
@@ -11,11 +12,28 @@ impl Director {
     /// absent decrement is 0 (as in 1.2); a negative or non-integer one is refused (1.2 added
     /// credit for a negative one).
     pub async fn charge(&self, uid: UserId, decrement: Option<&str>) -> Result<bool, Error> {
+        let charged = self.charge_counted(uid, decrement).await;
+        let result = match &charged {
+            Ok((true, false)) => DecrementResult::Applied,
+            Ok((true, true)) => DecrementResult::Deferred,
+            Ok((false, _)) | Err(_) => DecrementResult::Refused,
+        };
+        self.inner.metrics.decrement(result);
+        charged.map(|(covered, _)| covered)
+    }
+
+    /// [`charge`](Self::charge)'s work: whether the charge is covered, and whether it was
+    /// deferred.
+    async fn charge_counted(
+        &self,
+        uid: UserId,
+        decrement: Option<&str>,
+    ) -> Result<(bool, bool), Error> {
         let amount = match decrement.map(str::trim).filter(|text| !text.is_empty()) {
             None => 0,
             Some(text) => match parse_int(text) {
                 Some(amount) if amount >= 0 => amount,
-                _ => return Ok(false),
+                _ => return Ok((false, false)),
             },
         };
         let amount = Credit(amount);
@@ -34,7 +52,7 @@ impl Director {
                 .run(move |conn| store::decrement_credit(conn, uid, amount))
                 .await
             {
-                Ok(charged) => return Ok(charged),
+                Ok(charged) => return Ok((charged, false)),
                 Err(error) if tokio::time::Instant::now() + delay < deadline => {
                     tracing::warn!(uid = %uid, error = %ErrorChain(&error), "credit charge failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -47,7 +65,7 @@ impl Director {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push((uid, amount));
-                    return Ok(true);
+                    return Ok((true, true));
                 }
             }
         }
@@ -109,7 +127,7 @@ impl Director {
         csr_pem: Vec<u8>,
     ) -> Result<String, Error> {
         let issued = self
-            .issue(move |ca| ca.sign_agent_csr(&csr_pem, uid, sid))
+            .issue(Role::Agent, move |ca| ca.sign_agent_csr(&csr_pem, uid, sid))
             .await?;
         Ok(issued.cert_pem)
     }

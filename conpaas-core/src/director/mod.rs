@@ -8,6 +8,8 @@ pub mod fetch;
 mod maintenance;
 mod managers;
 pub mod manifest;
+mod metered;
+pub mod metrics;
 mod services;
 pub mod setup;
 mod state;
@@ -22,10 +24,11 @@ pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
     Unreadable, VolumeStartup,
 };
+pub use metrics::{Metrics, Outcome};
 pub use services::StartRequest;
-pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, UserLimits};
+pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, Readiness, UserLimits};
 pub use throttle::LoginSource;
-pub use users::{Registration, UserCertificates};
+pub use users::{LoginAttempt, Registration, UserCertificates};
 
 pub use crate::model::parse_int;
 

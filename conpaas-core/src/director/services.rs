@@ -5,11 +5,12 @@ use std::str::FromStr;
 use crate::bootstrap::{self, CloudSection, ContextInput, Templates, VpnLines};
 use crate::cloud::{self, NodeRequest};
 use crate::model::ErrorChain;
-use crate::model::{AppId, Credit, Service, ServiceId, ServiceType, UserId};
+use crate::model::{AppId, Credit, Role, Service, ServiceId, ServiceType, UserId};
 use crate::store::{self, ManagerVm, NewService};
 use crate::vpn;
 
 use super::accounts::check_name;
+use super::metrics::ServiceEvent;
 use super::{Director, Error, parse_int};
 
 /// What `/start` asks for.
@@ -61,9 +62,45 @@ impl Director {
     /// failure undoes what was done (VM terminated, row deleted, credit refunded).
     pub async fn start_service(&self, request: StartRequest) -> Result<Service, Error> {
         let director = self.clone();
-        tokio::spawn(async move { director.start_service_inner(request).await })
+        let asked = request.clone();
+        let started = tokio::spawn(async move { director.start_service_inner(request).await })
             .await
-            .map_err(|_| Error::Cancelled)?
+            .map_err(|_| Error::Cancelled)
+            .and_then(|started| started);
+        self.count_start(&asked, &started);
+        started
+    }
+
+    /// `conpaas_services_total`: a started service, or a start that failed on a cloud and
+    /// type that exist (refusals before anything was done are not failures).
+    fn count_start(&self, asked: &StartRequest, started: &Result<Service, Error>) {
+        let metrics = &self.inner.metrics;
+        match started {
+            Ok(service) => metrics.service(
+                ServiceEvent::Started,
+                service.cloud.as_deref().unwrap_or_default(),
+                service.service_type.as_deref().unwrap_or_default(),
+            ),
+            Err(
+                Error::UnknownServiceType(_)
+                | Error::UnknownCloud(_)
+                | Error::ApplicationNotFound(_)
+                | Error::InsufficientCredit
+                | Error::NotConfigured(_),
+            ) => {}
+            Err(_) => {
+                if let (Some(registered), Ok(service_type)) = (
+                    self.inner.clouds.get(&asked.cloud),
+                    ServiceType::from_str(&asked.service_type),
+                ) {
+                    metrics.service(
+                        ServiceEvent::Failed,
+                        registered.name(),
+                        service_type.as_str(),
+                    );
+                }
+            }
+        }
     }
 
     async fn start_service_inner(&self, request: StartRequest) -> Result<Service, Error> {
@@ -164,7 +201,7 @@ impl Director {
     ) -> Result<Service, Error> {
         let (uid, sid) = (service.user_id, service.sid);
         let manager_cert = self
-            .issue(move |ca| ca.issue_manager_cert(uid, sid))
+            .issue(Role::Manager, move |ca| ca.issue_manager_cert(uid, sid))
             .await?;
         let vpn_lines = match (&self.inner.vpn, service.subnet.as_deref()) {
             (Some(plan), Some(text)) => {
@@ -357,6 +394,11 @@ impl Director {
             match outcome {
                 store::ConditionalDelete::Deleted(_) => {
                     tracing::info!(sid = %sid, "service stopped");
+                    self.inner.metrics.service(
+                        ServiceEvent::Stopped,
+                        current.cloud.as_deref().unwrap_or_default(),
+                        current.service_type.as_deref().unwrap_or_default(),
+                    );
                     return Ok(());
                 }
                 store::ConditionalDelete::Gone => return Ok(()),

@@ -10,7 +10,7 @@ use crate::ca::{CertificateAuthority, IssuedCertificate};
 use crate::cloud::CloudRegistry;
 use crate::config::LoadedConfig;
 use crate::manager_client::ManagerClient;
-use crate::model::{Credit, ServiceId, User, UserId};
+use crate::model::{Credit, Role, ServiceId, User, UserId};
 use crate::store::{self, Store};
 use crate::vpn::VpnPlan;
 
@@ -93,6 +93,42 @@ pub(super) struct Inner {
     pub(super) deferred_charges: std::sync::Mutex<Vec<(UserId, Credit)>>,
     /// When the reaper first saw each rowless VM whose cloud gives no creation time.
     pub(super) unaged_vms: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// What this director counted (its own registry).
+    pub(super) metrics: Arc<super::Metrics>,
+    /// Who may read `/metrics` without the frontend's certificate.
+    pub(super) metrics_allow: Vec<ipnet::IpNet>,
+}
+
+/// What the readiness answer (`/readyz`) checked: each `true` when fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// The database answers and accepts a write (rolled back).
+    pub database: bool,
+    /// No migration of this build is missing from the database (another replica of an older
+    /// build may be serving a database this build has not migrated, or the reverse).
+    pub migrations: bool,
+    /// The CA's key is loaded and is its certificate's.
+    pub ca: bool,
+}
+
+impl Readiness {
+    /// Every check passed.
+    pub fn is_ready(&self) -> bool {
+        self.database && self.migrations && self.ca
+    }
+
+    /// The names of the checks that failed (`database`, `migrations`, `ca`).
+    pub fn failed(&self) -> Vec<&'static str> {
+        [
+            ("database", self.database),
+            ("migrations", self.migrations),
+            ("ca", self.ca),
+        ]
+        .into_iter()
+        .filter_map(|(name, ok)| (!ok).then_some(name))
+        .collect()
+    }
 }
 
 impl Director {
@@ -134,6 +170,58 @@ impl Director {
     /// The CA.
     pub fn ca(&self) -> &CertificateAuthority {
         &self.inner.ca
+    }
+
+    /// This director's metrics (served at `/metrics` by the router).
+    pub fn metrics(&self) -> &super::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether a client at `ip` may read `/metrics` without the frontend's certificate
+    /// (`[director] METRICS_ALLOW`; loopback by default).
+    pub fn metrics_allowed(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.inner.metrics_allow.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether this director can serve: the database answers and takes writes, its
+    /// migrations are current, the CA's key is loaded. Failures are logged with their cause;
+    /// the answer only names the checks.
+    pub async fn readiness(&self) -> Readiness {
+        let checked = self
+            .inner
+            .store
+            .run(|conn| -> Result<Vec<String>, store::Error> {
+                store::check_writable(conn)?;
+                store::pending_migrations(conn)
+            })
+            .await;
+        let (database, migrations) = match checked {
+            Ok(pending) if pending.is_empty() => (true, true),
+            Ok(pending) => {
+                tracing::warn!(?pending, "not ready: database migrations missing");
+                (true, false)
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::model::ErrorChain(&error), "not ready: the database");
+                (false, false)
+            }
+        };
+        let ca = self.inner.ca.key_matches_certificate();
+        if !ca {
+            tracing::warn!("not ready: the CA's key is not its certificate's");
+        }
+        Readiness {
+            database,
+            migrations,
+            ca,
+        }
     }
 
     /// The clouds services start on.
@@ -194,7 +282,7 @@ impl Director {
 
     /// Runs CPU-heavy CA work (RSA key generation, signing) off the async workers and records
     /// the serial of what it issued.
-    pub(super) async fn issue<F>(&self, work: F) -> Result<IssuedCertificate, Error>
+    pub(super) async fn issue<F>(&self, role: Role, work: F) -> Result<IssuedCertificate, Error>
     where
         F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error>
             + Send
@@ -209,6 +297,7 @@ impl Director {
             .store
             .run(move |conn| store::record_certificate(conn, &record))
             .await?;
+        self.inner.metrics.certificate_issued(role);
         Ok(issued)
     }
 }

@@ -2,9 +2,10 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::metrics::LoginResult;
 use super::throttle::{LoginSource, Outcome};
 use super::{Director, Error, parse_int};
-use crate::model::{Credit, User};
+use crate::model::{Credit, Role, User};
 
 /// The fields of `/new_user`, as sent (each present and non-empty: checked by the caller).
 #[derive(Debug)]
@@ -33,6 +34,29 @@ pub struct UserCertificates {
     pub key_pem: SecretString,
     /// `ca_cert.pem`.
     pub ca_cert_pem: String,
+}
+
+/// What a password check came to ([`Director::login_attempt`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoginAttempt {
+    /// The password is the user's.
+    Accepted(User),
+    /// No such user, or not their password.
+    Refused,
+    /// Not checked: too many failed attempts from the source lately, or the password hashing
+    /// queue stayed full. 1.2 clients get the answer of a refusal.
+    Throttled,
+}
+
+impl LoginAttempt {
+    /// The user, when accepted.
+    pub fn accepted(self) -> Option<User> {
+        match self {
+            LoginAttempt::Accepted(user) => Some(user),
+            LoginAttempt::Refused | LoginAttempt::Throttled => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for UserCertificates {
@@ -75,7 +99,10 @@ impl Director {
         username: &str,
         password: &SecretString,
     ) -> Result<Option<User>, Error> {
-        Ok(self.check_password(username, password).await?.flatten())
+        Ok(self
+            .login_attempt(username, password, None)
+            .await?
+            .accepted())
     }
 
     /// `Some(user or None)` once the password is checked; `None` when the hashing queue was
@@ -112,8 +139,42 @@ impl Director {
         password: &SecretString,
         from: Option<LoginSource>,
     ) -> Result<Option<User>, Error> {
+        Ok(self
+            .login_attempt(username, password, from)
+            .await?
+            .accepted())
+    }
+
+    /// [`Director::login_from`], saying whether a refusal was a wrong password or a throttle
+    /// (`conpaas_logins_total` counts each).
+    pub async fn login_attempt(
+        &self,
+        username: &str,
+        password: &SecretString,
+        from: Option<LoginSource>,
+    ) -> Result<LoginAttempt, Error> {
+        let attempt = self.login_attempt_uncounted(username, password, from).await;
+        let result = match &attempt {
+            Ok(LoginAttempt::Accepted(_)) => LoginResult::Accepted,
+            Ok(LoginAttempt::Refused) | Err(_) => LoginResult::Refused,
+            Ok(LoginAttempt::Throttled) => LoginResult::Throttled,
+        };
+        self.inner.metrics.login(result);
+        attempt
+    }
+
+    async fn login_attempt_uncounted(
+        &self,
+        username: &str,
+        password: &SecretString,
+        from: Option<LoginSource>,
+    ) -> Result<LoginAttempt, Error> {
         let Some(source) = from else {
-            return self.login(username, password).await;
+            return Ok(match self.check_password(username, password).await? {
+                Some(Some(user)) => LoginAttempt::Accepted(user),
+                Some(None) => LoginAttempt::Refused,
+                None => LoginAttempt::Throttled,
+            });
         };
         let Some(attempt) = self
             .inner
@@ -125,21 +186,22 @@ impl Director {
                 outcome = "throttled",
                 "login refused: too many failed attempts"
             );
-            return Ok(None);
+            return Ok(LoginAttempt::Throttled);
         };
         // Dropped without an outcome (hashing busy, an error, the caller gone), the attempt
         // counts as nothing.
         let Some(user) = self.check_password(username, password).await? else {
-            return Ok(None);
+            return Ok(LoginAttempt::Throttled);
         };
-        let outcome = if user.is_some() {
-            Outcome::Succeeded
-        } else {
-            tracing::info!(?source, outcome = "failed", "login refused: wrong password");
-            Outcome::Failed
+        let (outcome, answer) = match user {
+            Some(user) => (Outcome::Succeeded, LoginAttempt::Accepted(user)),
+            None => {
+                tracing::info!(?source, outcome = "failed", "login refused: wrong password");
+                (Outcome::Failed, LoginAttempt::Refused)
+            }
         };
         attempt.end(outcome, std::time::Instant::now());
-        Ok(user)
+        Ok(answer)
     }
 
     /// [`Director::user_certificates`] for a client at `from`, throttled as
@@ -169,10 +231,12 @@ impl Director {
     }
 
     /// A fresh certificate and key for `user`, its serial recorded.
-    async fn certificates_for(&self, user: User) -> Result<UserCertificates, Error> {
+    pub(crate) async fn certificates_for(&self, user: User) -> Result<UserCertificates, Error> {
         let email = user.email.clone().unwrap_or_default();
         let issued = self
-            .issue(move |ca| ca.issue_user_cert(user.uid, &user.username, &email))
+            .issue(Role::User, move |ca| {
+                ca.issue_user_cert(user.uid, &user.username, &email)
+            })
             .await?;
         let Some(key_pem) = issued.key_pem else {
             return Err(Error::Invalid {

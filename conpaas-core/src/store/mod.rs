@@ -66,6 +66,8 @@ pub mod names;
 #[cfg(feature = "store")]
 pub mod password;
 #[cfg(feature = "store")]
+mod readiness;
+#[cfg(feature = "store")]
 mod rows;
 #[cfg(feature = "store")]
 mod schema;
@@ -94,6 +96,8 @@ pub use database_error::{DatabaseError, DatabaseErrorKind};
 pub use hashing::{HashingPool, HashingSettings};
 #[cfg(feature = "store")]
 pub use lease::Lease;
+#[cfg(feature = "store")]
+pub use readiness::{check_writable, pending_migrations};
 #[cfg(feature = "store")]
 pub use services::{
     ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,

@@ -371,7 +371,6 @@ async fn paths_that_match_no_route_are_404() {
         ("GET", "/download/other.tar.gz"),
         ("GET", "/download/"),
         ("POST", "/get_user_certs"),
-        ("GET", "/version"),
         ("GET", "/user_credit"),
         ("GET", "/nothing/here"),
         ("GET", "/..%2fdirector.cfg"),

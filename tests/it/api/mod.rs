@@ -10,6 +10,7 @@ mod credit;
 mod download;
 mod hostile;
 mod manager;
+mod ops;
 mod original;
 mod shapes;
 mod story;

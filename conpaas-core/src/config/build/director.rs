@@ -1,4 +1,4 @@
-//! `[director]`: the database URL and `DEBUG`.
+//! `[director]`: the database URL, `DEBUG` and `METRICS_ALLOW`.
 
 use super::*;
 
@@ -46,4 +46,23 @@ impl Builder<'_> {
         }
         Ok(on)
     }
+}
+
+/// `METRICS_ALLOW`: IP addresses and networks (`127.0.0.1`, `10.0.0.0/8`, `::1`), separated
+/// by commas or spaces; `none` for none (the frontend's certificate only).
+pub(super) fn parse_metrics_allow(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    const EXPECTED: &str =
+        "IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none";
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| EXPECTED.to_owned())
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ mod conpaas;
 mod director;
 
 use conpaas::parse_key_algorithm;
+use director::parse_metrics_allow;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -67,6 +68,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "REAP_GRACE",
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
+    "METRICS_ALLOW",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -243,6 +245,7 @@ impl Builder<'_> {
         let reap_grace = self.optional("director", "reap_grace", parse_seconds);
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
+        let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -267,6 +270,7 @@ impl Builder<'_> {
             Ok(reap_grace),
             Ok(max_applications),
             Ok(max_services),
+            Ok(metrics_allow),
         ) = (
             conf_dir,
             cert_dir,
@@ -286,6 +290,7 @@ impl Builder<'_> {
             reap_grace,
             max_applications,
             max_services,
+            metrics_allow,
         )
         else {
             return Err(Reported);
@@ -316,6 +321,7 @@ impl Builder<'_> {
             max_applications_per_user: max_applications
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
+            metrics_allow: metrics_allow.unwrap_or_else(super::default_metrics_allow),
         })
     }
 

@@ -586,18 +586,23 @@ fn getcerts(cx: &mut Context) {
         failed: warm.errors + logins.errors > 0,
         scenario: "",
     });
+    sustained(cx, &anonymous, &getcerts, "`/getcerts`");
+}
+
+/// `job` at c=4 for the run's time, past what the key pool holds: its rate and CPU per call.
+fn sustained(cx: &mut Context, target: &Arc<Target>, job: &Arc<Job>, what: &str) {
     std::thread::sleep(Duration::from_secs(3));
-    let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
-        cx.run(&anonymous, &getcerts, Mode::KeepAlive, 4, cx.secs())
+    let (outcome, cpu) = cpu_ms_per_call(cx.director.pid, || {
+        cx.run(target, job, Mode::KeepAlive, 4, cx.secs())
     });
     cx.rows.push(Row {
-        figure: "`/getcerts`, keep-alive, c=4, sustained (past the pool)".into(),
+        figure: format!("{what}, keep-alive, c=4, sustained (past the pool)"),
         target: "—".into(),
-        measured: format!("{}; {cpu:.1} ms CPU per call", rate(&sustained)),
+        measured: format!("{}; {cpu:.1} ms CPU per call", rate(&outcome)),
         baseline: "—".into(),
         ratio: "—".into(),
         verdict: verdict(None),
-        failed: sustained.errors > 0,
+        failed: outcome.errors > 0,
         scenario: "",
     });
 }
@@ -621,20 +626,7 @@ fn start(cx: &mut Context) {
         failed: warm.errors > 0,
         scenario: "",
     });
-    std::thread::sleep(Duration::from_secs(3));
-    let (sustained, cpu) = cpu_ms_per_call(cx.director.pid, || {
-        cx.run(&user, &start, Mode::KeepAlive, 4, cx.secs())
-    });
-    cx.rows.push(Row {
-        figure: "`/start/php`, keep-alive, c=4, sustained (past the pool)".into(),
-        target: "—".into(),
-        measured: format!("{}; {cpu:.1} ms CPU per call", rate(&sustained)),
-        baseline: "—".into(),
-        ratio: "—".into(),
-        verdict: verdict(None),
-        failed: sustained.errors > 0,
-        scenario: "",
-    });
+    sustained(cx, &user, &start, "`/start/php`");
 }
 
 /// The burst of logins on a director started for it (same data directory), so that its

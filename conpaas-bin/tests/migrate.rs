@@ -86,24 +86,17 @@ async fn answers(data: &Path, port: u16, alice: (&str, &str)) -> Answers {
             serde_json::from_str::<serde_json::Value>(&text).unwrap()
         }
     };
+    let listing = |path: &'static str| {
+        let (user, base) = (user.clone(), base.clone());
+        async move {
+            let answer = user.post(format!("{base}{path}")).send().await.unwrap();
+            answer.text().await.unwrap()
+        }
+    };
     Answers {
         login: login("alice", "alice-pw").await,
-        listapp: user
-            .post(format!("{base}/listapp"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        list: user
-            .post(format!("{base}/list"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        listapp: listing("/listapp").await,
+        list: listing("/list").await,
         bob: login("bob", "bob-pw").await,
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{client, director, here_document, serve, vm_files};
+use support::{client, client_from, director, here_document, serve, vm_files};
 
 const USERS: usize = 10;
 const CREDIT: i64 = 1_000_000;
@@ -210,8 +210,11 @@ async fn run_client(
     tally: &Tally,
     deadline: Instant,
 ) {
-    let http = client(ca_pem, Some((&user.cert, &user.key)));
-    let anonymous = client(ca_pem, None);
+    // Each client from an address of its own, as users come from their own hosts (the
+    // director serves at most 256 connections of one address).
+    let source = std::net::Ipv4Addr::new(127, 0, 1, u8::try_from(index % 250).unwrap() + 1);
+    let http = client_from(ca_pem, Some((&user.cert, &user.key)), source);
+    let anonymous = client_from(ca_pem, None, source);
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1));
     let mut managers: BTreeMap<i64, reqwest::Client> = BTreeMap::new();
     let count = |ok: bool| {
@@ -244,7 +247,7 @@ async fn run_client(
                         here_document(&script, "cert.pem"),
                         here_document(&script, "key.pem"),
                     ) {
-                        managers.insert(sid, client(ca_pem, Some((&cert, &key))));
+                        managers.insert(sid, client_from(ca_pem, Some((&cert, &key)), source));
                     }
                 }
             }

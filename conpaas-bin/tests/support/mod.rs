@@ -70,6 +70,22 @@ pub fn director(data: &Path, args: &[&str]) {
 
 /// A client holding `cert_pem`/`key_pem` (or none), trusting only the CA.
 pub fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    builder(ca_pem, identity).build().unwrap()
+}
+
+/// [`client`] connecting from the loopback address `source`.
+pub fn client_from(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+    source: std::net::Ipv4Addr,
+) -> reqwest::Client {
+    builder(ca_pem, identity)
+        .local_address(std::net::IpAddr::V4(source))
+        .build()
+        .unwrap()
+}
+
+fn builder(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::ClientBuilder {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
@@ -87,8 +103,6 @@ pub fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 /// The text of the here-document `cat <<EOF > /tmp/<file>` of a dummy VM's script.

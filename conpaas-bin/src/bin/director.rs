@@ -634,6 +634,8 @@ fn serve(
             anyhow::bail!("cannot listen on {asked}: {}", failures.join("; "));
         };
         let local = listener.local_addr()?;
+        // Installed before the line that tells the world the server is up.
+        let shutdown = shutdown_signal();
         println!("listening on https://{local}");
         std::io::stdout().flush()?;
         if n_users == 0 {
@@ -652,7 +654,7 @@ fn serve(
             .serve_director(
                 director,
                 director::MaintenanceSettings::from_config(&loaded.config),
-                shutdown_signal(),
+                shutdown,
             )
             .await;
         tracing::info!("stopped");
@@ -773,28 +775,44 @@ fn resolve(listen: &ListenAddr) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed here, when it is called (not
+/// when first polled): a SIGTERM sent as soon as "listening on" is printed must stop the
+/// server cleanly rather than kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // `ctrl_c` installs its handler on first poll; polling it once here installs it now.
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let _ = futures_poll_once(ctrl_c.as_mut());
+    async move {
+        #[cfg(unix)]
+        {
+            match term {
+                Some(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                None => {
+                    let _ = ctrl_c.await;
+                }
+            }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Polls `future` once with a waker that does nothing.
+fn futures_poll_once<F: std::future::Future>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    future.poll(&mut context)
 }
 
 /// Reads one line after showing `question` on stderr; works with piped input too.

@@ -204,6 +204,9 @@ impl TestDirector {
         let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
         let settings = TransportSettings {
             shutdown_grace: Duration::from_secs(1),
+            // Every test client comes from 127.0.0.1; the per-address limit has its own test
+            // (transport.rs).
+            max_connections_per_address: 1024,
             ..TransportSettings::recommended()
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -311,23 +311,34 @@ pub(super) async fn rename(
     verdict(director.rename_service(user.uid, sid, name).await, Cors::No)
 }
 
+/// A listing read with `Director::read_for_user`: `answer` for the rows, `false` for an
+/// unknown user (as 1.2).
+fn user_listing<T>(
+    read: Result<Option<T>, crate::director::Error>,
+    answer: impl FnOnce(&T) -> Response,
+) -> Response {
+    match read {
+        Ok(Some(rows)) => answer(&rows),
+        Ok(None) => answer::no(Cors::Yes),
+        Err(error) => super::error::internal(&error),
+    }
+}
+
 /// `GET|POST /list`.
 pub(super) async fn list(
     State(director): State<Director>,
     CertifiedUserId(uid): CertifiedUserId,
     _params: Params,
 ) -> Response {
-    match director
+    let services = director
         .read_for_user(move |conn| store::list_services_of_user(conn, uid))
-        .await
-    {
-        Ok(Some(services)) => answer::bare(
+        .await;
+    user_listing(services, |services: &Vec<_>| {
+        answer::bare(
             &services.iter().map(wire::Service::from).collect::<Vec<_>>(),
             Cors::Yes,
-        ),
-        Ok(None) => answer::no(Cors::Yes),
-        Err(error) => super::error::internal(&error),
-    }
+        )
+    })
 }
 
 /// `GET|POST /list/<int:aid>`: only the caller's application (1.2 listed anyone's).
@@ -396,17 +407,15 @@ pub(super) async fn listapp(
     CertifiedUserId(uid): CertifiedUserId,
     _params: Params,
 ) -> Response {
-    match director
+    let applications = director
         .read_for_user(move |conn| store::list_applications_of_user(conn, uid))
-        .await
-    {
-        Ok(Some(apps)) => answer::bare(
+        .await;
+    user_listing(applications, |apps: &Vec<_>| {
+        answer::bare(
             &apps.iter().map(wire::Application::from).collect::<Vec<_>>(),
             Cors::Yes,
-        ),
-        Ok(None) => answer::no(Cors::Yes),
-        Err(error) => super::error::internal(&error),
-    }
+        )
+    })
 }
 
 /// `POST /download_manifest/<appid>`.

@@ -173,7 +173,9 @@ fn id_counter(conn: &mut DbConnection, table: &str, column: &str) -> Result<i64,
     Ok(counter.value)
 }
 
-/// Moves `table`'s id counter to `counter` (the next id is above it).
+/// Moves `table`'s id counter to `counter` (the next id is above it); `column` names the
+/// id column, which PostgreSQL's sequence is found by.
+#[cfg_attr(not(feature = "postgres"), expect(unused_variables))]
 fn set_id_counter(
     conn: &mut DbConnection,
     table: &str,
@@ -207,6 +209,5 @@ fn set_id_counter(
             .execute(c)?;
         }
     }
-    let _ = column;
     Ok(())
 }

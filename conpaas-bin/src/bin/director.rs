@@ -9,9 +9,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[path = "director/audit.rs"]
+mod audit;
+
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use conpaas_core::config::{self, ConfigSource, LoadedConfig};
+use conpaas_core::director::audit::{AuditOutcome, Event};
 use conpaas_core::director::{self, accounts, setup};
 use conpaas_core::model::Credit;
 use conpaas_core::store::{self, DatabaseUrl, Store};
@@ -89,9 +93,9 @@ enum Command {
         file: PathBuf,
     },
     /// Copy an installation's database to another (SQLite to PostgreSQL, to run several
-    /// directors on one database): users, applications, services and issued certificates
-    /// with their ids and id counters, in one transaction; the target must be empty. Stop
-    /// the directors using the source first. Reads no configuration.
+    /// directors on one database): users, applications, services, issued certificates and
+    /// the audit log, with their ids and id counters, in one transaction; the target must be
+    /// empty. Stop the directors using the source first. Reads no configuration.
     MigrateDb {
         /// The database to copy, as DATABASE_URI (`sqlite:////var/lib/conpaas/director.db`).
         #[arg(long, value_name = "URL", value_parser = database_url)]
@@ -100,6 +104,24 @@ enum Command {
         /// migrated first, and refused unless empty.
         #[arg(long, value_name = "URL", value_parser = database_url)]
         to: DatabaseUrl,
+    },
+    /// Print the audit log (logins, certificates, applications, services, credit), oldest
+    /// first: one line per event, or one JSON object per line with --json.
+    Audit {
+        /// Only events since: an RFC 3339 time (2026-12-06T21:00:00Z), a UTC date
+        /// (2026-12-06) or a time ago (90s, 30m, 12h, 7d).
+        #[arg(long, value_name = "T", value_parser = audit::since)]
+        since: Option<chrono::NaiveDateTime>,
+        /// Only events of this user (a user name or id; a name that is no account's finds
+        /// the logins tried with it).
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// Only the latest N.
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the shell completion script for SHELL on standard output.
     Completions {
@@ -263,6 +285,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => adduser(&loaded, email, username, password, credit),
         Command::Serve { listen, .. } => serve(&source, &loaded, listen),
         Command::Backup { file } => backup(&loaded, &file),
+        Command::Audit {
+            since,
+            user,
+            limit,
+            json,
+        } => audit::run(
+            &loaded,
+            audit::Asked {
+                since,
+                user,
+                limit,
+                json,
+            },
+        ),
         Command::Completions { .. } | Command::Man | Command::MigrateDb { .. } => {
             Ok(ExitCode::SUCCESS)
         }
@@ -599,6 +635,7 @@ fn serve(
         {
             let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
             let reload = Reload {
+                director: director.clone(),
                 started: loaded.clone(),
                 ca_cert_pem: files.ca_cert_pem.clone(),
                 identity,
@@ -607,6 +644,11 @@ fn serve(
         }
         #[cfg(not(unix))]
         let _ = identity;
+        director.audit(
+            Event::new("config.loaded", AuditOutcome::Ok)
+                .detail("file", loaded.path.display().to_string())
+                .detail("clouds", director.available_clouds()),
+        );
         let n_users = director
             .store()
             .run(conpaas_core::store::count_users)
@@ -652,11 +694,14 @@ fn serve(
         // that died mid-start leaves rows another replica must clean.
         listener
             .serve_director(
-                director,
+                director.clone(),
                 director::MaintenanceSettings::from_config(&loaded.config),
                 shutdown,
             )
             .await;
+        if let Err(error) = director.flush_audit().await {
+            tracing::warn!(error = %conpaas_core::error::ErrorChain(&error), "cannot write the last audit events");
+        }
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;
@@ -667,6 +712,8 @@ fn serve(
 /// `CERT_DIR` (new handshakes get them, open connections keep theirs), and names in a warning
 /// what changed but cannot change while serving.
 struct Reload {
+    /// Where the reload's audit event goes.
+    director: director::Director,
     /// The configuration the process started with.
     started: LoadedConfig,
     /// `ca_cert.pem` as it was at start.
@@ -693,6 +740,12 @@ impl Reload {
                 Ok((summary, files.ca_cert_pem))
             }) {
             Ok((summary, ca_cert_pem)) => {
+                self.director.audit(
+                    Event::new("config.reloaded", AuditOutcome::Ok)
+                        .detail("what", "tls")
+                        .detail("serial", summary.serial.to_string())
+                        .detail("not_after", summary.not_after.to_string()),
+                );
                 tracing::info!(
                     cert = %cert_dir.join("cert.pem").display(),
                     common_name = %summary.common_name,
@@ -712,10 +765,15 @@ impl Reload {
                     );
                 }
             }
-            Err(error) => tracing::warn!(
-                error = %conpaas_core::error::ErrorChain(error.as_ref()),
-                "TLS reload failed: still serving the certificate loaded before"
-            ),
+            Err(error) => {
+                self.director.audit(
+                    Event::new("config.reloaded", AuditOutcome::Failed).detail("what", "tls"),
+                );
+                tracing::warn!(
+                    error = %conpaas_core::error::ErrorChain(error.as_ref()),
+                    "TLS reload failed: still serving the certificate loaded before"
+                )
+            }
         }
         // Read, never created: a data directory's generated file is not made again here.
         let path = &self.started.path;

@@ -22,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 
+use crate::director::audit::AuditContext;
 use crate::director::{Director, Outcome};
 pub use ops::VERSION;
 pub use server::PeerInfo;
@@ -301,7 +302,8 @@ async fn framework(State(director): State<Director>, request: Request, next: Nex
     // The 1.2 managers read answers until the connection closes: every answer of their routes
     // closes it, including the 400 and 413 given before a handler runs.
     let closes = is_manager_route(request.uri().path());
-    let mut response = framework_answers(route, request, next).await;
+    let context = audit_context(&request);
+    let mut response = context.scope(framework_answers(route, request, next)).await;
     if closes {
         response = answer::close(response);
     }
@@ -315,6 +317,19 @@ async fn framework(State(director): State<Director>, request: Request, next: Nex
         started.elapsed(),
     );
     response
+}
+
+/// Who the request's audit events name: the caller as the request log describes it, its
+/// address, the request id.
+fn audit_context(request: &Request) -> AuditContext {
+    let caller = auth::Caller::of(request.extensions());
+    let source = caller.peer.as_ref().map(|peer| peer.remote.ip());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    AuditContext::request(auth::Described(&caller).to_string(), source, request_id)
 }
 
 /// The outcome an answer carries (handlers mark refusals given with status 200), else what

@@ -3,6 +3,7 @@
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Error;
+use super::audit::{AuditOutcome, Event};
 use crate::model::{Credit, User};
 use crate::store::password::Verification;
 use crate::store::{self, HashingPool, LoginRecord, NewPassword, NewUser, Store};
@@ -32,9 +33,32 @@ pub struct NewAccount {
 /// Creates a user and their default application `New Application` in one transaction.
 pub async fn add_user(store: &Store, account: NewAccount) -> Result<User, Error> {
     let new = checked(account)?;
+    let event = user_created();
     Ok(store
-        .run(move |conn| store::create_user(conn, &new))
+        .run(move |conn| create_user(conn, &new, event))
         .await?)
+}
+
+/// The event of a new account (its id comes with the row).
+fn user_created() -> Event {
+    Event::new("user.created", AuditOutcome::Ok)
+}
+
+/// Creates the user and records its event, in one transaction.
+fn create_user(
+    conn: &mut store::DbConnection,
+    new: &NewUser,
+    event: Event,
+) -> Result<User, store::Error> {
+    store::write_transaction(conn, |conn| {
+        let user = store::create_user(conn, new)?;
+        let event = event
+            .uid(user.uid)
+            .username(&user.username)
+            .detail("credit", user.credit.0);
+        store::record_audit_event(conn, &event.to_new())?;
+        Ok(user)
+    })
 }
 
 /// [`add_user`] with the password hashed on `hashing` rather than on a blocking thread.
@@ -47,15 +71,17 @@ pub async fn add_user_hashed(
     if let NewPassword::Plaintext(plain) = &new.password {
         new.password = NewPassword::Hash(hashing.hash(plain.clone()).await?);
     }
+    let event = user_created();
     Ok(store
-        .run(move |conn| store::create_user(conn, &new))
+        .run(move |conn| create_user(conn, &new, event))
         .await?)
 }
 
 /// [`add_user`] for synchronous callers (the command line).
 pub fn add_user_blocking(store: &Store, account: NewAccount) -> Result<User, Error> {
     let new = checked(account)?;
-    Ok(store.run_blocking(move |conn| store::create_user(conn, &new))?)
+    let event = user_created();
+    Ok(store.run_blocking(move |conn| create_user(conn, &new, event))?)
 }
 
 /// The store's new user for a checked account (the password still plaintext: the store hashes

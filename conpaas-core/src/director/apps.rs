@@ -1,6 +1,7 @@
 //! Applications: create, list, rename, delete (with their services), manifests.
 
 use super::accounts::check_name;
+use super::audit::{AuditOutcome, Event};
 use super::{Director, Error, parse_int};
 use crate::model::ErrorChain;
 use crate::model::{AppId, Application, Service, UserId};
@@ -24,9 +25,18 @@ impl Director {
         check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
         let max = self.inner.user_limits.max_applications;
+        let event = Event::new("application.created", AuditOutcome::Ok)
+            .uid(uid)
+            .detail("name", name.clone());
         self.inner
             .store
-            .run(move |conn| store::create_application_capped(conn, uid, &name, max))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let app = store::create_application_capped(conn, uid, &name, max)?;
+                    store::record_audit_event(conn, &event.aid(app.aid).to_new())?;
+                    Ok(app)
+                })
+            })
             .await
             .map_err(|error| match error {
                 store::Error::ApplicationNameTaken { name, .. } => {
@@ -46,10 +56,23 @@ impl Director {
     ) -> Result<bool, Error> {
         check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
+        let event = Event::new("application.renamed", AuditOutcome::Ok)
+            .uid(uid)
+            .aid(aid)
+            .detail("name", name.clone())
+            .to_new();
         Ok(self
             .inner
             .store
-            .run(move |conn| store::rename_application_owned(conn, aid, uid, &name))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let renamed = store::rename_application_owned(conn, aid, uid, &name)?;
+                    if renamed {
+                        store::record_audit_event(conn, &event)?;
+                    }
+                    Ok::<_, store::Error>(renamed)
+                })
+            })
             .await?)
     }
 
@@ -70,7 +93,7 @@ impl Director {
         let mut first_error = None;
         for service in services {
             self.shutdown_manager(&service).await;
-            if let Err(error) = self.destroy_service(&service).await {
+            if let Err(error) = self.destroy_service(&service, "service.stopped").await {
                 tracing::warn!(sid = %service.sid, error = %ErrorChain(&error), "cannot stop a service of a deleted application");
                 first_error.get_or_insert(error);
             }
@@ -78,8 +101,20 @@ impl Director {
         if let Some(error) = first_error {
             return Err(error);
         }
+        let event = Event::new("application.deleted", AuditOutcome::Ok)
+            .uid(uid)
+            .aid(aid)
+            .to_new();
         Ok(store
-            .run(move |conn| store::delete_application_owned(conn, aid, uid))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let deleted = store::delete_application_owned(conn, aid, uid)?;
+                    if deleted {
+                        store::record_audit_event(conn, &event)?;
+                    }
+                    Ok::<_, store::Error>(deleted)
+                })
+            })
             .await?)
     }
 

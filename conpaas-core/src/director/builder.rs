@@ -393,6 +393,7 @@ impl DirectorBuilder {
                 deferred_charges: std::sync::Mutex::default(),
                 metrics,
                 metrics_allow: self.metrics_allow,
+                audit: Default::default(),
             }),
         })
     }

@@ -7,6 +7,7 @@ use super::metrics::MaintenanceAction;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::audit::{AuditContext, AuditOutcome, Event};
 use super::{Director, Error};
 use crate::model::ErrorChain;
 use crate::model::ServiceId;
@@ -107,7 +108,14 @@ pub struct ReapReport {
 
 impl Director {
     /// One maintenance pass; failures are logged and the pass goes on with the next job.
+    /// Its audit events are the `director`'s.
     pub async fn maintenance_pass(&self, settings: &MaintenanceSettings) -> MaintenanceReport {
+        AuditContext::director()
+            .scope(self.maintenance_pass_inner(settings))
+            .await
+    }
+
+    async fn maintenance_pass_inner(&self, settings: &MaintenanceSettings) -> MaintenanceReport {
         let grace = settings
             .reconcile_grace
             .unwrap_or_else(|| self.reconcile_grace());
@@ -227,6 +235,12 @@ impl Director {
             match registered.cloud().kill_node(&node.vmid).await {
                 Ok(()) => {
                     tracing::warn!(cloud = registered.name(), vmid = %node.vmid, sid = %sid, "reaped a VM that had no service row");
+                    self.audit(
+                        Event::new("service.reaped", AuditOutcome::Ok)
+                            .sid(sid)
+                            .detail("cloud", registered.name())
+                            .detail("vmid", node.vmid.clone()),
+                    );
                     report
                         .reaped
                         .push((registered.name().to_owned(), node.vmid.clone()));

@@ -1,5 +1,6 @@
 //! What managers ask of the director: credit, agent certificates (termination is in services).
 
+use super::audit::{AuditOutcome, Event};
 use super::metrics::DecrementResult;
 use super::{Director, Error, parse_int};
 use crate::model::ErrorChain;
@@ -33,10 +34,20 @@ impl Director {
             None => 0,
             Some(text) => match parse_int(text) {
                 Some(amount) if amount >= 0 => amount,
-                _ => return Ok((false, false)),
+                _ => {
+                    self.audit(
+                        Event::new("credit.decremented", AuditOutcome::Refused)
+                            .uid(uid)
+                            .detail("reason", "not a non-negative integer"),
+                    );
+                    return Ok((false, false));
+                }
             },
         };
         let amount = Credit(amount);
+        let event = Event::new("credit.decremented", AuditOutcome::Ok)
+            .uid(uid)
+            .detail("amount", amount.0);
         // A 1.2 manager takes any answer but `{"error": false}` (an error answer, a timeout)
         // as "out of credit" and terminates its service: a busy, locked or failing database
         // (the director's own fault) must not end a user's service. So failures are retried
@@ -46,10 +57,18 @@ impl Director {
         let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
         let mut delay = std::time::Duration::from_millis(50);
         loop {
+            let applied = event.to_new();
+            let refused = event.clone().outcome(AuditOutcome::Refused).to_new();
             match self
                 .inner
                 .store
-                .run(move |conn| store::decrement_credit(conn, uid, amount))
+                .run(move |conn| {
+                    store::write_transaction(conn, |conn| {
+                        let charged = store::decrement_credit(conn, uid, amount)?;
+                        store::record_audit_event(conn, if charged { &applied } else { &refused })?;
+                        Ok::<_, store::Error>(charged)
+                    })
+                })
                 .await
             {
                 Ok(charged) => return Ok((charged, false)),
@@ -65,6 +84,7 @@ impl Director {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push((uid, amount));
+                    self.audit(event.outcome(AuditOutcome::Deferred));
                     return Ok((true, true));
                 }
             }
@@ -86,10 +106,21 @@ impl Director {
         let mut applied = 0;
         let mut failed = Vec::new();
         for (uid, amount) in pending {
+            let event = Event::new("credit.decremented", AuditOutcome::Ok)
+                .uid(uid)
+                .detail("amount", amount.0)
+                .detail("deferred", true)
+                .to_new();
             match self
                 .inner
                 .store
-                .run(move |conn| store::charge_owed(conn, uid, amount))
+                .run(move |conn| {
+                    store::write_transaction(conn, |conn| {
+                        let charged = store::charge_owed(conn, uid, amount)?;
+                        store::record_audit_event(conn, &event)?;
+                        Ok::<_, store::Error>(charged)
+                    })
+                })
                 .await
             {
                 Ok(_) => applied += 1,

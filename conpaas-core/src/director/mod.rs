@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod apps;
+pub mod audit;
 mod builder;
 pub mod fetch;
 mod maintenance;

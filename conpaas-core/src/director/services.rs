@@ -10,6 +10,7 @@ use crate::store::{self, ManagerVm, NewService};
 use crate::vpn;
 
 use super::accounts::check_name;
+use super::audit::{AuditContext, AuditOutcome, Event};
 use super::metrics::ServiceEvent;
 use super::{Director, Error, parse_int};
 
@@ -49,10 +50,23 @@ impl Director {
     ) -> Result<bool, Error> {
         check_name("name", name, store::names::MAX_NAME_CHARS)?;
         let name = name.to_owned();
+        let event = Event::new("service.renamed", AuditOutcome::Ok)
+            .uid(uid)
+            .sid(sid)
+            .detail("name", name.clone())
+            .to_new();
         Ok(self
             .inner
             .store
-            .run(move |conn| store::rename_service_owned(conn, sid, uid, &name))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let renamed = store::rename_service_owned(conn, sid, uid, &name)?;
+                    if renamed {
+                        store::record_audit_event(conn, &event)?;
+                    }
+                    Ok::<_, store::Error>(renamed)
+                })
+            })
             .await?)
     }
 
@@ -63,12 +77,42 @@ impl Director {
     pub async fn start_service(&self, request: StartRequest) -> Result<Service, Error> {
         let director = self.clone();
         let asked = request.clone();
-        let started = tokio::spawn(async move { director.start_service_inner(request).await })
-            .await
-            .map_err(|_| Error::Cancelled)
-            .and_then(|started| started);
+        // The task runs in the request's audit context.
+        let context = AuditContext::current();
+        let started = tokio::spawn(context.scope(async move {
+            let started = director.start_service_inner(request.clone()).await;
+            director.audit_failed_start(&request, &started);
+            started
+        }))
+        .await
+        .map_err(|_| Error::Cancelled)
+        .and_then(|started| started);
         self.count_start(&asked, &started);
         started
+    }
+
+    /// The event of a start that did not happen (a started one is recorded with its row):
+    /// `refused` when nothing was done, `failed` when what was done was undone.
+    fn audit_failed_start(&self, asked: &StartRequest, started: &Result<Service, Error>) {
+        let Err(error) = started else { return };
+        let outcome = match error {
+            Error::UnknownServiceType(_)
+            | Error::UnknownCloud(_)
+            | Error::ApplicationNotFound(_)
+            | Error::InsufficientCredit
+            | Error::NotConfigured(_)
+            | Error::LimitReached { .. }
+            | Error::Invalid { .. } => AuditOutcome::Refused,
+            _ => AuditOutcome::Failed,
+        };
+        // The error's own words only, not its causes (a cloud's answer may be long).
+        self.audit(
+            Event::new("service.started", outcome)
+                .uid(asked.uid)
+                .detail("type", asked.service_type.clone())
+                .detail("cloud", asked.cloud.clone())
+                .detail("reason", error.to_string()),
+        );
     }
 
     /// `conpaas_services_total`: a started service, or a start that failed on a cloud and
@@ -270,10 +314,26 @@ impl Director {
             vmid: node.vmid.clone(),
             cloud: cloud_name.to_owned(),
         };
+        let event = Event::new("service.started", AuditOutcome::Ok)
+            .uid(uid)
+            .aid(service.application_id)
+            .sid(sid)
+            .detail("type", service_type.clone())
+            .detail("cloud", cloud_name)
+            .detail("vmid", node.vmid.clone())
+            .detail("subnet", service.subnet.clone());
         let completed = self
             .inner
             .store
-            .run(move |conn| store::complete_service(conn, sid, &vm))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let completed = store::complete_service(conn, sid, &vm)?;
+                    if completed.is_some() {
+                        store::record_audit_event(conn, &event.to_new())?;
+                    }
+                    Ok::<_, store::Error>(completed)
+                })
+            })
             .await?;
         match completed {
             Some(service) => {
@@ -301,7 +361,7 @@ impl Director {
         // The drivers terminate what they created when they fail; this covers a create the
         // start timeout cancelled mid-way: any VM under this service's token goes.
         self.terminate_by_token(service.sid).await;
-        self.forget_start(service).await;
+        self.forget_start(service, None).await;
     }
 
     /// Looks for a VM under service `sid`'s client token on every cloud and terminates it;
@@ -334,12 +394,22 @@ impl Director {
     /// Deletes the row of a start that did not finish and refunds its credit, in one
     /// transaction; a row that has its VM by now (or is gone) is left alone, so running this
     /// twice, or beside another replica, refunds once.
-    async fn forget_start(&self, service: &Service) -> bool {
+    /// `event`, when given, is recorded with the undoing.
+    async fn forget_start(&self, service: &Service, event: Option<Event>) -> bool {
         let sid = service.sid;
+        let event = event.map(|event| event.to_new());
         match self
             .inner
             .store
-            .run(move |conn| store::forget_incomplete_service(conn, sid, START_COST))
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let undone = store::forget_incomplete_service(conn, sid, START_COST)?;
+                    if let (true, Some(event)) = (undone, &event) {
+                        store::record_audit_event(conn, event)?;
+                    }
+                    Ok::<_, store::Error>(undone)
+                })
+            })
             .await
         {
             Ok(undone) => undone,
@@ -359,13 +429,21 @@ impl Director {
         else {
             return Ok(false);
         };
-        self.destroy_service(&service).await?;
+        self.destroy_service(&service, "service.stopped").await?;
         Ok(true)
     }
 
     /// A manager asks to be destroyed (`/callback/terminateService.php`).
     pub async fn terminate_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
-        self.stop_service(uid, sid).await
+        let store = &self.inner.store;
+        let Some(service) = store
+            .run(move |conn| store::find_service_owned(conn, sid, uid))
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.destroy_service(&service, "service.terminated").await?;
+        Ok(true)
     }
 
     /// Destroys the service's VM (if it has one yet), then deletes its row — only if the row
@@ -373,7 +451,12 @@ impl Director {
     /// destroyed first. A row deleted while its VM was still being created makes that start
     /// terminate the VM itself (`complete_service` finds no row). A cloud failure keeps the
     /// row, so the VM is never forgotten.
-    pub(super) async fn destroy_service(&self, service: &Service) -> Result<(), Error> {
+    /// `event` names the audit event (`service.stopped`, `service.terminated`).
+    pub(super) async fn destroy_service(
+        &self,
+        service: &Service,
+        event: &'static str,
+    ) -> Result<(), Error> {
         let sid = service.sid;
         let mut current = service.clone();
         // A row's VM changes at most once (none, then the started one); the bound only guards
@@ -386,10 +469,26 @@ impl Director {
                 registered.cloud().kill_node(vmid).await?;
             }
             let expected = current.vmid.clone();
+            let audited = Event::new(event, AuditOutcome::Ok)
+                .uid(current.user_id)
+                .aid(current.application_id)
+                .sid(sid)
+                .detail("type", current.service_type.clone())
+                .detail("cloud", current.cloud.clone())
+                .detail("vmid", current.vmid.clone())
+                .to_new();
             let outcome = self
                 .inner
                 .store
-                .run(move |conn| store::delete_service_if_vm(conn, sid, expected.as_deref()))
+                .run(move |conn| {
+                    store::write_transaction(conn, |conn| {
+                        let outcome = store::delete_service_if_vm(conn, sid, expected.as_deref())?;
+                        if matches!(outcome, store::ConditionalDelete::Deleted(_)) {
+                            store::record_audit_event(conn, &audited)?;
+                        }
+                        Ok::<_, store::Error>(outcome)
+                    })
+                })
                 .await?;
             match outcome {
                 store::ConditionalDelete::Deleted(_) => {
@@ -468,7 +567,15 @@ impl Director {
                 continue;
             }
             // Keep the row while any cloud could still hold its VM: it is the only trace.
-            if self.terminate_by_token(service.sid).await && self.forget_start(&service).await {
+            let event = Event::new("service.reconciled", AuditOutcome::Ok)
+                .uid(service.user_id)
+                .aid(service.application_id)
+                .sid(service.sid)
+                .detail("type", service.service_type.clone())
+                .detail("refunded", START_COST.0);
+            if self.terminate_by_token(service.sid).await
+                && self.forget_start(&service, Some(event)).await
+            {
                 undone += 1;
                 tracing::info!(sid = %service.sid, "undid an interrupted service start");
             }

@@ -3,7 +3,7 @@
 use crate::ca::{CertificateAuthority, IfExists, IssuedCertificate};
 use crate::cloud::DriverSettings;
 use crate::config::{self, DirectorUrl, LoadedConfig};
-use crate::store::{self, NewCertificate, Store};
+use crate::store::{NewCertificate, Store};
 
 use super::Error;
 
@@ -99,7 +99,8 @@ pub fn reissue_director_cert(config: &LoadedConfig, hostname: &str) -> Result<In
 /// Records an issued certificate's serial (unique: a collision is refused by the database).
 pub fn record(store: &Store, issued: &IssuedCertificate) -> Result<(), Error> {
     let new = certificate_record(issued);
-    store.run_blocking(move |conn| store::record_certificate(conn, &new))?;
+    let event = super::audit::certificate_event(&new).to_new();
+    store.run_blocking(move |conn| super::audit::record_certificate(conn, &new, &event))?;
     Ok(())
 }
 

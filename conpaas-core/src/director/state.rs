@@ -97,6 +97,8 @@ pub(super) struct Inner {
     pub(super) metrics: Arc<super::Metrics>,
     /// Who may read `/metrics` without the frontend's certificate.
     pub(super) metrics_allow: Vec<ipnet::IpNet>,
+    /// Audit events waiting for their batch.
+    pub(super) audit: super::audit::AuditQueue,
 }
 
 /// What the readiness answer (`/readyz`) checked: each `true` when fine.
@@ -281,7 +283,7 @@ impl Director {
     }
 
     /// Runs CPU-heavy CA work (RSA key generation, signing) off the async workers and records
-    /// the serial of what it issued.
+    /// the serial of what it issued, with its audit event.
     pub(super) async fn issue<F>(&self, role: Role, work: F) -> Result<IssuedCertificate, Error>
     where
         F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error>
@@ -293,9 +295,10 @@ impl Director {
             .await
             .map_err(|_| Error::Cancelled)??;
         let record = super::setup::certificate_record(&issued);
+        let event = super::audit::certificate_event(&record).to_new();
         self.inner
             .store
-            .run(move |conn| store::record_certificate(conn, &record))
+            .run(move |conn| super::audit::record_certificate(conn, &record, &event))
             .await?;
         self.inner.metrics.certificate_issued(role);
         Ok(issued)

@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::audit::{AuditOutcome, Event};
 use super::metrics::LoginResult;
 use super::throttle::{LoginSource, Outcome};
 use super::{Director, Error, parse_int};
@@ -154,12 +155,18 @@ impl Director {
         from: Option<LoginSource>,
     ) -> Result<LoginAttempt, Error> {
         let attempt = self.login_attempt_uncounted(username, password, from).await;
-        let result = match &attempt {
-            Ok(LoginAttempt::Accepted(_)) => LoginResult::Accepted,
-            Ok(LoginAttempt::Refused) | Err(_) => LoginResult::Refused,
-            Ok(LoginAttempt::Throttled) => LoginResult::Throttled,
+        let (result, outcome) = match &attempt {
+            Ok(LoginAttempt::Accepted(_)) => (LoginResult::Accepted, AuditOutcome::Ok),
+            Ok(LoginAttempt::Refused) => (LoginResult::Refused, AuditOutcome::Refused),
+            Err(_) => (LoginResult::Refused, AuditOutcome::Failed),
+            Ok(LoginAttempt::Throttled) => (LoginResult::Throttled, AuditOutcome::Throttled),
         };
         self.inner.metrics.login(result);
+        let mut event = Event::new("login", outcome).username(username);
+        if let Ok(LoginAttempt::Accepted(user)) = &attempt {
+            event = event.uid(user.uid);
+        }
+        self.audit(event);
         attempt
     }
 

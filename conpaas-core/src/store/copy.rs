@@ -3,9 +3,10 @@
 
 use diesel::prelude::*;
 
+use super::audit::AuditEvent;
 use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::{ApplicationRow, CertificateRow, ServiceRow, UserRow};
-use super::schema::{application, issued_certificate, service, user};
+use super::schema::{application, audit_event, issued_certificate, service, user};
 use super::{Error, Store};
 
 /// What [`copy_database`] copied: the same counts and credit were read back from the target
@@ -21,6 +22,8 @@ pub struct CopyReport {
     pub services: i64,
     /// Issued certificates.
     pub certificates: i64,
+    /// Audit events.
+    pub audit_events: i64,
     /// The sum of the users' credit.
     pub credit: i64,
 }
@@ -29,8 +32,14 @@ impl std::fmt::Display for CopyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} user(s), {} application(s), {} service(s), {} issued certificate(s), {} credit in all",
-            self.users, self.applications, self.services, self.certificates, self.credit
+            "{} user(s), {} application(s), {} service(s), {} issued certificate(s), {} audit \
+             event(s), {} credit in all",
+            self.users,
+            self.applications,
+            self.services,
+            self.certificates,
+            self.audit_events,
+            self.credit
         )
     }
 }
@@ -39,9 +48,14 @@ impl std::fmt::Display for CopyReport {
 const CHUNK: usize = 500;
 
 /// The tables with generated ids, and their id column.
-const COUNTED: [(&str, &str); 3] = [("user", "uid"), ("application", "aid"), ("service", "sid")];
+const COUNTED: [(&str, &str); 4] = [
+    ("user", "uid"),
+    ("application", "aid"),
+    ("service", "sid"),
+    ("audit_event", "id"),
+];
 
-/// Copies every user, application, service and issued certificate of `source` into `target`,
+/// Copies every user, application, service, issued certificate and audit event of `source` into `target`,
 /// with their ids, in one transaction on `target`, and moves `target`'s id counters past the
 /// highest id `source` ever gave (so that no id is reused, as on the source). `target` must be
 /// migrated and empty ([`Error::TargetNotEmpty`] otherwise, nothing written); the counts and
@@ -49,7 +63,7 @@ const COUNTED: [(&str, &str); 3] = [("user", "uid"), ("application", "aid"), ("s
 /// all back). Blocking; `source` is only read (stop the directors using it first, or rows
 /// written meanwhile are not copied).
 pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error> {
-    let (users, applications, services, certificates, counters) =
+    let (users, applications, services, certificates, events, counters) =
         source.run_blocking(|conn| -> Result<_, Error> {
             let users: Vec<UserRow> = on_backend!(conn, |c| user::table
                 .order(user::uid)
@@ -68,17 +82,29 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
                     .order(issued_certificate::serial)
                     .select(CertificateRow::as_select())
                     .load(c))?;
+            let events: Vec<AuditEvent> = on_backend!(conn, |c| audit_event::table
+                .order(audit_event::id)
+                .select(AuditEvent::as_select())
+                .load(c))?;
             let mut counters = Vec::new();
             for (table, column) in COUNTED {
                 counters.push(id_counter(conn, table, column)?);
             }
-            Ok((users, applications, services, certificates, counters))
+            Ok((
+                users,
+                applications,
+                services,
+                certificates,
+                events,
+                counters,
+            ))
         })?;
     let expected = CopyReport {
         users: count(users.len()),
         applications: count(applications.len()),
         services: count(services.len()),
         certificates: count(certificates.len()),
+        audit_events: count(events.len()),
         credit: users.iter().map(|row| row.credit.0).sum(),
     };
     target.run_blocking(|conn| {
@@ -107,6 +133,11 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
                     .values(rows)
                     .execute(c))?;
             }
+            for rows in events.chunks(CHUNK / 2) {
+                on_backend!(conn, |c| diesel::insert_into(audit_event::table)
+                    .values(rows)
+                    .execute(c))?;
+            }
             for ((table, column), counter) in COUNTED.into_iter().zip(&counters) {
                 set_id_counter(conn, table, column, *counter)?;
             }
@@ -132,6 +163,7 @@ fn report(conn: &mut DbConnection) -> Result<CopyReport, Error> {
     let applications: i64 = on_backend!(conn, |c| application::table.count().get_result(c))?;
     let services: i64 = on_backend!(conn, |c| service::table.count().get_result(c))?;
     let certificates: i64 = on_backend!(conn, |c| issued_certificate::table.count().get_result(c))?;
+    let audit_events: i64 = on_backend!(conn, |c| audit_event::table.count().get_result(c))?;
     // sum() of a BIGINT is NUMERIC on PostgreSQL.
     let credit: i64 = on_backend!(conn, |c| user::table
         .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
@@ -143,6 +175,7 @@ fn report(conn: &mut DbConnection) -> Result<CopyReport, Error> {
         applications,
         services,
         certificates,
+        audit_events,
         credit,
     })
 }

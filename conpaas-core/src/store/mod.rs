@@ -46,6 +46,8 @@ use crate::model::{AppId, Credit, UserId};
 #[cfg(feature = "store")]
 mod applications;
 #[cfg(feature = "store")]
+mod audit;
+#[cfg(feature = "store")]
 mod backup;
 #[cfg(feature = "store")]
 mod certificates;
@@ -81,6 +83,11 @@ pub use applications::{
     create_application, create_application_capped, default_application, delete_application_owned,
     find_application_by_name, find_application_owned, list_applications, list_applications_of_user,
     rename_application_owned,
+};
+#[cfg(feature = "store")]
+pub use audit::{
+    AuditEvent, AuditQuery, MAX_AUDIT_TEXT, NewAuditEvent, list_audit_events, record_audit_event,
+    record_audit_events,
 };
 #[cfg(feature = "store")]
 pub use backup::backup_sqlite;

@@ -1,5 +1,5 @@
 //! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
-//! `issued_certificate`. Written by hand to match `migrations/*/`; keep them in step.
+//! `issued_certificate` and `audit_event`. Written by hand to match `migrations/*/`; keep them in step.
 
 diesel::table! {
     /// One row per ConPaaS account (1.2's table, name and columns kept).
@@ -87,6 +87,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The audit log (new in conpaas-rs): append-only, one row per event. Times are UTC.
+    audit_event (id) {
+        /// Increasing with time of writing.
+        id -> BigInt,
+        /// When it happened (UTC).
+        at -> Timestamp,
+        /// What happened: `user.created`, `login`, `certificate.issued`...
+        event -> Text,
+        /// `ok`, `refused`, `throttled`, `failed` or `deferred`.
+        outcome -> Text,
+        /// Who acted: `user:3`, `manager:3/7`, `frontend`, `operator`, `director`, `anonymous`.
+        principal -> Text,
+        /// The client's address, for events of a request.
+        source -> Nullable<Text>,
+        /// The request's `x-request-id`.
+        request_id -> Nullable<Text>,
+        /// The user the event concerns.
+        uid -> Nullable<Integer>,
+        /// The user name the event concerns (as typed, for logins).
+        username -> Nullable<Text>,
+        /// The application it concerns.
+        aid -> Nullable<Integer>,
+        /// The service it concerns.
+        sid -> Nullable<Integer>,
+        /// The rest, a JSON object (never a secret).
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(application -> user (user_id));
 diesel::joinable!(service -> application (application_id));
-diesel::allow_tables_to_appear_in_same_query!(user, application, service, issued_certificate);
+diesel::allow_tables_to_appear_in_same_query!(
+    user,
+    application,
+    service,
+    issued_certificate,
+    audit_event
+);

@@ -728,9 +728,9 @@ mod tests {
         };
         let store = Store::connect(&settings).unwrap();
         let pending = store.pending_migrations().unwrap();
-        assert_eq!(pending.len(), 2, "{pending:?}");
+        assert_eq!(pending.len(), 3, "{pending:?}");
         assert!(pending[0].starts_with("0001"), "{pending:?}");
-        assert_eq!(store.migrate().unwrap().len(), 2);
+        assert_eq!(store.migrate().unwrap().len(), 3);
         assert!(store.pending_migrations().unwrap().is_empty());
     }
 

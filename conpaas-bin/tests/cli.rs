@@ -873,3 +873,105 @@ fn backup_copies_the_database_of_a_serving_director() {
     );
     assert!(!temp.path().join("pg.dump").exists());
 }
+
+/// `director audit` reads what `adduser` and a serving director wrote (the refused login's
+/// queued event written at SIGTERM), as text and as JSON lines, by user and time.
+#[test]
+fn audit_lists_the_events_of_the_command_line_and_of_serve() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let (child, port) = support::serve(&data, "warn", Stdio::null());
+    let out = director(
+        &data,
+        &["adduser", "a@example.org", "alice", "pw-of-alice"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let curl = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(data.join("certs/ca_cert.pem"))
+        .args([
+            "-H",
+            "x-request-id: cli-audit-1",
+            "-d",
+            "username=alice&password=wrong",
+        ])
+        .arg(format!("https://localhost:{port}/login"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&curl.stdout), "false", "{}", text(&curl.stderr));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+
+    let out = director(&data, &["audit", "--json"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for name in [
+        "certificate.issued",
+        "config.loaded",
+        "user.created",
+        "login",
+    ] {
+        assert!(names.contains(&name), "no {name} in {names:?}");
+    }
+    let login = events.iter().find(|e| e["event"] == "login").unwrap();
+    assert_eq!(login["outcome"], "refused");
+    assert_eq!(login["request_id"], "cli-audit-1");
+    assert_eq!(login["principal"], "anonymous");
+    assert_eq!(login["source"], "127.0.0.1");
+    let created = events
+        .iter()
+        .find(|e| e["event"] == "user.created")
+        .unwrap();
+    assert_eq!(created["principal"], "operator");
+    assert_eq!(created["detail"]["credit"], 50);
+    assert!(!text(&out.stdout).contains("pw-of-alice"));
+
+    // By user (name or id): alice's account and the login tried with her name, nothing else.
+    let uid = created["uid"].to_string();
+    for user in ["alice", uid.as_str()] {
+        let out = director(&data, &["audit", "--user", user], "");
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 2, "--user {user}: {lines:?}");
+        assert!(
+            lines[0].contains(" user.created ok operator "),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains(" login refused anonymous from=127.0.0.1 request=cli-audit-1 "),
+            "{}",
+            lines[1]
+        );
+    }
+    let out = director(
+        &data,
+        &["audit", "--since", "1h", "--limit", "1", "--json"],
+        "",
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = director(&data, &["audit", "--since", &tomorrow], "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    let out = director(&data, &["audit", "--since", "yesterday"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("expected an RFC 3339 time"),
+        "{}",
+        text(&out.stderr)
+    );
+}

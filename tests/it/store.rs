@@ -728,8 +728,8 @@ async fn postgres_scenario(url: String) {
         max_connections: 4,
     };
     let store = Store::connect(&settings).unwrap();
-    assert_eq!(store.pending_migrations().unwrap().len(), 2);
-    assert_eq!(store.migrate().unwrap().len(), 2);
+    assert_eq!(store.pending_migrations().unwrap().len(), 3);
+    assert_eq!(store.migrate().unwrap().len(), 3);
     assert!(
         Store::open(&settings)
             .unwrap()

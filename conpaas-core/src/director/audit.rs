@@ -224,16 +224,17 @@ impl AuditQueue {
         std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Puts events back after a failed write (the oldest first), within the bound.
-    fn put_back(&self, mut events: Vec<NewAuditEvent>) {
+    /// Puts events back after a failed write (the oldest first), within the bound; answers how
+    /// many did not fit and were dropped.
+    fn put_back(&self, mut events: Vec<NewAuditEvent>) -> u64 {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         events.append(&mut queued);
         let over = events.len().saturating_sub(MAX_QUEUED);
-        if over > 0 {
-            events.drain(..over);
-            self.dropped.fetch_add(over as u64, Ordering::Relaxed);
-        }
+        events.drain(..over);
+        let over = u64::try_from(over).unwrap_or(u64::MAX);
+        self.dropped.fetch_add(over, Ordering::Relaxed);
         *queued = events;
+        over
     }
 }
 
@@ -260,6 +261,7 @@ impl Director {
         {
             let mut queued = queue.queued.lock().unwrap_or_else(|e| e.into_inner());
             if queued.len() >= MAX_QUEUED {
+                self.inner.metrics.audit_dropped(1);
                 if queue.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
                     tracing::warn!(
                         dropped = queue.dropped.load(Ordering::Relaxed),
@@ -291,7 +293,7 @@ impl Director {
             if !batch.is_empty() {
                 if let Err((events, error)) = write(&self.inner.store, batch).await {
                     tracing::warn!(n_events = events.len(), error = %ErrorChain(&error), "cannot write audit events; retrying");
-                    queue.put_back(events);
+                    self.inner.metrics.audit_dropped(queue.put_back(events));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -316,7 +318,8 @@ impl Director {
         match write(&self.inner.store, batch).await {
             Ok(()) => Ok(n),
             Err((events, error)) => {
-                self.inner.audit.put_back(events);
+                let dropped = self.inner.audit.put_back(events);
+                self.inner.metrics.audit_dropped(dropped);
                 Err(error)
             }
         }

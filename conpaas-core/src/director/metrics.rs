@@ -301,6 +301,7 @@ pub struct Metrics {
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
     maintenance: Family<MaintenanceLabels, Counter>,
+    audit_dropped: Counter,
 }
 
 /// The key pool's depth, read at each scrape.
@@ -349,6 +350,7 @@ impl Metrics {
         let cloud_seconds: Histograms<CloudLabels> = Family::new_with_constructor(cloud_histogram);
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
+        let audit_dropped = Counter::default();
         registry.register(
             "conpaas_http_requests",
             "HTTP requests answered, by route pattern, method, status and outcome",
@@ -395,6 +397,11 @@ impl Metrics {
             "What maintenance did: starts reconciled, VMs reaped, deferred charges applied",
             maintenance.clone(),
         );
+        registry.register(
+            "conpaas_audit_events_dropped",
+            "Audit events dropped because their queue was full (the database failing or behind)",
+            audit_dropped.clone(),
+        );
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
         Metrics {
             registry,
@@ -407,6 +414,7 @@ impl Metrics {
             cloud_seconds,
             cloud_errors,
             maintenance,
+            audit_dropped,
         }
     }
 
@@ -483,6 +491,10 @@ impl Metrics {
         if failed {
             self.cloud_errors.get_or_create(&labels).inc();
         }
+    }
+
+    pub(crate) fn audit_dropped(&self, count: u64) {
+        self.audit_dropped.inc_by(count);
     }
 
     pub(crate) fn maintenance(&self, action: MaintenanceAction, count: usize) {

@@ -370,3 +370,69 @@ pub(super) fn record_certificate(
         store::record_audit_event(conn, event)
     })
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ca::{CertificateAuthority, KeyAlgorithm};
+    use crate::cloud::{CloudRegistry, DummyCloud};
+
+    fn director(dir: &std::path::Path) -> Director {
+        Director::builder()
+            .store(Store::open_in_memory().unwrap())
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_queue_is_bounded_batched_and_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let director = director(dir.path());
+        let context = AuditContext::request(
+            "user:7",
+            Some("::ffff:192.0.2.3".parse().unwrap()),
+            Some("r-1".into()),
+        );
+        context
+            .scope(async {
+                // Synchronously, before the flushing task can run: 50 more than the queue holds.
+                for n in 0..MAX_QUEUED + 50 {
+                    director.audit(Event::new("login", AuditOutcome::Refused).detail("n", n));
+                }
+            })
+            .await;
+        assert_eq!(director.audit_events_dropped(), 50);
+        assert!(
+            director
+                .metrics()
+                .encode()
+                .contains("conpaas_audit_events_dropped_total 50")
+        );
+        // The flushing task writes them all in one batch.
+        tokio::time::sleep(BATCH_DELAY * 5).await;
+        let events = director.audit_events(AuditQuery::all()).await.unwrap();
+        assert_eq!(events.len(), MAX_QUEUED);
+        assert_eq!(events[0].principal, "user:7");
+        assert_eq!(events[0].source.as_deref(), Some("192.0.2.3"));
+        assert_eq!(events[0].request_id.as_deref(), Some("r-1"));
+        assert_eq!(events[0].detail, r#"{"n":0}"#);
+        // Outside any scope, the operator acts; flush_audit writes at once.
+        director.audit(Event::new("config.loaded", AuditOutcome::Ok));
+        assert_eq!(director.flush_audit().await.unwrap(), 1);
+        let last = director
+            .audit_events(AuditQuery::all().limit(1))
+            .await
+            .unwrap();
+        assert_eq!(last[0].principal, "operator");
+        assert_eq!(last[0].source, None);
+    }
+}

@@ -585,7 +585,9 @@ impl ManifestJob {
     /// client that hangs up does not stop it halfway.
     pub async fn run(self) -> Result<(), ManifestFailure> {
         let uid = self.uid;
-        match tokio::spawn(self.process()).await {
+        // The task's audit events are the request's.
+        let context = super::audit::AuditContext::current();
+        match tokio::spawn(context.scope(self.process())).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 tracing::warn!(uid = %uid, error = %ErrorChain(&error), "manifest task failed");
@@ -599,14 +601,15 @@ impl ManifestJob {
     /// Runs the manifest in the background; its outcome is logged (as 1.2's `thread` mode).
     pub fn spawn(self) {
         let uid = self.uid;
-        tokio::spawn(async move {
+        let context = super::audit::AuditContext::current();
+        tokio::spawn(context.scope(async move {
             match self.process().await {
                 Ok(()) => tracing::info!(uid = %uid, "background manifest done"),
                 Err(failure) => {
                     tracing::info!(uid = %uid, message = %failure, "background manifest failed")
                 }
             }
-        });
+        }));
     }
 
     async fn process(self) -> Result<(), ManifestFailure> {

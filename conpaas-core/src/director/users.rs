@@ -319,6 +319,30 @@ mod tests {
         }
         assert!(n_admitted >= 1, "at least the first is checked");
         assert!(n_admitted < 30, "some were refused for load: {n_admitted}");
+        // Each attempt is audited with what it came to.
+        let mut outcomes = Vec::new();
+        for _ in 0..40 {
+            director.flush_audit().await.unwrap();
+            let events = director
+                .audit_events(crate::director::audit::AuditQuery::all())
+                .await
+                .unwrap();
+            outcomes = events
+                .iter()
+                .filter(|event| event.event == "login")
+                .map(|event| event.outcome.clone())
+                .collect();
+            if outcomes.len() == 30 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(outcomes.len(), 30, "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| *o == "ok").count(), n_admitted);
+        assert_eq!(
+            outcomes.iter().filter(|o| *o == "throttled").count(),
+            30 - n_admitted
+        );
         // The refusals were not failed attempts: the source may still log in.
         let user = director
             .login_from("u", &"pw".into(), Some(source.clone()))

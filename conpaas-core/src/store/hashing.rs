@@ -310,6 +310,11 @@ mod tests {
         // One worker, one queued place: the third check has nowhere to go.
         let pool = HashingPool::new(&settings(1, 1, Duration::from_millis(1))).unwrap();
         let hash = pool.hash("pw".into()).await.unwrap();
+        // The worker gives its place back just after answering: wait for it, or under load
+        // one of the two below may find the queue still full.
+        while pool.permits.available_permits() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let running: Vec<_> = (0..2)
             .map(|_| {
                 let pool = pool.clone();

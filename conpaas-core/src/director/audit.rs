@@ -262,7 +262,11 @@ impl Director {
             let mut queued = queue.queued.lock().unwrap_or_else(|e| e.into_inner());
             if queued.len() >= MAX_QUEUED {
                 self.inner.metrics.audit_dropped(1);
-                if queue.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                if queue
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(1000)
+                {
                     tracing::warn!(
                         dropped = queue.dropped.load(Ordering::Relaxed),
                         "audit events dropped: the queue is full (the database is failing or behind)"
@@ -290,13 +294,13 @@ impl Director {
         loop {
             tokio::time::sleep(BATCH_DELAY).await;
             let batch = queue.take();
-            if !batch.is_empty() {
-                if let Err((events, error)) = write(&self.inner.store, batch).await {
-                    tracing::warn!(n_events = events.len(), error = %ErrorChain(&error), "cannot write audit events; retrying");
-                    self.inner.metrics.audit_dropped(queue.put_back(events));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            if !batch.is_empty()
+                && let Err((events, error)) = write(&self.inner.store, batch).await
+            {
+                tracing::warn!(n_events = events.len(), error = %ErrorChain(&error), "cannot write audit events; retrying");
+                self.inner.metrics.audit_dropped(queue.put_back(events));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
             queue.flushing.store(false, Ordering::Release);
             // An event queued between `take` and here found `flushing` set: take it on.
@@ -379,24 +383,20 @@ mod tests {
     use crate::ca::{CertificateAuthority, KeyAlgorithm};
     use crate::cloud::{CloudRegistry, DummyCloud};
 
-    fn director(dir: &std::path::Path) -> Director {
-        Director::builder()
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_queue_is_bounded_batched_and_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let director = Director::builder()
             .store(Store::open_in_memory().unwrap())
             .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
             .clouds(
                 CloudRegistry::builder()
-                    .cloud("local", Arc::new(DummyCloud::new("local", dir)))
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
                     .build()
                     .unwrap(),
             )
             .build()
-            .unwrap()
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn the_queue_is_bounded_batched_and_counts_what_it_drops() {
-        let dir = tempfile::tempdir().unwrap();
-        let director = director(dir.path());
+            .unwrap();
         let context = AuditContext::request(
             "user:7",
             Some("::ffff:192.0.2.3".parse().unwrap()),

@@ -6,8 +6,8 @@ mod error;
 mod handlers;
 #[cfg(feature = "manifest")]
 mod manifest;
-mod ops;
 pub mod openapi;
+mod ops;
 pub mod params;
 pub mod server;
 pub mod tls;

@@ -162,7 +162,12 @@ const APPID: Param = field(
     false,
     "The application; absent or empty: the user's application with the lowest id.",
 );
-const NAME: Param = field("name", Kind::Text, true, "The new name (at most 256 characters).");
+const NAME: Param = field(
+    "name",
+    Kind::Text,
+    true,
+    "The new name (at most 256 characters).",
+);
 const SERVICETYPE: Param = path(
     "servicetype",
     Kind::Text,
@@ -198,13 +203,23 @@ const DOCS: &[RouteDoc] = &[
             OPEN_REGISTRATION = true`. Parameters checked in this order; the first missing one \
             is named.",
         params: &[
-            field("username", Kind::Text, true, "Login name (at most 64 characters; not `CA`)."),
+            field(
+                "username",
+                Kind::Text,
+                true,
+                "Login name (at most 64 characters; not `CA`).",
+            ),
             field("fname", Kind::Text, true, "First name."),
             field("lname", Kind::Text, true, "Last name."),
             field("email", Kind::Text, true, "E-mail address, unique."),
             field("affiliation", Kind::Text, true, "Affiliation."),
             field("password", Kind::Text, true, "The password."),
-            field("credit", Kind::Integer, true, "Initial credit, non-negative; capped by `MAX_CREDIT`."),
+            field(
+                "credit",
+                Kind::Integer,
+                true,
+                "Initial credit, non-negative; capped by `MAX_CREDIT`.",
+            ),
         ],
         answers: &[
             ok("created: the new user dict", Body::Bare(Shape::User), true),
@@ -288,7 +303,11 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("serviceid", Kind::Digits, "The service.", "1")],
         answers: &[
             ok("stopped", Body::Bare(Shape::True), true),
-            ok("no such service, or not the user's", Body::Bare(Shape::False), true),
+            ok(
+                "no such service, or not the user's",
+                Body::Bare(Shape::False),
+                true,
+            ),
         ],
     },
     RouteDoc {
@@ -298,8 +317,16 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("serviceid", Kind::Digits, "The service.", "1"), NAME],
         answers: &[
             ok("renamed", Body::Bare(Shape::True), false),
-            ok("`name` missing or unusable (CORS)", Body::Bare(Shape::False), true),
-            ok("no such service, or not the user's (no CORS)", Body::Bare(Shape::False), false),
+            ok(
+                "`name` missing or unusable (CORS)",
+                Body::Bare(Shape::False),
+                true,
+            ),
+            ok(
+                "no such service, or not the user's (no CORS)",
+                Body::Bare(Shape::False),
+                false,
+            ),
         ],
     },
     RouteDoc {
@@ -322,7 +349,11 @@ const DOCS: &[RouteDoc] = &[
         description: "Names are unique per user.",
         params: &[NAME],
         answers: &[
-            ok("created: the application dict", Body::Jsonify(Shape::Application), true),
+            ok(
+                "created: the application dict",
+                Body::Jsonify(Shape::Application),
+                true,
+            ),
             ok("`name` missing or empty", Body::Bare(Shape::False), true),
             ok(
                 "refused: error object (name taken or unusable, too many applications)",
@@ -339,7 +370,11 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("appid", Kind::Digits, "The application.", "1")],
         answers: &[
             ok("deleted", Body::Bare(Shape::True), true),
-            ok("no such application, or not the user's", Body::Bare(Shape::False), true),
+            ok(
+                "no such application, or not the user's",
+                Body::Bare(Shape::False),
+                true,
+            ),
         ],
     },
     RouteDoc {
@@ -349,8 +384,16 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("appid", Kind::Digits, "The application.", "1"), NAME],
         answers: &[
             ok("renamed", Body::Bare(Shape::True), false),
-            ok("`name` missing or unusable (CORS)", Body::Bare(Shape::False), true),
-            ok("no such application, or not the user's (no CORS)", Body::Bare(Shape::False), false),
+            ok(
+                "`name` missing or unusable (CORS)",
+                Body::Bare(Shape::False),
+                true,
+            ),
+            ok(
+                "no such application, or not the user's (no CORS)",
+                Body::Bare(Shape::False),
+                false,
+            ),
         ],
     },
     RouteDoc {
@@ -358,7 +401,11 @@ const DOCS: &[RouteDoc] = &[
         summary: "The user's applications",
         description: "Ascending `aid`.",
         params: &[],
-        answers: &[ok("the application dicts", Body::Bare(Shape::Applications), true)],
+        answers: &[ok(
+            "the application dicts",
+            Body::Bare(Shape::Applications),
+            true,
+        )],
     },
     RouteDoc {
         path: "/upload_manifest",
@@ -367,7 +414,12 @@ const DOCS: &[RouteDoc] = &[
             (docs/api.md). Downloads only public http(s) URLs; at most 4 manifests per user at \
             once.",
         params: &[
-            field("manifest", Kind::JsonText, true, "The manifest (`docs/manifest.rst` of 1.2)."),
+            field(
+                "manifest",
+                Kind::JsonText,
+                true,
+                "The manifest (`docs/manifest.rst` of 1.2).",
+            ),
             field(
                 "thread",
                 Kind::Text,
@@ -376,7 +428,11 @@ const DOCS: &[RouteDoc] = &[
             ),
         ],
         answers: &[
-            ok("done, or accepted (`thread`)", Body::Bare(Shape::True), false),
+            ok(
+                "done, or accepted (`thread`)",
+                Body::Bare(Shape::True),
+                false,
+            ),
             ok(
                 "`manifest` missing (CORS), or structurally unusable (no CORS)",
                 Body::Bare(Shape::False),
@@ -424,7 +480,11 @@ const DOCS: &[RouteDoc] = &[
         }],
         answers: &[
             ok("signed: the PEM certificate", Body::Pem, false),
-            status(400, "no `csr` file part, not a PEM CSR, bad signature, unsupported key", Body::Html),
+            status(
+                400,
+                "no `csr` file part, not a PEM CSR, bad signature, unsupported key",
+                Body::Html,
+            ),
         ],
     },
     RouteDoc {
@@ -433,7 +493,12 @@ const DOCS: &[RouteDoc] = &[
         description: "The service is the certificate's. Never an error status for its own \
             failures: the manager treats anything but `{\"error\": false}` as out of credit.",
         params: &[
-            field("decrement", Kind::Integer, false, "Non-negative; absent or empty: 0."),
+            field(
+                "decrement",
+                Kind::Integer,
+                false,
+                "Non-negative; absent or empty: 0.",
+            ),
             field("sid", Kind::Integer, false, "Only logged."),
         ],
         answers: &[ok(
@@ -532,8 +597,8 @@ const INFO: &str = "The ConPaaS 1.2 director's API as this director serves it; `
 /// The document, as served and as kept in `docs/openapi.json` (pretty-printed, keys sorted,
 /// a final newline).
 pub fn document() -> String {
-    let mut text = serde_json::to_string_pretty(&document_value())
-        .unwrap_or_else(|_| "{}".to_owned());
+    let mut text =
+        serde_json::to_string_pretty(&document_value()).unwrap_or_else(|_| "{}".to_owned());
     text.push('\n');
     text
 }
@@ -644,7 +709,11 @@ fn param_schema(param: &Param) -> Value {
 }
 
 fn parameter(param: &Param) -> Value {
-    let place = if param.place == In::Path { "path" } else { "query" };
+    let place = if param.place == In::Path {
+        "path"
+    } else {
+        "query"
+    };
     let mut value = json!({
         "name": param.name,
         "in": place,
@@ -661,8 +730,18 @@ fn parameter(param: &Param) -> Value {
 /// The parameters a route reads by name: the route's own, and the password routes'.
 fn named_params<'a>(route: &Route, doc: &'a RouteDoc) -> Vec<&'a Param> {
     static CREDENTIALS: [Param; 2] = [
-        field("username", Kind::Text, true, "The user name (absent: empty)."),
-        field("password", Kind::Text, true, "The password (absent: empty)."),
+        field(
+            "username",
+            Kind::Text,
+            true,
+            "The user name (absent: empty).",
+        ),
+        field(
+            "password",
+            Kind::Text,
+            true,
+            "The password (absent: empty).",
+        ),
     ];
     let mut params: Vec<&'a Param> = Vec::new();
     if route.access == Access::Password {
@@ -674,7 +753,10 @@ fn named_params<'a>(route: &Route, doc: &'a RouteDoc) -> Vec<&'a Param> {
 
 fn operation(route: &Route, doc: &RouteDoc, method: &str) -> Value {
     let mut op = Map::new();
-    op.insert("operationId".into(), json!(operation_id(method, route.path)));
+    op.insert(
+        "operationId".into(),
+        json!(operation_id(method, route.path)),
+    );
     op.insert("summary".into(), json!(doc.summary));
     op.insert("description".into(), json!(doc.description));
     op.insert("tags".into(), json!([tag(route.origin)]));
@@ -688,7 +770,10 @@ fn operation(route: &Route, doc: &RouteDoc, method: &str) -> Value {
     } else if !named.is_empty() {
         op.insert("requestBody".into(), request_body(&named));
     }
-    op.insert("responses".into(), responses(route, doc, method, !named.is_empty()));
+    op.insert(
+        "responses".into(),
+        responses(route, doc, method, !named.is_empty()),
+    );
     Value::Object(op)
 }
 
@@ -739,39 +824,43 @@ fn request_body(params: &[&Param]) -> Value {
 
 /// The answers every route of an access shares.
 fn access_answers(access: Access) -> &'static [Answer] {
-    match access {
-        Access::Password => &[ok(
-            "no match, or throttled",
+    const PASSWORD: &[Answer] = &[ok("no match, or throttled", Body::Bare(Shape::False), true)];
+    const USER: &[Answer] = &[
+        status(
+            401,
+            "no certificate, or no integer `UID` in it",
+            Body::CertRequired,
+        ),
+        ok(
+            "a certificate of another role than `user`, or an unknown user",
             Body::Bare(Shape::False),
             true,
-        )],
-        Access::User => &[
-            status(401, "no certificate, or no integer `UID` in it", Body::CertRequired),
-            ok(
-                "a certificate of another role than `user`, or an unknown user",
-                Body::Bare(Shape::False),
-                true,
-            ),
-        ],
-        Access::Manager => &[
-            status(
-                401,
-                "no certificate, or no integer `UID` or `serviceLocator` in it",
-                Body::CertRequired,
-            ),
-            ok(
-                "a certificate of another role than `manager`, or a service that does not \
-                 exist or is not the certificate user's",
-                Body::Bare(Shape::False),
-                true,
-            ),
-        ],
-        Access::Operator => &[status(
-            403,
-            "neither the frontend's certificate nor an address of `METRICS_ALLOW`",
-            Body::Html,
-        )],
+        ),
+    ];
+    const MANAGER: &[Answer] = &[
+        status(
+            401,
+            "no certificate, or no integer `UID` or `serviceLocator` in it",
+            Body::CertRequired,
+        ),
+        ok(
+            "a certificate of another role than `manager`, or a service that does not \
+             exist or is not the certificate user's",
+            Body::Bare(Shape::False),
+            true,
+        ),
+    ];
+    const OPERATOR: &[Answer] = &[status(
+        403,
+        "neither the frontend's certificate nor an address of `METRICS_ALLOW`",
+        Body::Html,
+    )];
+    match access {
         Access::Anyone => &[],
+        Access::Password => PASSWORD,
+        Access::User => USER,
+        Access::Manager => MANAGER,
+        Access::Operator => OPERATOR,
     }
 }
 
@@ -874,10 +963,16 @@ fn responses(route: &Route, doc: &RouteDoc, method: &str, reads_params: bool) ->
         }
         let mut headers = Map::new();
         if answers.iter().any(|answer| answer.cors) {
-            headers.insert("Access-Control-Allow-Origin".into(), json!({"$ref": "#/components/headers/Cors"}));
+            headers.insert(
+                "Access-Control-Allow-Origin".into(),
+                json!({"$ref": "#/components/headers/Cors"}),
+            );
         }
         if route.access == Access::Manager {
-            headers.insert("Connection".into(), json!({"$ref": "#/components/headers/Close"}));
+            headers.insert(
+                "Connection".into(),
+                json!({"$ref": "#/components/headers/Close"}),
+            );
         }
         if !headers.is_empty() {
             response.insert("headers".into(), Value::Object(headers));
@@ -1030,7 +1125,11 @@ mod tests {
     fn every_route_has_one_description_and_every_description_a_route() {
         for route in ROUTES {
             let count = DOCS.iter().filter(|doc| doc.path == route.path).count();
-            assert_eq!(count, 1, "descriptions of {} in api::openapi::DOCS", route.path);
+            assert_eq!(
+                count, 1,
+                "descriptions of {} in api::openapi::DOCS",
+                route.path
+            );
         }
         for doc in DOCS {
             assert!(
@@ -1067,7 +1166,11 @@ mod tests {
             for method in route.methods.split(", ") {
                 let op = &value["paths"][route.path][method.to_ascii_lowercase()];
                 assert!(op.is_object(), "{method} {}", route.path);
-                assert!(op["responses"]["200"].is_object(), "{method} {}", route.path);
+                assert!(
+                    op["responses"]["200"].is_object(),
+                    "{method} {}",
+                    route.path
+                );
                 ids.push(op["operationId"].as_str().unwrap().to_owned());
             }
         }

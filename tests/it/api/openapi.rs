@@ -56,7 +56,10 @@ fn instantiate(pattern: &str, item: &Value) -> String {
             .unwrap_or_else(|| panic!("{pattern}: no example for {name}"));
         path = path.replace(&format!("{{{name}}}"), example);
     }
-    assert!(!path.contains('{'), "{pattern}: undocumented path parameters");
+    assert!(
+        !path.contains('{'),
+        "{pattern}: undocumented path parameters"
+    );
     path
 }
 
@@ -102,7 +105,11 @@ async fn the_router_serves_exactly_the_documented_routes() {
         methods.sort();
         assert_eq!(methods_of(item), methods, "{}", route.path);
     }
-    assert_eq!(paths.len(), ROUTES.len(), "documented paths that are not routes");
+    assert_eq!(
+        paths.len(),
+        ROUTES.len(),
+        "documented paths that are not routes"
+    );
 
     // ...and the real router answers each documented path with the documented methods.
     for (pattern, item) in paths {
@@ -172,7 +179,9 @@ async fn answers_are_among_the_documented_ones() {
     assert!(asked >= 20, "{asked}");
     // A POST with its required parameters: a user's /createapp.
     let post = &document["paths"]["/createapp"]["post"];
-    let created = clients[1].post("/createapp", &[("name", "documented")]).await;
+    let created = clients[1]
+        .post("/createapp", &[("name", "documented")])
+        .await;
     created.jsonify(true);
     expect_documented(&document, post, &created);
     expect_documented(&document, post, &clients[0].post("/createapp", &[]).await);

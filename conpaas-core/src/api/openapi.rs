@@ -107,8 +107,11 @@ enum Body {
     Tarball,
     /// Plain text, as `text/html; charset=utf-8`; the example body.
     Text(&'static str),
-    /// One of 1.2's two `cert_required` texts.
-    CertRequired,
+    /// 1.2's `cert_required` text naming `UID`, or also `serviceLocator` (manager routes).
+    CertRequired {
+        /// Whether the `serviceLocator` text is possible too.
+        locator: bool,
+    },
     /// A small HTML page naming the status.
     Html,
     /// The Prometheus text format.
@@ -317,13 +320,9 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("serviceid", Kind::Digits, "The service.", "1"), NAME],
         answers: &[
             ok("renamed", Body::Bare(Shape::True), false),
+            ok("`name` missing or unusable", Body::Bare(Shape::False), true),
             ok(
-                "`name` missing or unusable (CORS)",
-                Body::Bare(Shape::False),
-                true,
-            ),
-            ok(
-                "no such service, or not the user's (no CORS)",
+                "no such service, or not the user's",
                 Body::Bare(Shape::False),
                 false,
             ),
@@ -384,13 +383,9 @@ const DOCS: &[RouteDoc] = &[
         params: &[path("appid", Kind::Digits, "The application.", "1"), NAME],
         answers: &[
             ok("renamed", Body::Bare(Shape::True), false),
+            ok("`name` missing or unusable", Body::Bare(Shape::False), true),
             ok(
-                "`name` missing or unusable (CORS)",
-                Body::Bare(Shape::False),
-                true,
-            ),
-            ok(
-                "no such application, or not the user's (no CORS)",
+                "no such application, or not the user's",
                 Body::Bare(Shape::False),
                 false,
             ),
@@ -434,7 +429,12 @@ const DOCS: &[RouteDoc] = &[
                 false,
             ),
             ok(
-                "`manifest` missing (CORS), or structurally unusable (no CORS)",
+                "`manifest` missing or empty",
+                Body::Bare(Shape::False),
+                true,
+            ),
+            ok(
+                "not JSON, or not a manifest's structure",
                 Body::Bare(Shape::False),
                 false,
             ),
@@ -695,17 +695,13 @@ fn security(access: Access) -> Value {
 }
 
 fn param_schema(param: &Param) -> Value {
-    let mut schema = match param.kind {
+    match param.kind {
         Kind::Text => json!({"type": "string", "minLength": 1}),
         Kind::Integer => json!({"type": "string", "pattern": "^\\s*[+-]?[0-9]+\\s*$"}),
         Kind::Digits => json!({"type": "string", "pattern": "^[0-9]+$"}),
         Kind::JsonText => json!({"type": "string", "contentMediaType": "application/json"}),
         Kind::Pem => json!({"type": "string", "contentMediaType": "application/pkcs10"}),
-    };
-    if let (Some(example), Value::Object(map)) = (param.example, &mut schema) {
-        map.insert("examples".into(), json!([example]));
     }
-    schema
 }
 
 fn parameter(param: &Param) -> Value {
@@ -829,7 +825,7 @@ fn access_answers(access: Access) -> &'static [Answer] {
         status(
             401,
             "no certificate, or no integer `UID` in it",
-            Body::CertRequired,
+            Body::CertRequired { locator: false },
         ),
         ok(
             "a certificate of another role than `user`, or an unknown user",
@@ -841,7 +837,7 @@ fn access_answers(access: Access) -> &'static [Answer] {
         status(
             401,
             "no certificate, or no integer `UID` or `serviceLocator` in it",
-            Body::CertRequired,
+            Body::CertRequired { locator: true },
         ),
         ok(
             "a certificate of another role than `manager`, or a service that does not \
@@ -866,7 +862,7 @@ fn access_answers(access: Access) -> &'static [Answer] {
 
 fn media_type(body: Body) -> Option<&'static str> {
     Some(match body {
-        Body::Bare(_) | Body::Pem | Body::Text(_) | Body::CertRequired => TEXT_HTML,
+        Body::Bare(_) | Body::Pem | Body::Text(_) | Body::CertRequired { .. } => TEXT_HTML,
         Body::Jsonify(_) | Body::OpenApi => "application/json",
         Body::Zip => "application/zip",
         Body::Tarball => "application/x-tar",
@@ -903,10 +899,13 @@ fn body_schema(body: Body) -> Value {
         Body::Tarball => json!({"contentMediaType": "application/x-tar"}),
         Body::Pem => json!({"type": "string", "pattern": "^-----BEGIN CERTIFICATE-----"}),
         Body::Text(example) => json!({"type": "string", "examples": [example]}),
-        Body::CertRequired => json!({"type": "string", "enum": [
-            "cert_required: client certificate does NOT provide UID",
-            "cert_required: client certificate does NOT provide serviceLocator",
-        ]}),
+        Body::CertRequired { locator } => {
+            let mut texts = vec!["cert_required: client certificate does NOT provide UID"];
+            if locator {
+                texts.push("cert_required: client certificate does NOT provide serviceLocator");
+            }
+            json!({"type": "string", "enum": texts})
+        }
         Body::Html | Body::Prometheus => json!({"type": "string"}),
         Body::OpenApi => json!({"type": "object"}),
         Body::Empty => json!({}),

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of every route (`GET /openapi.json`, `docs/openapi.json`), made
-//! from [`super::ROUTES`] and one description per route kept here as data ([`DOCS`]).
+//! from [`super::ROUTES`] and one description per route kept here as data (`DOCS`).
 //!
-//! Each route's methods, path, security and tag come from its [`Route`]; [`DOCS`] adds what
+//! Each route's methods, path, security and tag come from its [`Route`]; `DOCS` adds what
 //! the table does not know (summary, parameters, answers), keyed by path. The answers every
 //! route of an [`Access`] shares (the certificate refusals, the 1.2 managers' `Connection:
 //! close`, the 400/413/500 pages) are added from the access, not repeated per route. A test

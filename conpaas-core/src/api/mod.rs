@@ -6,6 +6,7 @@ mod error;
 mod handlers;
 #[cfg(feature = "manifest")]
 mod manifest;
+pub mod openapi;
 mod ops;
 pub mod params;
 pub mod server;
@@ -55,8 +56,8 @@ pub enum Origin {
     Ours,
 }
 
-/// One route of the router: the one table the router, the `Allow` headers, the request log
-/// and the docs' tidy test are made from.
+/// One route of the router: the one table the router, the `Allow` headers, the request log,
+/// the OpenAPI document and the docs' tidy test are made from.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct Route {
@@ -96,7 +97,8 @@ macro_rules! route {
 }
 
 /// Every route: the 20 of the 1.2 API (21 patterns), 1.3's `/version`, and the operators'
-/// `/healthz`, `/readyz` and `/metrics`.
+/// `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. Each has its description in
+/// [`openapi`] (a test fails otherwise).
 pub const ROUTES: &[Route] = &[
     route!("POST", "/new_user", Anyone, V1_2, handlers::new_user),
     route!("POST", "/login", Password, V1_2, handlers::login),
@@ -183,6 +185,7 @@ pub const ROUTES: &[Route] = &[
     route!("GET", "/healthz", Anyone, Ours, ops::healthz),
     route!("GET", "/readyz", Anyone, Ours, ops::readyz),
     route!("GET", "/metrics", Operator, Ours, ops::metrics),
+    route!("GET", "/openapi.json", Anyone, Ours, openapi::serve),
 ];
 
 /// The route whose pattern is `path`.

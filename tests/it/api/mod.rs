@@ -11,6 +11,7 @@ mod credit;
 mod download;
 mod hostile;
 mod manager;
+mod openapi;
 mod ops;
 mod original;
 mod shapes;

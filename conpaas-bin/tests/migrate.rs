@@ -166,6 +166,13 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
     child.wait().unwrap();
     assert_eq!(before.login["credit"], 48, "two starts charged");
 
+    let audit_before = audit_lines(data);
+    assert!(
+        audit_before
+            .iter()
+            .any(|line| line.contains("\"service.started\"")),
+        "{audit_before:?}"
+    );
     let pg = Database::create();
     let sqlite = format!("sqlite:///{}", data.join("director.db").display());
     let out = migrate_db(&sqlite, &pg.url());
@@ -179,6 +186,7 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
         "2 user(s)",
         "3 application(s)",
         "2 service(s)",
+        &format!("{} audit event(s)", audit_before.len()),
         "55 credit in all",
     ] {
         assert!(stdout.contains(counted), "{stdout}");
@@ -207,6 +215,8 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
         .collect();
     std::fs::write(&config, text).unwrap();
     std::fs::remove_file(data.join("director.db")).unwrap();
+    // The audit log came along, event for event.
+    assert_eq!(audit_lines(data), audit_before);
     let (mut child, port) = serve(data, "error", Stdio::null());
     let after = answers(data, port, (&cert, &key)).await;
     assert_eq!(after.login, before.login);
@@ -230,4 +240,25 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
     assert_eq!(third["sid"], 3, "{third}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `director audit --json` of the installation in `data`, one line per event.
+fn audit_lines(data: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["audit", "--json"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

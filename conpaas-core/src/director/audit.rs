@@ -137,7 +137,8 @@ impl Event {
     pub fn new(event: &'static str, outcome: AuditOutcome) -> Event {
         Event {
             context: AuditContext::current(),
-            at: chrono::Utc::now().naive_utc(),
+            // Microseconds, as PostgreSQL keeps them: the same event reads the same on both.
+            at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now().naive_utc(), 6),
             event,
             outcome,
             uid: None,

@@ -193,7 +193,14 @@ fn command() -> clap::Command {
     let mut cmd = Cli::command();
     for name in services::names() {
         let lines: Vec<String> = services::entries(name)
-            .map(|entry| format!("{}: {} ({})", entry.types.join(", "), entry.synopsis(), entry.about))
+            .map(|entry| {
+                format!(
+                    "{}: {} ({})",
+                    entry.types.join(", "),
+                    entry.synopsis(),
+                    entry.about
+                )
+            })
             .collect();
         let mut abouts: Vec<&str> = services::entries(name).map(|entry| entry.about).collect();
         abouts.dedup();
@@ -257,7 +264,10 @@ fn main() -> ExitCode {
             Err(error) => error.exit(),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("E: cannot start: {error}");
@@ -332,7 +342,10 @@ impl Session {
     /// Prints `value` as JSON under `--json`, else `text`.
     fn show(&self, text: &str, value: &Value) {
         if self.global_json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         } else if !text.is_empty() {
             println!("{text}");
         }
@@ -389,9 +402,7 @@ async fn run(global: &Global, invocation: Invocation) -> Result<(), Error> {
             clap_complete::generate(shell, &mut command(), "cpsclient", &mut std::io::stdout());
             Ok(())
         }
-        Command::Credentials { cacert, username } => {
-            credentials(global, cacert, username).await
-        }
+        Command::Credentials { cacert, username } => credentials(global, cacert, username).await,
         command => {
             let session = Session::open(global)?;
             director_or_manager(&session, command).await
@@ -477,7 +488,9 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
                     types.join(", ")
                 )));
             }
-            let service = director.start(&service_type, cloud.as_deref(), appid).await?;
+            let service = director
+                .start(&service_type, cloud.as_deref(), appid)
+                .await?;
             if !session.global_json {
                 println!(
                     "Service {} created; its manager is {}",
@@ -609,7 +622,10 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
             let service = director.service(sid).await?;
             let lines = services::usage(&service.service_type);
             let text = if lines.is_empty() {
-                format!("{} services have no specific commands", service.service_type)
+                format!(
+                    "{} services have no specific commands",
+                    service.service_type
+                )
             } else {
                 lines.join("\n")
             };
@@ -647,7 +663,11 @@ async fn info(session: &Session, sid: i64) -> Result<(), Error> {
                 let mut ips = Vec::new();
                 for id in ids {
                     let details = managers
-                        .get(&service, "get_node_info", Some(json!({"serviceNodeId": id})))
+                        .get(
+                            &service,
+                            "get_node_info",
+                            Some(json!({"serviceNodeId": id})),
+                        )
                         .await?;
                     ips.push(
                         details
@@ -668,7 +688,12 @@ async fn info(session: &Session, sid: i64) -> Result<(), Error> {
 
 /// Polls `get_service_info` every second until `state`, showing the wait on a terminal;
 /// `ERROR` ends it as a refusal.
-async fn wait_for(session: &Session, service: &Service, state: &str, wait: &Wait) -> Result<(), Error> {
+async fn wait_for(
+    session: &Session,
+    service: &Service,
+    state: &str,
+    wait: &Wait,
+) -> Result<(), Error> {
     let managers = session.managers()?;
     let start = Instant::now();
     let limit = Duration::from_secs(wait.timeout);
@@ -728,7 +753,10 @@ async fn credentials(
     let target = match &global.director {
         Some(url) => url.clone(),
         None => {
-            let previous = stored.as_ref().map(|c| c.target.clone()).unwrap_or_default();
+            let previous = stored
+                .as_ref()
+                .map(|c| c.target.clone())
+                .unwrap_or_default();
             let answer = prompt(&if previous.is_empty() {
                 "Enter the director URL: ".to_owned()
             } else {
@@ -760,7 +788,10 @@ async fn credentials(
     let username = match username {
         Some(name) => name,
         None => {
-            let previous = stored.as_ref().map(|c| c.username.clone()).unwrap_or_default();
+            let previous = stored
+                .as_ref()
+                .map(|c| c.username.clone())
+                .unwrap_or_default();
             let answer = prompt(&if previous.is_empty() {
                 "Enter your username: ".to_owned()
             } else {

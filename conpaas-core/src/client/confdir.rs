@@ -159,8 +159,8 @@ impl ConfDir {
                 None => return Err(Error::NoCredentials(self.path.clone())),
             }
         }
-        let [cert, key, ca] = <[String; 3]>::try_from(pems)
-            .map_err(|_| Error::NoCredentials(self.path.clone()))?;
+        let [cert, key, ca] =
+            <[String; 3]>::try_from(pems).map_err(|_| Error::NoCredentials(self.path.clone()))?;
         let info = CertInfo::parse(cert.as_bytes()).map_err(|source| Error::Certificate {
             path: self.file("cert.pem"),
             source,
@@ -222,9 +222,15 @@ mod tests {
         let mode = |path: PathBuf| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(conf.path().to_owned()), 0o700);
         assert_eq!(mode(conf.file("password")), 0o600);
-        assert_eq!(fs::read_to_string(conf.file("target")).unwrap(), "https://d:5555");
+        assert_eq!(
+            fs::read_to_string(conf.file("target")).unwrap(),
+            "https://d:5555"
+        );
         let read = conf.credentials().unwrap();
-        assert_eq!((read.target.as_str(), read.username.as_str()), ("https://d:5555", "alice"));
+        assert_eq!(
+            (read.target.as_str(), read.username.as_str()),
+            ("https://d:5555", "alice")
+        );
         assert_eq!(read.password.expose_secret(), "s3cret");
         assert!(matches!(conf.identity(), Err(Error::NoCredentials(_))));
         assert!(conf.store_certificates(b"not a zip").is_err());

@@ -132,8 +132,9 @@ impl DirectorClient {
                 let chain = CertificateDer::pem_slice_iter(&identity.cert_pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|error| tls_error(format!("cert.pem: {error}")))?;
-                let key = PrivateKeyDer::from_pem_slice(identity.key_pem.expose_secret().as_bytes())
-                    .map_err(|error| tls_error(format!("key.pem: {error}")))?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(identity.key_pem.expose_secret().as_bytes())
+                        .map_err(|error| tls_error(format!("key.pem: {error}")))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|error| tls_error(format!("cert.pem and key.pem: {error}")))?
@@ -177,23 +178,39 @@ impl DirectorClient {
             .ok()
             .and_then(|url| url.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let server_name =
             ServerName::try_from(host).map_err(|_| Error::InvalidUrl(self.url.clone()))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider)
-                .build()
-                .map_err(|error| Error::Tls(error.to_string()))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots(ca_pem)?),
+            provider,
+        )
+        .build()
+        .map_err(|error| Error::Tls(error.to_string()))?;
         verifier
-            .verify_server_cert(end_entity, intermediates, &server_name, &[], UnixTime::now())
+            .verify_server_cert(
+                end_entity,
+                intermediates,
+                &server_name,
+                &[],
+                UnixTime::now(),
+            )
             .map(|_| ())
             .map_err(|error| Error::UntrustedDirector(error.to_string()))
     }
 
     /// Calls `route` with `fields` (plus `username` and `password`), as a POST form or a GET
     /// query. An error object is [`Error::Refused`] with its `msg`.
-    pub async fn call(&self, route: &str, post: bool, fields: &[(&str, &str)]) -> Result<Answer, Error> {
+    pub async fn call(
+        &self,
+        route: &str,
+        post: bool,
+        fields: &[(&str, &str)],
+    ) -> Result<Answer, Error> {
         let url = format!("{}/{route}", self.url);
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("username", &self.username));
@@ -258,14 +275,18 @@ impl DirectorClient {
                     other => other.to_string(),
                 })
                 .collect()),
-            other => Err(Error::Answer(format!("{route} answered {other}, not a list"))),
+            other => Err(Error::Answer(format!(
+                "{route} answered {other}, not a list"
+            ))),
         }
     }
 
     /// `GET /available_services`: the service types (deduplicated: 1.2 lists taskfarm twice).
     pub async fn available_services(&self) -> Result<Vec<String>, Error> {
-        let mut types =
-            Self::list_of_strings("available_services", self.json("available_services", false, &[]).await?)?;
+        let mut types = Self::list_of_strings(
+            "available_services",
+            self.json("available_services", false, &[]).await?,
+        )?;
         let mut seen = std::collections::HashSet::new();
         types.retain(|name| seen.insert(name.clone()));
         Ok(types)
@@ -273,7 +294,10 @@ impl DirectorClient {
 
     /// `GET /available_clouds`.
     pub async fn available_clouds(&self) -> Result<Vec<String>, Error> {
-        Self::list_of_strings("available_clouds", self.json("available_clouds", false, &[]).await?)
+        Self::list_of_strings(
+            "available_clouds",
+            self.json("available_clouds", false, &[]).await?,
+        )
     }
 
     /// `POST /login`: the user object, or [`Error::Refused`] for a wrong user name or password.
@@ -311,7 +335,8 @@ impl DirectorClient {
 
     /// `POST /renameapp/<aid>`.
     pub async fn renameapp(&self, aid: i64, name: &str) -> Result<(), Error> {
-        self.done(&format!("renameapp/{aid}"), &[("name", name)]).await
+        self.done(&format!("renameapp/{aid}"), &[("name", name)])
+            .await
     }
 
     /// `POST /delete/<aid>` (stops the application's services too).
@@ -375,12 +400,16 @@ impl DirectorClient {
 
     /// `POST /upload_manifest` with the manifest's text, synchronously (no `thread`).
     pub async fn upload_manifest(&self, manifest: &str) -> Result<(), Error> {
-        self.done("upload_manifest", &[("manifest", manifest)]).await
+        self.done("upload_manifest", &[("manifest", manifest)])
+            .await
     }
 
     /// `POST /download_manifest/<aid>`: the manifest.
     pub async fn download_manifest(&self, aid: i64) -> Result<Value, Error> {
-        match self.json(&format!("download_manifest/{aid}"), true, &[]).await? {
+        match self
+            .json(&format!("download_manifest/{aid}"), true, &[])
+            .await?
+        {
             Value::Bool(false) => Err(Error::Refused("failed downloading manifest file".into())),
             manifest => Ok(manifest),
         }

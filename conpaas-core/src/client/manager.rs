@@ -102,7 +102,11 @@ impl Managers {
     ) -> Result<Value, Error> {
         if Self::is_taskfarm(service) {
             return self
-                .post(service, method, params.unwrap_or_else(|| serde_json::json!({})))
+                .post(
+                    service,
+                    method,
+                    params.unwrap_or_else(|| serde_json::json!({})),
+                )
                 .await;
         }
         let answer = self
@@ -114,7 +118,12 @@ impl Managers {
     }
 
     /// A JSON-RPC POST.
-    pub async fn post(&self, service: &Service, method: &str, params: Value) -> Result<Value, Error> {
+    pub async fn post(
+        &self,
+        service: &Service,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Error> {
         let method = if Self::is_taskfarm(service) && method == "shutdown" {
             "terminate_workers"
         } else {
@@ -157,7 +166,11 @@ impl Managers {
             .await
             .map_err(Self::failed(service))?;
         if let Ok(answer) = serde_json::from_slice::<Value>(&bytes) {
-            let answer = answer.get("result").cloned().filter(|r| !r.is_null()).unwrap_or(answer);
+            let answer = answer
+                .get("result")
+                .cloned()
+                .filter(|r| !r.is_null())
+                .unwrap_or(answer);
             Self::checked(answer)?;
         }
         Ok(bytes)

@@ -198,6 +198,31 @@ impl TransportProblem {
             last = current.to_string();
             source = current.source();
         }
+        // Some layers box their cause in a way a downcast cannot see through: rustls' own
+        // words then still say what happened.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = source {
+            let text = current.to_string();
+            if text.contains("invalid peer certificate") {
+                return if text.contains("Expired") {
+                    TransportProblem::DirectorCertificateExpired
+                } else {
+                    let why = text
+                        .rsplit("invalid peer certificate: ")
+                        .next()
+                        .unwrap_or(&text);
+                    TransportProblem::DirectorUntrusted(why.to_owned())
+                };
+            }
+            if text.contains("received fatal alert") {
+                let why = text
+                    .rsplit("received fatal alert: ")
+                    .next()
+                    .unwrap_or(&text);
+                return TransportProblem::CertificateRefused(format!("TLS alert {why}"));
+            }
+            source = current.source();
+        }
         if error.is_connect() {
             TransportProblem::Connect(last)
         } else {

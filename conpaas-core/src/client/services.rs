@@ -223,7 +223,10 @@ pub const COMMANDS: &[ServiceCommand] = &[
     ServiceCommand {
         name: "add_nodes",
         types: &["mysql"],
-        args: &[arg("COUNT", Param::Int("slaves")), arg("CLOUD", Param::Cloud)],
+        args: &[
+            arg("COUNT", Param::Int("slaves")),
+            arg("CLOUD", Param::Cloud),
+        ],
         about: "add COUNT slave nodes",
         call: Call::Post("add_nodes"),
         show: Show::Performing,
@@ -414,10 +417,9 @@ fn parse(command: &ServiceCommand, args: &[String]) -> Result<Parsed, Error> {
         };
         match spec.param {
             Param::Int(key) => {
-                let count: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| usage(format!("{} must be an integer, not {value:?}", spec.name)))?;
+                let count: i64 = value.trim().parse().map_err(|_| {
+                    usage(format!("{} must be an integer, not {value:?}", spec.name))
+                })?;
                 params.insert(key.into(), json!(count));
             }
             Param::Text(key) | Param::OptionalText(key) => {
@@ -425,7 +427,9 @@ fn parse(command: &ServiceCommand, args: &[String]) -> Result<Parsed, Error> {
             }
             Param::CodeVersion(key) => {
                 if !value.starts_with("code-") {
-                    return Err(usage(format!("{value:?} is not a code version id (code-...)")));
+                    return Err(usage(format!(
+                        "{value:?} is not a code version id (code-...)"
+                    )));
                 }
                 params.insert(key.into(), json!(value));
             }
@@ -513,7 +517,11 @@ pub async fn run(
     let Parsed { mut params, file } = parse(command, args)?;
     let sid = service.sid;
     let answer = match command.call {
-        Call::Post(method) => managers.post(service, method, Value::Object(params.clone())).await?,
+        Call::Post(method) => {
+            managers
+                .post(service, method, Value::Object(params.clone()))
+                .await?
+        }
         Call::Get(method) => {
             let query = (!params.is_empty()).then(|| Value::Object(params.clone()));
             managers.get(service, method, query).await?
@@ -521,18 +529,25 @@ pub async fn run(
         Call::Upload { method, .. } => {
             let file = file.ok_or_else(|| Error::Usage("FILE is missing".into()))?;
             let mut fields = vec![("method".to_owned(), method.to_owned())];
-            fields.extend(params.iter().map(|(key, value)| (key.clone(), text_of(value))));
-            let fields: Vec<(&str, &str)> =
-                fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fields.extend(
+                params
+                    .iter()
+                    .map(|(key, value)| (key.clone(), text_of(value))),
+            );
+            let fields: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             managers.upload(service, &fields, file).await?
         }
         Call::DownloadCode => {
-            let version = params
-                .get("codeVersionId")
-                .map(text_of)
-                .unwrap_or_default();
+            let version = params.get("codeVersionId").map(text_of).unwrap_or_default();
             let bytes = managers
-                .get_bytes(service, "download_code_version", Some(Value::Object(params)))
+                .get_bytes(
+                    service,
+                    "download_code_version",
+                    Some(Value::Object(params)),
+                )
                 .await?;
             let name = format!("{version}.tar.gz");
             let json = json!({"codeVersionId": version, "bytes": bytes.len()});
@@ -584,7 +599,11 @@ pub async fn run(
                 params.remove("factor");
             }
             let answer = managers
-                .post(service, &format!("set_{kind}_policy"), Value::Object(params))
+                .post(
+                    service,
+                    &format!("set_{kind}_policy"),
+                    Value::Object(params),
+                )
                 .await?;
             let stdout = answer.get("stdout").map(text_of).unwrap_or_default();
             let text = if stdout.is_empty() {
@@ -614,7 +633,9 @@ pub async fn run(
                 .unwrap_or_default()
                 .to_uppercase();
             if mode != "DEMO" && mode != "REAL" {
-                return Err(Error::Usage(format!("invalid mode {mode}: use DEMO or REAL")));
+                return Err(Error::Usage(format!(
+                    "invalid mode {mode}: use DEMO or REAL"
+                )));
             }
             let old = taskfarm_mode(managers, service).await?;
             if old != "NA" {
@@ -684,7 +705,11 @@ fn code_versions(answer: &Value) -> String {
             versions
                 .iter()
                 .map(|version| {
-                    let current = if version.get("current").is_some() { "*" } else { "" };
+                    let current = if version.get("current").is_some() {
+                        "*"
+                    } else {
+                        ""
+                    };
                     let field = |key: &str| version.get(key).map(text_of).unwrap_or_default();
                     vec![
                         current.to_owned(),
@@ -696,7 +721,10 @@ fn code_versions(answer: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(&["current", "codeVersionId", "filename", "description"], &rows)
+    table(
+        &["current", "codeVersionId", "filename", "description"],
+        &rows,
+    )
 }
 
 /// A table as 1.2's `prettytable`: columns as wide as their widest cell, a rule under the
@@ -757,26 +785,52 @@ mod tests {
             &["2", "ec2"],
             Ok(json!({"slaves": 2, "cloud": "ec2"})),
         );
-        check("remove_nodes", "xtreemfs", &["1"], Ok(json!({"osd": 1, "cloud": "default"})));
-        check("add_nodes", "php", &["1", "x", "3"], Err("W must be an integer"));
+        check(
+            "remove_nodes",
+            "xtreemfs",
+            &["1"],
+            Ok(json!({"osd": 1, "cloud": "default"})),
+        );
+        check(
+            "add_nodes",
+            "php",
+            &["1", "x", "3"],
+            Err("W must be an integer"),
+        );
         check("add_nodes", "php", &["1"], Err("W is missing"));
-        check("remove_nodes", "mysql", &["1", "2"], Err("too many arguments"));
+        check(
+            "remove_nodes",
+            "mysql",
+            &["1", "2"],
+            Err("too many arguments"),
+        );
         check("enable_code", "java", &["v1"], Err("not a code version id"));
         check("set_password", "mysql", &[], Ok(json!({})));
         assert!(find("toggle_debug", "java").is_none());
         assert_eq!(names().len(), 17);
-        assert!(usage("xtreemfs").iter().any(|line| line.starts_with("set_policy SID TYPE VOLUME POLICY [FACTOR]")));
+        assert!(
+            usage("xtreemfs")
+                .iter()
+                .any(|line| line.starts_with("set_policy SID TYPE VOLUME POLICY [FACTOR]"))
+        );
     }
 
     #[test]
     fn tables_and_templates() {
         assert_eq!(
-            table(&["aid", "name"], &[vec!["1".into(), "New Application".into()]]),
-            "aid name\n--------------------\n1   New Application"
+            table(
+                &["aid", "name"],
+                &[vec!["1".into(), "New Application".into()]]
+            ),
+            "aid name\n-------------------\n1   New Application"
         );
         let params = json!({"volumeName": "v"});
         assert_eq!(
-            fill("Volume {volumeName} created in {x}", params.as_object().unwrap(), &json!({"x": 3})),
+            fill(
+                "Volume {volumeName} created in {x}",
+                params.as_object().unwrap(),
+                &json!({"x": 3})
+            ),
             "Volume v created in 3"
         );
     }

@@ -495,8 +495,9 @@ mod tests {
 
     #[test]
     fn answers_are_reduced_as_1_2_did() {
-        let check =
-            |text: &str, expect: serde_json::Value| assert_eq!(reduce(text.as_bytes().to_vec()), expect);
+        let check = |text: &str, expect: serde_json::Value| {
+            assert_eq!(reduce(text.as_bytes().to_vec()), expect)
+        };
         check(
             r#"{"result": {"state": "INIT"}, "error": null, "id": "1"}"#,
             json!({"state": "INIT"}),

@@ -482,3 +482,466 @@ async fn director_commands() {
     assert!(!world.ok(&["listapp"], &[]).await.contains("from-manifest"));
     world.fails(&["deleteapp", "999"], &[], 1).await;
 }
+
+/// Creates a service of `kind` with `cpsclient create` (which waits for the manager) while
+/// "booting" the emulator with the certificate the director put in the new VM's script.
+async fn create_and_boot(world: &World, emulator: &Emulator, kind: &str, ports: &[&str]) -> i64 {
+    let before = vm_files(&world.data());
+    let boot = async {
+        let vmid = loop {
+            if let Some(vmid) = vm_files(&world.data()).difference(&before).next() {
+                break vmid.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The client already polls the closed manager; let it see that at least once.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (cert, key, ca) = world.manager_identity(&vmid);
+        emulator.set_identity(&cert, &key, &ca);
+    };
+    let mut args = vec!["--json"];
+    args.extend_from_slice(ports);
+    let create = ["create", kind];
+    let (out, ()) = tokio::join!(world.run(&create, "", &args), boot);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["sid"].as_i64().unwrap()
+}
+
+async fn start_emulator() -> Emulator {
+    Emulator::bind("127.0.0.3".parse().unwrap()).await
+}
+
+fn ports(emulator: &Emulator) -> [String; 4] {
+    [
+        "--manager-port".into(),
+        emulator.addr.port().to_string(),
+        "--taskfarm-port".into(),
+        emulator.http_addr.port().to_string(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_manager_commands() {
+    let world = World::start();
+    world.credentials().await;
+    let emulator = start_emulator().await;
+    let ports = ports(&emulator);
+    let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
+    let sid = create_and_boot(&world, &emulator, "php", &ports).await;
+    let sid = sid.to_string();
+    assert_eq!(emulator.last("get_service_info").form, "GET");
+
+    let info = world.ok(&["info", &sid], &ports).await;
+    assert!(info.contains("state: INIT"), "{info}");
+    assert!(info.contains("manager: 127.0.0.3"), "{info}");
+    assert!(info.contains("proxy: 10.0.0.2"), "{info}");
+    assert!(
+        emulator
+            .calls()
+            .iter()
+            .any(|call| call.method == "get_node_info"
+                && call.form == "GET"
+                && call.params == json!({"serviceNodeId": "p1"}))
+    );
+    let info = world.json(&["info", &sid], &ports).await;
+    assert_eq!(info["manager_info"]["state"], json!("INIT"));
+    assert_eq!(info["nodes"]["web"], json!(["10.0.0.2"]));
+    assert!(
+        world
+            .ok(&["logs", &sid], &ports)
+            .await
+            .contains("manager log: all is well")
+    );
+    assert_eq!(emulator.last("getLog").form, "GET");
+    let usage = world.ok(&["usage", &sid], &ports).await;
+    assert!(usage.contains("add_nodes SID B W P [CLOUD]"), "{usage}");
+    assert!(usage.contains("toggle_debug SID"), "{usage}");
+    // Only php's and java's commands apply.
+    let stderr = world.fails(&["list_volumes", &sid], &ports, 2).await;
+    assert!(stderr.contains("not a command of php services"), "{stderr}");
+
+    // start waits until the manager says RUNNING.
+    let out = world.ok(&["start", &sid], &ports).await;
+    assert!(out.contains("Your service is starting up."), "{out}");
+    let startup = emulator.last("startup");
+    assert_eq!(
+        (startup.form, startup.params),
+        ("POST", json!({"cloud": "default"}))
+    );
+    assert!(
+        world
+            .ok(&["info", &sid], &ports)
+            .await
+            .contains("state: RUNNING")
+    );
+    // A running service cannot be terminated.
+    let stderr = world.fails(&["terminate", &sid], &ports, 1).await;
+    assert!(stderr.contains("stop it first"), "{stderr}");
+
+    let out = world.ok(&["add_nodes", &sid, "1", "2", "3"], &ports).await;
+    assert_eq!(
+        out,
+        format!("Service {sid} is performing the requested operation (add_nodes)\n")
+    );
+    assert_eq!(
+        emulator.last("add_nodes").params,
+        json!({"backend": 1, "web": 2, "proxy": 3, "cloud": "default"})
+    );
+    world
+        .ok(&["add_nodes", &sid, "0", "0", "1", "ec2"], &ports)
+        .await;
+    assert_eq!(emulator.last("add_nodes").params["cloud"], json!("ec2"));
+    world
+        .ok(&["remove_nodes", &sid, "1", "0", "0"], &ports)
+        .await;
+    assert_eq!(
+        emulator.last("remove_nodes").params,
+        json!({"backend": 1, "web": 0, "proxy": 0})
+    );
+    let stderr = world
+        .fails(&["add_nodes", &sid, "1", "x", "3"], &ports, 2)
+        .await;
+    assert!(stderr.contains("W must be an integer"), "{stderr}");
+
+    let key = world.temp.path().join("id_rsa.pub");
+    std::fs::write(&key, "ssh-rsa AAAA alice@laptop\n").unwrap();
+    let out = world
+        .ok(&["upload_key", &sid, key.to_str().unwrap()], &ports)
+        .await;
+    assert_eq!(out, "1 key added\n");
+    let upload = emulator.last("upload_authorized_key");
+    assert_eq!(upload.form, "UPLOAD");
+    let (field, file_name, bytes) = upload.file.unwrap();
+    assert_eq!((field.as_str(), file_name.as_str()), ("key", "id_rsa.pub"));
+    assert_eq!(bytes, b"ssh-rsa AAAA alice@laptop\n");
+    assert_eq!(
+        world.ok(&["list_keys", &sid], &ports).await,
+        "ssh-rsa AAAA alice@laptop\n"
+    );
+
+    let code = world.temp.path().join("site.tar.gz");
+    std::fs::write(&code, b"\x1f\x8bcode").unwrap();
+    let out = world
+        .ok(&["upload_code", &sid, code.to_str().unwrap()], &ports)
+        .await;
+    assert_eq!(out, "Code version code-2 uploaded\n");
+    assert_eq!(emulator.last("upload_code_version").file.unwrap().0, "code");
+    let table = world.ok(&["list_uploads", &sid], &ports).await;
+    assert!(
+        table.starts_with("current codeVersionId filename"),
+        "{table}"
+    );
+    assert!(table.contains("*       code-default"), "{table}");
+    assert!(
+        world
+            .ok(&["enable_code", &sid, "code-2"], &ports)
+            .await
+            .contains("code-2 enabled")
+    );
+    assert_eq!(
+        emulator.last("update_php_configuration").params,
+        json!({"codeVersionId": "code-2"})
+    );
+    let stderr = world
+        .fails(&["enable_code", &sid, "code-9"], &ports, 1)
+        .await;
+    assert!(stderr.contains("unknown code version code-9"), "{stderr}");
+    world.fails(&["enable_code", &sid, "v2"], &ports, 2).await;
+    let out = world.ok(&["download_code", &sid, "code-2"], &ports).await;
+    let path = world.temp.path().join("code-2.tar.gz");
+    assert_eq!(out, format!("{} written\n", path.display()));
+    let mut expect = vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe];
+    expect.extend_from_slice(b"code-2");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        expect,
+        "the archive arrives byte for byte"
+    );
+
+    assert_eq!(
+        world.ok(&["toggle_debug", &sid], &ports).await,
+        "Debug mode is now On\n"
+    );
+    assert_eq!(
+        world.ok(&["toggle_debug", &sid], &ports).await,
+        "Debug mode is now Off\n"
+    );
+
+    let script = world.temp.path().join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    world
+        .ok(&["startup_script", &sid, script.to_str().unwrap()], &ports)
+        .await;
+    let (field, file_name, _) = emulator.last("upload_startup_script").file.unwrap();
+    assert_eq!((field.as_str(), file_name.as_str()), ("script", "start.sh"));
+
+    assert!(
+        world
+            .ok(&["stop", &sid], &ports)
+            .await
+            .contains("shutting it down")
+    );
+    assert_eq!(emulator.last("shutdown").form, "POST");
+    let stderr = world.fails(&["stop", &sid], &ports, 1).await;
+    assert!(stderr.contains("state STOPPED"), "{stderr}");
+    assert!(
+        world
+            .ok(&["terminate", &sid], &ports)
+            .await
+            .contains("done.")
+    );
+    assert_eq!(world.json(&["list"], &[]).await, json!([]));
+    world.fails(&["info", &sid], &ports, 1).await;
+
+    // Every call came over TLS with the user's certificate, which the manager accepted.
+    let calls = emulator.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|call| call.tls && call.caller_role.as_deref() == Some("user"))
+    );
+    assert_eq!(emulator.refused(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_xtreemfs_and_taskfarm_commands() {
+    let world = World::start();
+    world.credentials().await;
+    let emulator = start_emulator().await;
+    let ports = ports(&emulator);
+    let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
+    let mysql = create_and_boot(&world, &emulator, "mysql", &ports)
+        .await
+        .to_string();
+
+    // mysql
+    let out = world.ok(&["set_password", &mysql, "pw1"], &ports).await;
+    assert_eq!(out, "Password updated successfully\n");
+    assert_eq!(
+        emulator.last("set_password").params,
+        json!({"user": "mysqldb", "password": "pw1"})
+    );
+    // Without PASSWORD it is asked twice (here from a pipe).
+    let mut args = ports.clone();
+    args.extend(["set_password", &mysql]);
+    let out = world.run(&args, "pw2\npw2\n", &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        emulator.last("set_password").params["password"],
+        json!("pw2")
+    );
+    world.ok(&["add_nodes", &mysql, "2"], &ports).await;
+    assert_eq!(
+        emulator.last("add_nodes").params,
+        json!({"slaves": 2, "cloud": "default"})
+    );
+    world.ok(&["remove_nodes", &mysql, "1"], &ports).await;
+    assert_eq!(emulator.last("remove_nodes").params, json!({"slaves": 1}));
+
+    // xtreemfs
+    let created = world
+        .json(&["create", "xtreemfs", "--no-wait"], &ports)
+        .await;
+    let xtreemfs = created["sid"].to_string();
+    world.ok(&["add_nodes", &xtreemfs, "3"], &ports).await;
+    assert_eq!(
+        emulator.last("add_nodes").params,
+        json!({"osd": 3, "cloud": "default"})
+    );
+    world.ok(&["remove_nodes", &xtreemfs, "1"], &ports).await;
+    assert_eq!(
+        emulator.last("remove_nodes").params,
+        json!({"osd": 1, "cloud": "default"})
+    );
+    assert_eq!(
+        world
+            .ok(&["create_volume", &xtreemfs, "data"], &ports)
+            .await,
+        "Volume data created\n"
+    );
+    assert_eq!(
+        emulator.last("createVolume").params,
+        json!({"volumeName": "data"})
+    );
+    assert_eq!(
+        world.ok(&["list_volumes", &xtreemfs], &ports).await,
+        "data\n"
+    );
+    assert_eq!(
+        world
+            .ok(&["delete_volume", &xtreemfs, "data"], &ports)
+            .await,
+        "Volume data deleted\n"
+    );
+    let stderr = world
+        .fails(&["delete_volume", &xtreemfs, "data"], &ports, 1)
+        .await;
+    assert!(stderr.contains("no volume data"), "{stderr}");
+    for kind in ["osd_sel", "replica_sel", "replication"] {
+        let out = world.ok(&["list_policies", &xtreemfs, kind], &ports).await;
+        assert_eq!(out, format!("policies of list_{kind}_policies\n"));
+    }
+    world
+        .fails(&["list_policies", &xtreemfs, "bogus"], &ports, 2)
+        .await;
+    let out = world
+        .ok(
+            &["set_policy", &xtreemfs, "replication", "data", "WqRq", "2"],
+            &ports,
+        )
+        .await;
+    assert_eq!(out, "WqRq on data\nPolicy set.\n");
+    assert_eq!(
+        emulator.last("set_replication_policy").params,
+        json!({"volumeName": "data", "policy": "WqRq", "factor": "2"})
+    );
+    world
+        .ok(
+            &["set_policy", &xtreemfs, "osd_sel", "data", "1000,3002"],
+            &ports,
+        )
+        .await;
+    assert_eq!(
+        emulator.last("set_osd_sel_policy").params,
+        json!({"volumeName": "data", "policy": "1000,3002"})
+    );
+    let stderr = world
+        .fails(
+            &["set_policy", &xtreemfs, "replication", "data", "WqRq"],
+            &ports,
+            2,
+        )
+        .await;
+    assert!(stderr.contains("needs FACTOR"), "{stderr}");
+
+    // taskfarm: plain HTTP on its own port; RUNNING from the start.
+    emulator.set_state("RUNNING");
+    let created = world.json(&["create", "taskfarm"], &ports).await;
+    let taskfarm = created["sid"].to_string();
+    let info = emulator.last("get_service_info");
+    assert_eq!((info.tls, info.form), (false, "POST"));
+    let bot = world.temp.path().join("tasks.bot");
+    std::fs::write(&bot, "task 1\n").unwrap();
+    let stderr = world
+        .fails(
+            &[
+                "upload_bot",
+                &taskfarm,
+                bot.to_str().unwrap(),
+                "192.168.1.1/vol",
+            ],
+            &ports,
+            1,
+        )
+        .await;
+    assert!(stderr.contains("first choose the run mode"), "{stderr}");
+    world
+        .fails(&["set_mode", &taskfarm, "fast"], &ports, 2)
+        .await;
+    assert_eq!(
+        world.ok(&["set_mode", &taskfarm, "demo"], &ports).await,
+        "mode DEMO\n"
+    );
+    assert_eq!(emulator.last("set_service_mode").params, json!(["DEMO"]));
+    let stderr = world
+        .fails(&["set_mode", &taskfarm, "real"], &ports, 1)
+        .await;
+    assert!(stderr.contains("already set to DEMO"), "{stderr}");
+    let out = world
+        .ok(
+            &[
+                "upload_bot",
+                &taskfarm,
+                bot.to_str().unwrap(),
+                "192.168.1.1/vol",
+            ],
+            &ports,
+        )
+        .await;
+    assert_eq!(out, "bag of tasks accepted\n");
+    let upload = emulator.last("start_sampling");
+    assert_eq!((upload.form, upload.tls), ("UPLOAD", false));
+    assert_eq!(upload.params, json!({"uriLocation": "192.168.1.1/vol"}));
+    assert_eq!(upload.file.unwrap().0, "botFile");
+    assert!(
+        world
+            .ok(&["logs", &taskfarm], &ports)
+            .await
+            .contains("task farm log")
+    );
+    // 1.2's task farm is terminated without asking its manager, and stopped as
+    // terminate_workers.
+    assert!(
+        world
+            .ok(&["stop", &taskfarm], &ports)
+            .await
+            .contains("shutting it down")
+    );
+    assert_eq!(emulator.last("terminate_workers").tls, false);
+    assert!(
+        world
+            .ok(&["terminate", &taskfarm], &ports)
+            .await
+            .contains("done.")
+    );
+
+    // A wait that does not end: the manager never reaches INIT.
+    emulator.set_state("PROLOGUE");
+    let stderr = world
+        .fails(&["create", "mysql", "--timeout", "2"], &ports, 1)
+        .await;
+    assert!(
+        stderr.contains("did not reach INIT within 2 s (last: PROLOGUE)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_lists_every_command_and_completions_know_them() {
+    let world = World::start();
+    let help = world.ok(&["--help"], &[]).await;
+    let mut names = vec![
+        "credentials",
+        "listapp",
+        "createapp",
+        "renameapp",
+        "deleteapp",
+        "available",
+        "clouds",
+        "list",
+        "create",
+        "rename",
+        "terminate",
+        "manifest",
+        "download_manifest",
+        "info",
+        "logs",
+        "start",
+        "stop",
+        "startup_script",
+        "usage",
+        "completions",
+    ];
+    names.extend(conpaas_core::client::services::names());
+    for name in &names {
+        assert!(
+            help.lines()
+                .any(|line| line.trim_start().starts_with(&format!("{name} "))),
+            "{name} not in --help:\n{help}"
+        );
+    }
+    let bash = world.ok(&["completions", "bash"], &[]).await;
+    assert!(bash.contains("download_manifest") && bash.contains("toggle_debug"));
+    // Usage errors exit 2.
+    world.fails(&["renameapp"], &[], 2).await;
+    world.fails(&["nosuchcommand"], &[], 2).await;
+}

@@ -886,7 +886,7 @@ async fn mysql_xtreemfs_and_taskfarm_commands() {
             .await
             .contains("shutting it down")
     );
-    assert_eq!(emulator.last("terminate_workers").tls, false);
+    assert!(!emulator.last("terminate_workers").tls);
     assert!(
         world
             .ok(&["terminate", &taskfarm], &ports)

@@ -375,6 +375,42 @@ async fn certificate_problems_are_said_plainly() {
         .fails(&["listapp"], &["--director", "https://localhost:1"], 2)
         .await;
     assert!(stderr.contains("cannot reach the director"), "{stderr}");
+
+    // The director's own certificate expired (reloaded on SIGHUP): said as such.
+    let ca_key = rcgen::KeyPair::from_pem(&read(certs.join("ca_key.pem"))).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read(certs.join("ca_cert.pem")), ca_key).unwrap();
+    let key = rcgen::KeyPair::from_pem(&read(certs.join("key.pem"))).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 72]), "frontend");
+    dn.push(rcgen::DnType::CommonName, "localhost");
+    params.distinguished_name = dn;
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    std::fs::write(
+        certs.join("cert.pem"),
+        params.signed_by(&key, &issuer).unwrap().pem(),
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &world.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    for _ in 0..100 {
+        let out = world.run(&["listapp"], "", &[]).await;
+        stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stderr.contains("the director's certificate has expired"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

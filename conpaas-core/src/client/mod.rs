@@ -204,7 +204,7 @@ impl TransportProblem {
         while let Some(current) = source {
             let text = current.to_string();
             if text.contains("invalid peer certificate") {
-                return if text.contains("Expired") {
+                return if text.to_ascii_lowercase().contains("expired") {
                     TransportProblem::DirectorCertificateExpired
                 } else {
                     let why = text

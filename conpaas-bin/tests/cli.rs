@@ -633,6 +633,7 @@ fn each_binary_has_its_own_about_text() {
             env!("CARGO_BIN_EXE_cpscheck"),
             "Checks a ConPaaS director installation",
         ),
+        (env!("CARGO_BIN_EXE_cpsclient"), "The ConPaaS client: "),
     ] {
         let out = Command::new(binary).arg("--help").output().unwrap();
         assert!(out.status.success());

@@ -36,6 +36,8 @@ fn director_command(line: &str) -> String {
     )
 }
 
+const CARGO_RUN_CLIENT: &str = "cargo run --release --bin cpsclient --";
+
 #[test]
 fn the_first_command_serves_the_embedded_default() {
     let lines = sh_block(&readme(), "## The two commands");
@@ -128,4 +130,62 @@ fn the_quick_tour_runs_as_written() {
     );
     assert!(scratch.path().join("d-backup.db").exists());
     std::thread::sleep(Duration::from_millis(100));
+}
+
+#[test]
+fn the_client_section_runs_before_the_tour_ends() {
+    let readme = readme();
+    let mut tour = sh_block(&readme, "## A quick tour");
+    assert_eq!(
+        tour.last().map(String::as_str).map(str::trim_start),
+        Some("kill %1                      # stops the director (SIGTERM)")
+    );
+    let kill = tour.pop().unwrap();
+    let client = sh_block(&readme, "## The users' client");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut script = String::from("set -euo pipefail\n");
+    for line in tour.iter().chain(&client).chain(std::iter::once(&kill)) {
+        let line = line.replace("5555", &port.to_string()).replace(
+            CARGO_RUN_CLIENT,
+            &format!("\"{}\"", env!("CARGO_BIN_EXE_cpsclient")),
+        );
+        let line = if line.contains(CARGO_RUN) {
+            director_command(&line)
+        } else {
+            line
+        };
+        script.push_str(&line);
+        script.push('\n');
+        if line.trim_end().ends_with('&') {
+            script.push_str(&format!(
+                "for _ in $(seq 100); do curl -s -o /dev/null --cacert d/certs/ca_cert.pem \
+                 https://localhost:{port}/available_services && break; sleep 0.1; done\n"
+            ));
+        }
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(scratch.path())
+        .env_remove("DIRECTOR_CFG")
+        .env_remove("CONPAAS_DIRECTOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "script:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("Certificates stored in ./alice"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"name\": \"shop\""), "{stdout}");
+    assert!(scratch.path().join("alice/key.pem").exists());
 }

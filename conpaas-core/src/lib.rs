@@ -16,6 +16,7 @@
 //! - [`director`]: use-cases, the only room combining store, CA, VPN and clouds.
 //! - [`api`]: HTTP: the TLS accept loop, the 1.2 routes, the wire JSON.
 //! - [`check`]: the diagnostics of `cpscheck`.
+//! - [`client`]: the users' side (`cpsclient`): director routes, `~/.conpaas`, manager calls.
 //!
 //! Cargo features choose the layers (all are on by default; the table, with what each pulls
 //! in, is in `docs/embedding.md`). Without default features the crate is [`model`],
@@ -99,13 +100,15 @@ pub mod bootstrap;
 pub mod ca;
 #[cfg(feature = "check")]
 pub mod check;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod cloud;
 #[cfg(feature = "config")]
 pub mod config;
 #[cfg(feature = "director")]
 pub mod director;
 pub mod error;
-#[cfg(feature = "director")]
+#[cfg(feature = "manager-client")]
 pub mod manager_client;
 pub mod model;
 pub mod store;

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use conpaas_core::api::ROUTES;
 
 /// The rooms below `api`: none of them may know about HTTP.
-const BELOW_API: [&str; 9] = [
+const BELOW_API: [&str; 10] = [
     "model",
+    "client",
     "config",
     "store",
     "ca",

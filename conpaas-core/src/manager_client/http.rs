@@ -19,9 +19,11 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The largest chunk-size line of a chunked answer.
 const MAX_CHUNK_LINE: usize = 1024;
 
-/// Where a call goes: `https://<host>[:<port>]<target>`.
+/// Where a call goes: `https://<host>[:<port>]<target>` (or `http://`, 1.2's task farm).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Target {
+    /// `https` (every manager but the task farm's, which 1.2 called over plain HTTP).
+    pub tls: bool,
     /// The host, without brackets for an IPv6 address.
     pub host: String,
     pub port: u16,
@@ -30,14 +32,17 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// Parses `https://host[:port][/path][?query]` (443 when no port is given).
+    /// Parses `https://host[:port][/path][?query]` (443 when no port is given) or the same
+    /// with `http://` (80).
     pub fn parse(url: &str) -> Result<Target, Error> {
         let bad = |reason: &str| Error::Url(format!("{url}: {reason}"));
-        let rest = url
-            .get(..8)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
-            .map(|_| &url[8..])
-            .ok_or_else(|| bad("not an https URL"))?;
+        let (tls, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+            (true, rest)
+        } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+            (false, rest)
+        } else {
+            return Err(bad("not an https URL"));
+        };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
         if authority.contains('@') {
@@ -68,7 +73,8 @@ impl Target {
             return Err(bad("no host"));
         }
         let port = match port {
-            None => 443,
+            None if tls => 443,
+            None => 80,
             Some(port) => port.parse().map_err(|_| bad("invalid port"))?,
         };
         let tail = tail.split('#').next().unwrap_or_default();
@@ -81,6 +87,7 @@ impl Target {
             return Err(bad("control characters or spaces in the path"));
         }
         Ok(Target {
+            tls,
             host: host.to_owned(),
             port,
             target,
@@ -95,6 +102,12 @@ impl Target {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .map(|_| &text[prefix.len()..])
 }
 
 /// The request head. The body is sent after it as given; `Content-Length` announces it
@@ -133,11 +146,12 @@ pub(super) fn form_encode(value: &str) -> String {
     out
 }
 
-/// A `multipart/form-data` body of one text field `method` and one file part; answers the
-/// body and its Content-Type. The boundary is 128 random bits, which a file's bytes cannot
-/// be made to contain by anyone not seeing this request.
+/// A `multipart/form-data` body of the text `fields` (1.2: `method`, and the task farm's
+/// `uriLocation`) and one file part; answers the body and its Content-Type. The boundary is
+/// 128 random bits, which a file's bytes cannot be made to contain by anyone not seeing this
+/// request.
 pub(super) fn multipart(
-    method: &str,
+    fields: &[(&str, &str)],
     field: &str,
     file_name: &str,
     bytes: &[u8],
@@ -150,10 +164,18 @@ pub(super) fn multipart(
             .replace('\n', "%0A")
     };
     let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n",
+                escape(name)
+            )
+            .as_bytes(),
+        );
+    }
     body.extend_from_slice(
         format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\n{method}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
              Content-Type: application/octet-stream\r\n\r\n",
             escape(field),
             escape(file_name)
@@ -203,10 +225,12 @@ async fn read_more<R: AsyncRead + Unpin>(io: &mut R, buf: &mut Vec<u8>) -> Resul
 
 /// Reads one answer from `io`: the head, then (for status 200) the body of at most `limit`
 /// bytes, which it answers. A status other than 200 is [`Error::Status`] without reading its
-/// body.
+/// body. `raw`: the body is not JSON (a code archive), so a close-delimited body ended without
+/// close_notify is taken as it came, as 1.2's client took it: nothing else can tell its end.
 pub(super) async fn read_answer<R: AsyncRead + Unpin>(
     io: &mut R,
     limit: usize,
+    raw: bool,
 ) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::with_capacity(8 * 1024);
     let (status, framing) = loop {
@@ -272,7 +296,7 @@ pub(super) async fn read_answer<R: AsyncRead + Unpin>(
                 // 1.2 managers end every answer this way; 1.2's client took the body as it
                 // was. Only a body that is complete JSON is taken: a cut one is refused.
                 Read::End { clean: false } => {
-                    if serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_ok() {
+                    if raw || serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_ok() {
                         return Ok(buf);
                     }
                     return Err(Error::Incomplete(
@@ -436,7 +460,7 @@ mod tests {
             parts: parts.iter().map(|part| part.as_bytes().to_vec()).collect(),
             clean,
         };
-        read_answer(&mut io, 64).await
+        read_answer(&mut io, 64, false).await
     }
 
     fn body(answer: Result<Vec<u8>, Error>) -> String {
@@ -579,9 +603,12 @@ mod tests {
         );
         assert_eq!(target.host_header(), "[::1]:443");
         assert_eq!(Target::parse("HTTPS://m").unwrap().target, "/");
+        let plain = Target::parse("http://m:8475/").unwrap();
+        assert_eq!((plain.tls, plain.port), (false, 8475));
+        assert_eq!(Target::parse("http://m").unwrap().port, 80);
         for bad in [
-            "http://m/",
             "https://",
+            "ftp://m/",
             "https://m:x/",
             "https://u@m/",
             "https://[::1/",
@@ -604,7 +631,12 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: m:1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
              Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
         );
-        let (body, content_type) = multipart("load_dump", "mysqldump_file", "a\"b.sql", b"DATA");
+        let (body, content_type) = multipart(
+            &[("method", "load_dump")],
+            "mysqldump_file",
+            "a\"b.sql",
+            b"DATA",
+        );
         let boundary = content_type
             .strip_prefix("multipart/form-data; boundary=")
             .unwrap();

@@ -3,6 +3,10 @@
 //! forms, as 1.2 called them: JSON-RPC POST, JSON-RPC GET (`/?method=..&id=1&params=..`) and the
 //! multipart upload POST; answers are reduced to their `result` member as 1.2 did.
 //!
+//! The same client serves users (the `client` layer): their certificate instead of the
+//! director's, and a peer check of their own. `http://` URLs are called without TLS, as 1.2's
+//! client called the task farm manager.
+//!
 //! One connection per call, HTTP/1.1 with `Connection: close`, over tokio-rustls. The answer
 //! may be framed by `Content-Length`, chunked, or — as every 1.2 manager sends it — `HTTP/1.0`
 //! ended by closing TCP without a TLS close_notify; see `http.rs` for when such an end is
@@ -115,7 +119,8 @@ pub fn error_message(answer: &serde_json::Value) -> Option<String> {
 /// 1.2's answer handling: a body that is not JSON is raw text; JSON is reduced to its `result`
 /// member when present. One change: an answer with a non-null `error` member is kept whole even
 /// when it also has `result`, so that a JSON-RPC error is never mistaken for a success.
-fn reduce(text: String) -> serde_json::Value {
+fn reduce(body: Vec<u8>) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&body).into_owned();
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) if error_message(&value).is_some() => value,
         Ok(mut value) => value
@@ -311,14 +316,17 @@ impl ManagerClient {
     ) -> Result<serde_json::Value, Error> {
         let body = serde_json::json!({"method": method, "params": params, "id": "1"});
         let target = Target::parse(url)?;
-        self.exchange(
-            &target,
-            "POST",
-            "application/json",
-            Some(body.to_string().as_bytes()),
-            self.timeout,
-        )
-        .await
+        let answer = self
+            .exchange(
+                &target,
+                "POST",
+                "application/json",
+                Some(body.to_string().as_bytes()),
+                self.timeout,
+                false,
+            )
+            .await?;
+        Ok(reduce(answer))
     }
 
     /// JSON-RPC GET: `GET /?method=<method>&id=1[&params=<JSON>]`, the `params` pair only when
@@ -339,6 +347,28 @@ impl ManagerClient {
         method: &str,
         params: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, Error> {
+        Ok(reduce(self.get_raw(url, method, params, false).await?))
+    }
+
+    /// [`ManagerClient::get_at`] answering the body's bytes as they came, for answers that are
+    /// files rather than JSON (`download_code_version`). Bounded by at least
+    /// [`MIN_UPLOAD_TIMEOUT`], as uploads are.
+    pub async fn get_bytes_at(
+        &self,
+        url: &str,
+        method: &str,
+        params: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, Error> {
+        self.get_raw(url, method, params, true).await
+    }
+
+    async fn get_raw(
+        &self,
+        url: &str,
+        method: &str,
+        params: Option<serde_json::Value>,
+        raw: bool,
+    ) -> Result<Vec<u8>, Error> {
         let mut target = Target::parse(url)?;
         let mut query = format!("method={}&id=1", http::form_encode(method));
         if let Some(params) = params {
@@ -351,7 +381,12 @@ impl ManagerClient {
         target.target.push('?');
         target.target.push_str(&query);
         // 1.2 sent this header on its GETs too; managers do not need it, but keep the shape.
-        self.exchange(&target, "GET", "application/json", None, self.timeout)
+        let timeout = if raw {
+            self.upload_timeout
+        } else {
+            self.timeout
+        };
+        self.exchange(&target, "GET", "application/json", None, timeout, raw)
             .await
     }
 
@@ -374,21 +409,37 @@ impl ManagerClient {
         method: &str,
         file: Upload,
     ) -> Result<serde_json::Value, Error> {
-        let target = Target::parse(url)?;
-        let (body, content_type) =
-            http::multipart(method, file.field, &file.file_name, &file.bytes);
-        drop(file);
-        self.exchange(
-            &target,
-            "POST",
-            &content_type,
-            Some(&body),
-            self.upload_timeout,
-        )
-        .await
+        self.upload_fields_at(url, &[("method", method)], file)
+            .await
     }
 
-    /// One request and its answer on a connection of its own, all within `timeout`.
+    /// The upload POST with the text `fields` given in full (the method among them): 1.2's
+    /// task farm takes `uriLocation` beside `method`.
+    pub async fn upload_fields_at(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        file: Upload,
+    ) -> Result<serde_json::Value, Error> {
+        let target = Target::parse(url)?;
+        let (body, content_type) =
+            http::multipart(fields, file.field, &file.file_name, &file.bytes);
+        drop(file);
+        let answer = self
+            .exchange(
+                &target,
+                "POST",
+                &content_type,
+                Some(&body),
+                self.upload_timeout,
+                false,
+            )
+            .await?;
+        Ok(reduce(answer))
+    }
+
+    /// One request and its answer's body on a connection of its own, all within `timeout`;
+    /// `raw` as in `http::read_answer`.
     async fn exchange(
         &self,
         target: &Target,
@@ -396,7 +447,8 @@ impl ManagerClient {
         content_type: &str,
         body: Option<&[u8]>,
         timeout: Duration,
-    ) -> Result<serde_json::Value, Error> {
+        raw: bool,
+    ) -> Result<Vec<u8>, Error> {
         let call = async {
             let server_name = match target.host.parse::<std::net::IpAddr>() {
                 Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -408,23 +460,31 @@ impl ManagerClient {
                 .map_err(Error::Connect)?;
             // One small request each way: nothing to gain from delaying segments.
             let _ = tcp.set_nodelay(true);
+            let head = http::request_head(method, target, content_type, body.map(<[u8]>::len));
+            if !target.tls {
+                let mut tcp = tcp;
+                tcp.write_all(&head).await.map_err(Error::Io)?;
+                if let Some(body) = body {
+                    tcp.write_all(body).await.map_err(Error::Io)?;
+                }
+                tcp.flush().await.map_err(Error::Io)?;
+                return http::read_answer(&mut tcp, MAX_ANSWER_BYTES, raw).await;
+            }
             let mut tls = self
                 .tls
                 .connect(server_name, tcp)
                 .await
                 .map_err(Error::Handshake)?;
-            let head = http::request_head(method, target, content_type, body.map(<[u8]>::len));
             tls.write_all(&head).await.map_err(Error::Io)?;
             if let Some(body) = body {
                 tls.write_all(body).await.map_err(Error::Io)?;
             }
             tls.flush().await.map_err(Error::Io)?;
-            http::read_answer(&mut tls, MAX_ANSWER_BYTES).await
+            http::read_answer(&mut tls, MAX_ANSWER_BYTES, raw).await
         };
-        let body = tokio::time::timeout(timeout, call)
+        tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        Ok(reduce(String::from_utf8_lossy(&body).into_owned()))
+            .map_err(|_| Error::Timeout(timeout))?
     }
 }
 
@@ -435,8 +495,9 @@ mod tests {
 
     #[test]
     fn answers_are_reduced_as_1_2_did() {
-        let check =
-            |text: &str, expect: serde_json::Value| assert_eq!(reduce(text.to_owned()), expect);
+        let check = |text: &str, expect: serde_json::Value| {
+            assert_eq!(reduce(text.as_bytes().to_vec()), expect)
+        };
         check(
             r#"{"result": {"state": "INIT"}, "error": null, "id": "1"}"#,
             json!({"state": "INIT"}),

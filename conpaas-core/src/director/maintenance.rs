@@ -146,6 +146,9 @@ impl Director {
                 return report;
             }
         };
+        // Paired with "maintenance pass done": how operators (and conpaas-bin/tests/replicas.rs)
+        // see which replica held the lease when.
+        tracing::debug!("maintenance pass: took the lease");
         match self.reconcile(grace).await {
             Ok(0) => {}
             Ok(n_undone) => {
@@ -165,6 +168,13 @@ impl Director {
         }
         metrics.maintenance(MaintenanceAction::Reconciled, report.reconciled);
         metrics.maintenance(MaintenanceAction::Reaped, report.reaped);
+        // Logged while the lease is still held, so that no other replica's pass can be seen
+        // to begin before this one ends.
+        tracing::debug!(
+            reconciled = report.reconciled,
+            reaped = report.reaped,
+            "maintenance pass done"
+        );
         // Released (its session closed) off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
         report

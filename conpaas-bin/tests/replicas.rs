@@ -116,10 +116,10 @@ impl Installation {
         Replica::start(&self.data, name, rust_log)
     }
 
-    /// A client holding `name`'s certificate (fetched with `/getcerts` through `replica`).
-    async fn user(&self, replica: &Replica, name: &str) -> reqwest::Client {
+    /// `name`'s certificate and key (fetched with `/getcerts` from `base`).
+    async fn user_identity(&self, base: &str, name: &str) -> (String, String) {
         let zip = client(&self.ca, None)
-            .post(replica.url("/getcerts"))
+            .post(format!("{base}/getcerts"))
             .form(&[("username", name), ("password", "pw")])
             .send()
             .await
@@ -134,7 +134,12 @@ impl Installation {
                 .unwrap();
             text
         };
-        let (cert, key) = (member("cert.pem"), member("key.pem"));
+        (member("cert.pem"), member("key.pem"))
+    }
+
+    /// A client holding `name`'s certificate (fetched with `/getcerts` from `base`).
+    async fn user(&self, base: &str, name: &str) -> reqwest::Client {
+        let (cert, key) = self.user_identity(base, name).await;
         client(&self.ca, Some((&cert, &key)))
     }
 
@@ -316,7 +321,10 @@ impl Answer {
             .get("content-type")
             .map(|value| value.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        let body = response.text().await.map_err(|error| format!("{error:?}"))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|error| format!("{error:?}"))?;
         Ok(Answer {
             status,
             content_type,
@@ -340,7 +348,7 @@ async fn credit_charged_through_two_replicas_is_exact() {
     // One credit per start, then exactly the decrements.
     install.add_user("alice", (MANAGERS + DECREMENTS) as i64);
     let replicas = [install.serve("a", "warn"), install.serve("b", "warn")];
-    let user = install.user(&replicas[0], "alice").await;
+    let user = install.user(&replicas[0].url(""), "alice").await;
     let mut started = Vec::new();
     for n in 0..MANAGERS {
         let answer = Answer::of(user.post(replicas[n % 2].url("/start/php")))
@@ -384,7 +392,10 @@ async fn credit_charged_through_two_replicas_is_exact() {
     while let Some(done) = managers.join_next().await {
         done.unwrap();
     }
-    eprintln!("{DECREMENTS} charges through 2 replicas in {:?}", t0.elapsed());
+    eprintln!(
+        "{DECREMENTS} charges through 2 replicas in {:?}",
+        t0.elapsed()
+    );
     assert_eq!(install.database("alice").1, 0, "credit after the charges");
     // Nothing left: one more charge is refused, through either replica, and changes nothing.
     for url in urls.iter() {
@@ -417,7 +428,7 @@ async fn fifty_starts_through_two_replicas_never_share_a_subnet() {
     );
     install.add_user("bob", STARTS as i64);
     let replicas = [install.serve("a", "warn"), install.serve("b", "warn")];
-    let user = install.user(&replicas[0], "bob").await;
+    let user = install.user(&replicas[0].url(""), "bob").await;
     let mut starts = tokio::task::JoinSet::new();
     for n in 0..STARTS {
         let request = user.post(replicas[n % 2].url("/start/php"));
@@ -448,7 +459,11 @@ async fn fifty_starts_through_two_replicas_never_share_a_subnet() {
         }
     }
     let distinct: BTreeSet<&String> = subnets.iter().collect();
-    assert_eq!(distinct.len(), subnets.len(), "a subnet given twice: {subnets:?}");
+    assert_eq!(
+        distinct.len(),
+        subnets.len(),
+        "a subnet given twice: {subnets:?}"
+    );
     let plan: BTreeSet<String> = (0..32)
         .map(|n| format!("172.{}.{}.0/17", 16 + n / 2, (n % 2) * 128))
         .collect();
@@ -456,7 +471,10 @@ async fn fifty_starts_through_two_replicas_never_share_a_subnet() {
     assert_eq!(given, plan, "the 32 subnets of the plan");
     assert_eq!(exhausted, STARTS - 32);
     // Refused starts are refunded; every service has its VM.
-    assert_eq!(install.wait_consistent("bob", STARTS as i64, Duration::ZERO), 32);
+    assert_eq!(
+        install.wait_consistent("bob", STARTS as i64, Duration::ZERO),
+        32
+    );
     assert_no_panic(&[&replicas[0], &replicas[1]]);
 }
 
@@ -477,7 +495,7 @@ async fn a_replica_killed_during_starts_is_cleaned_up_by_the_other() {
     install.add_user("carol", CREDIT);
     let mut doomed = install.serve("doomed", "warn");
     let survivor = install.serve("survivor", "info");
-    let user = install.user(&survivor, "carol").await;
+    let user = install.user(&survivor.url(""), "carol").await;
     let mut to_doomed = tokio::task::JoinSet::new();
     let mut to_survivor = tokio::task::JoinSet::new();
     for n in 0..30 {
@@ -518,7 +536,10 @@ async fn a_replica_killed_during_starts_is_cleaned_up_by_the_other() {
         rows.len(),
         vm_files(&install.data).len()
     );
-    assert!(!rows.is_empty(), "no start had begun when the replica was killed");
+    assert!(
+        !rows.is_empty(),
+        "no start had begun when the replica was killed"
+    );
 
     let n_left = install.wait_consistent("carol", CREDIT, Duration::from_secs(30));
     assert!(n_left <= 30);
@@ -590,7 +611,11 @@ fn passes(log: &[String]) -> (Vec<(i64, i64)>, Vec<i64>) {
 /// passes instead of running beside it, and takes over afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_runs_on_one_replica_at_a_time() {
-    let install = Installation::new("lease", "KEY_ALGORITHM = ecdsa\n", "MAINTENANCE_INTERVAL = 1\n");
+    let install = Installation::new(
+        "lease",
+        "KEY_ALGORITHM = ecdsa\n",
+        "MAINTENANCE_INTERVAL = 1\n",
+    );
     install.add_user("dave", 10);
     let rust_log = "warn,conpaas_core::director::maintenance=debug";
     let mut replicas = [install.serve("a", rust_log), install.serve("b", rust_log)];
@@ -616,12 +641,11 @@ async fn maintenance_runs_on_one_replica_at_a_time() {
         b.0.len(),
         b.1.len()
     );
-    let mut all: Vec<(i64, i64, &str)> = a
-        .0
-        .iter()
-        .map(|&(start, end)| (start, end, "a"))
-        .chain(b.0.iter().map(|&(start, end)| (start, end, "b")))
-        .collect();
+    let mut all: Vec<(i64, i64, &str)> =
+        a.0.iter()
+            .map(|&(start, end)| (start, end, "a"))
+            .chain(b.0.iter().map(|&(start, end)| (start, end, "b")))
+            .collect();
     all.sort();
     for pair in all.windows(2) {
         assert!(
@@ -663,7 +687,13 @@ struct Tally {
 /// saying only "internal error, see the director's log". Anything else fails the test.
 fn judge(route: &str, answer: &Answer) -> bool {
     for internal in [
-        "postgres", "diesel", "terminat", "connection", "sql", "panic", "backend",
+        "postgres",
+        "diesel",
+        "terminat",
+        "connection",
+        "sql",
+        "panic",
+        "backend",
     ] {
         assert!(
             !answer.body.to_ascii_lowercase().contains(internal),
@@ -671,7 +701,10 @@ fn judge(route: &str, answer: &Answer) -> bool {
         );
     }
     if answer.status == 500 {
-        assert!(answer.content_type.starts_with("text/html"), "{route}: {answer:?}");
+        assert!(
+            answer.content_type.starts_with("text/html"),
+            "{route}: {answer:?}"
+        );
         return false;
     }
     assert_eq!(answer.status, 200, "{route}: {answer:?}");
@@ -715,7 +748,7 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
     );
     install.add_user("erin", CREDIT);
     let mut replica = install.serve("a", "warn");
-    let user = install.user(&replica, "erin").await;
+    let user = install.user(&replica.url(""), "erin").await;
     let anonymous = client(&install.ca, None);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -817,10 +850,131 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
         let answer = Answer::of(request).await.unwrap();
         assert!(judge(route, &answer), "{route} after the fault: {answer:?}");
     }
-    let ready = Answer::of(anonymous.get(replica.url("/readyz"))).await.unwrap();
+    let ready = Answer::of(anonymous.get(replica.url("/readyz")))
+        .await
+        .unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     assert!(replica.alive());
     // No half-done start: maintenance undoes what the fault interrupted.
     install.wait_consistent("erin", CREDIT, Duration::from_secs(20));
     assert_no_panic(&[&replica]);
+}
+
+/// A process the test started, killed with the test.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// packaging/haproxy.cfg, as shipped but for the addresses, the CA file and the director's host
+/// name (and a shorter check interval), in front of two replicas: client certificates reach
+/// both directors through it (TLS passthrough), and once a replica dies the balancer's
+/// readiness checks send everything to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_in_tcp_mode_passes_client_certificates_and_fails_over() {
+    if Command::new("haproxy").arg("-v").output().is_err() {
+        eprintln!("SKIP: haproxy is not installed: packaging/haproxy.cfg not run");
+        return;
+    }
+    let install = Installation::new("haproxy", "KEY_ALGORITHM = ecdsa\n", "");
+    install.add_user("frank", 10);
+    let mut replicas = [install.serve("a", "info"), install.serve("b", "info")];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/haproxy.cfg"),
+    )
+    .unwrap();
+    let rendered = shipped
+        .replace(
+            "/etc/haproxy/conpaas-ca.pem",
+            &install.data.join("certs/ca_cert.pem").display().to_string(),
+        )
+        .replace("director.example.org", "localhost")
+        .replace("log /dev/log local0", "")
+        .replace("bind :5555", &format!("bind 127.0.0.1:{port}"))
+        .replace("10.0.0.11:5555", &format!("127.0.0.1:{}", replicas[0].port))
+        .replace("10.0.0.12:5555", &format!("127.0.0.1:{}", replicas[1].port))
+        .replace("inter 2s", "inter 250ms");
+    assert_ne!(rendered, shipped);
+    let config = install.data.join("haproxy.cfg");
+    std::fs::write(&config, &rendered).unwrap();
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _haproxy = Killed(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(install.data.join("haproxy.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let haproxy_log = || std::fs::read_to_string(install.data.join("haproxy.log")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy does not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("https://localhost:{port}");
+
+    // Each fresh client a connection of its own: the balancer spreads them over both.
+    let (cert, key) = install.user_identity(&base, "frank").await;
+    let mut served = [false, false];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served != [true, true] {
+        assert!(
+            Instant::now() < deadline,
+            "not both replicas served: {served:?}\n{}",
+            haproxy_log()
+        );
+        let user = client(&install.ca, Some((&cert, &key)));
+        let answer = Answer::of(user.post(format!("{base}/listapp")))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(answer.json().is_array(), "{answer:?}");
+        for (n, replica) in replicas.iter().enumerate() {
+            // The director saw the user's certificate: the request line names the user.
+            served[n] |= replica.log().iter().any(|line| {
+                line.contains("\"route\":\"/listapp\"") && line.contains("\"caller\":\"user:")
+            });
+        }
+    }
+
+    // One replica dies: within seconds every new connection goes to the other.
+    replicas[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no fail-over to the live replica\n{}",
+            haproxy_log()
+        );
+        let fresh = client(&install.ca, None);
+        match Answer::of(fresh.get(format!("{base}/readyz"))).await {
+            Ok(answer) if answer.status == 200 => in_a_row += 1,
+            _ => in_a_row = 0,
+        }
+    }
+    assert_no_panic(&[&replicas[1]]);
 }

@@ -1,6 +1,6 @@
 //! The packaging files: the systemd unit (checked by `systemd-analyze verify` where that tool
-//! is installed) and the Dockerfile (read here; built by `.ci/run` where a Docker daemon
-//! answers).
+//! is installed), the Dockerfile (read here; built by `.ci/run` where a Docker daemon
+//! answers) and the example HAProxy configuration (checked by `haproxy -c` where installed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -200,4 +200,87 @@ fn the_images_command_line_is_one_the_director_takes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The directives of an HAProxy file, trimmed, comments left out.
+fn haproxy_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// What `haproxy -c -f` says about `config`, its CA file pointed at a real CA certificate.
+fn haproxy_check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let init = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["init", "localhost"])
+        .env_remove("DIRECTOR_CFG")
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let ca = data.join("certs/ca_cert.pem");
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &path,
+        config.replace("/etc/haproxy/conpaas-ca.pem", &ca.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
+/// packaging/haproxy.cfg (docs/operations.md, "Scale-out"): TCP mode with TLS passed through,
+/// so that client certificates reach the directors; two replicas checked on `/readyz` with
+/// the installation's CA. `haproxy -c` accepts it where haproxy is installed (it runs in front
+/// of real directors in conpaas-bin/tests/replicas.rs).
+#[test]
+fn the_haproxy_example_passes_tls_through_to_two_replicas() {
+    let text = read("packaging/haproxy.cfg");
+    let lines = haproxy_lines(&text);
+    assert!(lines.contains(&"mode tcp"), "{text}");
+    assert!(!lines.iter().any(|line| line.starts_with("mode http")));
+    // No TLS termination: no certificate on the listening side.
+    for bind in lines.iter().filter(|line| line.starts_with("bind ")) {
+        assert!(!bind.contains(" ssl") && !bind.contains(" crt "), "{bind}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("http-check send") && line.contains("uri /readyz")),
+        "{text}"
+    );
+    assert!(lines.contains(&"http-check expect status 200"), "{text}");
+    let default_server = lines
+        .iter()
+        .find(|line| line.starts_with("default-server "))
+        .unwrap();
+    for option in ["check-ssl", "verify required", "ca-file ", "verifyhost "] {
+        assert!(default_server.contains(option), "{default_server}");
+    }
+    let servers = lines
+        .iter()
+        .filter(|line| line.starts_with("server "))
+        .count();
+    assert_eq!(servers, 2, "{text}");
+
+    if Command::new("haproxy").arg("-v").output().is_err() {
+        skip("haproxy is not installed: packaging/haproxy.cfg not checked with haproxy -c");
+        return;
+    }
+    let (valid, said) = haproxy_check(&text);
+    assert!(valid, "haproxy -c: {said}");
+    // It would say so.
+    let (valid, said) = haproxy_check(&text.replace("mode tcp", "mode tcpx"));
+    assert!(!valid, "a broken configuration passed: {said}");
 }

@@ -680,6 +680,8 @@ async fn maintenance_runs_on_one_replica_at_a_time() {
 struct Tally {
     ok: AtomicUsize,
     failed: AtomicUsize,
+    /// The failures, by route and status.
+    failures: Mutex<std::collections::BTreeMap<(&'static str, u16), usize>>,
 }
 
 /// Whether `answer` to `route` is a success, or else the documented answer to an internal
@@ -750,9 +752,35 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
     let mut replica = install.serve("a", "warn");
     let user = install.user(&replica.url(""), "erin").await;
     let anonymous = client(&install.ca, None);
+    let first = Answer::of(user.post(replica.url("/start/php")))
+        .await
+        .unwrap()
+        .json();
+    let manager = install.manager(first["vmid"].as_str().unwrap());
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = tokio::task::JoinSet::new();
+    // A manager charging (nothing) all along: a 1.2 manager ends its service on any answer but
+    // `{"error": false}`, so the database's fault must never reach it (docs/operations.md,
+    // "Credit when the database fails").
+    let manager_told = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (stop, manager_told) = (stop.clone(), manager_told.clone());
+        let url = replica.url("/callback/decrementUserCredit.php");
+        clients.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = Answer::of(manager.post(&url).form(&[("decrement", "0")]))
+                    .await
+                    .unwrap_or_else(|error| panic!("the credit callback: no answer: {error}"));
+                if (answer.status, answer.body.as_str()) != (200, "{\"error\": false}\n")
+                    && serde_json::from_str::<Value>(&answer.body).ok()
+                        != Some(json!({"error": false}))
+                {
+                    manager_told.lock().unwrap().push(answer);
+                }
+            }
+        });
+    }
     for n in 0..4 {
         let (user, anonymous) = (user.clone(), anonymous.clone());
         let (tally, stop) = (tally.clone(), stop.clone());
@@ -770,12 +798,17 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
                 let answer = Answer::of(request)
                     .await
                     .unwrap_or_else(|error| panic!("{route}: no answer: {error}"));
-                let counter = if judge(route, &answer) {
-                    &tally.ok
+                if judge(route, &answer) {
+                    tally.ok.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    &tally.failed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    *tally
+                        .failures
+                        .lock()
+                        .unwrap()
+                        .entry((route, answer.status))
+                        .or_default() += 1;
+                }
                 k += 1;
             }
         });
@@ -835,9 +868,11 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
         done.unwrap();
     }
     eprintln!(
-        "{terminated} connection(s) ended; during the fault {} ok, {} failed; recovered in {:?}",
+        "{terminated} connection(s) ended; during the fault {} ok, {} failed {:?}; recovered \
+         in {:?}",
         during.0,
         during.1,
+        tally.failures.lock().unwrap(),
         recovered.elapsed()
     );
     for route in ["/login", "/listapp", "/start/php"] {
@@ -855,6 +890,14 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
         .unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     assert!(replica.alive());
+    let manager_told = manager_told.lock().unwrap();
+    assert!(
+        manager_told.is_empty(),
+        "the manager was told something else than {{\"error\": false}} {} time(s): {:?}",
+        manager_told.len(),
+        manager_told.first()
+    );
+    drop(manager_told);
     // No half-done start: maintenance undoes what the fault interrupted.
     install.wait_consistent("erin", CREDIT, Duration::from_secs(20));
     assert_no_panic(&[&replica]);

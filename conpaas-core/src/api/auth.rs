@@ -150,6 +150,21 @@ pub(super) async fn manager(
     director: &Director,
     caller: &Caller,
 ) -> Result<(UserId, ServiceId), Response> {
+    let (uid, sid) = manager_id(caller)?;
+    match director.service_belongs_to(uid, sid).await {
+        Ok(true) => Ok((uid, sid)),
+        Ok(false) => Err(answer::no(Cors::Yes)),
+        Err(error) => Err(super::error::internal(&error)),
+    }
+}
+
+/// The part of the manager rule the certificate decides: its user and service, for the
+/// credit callback, which checks the service itself (`Director::charge_service`).
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the answer, which the handler returns at once"
+)]
+pub(super) fn manager_id(caller: &Caller) -> Result<(UserId, ServiceId), Response> {
     let Some(identity) = caller.identity() else {
         return Err(answer::unauthorized(NO_UID));
     };
@@ -162,11 +177,7 @@ pub(super) async fn manager(
     if !identity.has_role(Role::Manager) {
         return Err(answer::no(Cors::Yes));
     }
-    match director.service_belongs_to(uid, sid).await {
-        Ok(true) => Ok((uid, sid)),
-        Ok(false) => Err(answer::no(Cors::Yes)),
-        Err(error) => Err(super::error::internal(&error)),
-    }
+    Ok((uid, sid))
 }
 
 /// Whether the caller holds the director's own certificate (the PHP frontend does).
@@ -219,6 +230,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CertifiedUserId {
 pub(super) struct CertifiedManager {
     pub(super) uid: UserId,
     pub(super) sid: ServiceId,
+}
+
+/// The certificate's part of the manager rule ([`manager_id`]), for the credit callback.
+pub(super) struct CertifiedManagerId {
+    pub(super) uid: UserId,
+    pub(super) sid: ServiceId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CertifiedManagerId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let (uid, sid) = manager_id(&Caller::of(&parts.extensions))?;
+        Ok(CertifiedManagerId { uid, sid })
+    }
 }
 
 impl FromRequestParts<Director> for CertifiedManager {

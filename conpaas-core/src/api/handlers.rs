@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::answer::{self, Cors};
-use super::auth::{self, CertifiedManager, CertifiedUser, CertifiedUserId};
+use super::auth::{self, CertifiedManager, CertifiedManagerId, CertifiedUser, CertifiedUserId};
 use super::error::{Shape, respond};
 use super::params::{MAX_BODY_BYTES, Params};
 use super::wire;
@@ -496,9 +496,14 @@ pub(super) async fn get_cert(
 /// `POST /callback/decrementUserCredit.php`.
 pub(super) async fn decrement_credit(
     State(director): State<Director>,
-    CertifiedManager { uid, sid }: CertifiedManager,
+    CertifiedManagerId { uid, sid }: CertifiedManagerId,
     params: Params,
 ) -> Response {
+    // The service is read patiently, with the charge's bound: a database failure here must
+    // not become an error answer, which the manager would take for "out of credit".
+    let Some(manager) = director.charging_manager(uid, sid).await else {
+        return answer::no(Cors::Yes);
+    };
     let decrement = params.get("decrement");
     // `sid` is only logged, but 1.2 parsed it: garbage there is refused like a garbage
     // decrement (1.2 answered 500), the TaskFarm helper's absent `sid` is fine.
@@ -508,7 +513,7 @@ pub(super) async fn decrement_credit(
         return callback_result(false);
     }
     tracing::debug!(uid = %uid, sid = %sid, sent_sid = params.get("sid").unwrap_or("-1"), "credit decrement");
-    let covered = match director.charge(uid, decrement).await {
+    let covered = match director.charge_for(manager, decrement).await {
         Ok(covered) => covered,
         Err(error) => {
             tracing::warn!(%error, "credit decrement failed");

@@ -7,28 +7,95 @@ use crate::model::ErrorChain;
 use crate::model::{Credit, Role, ServiceId, UserId};
 use crate::store;
 
+/// A manager admitted to charge its user ([`Director::charging_manager`]), and until when
+/// its charge may be retried.
+#[derive(Debug)]
+pub struct ManagerCharge {
+    uid: UserId,
+    deadline: tokio::time::Instant,
+}
+
 impl Director {
     /// Charges `decrement` credit to `uid` (`/callback/decrementUserCredit.php`): `true` when
     /// the credit covered it. One conditional UPDATE, so concurrent charges lose nothing. An
     /// absent decrement is 0 (as in 1.2); a negative or non-integer one is refused (1.2 added
     /// credit for a negative one).
     pub async fn charge(&self, uid: UserId, decrement: Option<&str>) -> Result<bool, Error> {
-        let charged = self.charge_counted(uid, decrement).await;
-        let result = match &charged {
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        let charged = self.charge_counted(uid, decrement, deadline).await;
+        self.count_charge(&charged);
+        charged.map(|(covered, _)| covered)
+    }
+
+    /// The manager rule's check for the credit callback: whether `sid` is a live service of
+    /// `uid` (the certificate says who asks). `None` when it is not, as the manager rule
+    /// refuses it; otherwise the [`ManagerCharge`] to pass to
+    /// [`charge_for`](Self::charge_for).
+    ///
+    /// The service is read with the charge's patience, and one bound covers the read and the
+    /// charge: a 1.2 manager takes an error answer for "out of credit" and ends its service,
+    /// so a failing database must not fail this read either. Past the bound the
+    /// certificate, which this CA issued for that user and service, is trusted.
+    pub async fn charging_manager(
+        &self,
+        uid: UserId,
+        sid: ServiceId,
+    ) -> Option<ManagerCharge> {
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match self
+                .inner
+                .store
+                .read(move |conn| store::find_service_owned(conn, sid, uid))
+                .await
+            {
+                Ok(Some(_)) => return Some(ManagerCharge { uid, deadline }),
+                Ok(None) => return None,
+                Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(uid = %uid, sid = %sid, error = %ErrorChain(&error), "reading a charging manager's service failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(error) => {
+                    tracing::error!(uid = %uid, sid = %sid, error = %ErrorChain(&error), "reading a charging manager's service still failing: its certificate is trusted");
+                    return Some(ManagerCharge { uid, deadline });
+                }
+            }
+        }
+    }
+
+    /// [`charge`](Self::charge) for a manager [`charging_manager`](Self::charging_manager)
+    /// admitted, within what is left of its bound.
+    pub async fn charge_for(
+        &self,
+        manager: ManagerCharge,
+        decrement: Option<&str>,
+    ) -> Result<bool, Error> {
+        let charged = self
+            .charge_counted(manager.uid, decrement, manager.deadline)
+            .await;
+        self.count_charge(&charged);
+        charged.map(|(covered, _)| covered)
+    }
+
+    /// Counts a charge's outcome in the metrics.
+    fn count_charge(&self, charged: &Result<(bool, bool), Error>) {
+        let result = match charged {
             Ok((true, false)) => DecrementResult::Applied,
             Ok((true, true)) => DecrementResult::Deferred,
             Ok((false, _)) | Err(_) => DecrementResult::Refused,
         };
         self.inner.metrics.decrement(result);
-        charged.map(|(covered, _)| covered)
     }
 
-    /// [`charge`](Self::charge)'s work: whether the charge is covered, and whether it was
-    /// deferred.
+    /// [`charge`](Self::charge)'s work, retried until `deadline`: whether the charge is
+    /// covered, and whether it was deferred.
     async fn charge_counted(
         &self,
         uid: UserId,
         decrement: Option<&str>,
+        deadline: tokio::time::Instant,
     ) -> Result<(bool, bool), Error> {
         let amount = match decrement.map(str::trim).filter(|text| !text.is_empty()) {
             None => 0,
@@ -54,7 +121,6 @@ impl Director {
         // within a bound (1.2 managers wait for the answer without a timeout); past it the
         // charge is kept in memory, applied by the next maintenance pass, and the manager is
         // told the credit covered it (docs/operations.md, "Credit when the database fails").
-        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
         let mut delay = std::time::Duration::from_millis(50);
         loop {
             let applied = event.to_new();

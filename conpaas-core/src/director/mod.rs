@@ -21,6 +21,7 @@ pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, Tl
 pub use maintenance::{
     DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapReport,
 };
+pub use managers::ManagerCharge;
 pub use manifest::{
     MANIFEST_TYPES, Manifest, ManifestFailure, ManifestJob, ManifestService, ManifestSettings,
     Unreadable, VolumeStartup,

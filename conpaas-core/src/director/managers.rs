@@ -36,11 +36,7 @@ impl Director {
     /// charge: a 1.2 manager takes an error answer for "out of credit" and ends its service,
     /// so a failing database must not fail this read either. Past the bound the
     /// certificate, which this CA issued for that user and service, is trusted.
-    pub async fn charging_manager(
-        &self,
-        uid: UserId,
-        sid: ServiceId,
-    ) -> Option<ManagerCharge> {
+    pub async fn charging_manager(&self, uid: UserId, sid: ServiceId) -> Option<ManagerCharge> {
         let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
         let mut delay = std::time::Duration::from_millis(50);
         loop {

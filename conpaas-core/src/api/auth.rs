@@ -159,7 +159,7 @@ pub(super) async fn manager(
 }
 
 /// The part of the manager rule the certificate decides: its user and service, for the
-/// credit callback, which checks the service itself (`Director::charge_service`).
+/// credit callback, which checks the service itself (`Director::charging_manager`).
 #[expect(
     clippy::result_large_err,
     reason = "the error is the answer, which the handler returns at once"

@@ -502,8 +502,8 @@ const DOCS: &[RouteDoc] = &[
             field("sid", Kind::Integer, false, "Only logged."),
         ],
         answers: &[ok(
-            "`{\"error\": false}`: charged; `{\"error\": true}`: not enough credit (nothing \
-             changed), bad numbers, database failure",
+            "`{\"error\": false}`: charged, or deferred past 30 s of database failure; \
+             `{\"error\": true}`: not enough credit (nothing changed), bad numbers",
             Body::Jsonify(Shape::Callback),
             false,
         )],

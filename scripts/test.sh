@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools the tests drive as independent readers and clients.
+# Tools the tests drive as independent readers and clients (haproxy: the scale-out example,
+# packaging/haproxy.cfg, run in front of two directors).
 missing=()
-for tool in openssl curl python3; do
+for tool in openssl curl python3 haproxy; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -7,45 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use diesel::{Connection as _, RunQueryDsl as _};
-
 mod support;
-use support::{client, director, serve};
-
-/// The machine's PostgreSQL server (trust authentication), as the tests reach it.
-const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
-
-fn admin() -> diesel::PgConnection {
-    diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres"))
-        .expect("the local PostgreSQL server (127.0.0.1:5432) must run for these tests")
-}
-
-/// A database of this test's own, dropped with it.
-struct Database(String);
-
-impl Database {
-    fn create() -> Database {
-        let name = format!("conpaas_migrate_{}", std::process::id());
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin())
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin())
-            .unwrap();
-        Database(name)
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES_SERVER}/{}", self.0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .execute(&mut admin());
-    }
-}
+use support::{Database, client, director, serve};
 
 fn migrate_db(from: &str, to: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_director"))
@@ -173,7 +136,7 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
             .any(|line| line.contains("\"service.started\"")),
         "{audit_before:?}"
     );
-    let pg = Database::create();
+    let pg = Database::create("migrate");
     let sqlite = format!("sqlite:///{}", data.join("director.db").display());
     let out = migrate_db(&sqlite, &pg.url());
     let stdout = String::from_utf8_lossy(&out.stdout);

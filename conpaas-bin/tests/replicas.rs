@@ -25,42 +25,7 @@ use diesel::{Connection as _, RunQueryDsl as _};
 use serde_json::{Value, json};
 
 mod support;
-use support::{client, director, here_document, vm_files};
-
-/// The machine's PostgreSQL server (trust authentication), as the tests reach it.
-const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
-
-fn admin() -> diesel::PgConnection {
-    diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres"))
-        .expect("the local PostgreSQL server (127.0.0.1:5432) must run for these tests")
-}
-
-/// A database of one test's own, dropped with it.
-struct Database(String);
-
-impl Database {
-    fn create(test: &str) -> Database {
-        let name = format!("conpaas_replicas_{test}_{}", std::process::id());
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin())
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin())
-            .unwrap();
-        Database(name)
-    }
-
-    fn url(&self) -> String {
-        format!("{POSTGRES_SERVER}/{}", self.0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .execute(&mut admin());
-    }
-}
+use support::{Database, admin, client, director, here_document, vm_files};
 
 /// One installation on PostgreSQL: `director init`, then director.cfg pointed at the database.
 struct Installation {
@@ -77,7 +42,7 @@ impl Installation {
         let temp = tempfile::tempdir().unwrap();
         let data = temp.path().join("data");
         director(&data, &["init", "localhost"]);
-        let pg = Database::create(test);
+        let pg = Database::create(&format!("replicas_{test}"));
         let config = data.join("director.cfg");
         let text: String = std::fs::read_to_string(&config)
             .unwrap()
@@ -817,7 +782,7 @@ async fn postgresql_ending_the_connections_gives_clean_errors_and_the_pool_recov
     let ok_before = tally.ok.load(Ordering::Relaxed);
     assert!(ok_before > 0, "no request succeeded before the fault");
 
-    let name = install.pg.0.clone();
+    let name = install.pg.name().to_owned();
     let terminated = tokio::task::spawn_blocking(move || {
         #[derive(diesel::QueryableByName)]
         struct Terminated {

@@ -112,3 +112,50 @@ pub fn here_document(script: &str, file: &str) -> Option<String> {
     let body = &body[body.find('\n')? + 1..];
     Some(body[..body.find("\nEOF\n")?].trim_end().to_owned() + "\n")
 }
+
+/// The machine's PostgreSQL server (trust authentication), as the tests reach it
+/// (`scripts/test.sh` starts one where none answers).
+pub const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
+
+/// A connection to the server's `postgres` database, for creating and dropping databases.
+pub fn admin() -> diesel::PgConnection {
+    use diesel::Connection as _;
+    diesel::PgConnection::establish(&format!("{POSTGRES_SERVER}/postgres"))
+        .expect("the local PostgreSQL server (127.0.0.1:5432) must run for these tests")
+}
+
+/// A database of one test's own (`conpaas_<name>_<pid>`), dropped with it.
+pub struct Database(String);
+
+impl Database {
+    /// Creates it, dropping a leftover of an earlier run of the same name.
+    pub fn create(name: &str) -> Database {
+        use diesel::RunQueryDsl as _;
+        let name = format!("conpaas_{name}_{}", std::process::id());
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin())
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin())
+            .unwrap();
+        Database(name)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("{POSTGRES_SERVER}/{}", self.0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        use diesel::RunQueryDsl as _;
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .execute(&mut admin());
+    }
+}

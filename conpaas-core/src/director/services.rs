@@ -422,27 +422,31 @@ impl Director {
 
     /// Stops the user's service: its VM destroyed, its row deleted. `false` when not theirs.
     pub async fn stop_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
-        let store = &self.inner.store;
-        let Some(service) = store
-            .run(move |conn| store::find_service_owned(conn, sid, uid))
-            .await?
-        else {
-            return Ok(false);
-        };
-        self.destroy_service(&service, "service.stopped").await?;
-        Ok(true)
+        self.destroy_owned(uid, sid, "service.stopped").await
     }
 
     /// A manager asks to be destroyed (`/callback/terminateService.php`).
     pub async fn terminate_service(&self, uid: UserId, sid: ServiceId) -> Result<bool, Error> {
-        let store = &self.inner.store;
-        let Some(service) = store
+        self.destroy_owned(uid, sid, "service.terminated").await
+    }
+
+    /// [`destroy_service`](Self::destroy_service) of `uid`'s service `sid`; `false` when not
+    /// theirs. `event` names the audit event.
+    async fn destroy_owned(
+        &self,
+        uid: UserId,
+        sid: ServiceId,
+        event: &'static str,
+    ) -> Result<bool, Error> {
+        let Some(service) = self
+            .inner
+            .store
             .run(move |conn| store::find_service_owned(conn, sid, uid))
             .await?
         else {
             return Ok(false);
         };
-        self.destroy_service(&service, "service.terminated").await?;
+        self.destroy_service(&service, event).await?;
         Ok(true)
     }
 

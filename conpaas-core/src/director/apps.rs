@@ -87,35 +87,47 @@ impl Director {
         if owned.is_none() {
             return Ok(false);
         }
-        let services = store
-            .read(move |conn| store::list_services_for_application_owned(conn, aid, uid))
-            .await?;
-        let mut first_error = None;
-        for service in services {
-            self.shutdown_manager(&service).await;
-            if let Err(error) = self.destroy_service(&service, "service.stopped").await {
-                tracing::warn!(sid = %service.sid, error = %ErrorChain(&error), "cannot stop a service of a deleted application");
-                first_error.get_or_insert(error);
+        // A start into the application may insert its row while this runs (1.2 did not
+        // prevent it either): each round stops what it finds, and the application goes only
+        // when it holds nothing. A start that comes after the application is gone is refused.
+        let mut rounds_left = 5;
+        loop {
+            let services = store
+                .read(move |conn| store::list_services_for_application_owned(conn, aid, uid))
+                .await?;
+            let mut first_error = None;
+            for service in services {
+                self.shutdown_manager(&service).await;
+                if let Err(error) = self.destroy_service(&service, "service.stopped").await {
+                    tracing::warn!(sid = %service.sid, error = %ErrorChain(&error), "cannot stop a service of a deleted application");
+                    first_error.get_or_insert(error);
+                }
+            }
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+            let event = Event::new("application.deleted", AuditOutcome::Ok)
+                .uid(uid)
+                .aid(aid)
+                .to_new();
+            let deleted = store
+                .run(move |conn| {
+                    store::write_transaction(conn, |conn| {
+                        let deleted = store::delete_application_owned(conn, aid, uid)?;
+                        if deleted {
+                            store::record_audit_event(conn, &event)?;
+                        }
+                        Ok::<_, store::Error>(deleted)
+                    })
+                })
+                .await;
+            match deleted {
+                Err(store::Error::ApplicationNotEmpty { .. }) if rounds_left > 0 => {
+                    rounds_left -= 1;
+                }
+                other => return Ok(other?),
             }
         }
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        let event = Event::new("application.deleted", AuditOutcome::Ok)
-            .uid(uid)
-            .aid(aid)
-            .to_new();
-        Ok(store
-            .run(move |conn| {
-                store::write_transaction(conn, |conn| {
-                    let deleted = store::delete_application_owned(conn, aid, uid)?;
-                    if deleted {
-                        store::record_audit_event(conn, &event)?;
-                    }
-                    Ok::<_, store::Error>(deleted)
-                })
-            })
-            .await?)
     }
 
     /// The services of the user's application (`[]` when it is not theirs: 1.2 showed anyone's).

@@ -117,6 +117,8 @@ pub struct DirectorBuilder {
     hashing: HashingSettings,
     key_pool: usize,
     metrics_allow: Vec<ipnet::IpNet>,
+    clock: Arc<dyn super::Clock>,
+    inline_blocking: bool,
 }
 
 impl Default for DirectorBuilder {
@@ -141,6 +143,8 @@ impl Default for DirectorBuilder {
             hashing: HashingSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
             metrics_allow: crate::config::default_metrics_allow(),
+            clock: Arc::new(super::SystemClock),
+            inline_blocking: false,
         }
     }
 }
@@ -327,6 +331,22 @@ impl DirectorBuilder {
         self
     }
 
+    /// Where the director reads the current time (default: [`SystemClock`](super::SystemClock)).
+    /// A simulation passes one derived from tokio's paused clock.
+    pub fn clock(mut self, clock: Arc<dyn super::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs the director's short blocking work (certificate issuance, reading the manager
+    /// templates) on the calling task instead of tokio's blocking pool (default: no). For
+    /// deterministic simulations on a current-thread runtime, with a [`Store::inline`] store;
+    /// never in a server, where it would stall the async workers.
+    pub fn inline_blocking(mut self, inline: bool) -> Self {
+        self.inline_blocking = inline;
+        self
+    }
+
     /// Checks the parts and builds the director. Blocks when it opens and migrates a store
     /// from settings or issues a director certificate (RSA key generation): call it before
     /// starting a runtime or on a blocking thread.
@@ -394,6 +414,9 @@ impl DirectorBuilder {
                 metrics,
                 metrics_allow: self.metrics_allow,
                 audit: Default::default(),
+                clock: self.clock,
+                inline_blocking: self.inline_blocking,
+                starting: std::sync::Mutex::default(),
             }),
         })
     }

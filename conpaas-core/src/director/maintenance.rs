@@ -5,7 +5,7 @@
 
 use super::metrics::MaintenanceAction;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::audit::{AuditContext, AuditOutcome, Event};
 use super::{Director, Error};
@@ -217,7 +217,7 @@ impl Director {
             .store
             .run(move |conn| store::service_vms(conn, &sids))
             .await?;
-        let now = chrono::Utc::now();
+        let now = self.now();
         let mut seen_now = Vec::new();
         for (registered, node) in listed {
             let Some(sid) = sid_of_token(&prefix, &node.client_token) else {
@@ -236,7 +236,9 @@ impl Director {
             seen_now.push(key.clone());
             let old_enough = match node.created {
                 Some(created) => (now - created).to_std().is_ok_and(|age| age >= grace),
-                None => self.first_seen(&key).elapsed() >= grace,
+                None => (now - self.first_seen(&key, now))
+                    .to_std()
+                    .is_ok_and(|age| age >= grace),
             };
             if !old_enough {
                 report.young += 1;
@@ -266,13 +268,17 @@ impl Director {
     }
 
     /// When the reaper first saw the VM `key` without a row.
-    fn first_seen(&self, key: &str) -> Instant {
+    fn first_seen(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
         let mut seen = self
             .inner
             .unaged_vms
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *seen.entry(key.to_owned()).or_insert_with(Instant::now)
+        *seen.entry(key.to_owned()).or_insert(now)
     }
 
     /// Drops the first-seen times of VMs no longer listed without a row.

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use crate::bootstrap::{self, CloudSection, ContextInput, Templates, VpnLines};
 use crate::cloud::{self, NodeRequest};
 use crate::model::ErrorChain;
-use crate::model::{AppId, Credit, Role, Service, ServiceId, ServiceType, UserId};
+use crate::model::{AppId, Credit, Lifecycle, Role, Service, ServiceId, ServiceType, UserId};
 use crate::store::{self, ManagerVm, NewService};
 use crate::vpn;
 
@@ -189,10 +189,9 @@ impl Director {
         let source = self.inner.templates.clone();
         let driver = cloud.driver();
         let type_name = service_type.as_str();
-        let templates =
-            tokio::task::spawn_blocking(move || Templates::from_source(&source, type_name, driver))
-                .await
-                .map_err(|_| Error::Cancelled)??;
+        let templates = self
+            .blocking(move || Templates::from_source(&source, type_name, driver))
+            .await??;
 
         // One transaction: the credit, the row and its subnet.
         let plan = self.inner.vpn.clone();
@@ -202,18 +201,21 @@ impl Director {
             application_id: aid,
             service_type,
         };
+        let created = self.now();
         let service = store
             .run(move |conn| {
                 store::write_transaction(conn, |conn| {
                     if !store::decrement_credit(conn, uid, START_COST)? {
                         return Err(Error::InsufficientCredit);
                     }
-                    store::insert_service_capped(conn, &new, max_services, |taken| {
+                    store::insert_service_at(conn, &new, max_services, created, |taken| {
                         choose_subnet(plan.as_ref(), taken)
                     })
                 })
             })
             .await?;
+        // From here until this task ends, reconciliation in this process leaves the row to it.
+        let _running = StartInProgress::new(self, service.sid);
         tracing::info!(sid = %service.sid, uid = %uid, app = %aid, "service row created");
 
         match self
@@ -227,10 +229,11 @@ impl Director {
             .await
         {
             Ok(completed) => Ok(completed),
-            Err(error) => {
+            Err(Failure::Undo(error)) => {
                 self.undo_start(&service).await;
                 Err(error)
             }
+            Err(Failure::Leave(error)) => Err(error),
         }
     }
 
@@ -242,15 +245,15 @@ impl Director {
         cloud: &dyn cloud::Cloud,
         templates: &Templates,
         director_url: &str,
-    ) -> Result<Service, Error> {
+    ) -> Result<Service, Failure> {
         let (uid, sid) = (service.user_id, service.sid);
         let manager_cert = self
             .issue(Role::Manager, move |ca| ca.issue_manager_cert(uid, sid))
             .await?;
         let vpn_lines = match (&self.inner.vpn, service.subnet.as_deref()) {
             (Some(plan), Some(text)) => {
-                let subnet = vpn::parse_recorded_subnet(text)?;
-                let config = plan.manager_vpn_config(subnet)?;
+                let subnet = vpn::parse_recorded_subnet(text).map_err(Error::from)?;
+                let config = plan.manager_vpn_config(subnet).map_err(Error::from)?;
                 Some(VpnLines {
                     subnet: config.ipop_subnet.to_string(),
                     ip_address: config.ipop_ip_address.to_string(),
@@ -288,7 +291,8 @@ impl Director {
                 clouds: &sections,
                 vpn: vpn_lines.as_ref(),
             },
-        )?;
+        )
+        .map_err(Error::from)?;
         let request = NodeRequest {
             name: format!("conpaas-manager-{service_type}-u{uid}-s{sid}"),
             user_data,
@@ -306,8 +310,8 @@ impl Director {
         let node = match tokio::time::timeout(self.inner.start_timeout, cloud.create_node(request))
             .await
         {
-            Ok(result) => result?,
-            Err(_) => return Err(Error::StartTimeout),
+            Ok(result) => result.map_err(Error::from)?,
+            Err(_) => return Err(Error::StartTimeout.into()),
         };
         let vm = ManagerVm {
             manager: node.public_ip.clone(),
@@ -322,31 +326,84 @@ impl Director {
             .detail("cloud", cloud_name)
             .detail("vmid", node.vmid.clone())
             .detail("subnet", service.subnet.clone());
+        let recorded = vm.clone();
         let completed = self
             .inner
             .store
             .run(move |conn| {
                 store::write_transaction(conn, |conn| {
-                    let completed = store::complete_service(conn, sid, &vm)?;
+                    let completed = store::complete_service(conn, sid, &recorded)?;
                     if completed.is_some() {
                         store::record_audit_event(conn, &event.to_new())?;
                     }
                     Ok::<_, store::Error>(completed)
                 })
             })
-            .await?;
+            .await;
+        let completed = match completed {
+            Ok(completed) => completed,
+            // The commit may have happened although its answer was lost: the row says.
+            Err(error) => match self.settle_completion(sid, &vm).await {
+                Some(found) => found,
+                None => {
+                    // The row could not be read: it stays `starting` with its VM under this
+                    // service's token, for reconciliation to undo once the database answers.
+                    tracing::warn!(sid = %sid, vmid = %node.vmid, error = %ErrorChain(&error), "cannot record the VM of a started service; reconciliation will undo the start");
+                    return Err(Failure::Leave(error.into()));
+                }
+            },
+        };
         match completed {
             Some(service) => {
                 tracing::info!(sid = %sid, vmid = %node.vmid, cloud = %cloud_name, "service started");
                 Ok(service)
             }
             None => {
-                // The row was stopped while the VM booted: the VM must not outlive it.
-                if let Err(error) = cloud.kill_node(&node.vmid).await {
-                    tracing::warn!(sid = %sid, vmid = %node.vmid, error = %ErrorChain(&error), "cannot terminate the VM of a service stopped while starting");
-                }
-                Err(Error::ServiceNotFound(sid))
+                // A stop or reconciliation claimed the row while the VM booted: the VM must
+                // not outlive it. Recorded in the claimed row first (so it stays known if the
+                // cloud fails the terminate), then terminated, then the row settled.
+                self.abandon_vm(sid, &vm).await;
+                Err(Failure::Leave(Error::ServiceNotFound(sid)))
             }
+        }
+    }
+
+    /// After a failed completion: the row's truth, read with the charge's patience. `Some(Some)`
+    /// when the completion committed (the row runs with `vm`), `Some(None)` when the row is no
+    /// longer this start's (claimed or gone), `None` when the database did not answer.
+    async fn settle_completion(&self, sid: ServiceId, vm: &ManagerVm) -> Option<Option<Service>> {
+        let mut delay = std::time::Duration::from_millis(50);
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        loop {
+            match self
+                .inner
+                .store
+                .run(move |conn| store::find_service(conn, sid))
+                .await
+            {
+                Ok(Some(row)) if row.lifecycle == Lifecycle::Running => {
+                    return Some((row.vmid.as_deref() == Some(vm.vmid.as_str())).then_some(row));
+                }
+                Ok(Some(row)) if row.lifecycle == Lifecycle::Starting => {
+                    // Not completed: complete it now (the conditional UPDATE decides).
+                    let recorded = vm.clone();
+                    match self
+                        .inner
+                        .store
+                        .run(move |conn| store::complete_service(conn, sid, &recorded))
+                        .await
+                    {
+                        Ok(completed) => return Some(completed),
+                        Err(_) if tokio::time::Instant::now() + delay < deadline => {}
+                        Err(_) => return None,
+                    }
+                }
+                Ok(_) => return Some(None),
+                Err(_) if tokio::time::Instant::now() + delay < deadline => {}
+                Err(_) => return None,
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
     }
 
@@ -355,69 +412,187 @@ impl Director {
         format!("cps-{}-s{sid}", self.inner.installation_tag)
     }
 
-    /// Undoes a start that failed after its row was created: the VM (if the cloud made one
-    /// under this service's token), the row, the credit.
+    /// Undoes a start that failed after its row was created: the row claimed (`starting` →
+    /// `undoing`), every VM under this service's token terminated, then the row deleted and the
+    /// credit refunded. A row another actor claimed is theirs; a row that cannot be settled now
+    /// (a cloud or the database failing) stays claimed for reconciliation to finish.
     async fn undo_start(&self, service: &Service) {
-        // The drivers terminate what they created when they fail; this covers a create the
-        // start timeout cancelled mid-way: any VM under this service's token goes.
-        self.terminate_by_token(service.sid).await;
-        self.forget_start(service, None).await;
+        let sid = service.sid;
+        let claimed = self
+            .inner
+            .store
+            .run(move |conn| {
+                store::claim_service(conn, sid, Lifecycle::Starting, Lifecycle::Undoing)
+            })
+            .await;
+        let row = match claimed {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot claim the row of a failed start; reconciliation will undo it");
+                return;
+            }
+        };
+        if let Err(error) = self.settle(&row, None, SETTLE_ATTEMPTS).await {
+            tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot undo a failed start yet; reconciliation will retry");
+        }
     }
 
-    /// Looks for a VM under service `sid`'s client token on every cloud and terminates it;
-    /// `true` when every cloud answered and nothing found is left running.
-    async fn terminate_by_token(&self, sid: ServiceId) -> bool {
+    /// A start that lost its row to a claim: its VM recorded in the claimed row (if the row is
+    /// still there without one), terminated, and the row settled. If the row is gone and the
+    /// terminate keeps failing, the VM is left to the reaper (it has no row).
+    async fn abandon_vm(&self, sid: ServiceId, vm: &ManagerVm) {
+        let recorded = vm.clone();
+        let kept = self
+            .inner
+            .store
+            .run(move |conn| store::record_abandoned_vm(conn, sid, &recorded))
+            .await
+            .unwrap_or(false);
+        let killed = self
+            .kill_with_retries(sid, &vm.cloud, &vm.vmid, SETTLE_ATTEMPTS)
+            .await;
+        if !killed && !kept {
+            tracing::error!(sid = %sid, cloud = %vm.cloud, vmid = %vm.vmid, "the VM of a stopped start could not be terminated and has no row: the reaper will terminate it");
+        }
+        if kept {
+            let row = self
+                .inner
+                .store
+                .run(move |conn| store::find_service(conn, sid))
+                .await;
+            if let Ok(Some(row)) = row
+                && matches!(row.lifecycle, Lifecycle::Undoing | Lifecycle::Stopping)
+                && let Err(error) = self.settle(&row, None, 1).await
+            {
+                tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot settle a stopped start yet; reconciliation will retry");
+            }
+        }
+    }
+
+    /// Terminates `vmid` on cloud `cloud_name`, retried with backoff: `true` once the cloud
+    /// accepted (or did not know the VM).
+    async fn kill_with_retries(
+        &self,
+        sid: ServiceId,
+        cloud_name: &str,
+        vmid: &str,
+        attempts: u32,
+    ) -> bool {
+        let Some(registered) = self.inner.clouds.get(cloud_name) else {
+            tracing::error!(sid = %sid, cloud = %cloud_name, %vmid, "a VM on a cloud no longer configured cannot be terminated");
+            return false;
+        };
+        let mut delay = std::time::Duration::from_millis(250);
+        for attempt in 1..=attempts.max(1) {
+            match registered.cloud().kill_node(vmid).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::warn!(sid = %sid, cloud = %cloud_name, %vmid, attempt, error = %ErrorChain(&error), "cannot terminate a VM");
+                }
+            }
+            if attempt < attempts {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(4));
+            }
+        }
+        false
+    }
+
+    /// Looks for every VM under service `sid`'s client token on every cloud and terminates
+    /// it; `true` when every cloud answered and nothing found is left running.
+    async fn terminate_by_token(&self, sid: ServiceId, attempts: u32) -> bool {
         let token = self.client_token(sid);
         let mut all_clouds_answered = true;
         for registered in self.inner.clouds.iter() {
             let (name, cloud) = (registered.name(), registered.cloud());
-            match cloud.find_node(&token).await {
-                Ok(Some(vmid)) => match cloud.kill_node(&vmid).await {
-                    Ok(()) => {
-                        tracing::info!(sid = %sid, cloud = %name, %vmid, "terminated the VM of an unfinished start")
+            // A duplicate create may have left more than one; each lookup finds one.
+            let mut left = 4;
+            loop {
+                match cloud.find_node(&token).await {
+                    Ok(Some(vmid)) if left > 0 => {
+                        left -= 1;
+                        if self.kill_with_retries(sid, name, &vmid, attempts).await {
+                            tracing::info!(sid = %sid, cloud = %name, %vmid, "terminated the VM of an unfinished start");
+                        } else {
+                            all_clouds_answered = false;
+                            break;
+                        }
                     }
+                    Ok(Some(_)) => {
+                        all_clouds_answered = false;
+                        break;
+                    }
+                    Ok(None) => break,
                     Err(error) => {
                         all_clouds_answered = false;
-                        tracing::warn!(sid = %sid, cloud = %name, %vmid, error = %ErrorChain(&error), "cannot terminate the VM of an unfinished start");
+                        tracing::warn!(sid = %sid, cloud = %name, error = %ErrorChain(&error), "cannot look for the VM of an unfinished start");
+                        break;
                     }
-                },
-                Ok(None) => {}
-                Err(error) => {
-                    all_clouds_answered = false;
-                    tracing::warn!(sid = %sid, cloud = %name, error = %ErrorChain(&error), "cannot look for the VM of an unfinished start");
                 }
             }
         }
         all_clouds_answered
     }
 
-    /// Deletes the row of a start that did not finish and refunds its credit, in one
-    /// transaction; a row that has its VM by now (or is gone) is left alone, so running this
-    /// twice, or beside another replica, refunds once.
-    /// `event`, when given, is recorded with the undoing.
-    async fn forget_start(&self, service: &Service, event: Option<Event>) -> bool {
-        let sid = service.sid;
-        let event = event.map(|event| event.to_new());
-        match self
+    /// Finishes a claimed row (`undoing` or `stopping`): terminates its recorded VM (and, for
+    /// an `undoing` row, every VM under its token), and once the clouds confirm them gone
+    /// deletes the row (refunding an `undoing` row's start) with `event` in the same
+    /// transaction. `Ok(Some(row))`: done by this call; `Ok(None)`: another actor settled it
+    /// or it changed (a VM recorded meanwhile: the next pass sees it); `Err`: a cloud or the
+    /// database failed, the row stays for a later pass.
+    async fn settle(
+        &self,
+        row: &Service,
+        event: Option<Event>,
+        attempts: u32,
+    ) -> Result<Option<Service>, Error> {
+        let sid = row.sid;
+        let lifecycle = row.lifecycle;
+        if let (Some(vmid), Some(cloud_name)) = (&row.vmid, &row.cloud)
+            && !self
+                .kill_with_retries(sid, cloud_name, vmid, attempts)
+                .await
+        {
+            return Err(Error::Cloud(cloud::Error::Unavailable(format!(
+                "the VM {vmid} of service {sid} could not be terminated; the service is kept and its VM retried"
+            ))));
+        }
+        let by_token = lifecycle == Lifecycle::Undoing || row.vmid.is_none();
+        if by_token && !self.terminate_by_token(sid, attempts).await {
+            return Err(Error::Cloud(cloud::Error::Unavailable(format!(
+                "the clouds could not confirm that service {sid} has no VM left; the service is kept and retried"
+            ))));
+        }
+        let expected = row.vmid.clone();
+        let event = event.map(|event| {
+            let event = if lifecycle == Lifecycle::Undoing {
+                event.detail("refunded", START_COST.0)
+            } else {
+                event
+            };
+            event.to_new()
+        });
+        let forgotten = self
             .inner
             .store
             .run(move |conn| {
                 store::write_transaction(conn, |conn| {
-                    let undone = store::forget_incomplete_service(conn, sid, START_COST)?;
-                    if let (true, Some(event)) = (undone, &event) {
+                    let forgotten = store::forget_service(
+                        conn,
+                        sid,
+                        lifecycle,
+                        expected.as_deref(),
+                        START_COST,
+                    )?;
+                    if let (Some(_), Some(event)) = (&forgotten, &event) {
                         store::record_audit_event(conn, event)?;
                     }
-                    Ok::<_, store::Error>(undone)
+                    Ok::<_, store::Error>(forgotten)
                 })
             })
-            .await
-        {
-            Ok(undone) => undone,
-            Err(error) => {
-                tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot undo the row of a failed start");
-                false
-            }
-        }
+            .await?;
+        Ok(forgotten)
     }
 
     /// Stops the user's service: its VM destroyed, its row deleted. `false` when not theirs.
@@ -450,11 +625,11 @@ impl Director {
         Ok(true)
     }
 
-    /// Destroys the service's VM (if it has one yet), then deletes its row — only if the row
-    /// still records that VM: when a start completed since `service` was read, its new VM is
-    /// destroyed first. A row deleted while its VM was still being created makes that start
-    /// terminate the VM itself (`complete_service` finds no row). A cloud failure keeps the
-    /// row, so the VM is never forgotten.
+    /// Destroys a service: claims its row (`running` → `stopping`, or `starting` → `undoing`,
+    /// which makes a start still creating its VM terminate that VM itself), terminates its VM
+    /// and deletes the row once the cloud confirms. A row another actor claimed is settled
+    /// beside it (every step is idempotent). A cloud failure keeps the row, claimed, so the VM
+    /// is never forgotten: the call fails and reconciliation retries.
     /// `event` names the audit event (`service.stopped`, `service.terminated`).
     pub(super) async fn destroy_service(
         &self,
@@ -463,49 +638,69 @@ impl Director {
     ) -> Result<(), Error> {
         let sid = service.sid;
         let mut current = service.clone();
-        // A row's VM changes at most once (none, then the started one); the bound only guards
-        // against a store that keeps answering something new.
-        for _ in 0..4 {
-            if let (Some(vmid), Some(cloud_name)) = (&current.vmid, &current.cloud) {
-                let Some(registered) = self.inner.clouds.get(cloud_name) else {
-                    return Err(Error::UnknownCloud(cloud_name.clone()));
-                };
-                registered.cloud().kill_node(vmid).await?;
-            }
-            let expected = current.vmid.clone();
-            let audited = Event::new(event, AuditOutcome::Ok)
-                .uid(current.user_id)
-                .aid(current.application_id)
-                .sid(sid)
-                .detail("type", current.service_type.clone())
-                .detail("cloud", current.cloud.clone())
-                .detail("vmid", current.vmid.clone())
-                .to_new();
-            let outcome = self
-                .inner
-                .store
-                .run(move |conn| {
-                    store::write_transaction(conn, |conn| {
-                        let outcome = store::delete_service_if_vm(conn, sid, expected.as_deref())?;
-                        if matches!(outcome, store::ConditionalDelete::Deleted(_)) {
-                            store::record_audit_event(conn, &audited)?;
+        // Each round either claims, settles or sees the row changed; a row changes state at
+        // most three times, so the bound only guards against a store that keeps answering
+        // something new.
+        for _ in 0..6 {
+            let claim = match current.lifecycle {
+                Lifecycle::Running => Some((Lifecycle::Running, Lifecycle::Stopping)),
+                Lifecycle::Starting => Some((Lifecycle::Starting, Lifecycle::Undoing)),
+                Lifecycle::Stopping | Lifecycle::Undoing => None,
+            };
+            let row = match claim {
+                Some((from, to)) => {
+                    match self
+                        .inner
+                        .store
+                        .run(move |conn| store::claim_service(conn, sid, from, to))
+                        .await?
+                    {
+                        Some(row) => row,
+                        None => {
+                            // Claimed or changed by someone else: look again.
+                            match self
+                                .inner
+                                .store
+                                .run(move |conn| store::find_service(conn, sid))
+                                .await?
+                            {
+                                Some(now) => {
+                                    current = now;
+                                    continue;
+                                }
+                                None => return Ok(()),
+                            }
                         }
-                        Ok::<_, store::Error>(outcome)
-                    })
-                })
-                .await?;
-            match outcome {
-                store::ConditionalDelete::Deleted(_) => {
+                    }
+                }
+                None => current.clone(),
+            };
+            let audited = Event::new(event, AuditOutcome::Ok)
+                .uid(row.user_id)
+                .aid(row.application_id)
+                .sid(sid)
+                .detail("type", row.service_type.clone())
+                .detail("cloud", row.cloud.clone())
+                .detail("vmid", row.vmid.clone());
+            match self.settle(&row, Some(audited), SETTLE_ATTEMPTS).await? {
+                Some(_) => {
                     tracing::info!(sid = %sid, "service stopped");
                     self.inner.metrics.service(
                         ServiceEvent::Stopped,
-                        current.cloud.as_deref().unwrap_or_default(),
-                        current.service_type.as_deref().unwrap_or_default(),
+                        row.cloud.as_deref().unwrap_or_default(),
+                        row.service_type.as_deref().unwrap_or_default(),
                     );
                     return Ok(());
                 }
-                store::ConditionalDelete::Gone => return Ok(()),
-                store::ConditionalDelete::Changed(now) => current = now,
+                None => match self
+                    .inner
+                    .store
+                    .run(move |conn| store::find_service(conn, sid))
+                    .await?
+                {
+                    Some(now) => current = now,
+                    None => return Ok(()),
+                },
             }
         }
         Err(Error::ServiceNotFound(sid))
@@ -552,38 +747,126 @@ impl Director {
         self.inner.start_timeout + std::time::Duration::from_secs(60)
     }
 
-    /// Undoes the starts a crash left half-done: every service row still without a VM and
-    /// older than `older_than` (normally [`Director::reconcile_grace`]) has its VM looked up
-    /// by client token on every cloud and terminated, then the row is deleted and its credit
-    /// refunded. Answers how many rows were undone.
+    /// Settles what starts and stops left unfinished (a crash, a cloud failure, a lost
+    /// database answer): every `starting` row older than `older_than` (normally
+    /// [`Director::reconcile_grace`]) whose start is not running in this process is claimed
+    /// (`undoing`) *before* anything is terminated, so a start completing meanwhile sees the
+    /// claim and terminates its own VM; then every claimed row (`undoing`, `stopping`) has its
+    /// VMs terminated (by record and by client token on every cloud) and, once the clouds
+    /// confirm them gone, is deleted (an undone start refunded). Answers how many rows were
+    /// settled.
     pub async fn reconcile(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let store = &self.inner.store;
-        let incomplete = store.run(store::list_incomplete_services).await?;
+        let unsettled = store.run(store::list_unsettled_services).await?;
         let grace =
             chrono::Duration::from_std(older_than).unwrap_or_else(|_| chrono::Duration::hours(1));
-        let now = chrono::Local::now().naive_local();
-        let mut undone = 0;
-        for service in incomplete {
-            let Some(created) = service.created else {
-                continue;
-            };
-            if now - created < grace {
+        let now = self.now().naive_utc();
+        let mut settled = 0;
+        for service in unsettled {
+            let sid = service.sid;
+            if self.start_in_progress(sid) {
                 continue;
             }
-            // Keep the row while any cloud could still hold its VM: it is the only trace.
+            let row = match service.lifecycle {
+                Lifecycle::Starting => {
+                    // A row without a time (a 1.2 row) is old enough.
+                    if service.created.is_some_and(|created| now - created < grace) {
+                        continue;
+                    }
+                    match store
+                        .run(move |conn| {
+                            store::claim_service(conn, sid, Lifecycle::Starting, Lifecycle::Undoing)
+                        })
+                        .await
+                    {
+                        Ok(Some(row)) => row,
+                        // Completed or claimed meanwhile.
+                        Ok(None) => continue,
+                        Err(error) => {
+                            tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot claim an interrupted start");
+                            continue;
+                        }
+                    }
+                }
+                Lifecycle::Undoing | Lifecycle::Stopping => service,
+                Lifecycle::Running => continue,
+            };
             let event = Event::new("service.reconciled", AuditOutcome::Ok)
-                .uid(service.user_id)
-                .aid(service.application_id)
-                .sid(service.sid)
-                .detail("type", service.service_type.clone())
-                .detail("refunded", START_COST.0);
-            if self.terminate_by_token(service.sid).await
-                && self.forget_start(&service, Some(event)).await
-            {
-                undone += 1;
-                tracing::info!(sid = %service.sid, "undid an interrupted service start");
+                .uid(row.user_id)
+                .aid(row.application_id)
+                .sid(sid)
+                .detail("type", row.service_type.clone())
+                .detail("was", row.lifecycle.as_str())
+                .detail("vmid", row.vmid.clone());
+            match self.settle(&row, Some(event), 1).await {
+                Ok(Some(_)) => {
+                    settled += 1;
+                    tracing::info!(sid = %sid, was = %row.lifecycle, "settled an unfinished service start or stop");
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot settle an unfinished service start or stop yet");
+                }
             }
         }
-        Ok(undone)
+        Ok(settled)
+    }
+
+    /// Whether service `sid`'s start is running in this process.
+    fn start_in_progress(&self, sid: ServiceId) -> bool {
+        self.inner
+            .starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&sid)
+    }
+}
+
+/// How often the paths a client waits on (a failed start's undo, a stop) try a cloud's
+/// terminate before leaving it to reconciliation.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// Why the start saga stopped after its row existed: undo it, or leave it (another actor owns
+/// the row, or the database cannot say what happened, and reconciliation will).
+enum Failure {
+    Undo(Error),
+    Leave(Error),
+}
+
+impl<E: Into<Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Undo(error.into())
+    }
+}
+
+/// Marks a service's start as running in this process for as long as it lives.
+struct StartInProgress {
+    director: Director,
+    sid: ServiceId,
+}
+
+impl StartInProgress {
+    fn new(director: &Director, sid: ServiceId) -> Self {
+        director
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sid);
+        StartInProgress {
+            director: director.clone(),
+            sid,
+        }
+    }
+}
+
+impl Drop for StartInProgress {
+    fn drop(&mut self) {
+        self.director
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.sid);
     }
 }

@@ -92,13 +92,21 @@ pub(super) struct Inner {
     /// Charges the database could not take in time, for the next maintenance pass.
     pub(super) deferred_charges: std::sync::Mutex<Vec<(UserId, Credit)>>,
     /// When the reaper first saw each rowless VM whose cloud gives no creation time.
-    pub(super) unaged_vms: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub(super) unaged_vms:
+        std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
     /// What this director counted (its own registry).
     pub(super) metrics: Arc<super::Metrics>,
     /// Who may read `/metrics` without the frontend's certificate.
     pub(super) metrics_allow: Vec<ipnet::IpNet>,
     /// Audit events waiting for their batch.
     pub(super) audit: super::audit::AuditQueue,
+    /// The time of day recorded and compared (UTC).
+    pub(super) clock: Arc<dyn super::Clock>,
+    /// Blocking work on the calling task ([`DirectorBuilder::inline_blocking`]).
+    pub(super) inline_blocking: bool,
+    /// The services whose start is running in this process: reconciliation leaves their rows
+    /// to their own task.
+    pub(super) starting: std::sync::Mutex<std::collections::HashSet<ServiceId>>,
 }
 
 /// What the readiness answer (`/readyz`) checked: each `true` when fine.
@@ -284,6 +292,26 @@ impl Director {
 
     /// Runs CPU-heavy CA work (RSA key generation, signing) off the async workers and records
     /// the serial of what it issued, with its audit event.
+    /// Runs short blocking work on tokio's blocking pool, or on the calling task when the
+    /// director was built with [`DirectorBuilder::inline_blocking`].
+    pub(super) async fn blocking<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.inner.inline_blocking {
+            return Ok(work());
+        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| Error::Cancelled)
+    }
+
+    /// The current time (UTC) of the director's [`Clock`](super::Clock).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
     pub(super) async fn issue<F>(&self, role: Role, work: F) -> Result<IssuedCertificate, Error>
     where
         F: FnOnce(&CertificateAuthority) -> Result<IssuedCertificate, crate::ca::Error>
@@ -291,9 +319,7 @@ impl Director {
             + 'static,
     {
         let ca = self.inner.ca.clone();
-        let issued = tokio::task::spawn_blocking(move || work(&ca))
-            .await
-            .map_err(|_| Error::Cancelled)??;
+        let issued = self.blocking(move || work(&ca)).await??;
         let record = super::setup::certificate_record(&issued);
         let event = super::audit::certificate_event(&record).to_new();
         self.inner

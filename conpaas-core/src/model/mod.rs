@@ -185,7 +185,7 @@ pub struct User {
     pub affiliation: Option<String>,
     /// Remaining credit.
     pub credit: Credit,
-    /// Creation time, naive local time as 1.2 stored it.
+    /// Creation time, UTC (naive local time in rows 1.2 wrote).
     pub created: Option<NaiveDateTime>,
 }
 
@@ -211,7 +211,7 @@ pub struct Service {
     pub service_type: Option<String>,
     /// Always `INIT` in the director's database.
     pub state: Option<String>,
-    /// Creation time.
+    /// Creation time, UTC (naive local time in rows 1.2 wrote).
     pub created: Option<NaiveDateTime>,
     /// Public IP address of the manager VM; `None` while it is being created.
     pub manager: Option<String>,
@@ -225,6 +225,55 @@ pub struct Service {
     pub user_id: UserId,
     /// Containing application.
     pub application_id: AppId,
+    /// Where the service's VM is in its lifecycle (not part of 1.2's answers).
+    pub lifecycle: Lifecycle,
+}
+
+/// A service row's place in its manager VM's lifecycle. Every change of it is one conditional
+/// write on the expected value, so exactly one actor owns each transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Lifecycle {
+    /// The row exists and its VM is being created (none recorded yet).
+    Starting,
+    /// The start completed: the row records its VM.
+    Running,
+    /// A stop owns the row: its VM is being terminated; the row goes once the cloud confirms
+    /// it gone. The start is not refunded (the service ran).
+    Stopping,
+    /// A start that failed, was interrupted or was stopped before it completed: every VM under
+    /// its client token is being terminated; the row goes, and the start is refunded, once
+    /// the clouds confirm none is left.
+    Undoing,
+}
+
+impl Lifecycle {
+    /// The stored text: `starting`, `running`, `stopping`, `undoing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Running => "running",
+            Lifecycle::Stopping => "stopping",
+            Lifecycle::Undoing => "undoing",
+        }
+    }
+
+    /// The stored text back; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Lifecycle> {
+        Some(match text {
+            "starting" => Lifecycle::Starting,
+            "running" => Lifecycle::Running,
+            "stopping" => Lifecycle::Stopping,
+            "undoing" => Lifecycle::Undoing,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Python's `int()` of a request value, as 1.2 parsed numbers: surrounding whitespace and one

@@ -49,6 +49,8 @@ enum Inner {
     Query(diesel::result::Error),
     Connect(diesel::ConnectionError),
     Pool(diesel::r2d2::PoolError),
+    /// Made by [`DatabaseError::injected`].
+    Injected(DatabaseErrorKind),
 }
 
 impl DatabaseError {
@@ -65,10 +67,16 @@ impl DatabaseError {
     }
 
     /// The query error, for the store's own mapping of constraint violations.
+    /// A failure of `kind` that no database produced: for fault injection
+    /// ([`StoreFaults`](super::StoreFaults)) in simulations and tests.
+    pub fn injected(kind: DatabaseErrorKind) -> DatabaseError {
+        DatabaseError(Inner::Injected(kind))
+    }
+
     pub(crate) fn as_query(&self) -> Option<&diesel::result::Error> {
         match &self.0 {
             Inner::Query(error) => Some(error),
-            Inner::Connect(_) | Inner::Pool(_) => None,
+            Inner::Connect(_) | Inner::Pool(_) | Inner::Injected(_) => None,
         }
     }
 
@@ -77,6 +85,7 @@ impl DatabaseError {
         use diesel::result::{DatabaseErrorKind as Diesel, Error as Query};
         match &self.0 {
             Inner::Pool(_) => DatabaseErrorKind::Busy,
+            Inner::Injected(kind) => *kind,
             Inner::Query(Query::DatabaseError(Diesel::UniqueViolation, _)) => {
                 DatabaseErrorKind::UniqueViolation
             }
@@ -131,6 +140,7 @@ impl fmt::Display for DatabaseError {
             Inner::Query(error) => fmt::Display::fmt(error, f),
             Inner::Connect(error) => fmt::Display::fmt(error, f),
             Inner::Pool(error) => fmt::Display::fmt(error, f),
+            Inner::Injected(kind) => write!(f, "injected fault: {kind}"),
         }
     }
 }
@@ -141,6 +151,7 @@ impl std::error::Error for DatabaseError {
             Inner::Query(error) => error.source(),
             Inner::Connect(error) => error.source(),
             Inner::Pool(error) => error.source(),
+            Inner::Injected(_) => None,
         }
     }
 }

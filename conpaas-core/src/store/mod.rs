@@ -58,6 +58,8 @@ mod copy;
 #[cfg(feature = "store")]
 mod database_error;
 #[cfg(feature = "store")]
+mod faults;
+#[cfg(feature = "store")]
 mod hashing;
 #[cfg(feature = "store")]
 mod lease;
@@ -100,6 +102,8 @@ pub use copy::{CopyReport, copy_database};
 #[cfg(feature = "store")]
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
+pub use faults::StoreFaults;
+#[cfg(feature = "store")]
 pub use hashing::{HashingPool, HashingSettings};
 #[cfg(feature = "store")]
 pub use lease::Lease;
@@ -107,11 +111,12 @@ pub use lease::Lease;
 pub use readiness::{check_writable, pending_migrations};
 #[cfg(feature = "store")]
 pub use services::{
-    ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, complete_service, delete_service,
-    delete_service_if_vm, find_service, find_service_owned, forget_incomplete_service,
-    insert_service, insert_service_capped, list_all_services, list_incomplete_services,
+    ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service, complete_service,
+    delete_service, delete_service_if_vm, find_service, find_service_owned,
+    forget_incomplete_service, forget_service, insert_service, insert_service_at,
+    insert_service_capped, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, list_services_of_user,
-    rename_service_owned, service_vms,
+    list_unsettled_services, record_abandoned_vm, rename_service_owned, service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{
@@ -448,6 +453,10 @@ pub struct Store {
     manager: conn::Manager,
     /// Taken by every [`Store::run`] on SQLite (see there); `None` on PostgreSQL.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Failures injected into [`Store::run`] and [`Store::read`] ([`Store::with_faults`]).
+    faults: Option<Arc<dyn StoreFaults>>,
+    /// Calls run on the calling thread ([`Store::inline`]).
+    inline: bool,
 }
 
 #[cfg(feature = "store")]
@@ -457,6 +466,14 @@ impl std::fmt::Debug for Store {
             .field("state", &self.pool.state())
             .finish_non_exhaustive()
     }
+}
+
+/// Where a store call stands when [`StoreFaults`] is asked.
+#[cfg(feature = "store")]
+#[derive(Clone, Copy)]
+enum FaultPoint {
+    Before,
+    After,
 }
 
 /// How long a caller waits for a free pooled connection before
@@ -529,6 +546,8 @@ impl Store {
             pool,
             manager,
             writer,
+            faults: None,
+            inline: false,
         })
     }
 
@@ -583,11 +602,52 @@ impl Store {
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
+        self.injected(true, FaultPoint::Before)?;
         let turn = match &self.writer {
             Some(writer) => Some(writer.clone().lock_owned().await),
             None => None,
         };
-        self.on_blocking_thread(turn, f).await
+        let done = if self.inline {
+            let _turn = turn;
+            let mut conn = self.pool.get().map_err(Error::pool)?;
+            f(&mut conn)?
+        } else {
+            self.on_blocking_thread(turn, f).await?
+        };
+        self.injected(true, FaultPoint::After)?;
+        Ok(done)
+    }
+
+    /// This store (sharing its connections with the original) with `faults` deciding which
+    /// of its [`run`](Self::run) and [`read`](Self::read) calls fail: for simulations and
+    /// tests of how callers bear a failing database. The original store is unaffected.
+    pub fn with_faults(mut self, faults: Arc<dyn StoreFaults>) -> Store {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// This store with every call run on the calling thread, one at a time, instead of on
+    /// tokio's blocking pool: a deterministic order for simulations on a current-thread
+    /// runtime (with [`Store::open_in_memory`]). Never in a server: each call blocks an
+    /// async worker for its whole duration.
+    pub fn inline(mut self) -> Store {
+        self.inline = true;
+        self
+    }
+
+    /// The failure [`StoreFaults`] injects at `point`, if any.
+    fn injected(&self, write: bool, point: FaultPoint) -> Result<(), Error> {
+        let Some(faults) = &self.faults else {
+            return Ok(());
+        };
+        let kind = match point {
+            FaultPoint::Before => faults.before(write),
+            FaultPoint::After => faults.after(write),
+        };
+        match kind {
+            Some(kind) => Err(Error::Query(DatabaseError::injected(kind))),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` with a pooled connection on a blocking thread, holding `turn` until it is done.
@@ -630,12 +690,19 @@ impl Store {
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
-        if self.manager.is_sqlite()
+        self.injected(false, FaultPoint::Before)?;
+        let done = if self.inline {
+            let mut conn = self.pool.get().map_err(Error::pool)?;
+            f(&mut conn)?
+        } else if self.manager.is_sqlite()
             && let Some(mut conn) = self.pool.try_get()
         {
-            return f(&mut conn);
-        }
-        self.on_blocking_thread(None, f).await
+            f(&mut conn)?
+        } else {
+            self.on_blocking_thread(None, f).await?
+        };
+        self.injected(false, FaultPoint::After)?;
+        Ok(done)
     }
 
     /// Runs `f` with a pooled connection on the current thread, for synchronous
@@ -728,9 +795,14 @@ mod tests {
         };
         let store = Store::connect(&settings).unwrap();
         let pending = store.pending_migrations().unwrap();
-        assert_eq!(pending.len(), 3, "{pending:?}");
+        // One per directory of migrations/sqlite.
+        let n_migrations =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .unwrap()
+                .count();
+        assert_eq!(pending.len(), n_migrations, "{pending:?}");
         assert!(pending[0].starts_with("0001"), "{pending:?}");
-        assert_eq!(store.migrate().unwrap().len(), 3);
+        assert_eq!(store.migrate().unwrap().len(), n_migrations);
         assert!(store.pending_migrations().unwrap().is_empty());
     }
 

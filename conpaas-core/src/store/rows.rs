@@ -70,6 +70,7 @@ pub(crate) struct ServiceRow {
     pub(crate) subnet: Option<String>,
     pub(crate) user_id: UserId,
     pub(crate) application_id: AppId,
+    pub(crate) lifecycle: String,
 }
 
 impl From<ServiceRow> for crate::model::Service {
@@ -86,6 +87,10 @@ impl From<ServiceRow> for crate::model::Service {
             subnet: row.subnet,
             user_id: row.user_id,
             application_id: row.application_id,
+            // The column's CHECK allows nothing else; an unknown text (a newer schema) is
+            // read as the state that protects its VM.
+            lifecycle: crate::model::Lifecycle::parse(&row.lifecycle)
+                .unwrap_or(crate::model::Lifecycle::Running),
         }
     }
 }
@@ -103,18 +108,13 @@ pub(crate) struct CertificateRow {
     pub(crate) created: NaiveDateTime,
 }
 
-/// The current time as the `created` columns of the 1.2 tables hold it: naive
-/// local time, to the microsecond (what 1.2 wrote, and what PostgreSQL keeps).
-pub(crate) fn now_local() -> NaiveDateTime {
-    truncate_to_micros(chrono::Local::now().naive_local())
-}
-
-/// The current UTC time to the microsecond, for `issued_certificate`.
+/// The current UTC time to the microsecond (every time the director writes; 1.2 wrote local
+/// time, which a daylight-saving change makes ambiguous).
 pub(crate) fn now_utc() -> NaiveDateTime {
     truncate_to_micros(chrono::Utc::now().naive_utc())
 }
 
-fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
+pub(crate) fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
     use chrono::Timelike;
     let micros = t.nanosecond() / 1_000 * 1_000;
     t.with_nanosecond(micros).unwrap_or(t)

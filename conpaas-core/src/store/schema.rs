@@ -18,7 +18,7 @@ diesel::table! {
         affiliation -> Nullable<Text>,
         /// Argon2id PHC string, or a 1.2 MD5 hex digest not yet upgraded.
         password -> Nullable<Text>,
-        /// Naive local time.
+        /// UTC (1.2 wrote naive local time; rows of a 1.2 database keep it).
         created -> Nullable<Timestamp>,
         /// Never negative.
         credit -> BigInt,
@@ -49,7 +49,7 @@ diesel::table! {
         service_type -> Nullable<Text>,
         /// Always `INIT`.
         state -> Nullable<Text>,
-        /// Naive local time.
+        /// UTC (1.2 wrote naive local time; rows of a 1.2 database keep it).
         created -> Nullable<Timestamp>,
         /// Manager VM public address; NULL while the VM is being created.
         manager -> Nullable<Text>,
@@ -63,6 +63,8 @@ diesel::table! {
         user_id -> Integer,
         /// Containing application.
         application_id -> Integer,
+        /// `starting`, `running`, `stopping` or `undoing` (migration 4; [`Lifecycle`](crate::model::Lifecycle)).
+        lifecycle -> Text,
     }
 }
 

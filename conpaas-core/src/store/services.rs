@@ -7,9 +7,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use super::Error;
 use super::applications::{lock_application_owned, lock_user};
 use super::conn::{DbConnection, on_backend, write_transaction};
-use super::rows::{ServiceRow, now_local};
+use super::rows::{ServiceRow, truncate_to_micros};
 use super::schema::{service, user};
-use crate::model::{AppId, Service, ServiceId, ServiceType, UserId};
+use crate::model::{AppId, Credit, Lifecycle, Service, ServiceId, ServiceType, UserId};
 
 /// The state column's only value: the director never changes it (the real state
 /// lives in the manager).
@@ -74,6 +74,23 @@ where
     E: From<Error>,
     F: FnOnce(&[String]) -> Result<Option<String>, E>,
 {
+    insert_service_at(conn, new, max_services, chrono::Utc::now(), choose_subnet)
+}
+
+/// [`insert_service_capped`] with the row's `created` time given (UTC), as the director's
+/// [`Clock`](crate::director::Clock) reads it. The row starts [`Lifecycle::Starting`].
+pub fn insert_service_at<E, F>(
+    conn: &mut DbConnection,
+    new: &NewService,
+    max_services: Option<u32>,
+    created: chrono::DateTime<chrono::Utc>,
+    choose_subnet: F,
+) -> Result<Service, E>
+where
+    E: From<Error>,
+    F: FnOnce(&[String]) -> Result<Option<String>, E>,
+{
+    let created = truncate_to_micros(created.naive_utc());
     write_transaction(conn, |conn| {
         if let Some(max) = max_services {
             lock_user(conn, new.user_id)?;
@@ -107,7 +124,8 @@ where
                 service::name.eq(format!("New {} service", new.service_type)),
                 service::service_type.eq(new.service_type.as_str()),
                 service::state.eq(INITIAL_STATE),
-                service::created.eq(now_local()),
+                service::created.eq(created),
+                service::lifecycle.eq(Lifecycle::Starting.as_str()),
                 service::subnet.eq(&subnet),
                 service::user_id.eq(new.user_id),
                 service::application_id.eq(new.application_id),
@@ -128,8 +146,10 @@ where
     })
 }
 
-/// Records the manager VM of a service being started; answers the completed row
-/// (`None` if the row is gone: stopped while its VM booted, so the caller must terminate it).
+/// Records the manager VM of a service being started and makes it [`Lifecycle::Running`];
+/// answers the completed row. `None` if the row is no longer [`Lifecycle::Starting`] (a stop
+/// or reconciliation claimed it while the VM booted) or is gone: the caller must terminate
+/// its VM ([`record_abandoned_vm`] first, so that the VM stays known).
 ///
 /// Checked statements in a transaction whose commit is checked: a write that did not reach the
 /// database (disk full, read-only) is an error, never a reported success.
@@ -139,13 +159,20 @@ pub fn complete_service(
     vm: &ManagerVm,
 ) -> Result<Option<Service>, Error> {
     write_transaction(conn, |conn| {
-        let n_rows = diesel::update(service::table.find(sid))
-            .set((
-                service::manager.eq(&vm.manager),
-                service::vmid.eq(&vm.vmid),
-                service::cloud.eq(&vm.cloud),
-            ))
-            .execute(conn)?;
+        // Only a row still starting completes: a row a stop or reconciliation claimed (or
+        // deleted) meanwhile makes the start terminate its own VM.
+        let n_rows = diesel::update(
+            service::table
+                .filter(service::sid.eq(sid))
+                .filter(service::lifecycle.eq(Lifecycle::Starting.as_str())),
+        )
+        .set((
+            service::manager.eq(&vm.manager),
+            service::vmid.eq(&vm.vmid),
+            service::cloud.eq(&vm.cloud),
+            service::lifecycle.eq(Lifecycle::Running.as_str()),
+        ))
+        .execute(conn)?;
         if n_rows == 0 {
             return Ok(None);
         }
@@ -318,7 +345,11 @@ pub fn forget_incomplete_service(
         let n_rows = diesel::delete(
             service::table
                 .filter(service::sid.eq(sid))
-                .filter(service::vmid.is_null()),
+                .filter(service::vmid.is_null())
+                .filter(
+                    service::lifecycle
+                        .eq_any([Lifecycle::Starting.as_str(), Lifecycle::Undoing.as_str()]),
+                ),
         )
         .execute(conn)?;
         if n_rows == 1 {
@@ -326,6 +357,99 @@ pub fn forget_incomplete_service(
         }
         Ok(n_rows == 1)
     })
+}
+
+/// Moves service `sid` from lifecycle `from` to `to` in one conditional UPDATE: answers the row
+/// as it is now if this call made the change, `None` if the row is gone or was not in `from`
+/// (another actor owns it). The one way a stop, an undo or reconciliation claims a row.
+pub fn claim_service(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    from: Lifecycle,
+    to: Lifecycle,
+) -> Result<Option<Service>, Error> {
+    write_transaction(conn, |conn| {
+        let n_rows = diesel::update(
+            service::table
+                .filter(service::sid.eq(sid))
+                .filter(service::lifecycle.eq(from.as_str())),
+        )
+        .set(service::lifecycle.eq(to.as_str()))
+        .execute(conn)?;
+        if n_rows == 0 {
+            return Ok(None);
+        }
+        find_service(conn, sid)
+    })
+}
+
+/// Records in a claimed row ([`Lifecycle::Undoing`] or [`Lifecycle::Stopping`], no VM recorded
+/// yet) the VM a start created after losing its row to the claim, so that the VM stays known
+/// until it is confirmed gone. `false` when the row is gone, not claimed or records a VM.
+pub fn record_abandoned_vm(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    vm: &ManagerVm,
+) -> Result<bool, Error> {
+    write_transaction(conn, |conn| {
+        let n_rows = diesel::update(
+            service::table
+                .filter(service::sid.eq(sid))
+                .filter(service::vmid.is_null())
+                .filter(
+                    service::lifecycle
+                        .eq_any([Lifecycle::Undoing.as_str(), Lifecycle::Stopping.as_str()]),
+                ),
+        )
+        .set((service::vmid.eq(&vm.vmid), service::cloud.eq(&vm.cloud)))
+        .execute(conn)?;
+        Ok(n_rows == 1)
+    })
+}
+
+/// Deletes a claimed row whose VMs the clouds confirmed gone: only if it is still in
+/// `lifecycle` and records `expected_vmid` (`None`: none), so a VM recorded meanwhile keeps
+/// it. A [`Lifecycle::Undoing`] row's start never completed: its owner gets `refund` back in
+/// the same transaction. Answers the deleted row; `None` when nothing matched (gone already,
+/// or changed: the caller's next pass sees it as it is).
+pub fn forget_service(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    lifecycle: Lifecycle,
+    expected_vmid: Option<&str>,
+    refund: Credit,
+) -> Result<Option<Service>, Error> {
+    write_transaction(conn, |conn| {
+        let Some(row) = find_service(conn, sid)? else {
+            return Ok(None);
+        };
+        let target = service::table
+            .filter(service::sid.eq(sid))
+            .filter(service::lifecycle.eq(lifecycle.as_str()));
+        let n_rows = match expected_vmid {
+            Some(vmid) => diesel::delete(target.filter(service::vmid.eq(vmid))).execute(conn)?,
+            None => diesel::delete(target.filter(service::vmid.is_null())).execute(conn)?,
+        };
+        if n_rows == 0 {
+            return Ok(None);
+        }
+        if lifecycle == Lifecycle::Undoing {
+            super::users::add_credit(conn, row.user_id, refund)?;
+        }
+        Ok(Some(row))
+    })
+}
+
+/// Every row not [`Lifecycle::Running`] (starts in progress or interrupted, stops and undos
+/// in progress or left unfinished by a cloud failure or a crash), ascending `sid`: what
+/// reconciliation settles.
+pub fn list_unsettled_services(conn: &mut DbConnection) -> Result<Vec<Service>, Error> {
+    let rows = service::table
+        .filter(service::lifecycle.ne(Lifecycle::Running.as_str()))
+        .order(service::sid.asc())
+        .select(ServiceRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Service::from).collect())
 }
 
 /// The recorded VM (`None`: not yet) of each of `sids` that has a row, ascending `sid`: the

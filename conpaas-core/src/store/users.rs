@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::conn::{DbConnection, on_backend, write_transaction};
 use super::names;
 use super::password::{self, Verification};
-use super::rows::{UserRow, now_local};
+use super::rows::{UserRow, now_utc};
 use super::schema::{application, user};
 use super::{DEFAULT_APPLICATION_NAME, Error};
 use crate::model::{Credit, User, UserId};
@@ -99,7 +99,7 @@ pub fn create_user(conn: &mut DbConnection, new: &NewUser) -> Result<User, Error
                 user::email.eq(&new.email),
                 user::affiliation.eq(&new.affiliation),
                 user::password.eq(&hash),
-                user::created.eq(now_local()),
+                user::created.eq(now_utc()),
                 user::credit.eq(new.credit),
             ))
             .returning(user::all_columns)

@@ -326,24 +326,11 @@ impl Director {
             .detail("cloud", cloud_name)
             .detail("vmid", node.vmid.clone())
             .detail("subnet", service.subnet.clone());
-        let recorded = vm.clone();
-        let completed = self
-            .inner
-            .store
-            .run(move |conn| {
-                store::write_transaction(conn, |conn| {
-                    let completed = store::complete_service(conn, sid, &recorded)?;
-                    if completed.is_some() {
-                        store::record_audit_event(conn, &event.to_new())?;
-                    }
-                    Ok::<_, store::Error>(completed)
-                })
-            })
-            .await;
+        let completed = self.complete(sid, &vm, &event).await;
         let completed = match completed {
             Ok(completed) => completed,
             // The commit may have happened although its answer was lost: the row says.
-            Err(error) => match self.settle_completion(sid, &vm).await {
+            Err(error) => match self.settle_completion(sid, &vm, &event).await {
                 Some(found) => found,
                 None => {
                     // The row could not be read: it stays `starting` with its VM under this
@@ -371,7 +358,12 @@ impl Director {
     /// After a failed completion: the row's truth, read with the charge's patience. `Some(Some)`
     /// when the completion committed (the row runs with `vm`), `Some(None)` when the row is no
     /// longer this start's (claimed or gone), `None` when the database did not answer.
-    async fn settle_completion(&self, sid: ServiceId, vm: &ManagerVm) -> Option<Option<Service>> {
+    async fn settle_completion(
+        &self,
+        sid: ServiceId,
+        vm: &ManagerVm,
+        event: &Event,
+    ) -> Option<Option<Service>> {
         let mut delay = std::time::Duration::from_millis(50);
         let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
         loop {
@@ -386,13 +378,7 @@ impl Director {
                 }
                 Ok(Some(row)) if row.lifecycle == Lifecycle::Starting => {
                     // Not completed: complete it now (the conditional UPDATE decides).
-                    let recorded = vm.clone();
-                    match self
-                        .inner
-                        .store
-                        .run(move |conn| store::complete_service(conn, sid, &recorded))
-                        .await
-                    {
+                    match self.complete(sid, vm, event).await {
                         Ok(completed) => return Some(completed),
                         Err(_) if tokio::time::Instant::now() + delay < deadline => {}
                         Err(_) => return None,
@@ -405,6 +391,30 @@ impl Director {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
+    }
+
+    /// Records the started VM in its row (`starting` → `running`) with its audit event, in one
+    /// transaction: `None` when the row is no longer this start's.
+    async fn complete(
+        &self,
+        sid: ServiceId,
+        vm: &ManagerVm,
+        event: &Event,
+    ) -> Result<Option<Service>, store::Error> {
+        let recorded = vm.clone();
+        let event = event.to_new();
+        self.inner
+            .store
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let completed = store::complete_service(conn, sid, &recorded)?;
+                    if completed.is_some() {
+                        store::record_audit_event(conn, &event)?;
+                    }
+                    Ok::<_, store::Error>(completed)
+                })
+            })
+            .await
     }
 
     /// The idempotency token of service `sid`'s VM on any cloud: unique per installation.

@@ -15,6 +15,7 @@ mod manager_client;
 mod manifest;
 mod opennebula;
 mod reliability;
+mod sim;
 mod store;
 mod support;
 mod tidy;

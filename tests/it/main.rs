@@ -11,6 +11,7 @@ mod director;
 mod ec2;
 mod embedding;
 mod fuzz_corpus;
+mod lifecycle;
 mod manager_client;
 mod manifest;
 mod opennebula;

@@ -132,7 +132,10 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
     /// Every VM not terminated whose client token starts with `token_prefix` (the prefix of
     /// this installation's tokens, `cps-<tag>-s`): what the reaper compares with the database
     /// to find VMs that outlived their row. Drivers that cannot list answer
-    /// [`Error::Unsupported`] (the default), and the reaper skips their cloud with a warning.
+    /// [`Error::Unsupported`] (the default), and the reaper skips their cloud: **a VM of such
+    /// a cloud whose row is gone is never found** (a start whose terminate kept failing after
+    /// a stop settled its row, a database restored from an older backup). Implement it for any
+    /// cloud that costs money.
     async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, Error> {
         let _ = token_prefix;
         Err(Error::Unsupported {

@@ -60,6 +60,8 @@ mod database_error;
 #[cfg(feature = "store")]
 mod hashing;
 #[cfg(feature = "store")]
+mod installation;
+#[cfg(feature = "store")]
 mod lease;
 #[cfg(feature = "store")]
 mod migrate;
@@ -101,6 +103,11 @@ pub use copy::{CopyReport, copy_database};
 pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
 pub use hashing::{HashingPool, HashingSettings};
+#[cfg(feature = "store")]
+pub use installation::{
+    HoldCheck, Installation, ReaperHold, Release, advance_service_ids, find_installation,
+    has_history, highest_allocated_sid, hold_reaper, record_installation, release_reaper,
+};
 #[cfg(feature = "store")]
 pub use lease::Lease;
 #[cfg(feature = "store")]

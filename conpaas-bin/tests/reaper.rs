@@ -46,7 +46,14 @@ impl Installation {
         assert!(init.status.success(), "{}", text(&init.stderr));
         let adduser = director(
             &data,
-            &["adduser", "alice@example.org", "alice", "pw", "--credit", "100"],
+            &[
+                "adduser",
+                "alice@example.org",
+                "alice",
+                "pw",
+                "--credit",
+                "100",
+            ],
         );
         assert!(adduser.status.success(), "{}", text(&adduser.stderr));
         let config = std::fs::read_to_string(data.join("director.cfg")).unwrap();
@@ -231,7 +238,12 @@ fn a_restored_older_backup_holds_the_reaper_until_the_operator_confirms() {
 
     let server = install.serve(&[], "restored.log");
     let_passes_run();
-    assert_eq!(vm_files(&data), all, "live VMs were reaped: {}", server.log());
+    assert_eq!(
+        vm_files(&data),
+        all,
+        "live VMs were reaped: {}",
+        server.log()
+    );
     let log = server.log();
     assert!(log.contains("the reaper terminates nothing"), "{log}");
     assert!(!log.contains("reaped a VM"), "{log}");

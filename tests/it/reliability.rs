@@ -422,7 +422,10 @@ async fn a_vm_above_the_databases_service_ids_holds_the_reaper_until_confirmed()
     }
     let metrics = director.metrics().encode();
     assert!(metrics.contains("conpaas_reaper_held 1"), "{metrics}");
-    assert!(metrics.contains("conpaas_reaper_withheld_vms 1"), "{metrics}");
+    assert!(
+        metrics.contains("conpaas_reaper_withheld_vms 1"),
+        "{metrics}"
+    );
     // The hold began once, and says so in the audit log.
     director.flush_audit().await.unwrap();
     let events = director

@@ -384,7 +384,11 @@ impl Director {
                     }
                     Err(error) => report.failures.push((
                         candidate.cloud,
-                        format!("cannot terminate {}: {}", candidate.vmid, ErrorChain(&error)),
+                        format!(
+                            "cannot terminate {}: {}",
+                            candidate.vmid,
+                            ErrorChain(&error)
+                        ),
                     )),
                 }
             }

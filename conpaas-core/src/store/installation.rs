@@ -300,7 +300,10 @@ mod tests {
                 let found = find_installation(conn)?.unwrap();
                 assert_eq!(found.tag, "ab12cd34");
                 let hold = found.hold.unwrap();
-                assert_eq!((hold.listed_sid, hold.allocated_sid), (ServiceId(7), ServiceId(0)));
+                assert_eq!(
+                    (hold.listed_sid, hold.allocated_sid),
+                    (ServiceId(7), ServiceId(0))
+                );
                 // The proof is gone (the counter moved), the hold stays.
                 let again = hold_reaper(conn, "ab12cd34", Some(ServiceId(7)))?;
                 assert!(!again.began);

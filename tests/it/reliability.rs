@@ -486,6 +486,17 @@ async fn the_reaper_in_report_or_off_mode_terminates_nothing() {
         .await
         .unwrap();
     assert_eq!((off.listed, off.withheld.len()), (0, 0));
+    // A maintenance pass follows its settings' mode.
+    for mode in [ReaperMode::Report, ReaperMode::Off] {
+        let pass = director
+            .maintenance_pass(
+                &MaintenanceSettings::recommended()
+                    .with_reap_grace(Duration::ZERO)
+                    .with_reaper(mode),
+            )
+            .await;
+        assert_eq!(pass.reaped, 0, "{mode}");
+    }
     assert!(test.dummy_vm_path(&orphan).exists());
     let on = director
         .maintenance_pass(

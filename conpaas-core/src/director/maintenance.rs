@@ -250,7 +250,7 @@ impl Director {
             }
             Err(error) => tracing::warn!(error = %ErrorChain(&error), "reconciliation failed"),
         }
-        match self.reap(settings.reap_grace).await {
+        match self.reap_with(settings.reap_grace, settings.reaper).await {
             Ok(reaped) => {
                 report.reaped = reaped.reaped.len();
                 for (cloud, failure) in &reaped.failures {

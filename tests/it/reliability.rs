@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use conpaas_core::director::{Director, MaintenanceSettings, StartRequest};
+use conpaas_core::director::{Director, MaintenanceSettings, ReaperMode, StartRequest};
 use conpaas_core::model::{AppId, Credit, ServiceId, UserId};
 use conpaas_core::store::{self, NewService};
 use diesel::Connection as _;
@@ -350,12 +350,26 @@ async fn the_reaper_terminates_only_this_installations_rowless_vms() {
         .unwrap();
     let kept_vm = kept.vmid.clone().unwrap();
     // A VM of this installation whose row is gone (a stop that lost the race in an older
-    // version, a crash), and one of another installation sharing the cloud.
-    let orphan = director.client_token(ServiceId(999));
+    // version, a crash), and one of another installation sharing the cloud. The orphan's
+    // service id is one the database gave: a higher one would prove the database older than
+    // the cloud and hold the reaper (`a_vm_above_the_databases_service_ids_holds_the_reaper`).
+    let lost = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    director
+        .store()
+        .run(move |conn| store::delete_service(conn, lost.sid))
+        .await
+        .unwrap();
+    let orphan = lost.vmid.clone().unwrap();
     let foreign = "cps-00000000-s999".to_owned();
-    for vmid in [&orphan, &foreign] {
-        std::fs::write(test.dummy_vm_path(vmid), "#!/bin/sh\n").unwrap();
-    }
+    std::fs::write(test.dummy_vm_path(&foreign), "#!/bin/sh\n").unwrap();
     // Within the grace period nothing is touched.
     let young = director.reap(Duration::from_secs(3600)).await.unwrap();
     assert_eq!(young.reaped, Vec::<(String, String)>::new());
@@ -363,6 +377,7 @@ async fn the_reaper_terminates_only_this_installations_rowless_vms() {
     let report = director.reap(Duration::ZERO).await.unwrap();
     assert_eq!(report.listed, 2, "{report:?}");
     assert_eq!(report.reaped, vec![("iaas".to_owned(), orphan.clone())]);
+    assert_eq!(report.hold, None);
     assert!(!test.dummy_vm_path(&orphan).exists());
     assert!(
         test.dummy_vm_path(&foreign).exists(),
@@ -374,6 +389,124 @@ async fn the_reaper_terminates_only_this_installations_rowless_vms() {
     );
     std::fs::remove_file(test.dummy_vm_path(&foreign)).unwrap();
     assert_consistent(&test).await;
+}
+
+/// A VM of this installation without a row whose service id the database never gave (what a
+/// database restored from an older backup sees of the services started since): the reaper
+/// holds, terminating nothing, moves the service id counter past it (a new service must not
+/// take its client token), and reaps only after the operator's confirmation.
+#[tokio::test]
+async fn a_vm_above_the_databases_service_ids_holds_the_reaper_until_confirmed() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("restored", "pw", 10).await);
+    let start = || StartRequest {
+        uid,
+        service_type: "php".into(),
+        cloud: "default".into(),
+        appid: None,
+    };
+    let kept = director.start_service(start()).await.unwrap();
+    // Started by the database's later state, which the restore lost.
+    let later = director.client_token(ServiceId(kept.sid.0 + 5));
+    std::fs::write(test.dummy_vm_path(&later), "#!/bin/sh\n").unwrap();
+    for mode in [ReaperMode::On, ReaperMode::Report, ReaperMode::On] {
+        let report = director.reap_with(Duration::ZERO, mode).await.unwrap();
+        assert_eq!(report.reaped, Vec::<(String, String)>::new(), "{mode}");
+        assert_eq!(report.withheld.len(), 1, "{report:?}");
+        assert_eq!(report.withheld[0].vmid, later);
+        let hold = report.hold.expect("the reaper is held");
+        assert_eq!(hold.listed_sid, ServiceId(kept.sid.0 + 5));
+        assert_eq!(hold.allocated_sid, kept.sid);
+        assert!(test.dummy_vm_path(&later).exists(), "a live VM was reaped");
+    }
+    let metrics = director.metrics().encode();
+    assert!(metrics.contains("conpaas_reaper_held 1"), "{metrics}");
+    assert!(
+        metrics.contains("conpaas_reaper_withheld_vms 1"),
+        "{metrics}"
+    );
+    // The hold began once, and says so in the audit log.
+    director.flush_audit().await.unwrap();
+    let events = director
+        .audit_events(store::AuditQuery::all())
+        .await
+        .unwrap();
+    let held: Vec<_> = events.iter().filter(|e| e.event == "reaper.held").collect();
+    assert_eq!(held.len(), 1, "{events:?}");
+    // New services take ids above every listed VM's, never a listed VM's client token.
+    let fresh = director.start_service(start()).await.unwrap();
+    assert!(fresh.sid.0 > kept.sid.0 + 5, "{:?}", fresh.sid);
+    // The dry run changes nothing and says the same.
+    let dry = director.reap_dry_run(Duration::ZERO).await.unwrap();
+    assert!(dry.hold.is_some());
+    assert_eq!(dry.withheld.len(), 1);
+    // The operator's word: the next pass reaps.
+    let confirmed = director.confirm_restore().await.unwrap();
+    assert!(confirmed.hold.is_some());
+    assert!(confirmed.allocated_after.0 >= fresh.sid.0);
+    let report = director.reap(Duration::ZERO).await.unwrap();
+    assert_eq!(report.hold, None);
+    assert_eq!(report.reaped, vec![("iaas".to_owned(), later.clone())]);
+    assert!(!test.dummy_vm_path(&later).exists());
+    assert!(test.dummy_vm_path(kept.vmid.as_ref().unwrap()).exists());
+    assert_consistent(&test).await;
+}
+
+/// `REAPER = report` lists and keeps a VM without a row; `off` does not even list it.
+#[tokio::test]
+async fn the_reaper_in_report_or_off_mode_terminates_nothing() {
+    let test = TestDirector::start();
+    let director = test.director().clone();
+    let uid = UserId(test.add_user("modes", "pw", 10).await);
+    let lost = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    director
+        .store()
+        .run(move |conn| store::delete_service(conn, lost.sid))
+        .await
+        .unwrap();
+    let orphan = lost.vmid.clone().unwrap();
+    let report = director
+        .reap_with(Duration::ZERO, ReaperMode::Report)
+        .await
+        .unwrap();
+    assert_eq!(report.reaped, Vec::<(String, String)>::new());
+    assert_eq!(report.withheld.len(), 1);
+    assert_eq!(report.hold, None);
+    let off = director
+        .reap_with(Duration::ZERO, ReaperMode::Off)
+        .await
+        .unwrap();
+    assert_eq!((off.listed, off.withheld.len()), (0, 0));
+    // A maintenance pass follows its settings' mode.
+    for mode in [ReaperMode::Report, ReaperMode::Off] {
+        let pass = director
+            .maintenance_pass(
+                &MaintenanceSettings::recommended()
+                    .with_reap_grace(Duration::ZERO)
+                    .with_reaper(mode),
+            )
+            .await;
+        assert_eq!(pass.reaped, 0, "{mode}");
+    }
+    assert!(test.dummy_vm_path(&orphan).exists());
+    let on = director
+        .maintenance_pass(
+            &MaintenanceSettings::recommended()
+                .with_reap_grace(Duration::ZERO)
+                .with_reaper(ReaperMode::On),
+        )
+        .await;
+    assert_eq!(on.reaped, 1);
+    assert!(!test.dummy_vm_path(&orphan).exists());
 }
 
 /// A cloud whose creates wait for a gate and whose terminations take a while: the timing of

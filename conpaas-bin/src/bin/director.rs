@@ -1,5 +1,5 @@
 //! `director`: the ConPaaS director's command line: `init` (1.2's cpsconf.py), `adduser`
-//! (cpsadduser.py), `serve`, `backup`, and its own `completions` and `man` page.
+//! (cpsadduser.py), `serve`, `backup`, `reaper`, and its own `completions` and `man` page.
 
 // Printing results and prompts is what a command-line tool is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -85,6 +85,28 @@ enum Command {
         /// span's fields: request_id, method, route, caller, remote).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// The database is new although CERT_DIR holds a CA: record this CA's installation in
+        /// an empty database instead of refusing it. VMs already running under this CA are
+        /// left alone (the reaper is held) until `director reaper --confirm-restore`.
+        #[arg(long)]
+        new_database: bool,
+    },
+    /// The reaper of VMs without a service row: what a pass would terminate (--dry-run), or
+    /// the operator's word after restoring the database from a backup (--confirm-restore).
+    Reaper {
+        /// Print each VM of this installation without a service row (cloud, VM id, service
+        /// id, age, why) and what a maintenance pass would do with it; changes nothing.
+        #[arg(
+            long,
+            conflicts_with = "confirm_restore",
+            required_unless_present = "confirm_restore"
+        )]
+        dry_run: bool,
+        /// After restoring the database: move the service id counter past every VM the clouds
+        /// list and end the reaper's hold, so that the next pass of `serve` terminates the VMs
+        /// without a service row (those started since the backup).
+        #[arg(long)]
+        confirm_restore: bool,
     },
     /// Copy the SQLite database to FILE while the director may be serving (SQLite's online
     /// copy, VACUUM INTO); FILE must not exist. For PostgreSQL, use pg_dump.
@@ -283,7 +305,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password,
             credit,
         } => adduser(&loaded, email, username, password, credit),
-        Command::Serve { listen, .. } => serve(&source, &loaded, listen),
+        Command::Serve {
+            listen,
+            new_database,
+            ..
+        } => serve(&source, &loaded, listen, new_database),
+        Command::Reaper {
+            dry_run,
+            confirm_restore,
+        } => reaper(&loaded, dry_run && !confirm_restore),
         Command::Backup { file } => backup(&loaded, &file),
         Command::Audit {
             since,
@@ -578,10 +608,171 @@ fn backup(loaded: &LoadedConfig, file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Refuses a database that cannot vouch for the clouds ([`setup::vouch_for_database`]): one
+/// empty beside an existing CA (unless `new_database`), or another installation's.
+fn vouch(loaded: &LoadedConfig, new_database: bool) -> anyhow::Result<Option<ExitCode>> {
+    match setup::vouch_for_database(loaded, new_database) {
+        Ok(setup::Vouched::Adopted) => {
+            tracing::info!(
+                "{} has no installation record (an earlier version's): recorded this CA's",
+                setup::database_name(loaded)
+            );
+            Ok(None)
+        }
+        Ok(setup::Vouched::New) => {
+            tracing::warn!(
+                "{} declared new (--new-database): recorded this CA's installation; VMs already \
+                 running under this CA are left alone until `director reaper --confirm-restore`",
+                setup::database_name(loaded)
+            );
+            Ok(None)
+        }
+        Ok(_) => Ok(None),
+        Err(
+            error @ (director::Error::EmptyDatabase { .. }
+            | director::Error::ForeignDatabase { .. }),
+        ) => {
+            eprintln!("E: {error}");
+            Ok(Some(ExitCode::FAILURE))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `director reaper --dry-run | --confirm-restore`.
+fn reaper(loaded: &LoadedConfig, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if !setup::ca_exists(loaded) {
+        eprintln!(
+            "E: no CA in {}: there is no installation, hence no VM of it",
+            loaded.config.ca.cert_dir.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(refused) = vouch(loaded, false)? {
+        return Ok(refused);
+    }
+    let director = director::DirectorBuilder::from_config(loaded)?
+        .key_pool(0)
+        .build()?;
+    let mode = loaded.config.reaper;
+    let grace = loaded.config.reap_grace;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        if dry_run {
+            let report = director.reap_dry_run(grace).await?;
+            print_dry_run(&report, mode, grace);
+            return anyhow::Ok(ExitCode::SUCCESS);
+        }
+        let confirmed = match director.confirm_restore().await {
+            Ok(confirmed) => confirmed,
+            Err(error @ director::Error::CloudsUnlisted(_)) => {
+                eprintln!("E: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        director.flush_audit().await?;
+        match &confirmed.hold {
+            Some(hold) => println!(
+                "the reaper's hold is over (held since {} UTC: a VM of service {} was listed, \
+                 the database had given service ids up to {})",
+                hold.since.format("%Y-%m-%d %H:%M:%S"),
+                hold.listed_sid,
+                hold.allocated_sid
+            ),
+            None => println!("the reaper was not held"),
+        }
+        println!(
+            "{} VM(s) of this installation listed; service ids given: up to {} before, up to {} \
+             now (new services get higher ones)",
+            confirmed.listed, confirmed.allocated_before, confirmed.allocated_after
+        );
+        match mode {
+            director::ReaperMode::On => println!(
+                "the next maintenance pass of `director serve` terminates the VMs without a \
+                 service row older than REAP_GRACE ({} s): see `director reaper --dry-run`",
+                grace.as_secs()
+            ),
+            other => println!(
+                "REAPER = {other}: VMs without a service row are not terminated (see `director \
+                 reaper --dry-run`)"
+            ),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The dry run's table: one line per VM without a service row, and what a pass would do.
+fn print_dry_run(
+    report: &director::ReapReport,
+    mode: director::ReaperMode,
+    grace: std::time::Duration,
+) {
+    let held = report.hold.is_some() || report.database_behind;
+    println!(
+        "REAPER = {mode}, REAP_GRACE = {} s: {} VM(s) of this installation listed, {} without a \
+         service row; service ids given up to {}",
+        grace.as_secs(),
+        report.listed,
+        report.withheld.len(),
+        report
+            .highest_allocated_sid
+            .map_or_else(|| "0".to_owned(), |sid| sid.to_string())
+    );
+    if let Some(hold) = &report.hold {
+        println!(
+            "the reaper is held since {} UTC: a VM of service {} was listed, the database had \
+             given service ids up to {} (a restored backup?); it terminates nothing until \
+             `director reaper --confirm-restore`",
+            hold.since.format("%Y-%m-%d %H:%M:%S"),
+            hold.listed_sid,
+            hold.allocated_sid
+        );
+    } else if let (true, Some(listed)) = (report.database_behind, report.highest_listed_sid) {
+        println!(
+            "the database is older than the clouds: a VM of service {listed} is listed, which \
+             this database never gave (a restored backup?); the next pass holds the reaper: it \
+             terminates nothing until `director reaper --confirm-restore`"
+        );
+    }
+    for (cloud, failure) in &report.failures {
+        println!("cannot list {cloud}: {failure}");
+    }
+    if report.withheld.is_empty() {
+        println!("nothing to terminate");
+        return;
+    }
+    println!("CLOUD\tVMID\tSID\tAGE\tWHY\tA PASS WOULD");
+    for vm in &report.withheld {
+        let verdict = if mode == director::ReaperMode::Off {
+            "leave it (REAPER = off)"
+        } else if held {
+            "leave it (held)"
+        } else if !vm.due {
+            "leave it (within REAP_GRACE)"
+        } else if mode == director::ReaperMode::Report {
+            "report it (REAPER = report)"
+        } else {
+            "terminate it"
+        };
+        println!(
+            "{}\t{}\t{}\t{}s\t{}\t{verdict}",
+            vm.cloud,
+            vm.vmid,
+            vm.sid,
+            vm.age.as_secs(),
+            vm.reason
+        );
+    }
+}
+
 fn serve(
     source: &ConfigSource,
     loaded: &LoadedConfig,
     listen: Option<ListenAddr>,
+    new_database: bool,
 ) -> anyhow::Result<ExitCode> {
     // A data directory (the embedded default or --data-dir) is set up on first use; an
     // operator's own director.cfg is never acted on without `init`.
@@ -610,6 +801,9 @@ fn serve(
             loaded.config.conf_dir.display(),
             report.director_url
         );
+    } else if let Some(refused) = vouch(loaded, new_database)? {
+        // Before anything else opens the database: a missing file is not created.
+        return Ok(refused);
     }
     let director = director::Director::open(loaded)?;
     let (addrs, asked) = match listen {

@@ -75,6 +75,9 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::Ca(_)
         | Error::Templates(_)
         | Error::CaExists(_)
+        | Error::EmptyDatabase { .. }
+        | Error::ForeignDatabase { .. }
+        | Error::CloudsUnlisted(_)
         | Error::Cancelled => {
             tracing::warn!(error = %ErrorChain(error), "internal error");
             match shape {

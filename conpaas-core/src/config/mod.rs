@@ -61,6 +61,38 @@ pub const DEFAULT_MANAGER_PORT: u16 = 443;
 pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// `[director] REAP_GRACE` when absent: a VM without a row is terminated after 10 min.
 pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(600);
+/// `[director] REAPER`: what the reaper does with VMs of this installation that no service row
+/// records (docs/operations.md, "The reaper").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReaperMode {
+    /// `on` (the default): terminates them once older than `REAP_GRACE`, unless the database
+    /// is older than the clouds (then it reports them until the operator confirms).
+    #[default]
+    On,
+    /// `report`: lists and reports them (log, metrics, audit log), terminates nothing.
+    Report,
+    /// `off`: no reaper at all (the clouds are not even listed).
+    Off,
+}
+
+impl ReaperMode {
+    /// The value as written in director.cfg.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReaperMode::On => "on",
+            ReaperMode::Report => "report",
+            ReaperMode::Off => "off",
+        }
+    }
+}
+
+impl std::fmt::Display for ReaperMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `[director] MAX_APPLICATIONS_PER_USER` when absent.
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
@@ -133,6 +165,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAINTENANCE_INTERVAL"),
     ("director", "RECONCILE_GRACE"),
     ("director", "REAP_GRACE"),
+    ("director", "REAPER"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
@@ -182,6 +215,8 @@ pub struct DirectorConfig {
     pub reconcile_grace: Option<Duration>,
     /// `[director] REAP_GRACE`: how old a VM without a row must be before it is terminated.
     pub reap_grace: Duration,
+    /// `[director] REAPER`: `on`, `report` or `off`.
+    pub reaper: ReaperMode,
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,

@@ -462,6 +462,10 @@ fn director_section_errors() {
             "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"127.0.0.1, localhost\"",
         ),
         (
+            "REAPER = maybe\n",
+            "director.cfg:9: [director] REAPER: expected on, report or off, got \"maybe\"",
+        ),
+        (
             "METRICS_ALLOW = 10.0.0.0/33\n",
             "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"10.0.0.0/33\"",
         ),

@@ -13,6 +13,8 @@ use crate::model::ErrorChain;
 use crate::model::ServiceId;
 use crate::store;
 
+pub use crate::config::ReaperMode;
+
 /// How old a VM without a row must be before the reaper terminates it, by default.
 pub const DEFAULT_REAP_GRACE: Duration = crate::config::DEFAULT_REAP_GRACE;
 
@@ -31,6 +33,8 @@ pub struct MaintenanceSettings {
     /// never one still being started (by this process or another replica); the grace only
     /// absorbs clock skew between the cloud and the director.
     pub reap_grace: Duration,
+    /// What the reaper does: terminate (`on`), only report (`report`), nothing (`off`).
+    pub reaper: ReaperMode,
 }
 
 impl MaintenanceSettings {
@@ -40,15 +44,18 @@ impl MaintenanceSettings {
             interval: crate::config::DEFAULT_MAINTENANCE_INTERVAL,
             reconcile_grace: None,
             reap_grace: DEFAULT_REAP_GRACE,
+            reaper: ReaperMode::On,
         }
     }
 
-    /// The `[director]` keys `MAINTENANCE_INTERVAL`, `RECONCILE_GRACE` and `REAP_GRACE`.
+    /// The `[director]` keys `MAINTENANCE_INTERVAL`, `RECONCILE_GRACE`, `REAP_GRACE` and
+    /// `REAPER`.
     pub fn from_config(config: &crate::config::DirectorConfig) -> Self {
         MaintenanceSettings {
             interval: config.maintenance_interval,
             reconcile_grace: config.reconcile_grace,
             reap_grace: config.reap_grace,
+            reaper: config.reaper,
         }
     }
 
@@ -69,6 +76,12 @@ impl MaintenanceSettings {
     /// These settings with another reaper grace period.
     pub fn with_reap_grace(mut self, grace: Duration) -> Self {
         self.reap_grace = grace;
+        self
+    }
+
+    /// These settings with another reaper mode.
+    pub fn with_reaper(mut self, mode: ReaperMode) -> Self {
+        self.reaper = mode;
         self
     }
 }
@@ -92,6 +105,48 @@ pub struct MaintenanceReport {
 /// The name of the lease of reconciliation and the reaper (one replica at a time).
 pub const MAINTENANCE_LEASE: &str = "maintenance";
 
+/// Why the reaper would terminate a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReapReason {
+    /// No service row has the VM's service id.
+    NoRow,
+    /// The service's row records another VM (this one is a duplicate create).
+    AnotherVm {
+        /// The VM the row records.
+        recorded: String,
+    },
+}
+
+impl std::fmt::Display for ReapReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReapReason::NoRow => f.write_str("no service row"),
+            ReapReason::AnotherVm { recorded } => {
+                write!(f, "its service row records another VM ({recorded})")
+            }
+        }
+    }
+}
+
+/// A VM of this installation that no service row records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReapCandidate {
+    /// The cloud's name.
+    pub cloud: String,
+    /// The cloud's id of the VM.
+    pub vmid: String,
+    /// The service id of its client token.
+    pub sid: ServiceId,
+    /// How old it is (by the cloud's creation time, else since this process first saw it).
+    pub age: Duration,
+    /// Older than the grace period: a pass that may terminate terminates it.
+    pub due: bool,
+    /// Why it has no row.
+    pub reason: ReapReason,
+}
+
 /// What one reaper pass found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,10 +155,48 @@ pub struct ReapReport {
     pub listed: usize,
     /// Of those, VMs without a row, older than the grace period, terminated.
     pub reaped: Vec<(String, String)>,
+    /// VMs without a row older than the grace period that the pass left running: the mode is
+    /// `report` or the reaper is held ([`ReapReport::hold`]). A dry run
+    /// ([`Director::reap_dry_run`]) lists here every VM without a row, young ones too.
+    pub withheld: Vec<ReapCandidate>,
     /// VMs without a row still within the grace period (reaped by a later pass).
     pub young: usize,
     /// Clouds that could not list their VMs (or terminate one), with why.
     pub failures: Vec<(String, String)>,
+    /// The highest service id among the VMs listed.
+    pub highest_listed_sid: Option<ServiceId>,
+    /// The highest service id the database had given, before this pass.
+    pub highest_allocated_sid: Option<ServiceId>,
+    /// A listed VM's service id is above the highest the database gave: the database is older
+    /// than the clouds (a restored backup) and the reaper is held from this pass on.
+    pub database_behind: bool,
+    /// The reaper is held: it terminates nothing until the operator confirms
+    /// ([`Director::confirm_restore`], `director reaper --confirm-restore`).
+    pub hold: Option<store::ReaperHold>,
+}
+
+/// What [`Director::confirm_restore`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreConfirmation {
+    /// VMs of this installation the clouds listed.
+    pub listed: usize,
+    /// The highest service id among them.
+    pub highest_listed_sid: Option<ServiceId>,
+    /// The hold it ended, if the reaper was held.
+    pub hold: Option<store::ReaperHold>,
+    /// The highest service id the database had given before.
+    pub allocated_before: ServiceId,
+    /// The highest service id given now: new services get higher ones.
+    pub allocated_after: ServiceId,
+}
+
+/// The VMs one survey of the clouds found.
+struct Survey {
+    listed: usize,
+    rowless: Vec<ReapCandidate>,
+    failures: Vec<(String, String)>,
+    highest_listed_sid: Option<ServiceId>,
 }
 
 impl Director {
@@ -157,7 +250,7 @@ impl Director {
             }
             Err(error) => tracing::warn!(error = %ErrorChain(&error), "reconciliation failed"),
         }
-        match self.reap(settings.reap_grace).await {
+        match self.reap_with(settings.reap_grace, settings.reaper).await {
             Ok(reaped) => {
                 report.reaped = reaped.reaped.len();
                 for (cloud, failure) in &reaped.failures {
@@ -180,9 +273,19 @@ impl Director {
         report
     }
 
+    /// The tag of this installation: 8 hex digits of the MD5 of its CA certificate.
+    pub fn installation_tag(&self) -> &str {
+        &self.inner.installation_tag
+    }
+
     /// The prefix of the client tokens of this installation's VMs.
     pub fn token_prefix(&self) -> String {
         format!("cps-{}-s", self.inner.installation_tag)
+    }
+
+    /// The reaper, as `REAPER = on` runs it: [`reap_with`](Self::reap_with) `ReaperMode::On`.
+    pub async fn reap(&self, grace: Duration) -> Result<ReapReport, Error> {
+        self.reap_with(grace, ReaperMode::On).await
     }
 
     /// The reaper: lists this installation's VMs on every cloud (by the client-token prefix
@@ -192,9 +295,184 @@ impl Director {
     /// cloud gives no creation time is aged from the first pass that saw it. Rows are read
     /// after the VMs are listed, and a row is always written before its VM is asked for, so a
     /// VM being started (here or in another replica) always has its row.
-    pub async fn reap(&self, grace: Duration) -> Result<ReapReport, Error> {
+    ///
+    /// It never acts on a database that cannot vouch for the clouds: service ids are never
+    /// reused, so a listed VM whose id is above the highest the database gave proves the
+    /// database older than the clouds (a restored backup). Then the service id counter is
+    /// moved past it (no new service takes that VM's client token) and the reaper is held,
+    /// recorded in the database: it terminates nothing, reporting (a `warn` line each pass,
+    /// the `conpaas_reaper_held` and `conpaas_reaper_withheld_vms` gauges, a `reaper.held`
+    /// audit event when the hold begins) until [`confirm_restore`](Self::confirm_restore).
+    /// `ReaperMode::Report` reports the same way and terminates nothing; `ReaperMode::Off`
+    /// does nothing.
+    pub async fn reap_with(&self, grace: Duration, mode: ReaperMode) -> Result<ReapReport, Error> {
+        if mode == ReaperMode::Off {
+            tracing::debug!("the reaper is off (REAPER = off)");
+            self.inner.metrics.reaper(false, 0);
+            return Ok(ReapReport::default());
+        }
+        let survey = self.survey(grace).await;
+        let tag = self.inner.installation_tag.clone();
+        let listed_sid = survey.highest_listed_sid;
+        let (allocated, check) = self
+            .inner
+            .store
+            .run(move |conn| -> Result<_, store::Error> {
+                let allocated = store::highest_allocated_sid(conn)?;
+                let check = store::hold_reaper(conn, &tag, listed_sid)?;
+                Ok((allocated, check))
+            })
+            .await?;
+        let mut report = ReapReport {
+            listed: survey.listed,
+            failures: survey.failures,
+            young: survey.rowless.iter().filter(|vm| !vm.due).count(),
+            highest_listed_sid: listed_sid,
+            highest_allocated_sid: Some(allocated),
+            database_behind: listed_sid.is_some_and(|listed| listed.0 > allocated.0),
+            hold: check.hold,
+            ..ReapReport::default()
+        };
+        let due: Vec<ReapCandidate> = survey.rowless.into_iter().filter(|vm| vm.due).collect();
+        if check.began
+            && let Some(hold) = &report.hold
+        {
+            self.audit(
+                Event::new("reaper.held", AuditOutcome::Ok)
+                    .detail("listed_sid", hold.listed_sid.0)
+                    .detail("allocated_sid", hold.allocated_sid.0)
+                    .detail("rowless_vms", due.len()),
+            );
+        }
+        if let Some(hold) = &report.hold {
+            tracing::warn!(
+                listed_sid = %hold.listed_sid,
+                allocated_sid = %hold.allocated_sid,
+                since = %hold.since,
+                withheld = due.len(),
+                vms = %vm_list(&due),
+                "the reaper terminates nothing: a cloud listed a VM whose service id this \
+                 database never gave, so the database is older than the cloud (a restored \
+                 backup?); once the VMs started since are dealt with, confirm with `director \
+                 reaper --confirm-restore` (docs/operations.md, \"Backups\")"
+            );
+            report.withheld = due;
+        } else if mode == ReaperMode::Report {
+            if !due.is_empty() {
+                tracing::warn!(
+                    withheld = due.len(),
+                    vms = %vm_list(&due),
+                    "REAPER = report: VMs of this installation without a service row left running"
+                );
+            }
+            report.withheld = due;
+        } else {
+            for candidate in due {
+                let Some(registered) = self.inner.clouds.get(&candidate.cloud) else {
+                    continue;
+                };
+                match registered.cloud().kill_node(&candidate.vmid).await {
+                    Ok(()) => {
+                        tracing::warn!(cloud = %candidate.cloud, vmid = %candidate.vmid, sid = %candidate.sid, "reaped a VM that had no service row");
+                        self.audit(
+                            Event::new("service.reaped", AuditOutcome::Ok)
+                                .sid(candidate.sid)
+                                .detail("cloud", candidate.cloud.clone())
+                                .detail("vmid", candidate.vmid.clone()),
+                        );
+                        report.reaped.push((candidate.cloud, candidate.vmid));
+                    }
+                    Err(error) => report.failures.push((
+                        candidate.cloud,
+                        format!(
+                            "cannot terminate {}: {}",
+                            candidate.vmid,
+                            ErrorChain(&error)
+                        ),
+                    )),
+                }
+            }
+        }
+        self.inner
+            .metrics
+            .reaper(report.hold.is_some(), report.withheld.len());
+        Ok(report)
+    }
+
+    /// What a reaper pass in `mode` would do, doing nothing (`director reaper --dry-run`):
+    /// every VM without a row in [`ReapReport::withheld`] (with whether it is due), the hold
+    /// in force, and whether this pass would begin one ([`ReapReport::database_behind`]).
+    pub async fn reap_dry_run(&self, grace: Duration) -> Result<ReapReport, Error> {
+        let survey = self.survey(grace).await;
+        let (allocated, installation) = self
+            .inner
+            .store
+            .run(|conn| -> Result<_, store::Error> {
+                Ok((
+                    store::highest_allocated_sid(conn)?,
+                    store::find_installation(conn)?,
+                ))
+            })
+            .await?;
+        let listed_sid = survey.highest_listed_sid;
+        Ok(ReapReport {
+            listed: survey.listed,
+            young: survey.rowless.iter().filter(|vm| !vm.due).count(),
+            withheld: survey.rowless,
+            failures: survey.failures,
+            highest_listed_sid: listed_sid,
+            highest_allocated_sid: Some(allocated),
+            database_behind: listed_sid.is_some_and(|listed| listed.0 > allocated.0),
+            hold: installation.and_then(|found| found.hold),
+            ..ReapReport::default()
+        })
+    }
+
+    /// The operator's word after restoring a database (`director reaper --confirm-restore`):
+    /// lists every cloud, moves the service id counter past the highest id listed (so that no
+    /// new service reuses the id, hence the client token, of a VM started after the backup)
+    /// and ends the reaper's hold, in one transaction; the next pass terminates the VMs
+    /// without a row. Refused, changing nothing, when a cloud cannot list its VMs.
+    pub async fn confirm_restore(&self) -> Result<RestoreConfirmation, Error> {
+        let survey = self.survey(Duration::MAX).await;
+        if !survey.failures.is_empty() {
+            let failures: Vec<String> = survey
+                .failures
+                .iter()
+                .map(|(cloud, why)| format!("{cloud}: {why}"))
+                .collect();
+            return Err(Error::CloudsUnlisted(failures.join("; ")));
+        }
+        let tag = self.inner.installation_tag.clone();
+        let listed_sid = survey.highest_listed_sid;
+        let release = self
+            .inner
+            .store
+            .run(move |conn| store::release_reaper(conn, &tag, listed_sid))
+            .await?;
+        let mut event = Event::new("reaper.confirmed", AuditOutcome::Ok)
+            .detail("listed_vms", survey.listed)
+            .detail("allocated_before", release.allocated_before.0)
+            .detail("allocated_after", release.allocated_after.0);
+        if let Some(hold) = &release.hold {
+            event = event.detail("held_since", hold.since.to_string());
+        }
+        self.audit(event);
+        self.inner.metrics.reaper(false, 0);
+        Ok(RestoreConfirmation {
+            listed: survey.listed,
+            highest_listed_sid: listed_sid,
+            hold: release.hold,
+            allocated_before: release.allocated_before,
+            allocated_after: release.allocated_after,
+        })
+    }
+
+    /// Lists this installation's VMs on every cloud and finds those without a row, each aged
+    /// against `grace`.
+    async fn survey(&self, grace: Duration) -> Survey {
         let prefix = self.token_prefix();
-        let mut report = ReapReport::default();
+        let mut failures = Vec::new();
         let mut listed = Vec::new();
         for registered in self.inner.clouds.iter() {
             match registered.cloud().list_nodes(&prefix).await {
@@ -202,21 +480,37 @@ impl Director {
                 Err(crate::cloud::Error::Unsupported { .. }) => {
                     tracing::debug!(cloud = registered.name(), "the cloud cannot list its VMs");
                 }
-                Err(error) => report
-                    .failures
-                    .push((registered.name().to_owned(), ErrorChain(&error).to_string())),
+                Err(error) => {
+                    failures.push((registered.name().to_owned(), ErrorChain(&error).to_string()))
+                }
             }
         }
-        report.listed = listed.len();
         let sids: Vec<ServiceId> = listed
             .iter()
             .filter_map(|(_, node)| sid_of_token(&prefix, &node.client_token))
             .collect();
-        let existing = self
+        let highest_listed_sid = sids.iter().copied().max_by_key(|sid| sid.0);
+        let mut survey = Survey {
+            listed: listed.len(),
+            rowless: Vec::new(),
+            failures,
+            highest_listed_sid,
+        };
+        let existing = match self
             .inner
             .store
             .run(move |conn| store::service_vms(conn, &sids))
-            .await?;
+            .await
+        {
+            Ok(existing) => existing,
+            Err(error) => {
+                // Nothing is without a row when the rows cannot be read.
+                survey
+                    .failures
+                    .push(("database".to_owned(), ErrorChain(&error).to_string()));
+                return survey;
+            }
+        };
         let now = self.now();
         let mut seen_now = Vec::new();
         for (registered, node) in listed {
@@ -225,46 +519,35 @@ impl Director {
             };
             // A row keeps its VM: the one it records, or (no VM recorded yet) whatever its start
             // is creating. Another VM under the row's token (a duplicate create) is an orphan.
-            if let Ok(index) = existing.binary_search_by_key(&sid.0, |(found, _)| found.0) {
-                match &existing[index].1 {
+            let reason = match existing.binary_search_by_key(&sid.0, |(found, _)| found.0) {
+                Ok(index) => match &existing[index].1 {
                     None => continue,
                     Some(recorded) if *recorded == node.vmid => continue,
-                    Some(_) => {}
-                }
-            }
+                    Some(recorded) => ReapReason::AnotherVm {
+                        recorded: recorded.clone(),
+                    },
+                },
+                Err(_) => ReapReason::NoRow,
+            };
             let key = format!("{}/{}", registered.name(), node.vmid);
             seen_now.push(key.clone());
-            let old_enough = match node.created {
-                Some(created) => (now - created).to_std().is_ok_and(|age| age >= grace),
+            let age = match node.created {
+                Some(created) => (now - created).to_std().unwrap_or(Duration::ZERO),
                 None => (now - self.first_seen(&key, now))
                     .to_std()
-                    .is_ok_and(|age| age >= grace),
+                    .unwrap_or(Duration::ZERO),
             };
-            if !old_enough {
-                report.young += 1;
-                continue;
-            }
-            match registered.cloud().kill_node(&node.vmid).await {
-                Ok(()) => {
-                    tracing::warn!(cloud = registered.name(), vmid = %node.vmid, sid = %sid, "reaped a VM that had no service row");
-                    self.audit(
-                        Event::new("service.reaped", AuditOutcome::Ok)
-                            .sid(sid)
-                            .detail("cloud", registered.name())
-                            .detail("vmid", node.vmid.clone()),
-                    );
-                    report
-                        .reaped
-                        .push((registered.name().to_owned(), node.vmid.clone()));
-                }
-                Err(error) => report.failures.push((
-                    registered.name().to_owned(),
-                    format!("cannot terminate {}: {}", node.vmid, ErrorChain(&error)),
-                )),
-            }
+            survey.rowless.push(ReapCandidate {
+                cloud: registered.name().to_owned(),
+                vmid: node.vmid,
+                sid,
+                age,
+                due: age >= grace,
+                reason,
+            });
         }
         self.forget_unseen(&seen_now);
-        Ok(report)
+        survey
     }
 
     /// When the reaper first saw the VM `key` without a row.
@@ -318,6 +601,14 @@ impl Director {
         }
         tracing::debug!("maintenance stopped");
     }
+}
+
+/// `cloud/vmid (service N)` of each VM, for a log line.
+fn vm_list(vms: &[ReapCandidate]) -> String {
+    vms.iter()
+        .map(|vm| format!("{}/{} (service {})", vm.cloud, vm.vmid, vm.sid))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The service id of one of this installation's client tokens (`cps-<tag>-s<sid>`).

@@ -302,6 +302,8 @@ pub struct Metrics {
     cloud_errors: Family<CloudLabels, Counter>,
     maintenance: Family<MaintenanceLabels, Counter>,
     audit_dropped: Counter,
+    reaper_held: prometheus_client::metrics::gauge::Gauge,
+    reaper_withheld: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// The key pool's depth, read at each scrape.
@@ -351,6 +353,8 @@ impl Metrics {
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
         let audit_dropped = Counter::default();
+        let reaper_held = prometheus_client::metrics::gauge::Gauge::default();
+        let reaper_withheld = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "conpaas_http_requests",
             "HTTP requests answered, by route pattern, method, status and outcome",
@@ -402,6 +406,19 @@ impl Metrics {
             "Audit events dropped because their queue was full (the database failing or behind)",
             audit_dropped.clone(),
         );
+        registry.register(
+            "conpaas_reaper_held",
+            "1 while the reaper terminates nothing because a cloud listed a VM whose service id \
+             the database never gave (a restored older backup), until `director reaper \
+             --confirm-restore`",
+            reaper_held.clone(),
+        );
+        registry.register(
+            "conpaas_reaper_withheld_vms",
+            "VMs without a service row that the last reaper pass reported but did not terminate \
+             (REAPER = report, or the reaper held)",
+            reaper_withheld.clone(),
+        );
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
         Metrics {
             registry,
@@ -415,6 +432,8 @@ impl Metrics {
             cloud_errors,
             maintenance,
             audit_dropped,
+            reaper_held,
+            reaper_withheld,
         }
     }
 
@@ -495,6 +514,12 @@ impl Metrics {
 
     pub(crate) fn audit_dropped(&self, count: u64) {
         self.audit_dropped.inc_by(count);
+    }
+
+    pub(crate) fn reaper(&self, held: bool, withheld: usize) {
+        self.reaper_held.set(i64::from(held));
+        self.reaper_withheld
+            .set(i64::try_from(withheld).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn maintenance(&self, action: MaintenanceAction, count: usize) {

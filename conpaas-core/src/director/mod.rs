@@ -21,7 +21,8 @@ mod users;
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
 pub use clock::{Clock, SystemClock};
 pub use maintenance::{
-    DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapReport,
+    DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapCandidate,
+    ReapReason, ReapReport, ReaperMode, RestoreConfirmation,
 };
 pub use managers::ManagerCharge;
 pub use manifest::{
@@ -106,6 +107,43 @@ pub enum Error {
         "a CA already exists in {0}; use --force to replace it (this breaks every issued certificate)"
     )]
     CaExists(std::path::PathBuf),
+    /// An empty database (no installation recorded, no user, application or service ever)
+    /// beside an existing CA, not declared new (`director serve --new-database`): a lost
+    /// file, an unmounted volume or a mistyped `DATABASE_URI` more likely than a new
+    /// installation, and the reaper would take every VM of the installation for an orphan.
+    #[error(
+        "{database} is empty (no user, application or service ever), but the CA in {} belongs \
+         to an installation that may have VMs running: a mistyped DATABASE_URI, an unmounted \
+         volume or a lost database file? Nothing was started. Point DATABASE_URI at the \
+         installation's database (or restore it from a backup); if this installation really \
+         starts afresh with this CA, run `director serve --new-database` once", .cert_dir.display()
+    )]
+    EmptyDatabase {
+        /// The database, as the operator knows it (a path; never a password).
+        database: String,
+        /// The CA's directory.
+        cert_dir: std::path::PathBuf,
+    },
+    /// The database records another installation's CA.
+    #[error(
+        "{database} belongs to the installation tagged {recorded}, but the CA in {} is \
+         installation {tag}: DATABASE_URI or CERT_DIR names another installation's; nothing \
+         was started", .cert_dir.display()
+    )]
+    ForeignDatabase {
+        /// The database, as the operator knows it.
+        database: String,
+        /// The tag the database recorded.
+        recorded: String,
+        /// The tag of the CA in `CERT_DIR`.
+        tag: String,
+        /// The CA's directory.
+        cert_dir: std::path::PathBuf,
+    },
+    /// The reaper's hold cannot be ended: some clouds did not list their VMs, so the highest
+    /// service id in use is unknown.
+    #[error("some clouds could not list their VMs ({0}); nothing changed")]
+    CloudsUnlisted(String),
     /// The configuration is unusable for this operation.
     #[error(transparent)]
     Config(#[from] crate::config::Error),

@@ -3,7 +3,7 @@
 use crate::ca::{CertificateAuthority, IfExists, IssuedCertificate};
 use crate::cloud::DriverSettings;
 use crate::config::{self, DirectorUrl, LoadedConfig};
-use crate::store::{NewCertificate, Store};
+use crate::store::{self, DatabaseUrl, NewCertificate, Store};
 
 use super::Error;
 
@@ -66,6 +66,9 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     let ca = CertificateAuthority::create(&settings.ca, if_exists)?;
     let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
     record(&store, &director_cert)?;
+    // The database and the CA made together know each other from now on.
+    let tag = crate::ca::installation_tag(ca.cert_der());
+    store.run_blocking(|conn| store::record_installation(conn, &tag))?;
     let director_url = config::set_director_url(&config.path, director_url.host(), port)?;
     let templates = install_templates_if_dummy(config)?;
     Ok(InitReport {
@@ -94,6 +97,75 @@ pub fn reissue_director_cert(config: &LoadedConfig, hostname: &str) -> Result<In
         migrations: Vec::new(),
         templates: Vec::new(),
     })
+}
+
+/// How [`vouch_for_database`] found the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Vouched {
+    /// It records this CA's installation.
+    Recorded,
+    /// It had a history but no record (made by an earlier version, or a 1.2 database): this
+    /// CA's installation is recorded now.
+    Adopted,
+    /// It was empty and declared new (`--new-database`): this CA's installation is recorded.
+    /// VMs already running under the CA keep the reaper held until the operator confirms.
+    New,
+}
+
+/// The database as the operator knows it: its path, never a password.
+pub fn database_name(config: &LoadedConfig) -> String {
+    match &config.config.store.url {
+        DatabaseUrl::Sqlite(path) => format!("the database {}", path.display()),
+        DatabaseUrl::Postgres(_) => format!(
+            "the PostgreSQL database of DATABASE_URI in {}",
+            config.path.display()
+        ),
+        _ => "the in-memory database".to_owned(),
+    }
+}
+
+/// Checks, before serving beside an existing CA, that the database belongs to it: one that
+/// records another CA's installation is refused ([`Error::ForeignDatabase`]); an empty one
+/// (no record, no user, application or service ever) is refused unless `new_database`
+/// ([`Error::EmptyDatabase`]), and a missing SQLite file is not even created then. A
+/// database with a history but no record adopts this CA's installation. Opens and migrates
+/// the database. Blocking.
+pub fn vouch_for_database(config: &LoadedConfig, new_database: bool) -> Result<Vouched, Error> {
+    let settings = &config.config;
+    let empty = || Error::EmptyDatabase {
+        database: database_name(config),
+        cert_dir: settings.ca.cert_dir.clone(),
+    };
+    // The CA's own checks (a key others can read) come first, before the database is opened.
+    let ca = CertificateAuthority::load(&settings.ca)?;
+    let tag = crate::ca::installation_tag(ca.cert_der());
+    if let DatabaseUrl::Sqlite(path) = &settings.store.url
+        && !new_database
+        && !path.exists()
+    {
+        return Err(empty());
+    }
+    let store = Store::open(&settings.store)?;
+    let (found, history) = store.run_blocking(|conn| -> Result<_, store::Error> {
+        Ok((store::find_installation(conn)?, store::has_history(conn)?))
+    })?;
+    let vouched = match found {
+        Some(found) if found.tag == tag => return Ok(Vouched::Recorded),
+        Some(found) => {
+            return Err(Error::ForeignDatabase {
+                database: database_name(config),
+                recorded: found.tag,
+                tag,
+                cert_dir: settings.ca.cert_dir.clone(),
+            });
+        }
+        None if history => Vouched::Adopted,
+        None if new_database => Vouched::New,
+        None => return Err(empty()),
+    };
+    store.run_blocking(|conn| store::record_installation(conn, &tag))?;
+    Ok(vouched)
 }
 
 /// Records an issued certificate's serial (unique: a collision is refused by the database).

@@ -188,7 +188,7 @@ struct Counter {
 
 /// The highest id the database ever gave in `table` (deleted rows included): SQLite's
 /// `sqlite_sequence` (AUTOINCREMENT) or PostgreSQL's sequence, and at least the largest id.
-fn id_counter(conn: &mut DbConnection, table: &str, column: &str) -> Result<i64, Error> {
+pub(super) fn id_counter(conn: &mut DbConnection, table: &str, column: &str) -> Result<i64, Error> {
     let counter: Counter = match conn {
         #[cfg(feature = "sqlite")]
         DbConnection::Sqlite(c) => diesel::sql_query(format!(

@@ -62,6 +62,8 @@ mod faults;
 #[cfg(feature = "store")]
 mod hashing;
 #[cfg(feature = "store")]
+mod installation;
+#[cfg(feature = "store")]
 mod lease;
 #[cfg(feature = "store")]
 mod migrate;
@@ -105,6 +107,11 @@ pub use database_error::{DatabaseError, DatabaseErrorKind};
 pub use faults::StoreFaults;
 #[cfg(feature = "store")]
 pub use hashing::{HashingPool, HashingSettings};
+#[cfg(feature = "store")]
+pub use installation::{
+    HoldCheck, Installation, ReaperHold, Release, advance_service_ids, find_installation,
+    has_history, highest_allocated_sid, hold_reaper, record_installation, release_reaper,
+};
 #[cfg(feature = "store")]
 pub use lease::Lease;
 #[cfg(feature = "store")]

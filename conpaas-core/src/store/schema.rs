@@ -1,5 +1,5 @@
 //! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
-//! `issued_certificate` and `audit_event`. Written by hand to match `migrations/*/`; keep them in step.
+//! `issued_certificate`, `audit_event` and `installation`. Written by hand to match `migrations/*/`; keep them in step.
 
 diesel::table! {
     /// One row per ConPaaS account (1.2's table, name and columns kept).
@@ -119,6 +119,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Which installation the database belongs to (new in conpaas-rs, migration 6): one row at
+    /// most. Times are UTC.
+    installation (id) {
+        /// Always 1.
+        id -> Integer,
+        /// The tag of the CA the database was set up with (`cps-<tag>-s<sid>` client tokens).
+        tag -> Text,
+        /// When the tag was recorded (UTC).
+        recorded -> Timestamp,
+        /// Since when the reaper is held (a VM listed whose sid this database never gave).
+        held_since -> Nullable<Timestamp>,
+        /// The highest sid listed when the hold began.
+        held_listed_sid -> Nullable<Integer>,
+        /// The highest sid the database had given when the hold began.
+        held_allocated_sid -> Nullable<Integer>,
+    }
+}
+
 diesel::joinable!(application -> user (user_id));
 diesel::joinable!(service -> application (application_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -126,5 +145,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     application,
     service,
     issued_certificate,
-    audit_event
+    audit_event,
+    installation
 );

@@ -1,4 +1,4 @@
-//! `[director]`: the database URL, `DEBUG` and `METRICS_ALLOW`.
+//! `[director]`: the database URL, `DEBUG`, `METRICS_ALLOW` and `REAPER`.
 
 use super::*;
 
@@ -65,4 +65,14 @@ pub(super) fn parse_metrics_allow(text: &str) -> Result<Vec<ipnet::IpNet>, Strin
                 .map_err(|_| EXPECTED.to_owned())
         })
         .collect()
+}
+
+/// `REAPER`: `on`, `report` or `off`, in any case.
+pub(super) fn parse_reaper_mode(text: &str) -> Result<ReaperMode, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(ReaperMode::On),
+        "report" => Ok(ReaperMode::Report),
+        "off" => Ok(ReaperMode::Off),
+        _ => Err("on, report or off".to_owned()),
+    }
 }

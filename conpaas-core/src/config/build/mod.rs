@@ -7,7 +7,7 @@ mod conpaas;
 mod director;
 
 use conpaas::parse_key_algorithm;
-use director::parse_metrics_allow;
+use director::{parse_metrics_allow, parse_reaper_mode};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -32,7 +32,7 @@ use super::values::{
 use super::{
     DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
     DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER, DEFAULT_MAX_SERVICES_PER_USER,
-    DEFAULT_REAP_GRACE, DirectorConfig,
+    DEFAULT_REAP_GRACE, DirectorConfig, ReaperMode,
 };
 
 /// The sections the director reads besides the clouds.
@@ -66,6 +66,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAINTENANCE_INTERVAL",
     "RECONCILE_GRACE",
     "REAP_GRACE",
+    "REAPER",
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
@@ -243,6 +244,7 @@ impl Builder<'_> {
         let maintenance_interval = self.optional("director", "maintenance_interval", parse_seconds);
         let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
         let reap_grace = self.optional("director", "reap_grace", parse_seconds);
+        let reaper = self.optional("director", "reaper", parse_reaper_mode);
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
@@ -268,6 +270,7 @@ impl Builder<'_> {
             Ok(maintenance_interval),
             Ok(reconcile_grace),
             Ok(reap_grace),
+            Ok(reaper),
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
@@ -288,6 +291,7 @@ impl Builder<'_> {
             maintenance_interval,
             reconcile_grace,
             reap_grace,
+            reaper,
             max_applications,
             max_services,
             metrics_allow,
@@ -318,6 +322,7 @@ impl Builder<'_> {
             maintenance_interval: maintenance_interval.unwrap_or(DEFAULT_MAINTENANCE_INTERVAL),
             reconcile_grace,
             reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
+            reaper: reaper.unwrap_or_default(),
             max_applications_per_user: max_applications
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),

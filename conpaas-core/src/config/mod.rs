@@ -61,6 +61,10 @@ pub const DEFAULT_MANAGER_PORT: u16 = 443;
 pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 /// `[director] REAP_GRACE` when absent: a VM without a row is terminated after 10 min.
 pub const DEFAULT_REAP_GRACE: Duration = Duration::from_secs(600);
+/// `[director] CHARGE_PATIENCE` when absent: a manager's credit charge is retried for 30 s
+/// while the database fails before it is deferred (1.2 managers wait for the answer without a
+/// timeout, and half a minute outlasts a backup or a migration holding the SQLite write lock).
+pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
 /// `[director] MAX_APPLICATIONS_PER_USER` when absent.
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
@@ -133,6 +137,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAINTENANCE_INTERVAL"),
     ("director", "RECONCILE_GRACE"),
     ("director", "REAP_GRACE"),
+    ("director", "CHARGE_PATIENCE"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
@@ -182,6 +187,9 @@ pub struct DirectorConfig {
     pub reconcile_grace: Option<Duration>,
     /// `[director] REAP_GRACE`: how old a VM without a row must be before it is terminated.
     pub reap_grace: Duration,
+    /// `[director] CHARGE_PATIENCE`: how long a manager's credit charge is retried while the
+    /// database fails before it is deferred.
+    pub charge_patience: Duration,
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,

@@ -5,6 +5,7 @@ pub mod accounts;
 mod apps;
 pub mod audit;
 mod builder;
+pub mod journal;
 pub mod fetch;
 mod maintenance;
 mod managers;
@@ -18,6 +19,7 @@ mod throttle;
 mod users;
 
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
+pub use journal::{CHARGE_JOURNAL_FILE, ChargeJournal, JournalContents};
 pub use maintenance::{
     DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapReport,
 };

@@ -32,7 +32,7 @@ use super::values::{
 use super::{
     DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
     DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER, DEFAULT_MAX_SERVICES_PER_USER,
-    DEFAULT_REAP_GRACE, DirectorConfig,
+    DEFAULT_CHARGE_PATIENCE, DEFAULT_REAP_GRACE, DirectorConfig,
 };
 
 /// The sections the director reads besides the clouds.
@@ -66,6 +66,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAINTENANCE_INTERVAL",
     "RECONCILE_GRACE",
     "REAP_GRACE",
+    "CHARGE_PATIENCE",
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
@@ -243,6 +244,11 @@ impl Builder<'_> {
         let maintenance_interval = self.optional("director", "maintenance_interval", parse_seconds);
         let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
         let reap_grace = self.optional("director", "reap_grace", parse_seconds);
+        let charge_patience = self.optional("director", "charge_patience", |text| {
+            parse_integer(text, 1, 3600)
+                .map(Duration::from_secs)
+                .map_err(|_| "a whole number of seconds between 1 and 3600".to_owned())
+        });
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
@@ -268,6 +274,7 @@ impl Builder<'_> {
             Ok(maintenance_interval),
             Ok(reconcile_grace),
             Ok(reap_grace),
+            Ok(charge_patience),
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
@@ -288,6 +295,7 @@ impl Builder<'_> {
             maintenance_interval,
             reconcile_grace,
             reap_grace,
+            charge_patience,
             max_applications,
             max_services,
             metrics_allow,
@@ -318,6 +326,7 @@ impl Builder<'_> {
             maintenance_interval: maintenance_interval.unwrap_or(DEFAULT_MAINTENANCE_INTERVAL),
             reconcile_grace,
             reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
+            charge_patience: charge_patience.unwrap_or(DEFAULT_CHARGE_PATIENCE),
             max_applications_per_user: max_applications
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),

@@ -143,10 +143,12 @@ impl Director {
             let applied = event.to_new();
             let refused = event.clone().outcome(AuditOutcome::Refused).to_new();
             let attempt = charge.clone();
-            match self
-                .inner
-                .store
-                .run(move |conn| {
+            // Bounded by the deadline, the wait for the store's turn included (on SQLite the
+            // writes queue one behind the other, each up to the busy timeout). An attempt
+            // still running past it may yet commit: its id makes the replay find it applied.
+            let attempted = tokio::time::timeout_at(
+                deadline,
+                self.inner.store.run(move |conn| {
                     store::write_transaction(conn, |conn| {
                         let outcome =
                             store::apply_charge(conn, &attempt, store::ChargeRule::Covered)?;
@@ -160,9 +162,14 @@ impl Director {
                         }
                         Ok::<_, store::Error>(outcome)
                     })
-                })
-                .await
-            {
+                }),
+            )
+            .await;
+            let Ok(attempted) = attempted else {
+                tracing::error!(uid = %uid, amount, "credit charge not done within its patience: deferred until the database takes writes, the manager is told it was covered");
+                return Ok(self.defer_charge(charge, event).await);
+            };
+            match attempted {
                 Ok(store::ChargeApplied::Applied) => return Ok(Charged::Applied),
                 Ok(store::ChargeApplied::AlreadyApplied) => {
                     tracing::info!(uid = %uid, charge = %charge.id, "credit charge found applied by an earlier attempt");

@@ -28,13 +28,15 @@ pub struct Charge {
 }
 
 impl Charge {
-    /// A charge of `amount` to `uid` with a new random id, asked now.
+    /// A charge of `amount` to `uid` with a new random id, asked now (to the microsecond,
+    /// what the databases and the journal keep).
     pub fn new(uid: UserId, amount: Credit) -> Charge {
+        use chrono::SubsecRound as _;
         Charge {
             id: ChargeId::random(),
             uid,
             amount,
-            at: chrono::Utc::now().naive_utc(),
+            at: chrono::Utc::now().naive_utc().trunc_subsecs(6),
         }
     }
 }

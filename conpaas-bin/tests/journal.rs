@@ -148,10 +148,7 @@ async fn deferred_charges_survive(ending: Ending) {
             charges.spawn(async move {
                 let answer = manager
                     .post(url)
-                    .form(&[
-                        ("sid", sid.to_string()),
-                        ("decrement", AMOUNT.to_string()),
-                    ])
+                    .form(&[("sid", sid.to_string()), ("decrement", AMOUNT.to_string())])
                     .send()
                     .await
                     .unwrap();

@@ -362,7 +362,9 @@ fn impatient_director(test: &TestDirector) -> Director {
 
 /// Holds the SQLite write lock of `test`'s database from another connection (a backup, an
 /// operator's sqlite3) until `release` is sent; answers once it holds it.
-fn hold_write_lock(test: &TestDirector) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+fn hold_write_lock(
+    test: &TestDirector,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let db = test.data_dir().join("director.db");
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -413,7 +415,10 @@ async fn a_deferred_charge_survives_its_director_and_is_applied_once_by_the_next
     // Nothing applies it by itself: the director that deferred it is gone.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let director = test.director().clone();
-    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(10));
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(10)
+    );
     // The next director applies it at start-up, once.
     let next = impatient_director(&test);
     assert_eq!(next.apply_deferred_charges().await, 1);
@@ -443,17 +448,26 @@ async fn a_journal_replayed_twice_and_by_two_directors_at_once_charges_once() {
     let (n_a, n_b) = tokio::join!(a.apply_deferred_charges(), b.apply_deferred_charges());
     assert_eq!(n_a + n_b, 5, "{n_a} + {n_b}");
     let director = test.director();
-    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(85));
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
     let (n_a, n_b) = tokio::join!(a.apply_deferred_charges(), b.apply_deferred_charges());
     assert_eq!((n_a, n_b), (0, 0));
-    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(85));
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
     // Replayed again from a copy of the whole journal (the `applied` lines lost, as after a
     // crash between the commit and the mark): the database knows the ids.
     assert!(journal.read().unwrap().pending.is_empty());
     std::fs::write(journal.path(), unmarked).unwrap();
     assert_eq!(journal.read().unwrap().pending.len(), 5);
     assert_eq!(a.apply_deferred_charges().await, 0);
-    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(85));
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
     assert!(journal.read().unwrap().pending.is_empty());
 }
 

@@ -735,7 +735,10 @@ async fn replay_deferred_charges(director: &director::Director, when: &str) {
                 journal = %journal.path().display(),
                 "stopping with deferred credit charges the database has not taken: the next start applies them from the journal"
             ),
-            None => tracing::error!(left, "stopping with deferred credit charges held in memory only: they are lost"),
+            None => tracing::error!(
+                left,
+                "stopping with deferred credit charges held in memory only: they are lost"
+            ),
         }
     }
 }

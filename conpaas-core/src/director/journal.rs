@@ -262,7 +262,9 @@ fn parse(text: &str, path: &Path) -> JournalContents {
         }
         match record(line) {
             Some(Record::Charge(charge)) => {
-                charges.entry(charge.id.clone()).or_insert((line_idx, charge));
+                charges
+                    .entry(charge.id.clone())
+                    .or_insert((line_idx, charge));
             }
             Some(Record::Applied(id)) => {
                 applied.insert(id);

@@ -235,30 +235,28 @@ impl Director {
             return;
         }
         let inner = Arc::downgrade(&self.inner);
-        runtime.spawn(
-            super::audit::AuditContext::director().scope(async move {
-                let mut delay = std::time::Duration::from_millis(250);
-                loop {
-                    tokio::time::sleep(delay).await;
-                    let Some(inner) = inner.upgrade() else {
+        runtime.spawn(super::audit::AuditContext::director().scope(async move {
+            let mut delay = std::time::Duration::from_millis(250);
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                let director = Director { inner };
+                director.apply_deferred_charges().await;
+                if director.deferred_charges() == 0 {
+                    director.inner.charge_retry.store(false, Ordering::Release);
+                    // A charge deferred between the count and the store saw a retry
+                    // running and started none: take it over.
+                    if director.deferred_charges() == 0
+                        || director.inner.charge_retry.swap(true, Ordering::AcqRel)
+                    {
                         return;
-                    };
-                    let director = Director { inner };
-                    director.apply_deferred_charges().await;
-                    if director.deferred_charges() == 0 {
-                        director.inner.charge_retry.store(false, Ordering::Release);
-                        // A charge deferred between the count and the store saw a retry
-                        // running and started none: take it over.
-                        if director.deferred_charges() == 0
-                            || director.inner.charge_retry.swap(true, Ordering::AcqRel)
-                        {
-                            return;
-                        }
                     }
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
-            }),
-        );
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }));
     }
 
     /// Applies the credit charges the database could not take when managers asked
@@ -347,7 +345,10 @@ impl Director {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|charge| !done.contains(&charge.id));
         if let Some(journal) = self.inner.charge_journal.clone() {
-            let marked: Vec<_> = done.into_iter().filter(|id| journaled.contains(id)).collect();
+            let marked: Vec<_> = done
+                .into_iter()
+                .filter(|id| journaled.contains(id))
+                .collect();
             let pending_left = journaled.len() - marked.len();
             let written = tokio::task::spawn_blocking(move || {
                 journal.append_applied(&marked)?;
@@ -390,7 +391,10 @@ impl Director {
             .await
         {
             Ok(n_pruned) if n_pruned > 0 => {
-                tracing::info!(n_pruned, "forgot the ids of credit charges older than 30 days");
+                tracing::info!(
+                    n_pruned,
+                    "forgot the ids of credit charges older than 30 days"
+                );
             }
             Ok(_) => {}
             Err(error) => {

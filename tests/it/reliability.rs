@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use conpaas_core::director::{Director, MaintenanceSettings, ReaperMode, StartRequest};
+use conpaas_core::director::{
+    ChargeJournal, Director, MaintenanceSettings, ReaperMode, StartRequest,
+};
 use conpaas_core::model::{AppId, Credit, ServiceId, UserId};
 use conpaas_core::store::{self, NewService};
 use diesel::Connection as _;
@@ -316,22 +318,239 @@ async fn past_its_patience_a_charge_is_deferred_and_applied_once() {
     locked_rx.recv().unwrap();
     assert!(director.charge(uid, Some("4")).await.unwrap());
     assert_eq!(director.deferred_charges(), 1);
-    holder.join().unwrap();
+    // Still locked: nothing applied yet.
     assert_eq!(
         director.user(uid).await.unwrap().unwrap().credit,
         Credit(10)
     );
+    holder.join().unwrap();
+    // Applied by the background retry as soon as the database takes writes again, not at the
+    // next maintenance pass.
+    wait_for_credit(&director, uid, Credit(6), Duration::from_secs(10)).await;
+    assert_eq!(director.deferred_charges(), 0);
+    // Applied once: a pass changes nothing.
     let report = director
         .maintenance_pass(&MaintenanceSettings::recommended())
         .await;
-    assert_eq!(report.deferred_charges, 1);
-    assert_eq!(director.deferred_charges(), 0);
+    assert_eq!(report.deferred_charges, 0);
     assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(6));
-    // Applied once: another pass changes nothing.
-    director
-        .maintenance_pass(&MaintenanceSettings::recommended())
-        .await;
+}
+
+/// Waits until `uid`'s credit is `credit`.
+async fn wait_for_credit(director: &Director, uid: UserId, credit: Credit, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let now = director.user(uid).await.unwrap().unwrap().credit;
+        if now == credit {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "credit {now:?}, expected {credit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A director of `test`'s configuration (its journal in the data directory) whose charge
+/// patience is shorter than the lock the tests hold.
+fn impatient_director(test: &TestDirector) -> Director {
+    conpaas_core::director::DirectorBuilder::from_config(test.loaded())
+        .unwrap()
+        .charge_patience(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
+/// Holds the SQLite write lock of `test`'s database from another connection (a backup, an
+/// operator's sqlite3) until `release` is sent; answers once it holds it.
+fn hold_write_lock(
+    test: &TestDirector,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let db = test.data_dir().join("director.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        conn.batch_execute("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    (release_tx, holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_charge_survives_its_director_and_is_applied_once_by_the_next() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("survivor", "pw", 10).await);
+    let first = impatient_director(&test);
+    let (release, holder) = hold_write_lock(&test);
+    // The director runs on a runtime of its own, which is then shut down (its tasks, the
+    // retry among them, end with it: a crash) while the database still refuses writes. Its
+    // memory is gone; the journal in the data directory keeps the charge.
+    let charged = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let charged = runtime.block_on(async move { first.charge(uid, Some("4")).await.unwrap() });
+        runtime.shutdown_background();
+        charged
+    })
+    .await
+    .unwrap();
+    assert!(charged);
+    let journal = ChargeJournal::in_dir(test.data_dir());
+    let kept = journal.read().unwrap();
+    assert_eq!(kept.pending.len(), 1);
+    assert_eq!(kept.pending[0].uid, uid);
+    assert_eq!(kept.pending[0].amount, Credit(4));
+    // The attempt the crash cut off still waits for the lock on a blocking thread (a real
+    // crash ends it): held past SQLite's busy timeout (5 s), it gives up unapplied.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    // Nothing applies it by itself: the director that deferred it is gone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let director = test.director().clone();
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(10)
+    );
+    // The next director applies it at start-up, once.
+    let next = impatient_director(&test);
+    assert_eq!(next.apply_deferred_charges().await, 1);
     assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(6));
+    assert_eq!(next.apply_deferred_charges().await, 0);
+    assert_eq!(impatient_director(&test).apply_deferred_charges().await, 0);
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(6));
+    // Everything applied: the journal is compacted to nothing.
+    let left = journal.read().unwrap();
+    assert!(left.pending.is_empty());
+    assert_eq!(std::fs::metadata(journal.path()).unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_replayed_twice_and_by_two_directors_at_once_charges_once() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("replayed", "pw", 100).await);
+    let journal = ChargeJournal::in_dir(test.data_dir());
+    for amount in 1..=5 {
+        journal
+            .append_charge(&store::Charge::new(uid, Credit(amount)))
+            .unwrap();
+    }
+    // As written before any replay, to put back below.
+    let unmarked = std::fs::read_to_string(journal.path()).unwrap();
+    let (a, b) = (impatient_director(&test), impatient_director(&test));
+    let (n_a, n_b) = tokio::join!(a.apply_deferred_charges(), b.apply_deferred_charges());
+    assert_eq!(n_a + n_b, 5, "{n_a} + {n_b}");
+    let director = test.director();
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
+    let (n_a, n_b) = tokio::join!(a.apply_deferred_charges(), b.apply_deferred_charges());
+    assert_eq!((n_a, n_b), (0, 0));
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
+    // Replayed again from a copy of the whole journal (the `applied` lines lost, as after a
+    // crash between the commit and the mark): the database knows the ids.
+    assert!(journal.read().unwrap().pending.is_empty());
+    std::fs::write(journal.path(), unmarked).unwrap();
+    assert_eq!(journal.read().unwrap().pending.len(), 5);
+    assert_eq!(a.apply_deferred_charges().await, 0);
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(85)
+    );
+    assert!(journal.read().unwrap().pending.is_empty());
+}
+
+#[tokio::test]
+async fn an_ambiguous_commit_retried_charges_once() {
+    // A commit that succeeded but reported an error is retried with the same charge id: the
+    // retry finds the id and changes nothing.
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("ambiguous", "pw", 10).await);
+    let director = test.director();
+    let charge = store::Charge::new(uid, Credit(3));
+    for (attempt, expected) in [
+        store::ChargeApplied::Applied,
+        store::ChargeApplied::AlreadyApplied,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let retried = charge.clone();
+        let outcome = director
+            .store()
+            .run(move |conn| store::apply_charge(conn, &retried, store::ChargeRule::Covered))
+            .await
+            .unwrap();
+        assert_eq!(outcome, expected, "attempt {attempt}");
+    }
+    // Replayed as a deferred charge too: still once.
+    let replayed = charge.clone();
+    let outcome = director
+        .store()
+        .run(move |conn| store::apply_charge(conn, &replayed, store::ChargeRule::Owed))
+        .await
+        .unwrap();
+    assert_eq!(outcome, store::ChargeApplied::AlreadyApplied);
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(7));
+    // A refused charge leaves no id behind: it may be applied later.
+    let large = store::Charge::new(uid, Credit(8));
+    let id = large.id.clone();
+    let outcome = director
+        .store()
+        .run(move |conn| store::apply_charge(conn, &large, store::ChargeRule::Covered))
+        .await
+        .unwrap();
+    assert_eq!(outcome, store::ChargeApplied::Refused);
+    assert!(
+        !director
+            .store()
+            .run(move |conn| store::charge_applied(conn, &id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(director.user(uid).await.unwrap().unwrap().credit, Credit(7));
+}
+
+#[tokio::test]
+async fn a_truncated_journal_line_is_skipped_never_misapplied() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("truncated", "pw", 200).await);
+    let journal = ChargeJournal::in_dir(test.data_dir());
+    journal
+        .append_charge(&store::Charge::new(uid, Credit(4)))
+        .unwrap();
+    // A crash in the middle of writing a charge of 125: the line stops inside the amount.
+    let scratch = tempfile::tempdir().unwrap();
+    let other = ChargeJournal::in_dir(scratch.path());
+    other
+        .append_charge(&store::Charge::new(uid, Credit(125)))
+        .unwrap();
+    let line = std::fs::read_to_string(other.path()).unwrap();
+    let cut = &line[..line.find(" 125 ").unwrap() + 3];
+    let mut text = std::fs::read_to_string(journal.path()).unwrap();
+    text.push_str(cut);
+    std::fs::write(journal.path(), text).unwrap();
+    let read = journal.read().unwrap();
+    assert_eq!((read.pending.len(), read.skipped), (1, 1));
+    let director = impatient_director(&test);
+    assert_eq!(director.apply_deferred_charges().await, 1);
+    assert_eq!(
+        director.user(uid).await.unwrap().unwrap().credit,
+        Credit(196)
+    );
 }
 
 #[tokio::test]

@@ -843,6 +843,9 @@ fn serve(
                 .detail("file", loaded.path.display().to_string())
                 .detail("clouds", director.available_clouds()),
         );
+        // Charges deferred by a director that stopped or crashed on this data directory
+        // (docs/operations.md, "Credit when the database fails"), before serving.
+        replay_deferred_charges(&director, "at start-up").await;
         let n_users = director
             .store()
             .run(conpaas_core::store::count_users)
@@ -893,6 +896,7 @@ fn serve(
                 shutdown,
             )
             .await;
+        replay_deferred_charges(&director, "at shutdown").await;
         if let Err(error) = director.flush_audit().await {
             tracing::warn!(error = %conpaas_core::error::ErrorChain(&error), "cannot write the last audit events");
         }
@@ -900,6 +904,37 @@ fn serve(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies the deferred credit charges (the journal's and this process's), for at most the
+/// charge patience: a database still failing leaves them in the journal for the next start.
+async fn replay_deferred_charges(director: &director::Director, when: &str) {
+    let bound = director.charge_patience();
+    match tokio::time::timeout(bound, director.apply_deferred_charges()).await {
+        Ok(0) => {}
+        Ok(n_applied) => {
+            tracing::info!(n_applied, "applied deferred credit charges {when}");
+        }
+        Err(_) => {
+            tracing::warn!(
+                "deferred credit charges not all applied {when} within {bound:?}: the journal keeps them"
+            );
+        }
+    }
+    let left = director.deferred_charges();
+    if left > 0 && when == "at shutdown" {
+        match director.charge_journal() {
+            Some(journal) => tracing::warn!(
+                left,
+                journal = %journal.path().display(),
+                "stopping with deferred credit charges the database has not taken: the next start applies them from the journal"
+            ),
+            None => tracing::error!(
+                left,
+                "stopping with deferred credit charges held in memory only: they are lost"
+            ),
+        }
+    }
 }
 
 /// What SIGHUP does in `serve`: reloads the director's TLS certificate and key from

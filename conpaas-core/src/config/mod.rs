@@ -93,6 +93,10 @@ impl std::fmt::Display for ReaperMode {
     }
 }
 
+/// `[director] CHARGE_PATIENCE` when absent: a manager's credit charge is retried for 30 s
+/// while the database fails before it is deferred (1.2 managers wait for the answer without a
+/// timeout, and half a minute outlasts a backup or a migration holding the SQLite write lock).
+pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
 /// `[director] MAX_APPLICATIONS_PER_USER` when absent.
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
@@ -166,6 +170,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "RECONCILE_GRACE"),
     ("director", "REAP_GRACE"),
     ("director", "REAPER"),
+    ("director", "CHARGE_PATIENCE"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
@@ -217,6 +222,9 @@ pub struct DirectorConfig {
     pub reap_grace: Duration,
     /// `[director] REAPER`: `on`, `report` or `off`.
     pub reaper: ReaperMode,
+    /// `[director] CHARGE_PATIENCE`: how long a manager's credit charge is retried while the
+    /// database fails before it is deferred.
+    pub charge_patience: Duration,
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,

@@ -23,7 +23,7 @@ use crate::vpn::{VpnPlan, VpnSettings};
 /// How long a manager's credit charge is retried while the database fails, by default: 1.2
 /// managers wait for the answer without a timeout, and half a minute outlasts a backup or a
 /// migration holding the SQLite write lock.
-pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
+pub const DEFAULT_CHARGE_PATIENCE: Duration = crate::config::DEFAULT_CHARGE_PATIENCE;
 
 /// RSA keys generated ahead of demand by default: a burst of eight `/getcerts` or `/start`
 /// calls finds its keys ready (80 ms of CPU each to make, 1.2 KiB each to hold).
@@ -113,6 +113,7 @@ pub struct DirectorBuilder {
     manager_port: u16,
     manager_timeout: Duration,
     charge_patience: Duration,
+    charge_journal: Option<PathBuf>,
     manifest: ManifestSettings,
     hashing: HashingSettings,
     key_pool: usize,
@@ -139,6 +140,7 @@ impl Default for DirectorBuilder {
             manager_port: DEFAULT_MANAGER_PORT,
             manager_timeout: MANAGER_CALL_TIMEOUT,
             charge_patience: DEFAULT_CHARGE_PATIENCE,
+            charge_journal: None,
             manifest: ManifestSettings::recommended(),
             hashing: HashingSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
@@ -164,7 +166,9 @@ impl DirectorBuilder {
     /// Every part from a director.cfg: the database of `[director] DATABASE_URI`, the CA and
     /// the director's certificate in `CERT_DIR`, the configured clouds (dummy VMs in
     /// `CONF_DIR/dummy-cloud`), the VPN keys, the templates and `ConPaaS.tar.gz` of
-    /// `CONF_DIR`. Reads the CA files now; the database is opened by [`build`](Self::build).
+    /// `CONF_DIR`, `[director] CHARGE_PATIENCE`, and the deferred-charges journal
+    /// [`CHARGE_JOURNAL_FILE`](super::CHARGE_JOURNAL_FILE) in `CONF_DIR` (the data
+    /// directory). Reads the CA files now; the database is opened by [`build`](Self::build).
     pub fn from_config(config: &LoadedConfig) -> Result<Self, Error> {
         let settings = &config.config;
         let ca = CertificateAuthority::load(&settings.ca)?;
@@ -184,6 +188,8 @@ impl DirectorBuilder {
                 max_services: Some(settings.max_services_per_user),
             })
             .manager_port(settings.manager_port)
+            .charge_patience(settings.charge_patience)
+            .charge_journal(super::journal::ChargeJournal::in_dir(&settings.conf_dir).path())
             .metrics_allow(settings.metrics_allow.clone())
             .manifest(ManifestSettings::from_config(settings));
         if let Some(vpn) = &settings.vpn {
@@ -295,10 +301,24 @@ impl DirectorBuilder {
     }
 
     /// How long a manager's credit charge is retried while the database fails (busy, locked,
-    /// full) before it is deferred to the next maintenance pass and answered as covered
-    /// (default: [`DEFAULT_CHARGE_PATIENCE`]).
+    /// full) before it is deferred (kept in the [charge journal](Self::charge_journal), applied
+    /// as soon as the database takes writes again) and answered as covered (default:
+    /// [`DEFAULT_CHARGE_PATIENCE`]).
     pub fn charge_patience(mut self, patience: Duration) -> Self {
         self.charge_patience = patience;
+        self
+    }
+
+    /// Keep deferred credit charges in this append-only file (created 0600; see
+    /// [`ChargeJournal`](super::ChargeJournal)) before their managers are answered, so that a
+    /// crash or a stop loses none: [`Director::apply_deferred_charges`] replays it (call it
+    /// once after `build`, before serving). Default: none, deferred charges are held in memory
+    /// only and lost if the process ends before the database takes them.
+    /// [`from_config`](Self::from_config) sets it to the data directory's
+    /// [`CHARGE_JOURNAL_FILE`](super::CHARGE_JOURNAL_FILE). Directors sharing the file
+    /// (replicas on one data directory) may replay each other's charges: each applies once.
+    pub fn charge_journal(mut self, path: impl Into<PathBuf>) -> Self {
+        self.charge_journal = Some(path.into());
         self
     }
 
@@ -411,6 +431,10 @@ impl DirectorBuilder {
                 unaged_vms: std::sync::Mutex::default(),
                 charge_patience: self.charge_patience,
                 deferred_charges: std::sync::Mutex::default(),
+                charge_journal: self.charge_journal.map(super::journal::ChargeJournal::new),
+                charge_replay: tokio::sync::Mutex::default(),
+                charge_retry: std::sync::atomic::AtomicBool::new(false),
+                charges_pruned: std::sync::Mutex::default(),
                 metrics,
                 metrics_allow: self.metrics_allow,
                 audit: Default::default(),

@@ -90,6 +90,8 @@ pub(crate) enum DecrementResult {
     Applied,
     Refused,
     Deferred,
+    /// Deferred, but the journal could not be written: held in memory only.
+    DeferredUnjournaled,
 }
 
 /// A service event (`conpaas_services_total{event}`).
@@ -132,7 +134,10 @@ macro_rules! label_words {
 
 label_words! {
     LoginResult { Accepted => "accepted", Refused => "refused", Throttled => "throttled" }
-    DecrementResult { Applied => "applied", Refused => "refused", Deferred => "deferred" }
+    DecrementResult {
+        Applied => "applied", Refused => "refused", Deferred => "deferred",
+        DeferredUnjournaled => "deferred_unjournaled",
+    }
     ServiceEvent { Started => "started", Stopped => "stopped", Failed => "failed" }
     CloudCall {
         CreateNode => "create_node", KillNode => "kill_node", NodeState => "node_state",

@@ -7,6 +7,7 @@ pub mod audit;
 mod builder;
 mod clock;
 pub mod fetch;
+pub mod journal;
 mod maintenance;
 mod managers;
 pub mod manifest;
@@ -20,6 +21,7 @@ mod users;
 
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
 pub use clock::{Clock, SystemClock};
+pub use journal::{CHARGE_JOURNAL_FILE, ChargeJournal, JournalContents};
 pub use maintenance::{
     DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapCandidate,
     ReapReason, ReapReport, ReaperMode, RestoreConfirmation,

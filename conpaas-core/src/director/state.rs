@@ -89,8 +89,18 @@ pub(super) struct Inner {
     pub(super) installation_tag: String,
     /// How long a manager's credit charge is retried while the database fails.
     pub(super) charge_patience: Duration,
-    /// Charges the database could not take in time, for the next maintenance pass.
-    pub(super) deferred_charges: std::sync::Mutex<Vec<(UserId, Credit)>>,
+    /// Charges the database could not take in time and this director has not applied yet
+    /// (also in the journal, when there is one and it could be written).
+    pub(super) deferred_charges: std::sync::Mutex<Vec<store::Charge>>,
+    /// Where deferred charges are kept across crashes and stops; `None`: in memory only.
+    pub(super) charge_journal: Option<super::journal::ChargeJournal>,
+    /// One pass applying deferred charges at a time in this process (the retry, maintenance,
+    /// start-up and shutdown may overlap).
+    pub(super) charge_replay: tokio::sync::Mutex<()>,
+    /// Whether the background retry of deferred charges runs.
+    pub(super) charge_retry: std::sync::atomic::AtomicBool,
+    /// When the ids of old charges were last pruned.
+    pub(super) charges_pruned: std::sync::Mutex<Option<std::time::Instant>>,
     /// When the reaper first saw each rowless VM whose cloud gives no creation time.
     pub(super) unaged_vms:
         std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,

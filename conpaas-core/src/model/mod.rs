@@ -37,6 +37,47 @@ macro_rules! display_inner {
 }
 display_inner!(UserId, AppId, ServiceId, Credit);
 
+/// A credit charge's id: 128 random bits, as 32 lowercase hexadecimal digits. Given when a
+/// manager's charge is first attempted and kept through its retries, its deferral and its
+/// replays, so that the store applies it once (`credit_charge` table).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChargeId(String);
+
+impl ChargeId {
+    /// A new random id.
+    pub fn random() -> ChargeId {
+        ChargeId(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// The id as written: 32 lowercase hexadecimal digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChargeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Not 32 lowercase hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a charge id (32 lowercase hexadecimal digits)")]
+pub struct BadChargeId;
+
+impl FromStr for ChargeId {
+    type Err = BadChargeId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(ChargeId(text.to_owned()))
+        } else {
+            Err(BadChargeId)
+        }
+    }
+}
+
 /// The `role` attribute (OID 2.5.4.72) of a ConPaaS certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

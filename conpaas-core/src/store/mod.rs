@@ -52,6 +52,8 @@ mod backup;
 #[cfg(feature = "store")]
 mod certificates;
 #[cfg(feature = "store")]
+mod charges;
+#[cfg(feature = "store")]
 mod conn;
 #[cfg(feature = "store")]
 mod copy;
@@ -97,6 +99,11 @@ pub use audit::{
 pub use backup::backup_sqlite;
 #[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};
+#[cfg(feature = "store")]
+pub use charges::{
+    CHARGE_RETENTION, Charge, ChargeApplied, ChargeRule, apply_charge, charge_applied,
+    prune_charges,
+};
 #[cfg(feature = "store")]
 pub use conn::{DbConnection, write_transaction};
 #[cfg(feature = "store")]

@@ -1,5 +1,5 @@
 //! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
-//! `issued_certificate`, `audit_event` and `installation`. Written by hand to match `migrations/*/`; keep them in step.
+//! `issued_certificate`, `audit_event`, `credit_charge` and `installation`. Written by hand to match `migrations/*/`; keep them in step.
 
 diesel::table! {
     /// One row per ConPaaS account (1.2's table, name and columns kept).
@@ -138,6 +138,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Each manager credit charge applied (new in conpaas-rs, migration 5): its id makes a
+    /// charge apply once however often it is retried or replayed. Pruned after 30 days.
+    credit_charge (id) {
+        /// Random 128-bit id, lowercase hexadecimal.
+        id -> Text,
+        /// The user charged.
+        uid -> Integer,
+        /// The amount asked (a deferred charge may have taken less: the credit left).
+        amount -> BigInt,
+        /// When the manager asked (UTC).
+        at -> Timestamp,
+    }
+}
+
 diesel::joinable!(application -> user (user_id));
 diesel::joinable!(service -> application (application_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -146,5 +161,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     service,
     issued_certificate,
     audit_event,
-    installation
+    credit_charge,
+    installation,
 );

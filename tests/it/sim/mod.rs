@@ -276,7 +276,7 @@ struct World {
     store: Store,
     clouds: Vec<(String, Arc<Mutex<CloudState>>)>,
     ledger: Mutex<Ledger>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -317,7 +317,7 @@ impl World {
                 ("beta".into(), Arc::default()),
             ],
             ledger: Mutex::new(ledger),
-            _dir: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -349,6 +349,7 @@ impl World {
                 wait: Duration::from_secs(1),
                 linger: Duration::from_secs(1),
             })
+            .charge_journal(self.dir.path().join("deferred-charges.journal"))
             .clock(Arc::new(SimClock(self.sim.clone())))
             .inline_blocking(true)
             .build()

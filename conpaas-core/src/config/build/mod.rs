@@ -30,9 +30,9 @@ use super::values::{
     parse_ec2_region, parse_endpoint, parse_integer, parse_ipv4, parse_netmask, shown_value,
 };
 use super::{
-    DEFAULT_BOOT_TIMEOUT, DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_MAINTENANCE_INTERVAL,
-    DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER, DEFAULT_MAX_SERVICES_PER_USER,
-    DEFAULT_REAP_GRACE, DirectorConfig, ReaperMode,
+    DEFAULT_BOOT_TIMEOUT, DEFAULT_CHARGE_PATIENCE, DEFAULT_DB_MAX_CONNECTIONS,
+    DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER,
+    DEFAULT_MAX_SERVICES_PER_USER, DEFAULT_REAP_GRACE, DirectorConfig, ReaperMode,
 };
 
 /// The sections the director reads besides the clouds.
@@ -67,6 +67,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "RECONCILE_GRACE",
     "REAP_GRACE",
     "REAPER",
+    "CHARGE_PATIENCE",
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
@@ -245,6 +246,11 @@ impl Builder<'_> {
         let reconcile_grace = self.optional("director", "reconcile_grace", parse_seconds);
         let reap_grace = self.optional("director", "reap_grace", parse_seconds);
         let reaper = self.optional("director", "reaper", parse_reaper_mode);
+        let charge_patience = self.optional("director", "charge_patience", |text| {
+            parse_integer(text, 1, 3600)
+                .map(Duration::from_secs)
+                .map_err(|_| "a whole number of seconds between 1 and 3600".to_owned())
+        });
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
@@ -271,6 +277,7 @@ impl Builder<'_> {
             Ok(reconcile_grace),
             Ok(reap_grace),
             Ok(reaper),
+            Ok(charge_patience),
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
@@ -292,6 +299,7 @@ impl Builder<'_> {
             reconcile_grace,
             reap_grace,
             reaper,
+            charge_patience,
             max_applications,
             max_services,
             metrics_allow,
@@ -323,6 +331,7 @@ impl Builder<'_> {
             reconcile_grace,
             reap_grace: reap_grace.unwrap_or(DEFAULT_REAP_GRACE),
             reaper: reaper.unwrap_or_default(),
+            charge_patience: charge_patience.unwrap_or(DEFAULT_CHARGE_PATIENCE),
             max_applications_per_user: max_applications
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),

@@ -301,3 +301,80 @@ async fn delete_racing_a_start_answers_true() {
             .all(|app| app.aid != aid)
     );
 }
+
+/// A clock an embedder (or a test) sets by hand.
+#[derive(Debug)]
+struct HandClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl conpaas_core::director::Clock for HandClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Issue 20: `created` was naive local time compared with local now, so a daylight-saving
+/// jump aged every start by an hour. Now the row's time comes from the director's clock in
+/// UTC and reconciliation ages rows against that clock alone: across the night local time
+/// jumps (2026-03-29, 01:00 UTC in Europe), a row is undone exactly when its grace has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_ages_rows_in_utc_by_the_directors_clock() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("dst", "pw", 10).await);
+    let cloud = Arc::new(ScriptedCloud::default());
+    let before_jump = chrono::DateTime::parse_from_rfc3339("2026-03-29T00:50:00Z")
+        .unwrap()
+        .to_utc();
+    let clock = Arc::new(HandClock(std::sync::Mutex::new(before_jump)));
+    let director = DirectorBuilder::from_config(test.loaded())
+        .unwrap()
+        .clouds(
+            CloudRegistry::builder()
+                .cloud("scripted", cloud.clone())
+                .build()
+                .unwrap(),
+        )
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let aid = director.applications(uid).await.unwrap()[0].aid;
+    // A start a crash interrupted: its row, no task.
+    let row = director
+        .store()
+        .run(move |conn| {
+            store::write_transaction(conn, |conn| {
+                assert!(store::decrement_credit(
+                    conn,
+                    uid,
+                    conpaas_core::model::Credit(1)
+                )?);
+                store::insert_service_at(
+                    conn,
+                    &store::NewService {
+                        user_id: uid,
+                        application_id: aid,
+                        service_type: conpaas_core::model::ServiceType::Php,
+                    },
+                    None,
+                    before_jump,
+                    |_| Ok::<_, store::Error>(None),
+                )
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        row.created,
+        Some(before_jump.naive_utc()),
+        "created is the clock's UTC"
+    );
+    let grace = Duration::from_secs(660);
+    *clock.0.lock().unwrap() = before_jump + chrono::Duration::seconds(650);
+    assert_eq!(
+        director.reconcile(grace).await.unwrap(),
+        0,
+        "10 s before its grace"
+    );
+    *clock.0.lock().unwrap() = before_jump + chrono::Duration::seconds(670);
+    assert_eq!(director.reconcile(grace).await.unwrap(), 1, "10 s after");
+    assert_eq!(credit(&director, uid).await, 10);
+}

@@ -21,6 +21,8 @@ struct ScriptedCloud {
     vms: std::sync::Mutex<BTreeSet<String>>,
     gate: tokio::sync::Semaphore,
     gated: AtomicBool,
+    /// The VM appears when the create answers, not when it is asked for.
+    appears_late: AtomicBool,
     kill_failures: AtomicU32,
 }
 
@@ -30,6 +32,7 @@ impl Default for ScriptedCloud {
             vms: std::sync::Mutex::default(),
             gate: tokio::sync::Semaphore::new(0),
             gated: AtomicBool::new(false),
+            appears_late: AtomicBool::new(false),
             kill_failures: AtomicU32::new(0),
         }
     }
@@ -63,9 +66,15 @@ impl Cloud for ScriptedCloud {
 
     async fn create_node(&self, request: NodeRequest) -> Result<Node, cloud::Error> {
         let vmid = format!("vm-{}", request.client_token);
-        self.vms.lock().unwrap().insert(vmid.clone());
+        let late = self.appears_late.load(Ordering::SeqCst);
+        if !late {
+            self.vms.lock().unwrap().insert(vmid.clone());
+        }
         if self.gated.load(Ordering::SeqCst) {
             self.gate.acquire().await.unwrap().forget();
+        }
+        if late {
+            self.vms.lock().unwrap().insert(vmid.clone());
         }
         if !self.vms.lock().unwrap().contains(&vmid) {
             return Err(cloud::Error::Failed(vmid));
@@ -377,4 +386,58 @@ async fn reconciliation_ages_rows_in_utc_by_the_directors_clock() {
     *clock.0.lock().unwrap() = before_jump + chrono::Duration::seconds(670);
     assert_eq!(director.reconcile(grace).await.unwrap(), 1, "10 s after");
     assert_eq!(credit(&director, uid).await, 10);
+}
+
+/// A VM that appears only after a stop settled its row (the cloud had not yet shown it), and
+/// whose terminate then fails: before, only the reaper could find it (and only on a cloud that
+/// lists); now it is recorded on its own (`abandoned_vm`) and reconciliation terminates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_arriving_after_its_row_was_settled_stays_known_until_terminated() {
+    let test = TestDirector::start();
+    let uid = UserId(test.add_user("late", "pw", 10).await);
+    let cloud = Arc::new(ScriptedCloud::default());
+    let director = director(&test, &cloud, Duration::from_secs(600));
+    cloud.gated.store(true, Ordering::SeqCst);
+    cloud.appears_late.store(true, Ordering::SeqCst);
+    let started = start(&director, uid);
+    // The stop finds no VM yet: the row is settled (refunded) at once.
+    let mut sid = None;
+    for _ in 0..400 {
+        if let Some(row) = director.services(uid).await.unwrap().first() {
+            sid = Some(row.sid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sid = sid.expect("the start wrote its row");
+    assert!(director.stop_service(uid, sid).await.unwrap());
+    assert!(director.services(uid).await.unwrap().is_empty());
+    // Then the VM arrives, and the cloud refuses to terminate it.
+    cloud.kill_failures.store(100, Ordering::SeqCst);
+    cloud.gate.add_permits(1);
+    assert!(started.await.unwrap().is_err());
+    assert_eq!(cloud.vms().len(), 1);
+    let abandoned = director.store().run(store::list_abandoned).await.unwrap();
+    assert_eq!(abandoned.len(), 1, "the VM is recorded: {abandoned:?}");
+    assert_eq!(abandoned[0].sid, sid);
+    // The cloud recovers: reconciliation terminates it and forgets it.
+    cloud.kill_failures.store(0, Ordering::SeqCst);
+    assert_eq!(
+        director.reconcile(Duration::from_secs(3600)).await.unwrap(),
+        1
+    );
+    assert!(cloud.vms().is_empty());
+    assert!(
+        director
+            .store()
+            .run(store::list_abandoned)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        credit(&director, uid).await,
+        10,
+        "the start that never ran is refunded once"
+    );
 }

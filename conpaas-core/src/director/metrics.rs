@@ -307,6 +307,7 @@ pub struct Metrics {
     cloud_errors: Family<CloudLabels, Counter>,
     maintenance: Family<MaintenanceLabels, Counter>,
     audit_dropped: Counter,
+    vms_untracked: Counter,
     reaper_held: prometheus_client::metrics::gauge::Gauge,
     reaper_withheld: prometheus_client::metrics::gauge::Gauge,
 }
@@ -358,6 +359,7 @@ impl Metrics {
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
         let audit_dropped = Counter::default();
+        let vms_untracked = Counter::default();
         let reaper_held = prometheus_client::metrics::gauge::Gauge::default();
         let reaper_withheld = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
@@ -424,6 +426,12 @@ impl Metrics {
              (REAPER = report, or the reaper held)",
             reaper_withheld.clone(),
         );
+        registry.register(
+            "conpaas_vms_untracked",
+            "VMs a start created after its row was gone that could neither be terminated nor \
+             recorded (a cloud and the database failing together): only the reaper finds them",
+            vms_untracked.clone(),
+        );
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
         Metrics {
             registry,
@@ -437,6 +445,7 @@ impl Metrics {
             cloud_errors,
             maintenance,
             audit_dropped,
+            vms_untracked,
             reaper_held,
             reaper_withheld,
         }
@@ -519,6 +528,10 @@ impl Metrics {
 
     pub(crate) fn audit_dropped(&self, count: u64) {
         self.audit_dropped.inc_by(count);
+    }
+
+    pub(crate) fn vm_untracked(&self) {
+        self.vms_untracked.inc();
     }
 
     pub(crate) fn reaper(&self, held: bool, withheld: usize) {

@@ -459,11 +459,31 @@ impl Director {
             .run(move |conn| store::record_abandoned_vm(conn, sid, &recorded))
             .await
             .unwrap_or(false);
+        // The row is gone: the VM is recorded on its own before anything else, so that a
+        // crash or a failing terminate leaves it known.
+        let noted = kept || {
+            let (cloud, vmid, now) = (vm.cloud.clone(), vm.vmid.clone(), self.now());
+            self.inner
+                .store
+                .run(move |conn| store::record_abandoned(conn, sid, &cloud, &vmid, now))
+                .await
+                .is_ok()
+        };
         let killed = self
             .kill_with_retries(sid, &vm.cloud, &vm.vmid, SETTLE_ATTEMPTS)
             .await;
-        if !killed && !kept {
-            tracing::error!(sid = %sid, cloud = %vm.cloud, vmid = %vm.vmid, "the VM of a stopped start could not be terminated and has no row: the reaper will terminate it");
+        if killed && !kept {
+            let (cloud, vmid) = (vm.cloud.clone(), vm.vmid.clone());
+            // A record left behind is forgotten by reconciliation (the VM is gone).
+            let _ = self
+                .inner
+                .store
+                .run(move |conn| store::forget_abandoned(conn, &cloud, &vmid))
+                .await;
+        }
+        if !killed && !noted {
+            self.inner.metrics.vm_untracked();
+            tracing::error!(sid = %sid, cloud = %vm.cloud, vmid = %vm.vmid, "the VM of a stopped start could neither be terminated nor recorded: only the reaper will find it");
         }
         if kept {
             let row = self
@@ -763,8 +783,9 @@ impl Director {
     /// (`undoing`) *before* anything is terminated, so a start completing meanwhile sees the
     /// claim and terminates its own VM; then every claimed row (`undoing`, `stopping`) has its
     /// VMs terminated (by record and by client token on every cloud) and, once the clouds
-    /// confirm them gone, is deleted (an undone start refunded). Answers how many rows were
-    /// settled.
+    /// confirm them gone, is deleted (an undone start refunded); and every VM that arrived
+    /// after its row was gone ([`store::list_abandoned`]) is terminated. Answers how many rows
+    /// and VMs were settled.
     pub async fn reconcile(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let store = &self.inner.store;
         let unsettled = store.run(store::list_unsettled_services).await?;
@@ -817,6 +838,20 @@ impl Director {
                 Err(error) => {
                     tracing::warn!(sid = %sid, error = %ErrorChain(&error), "cannot settle an unfinished service start or stop yet");
                 }
+            }
+        }
+        // VMs that arrived after their row was settled.
+        for vm in store.run(store::list_abandoned).await? {
+            if !self.kill_with_retries(vm.sid, &vm.cloud, &vm.vmid, 1).await {
+                continue;
+            }
+            let (cloud, vmid) = (vm.cloud.clone(), vm.vmid.clone());
+            if store
+                .run(move |conn| store::forget_abandoned(conn, &cloud, &vmid))
+                .await?
+            {
+                settled += 1;
+                tracing::info!(sid = %vm.sid, cloud = %vm.cloud, vmid = %vm.vmid, "terminated a VM that arrived after its service was stopped");
             }
         }
         Ok(settled)

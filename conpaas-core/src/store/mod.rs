@@ -125,12 +125,13 @@ pub use lease::Lease;
 pub use readiness::{check_writable, pending_migrations};
 #[cfg(feature = "store")]
 pub use services::{
-    ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service, complete_service,
-    delete_service, delete_service_if_vm, find_service, find_service_owned,
-    forget_incomplete_service, forget_service, insert_service, insert_service_at,
-    insert_service_capped, list_all_services, list_incomplete_services,
+    AbandonedVm, ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service,
+    complete_service, delete_service, delete_service_if_vm, find_service, find_service_owned,
+    forget_abandoned, forget_incomplete_service, forget_service, insert_service, insert_service_at,
+    insert_service_capped, list_abandoned, list_all_services, list_incomplete_services,
     list_services_for_application_owned, list_services_for_user, list_services_of_user,
-    list_unsettled_services, record_abandoned_vm, rename_service_owned, service_vms,
+    list_unsettled_services, record_abandoned, record_abandoned_vm, rename_service_owned,
+    service_vms,
 };
 #[cfg(feature = "store")]
 pub use users::{

@@ -1,5 +1,6 @@
 //! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
-//! `issued_certificate`, `audit_event`, `credit_charge` and `installation`. Written by hand to match `migrations/*/`; keep them in step.
+//! `issued_certificate`, `audit_event`, `credit_charge`, `installation` and
+//! `abandoned_vm`. Written by hand to match `migrations/*/`; keep them in step.
 
 diesel::table! {
     /// One row per ConPaaS account (1.2's table, name and columns kept).
@@ -155,7 +156,23 @@ diesel::table! {
 
 diesel::joinable!(application -> user (user_id));
 diesel::joinable!(service -> application (application_id));
+diesel::table! {
+    /// VMs created for a service whose row was gone when they arrived (new in conpaas-rs,
+    /// migration 7), kept until the cloud confirms them terminated. Times are UTC.
+    abandoned_vm (cloud, vmid) {
+        /// The cloud's name.
+        cloud -> Text,
+        /// The cloud's id of the VM.
+        vmid -> Text,
+        /// The service it was created for.
+        sid -> Integer,
+        /// When it was recorded (UTC).
+        noted -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    abandoned_vm,
     user,
     application,
     service,

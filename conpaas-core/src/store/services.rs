@@ -8,7 +8,7 @@ use super::Error;
 use super::applications::{lock_application_owned, lock_user};
 use super::conn::{DbConnection, on_backend, write_transaction};
 use super::rows::{ServiceRow, truncate_to_micros};
-use super::schema::{service, user};
+use super::schema::{abandoned_vm, service, user};
 use crate::model::{AppId, Credit, Lifecycle, Service, ServiceId, ServiceType, UserId};
 
 /// The state column's only value: the director never changes it (the real state
@@ -438,6 +438,83 @@ pub fn forget_service(
         }
         Ok(Some(row))
     })
+}
+
+/// A VM created for service `sid` after its row was gone ([`record_abandoned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AbandonedVm {
+    /// The cloud's name.
+    pub cloud: String,
+    /// The cloud's id of the VM.
+    pub vmid: String,
+    /// The service it was created for (its row is gone).
+    pub sid: ServiceId,
+    /// When it was recorded (UTC).
+    pub noted: chrono::NaiveDateTime,
+}
+
+/// Records a VM a start created after its row was settled (deleted), so that it stays known
+/// until the cloud confirms it terminated ([`forget_abandoned`]); recording it twice is one
+/// record.
+pub fn record_abandoned(
+    conn: &mut DbConnection,
+    sid: ServiceId,
+    cloud: &str,
+    vmid: &str,
+    noted: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    write_transaction(conn, |conn| {
+        let known = abandoned_vm::table
+            .filter(abandoned_vm::cloud.eq(cloud))
+            .filter(abandoned_vm::vmid.eq(vmid))
+            .count()
+            .get_result::<i64>(conn)?;
+        if known == 0 {
+            diesel::insert_into(abandoned_vm::table)
+                .values((
+                    abandoned_vm::cloud.eq(cloud),
+                    abandoned_vm::vmid.eq(vmid),
+                    abandoned_vm::sid.eq(sid),
+                    abandoned_vm::noted.eq(truncate_to_micros(noted.naive_utc())),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Every abandoned VM still to terminate, oldest first.
+pub fn list_abandoned(conn: &mut DbConnection) -> Result<Vec<AbandonedVm>, Error> {
+    let rows: Vec<(String, String, ServiceId, chrono::NaiveDateTime)> = abandoned_vm::table
+        .order((abandoned_vm::noted.asc(), abandoned_vm::vmid.asc()))
+        .select((
+            abandoned_vm::cloud,
+            abandoned_vm::vmid,
+            abandoned_vm::sid,
+            abandoned_vm::noted,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(cloud, vmid, sid, noted)| AbandonedVm {
+            cloud,
+            vmid,
+            sid,
+            noted,
+        })
+        .collect())
+}
+
+/// Forgets an abandoned VM the cloud confirmed terminated; `false` when it was not recorded.
+pub fn forget_abandoned(conn: &mut DbConnection, cloud: &str, vmid: &str) -> Result<bool, Error> {
+    let n_rows = diesel::delete(
+        abandoned_vm::table
+            .filter(abandoned_vm::cloud.eq(cloud))
+            .filter(abandoned_vm::vmid.eq(vmid)),
+    )
+    .execute(conn)?;
+    Ok(n_rows == 1)
 }
 
 /// Every row not [`Lifecycle::Running`] (starts in progress or interrupted, stops and undos

@@ -23,6 +23,11 @@ pub struct SimVm {
     pub created: chrono::DateTime<chrono::Utc>,
     /// From when listings and lookups by token show it.
     visible_at: chrono::DateTime<chrono::Utc>,
+    /// A lookup or a listing did not show it while it existed (the cloud's lag): a director
+    /// told "no VM" may forget it, and only the reaper finds it.
+    pub lied: bool,
+    /// It was created when its service's row was no longer `starting` (claimed or gone).
+    pub late: bool,
 }
 
 /// The VMs of one cloud, kept across the director's crashes (the cloud does not crash).
@@ -39,15 +44,40 @@ pub struct SimCloud {
     name: String,
     state: Arc<Mutex<CloudState>>,
     sim: Arc<Sim>,
+    /// The world's store without faults: the cloud notes whether a VM arrives for a row that
+    /// is still starting.
+    store: conpaas_core::store::Store,
 }
 
 impl SimCloud {
-    pub fn new(name: &str, state: Arc<Mutex<CloudState>>, sim: Arc<Sim>) -> Self {
+    pub fn new(
+        name: &str,
+        state: Arc<Mutex<CloudState>>,
+        sim: Arc<Sim>,
+        store: conpaas_core::store::Store,
+    ) -> Self {
         SimCloud {
             name: name.to_owned(),
             state,
             sim,
+            store,
         }
+    }
+
+    /// Whether the row of the service a token names is `starting`.
+    fn row_starting(&self, token: &str) -> bool {
+        let Some(sid) = token
+            .rsplit("-s")
+            .next()
+            .and_then(|digits| digits.parse().ok())
+            .map(conpaas_core::model::ServiceId)
+        else {
+            return false;
+        };
+        self.store
+            .run_blocking(|conn| conpaas_core::store::find_service(conn, sid))
+            .unwrap()
+            .is_some_and(|row| row.lifecycle == conpaas_core::model::Lifecycle::Starting)
     }
 
     fn faults(&self) -> Faults {
@@ -86,6 +116,7 @@ impl Cloud for SimCloud {
         } else {
             0
         };
+        let late = !self.row_starting(&request.client_token);
         let vmid = {
             let mut state = self.state.lock().unwrap();
             // EC2's ClientToken: a second create with a live VM's token answers that VM.
@@ -105,6 +136,8 @@ impl Cloud for SimCloud {
                             token: request.client_token.clone(),
                             created: now,
                             visible_at: now + chrono::Duration::seconds(lag as i64),
+                            lied: false,
+                            late,
                         },
                     );
                     id
@@ -171,12 +204,20 @@ impl Cloud for SimCloud {
             return Err(self.unavailable("lookup failed"));
         }
         let now = self.sim.now();
-        let state = self.state.lock().unwrap();
-        Ok(state
+        let mut state = self.state.lock().unwrap();
+        let found = state
             .vms
             .iter()
             .find(|(_, vm)| vm.token == client_token && vm.visible_at <= now)
-            .map(|(id, _)| id.clone()))
+            .map(|(id, _)| id.clone());
+        if found.is_none() {
+            for vm in state.vms.values_mut() {
+                if vm.token == client_token {
+                    vm.lied = true;
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn list_nodes(&self, token_prefix: &str) -> Result<Vec<ListedNode>, cloud::Error> {
@@ -184,7 +225,12 @@ impl Cloud for SimCloud {
             return Err(self.unavailable("listing failed"));
         }
         let now = self.sim.now();
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        for vm in state.vms.values_mut() {
+            if vm.token.starts_with(token_prefix) && vm.visible_at > now {
+                vm.lied = true;
+            }
+        }
         Ok(state
             .vms
             .iter()

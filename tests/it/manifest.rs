@@ -930,10 +930,17 @@ async fn a_php_manifest_drives_a_1_2_pyopenssl_manager() {
     ];
     for round in 1..=2 {
         world.upload(&manifest, false).await.expect_true(false);
-        assert!(py.failures().is_empty(), "round {round}: {:?}", py.failures());
+        assert!(
+            py.failures().is_empty(),
+            "round {round}: {:?}",
+            py.failures()
+        );
         assert_eq!(py.methods(), one_upload.repeat(round), "round {round}");
     }
-    assert!(world.manager.calls().is_empty(), "the rustls fake manager was called");
+    assert!(
+        world.manager.calls().is_empty(),
+        "the rustls fake manager was called"
+    );
     let calls = py.calls();
     assert_eq!(calls.len(), 24);
     for call in &calls {
@@ -942,7 +949,10 @@ async fn a_php_manifest_drives_a_1_2_pyopenssl_manager() {
     }
     for offset in [0, 12] {
         let calls = &calls[offset..offset + 12];
-        let forms: Vec<&str> = calls.iter().map(|call| call["form"].as_str().unwrap()).collect();
+        let forms: Vec<&str> = calls
+            .iter()
+            .map(|call| call["form"].as_str().unwrap())
+            .collect();
         assert_eq!(
             forms,
             [
@@ -956,10 +966,12 @@ async fn a_php_manifest_drives_a_1_2_pyopenssl_manager() {
                     assert_eq!(call["content_type"], "application/json", "{call}");
                     assert_eq!(call["id"], "1", "{call}");
                 }
-                _ => assert!(call["content_type"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("multipart/form-data; boundary=")),
+                _ => assert!(
+                    call["content_type"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("multipart/form-data; boundary=")
+                ),
             }
         }
         assert_eq!(calls[0]["params"], Value::Null);
@@ -1018,5 +1030,8 @@ async fn delete_shuts_a_1_2_pyopenssl_manager_down_twice_in_a_row() {
         assert_eq!(call["caller"]["role"], "frontend");
         assert_eq!(call["resumed"], false);
     }
-    assert!(world.services().await.is_empty(), "the services were not stopped");
+    assert!(
+        world.services().await.is_empty(),
+        "the services were not stopped"
+    );
 }

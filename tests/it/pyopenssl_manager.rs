@@ -167,10 +167,17 @@ async fn a_1_2_manager_aborts_resumed_handshakes() {
 
     let first = raw_call(&connector, &setup.manager).await;
     let first = first.unwrap_or_else(|error| panic!("{error}: {:?}", setup.manager.records()));
-    assert!(first.starts_with("HTTP/1.0 200 OK\r\n"), "{first}: {:?}", setup.manager.records());
+    assert!(
+        first.starts_with("HTTP/1.0 200 OK\r\n"),
+        "{first}: {:?}",
+        setup.manager.records()
+    );
     assert!(first.contains(r#""state": "INIT""#), "{first}");
     let second = raw_call(&connector, &setup.manager).await;
-    assert!(second.is_err(), "a resumed handshake went through: {second:?}");
+    assert!(
+        second.is_err(),
+        "a resumed handshake went through: {second:?}"
+    );
     let records = setup.manager.wait_records(2);
     assert_eq!(records[0]["event"], "call", "{records:?}");
     assert_eq!(records[0]["resumed"], false, "{records:?}");
@@ -200,7 +207,12 @@ async fn the_manager_client_calls_a_1_2_manager_twice() {
     }
     for _ in 0..2 {
         let shutdown = client.call_at(&url, "shutdown", json!({})).await;
-        assert_eq!(shutdown.unwrap(), json!({}), "{:?}", setup.manager.failures());
+        assert_eq!(
+            shutdown.unwrap(),
+            json!({}),
+            "{:?}",
+            setup.manager.failures()
+        );
     }
     // A clone shares the connector (and so any session cache): still no resumption.
     let again = client.clone().get_at(&url, "get_service_info", None).await;
@@ -215,7 +227,11 @@ async fn the_manager_client_calls_a_1_2_manager_twice() {
             "get_service_info"
         ]
     );
-    assert!(setup.manager.failures().is_empty(), "{:?}", setup.manager.failures());
+    assert!(
+        setup.manager.failures().is_empty(),
+        "{:?}",
+        setup.manager.failures()
+    );
     for call in setup.manager.calls() {
         assert_eq!(call["resumed"], false, "{call}");
         assert_eq!(call["caller"]["role"], "frontend", "{call}");

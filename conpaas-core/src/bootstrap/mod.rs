@@ -414,9 +414,11 @@ mod tests {
             script.contains("CREDIT_URL = https://d.example:5555/callback/decrementUserCredit.php")
         );
         assert!(script.contains("\nIPOP_SUBNET = 172.16.0.0/17\nIPOP_IP_ADDRESS = 172.16.0.2\n"));
-        assert!(script.contains(
-            "\nIPOP_BOOTSTRAP_NODES = udp://192.168.35.2:40000\n\ttcp://10.0.0.1:1\n"
-        ));
+        assert!(
+            script.contains(
+                "\nIPOP_BOOTSTRAP_NODES = udp://192.168.35.2:40000\n\ttcp://10.0.0.1:1\n"
+            )
+        );
         assert!(!script.contains("%CONPAAS") && !script.contains("%DIRECTOR_URL%"));
         let syntax = std::process::Command::new("bash")
             .arg("-n")

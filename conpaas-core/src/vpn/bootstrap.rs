@@ -105,7 +105,11 @@ mod tests {
             "1.2.3.4:80",
             " udp://1.2.3.4:80",
         ] {
-            assert_eq!(bad.parse::<BootstrapNode>(), Err(BadBootstrapNode), "{bad:?}");
+            assert_eq!(
+                bad.parse::<BootstrapNode>(),
+                Err(BadBootstrapNode),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -745,7 +745,6 @@ fn seeds_hold_every_invariant() {
                     failed
                 })
             })
-            .map(|handle| handle)
             .collect();
         handles
             .into_iter()

@@ -63,7 +63,8 @@ impl PyManager {
         let cert = write("cert.pem", cert_pem);
         let key = write("key.pem", key_pem);
         let ca = write("ca_cert.pem", ca_pem);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyopenssl_manager.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyopenssl_manager.py");
         let mut child = Command::new(&python)
             .arg(script)
             .arg(host)

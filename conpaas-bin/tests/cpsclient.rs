@@ -981,3 +981,56 @@ async fn help_lists_every_command_and_completions_know_them() {
     world.fails(&["renameapp"], &[], 2).await;
     world.fails(&["nosuchcommand"], &[], 2).await;
 }
+
+/// `terminate` asks the manager whether the service is stopped; when the manager cannot be
+/// reached it says so and names `--force`, which stops the service through the director
+/// without asking the manager and says what it skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_force_stops_a_service_whose_manager_cannot_be_reached() {
+    let world = World::start();
+    world.credentials().await;
+    // A port on the dummy cloud's manager address where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let ports = ["--manager-port", closed.as_str()];
+    let created = world.json(&["create", "php", "--no-wait"], &[]).await;
+    let sid = created["sid"].as_i64().unwrap().to_string();
+
+    let stderr = world.fails(&["terminate", &sid], &ports, 2).await;
+    assert!(
+        stderr.contains(&format!(
+            "cannot ask the manager of service {sid} whether the service is stopped"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cpsclient terminate --force {sid}")),
+        "{stderr}"
+    );
+    // Nothing was stopped.
+    let listed = world.json(&["list"], &[]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    let out = world
+        .run(&["--json", "terminate", "--force", &sid], "", &ports)
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--force: the manager of service {sid} at 127.0.0.3 was not asked"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not asked to shut down"), "{stderr}");
+    // stdout stays the JSON answer.
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer, json!(true));
+    assert_eq!(world.ok(&["list"], &[]).await, "No running services\n");
+    // An unknown service is still refused, forced or not.
+    world.fails(&["terminate", "--force", "999"], &[], 1).await;
+}

@@ -328,3 +328,111 @@ async fn the_embedded_default_gives_a_1_2_manager_its_address_and_keys() {
         "{script}"
     );
 }
+
+/// `[conpaas] VPN_BOOTSTRAP_NODES` reaches the manager's config.cfg as `IPOP_BOOTSTRAP_NODES`,
+/// and Python's ConfigParser, read as the 1.2 managers read it (Python 2.7's `RawConfigParser`
+/// rules: continuation lines joined with newlines, no blank lines inside values), finds every
+/// node: the config.cfg here-document is written by a real shell, then parsed by `python3`.
+#[tokio::test]
+async fn vpn_bootstrap_nodes_reach_the_manager_config_as_python_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = data_dir(dir.path());
+    // The seed document's layout: the key alone, the nodes indented on the next lines.
+    let cfg = std::fs::read_to_string(&loaded.path).unwrap().replace(
+        "[iaas]",
+        "VPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = 5\n\
+         VPN_BOOTSTRAP_NODES =\n    udp://192.168.35.2:40000\n\n    tcp://192.168.35.2:40000\n\
+         \tudp://10.1.2.3:1\n\n[iaas]",
+    );
+    std::fs::write(&loaded.path, cfg).unwrap();
+    let source = ConfigSource::resolve_with(
+        None,
+        Some(dir.path().join("data")),
+        None,
+        Path::new("/nonexistent"),
+    );
+    let loaded = config::load(&source).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let expected = [
+        "udp://192.168.35.2:40000",
+        "tcp://192.168.35.2:40000",
+        "udp://10.1.2.3:1",
+    ];
+    let conf_dir = loaded.config.conf_dir.clone();
+    let director = Director::open(&loaded).unwrap();
+    let uid = user(&director, "vpn", 5).await;
+    let service = director
+        .start_service(StartRequest {
+            uid,
+            service_type: "php".into(),
+            cloud: "default".into(),
+            appid: None,
+        })
+        .await
+        .unwrap();
+    assert!(service.subnet.is_some(), "no VPN subnet: {service:?}");
+    let vmid = service.vmid.clone().unwrap();
+    let script =
+        std::fs::read_to_string(conf_dir.join("dummy-cloud").join(format!("{vmid}.sh"))).unwrap();
+    let config_start = script.find("cat <<EOF > $ROOT_DIR/config.cfg").unwrap();
+    let config_end = config_start + script[config_start..].find("\nEOF\n").unwrap() + 5;
+    let root = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ROOT_DIR={}\n{}",
+            root.path().display(),
+            &script[config_start..config_end]
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config_path = root.path().join("config.cfg");
+    let config_text = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        config_text.contains(&format!(
+            "\nIPOP_BOOTSTRAP_NODES = {}\n\t{}\n\t{}",
+            expected[0], expected[1], expected[2]
+        )),
+        "{config_text}"
+    );
+
+    // Runs on Python 2.7 and 3: on 3, RawConfigParser is given 2.7's behaviour (duplicate keys
+    // allowed, a blank line ends a value). The manager splits the value into stripped lines,
+    // as 1.3's managers and agents do.
+    let probe = r#"
+import json, sys
+try:
+    import ConfigParser as configparser
+    parser = configparser.RawConfigParser()
+except ImportError:
+    import configparser
+    parser = configparser.RawConfigParser(strict=False, empty_lines_in_values=False)
+parser.read(sys.argv[1])
+value = parser.get("manager", "IPOP_BOOTSTRAP_NODES")
+nodes = [line.strip() for line in value.split("\n") if line.strip()]
+options = [name.lower() for name in parser.options("manager")]
+print(json.dumps({"nodes": nodes, "options": options, "subnet": parser.get("manager", "IPOP_SUBNET")}))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", probe])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python3 could not read config.cfg: {}\n{config_text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(read["nodes"], serde_json::json!(expected), "{config_text}");
+    assert_eq!(read["subnet"], service.subnet.clone().unwrap());
+    // Upstream's newline-first value made the parser see bogus `udp` / `tcp` options.
+    for option in read["options"].as_array().unwrap() {
+        let option = option.as_str().unwrap();
+        assert!(
+            !option.starts_with("udp") && !option.starts_with("tcp"),
+            "bogus option {option} in\n{config_text}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ use conpaas_core::model::UserId;
 use serde_json::{Value, json};
 
 use crate::support::manager::{Handler, ManagerCall, TestManager};
+use crate::support::pyopenssl::PyManager;
 use crate::support::{Identity, Reply, TestDirector};
 
 /// One call a manager received.
@@ -220,11 +221,23 @@ struct World {
     manager: FakeManager,
     /// The server of `manager`.
     test_manager: TestManager,
+    /// The manager on 1.2's own TLS stack, when the director calls it instead (issue #21).
+    py: Option<PyManager>,
     files: Files,
 }
 
 impl World {
     async fn start(setup: Setup) -> World {
+        World::start_with(setup, false).await
+    }
+
+    /// A world whose director calls the pyOpenSSL manager (`support::pyopenssl`) on
+    /// 127.0.0.3 instead of the rustls fake one.
+    async fn start_pyopenssl(setup: Setup) -> World {
+        World::start_with(setup, true).await
+    }
+
+    async fn start_with(setup: Setup, pyopenssl: bool) -> World {
         let base = TestDirector::start();
         let uid = base.add_user("mani", "pw", 50).await;
         let user = base.user_identity("mani", "pw").await;
@@ -234,7 +247,19 @@ impl World {
         // The director checks the role only: any manager certificate of its CA will do.
         let manager_identity = base.forge_manager_identity(uid, 1);
         let test_manager = serve_manager(manager.clone(), &manager_identity, &base.ca_pem()).await;
-        let port = test_manager.addr.port();
+        let py = pyopenssl.then(|| {
+            PyManager::start(
+                "127.0.0.3",
+                &manager_identity.cert_pem,
+                &manager_identity.key_pem,
+                &base.ca_pem(),
+                uid,
+            )
+        });
+        let port = match &py {
+            Some(py) => py.port,
+            None => test_manager.addr.port(),
+        };
         let files = Files::start().await;
 
         // The two keys this work added, through the real configuration file.
@@ -303,6 +328,7 @@ impl World {
             client,
             manager,
             test_manager,
+            py,
             files,
         }
     }
@@ -864,5 +890,148 @@ async fn delete_reaches_the_manager_with_shutdown() {
             .iter()
             .all(|app| app.aid != aid),
         "the application was not deleted"
+    );
+}
+
+/// Issue #21: every php manifest step, against a manager on 1.2's own TLS stack (pyOpenSSL
+/// requiring a client certificate, no session id context: a resumed handshake is refused),
+/// each step more than once in a row on the same manager: the manifest is uploaded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_php_manifest_drives_a_1_2_pyopenssl_manager() {
+    let world = World::start_pyopenssl(Setup::new()).await;
+    let py = world.py.as_ref().unwrap();
+    let manifest = json!({
+        "Application": "shop",
+        "Services": [
+            {"Type": "mysql", "ServiceName": "db"},
+            {
+                "Type": "php",
+                "ServiceName": "web",
+                "Archive": world.files.url("/code/app.tar.gz"),
+                "StartupScript": world.files.url("/scripts/start.sh"),
+                "Start": 1,
+                "StartupInstances": {"backend": "5"},
+            },
+        ],
+    });
+    let one_upload = [
+        "get_service_info",
+        "get_service_info",
+        "get_service_info",
+        "get_service_info",
+        "upload_code_version",
+        "update_php_configuration",
+        "list_nodes",
+        "get_node_info",
+        "upload_startup_script",
+        "startup",
+        "get_service_info",
+        "add_nodes",
+    ];
+    for round in 1..=2 {
+        world.upload(&manifest, false).await.expect_true(false);
+        assert!(
+            py.failures().is_empty(),
+            "round {round}: {:?}",
+            py.failures()
+        );
+        assert_eq!(py.methods(), one_upload.repeat(round), "round {round}");
+    }
+    assert!(
+        world.manager.calls().is_empty(),
+        "the rustls fake manager was called"
+    );
+    let calls = py.calls();
+    assert_eq!(calls.len(), 24);
+    for call in &calls {
+        assert_eq!(call["resumed"], false, "{call}");
+        assert_eq!(call["caller"]["role"], "frontend", "{call}");
+    }
+    for offset in [0, 12] {
+        let calls = &calls[offset..offset + 12];
+        let forms: Vec<&str> = calls
+            .iter()
+            .map(|call| call["form"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            forms,
+            [
+                "GET", "GET", "GET", "GET", "UPLOAD", "POST", "GET", "GET", "UPLOAD", "POST",
+                "GET", "POST"
+            ]
+        );
+        for call in calls {
+            match call["form"].as_str().unwrap() {
+                "GET" | "POST" => {
+                    assert_eq!(call["content_type"], "application/json", "{call}");
+                    assert_eq!(call["id"], "1", "{call}");
+                }
+                _ => assert!(
+                    call["content_type"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("multipart/form-data; boundary=")
+                ),
+            }
+        }
+        assert_eq!(calls[0]["params"], Value::Null);
+        assert_eq!(calls[4]["method"], "upload_code_version");
+        assert_eq!(calls[4]["file"]["field"], "code");
+        assert_eq!(calls[4]["file"]["filename"], "app.tar.gz");
+        assert_eq!(calls[4]["file"]["len"], ARCHIVE.len());
+        assert_eq!(calls[5]["params"], json!({"codeVersionId": "code-7"}));
+        assert_eq!(calls[7]["params"], json!({"serviceNodeId": "master-1"}));
+        assert_eq!(calls[8]["method"], "upload_startup_script");
+        assert_eq!(calls[8]["file"]["field"], "script");
+        assert_eq!(calls[8]["file"]["filename"], "start.sh");
+        assert!(
+            calls[8]["file"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("echo hello\n")
+        );
+        assert_eq!(calls[9]["params"], json!({"cloud": "default"}));
+        assert_eq!(
+            calls[11]["params"],
+            json!({"proxy": 1, "web": 1, "backend": 5, "cloud": "default"})
+        );
+    }
+}
+
+/// Issue #21: `/delete`'s `shutdown` reaches a manager on 1.2's own TLS stack twice in a row,
+/// right after the manifest's calls to the same manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_shuts_a_1_2_pyopenssl_manager_down_twice_in_a_row() {
+    let world = World::start_pyopenssl(Setup::new()).await;
+    let py = world.py.as_ref().unwrap();
+    for name in ["first", "second"] {
+        let manifest = json!({"Application": name, "Services": [{"Type": "mysql"}]});
+        world.upload(&manifest, false).await.expect_true(false);
+    }
+    let services = world.services().await;
+    assert_eq!(services.len(), 2);
+    let polls = py.calls().len();
+    assert_eq!(polls, 4, "{:?}", py.methods());
+    for service in &services {
+        assert_eq!(service.manager.as_deref(), Some("127.0.0.3"));
+        world
+            .post(&format!("/delete/{}", service.application_id), &[])
+            .await
+            .expect_true(true);
+    }
+    assert!(py.failures().is_empty(), "{:?}", py.failures());
+    let calls = py.calls();
+    let shutdowns = &calls[polls..];
+    assert_eq!(shutdowns.len(), 2, "{shutdowns:?}");
+    for call in shutdowns {
+        assert_eq!(call["form"], "POST");
+        assert_eq!(call["method"], "shutdown");
+        assert_eq!(call["params"], json!({}));
+        assert_eq!(call["caller"]["role"], "frontend");
+        assert_eq!(call["resumed"], false);
+    }
+    assert!(
+        world.services().await.is_empty(),
+        "the services were not stopped"
     );
 }

@@ -122,6 +122,10 @@ enum Command {
     Terminate {
         /// The service id.
         sid: i64,
+        /// Stop the service through the director without asking its manager (one that cannot
+        /// be reached): its state is not checked and it is not asked to shut its agents down.
+        #[arg(long)]
+        force: bool,
     },
     /// Upload a manifest (creates an application and its services).
     Manifest {
@@ -515,11 +519,33 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
             session.show("done.", &json!(true));
             Ok(())
         }
-        Command::Terminate { sid } => {
+        Command::Terminate { sid, force: true } => {
+            let service = director.service(sid).await?;
+            // Said on stderr, so that --json output stays one JSON document.
+            eprintln!(
+                "W: --force: the manager of service {sid} at {} was not asked: its state was not \
+                 checked and it was not asked to shut down; agent VMs it started, if any, are \
+                 not terminated by this",
+                service.manager
+            );
+            director.stop(sid).await?;
+            session.show("done.", &json!(true));
+            Ok(())
+        }
+        Command::Terminate { sid, force: false } => {
             let service = director.service(sid).await?;
             // 1.2's task farm is never STOPPED: it is terminated without asking its manager.
             if service.service_type != "taskfarm" {
-                let state = session.managers()?.state(&service).await?;
+                let state = match session.managers()?.state(&service).await {
+                    Ok(state) => state,
+                    Err(error @ Error::Manager { .. }) => {
+                        return Err(Error::ManagerUnreachable {
+                            sid,
+                            source: Box::new(error),
+                        });
+                    }
+                    Err(error) => return Err(error),
+                };
                 if state != "STOPPED" && state != "INIT" {
                     return Err(Error::Refused(format!(
                         "service {sid} is in state {state}: stop it first"

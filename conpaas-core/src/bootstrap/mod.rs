@@ -179,6 +179,9 @@ pub struct VpnLines {
     pub base_ip: String,
     /// `IPOP_NETMASK`.
     pub netmask: String,
+    /// `IPOP_BOOTSTRAP_NODES` (`[conpaas] VPN_BOOTSTRAP_NODES`), one node each; the line is
+    /// left out when empty (IPOP then uses its built-in list).
+    pub bootstrap_nodes: Vec<String>,
 }
 
 /// What varies per service.
@@ -281,6 +284,17 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
             "\nIPOP_SUBNET = {}\nIPOP_IP_ADDRESS = {}\nIPOP_BASE_IP = {}\nIPOP_NETMASK = {}",
             vpn.subnet, vpn.ip_address, vpn.base_ip, vpn.netmask
         );
+        // The first node on the key's line, each other one an indented continuation line:
+        // Python's ConfigParser joins them with newlines, and the managers split the value
+        // into lines. 1.3's director wrote the value starting with a newline and without the
+        // indentation, which the managers read as an empty value plus bogus `udp`/`tcp` keys
+        // (`spec/config.md` §13.7).
+        if let Some((first, rest)) = vpn.bootstrap_nodes.split_first() {
+            let _ = write!(config, "\nIPOP_BOOTSTRAP_NODES = {}", shell_escape(first));
+            for node in rest {
+                let _ = write!(config, "\n\t{}", shell_escape(node));
+            }
+        }
     }
     if config.lines().any(|line| line == "EOF") {
         return Err(Error::HereDocument);
@@ -364,6 +378,7 @@ mod tests {
             ip_address: "172.16.0.2".into(),
             base_ip: "172.16.0.0".into(),
             netmask: "255.240.0.0".into(),
+            bootstrap_nodes: vec!["udp://192.168.35.2:40000".into(), "tcp://10.0.0.1:1".into()],
         };
         let script = render(
             &templates,
@@ -399,6 +414,11 @@ mod tests {
             script.contains("CREDIT_URL = https://d.example:5555/callback/decrementUserCredit.php")
         );
         assert!(script.contains("\nIPOP_SUBNET = 172.16.0.0/17\nIPOP_IP_ADDRESS = 172.16.0.2\n"));
+        assert!(
+            script.contains(
+                "\nIPOP_BOOTSTRAP_NODES = udp://192.168.35.2:40000\n\ttcp://10.0.0.1:1\n"
+            )
+        );
         assert!(!script.contains("%CONPAAS") && !script.contains("%DIRECTOR_URL%"));
         let syntax = std::process::Command::new("bash")
             .arg("-n")

@@ -109,6 +109,19 @@ pub enum Error {
         #[source]
         source: crate::manager_client::Error,
     },
+    /// `terminate` could not ask the manager whether its service is stopped (unreachable,
+    /// refusing TLS, not answering); `terminate --force` stops it without asking.
+    #[error(
+        "cannot ask the manager of service {sid} whether the service is stopped; \
+         `cpsclient terminate --force {sid}` stops it through the director without asking its manager"
+    )]
+    ManagerUnreachable {
+        /// The service.
+        sid: i64,
+        /// The failed call ([`Error::Manager`]).
+        #[source]
+        source: Box<Error>,
+    },
     /// A wait for a state ended without reaching it.
     #[error("service {sid} did not reach {state} within {} s (last: {last})", .waited.as_secs())]
     WaitTimeout {

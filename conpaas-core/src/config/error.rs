@@ -186,7 +186,7 @@ pub enum WarningKind {
         /// The name.
         name: String,
     },
-    /// `VPN_LEGACY_SUBNETS` without the `VPN_*` keys.
+    /// `VPN_LEGACY_SUBNETS` or `VPN_BOOTSTRAP_NODES` without the `VPN_*` keys.
     #[error("has no effect without VPN_BASE_NETWORK, VPN_NETMASK and VPN_SERVICE_BITS")]
     VpnSwitchWithoutVpn,
     /// An EC2 region that 1.2 managers do not know.

@@ -48,6 +48,8 @@ pub(crate) struct Entry {
     pub(crate) raw: String,
     /// The line of the `KEY = value` line that set it.
     pub(crate) line: usize,
+    /// The line of each continuation line joined into `raw`, in order.
+    pub(crate) continuation_lines: Vec<usize>,
 }
 
 /// An option looked up through a section, after interpolation.
@@ -59,6 +61,9 @@ pub(crate) struct Value {
     pub(crate) text: String,
     /// The line that set it.
     pub(crate) line: usize,
+    /// The line of each continuation line of the value, in order (the lines of a multi-line
+    /// value, such as `VPN_BOOTSTRAP_NODES`, are named one by one in messages).
+    pub(crate) continuation_lines: Vec<usize>,
     /// It comes from `[DEFAULT]`.
     pub(crate) from_defaults: bool,
 }
@@ -225,6 +230,7 @@ impl Ini {
                     if let Some(entry) = ini.section_at_mut(idx).entry_mut(key) {
                         entry.raw.push('\n');
                         entry.raw.push_str(value);
+                        entry.continuation_lines.push(line_no);
                     }
                 }
                 LineShape::Header(name) => {
@@ -239,6 +245,7 @@ impl Ini {
                             let first_line = entry.line;
                             entry.raw = value;
                             entry.line = line_no;
+                            entry.continuation_lines.clear();
                             warnings.push(Warning {
                                 location: Location::new(
                                     file,
@@ -253,6 +260,7 @@ impl Ini {
                             key: key.clone(),
                             raw: value,
                             line: line_no,
+                            continuation_lines: Vec::new(),
                         }),
                     }
                     current_key = Some(key);
@@ -407,6 +415,7 @@ impl Ini {
                 key: entry.key.clone(),
                 text,
                 line: entry.line,
+                continuation_lines: entry.continuation_lines.clone(),
                 from_defaults,
             }),
             Err(expected) => Err(Box::new(Problem {

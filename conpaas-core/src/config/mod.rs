@@ -128,6 +128,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("conpaas", "VPN_NETMASK"),
     ("conpaas", "VPN_SERVICE_BITS"),
     ("conpaas", "VPN_LEGACY_SUBNETS"),
+    ("conpaas", "VPN_BOOTSTRAP_NODES"),
     ("conpaas", "KEY_ALGORITHM"),
     ("conpaas", "MAX_CREDIT"),
     ("iaas", "OTHER_CLOUDS"),
@@ -187,6 +188,9 @@ pub struct DirectorConfig {
     /// `[conpaas] VPN_*`: `None` when none of the three keys is set. When set,
     /// [`VpnPlan::new`](crate::vpn::VpnPlan::new) has accepted them.
     pub vpn: Option<VpnSettings>,
+    /// `[conpaas] VPN_BOOTSTRAP_NODES`: IPOP bootstrap nodes handed to every manager whose
+    /// service has a VPN subnet (`IPOP_BOOTSTRAP_NODES`); empty = IPOP's built-in list.
+    pub vpn_bootstrap_nodes: Vec<crate::vpn::BootstrapNode>,
     /// `[conpaas] MAX_CREDIT`: the most credit `/new_user` may grant; `None` = no cap.
     pub max_credit: Option<Credit>,
     /// `[director] MAX_APPLICATIONS_PER_USER`: applications a user may have.

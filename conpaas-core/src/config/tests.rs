@@ -111,6 +111,7 @@ fn our_additions_are_read() {
     let loaded = load(&format!(
         "{BASE}[conpaas]\nVPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = 5\n\
          VPN_LEGACY_SUBNETS = yes\nKEY_ALGORITHM = ECDSA\nMAX_CREDIT = 50\n\
+         VPN_BOOTSTRAP_NODES = udp://192.168.35.2:40000\n  tcp://10.0.0.1:40001\n\
          [director]\nDIRECTOR_URL = https://director.example.org:5555\nDEBUG = on\n\
          OPEN_REGISTRATION = true\nDB_MAX_CONNECTIONS = 3\n"
     ));
@@ -121,6 +122,12 @@ fn our_additions_are_read() {
     assert_eq!(vpn.netmask.to_string(), "255.240.0.0");
     assert_eq!(vpn.service_bits, 5);
     assert_eq!(vpn.arithmetic, SubnetArithmetic::Legacy);
+    let nodes: Vec<String> = config
+        .vpn_bootstrap_nodes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nodes, ["udp://192.168.35.2:40000", "tcp://10.0.0.1:40001"]);
     assert_eq!(config.ca.key_algorithm, KeyAlgorithm::EcdsaP256);
     assert_eq!(config.max_credit, Some(Credit(50)));
     assert_eq!(
@@ -182,6 +189,17 @@ fn conpaas_section_errors() {
         (
             "[conpaas]\nVPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = 20\n",
             "director.cfg:11: [conpaas] VPN_SERVICE_BITS: 20 service bits on a /12 network give /32 subnets, too small for the 4 reserved addresses and an agent: use at most 17 bits (/29 subnets)",
+        ),
+        // Each bootstrap node is checked on its own line (blank lines between them skipped).
+        (
+            "[conpaas]\nVPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = 5\n\
+             VPN_BOOTSTRAP_NODES =\n  udp://1.2.3.4:40000\n\n  udp://1.2.3.4\n\ttcp://host.example:1\n",
+            "director.cfg:15: [conpaas] VPN_BOOTSTRAP_NODES: expected udp://<IPv4>:<port> or tcp://<IPv4>:<port> (port 1-65535), one node per line, got \"udp://1.2.3.4\"\n\
+             director.cfg:16: [conpaas] VPN_BOOTSTRAP_NODES: expected udp://<IPv4>:<port> or tcp://<IPv4>:<port> (port 1-65535), one node per line, got \"tcp://host.example:1\"",
+        ),
+        (
+            "[conpaas]\nVPN_BOOTSTRAP_NODES = udp://1.2.3.4:0\n",
+            "director.cfg:9: [conpaas] VPN_BOOTSTRAP_NODES: expected udp://<IPv4>:<port> or tcp://<IPv4>:<port> (port 1-65535), one node per line, got \"udp://1.2.3.4:0\"",
         ),
         (
             "[conpaas]\nVPN_LEGACY_SUBNETS = maybe\n",
@@ -521,7 +539,7 @@ fn warnings() {
         ),
         (
             "[conpaas]\nVPN_BOOTSTRAP_NODES = udp://1.2.3.4:40000\n[director]\nUSERDATA_DIR = /x\n",
-            "warning: director.cfg:9: [conpaas] VPN_BOOTSTRAP_NODES: unknown key, ignored\n\
+            "warning: director.cfg:9: [conpaas] VPN_BOOTSTRAP_NODES: has no effect without VPN_BASE_NETWORK, VPN_NETMASK and VPN_SERVICE_BITS\n\
              warning: director.cfg:11: [director] USERDATA_DIR: unknown key, ignored",
         ),
         (

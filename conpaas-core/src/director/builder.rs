@@ -18,7 +18,7 @@ use crate::config::{DEFAULT_MANAGER_PORT, DirectorUrl, LoadedConfig};
 use crate::manager_client::{ManagerClient, PeerCheck};
 use crate::model::{Credit, Role};
 use crate::store::{HashingPool, HashingSettings, Store, StoreSettings};
-use crate::vpn::{VpnPlan, VpnSettings};
+use crate::vpn::{BootstrapNode, VpnPlan, VpnSettings};
 
 /// How long a manager's credit charge is retried while the database fails, by default: 1.2
 /// managers wait for the answer without a timeout, and half a minute outlasts a backup or a
@@ -102,6 +102,7 @@ pub struct DirectorBuilder {
     ca: Option<Arc<CertificateAuthority>>,
     clouds: Option<CloudRegistry>,
     vpn: Option<VpnSettings>,
+    vpn_bootstrap_nodes: Vec<BootstrapNode>,
     templates: TemplateSource,
     tarball: Option<PathBuf>,
     director_url: Option<DirectorUrl>,
@@ -129,6 +130,7 @@ impl Default for DirectorBuilder {
             ca: None,
             clouds: None,
             vpn: None,
+            vpn_bootstrap_nodes: Vec::new(),
             templates: TemplateSource::embedded_default(),
             tarball: None,
             director_url: None,
@@ -156,6 +158,7 @@ impl std::fmt::Debug for DirectorBuilder {
         f.debug_struct("DirectorBuilder")
             .field("clouds", &self.clouds)
             .field("vpn", &self.vpn)
+            .field("vpn_bootstrap_nodes", &self.vpn_bootstrap_nodes)
             .field("templates", &self.templates)
             .field("director_url", &self.director_url)
             .finish_non_exhaustive()
@@ -195,6 +198,7 @@ impl DirectorBuilder {
         if let Some(vpn) = &settings.vpn {
             builder = builder.vpn(vpn.clone());
         }
+        builder = builder.vpn_bootstrap_nodes(settings.vpn_bootstrap_nodes.clone());
         if let Some(url) = &settings.director_url {
             builder = builder.director_url(url.clone());
         }
@@ -233,6 +237,13 @@ impl DirectorBuilder {
     /// VPN address planning; without it services get no subnet (as 1.2 without `VPN_*`).
     pub fn vpn(mut self, vpn: VpnSettings) -> Self {
         self.vpn = Some(vpn);
+        self
+    }
+
+    /// IPOP bootstrap nodes (`[conpaas] VPN_BOOTSTRAP_NODES`), written into the config of
+    /// every manager whose service has a VPN subnet; none by default (IPOP's own list).
+    pub fn vpn_bootstrap_nodes(mut self, nodes: Vec<BootstrapNode>) -> Self {
+        self.vpn_bootstrap_nodes = nodes;
         self
     }
 
@@ -414,6 +425,7 @@ impl DirectorBuilder {
                 hashing,
                 ca,
                 vpn,
+                vpn_bootstrap_nodes: self.vpn_bootstrap_nodes,
                 clouds,
                 templates: self.templates,
                 tarball: self.tarball,

@@ -259,6 +259,12 @@ impl Director {
                     ip_address: config.ipop_ip_address.to_string(),
                     base_ip: config.ipop_base_ip,
                     netmask: config.ipop_netmask,
+                    bootstrap_nodes: self
+                        .inner
+                        .vpn_bootstrap_nodes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                 })
             }
             _ => None,

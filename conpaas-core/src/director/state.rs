@@ -63,6 +63,8 @@ pub(super) struct Inner {
     pub(super) hashing: crate::store::HashingPool,
     pub(super) ca: Arc<CertificateAuthority>,
     pub(super) vpn: Option<VpnPlan>,
+    /// `[conpaas] VPN_BOOTSTRAP_NODES`, for the managers of services with a subnet.
+    pub(super) vpn_bootstrap_nodes: Vec<crate::vpn::BootstrapNode>,
     pub(super) clouds: CloudRegistry,
     /// Where the manager templates are read from at each start.
     pub(super) templates: TemplateSource,

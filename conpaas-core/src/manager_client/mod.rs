@@ -268,6 +268,19 @@ impl ManagerClient {
         // Managers are reached by address and their certificates name no host: 1.2 sent no
         // SNI either.
         config.enable_sni = false;
+        // Every call is a full handshake (issue #21). A 1.2 manager's pyOpenSSL server asks for
+        // a client certificate but sets no session id context, so OpenSSL aborts any handshake
+        // offering a session to resume ("session id context uninitialized", alert
+        // internal_error): with rustls' default cache the second call to a manager failed.
+        // Disabled means no session cache, no TLS 1.2 session ids or tickets offered, no
+        // TLS 1.3 PSK; 1.2's own client (httplib on a fresh context each call) resumed nothing.
+        config.resumption = rustls::client::Resumption::disabled();
+        // Nothing else a 1.2 manager's OpenSSL could refuse: no early data (it needs a resumed
+        // session anyway), no ticket request extension, and the extended master secret not
+        // required (OpenSSL before 1.1.0 does not offer it).
+        config.enable_early_data = false;
+        config.send_ticket_request = None;
+        config.require_ems = false;
         Ok(ManagerClient {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             port: 443,

@@ -28,10 +28,12 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+mod bootstrap;
 mod error;
 mod plan;
 mod subnet;
 
+pub use bootstrap::{BadBootstrapNode, BootstrapNode, EXPECTED_BOOTSTRAP_NODE, Transport};
 pub use error::Error;
 pub use plan::{MAX_SUBNET_PREFIX, RESERVED_ADDRESSES, VpnPlan};
 pub use subnet::{ManagerVpnConfig, manager_address, parse_recorded_subnet};

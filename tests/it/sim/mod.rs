@@ -812,7 +812,6 @@ fn seeds_hold_every_invariant() {
                     failed
                 })
             })
-            .map(|handle| handle)
             .collect();
         handles
             .into_iter()

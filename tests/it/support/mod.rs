@@ -12,6 +12,7 @@
 pub mod clients;
 pub mod http;
 pub mod manager;
+pub mod pyopenssl;
 pub mod raw;
 
 use std::fs;

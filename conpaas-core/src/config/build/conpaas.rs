@@ -1,6 +1,7 @@
 //! `[conpaas]`: the CA's key algorithm and the VPN keys.
 
 use super::*;
+use crate::vpn::{BootstrapNode, EXPECTED_BOOTSTRAP_NODE};
 
 pub(super) fn parse_key_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
     match text.to_ascii_lowercase().as_str() {
@@ -11,6 +12,59 @@ pub(super) fn parse_key_algorithm(text: &str) -> Result<KeyAlgorithm, String> {
 }
 
 impl Builder<'_> {
+    /// `VPN_BOOTSTRAP_NODES`: one node per line (the first may follow `=`, the others are
+    /// indented continuation lines); each entry is checked and a bad one is named by its own
+    /// line. Empty or absent: none (IPOP's built-in list).
+    pub(super) fn vpn_bootstrap_nodes(&mut self, vpn_set: bool) -> Checked<Vec<BootstrapNode>> {
+        const KEY: &str = "VPN_BOOTSTRAP_NODES";
+        let Some(value) = self.find_nonempty("conpaas", KEY)? else {
+            return Ok(Vec::new());
+        };
+        // Continuation lines keep their line numbers unless interpolation added lines.
+        let segments: Vec<&str> = value.text.split('\n').collect();
+        let line_of = |index: usize| match index {
+            0 => value.line,
+            _ if segments.len() == value.continuation_lines.len() + 1 => {
+                value.continuation_lines[index - 1]
+            }
+            _ => value.line,
+        };
+        let mut nodes = Vec::new();
+        let mut bad = false;
+        for (index, segment) in segments.iter().enumerate() {
+            let entry = py_strip(segment);
+            if entry.is_empty() {
+                continue;
+            }
+            match BootstrapNode::from_str(entry) {
+                Ok(node) => nodes.push(node),
+                Err(_) => {
+                    let location = self.location("conpaas", Some(line_of(index)), Some(KEY));
+                    self.problems.push(Problem {
+                        location,
+                        kind: ProblemKind::Invalid {
+                            expected: EXPECTED_BOOTSTRAP_NODE.to_owned(),
+                            got: entry.to_owned(),
+                        },
+                    });
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            return Err(Reported);
+        }
+        if !vpn_set {
+            self.warn(
+                "conpaas",
+                Some(value.line),
+                Some(KEY),
+                WarningKind::VpnSwitchWithoutVpn,
+            );
+        }
+        Ok(nodes)
+    }
+
     pub(super) fn vpn(&mut self) -> Checked<Option<VpnSettings>> {
         const BASE: &str = "VPN_BASE_NETWORK";
         const NETMASK: &str = "VPN_NETMASK";

@@ -50,6 +50,7 @@ pub(crate) const CONPAAS_KEYS: &[&str] = &[
     "VPN_NETMASK",
     "VPN_SERVICE_BITS",
     "VPN_LEGACY_SUBNETS",
+    "VPN_BOOTSTRAP_NODES",
     "KEY_ALGORITHM",
     "MAX_CREDIT",
 ];
@@ -214,6 +215,7 @@ impl Builder<'_> {
         );
         let key_algorithm = self.optional("conpaas", "key_algorithm", parse_key_algorithm);
         let vpn = self.vpn();
+        let vpn_bootstrap_nodes = self.vpn_bootstrap_nodes(matches!(vpn, Ok(Some(_))));
         let max_credit = self.optional("conpaas", "max_credit", |text| {
             let credit = parse_integer(text, 0, u64::MAX)?;
             i64::try_from(credit)
@@ -264,6 +266,7 @@ impl Builder<'_> {
             Ok(cert_dir),
             Ok(key_algorithm),
             Ok(vpn),
+            Ok(vpn_bootstrap_nodes),
             Ok(max_credit),
             Ok(default_cloud),
             Ok(database_url),
@@ -286,6 +289,7 @@ impl Builder<'_> {
             cert_dir,
             key_algorithm,
             vpn,
+            vpn_bootstrap_nodes,
             max_credit,
             default_cloud,
             database_url,
@@ -315,6 +319,7 @@ impl Builder<'_> {
                 key_algorithm: key_algorithm.unwrap_or(KeyAlgorithm::Rsa2048),
             },
             vpn,
+            vpn_bootstrap_nodes,
             max_credit,
             default_cloud,
             other_clouds,

@@ -559,7 +559,13 @@ async fn serve(world: Arc<World>, directors: Vec<Director>, length: Duration) {
         let replica = sim.between(0, directors.len() as u64 - 1) as usize;
         tasks.spawn(operate(world.clone(), directors[replica].clone(), replica));
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        if let Err(error) = done
+            && error.is_panic()
+        {
+            world.internal(format!("an operation panicked: {error}"));
+        }
+    }
 }
 
 /// A runtime like the simulation needs: one thread, virtual time.

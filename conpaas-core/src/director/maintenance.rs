@@ -24,9 +24,11 @@ pub const DEFAULT_REAP_GRACE: Duration = crate::config::DEFAULT_REAP_GRACE;
 pub struct MaintenanceSettings {
     /// The time between two passes (the first runs at once).
     pub interval: Duration,
-    /// How old a row without a VM must be before it is undone; `None` means
-    /// [`Director::reconcile_grace`] (the start timeout plus a minute), which never touches a
-    /// start still running in this process or another replica.
+    /// How old a `starting` row must be before reconciliation claims and undoes it; `None`
+    /// means [`Director::reconcile_grace`] (the start timeout plus a minute). Starts running in
+    /// this process are never touched; a shorter grace loses no VM or credit in another
+    /// replica either (the start sees the claim and terminates its own VM), but that start
+    /// fails.
     pub reconcile_grace: Option<Duration>,
     /// How old a VM of this installation without a service row must be before the reaper
     /// terminates it. A row is written before its VM is asked for, so a VM without a row is

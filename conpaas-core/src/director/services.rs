@@ -776,9 +776,9 @@ fn choose_subnet(plan: Option<&vpn::VpnPlan>, taken: &[String]) -> Result<Option
 }
 
 impl Director {
-    /// How old a row without a VM must be before [`Director::reconcile`] undoes it: the start
-    /// timeout plus a minute, so that a start still running (in this process or in another
-    /// director replica sharing the database) is never touched.
+    /// How old a `starting` row must be before [`Director::reconcile`] undoes it: the start
+    /// timeout plus a minute, so that a start still running in another director replica
+    /// sharing the database is never cut short (one in this process never is).
     pub fn reconcile_grace(&self) -> std::time::Duration {
         self.inner.start_timeout + std::time::Duration::from_secs(60)
     }

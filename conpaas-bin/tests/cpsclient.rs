@@ -7,6 +7,8 @@
 
 #[path = "support/manager.rs"]
 mod manager;
+#[path = "../../tests/it/support/pyopenssl.rs"]
+mod pyopenssl;
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -1033,4 +1035,44 @@ async fn terminate_force_stops_a_service_whose_manager_cannot_be_reached() {
     assert_eq!(world.ok(&["list"], &[]).await, "No running services\n");
     // An unknown service is still refused, forced or not.
     world.fails(&["terminate", "--force", "999"], &[], 1).await;
+}
+
+/// Issue 21: cpsclient's manager commands against a manager on ConPaaS 1.2's own TLS stack
+/// (pyOpenSSL configured as 1.2's `server.py`: no session id context, so OpenSSL refuses any
+/// resumed handshake), each twice in a row on the same manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_commands_reach_a_1_2_manager_twice_in_a_row() {
+    let world = World::start();
+    world.credentials().await;
+    let before = vm_files(&world.data());
+    let created = world.json(&["create", "php", "--no-wait"], &[]).await;
+    let sid = created["sid"].as_i64().unwrap().to_string();
+    let uid = created["user_id"].as_i64().unwrap();
+    let vmid = vm_files(&world.data())
+        .difference(&before)
+        .next()
+        .unwrap()
+        .clone();
+    let (cert, key, ca) = world.manager_identity(&vmid);
+    let manager = pyopenssl::PyManager::start("127.0.0.3", &cert, &key, &ca, uid as i32);
+    let port = manager.port.to_string();
+    let ports = ["--manager-port", port.as_str()];
+    let code = world.temp.path().join("site.tar.gz");
+    std::fs::write(&code, b"\x1f\x8bcode").unwrap();
+    for round in 1..=2 {
+        let info = world.ok(&["info", &sid], &ports).await;
+        assert!(info.contains("state: INIT"), "round {round}: {info}");
+        world
+            .ok(&["upload_code", &sid, code.to_str().unwrap()], &ports)
+            .await;
+    }
+    let methods = manager.methods();
+    let count = |method: &str| methods.iter().filter(|name| *name == method).count();
+    assert!(count("get_service_info") >= 2, "{methods:?}");
+    assert_eq!(count("upload_code_version"), 2, "{methods:?}");
+    assert!(
+        manager.failures().is_empty(),
+        "refused handshakes or requests: {:?}",
+        manager.failures()
+    );
 }

@@ -63,8 +63,12 @@ impl PyManager {
         let cert = write("cert.pem", cert_pem);
         let key = write("key.pem", key_pem);
         let ca = write("ca_cert.pem", ca_pem);
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pyopenssl_manager.py");
+        // The workspace's tests/support, from this crate or conpaas-bin's tests.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|dir| dir.join("tests/support/pyopenssl_manager.py"))
+            .find(|script| script.exists())
+            .expect("tests/support/pyopenssl_manager.py in the workspace");
         let mut child = Command::new(&python)
             .arg(script)
             .arg(host)

@@ -512,7 +512,7 @@ async fn a_replica_killed_during_starts_is_cleaned_up_by_the_other() {
         let log = survivor.log();
         assert!(
             log.iter()
-                .any(|line| line.contains("undid an interrupted service start")),
+                .any(|line| line.contains("settled an unfinished service start or stop")),
             "the survivor did not reconcile: {log:#?}"
         );
     }

@@ -136,17 +136,20 @@ impl Cloud for ScriptedCloud {
 
 /// A director of `test`'s installation on `cloud` (call it twice for two replicas).
 fn director(test: &TestDirector, cloud: &Arc<ScriptedCloud>, start_timeout: Duration) -> Director {
-    DirectorBuilder::from_config(test.loaded())
-        .unwrap()
-        .clouds(
-            CloudRegistry::builder()
-                .cloud("scripted", cloud.clone())
-                .build()
-                .unwrap(),
-        )
+    builder(test, cloud)
         .start_timeout(start_timeout)
         .build()
         .unwrap()
+}
+
+/// The builder of [`director`], for other settings.
+fn builder(test: &TestDirector, cloud: &Arc<ScriptedCloud>) -> DirectorBuilder {
+    DirectorBuilder::from_config(test.loaded()).unwrap().clouds(
+        CloudRegistry::builder()
+            .cloud("scripted", cloud.clone())
+            .build()
+            .unwrap(),
+    )
 }
 
 fn start(director: &Director, uid: UserId) -> tokio::task::JoinHandle<Result<(), Error>> {
@@ -334,17 +337,7 @@ async fn reconciliation_ages_rows_in_utc_by_the_directors_clock() {
         .unwrap()
         .to_utc();
     let clock = Arc::new(HandClock(std::sync::Mutex::new(before_jump)));
-    let director = DirectorBuilder::from_config(test.loaded())
-        .unwrap()
-        .clouds(
-            CloudRegistry::builder()
-                .cloud("scripted", cloud.clone())
-                .build()
-                .unwrap(),
-        )
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let director = builder(&test, &cloud).clock(clock.clone()).build().unwrap();
     let aid = director.applications(uid).await.unwrap()[0].aid;
     // A start a crash interrupted: its row, no task.
     let row = director

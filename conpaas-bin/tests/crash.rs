@@ -223,23 +223,13 @@ fn reconciliation_with_a_short_grace_never_kills_a_running_start() {
     let ca_pem = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let answers: Vec<(u16, String)> = runtime.block_on(async {
-        let anonymous = support::client(&ca_pem, None);
-        let zip = anonymous
-            .post(format!("https://localhost:{port}/getcerts"))
-            .form(&[("username", "alice"), ("password", "pw")])
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
-        let mut read = |name: &str| {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
-            text
-        };
-        let (cert, key) = (read("cert.pem"), read("key.pem"));
+        let (cert, key) = support::user_certificates(
+            &format!("https://localhost:{port}"),
+            &ca_pem,
+            "alice",
+            "pw",
+        )
+        .await;
         let user = support::client(&ca_pem, Some((&cert, &key)));
         let starts: Vec<_> = (0..100)
             .map(|_| {

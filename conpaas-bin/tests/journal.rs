@@ -97,22 +97,7 @@ async fn deferred_charges_survive(ending: Ending) {
 
     // alice's certificate, then MANAGERS services, each manager's certificate taken from its
     // VM's boot script as a manager VM gets it.
-    let zip = client(&ca, None)
-        .post(format!("{base}/getcerts"))
-        .form(&[("username", "alice"), ("password", "pw")])
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-    let mut member = |name: &str| {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
-        text
-    };
-    let (cert, key) = (member("cert.pem"), member("key.pem"));
+    let (cert, key) = support::user_certificates(&base, &ca, "alice", "pw").await;
     let user = client(&ca, Some((&cert, &key)));
     let mut managers = Vec::new();
     for n in 0..MANAGERS {

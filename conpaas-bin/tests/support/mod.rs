@@ -105,6 +105,31 @@ fn builder(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::ClientBuild
         .timeout(Duration::from_secs(60))
 }
 
+/// A user's certificate and key (PEM), from `/getcerts` at `base` (`https://host:port`).
+pub async fn user_certificates(
+    base: &str,
+    ca_pem: &str,
+    username: &str,
+    password: &str,
+) -> (String, String) {
+    let zip = client(ca_pem, None)
+        .post(format!("{base}/getcerts"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut member = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    (member("cert.pem"), member("key.pem"))
+}
+
 /// The text of the here-document `cat <<EOF > /tmp/<file>` of a dummy VM's script.
 pub fn here_document(script: &str, file: &str) -> Option<String> {
     let start = script.find(&format!("cat <<EOF > /tmp/{file}\n"))?;

@@ -7,7 +7,9 @@
 
 #[path = "support/manager.rs"]
 mod manager;
+// The `it` suite's pyOpenSSL manager (issue 21); this crate uses part of it.
 #[path = "../../tests/it/support/pyopenssl.rs"]
+#[allow(dead_code)]
 mod pyopenssl;
 mod support;
 

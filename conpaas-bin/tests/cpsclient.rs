@@ -1061,16 +1061,51 @@ async fn manager_commands_reach_a_1_2_manager_twice_in_a_row() {
     let ports = ["--manager-port", port.as_str()];
     let code = world.temp.path().join("site.tar.gz");
     std::fs::write(&code, b"\x1f\x8bcode").unwrap();
+    let key = world.temp.path().join("id_rsa.pub");
+    std::fs::write(&key, b"ssh-rsa AAAA alice@laptop\n").unwrap();
+    let (code, key) = (code.to_str().unwrap(), key.to_str().unwrap());
     for round in 1..=2 {
         let info = world.ok(&["info", &sid], &ports).await;
         assert!(info.contains("state: INIT"), "round {round}: {info}");
-        world
-            .ok(&["upload_code", &sid, code.to_str().unwrap()], &ports)
-            .await;
+        world.ok(&["upload_code", &sid, code], &ports).await;
+    }
+    // The php commands' manager calls, each twice in a row. The test manager answers only
+    // what the director's own calls need (`{}` otherwise), so a command may refuse the
+    // answer's shape: what is checked is that every call reaches the manager.
+    let commands: [&[&str]; 9] = [
+        &["add_nodes", &sid, "1", "1", "1"],
+        &["remove_nodes", &sid, "1", "1", "1"],
+        &["list_keys", &sid],
+        &["upload_key", &sid, key],
+        &["list_uploads", &sid],
+        &["enable_code", &sid, "code-7"],
+        &["toggle_debug", &sid],
+        &["logs", &sid],
+        &["info", &sid],
+    ];
+    for command in commands {
+        for round in 1..=2 {
+            let out = world.run(command, "", &ports).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("cannot connect") && !stderr.contains("could not be reached"),
+                "{command:?}, round {round}: {stderr}"
+            );
+        }
     }
     let methods = manager.methods();
     let count = |method: &str| methods.iter().filter(|name| *name == method).count();
-    assert!(count("get_service_info") >= 2, "{methods:?}");
+    for method in [
+        "add_nodes",
+        "remove_nodes",
+        "list_authorized_keys",
+        "upload_authorized_key",
+        "list_code_versions",
+        "getLog",
+    ] {
+        assert!(count(method) >= 2, "{method}: {methods:?}");
+    }
+    assert!(count("get_service_info") >= 4, "{methods:?}");
     assert_eq!(count("upload_code_version"), 2, "{methods:?}");
     assert!(
         manager.failures().is_empty(),

@@ -232,6 +232,9 @@ struct UserLedger {
     charged: i64,
     /// Services whose start was answered as done.
     started: BTreeSet<ServiceId>,
+    /// Charges asked and not (yet) answered, by operation: those a crash cut off may or may
+    /// not have been applied (the manager never heard), each whole or not at all.
+    in_flight: BTreeMap<u64, i64>,
 }
 
 /// Everything one run records for the checks.
@@ -240,6 +243,8 @@ struct Ledger {
     users: Vec<UserLedger>,
     /// Operations that ended in an error no injected fault explains (I5).
     internal_errors: Vec<String>,
+    /// Numbers the charges asked.
+    next_charge: u64,
 }
 
 /// Whether an error is one a fault injected into this operation, or a 1.2 refusal, explains.
@@ -494,14 +499,28 @@ async fn operate(world: Arc<World>, director: Director, replica: usize) {
             };
             let amount = sim.between(0, 3) as i64;
             sim.trace(format!("{tag} manager s{sid} charges {amount}"));
+            let charge = {
+                let mut ledger = world.ledger.lock().unwrap();
+                ledger.next_charge += 1;
+                let charge = ledger.next_charge;
+                ledger.users[who].in_flight.insert(charge, amount);
+                charge
+            };
+            let answered = |world: &World| {
+                world.ledger.lock().unwrap().users[who]
+                    .in_flight
+                    .remove(&charge);
+            };
             let Some(manager) = director.charging_manager(uid, sid).await else {
+                answered(&world);
                 sim.trace(format!("{tag} charge s{sid} -> not a live service"));
                 return;
             };
-            match director
+            let charged = director
                 .charge_for(manager, Some(&amount.to_string()))
-                .await
-            {
+                .await;
+            answered(&world);
+            match charged {
                 Ok(true) => {
                     sim.trace(format!("{tag} charge s{sid} {amount} -> accepted"));
                     world.ledger.lock().unwrap().users[who].charged += amount;
@@ -768,12 +787,19 @@ fn check(world: &World) -> Vec<String> {
         // takes it to 0 by design).
         if user.initial >= 1000 {
             let expected = user.initial - user.charged - completed.len() as i64;
-            if credit != expected {
+            // Charges a crash left unanswered: each applied whole or not at all.
+            let mut possible = BTreeSet::from([0]);
+            for amount in user.in_flight.values() {
+                let with: Vec<i64> = possible.iter().map(|sum| sum + amount).collect();
+                possible.extend(with);
+            }
+            if !possible.contains(&(expected - credit)) {
                 violations.push(format!(
-                    "I3: u{uid} has credit {credit}, expected {expected} (initial {} - charges {} - {} completed starts)",
+                    "I3: u{uid} has credit {credit}, expected {expected} (initial {} - charges {} - {} completed starts), less any of the unanswered charges {:?}",
                     user.initial,
                     user.charged,
-                    completed.len()
+                    completed.len(),
+                    user.in_flight.values().collect::<Vec<_>>()
                 ));
             }
         }

@@ -17,8 +17,8 @@
 //! - I1 every VM the clouds hold is recorded by its service's row;
 //! - I2 every row records a VM the cloud holds, and no row is left unsettled;
 //! - I3 each user's credit is the initial credit minus every accepted charge (deferred ones
-//!   included) minus one per service start that completed; every start answered as done
-//!   completed;
+//!   included; one a crash cut off before its answer applied whole or not at all) minus one
+//!   per service start that completed; every start answered as done completed;
 //! - I4 no credit is negative;
 //! - I5 no operation failed but for a fault injected into it (a database or cloud failure,
 //!   a refusal of 1.2's), never an internal error.

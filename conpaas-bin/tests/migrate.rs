@@ -96,22 +96,7 @@ async fn an_installation_moves_from_sqlite_to_postgresql() {
     let (mut child, port) = serve(data, "error", Stdio::null());
     let ca = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
     let base = format!("https://localhost:{port}");
-    let zip = client(&ca, None)
-        .post(format!("{base}/getcerts"))
-        .form(&[("username", "alice"), ("password", "alice-pw")])
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-    let mut member = |name: &str| {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut archive.by_name(name).unwrap(), &mut text).unwrap();
-        text
-    };
-    let (cert, key) = (member("cert.pem"), member("key.pem"));
+    let (cert, key) = support::user_certificates(&base, &ca, "alice", "alice-pw").await;
     let user = client(&ca, Some((&cert, &key)));
     let created = user
         .post(format!("{base}/createapp"))

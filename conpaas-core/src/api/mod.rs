@@ -27,6 +27,7 @@ use crate::director::audit::AuditContext;
 use crate::director::{Director, Outcome};
 pub use ops::VERSION;
 pub use server::PeerInfo;
+pub use trace::ClientRequestId;
 
 /// Who may call a route (`spec/director-api.md` §1.6, and the operators' routes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +267,7 @@ fn with_layers(router: Router, director: Director) -> Router {
         .layer(trace::propagate_request_id())
         .layer(trace::trace_layer())
         .layer(trace::set_request_id())
+        .layer(trace::take_client_request_id_layer())
 }
 
 /// The `Allow` value of a route as Flask wrote it (`HEAD, GET, POST, OPTIONS`).
@@ -323,7 +325,7 @@ async fn framework(State(director): State<Director>, request: Request, next: Nex
 }
 
 /// Who the request's audit events name: the caller as the request log describes it, its
-/// address, the request id.
+/// address, the director's request id and the client's.
 fn audit_context(request: &Request) -> AuditContext {
     let caller = auth::Caller::of(request.extensions());
     let source = caller.peer.as_ref().map(|peer| peer.remote.ip());
@@ -332,7 +334,9 @@ fn audit_context(request: &Request) -> AuditContext {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let client_request_id = trace::ClientRequestId::of(request).map(str::to_owned);
     AuditContext::request(auth::Described(&caller).to_string(), source, request_id)
+        .client_request_id(client_request_id)
 }
 
 /// The outcome an answer carries (handlers mark refusals given with status 200), else what

@@ -292,6 +292,12 @@ impl EncodeMetric for Seconds {
     }
 }
 
+/// `conpaas_audit_events_dropped_total`'s label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditDropLabels {
+    priority: &'static str,
+}
+
 /// The metrics of one director. Cheap to share (every family is reference-counted); get it
 /// with [`Director::metrics`](super::Director::metrics).
 #[derive(Debug)]
@@ -306,7 +312,7 @@ pub struct Metrics {
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
     maintenance: Family<MaintenanceLabels, Counter>,
-    audit_dropped: Counter,
+    audit_dropped: Family<AuditDropLabels, Counter>,
     vms_untracked: Counter,
     reaper_held: prometheus_client::metrics::gauge::Gauge,
     reaper_withheld: prometheus_client::metrics::gauge::Gauge,
@@ -358,7 +364,11 @@ impl Metrics {
         let cloud_seconds: Histograms<CloudLabels> = Family::new_with_constructor(cloud_histogram);
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
-        let audit_dropped = Counter::default();
+        let audit_dropped = Family::<AuditDropLabels, Counter>::default();
+        // Both series from the start: an alert on them sees 0, not nothing.
+        for priority in ["low", "high"] {
+            drop(audit_dropped.get_or_create(&AuditDropLabels { priority }));
+        }
         let vms_untracked = Counter::default();
         let reaper_held = prometheus_client::metrics::gauge::Gauge::default();
         let reaper_withheld = prometheus_client::metrics::gauge::Gauge::default();
@@ -410,7 +420,8 @@ impl Metrics {
         );
         registry.register(
             "conpaas_audit_events_dropped",
-            "Audit events dropped because their queue was full (the database failing or behind)",
+            "Audit events dropped because their queue was full (the database failing or behind), \
+             by priority: low (refused and throttled logins), high (everything else)",
             audit_dropped.clone(),
         );
         registry.register(
@@ -526,8 +537,12 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn audit_dropped(&self, count: u64) {
-        self.audit_dropped.inc_by(count);
+    pub(crate) fn audit_dropped(&self, priority: super::audit::Priority, count: u64) {
+        self.audit_dropped
+            .get_or_create(&AuditDropLabels {
+                priority: priority.as_str(),
+            })
+            .inc_by(count);
     }
 
     pub(crate) fn vm_untracked(&self) {

@@ -96,6 +96,8 @@ pub use audit::{
     record_audit_events,
 };
 #[cfg(feature = "store")]
+pub(crate) use audit::bounded_text;
+#[cfg(feature = "store")]
 pub use backup::backup_sqlite;
 #[cfg(feature = "store")]
 pub use certificates::{IssuedCertificate, NewCertificate, find_certificate, record_certificate};

@@ -97,6 +97,10 @@ impl std::fmt::Display for ReaperMode {
 /// while the database fails before it is deferred (1.2 managers wait for the answer without a
 /// timeout, and half a minute outlasts a backup or a migration holding the SQLite write lock).
 pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// `[director] AUDIT_QUEUE` when absent: audit events of each priority kept in memory while
+/// the database is behind.
+pub const DEFAULT_AUDIT_QUEUE: usize = 10_000;
 /// `[director] MAX_APPLICATIONS_PER_USER` when absent.
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
@@ -175,6 +179,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
+    ("director", "AUDIT_QUEUE"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -229,6 +234,9 @@ pub struct DirectorConfig {
     /// `[director] CHARGE_PATIENCE`: how long a manager's credit charge is retried while the
     /// database fails before it is deferred.
     pub charge_patience: Duration,
+    /// `[director] AUDIT_QUEUE`: how many queued audit events of each priority wait in memory
+    /// while the database is behind ([`DEFAULT_AUDIT_QUEUE`]).
+    pub audit_queue: usize,
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,

@@ -30,7 +30,7 @@ const BATCH_DELAY: Duration = Duration::from_millis(100);
 /// The most events of each [`Priority`] queued by default: past it, events are dropped and
 /// counted (the database is failing or far behind, and memory must stay bounded: about 5 MB
 /// for both lanes).
-pub const DEFAULT_AUDIT_QUEUE: usize = 10_000;
+pub const DEFAULT_AUDIT_QUEUE: usize = crate::config::DEFAULT_AUDIT_QUEUE;
 
 /// Who is acting, from where, in which request: read by every event made in its
 /// [`scope`](AuditContext::scope).

@@ -194,6 +194,7 @@ impl DirectorBuilder {
             })
             .manager_port(settings.manager_port)
             .charge_patience(settings.charge_patience)
+            .audit_queue(settings.audit_queue)
             .charge_journal(super::journal::ChargeJournal::in_dir(&settings.conf_dir).path())
             .metrics_allow(settings.metrics_allow.clone())
             .manifest(ManifestSettings::from_config(settings));

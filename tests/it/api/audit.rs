@@ -300,16 +300,22 @@ async fn login(
     (reply.text().await.unwrap(), id)
 }
 
-/// Issue 22 item 6: while the database stalls, 12,000 throttled logins from one address
-/// overflow the audit queue (10,000 by default); alice's successful login, made after them,
-/// is still recorded once the database is back. Only refused logins are dropped, and the drop
-/// is counted by priority. Three clients sending the same `x-request-id` get three request ids.
+/// Issue 22 item 6: while the database stalls, throttled logins from one address overflow the
+/// audit queue (12,000 against the default 10,000 in the report; here 1,200 against
+/// `AUDIT_QUEUE = 1000`, the same shape in a tenth of the time); alice's successful login, made
+/// after them, is still recorded once the database is back. Only refused logins are dropped,
+/// and the drop is counted by priority. Three clients sending the same `x-request-id` get
+/// three request ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_survives_an_audit_flood_during_a_database_stall() {
     use diesel::Connection as _;
-    let director = TestDirector::start();
+    let queue = 1000;
+    let director = TestDirector::with(
+        crate::support::Options::new().director_setting("AUDIT_QUEUE", &queue.to_string()),
+    );
     let alice_uid = director.add_user("alice", PASSWORD, 10).await;
     director.add_user("bob", PASSWORD, 10).await;
+    let bob = director.user_identity("bob", PASSWORD).await;
     director.director().flush_audit().await.unwrap();
 
     // The stall: another connection holds SQLite's write lock (in WAL mode readers go on, so
@@ -320,12 +326,13 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
     holder.batch_execute("BEGIN IMMEDIATE").unwrap();
 
     let guesser = client_from(&director, [127, 0, 0, 1]);
-    // The allowance of wrong passwords, then throttled guesses, 32 at a time.
+    // The allowance of wrong passwords, then throttled guesses, 32 at a time (of another
+    // account: the guessing policy is tested in its own tests).
     for _ in 0..20 {
-        let (answer, _) = login(&director, &guesser, "alice", "guess", None).await;
+        let (answer, _) = login(&director, &guesser, "mallory", "guess", None).await;
         assert_eq!(answer, "false");
     }
-    let flood = 12_000;
+    let flood = queue * 12 / 10;
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..32 {
         let (guesser, base) = (guesser.clone(), director.base_url());
@@ -333,7 +340,7 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
             for _ in (worker..flood).step_by(32) {
                 let answer = guesser
                     .post(format!("{base}/login"))
-                    .form(&[("username", "alice"), ("password", "guess")])
+                    .form(&[("username", "mallory"), ("password", "guess")])
                     .send()
                     .await
                     .unwrap()
@@ -354,14 +361,18 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
     drop(holder);
 
     let all = events(&director, AuditQuery::all()).await;
-    let accepted = one(&all, "login", "ok");
-    assert_eq!(accepted.uid.map(|uid| uid.0), Some(alice_uid));
-    assert_eq!(accepted.request_id.as_deref(), Some(alice_id.as_str()));
+    let accepted: Vec<&AuditEvent> = all
+        .iter()
+        .filter(|e| e.event == "login" && e.outcome == "ok")
+        .filter(|e| e.uid.map(|uid| uid.0) == Some(alice_uid))
+        .collect();
+    assert_eq!(accepted.len(), 1, "alice's login is recorded: {accepted:#?}");
+    assert_eq!(accepted[0].request_id.as_deref(), Some(alice_id.as_str()));
     let throttled = all.iter().filter(|e| e.outcome == "throttled").count();
     let dropped = director.director().audit_events_dropped();
     assert!(dropped > 0, "the flood did not overflow the queue");
     assert!(
-        throttled >= 10_000 - 20,
+        throttled >= queue - 20,
         "the low-priority lane was kept: {throttled} throttled logins recorded"
     );
     let metrics = director.director().metrics().encode();
@@ -383,7 +394,6 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
     let (_, alice_again) = login(&director, &alice, "alice", PASSWORD, shared).await;
     let other = client_from(&director, [127, 0, 0, 3]);
     let (_, guess) = login(&director, &other, "bob", "guess", shared).await;
-    let bob = director.user_identity("bob", PASSWORD).await;
     let created = director
         .client(&bob)
         .send(

@@ -72,6 +72,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
+    "AUDIT_QUEUE",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -256,6 +257,11 @@ impl Builder<'_> {
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
+        let audit_queue = self.optional("director", "audit_queue", |text| {
+            parse_integer(text, 1, 10_000_000)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .map_err(|_| "a whole number between 1 and 10000000".to_owned())
+        });
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -284,6 +290,7 @@ impl Builder<'_> {
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
+            Ok(audit_queue),
         ) = (
             conf_dir,
             cert_dir,
@@ -307,6 +314,7 @@ impl Builder<'_> {
             max_applications,
             max_services,
             metrics_allow,
+            audit_queue,
         )
         else {
             return Err(Reported);
@@ -341,6 +349,7 @@ impl Builder<'_> {
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
             metrics_allow: metrics_allow.unwrap_or_else(super::default_metrics_allow),
+            audit_queue: audit_queue.unwrap_or(super::DEFAULT_AUDIT_QUEUE),
         })
     }
 

@@ -487,6 +487,10 @@ fn director_section_errors() {
             "METRICS_ALLOW = 10.0.0.0/33\n",
             "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"10.0.0.0/33\"",
         ),
+        (
+            "AUDIT_QUEUE = 0\n",
+            "director.cfg:9: [director] AUDIT_QUEUE: expected a whole number between 1 and 10000000, got \"0\"",
+        ),
     ];
     for (appended, expect) in cases {
         check(

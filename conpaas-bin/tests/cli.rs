@@ -954,7 +954,8 @@ fn audit_lists_the_events_of_the_command_line_and_of_serve() {
             lines[0]
         );
         assert!(
-            lines[1].contains(" login refused anonymous from=127.0.0.1 request=cli-audit-1 "),
+            lines[1].contains(" login refused anonymous from=127.0.0.1 request=")
+                && lines[1].contains(" client_request=cli-audit-1 username=alice"),
             "{}",
             lines[1]
         );

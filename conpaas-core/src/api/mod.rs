@@ -189,9 +189,19 @@ pub const ROUTES: &[Route] = &[
     route!("GET", "/openapi.json", Anyone, Ours, openapi::serve),
 ];
 
-/// The route whose pattern is `path`.
+/// The route whose pattern is `pattern`, or, for routes an embedder nested under a prefix
+/// (`/ops/metrics`: axum's `MatchedPath` includes it), the one it ends with.
 fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|route| route.path == pattern)
+    ROUTES
+        .iter()
+        .find(|route| route.path == pattern)
+        .or_else(|| {
+            ROUTES.iter().find(|route| {
+                pattern
+                    .strip_suffix(route.path)
+                    .is_some_and(|prefix| prefix.starts_with('/') && !prefix.ends_with('/'))
+            })
+        })
 }
 
 /// The director's router: every route of [`ROUTES`] with 1.2's answers for everything else
@@ -213,16 +223,51 @@ fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
 /// caller without one; `/metrics` needs a `PeerInfo` with an address of `METRICS_ALLOW` or
 /// the frontend's certificate.
 pub fn router(director: Director) -> Router {
-    let base = base_routes(&director).fallback(handlers::fallback);
+    let base = table(&director, |_| true).fallback(handlers::fallback);
     with_layers(base, director)
 }
 
 /// The routes of [`router`] without a fallback, so that they can be merged
 /// (`Router::merge`) into a router with a fallback of its own; requests for other paths are
-/// left to that router. Same [`PeerInfo`] contract as [`router`].
+/// left to that router. Same [`PeerInfo`] contract as [`router`]. To take only some of them
+/// (an app with its own `/healthz` or `/metrics`), see [`conpaas_routes`] and
+/// [`operator_routes`].
 pub fn routes(director: Director) -> Router {
-    let base = base_routes(&director);
-    with_layers(base, director)
+    routes_of(&director, |_| true)
+}
+
+/// The routes ConPaaS clients call — 1.2's twenty (the users', the frontend's and the
+/// managers') and 1.3's `/version` — without a fallback, to merge into a router of your own
+/// that keeps its own `/healthz`, `/readyz`, `/metrics` and `/openapi.json` (merging two
+/// routers that both have a path panics). Mount them at the root: 1.2 clients and managers
+/// call them there. Same [`PeerInfo`] contract as [`router`].
+pub fn conpaas_routes(director: Director) -> Router {
+    routes_of(&director, |route| route.origin != Origin::Ours)
+}
+
+/// The operators' routes — `/healthz`, `/readyz`, `/metrics`, `/openapi.json` — without a
+/// fallback: merge them, or nest them under a prefix of your choice (`Router::nest("/conpaas",
+/// ..)`) beside an app that has routes of these names. `/metrics` still needs the frontend's
+/// certificate or an address of `METRICS_ALLOW` ([`PeerInfo`]); `/openapi.json` describes the
+/// routes at the root.
+pub fn operator_routes(director: Director) -> Router {
+    routes_of(&director, |route| route.origin == Origin::Ours)
+}
+
+/// The routes of [`ROUTES`] that `keep`, with the router's layers, without a fallback.
+fn routes_of(director: &Director, keep: impl Fn(&Route) -> bool) -> Router {
+    with_layers(table(director, keep), director.clone())
+}
+
+/// The routes of [`ROUTES`] that `keep`, without layers.
+fn table(director: &Director, keep: impl Fn(&Route) -> bool) -> Router {
+    ROUTES
+        .iter()
+        .filter(|route| keep(route))
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.handler)(method_filter(route.methods)))
+        })
+        .with_state(director.clone())
 }
 
 /// A layer adding `peer` to every request of one connection: how an embedder's own TLS
@@ -245,15 +290,6 @@ fn method_filter(methods: &str) -> MethodFilter {
         filter = Some(filter.map_or(one, |filter| filter.or(one)));
     }
     filter.unwrap_or(MethodFilter::GET)
-}
-
-fn base_routes(director: &Director) -> Router {
-    ROUTES
-        .iter()
-        .fold(Router::new(), |router, route| {
-            router.route(route.path, (route.handler)(method_filter(route.methods)))
-        })
-        .with_state(director.clone())
 }
 
 fn with_layers(router: Router, director: Director) -> Router {
@@ -381,6 +417,15 @@ async fn framework_answers(route: Option<&Route>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nested_operator_route_is_found_by_its_own_pattern() {
+        assert_eq!(route_by_pattern("/conpaas/metrics").unwrap().path, "/metrics");
+        assert_eq!(route_by_pattern("/a/b/healthz").unwrap().path, "/healthz");
+        assert!(route_by_pattern("/xmetrics").is_none());
+        assert!(route_by_pattern("//metrics").is_none());
+        assert_eq!(route_by_pattern("/list").unwrap().path, "/list");
+    }
 
     #[test]
     fn every_pattern_is_in_the_table_once_with_its_allow_list() {

@@ -931,7 +931,11 @@ fn audit_lists_the_events_of_the_command_line_and_of_serve() {
     // The director's own id; the client's kept apart.
     assert_eq!(login["client_request_id"], "cli-audit-1");
     assert_ne!(login["request_id"], "cli-audit-1");
-    assert!(login["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        login["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
     assert_eq!(login["principal"], "anonymous");
     assert_eq!(login["source"], "127.0.0.1");
     let created = events

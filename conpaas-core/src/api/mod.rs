@@ -420,7 +420,10 @@ mod tests {
 
     #[test]
     fn a_nested_operator_route_is_found_by_its_own_pattern() {
-        assert_eq!(route_by_pattern("/conpaas/metrics").unwrap().path, "/metrics");
+        assert_eq!(
+            route_by_pattern("/conpaas/metrics").unwrap().path,
+            "/metrics"
+        );
         assert_eq!(route_by_pattern("/a/b/healthz").unwrap().path, "/healthz");
         assert!(route_by_pattern("/xmetrics").is_none());
         assert!(route_by_pattern("//metrics").is_none());

@@ -12,12 +12,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, Response};
+use tower::util::MapRequestLayer;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
-use tower::util::MapRequestLayer;
 use tracing::Span;
 
 use super::auth;

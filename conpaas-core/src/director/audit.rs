@@ -366,7 +366,12 @@ impl AuditQueue {
     }
 
     /// Counts drops (metric, total) and logs them, at most every [`DROP_LOG_EVERY`].
-    fn dropped_now(&self, lanes: &mut Lanes, dropped: &[(Priority, u64)], metrics: &super::Metrics) {
+    fn dropped_now(
+        &self,
+        lanes: &mut Lanes,
+        dropped: &[(Priority, u64)],
+        metrics: &super::Metrics,
+    ) {
         let mut any = false;
         for &(priority, n) in dropped {
             if n > 0 {
@@ -567,25 +572,26 @@ mod tests {
     use crate::ca::{CertificateAuthority, KeyAlgorithm};
     use crate::cloud::{CloudRegistry, DummyCloud};
 
-    fn director(dir: &std::path::Path, limit: usize) -> Director {
-        Director::builder()
-            .store(Store::open_in_memory().unwrap())
-            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
+    fn director(
+        dir: &std::path::Path,
+        limit: usize,
+    ) -> Result<Director, Box<dyn std::error::Error>> {
+        Ok(Director::builder()
+            .store(Store::open_in_memory()?)
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
             .clouds(
                 CloudRegistry::builder()
                     .cloud("local", Arc::new(DummyCloud::new("local", dir)))
-                    .build()
-                    .unwrap(),
+                    .build()?,
             )
             .audit_queue(limit)
-            .build()
-            .unwrap()
+            .build()?)
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_queue_is_bounded_batched_and_counts_what_it_drops() {
         let dir = tempfile::tempdir().unwrap();
-        let director = director(dir.path(), 100);
+        let director = director(dir.path(), 100).unwrap();
         let context = AuditContext::request(
             "user:7",
             Some("::ffff:192.0.2.3".parse().unwrap()),
@@ -596,7 +602,8 @@ mod tests {
             .scope(async {
                 // Synchronously, before the flushing task can run: 50 more than a lane holds.
                 for n in 0..150 {
-                    director.audit(Event::new("credit.decremented", AuditOutcome::Ok).detail("n", n));
+                    director
+                        .audit(Event::new("credit.decremented", AuditOutcome::Ok).detail("n", n));
                 }
             })
             .await;
@@ -631,7 +638,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn refused_logins_never_push_other_events_out() {
         let dir = tempfile::tempdir().unwrap();
-        let director = director(dir.path(), 10);
+        let director = director(dir.path(), 10).unwrap();
         for n in 0..25 {
             director.audit(Event::new("login", AuditOutcome::Throttled).detail("n", n));
             if n == 12 {

@@ -57,7 +57,10 @@ async fn a_story_is_audited_with_who_where_and_which_request() {
         .header("x-request-id")
         .unwrap_or_else(|| refused.fail("no x-request-id"))
         .to_owned();
-    assert_ne!(refused_id, "audit-test-1", "the director's own id, not the client's");
+    assert_ne!(
+        refused_id, "audit-test-1",
+        "the director's own id, not the client's"
+    );
     let user = director.user_identity("alice", PASSWORD).await;
     let http = director.client(&user);
     let created = http.post("/createapp", &[("name", "audited")]).await;
@@ -320,9 +323,10 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
 
     // The stall: another connection holds SQLite's write lock (in WAL mode readers go on, so
     // logins are still checked; every write waits, then fails).
-    let mut holder =
-        diesel::SqliteConnection::establish(director.data_dir().join("director.db").to_str().unwrap())
-            .unwrap();
+    let mut holder = diesel::SqliteConnection::establish(
+        director.data_dir().join("director.db").to_str().unwrap(),
+    )
+    .unwrap();
     holder.batch_execute("BEGIN IMMEDIATE").unwrap();
 
     let guesser = client_from(&director, [127, 0, 0, 1]);
@@ -356,7 +360,10 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
     }
     let alice = client_from(&director, [127, 0, 0, 2]);
     let (answer, alice_id) = login(&director, &alice, "alice", PASSWORD, None).await;
-    assert!(answer.contains("\"uid\""), "alice's right password: {answer}");
+    assert!(
+        answer.contains("\"uid\""),
+        "alice's right password: {answer}"
+    );
     holder.batch_execute("COMMIT").unwrap();
     drop(holder);
 
@@ -366,7 +373,11 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
         .filter(|e| e.event == "login" && e.outcome == "ok")
         .filter(|e| e.uid.map(|uid| uid.0) == Some(alice_uid))
         .collect();
-    assert_eq!(accepted.len(), 1, "alice's login is recorded: {accepted:#?}");
+    assert_eq!(
+        accepted.len(),
+        1,
+        "alice's login is recorded: {accepted:#?}"
+    );
     assert_eq!(accepted[0].request_id.as_deref(), Some(alice_id.as_str()));
     let throttled = all.iter().filter(|e| e.outcome == "throttled").count();
     let dropped = director.director().audit_events_dropped();

@@ -84,7 +84,10 @@ async fn every_answer_carries_the_directors_own_request_id() {
     let ids = sent.header_values("x-request-id");
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_ne!(ids[0], "frontend-42");
-    assert!(!seen.iter().any(|id| id == ids[0]), "{ids:?} after {seen:?}");
+    assert!(
+        !seen.iter().any(|id| id == ids[0]),
+        "{ids:?} after {seen:?}"
+    );
 }
 
 #[tokio::test]

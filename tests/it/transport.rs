@@ -44,12 +44,10 @@ async fn one_address_holding_its_idle_maximum_does_not_delay_another() {
     let test = TestDirector::start();
     let files = conpaas_core::ca::DirectorTlsFiles::read(test.cert_dir()).unwrap();
     let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
-    let settings = TransportSettings {
-        max_connections_per_address: 8,
-        first_byte_timeout: Duration::from_secs(2),
-        shutdown_grace: Duration::from_secs(1),
-        ..TransportSettings::recommended()
-    };
+    let settings = TransportSettings::recommended()
+        .max_connections_per_address(8)
+        .first_byte_timeout(Duration::from_secs(2))
+        .shutdown_grace(Duration::from_secs(1));
     let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), tls, settings)
         .await
         .unwrap();

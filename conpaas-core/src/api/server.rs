@@ -200,6 +200,24 @@ impl TransportSettings {
     }
 }
 
+/// Whether reading a request's body failed because the listener's body deadline passed
+/// (`TransportSettings::request_body_timeout`), not because the body was too large.
+pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "server")]
+    {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(deadline::BodyError::TimedOut) = error.downcast_ref() {
+                return true;
+            }
+            next = error.source();
+        }
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = error;
+    false
+}
+
 /// What the transport knows about the peer of a request, put in the request's extensions
 /// (the contract is on [`router`](crate::api::router)).
 #[derive(Debug, Clone)]

@@ -559,17 +559,17 @@ impl Summary {
         }
     }
 
-    /// Logs the counts if there are any and the last line is a period old.
-    fn log_if_due(&mut self, stats: &TransportStats) {
+    /// Logs the counts if there are any and the last line is a period old; whether it did.
+    fn log_if_due(&mut self, stats: &TransportStats) -> bool {
         if self.refused.is_empty() && self.evicted.is_empty() {
-            return;
+            return false;
         }
         let now = tokio::time::Instant::now();
         if self
             .last_line
             .is_some_and(|last| now.duration_since(last) < SUMMARY_PERIOD)
         {
-            return;
+            return false;
         }
         let words = |counts: &std::collections::BTreeMap<&'static str, u64>| {
             counts
@@ -587,8 +587,8 @@ impl Summary {
             });
         let (open_anonymous, open_authenticated) = stats.open();
         tracing::warn!(
-            refused = %words(&self.refused),
-            evicted = %words(&self.evicted),
+            refused = words(&self.refused),
+            evicted = words(&self.evicted),
             top_network,
             top_count,
             open_anonymous,
@@ -599,5 +599,52 @@ impl Summary {
         self.refused.clear();
         self.evicted.clear();
         self.networks.clear();
+        true
+    }
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_logs_at_once_then_at_most_once_a_period() {
+        let stats = TransportStats::new();
+        let mut summary = Summary::default();
+        assert!(!summary.log_if_due(&stats), "nothing to say");
+        let network: ipnet::IpNet = "10.0.0.0/24".parse().unwrap();
+        summary.refused(Refusal::Anonymous, network);
+        assert!(
+            summary.log_if_due(&stats),
+            "the first refusal is logged at once"
+        );
+        summary.evicted(Eviction::Anonymous, network);
+        summary.refused(Refusal::Address, network);
+        assert!(!summary.log_if_due(&stats), "then kept for the next line");
+        assert_eq!(summary.networks.get(&network), Some(&2));
+        assert_eq!(summary.refused.get("address"), Some(&1));
+        // A period later (as if): the next line carries what accumulated.
+        summary.last_line = summary
+            .last_line
+            .and_then(|last| last.checked_sub(SUMMARY_PERIOD));
+        assert!(summary.log_if_due(&stats));
+        assert!(summary.refused.is_empty() && summary.networks.is_empty());
+    }
+
+    #[test]
+    fn settings_from_config_follow_its_keys_and_off_lifts_a_cap() {
+        let text = "[conpaas]\nCONF_DIR = /c\nCERT_DIR = /c/certs\n[iaas]\nDRIVER = dummy\n\
+                    [director]\nDATABASE_URI = sqlite:////c/director.db\nMAX_CONNECTIONS = 100\n\
+                    MAX_CONNECTIONS_PER_ADDRESS = off\nWRITE_TIMEOUT = 7\n";
+        let loaded = crate::config::parse_str(std::path::Path::new("director.cfg"), text).unwrap();
+        let settings = TransportSettings::from_config(&loaded.config);
+        assert_eq!(settings.max_connections, 100);
+        assert_eq!(settings.max_anonymous_connections, 50);
+        assert_eq!(settings.max_connections_per_address, usize::MAX);
+        assert_eq!(settings.max_connections_per_network, 256);
+        assert_eq!(settings.write_timeout, Duration::from_secs(7));
+        assert_eq!(settings.request_body_timeout, Duration::from_secs(30));
+        let limits = settings.max_anonymous_connections(500).limits();
+        assert_eq!(limits.max_anonymous, 100, "never more than the whole");
     }
 }

@@ -316,6 +316,27 @@ pub struct Metrics {
     vms_untracked: Counter,
     reaper_held: prometheus_client::metrics::gauge::Gauge,
     reaper_withheld: prometheus_client::metrics::gauge::Gauge,
+    transport: TransportSlot,
+}
+
+/// The transport's metrics (connections admitted, refused, evicted, timed out), attached by the
+/// listener serving this director ([`Metrics::attach_transport`]): the director knows nothing of
+/// connections, and a director served by an embedder's own transport has none.
+#[derive(Debug, Clone, Default)]
+struct TransportSlot(Arc<std::sync::RwLock<Option<Arc<dyn Collector>>>>);
+
+impl Collector for TransportSlot {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let attached = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match attached {
+            Some(collector) => collector.encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The key pool's depth, read at each scrape.
@@ -444,6 +465,8 @@ impl Metrics {
             vms_untracked.clone(),
         );
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
+        let transport = TransportSlot::default();
+        registry.register_collector(Box::new(transport.clone()));
         Metrics {
             registry,
             requests,
@@ -459,7 +482,20 @@ impl Metrics {
             vms_untracked,
             reaper_held,
             reaper_withheld,
+            transport,
         }
+    }
+
+    /// Encodes `collector`, the metrics of the transport serving this director, with the
+    /// director's own (in [`Metrics::encode`] and [`Metrics::registry`]). A later call replaces
+    /// it: one listener's counters at a time (`api::server::Listener::serve_director` attaches
+    /// its own).
+    pub fn attach_transport(&self, collector: Arc<dyn Collector>) {
+        *self
+            .transport
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(collector);
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).

@@ -10,7 +10,7 @@ mod bad_input;
 mod credit;
 mod download;
 mod hostile;
-mod manager;
+pub mod manager;
 mod openapi;
 mod ops;
 mod original;

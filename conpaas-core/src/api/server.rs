@@ -88,8 +88,9 @@ pub struct TransportSettings {
     /// site's addresses). Past it the address's new connections are closed at once.
     /// `usize::MAX`: no cap (behind a load balancer).
     pub max_connections_per_address: usize,
-    /// Connections served at once for one network: an IPv4 /24, or an IPv6 /48. Past it the
-    /// network's new connections are closed at once. `usize::MAX`: no cap.
+    /// Anonymous connections served at once for one network: an IPv4 /24, or an IPv6 /48.
+    /// Past it the network's new connections are closed at once; a connection that
+    /// authenticates leaves its network's count. `usize::MAX`: no cap.
     pub max_connections_per_network: usize,
     /// How long in-flight requests may take to finish after shutdown was asked for.
     pub shutdown_grace: Duration,

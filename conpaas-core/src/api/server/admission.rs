@@ -273,6 +273,13 @@ impl State {
 
     /// Gives back a connection's place in the total, its address and its network.
     fn release(&mut self, network: IpNet, address: IpNet) {
+        self.release_network(network);
+        self.release_authenticated(address);
+    }
+
+    /// Gives back an authenticated connection's places: the total and its address (its
+    /// network's place was given back when it authenticated).
+    fn release_authenticated(&mut self, address: IpNet) {
         self.total = self.total.saturating_sub(1);
         if let Some(open) = self.addresses.get_mut(&address) {
             *open = open.saturating_sub(1);
@@ -280,6 +287,10 @@ impl State {
                 self.addresses.remove(&address);
             }
         }
+    }
+
+    /// Gives back a connection's place in its network's count.
+    fn release_network(&mut self, network: IpNet) {
         if let Some(entry) = self.networks.get_mut(&network) {
             entry.open = entry.open.saturating_sub(1);
             if entry.open == 0 {
@@ -321,6 +332,9 @@ impl Slot {
             .is_some();
         if removed {
             state.anonymous = state.anonymous.saturating_sub(1);
+            // The network cap bounds anonymous connections: certificate holders sharing a
+            // network (users of one site, managers of one cloud subnet) are not held to it.
+            state.release_network(self.network);
             self.admission.publish(&state);
         }
         true
@@ -340,8 +354,10 @@ impl Drop for Slot {
             .is_some();
         if was_anonymous {
             state.anonymous = state.anonymous.saturating_sub(1);
+            state.release(self.network, self.shared.address);
+        } else {
+            state.release_authenticated(self.shared.address);
         }
-        state.release(self.network, self.shared.address);
         self.admission.publish(&state);
     }
 }
@@ -465,6 +481,51 @@ mod tests {
         assert_eq!(state.addresses.len(), 2);
         drop(state);
         drop((third, _second));
+        let state = admission.lock();
+        assert_eq!((state.total, state.anonymous), (0, 0));
+        assert!(state.addresses.is_empty() && state.networks.is_empty());
+    }
+
+    #[test]
+    fn the_network_cap_counts_anonymous_connections_and_the_address_cap_all() {
+        let admission = Admission::new(
+            Limits {
+                max_connections: 100,
+                max_anonymous: 50,
+                per_address: 3,
+                per_network: 2,
+            },
+            TransportStats::new(),
+        );
+        // Users of one site: once authenticated, they leave their network's count.
+        let users: Vec<Admitted> = (1..=5)
+            .map(|n| {
+                let admitted = admission.admit(ip(&format!("10.0.0.{n}"))).unwrap();
+                assert!(admitted.slot.authenticate());
+                admitted
+            })
+            .collect();
+        let _a = admission.admit(ip("10.0.0.9")).unwrap();
+        let _b = admission.admit(ip("10.0.0.10")).unwrap();
+        assert_eq!(
+            admission.admit(ip("10.0.0.11")).unwrap_err(),
+            Refusal::Network,
+            "two anonymous connections of the network are its cap"
+        );
+        // An address's cap counts its authenticated connections too.
+        let more: Vec<Admitted> = (0..2)
+            .map(|_| {
+                let admitted = admission.admit(ip("10.0.1.1")).unwrap();
+                assert!(admitted.slot.authenticate());
+                admitted
+            })
+            .collect();
+        let _c = admission.admit(ip("10.0.1.1")).unwrap();
+        assert_eq!(
+            admission.admit(ip("10.0.1.1")).unwrap_err(),
+            Refusal::Address
+        );
+        drop((users, more, _a, _b, _c));
         let state = admission.lock();
         assert_eq!((state.total, state.anonymous), (0, 0));
         assert!(state.addresses.is_empty() && state.networks.is_empty());

@@ -117,6 +117,7 @@ pub struct DirectorBuilder {
     charge_journal: Option<PathBuf>,
     manifest: ManifestSettings,
     hashing: HashingSettings,
+    login_throttle: super::LoginThrottleSettings,
     key_pool: usize,
     metrics_allow: Vec<ipnet::IpNet>,
     clock: Arc<dyn super::Clock>,
@@ -145,6 +146,7 @@ impl Default for DirectorBuilder {
             charge_journal: None,
             manifest: ManifestSettings::recommended(),
             hashing: HashingSettings::recommended(),
+            login_throttle: super::LoginThrottleSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
             metrics_allow: crate::config::default_metrics_allow(),
             clock: Arc::new(super::SystemClock),
@@ -347,6 +349,14 @@ impl DirectorBuilder {
         self
     }
 
+    /// How failed logins are counted and held back (default:
+    /// [`LoginThrottleSettings::recommended`](super::LoginThrottleSettings::recommended), the
+    /// policy of docs/operations.md, "Password guessing"); tests shorten the waits.
+    pub fn login_throttle(mut self, settings: super::LoginThrottleSettings) -> Self {
+        self.login_throttle = settings;
+        self
+    }
+
     /// How many RSA keys the CA keeps generated ahead of `/getcerts` and `/start` (default:
     /// [`DEFAULT_KEY_POOL`]; 0 generates each key on demand). Ignored for ECDSA, whose keys
     /// take microseconds. A CA shared by several directors gets the first one's pool.
@@ -435,7 +445,7 @@ impl DirectorBuilder {
                 user_limits: self.user_limits,
                 start_timeout: self.start_timeout,
                 managers,
-                logins: super::throttle::LoginThrottle::default(),
+                logins: super::throttle::LoginThrottle::new(self.login_throttle),
                 manifest: self.manifest,
                 fetcher,
                 manifest_jobs: JobCounts::default(),

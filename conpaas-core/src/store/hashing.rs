@@ -596,4 +596,151 @@ mod tests {
             Verification::Match
         );
     }
+
+    /// Jobs that record their label when run, the first held until released.
+    struct Bench {
+        pool: HashingPool,
+        ran: Arc<Mutex<Vec<String>>>,
+        release: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    }
+
+    impl Bench {
+        fn new(queue: usize, wait: Duration) -> Self {
+            Bench {
+                pool: HashingPool::new(&settings(1, queue, wait)).unwrap(),
+                ran: Arc::default(),
+                release: Mutex::new(None),
+            }
+        }
+
+        /// Submits a job of `key` labelled `label`; the first one holds the worker until
+        /// [`Bench::release`].
+        fn submit(&self, key: &str, label: &str) -> tokio::task::JoinHandle<Result<(), Error>> {
+            let gate = {
+                let mut release = self.release.lock().unwrap();
+                if release.is_none() {
+                    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+                    *release = Some(sender);
+                    Some(receiver)
+                } else {
+                    None
+                }
+            };
+            let (pool, ran, label) = (self.pool.clone(), self.ran.clone(), label.to_owned());
+            let key = HashingKey::of(&key);
+            tokio::spawn(async move {
+                pool.submit(key, move |_memory| {
+                    if let Some(gate) = gate {
+                        let _ = gate.recv();
+                    }
+                    ran.lock().unwrap().push(label);
+                })
+                .await
+            })
+        }
+
+        fn release(&self) {
+            drop(self.release.lock().unwrap().take());
+        }
+
+        /// Waits until the pool's queue is in the state `ready` describes.
+        async fn until(&self, ready: impl Fn(&Queue) -> bool) {
+            for _ in 0..5000 {
+                if ready(&self.pool.owner.shared.lock()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("the pool never reached the expected state");
+        }
+
+        fn ran(&self) -> Vec<String> {
+            self.ran.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_makes_room_for_a_key_holding_fewer_checks() {
+        // One worker and three queued places, all taken by key a.
+        let bench = Bench::new(3, Duration::from_secs(30));
+        let mut a = vec![bench.submit("a", "a1")];
+        bench.until(|queue| queue.n_running == 1).await;
+        for i in 2..=4 {
+            a.push(bench.submit("a", &format!("a{i}")));
+            bench.until(|queue| queue.n_queued == i - 1).await;
+        }
+        // b and c, one check each, take the places of a's newest checks at once.
+        let b = bench.submit("b", "b1");
+        bench
+            .until(|queue| queue.held(HashingKey::of(&"b")) == 1)
+            .await;
+        let c = bench.submit("c", "c1");
+        bench
+            .until(|queue| queue.held(HashingKey::of(&"c")) == 1)
+            .await;
+        for displaced in a.drain(2..).rev() {
+            let answer = displaced.await.unwrap();
+            assert!(
+                matches!(answer, Err(Error::HashingBusy { .. })),
+                "{answer:?}"
+            );
+        }
+        // a keeps as many as the others now: a newcomer of a waits rather than displaces.
+        let a5 = bench.submit("a", "a5");
+        bench.until(|queue| queue.waiting.len() == 1).await;
+        bench.release();
+        for check in a.into_iter().chain([b, c, a5]) {
+            check.await.unwrap().unwrap();
+        }
+        // Keys take turns: b and c ran before a's second queued check would have.
+        assert_eq!(bench.ran(), ["a1", "a2", "b1", "c1", "a5"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn places_go_to_the_waiting_key_holding_the_fewest_then_the_oldest() {
+        // One worker and one queued place: a runs, b is queued; the others wait (none can
+        // displace b, which holds no more than they do).
+        let bench = Bench::new(1, Duration::from_secs(30));
+        let a1 = bench.submit("a", "a1");
+        bench.until(|queue| queue.n_running == 1).await;
+        let b1 = bench.submit("b", "b1");
+        bench.until(|queue| queue.n_queued == 1).await;
+        let mut waiting = Vec::new();
+        for (n, (key, label)) in [("a", "a2"), ("a", "a3"), ("c", "c1"), ("d", "d1")]
+            .into_iter()
+            .enumerate()
+        {
+            waiting.push(bench.submit(key, label));
+            bench.until(|queue| queue.waiting.len() == n + 1).await;
+        }
+        bench.release();
+        for check in [a1, b1].into_iter().chain(waiting) {
+            check.await.unwrap().unwrap();
+        }
+        // c and d, holding one check each, got places before a's, which waited longer (in
+        // arrival order, c and d would have waited for both).
+        assert_eq!(bench.ran(), ["a1", "b1", "c1", "d1", "a2", "a3"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_check_gives_up_after_the_wait_and_frees_its_key() {
+        let bench = Bench::new(1, Duration::from_millis(50));
+        let a1 = bench.submit("a", "a1");
+        bench.until(|queue| queue.n_running == 1).await;
+        let b1 = bench.submit("b", "b1");
+        bench.until(|queue| queue.n_queued == 1).await;
+        let refused = bench.submit("c", "c1").await.unwrap();
+        assert!(
+            matches!(refused, Err(Error::HashingBusy { .. })),
+            "{refused:?}"
+        );
+        bench
+            .until(|queue| queue.waiting.is_empty() && queue.held(HashingKey::of(&"c")) == 0)
+            .await;
+        bench.release();
+        a1.await.unwrap().unwrap();
+        b1.await.unwrap().unwrap();
+        bench.until(|queue| queue.keys.is_empty()).await;
+        assert_eq!(bench.ran(), ["a1", "b1"]);
+    }
 }

@@ -312,8 +312,8 @@ impl HashingPool {
         self.n_verifications.load(Ordering::Relaxed)
     }
 
-    /// Places free for checks (running or queued) right now.
-    fn free_places(&self) -> usize {
+    /// Places free for checks (running or queued) right now: 0 while a burst fills the queue.
+    pub fn free_places(&self) -> usize {
         let queue = self.owner.shared.lock();
         queue
             .places
@@ -428,8 +428,10 @@ impl HashingPool {
                 shared.ready.notify_one();
                 displaced(None);
             }
-            Admission::Waiting(was_placed) => {
-                match tokio::time::timeout(self.wait, was_placed).await {
+            Admission::Waiting(mut was_placed) => {
+                // Borrowed, so that the waiter does not look abandoned (a closed channel) while
+                // this call decides what its timeout means.
+                match tokio::time::timeout(self.wait, &mut was_placed).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(Error::HashingStopped),
                     Err(_) => {

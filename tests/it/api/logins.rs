@@ -89,7 +89,7 @@ async fn the_owner_logs_in_while_others_guess() {
 
     // The frontend guesses owner's password: owner logs in directly, from a new network.
     let owner_guesser = guess_until(
-        vec![frontend.clone()],
+        vec![frontend.clone(); 3],
         "owner",
         stop.clone(),
         n_answers.clone(),

@@ -1,5 +1,5 @@
-//! Overlong user names against the real `director serve` (issue 22): hundreds of failed logins
-//! with distinct 1 MB names, anonymous and through the frontend's certificate, leave the
+//! Overlong user names against the real `director serve` (issue 22): 160 failed `/login` and
+//! `/getcerts` with distinct 1 MB names, anonymous and through the frontend's certificate, leave the
 //! director's memory within 10 % of what it was and its log small, no line holding a name.
 //! Before, each name was kept whole by the login throttle (600 such logins took the resident
 //! memory from 51 to 648 MiB) and logged whole for the frontend (120 MiB of log in 2.7 s).
@@ -13,7 +13,7 @@ use std::time::Duration;
 mod support;
 use support::{client, director, serve};
 
-/// Logins with overlong names (half anonymous, half through the frontend).
+/// Logins with overlong names (a quarter per route and caller).
 const N_LOGINS: usize = 160;
 /// How many are in flight at once.
 const CONCURRENCY: usize = 4;
@@ -39,18 +39,19 @@ fn long_name(index: usize) -> String {
     name
 }
 
-/// Posts `/login` with names `indices` from `http`, `CONCURRENCY` at a time; each must answer
-/// `false`, what a wrong password gets.
+/// Posts `route` (`/login` or `/getcerts`) with names `indices` from `http`, `CONCURRENCY` at
+/// a time; each must answer `false`, what a wrong password gets.
 async fn fail_logins(
     http: &reqwest::Client,
     base: &str,
+    route: &str,
     indices: impl Iterator<Item = usize>,
 ) {
     let indices: Vec<usize> = indices.collect();
     for batch in indices.chunks(CONCURRENCY) {
         let mut tasks = tokio::task::JoinSet::new();
         for &index in batch {
-            let (http, url) = (http.clone(), format!("{base}/login"));
+            let (http, url) = (http.clone(), format!("{base}{route}"));
             tasks.spawn(async move {
                 let body = format!("username={}&password=wrong", long_name(index));
                 let reply = http
@@ -96,14 +97,24 @@ fn megabyte_names_leave_memory_and_log_as_they_were() {
     let (rss_before, rss_after, log_before, log_after) = runtime.block_on(async {
         // A warm-up of the same traffic: connections, TLS sessions, buffers of a 1 MB
         // request, so that what is compared is what the names themselves leave.
-        fail_logins(&anonymous, &base, 0..2 * CONCURRENCY).await;
-        fail_logins(&frontend, &base, 0..2 * CONCURRENCY).await;
+        fail_logins(&anonymous, &base, "/login", 0..CONCURRENCY).await;
+        fail_logins(&frontend, &base, "/getcerts", 0..CONCURRENCY).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_before = rss_kib(pid);
         let log_before = std::fs::metadata(&log).unwrap().len();
-        let half = N_LOGINS / 2;
-        fail_logins(&anonymous, &base, 100..100 + half).await;
-        fail_logins(&frontend, &base, 100 + half..100 + N_LOGINS).await;
+        let quarter = N_LOGINS / 4;
+        for (n, (http, route)) in [
+            (&anonymous, "/login"),
+            (&anonymous, "/getcerts"),
+            (&frontend, "/login"),
+            (&frontend, "/getcerts"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let first = 100 + n * quarter;
+            fail_logins(http, &base, route, first..first + quarter).await;
+        }
         // Nothing was hashed (the names were refused first), so nothing waits to be freed:
         // a short pause lets the last connections close.
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -145,6 +145,10 @@ fn megabyte_names_leave_memory_and_log_as_they_were() {
     for line in std::io::BufReader::new(file).lines() {
         let line = line.unwrap();
         assert!(line.len() < 4096, "a long log line: {}", &line[..200]);
-        assert!(!line.contains(&filler), "a name in the log: {}", &line[..200]);
+        assert!(
+            !line.contains(&filler),
+            "a name in the log: {}",
+            &line[..200]
+        );
     }
 }

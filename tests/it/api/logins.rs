@@ -106,7 +106,13 @@ async fn the_owner_logs_in_while_others_guess() {
         n_answers.clone(),
     );
     tokio::time::sleep(settle).await;
-    logs_in(&frontend, "victim", 5, "through the frontend, 5 addresses guessing").await;
+    logs_in(
+        &frontend,
+        "victim",
+        5,
+        "through the frontend, 5 addresses guessing",
+    )
+    .await;
     logs_in(&home, "victim", 5, "from home, 5 addresses guessing").await;
 
     // The frontend joins in: both classes of the account are guessed; home still gets in.
@@ -190,7 +196,10 @@ async fn a_flood_from_many_networks_does_not_refuse_a_right_password() {
         // Her check is queued at once (it displaces one of a network holding three), so her
         // wait is the few checks queued ahead of her turn, not the 2 s wait for a place; no
         // tighter bound is asserted, for a loaded test machine.
-        assert!(waited < Duration::from_secs(10), "login {attempt}: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "login {attempt}: {waited:?}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     flood.join_all().await;

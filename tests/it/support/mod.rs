@@ -24,10 +24,10 @@ use std::time::Duration;
 use conpaas_core::api::server::{Listener, TransportSettings};
 use conpaas_core::ca::{CA_CERT_FILE, CERT_FILE, CertificateAuthority, KEY_FILE};
 use conpaas_core::config::{self, ConfigSource, LoadedConfig};
-use conpaas_core::director::{Director, DirectorBuilder, LoginThrottleSettings};
-use conpaas_core::store::HashingSettings;
 use conpaas_core::director::accounts::{self, NewAccount};
+use conpaas_core::director::{Director, DirectorBuilder, LoginThrottleSettings};
 use conpaas_core::model::{Credit, ServiceId, UserId};
+use conpaas_core::store::HashingSettings;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use http::{Http, Reply};

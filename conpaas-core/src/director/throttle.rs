@@ -390,6 +390,12 @@ impl LoginThrottle {
         })
     }
 
+    /// Whether nothing is counted (for tests).
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.lock().records.is_empty()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared
             .state

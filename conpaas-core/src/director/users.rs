@@ -320,6 +320,60 @@ mod tests {
     use crate::cloud::{CloudRegistry, DummyCloud};
     use crate::store::{HashingSettings, Store};
 
+    fn director() -> (Director, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let director = Director::builder()
+            .store(Store::open_in_memory().unwrap())
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        (director, dir)
+    }
+
+    #[tokio::test]
+    async fn overlong_names_are_refused_before_anything_else() {
+        let (director, _dir) = director();
+        let long = "x".repeat(1 << 20);
+        let sixty_five = "\u{e9}".repeat(65);
+        let sources = [
+            None,
+            Some(LoginSource::Address("192.0.2.1".parse().unwrap())),
+            Some(LoginSource::Account(long.clone())),
+        ];
+        for name in [&long, &sixty_five] {
+            for source in sources.clone() {
+                let attempt = director
+                    .login_attempt(name, &"pw".into(), source)
+                    .await
+                    .unwrap();
+                assert!(matches!(attempt, LoginAttempt::Refused), "{attempt:?}");
+            }
+        }
+        // The frontend's account name is checked too, whatever the user name.
+        let attempt = director
+            .login_attempt("u", &"pw".into(), Some(LoginSource::Account(long.clone())))
+            .await
+            .unwrap();
+        assert!(matches!(attempt, LoginAttempt::Refused));
+        assert_eq!(director.hashing().n_verifications(), 0, "nothing hashed");
+        assert!(director.inner.logins.is_empty(), "nothing counted");
+        director.flush_audit().await.unwrap();
+        let events = director
+            .audit_events(crate::director::audit::AuditQuery::all())
+            .await
+            .unwrap();
+        assert!(
+            events.iter().all(|event| event.event != "login"),
+            "nothing audited"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_hashing_queue_refuses_logins_without_counting_them() {
         let dir = tempfile::tempdir().unwrap();

@@ -146,7 +146,8 @@ async fn the_owner_logs_in_while_others_guess() {
 /// 120 networks guess wrong passwords without pause, three at a time each, against a
 /// hashing pool of one worker and four queued places (the throttle's allowance raised so that
 /// only the pool holds them back): the pool stays full. Alice's right password, from a network
-/// of her own, is accepted every time (in about 0.2 s here): her one check takes the place of
+/// of her own, is accepted every time (0.4 to 2.5 s here, the flood also loading the TLS and
+/// database work of every request): her one check takes the place of
 /// the newest check of a network holding several. In arrival order (before issue 22) it
 /// waited behind hundreds of checks, then was refused as busy after the 2 s wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -928,7 +928,14 @@ fn audit_lists_the_events_of_the_command_line_and_of_serve() {
     }
     let login = events.iter().find(|e| e["event"] == "login").unwrap();
     assert_eq!(login["outcome"], "refused");
-    assert_eq!(login["request_id"], "cli-audit-1");
+    // The director's own id; the client's kept apart.
+    assert_eq!(login["client_request_id"], "cli-audit-1");
+    assert_ne!(login["request_id"], "cli-audit-1");
+    assert!(
+        login["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
     assert_eq!(login["principal"], "anonymous");
     assert_eq!(login["source"], "127.0.0.1");
     let created = events
@@ -951,7 +958,8 @@ fn audit_lists_the_events_of_the_command_line_and_of_serve() {
             lines[0]
         );
         assert!(
-            lines[1].contains(" login refused anonymous from=127.0.0.1 request=cli-audit-1 "),
+            lines[1].contains(" login refused anonymous from=127.0.0.1 request=")
+                && lines[1].contains(" client_request=cli-audit-1 username=alice"),
             "{}",
             lines[1]
         );

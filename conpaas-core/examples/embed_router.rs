@@ -1,6 +1,8 @@
 //! The 1.2 routes inside an orchestrator's own axum application and its own TLS accept loop:
-//! the orchestrator's route beside `/listapp`, its own fallback, client certificates turned
-//! into the router's `PeerInfo`, and real HTTPS requests with a user's client certificate.
+//! the orchestrator's route beside `/listapp`, its own `/healthz` and `/metrics` beside the
+//! director's operator routes nested under `/conpaas`, its own fallback, client certificates
+//! turned into the router's `PeerInfo`, and real HTTPS requests with a user's client
+//! certificate.
 //! Run with `cargo run -p conpaas-core --example embed_router`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -78,10 +80,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
-        // The orchestrator's application: its own route and fallback, the 1.2 routes merged in.
+        // The orchestrator's application: its own routes (a `/healthz` and a `/metrics` among
+        // them) and fallback, the ConPaaS routes merged in at the root (where 1.2 clients call
+        // them), the director's operator routes nested under a prefix.
         let app = Router::new()
             .route("/hello", get(|| async { "hello from the orchestrator" }))
-            .merge(api::routes(director.clone()))
+            .route("/healthz", get(|| async { "orchestrator healthy" }))
+            .route("/metrics", get(|| async { "orchestrator_up 1\n" }))
+            .merge(api::conpaas_routes(director.clone()))
+            .nest("/conpaas", api::operator_routes(director.clone()))
             .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not ours") });
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -143,16 +150,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         println!("/available_clouds: {clouds}");
         assert_eq!(clouds, r#"["default"]"#);
+        let health = client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        println!("/healthz: {health}");
+        assert_eq!(health, "orchestrator healthy");
+        let director_health = client
+            .get(format!("{base}/conpaas/healthz"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        println!("/conpaas/healthz: {director_health}");
+        assert_eq!(director_health, "ok\n");
         // The director's metrics, for a client on loopback (METRICS_ALLOW's default).
-        let metrics = client.get(format!("{base}/metrics")).send().await?;
+        let metrics = client.get(format!("{base}/conpaas/metrics")).send().await?;
         assert_eq!(metrics.status().as_u16(), 200);
         let metrics = metrics.text().await?;
         let listapp = metrics
             .lines()
             .find(|line| line.starts_with("conpaas_http_requests_total{route=\"/listapp\""))
             .unwrap_or_default();
-        println!("/metrics: {listapp}");
+        println!("/conpaas/metrics: {listapp}");
         assert!(listapp.ends_with(" 1"), "{metrics}");
+        // The nested routes are counted under their own pattern.
+        assert!(
+            metrics.contains("conpaas_http_requests_total{route=\"/healthz\""),
+            "{metrics}"
+        );
         let other = client.get(format!("{base}/jobs/42")).send().await?;
         let status = other.status();
         let body = other.text().await?;

@@ -27,6 +27,33 @@ pub enum Error {
     #[cfg(feature = "director")]
     #[error(transparent)]
     Director(#[from] crate::director::Error),
+    /// A cloud call failed (a driver's own, or an embedder's cloud).
+    #[error(transparent)]
+    Cloud(#[from] crate::cloud::Error),
+    /// A cloud registry could not be built.
+    #[cfg(feature = "director")]
+    #[error(transparent)]
+    CloudRegistry(#[from] crate::cloud::RegistryError),
+    /// The manager templates are missing or unusable.
+    #[cfg(feature = "director")]
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::Error),
+    /// A call of the client layer (the director's or a manager's routes, as a user) failed.
+    #[cfg(feature = "client")]
+    #[error(transparent)]
+    Client(#[from] crate::client::Error),
+    /// A call to a manager failed.
+    #[cfg(feature = "manager-client")]
+    #[error(transparent)]
+    ManagerClient(#[from] crate::manager_client::Error),
+    /// The checks could not run.
+    #[cfg(feature = "check")]
+    #[error(transparent)]
+    Check(#[from] crate::check::Error),
+    /// The TLS configuration could not be built.
+    #[cfg(feature = "api")]
+    #[error(transparent)]
+    Tls(#[from] crate::api::tls::TlsError),
 }
 
 #[cfg(test)]

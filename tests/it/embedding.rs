@@ -403,3 +403,58 @@ async fn maintenance_with_the_recommended_settings_stops_on_shutdown() {
         .await
         .expect("maintenance did not stop on a completed shutdown");
 }
+
+/// An embedder's code mixing layers uses `?` into `conpaas_core::Error` from each of them, and
+/// a driver's own error keeps its cause (issue 23, "errors with their causes").
+#[test]
+fn every_layers_error_converts_into_the_crate_error_with_its_cause() {
+    /// What an SDK's error looks like: a message and a cause of its own.
+    #[derive(Debug)]
+    struct SdkError(std::io::Error);
+    impl std::fmt::Display for SdkError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the SDK's request failed")
+        }
+    }
+    impl std::error::Error for SdkError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn describe() -> Result<(), conpaas_core::Error> {
+        let sdk = SdkError(std::io::Error::other("throttled by the API"));
+        Err(cloud::Error::driver("describing instances", sdk))?;
+        Ok(())
+    }
+    fn registry() -> Result<CloudRegistry, conpaas_core::Error> {
+        Ok(CloudRegistry::builder().build()?)
+    }
+    fn client() -> Result<(), conpaas_core::Error> {
+        Err(conpaas_core::client::Error::Usage("no such service".into()))?;
+        Ok(())
+    }
+    fn tls() -> Result<(), conpaas_core::Error> {
+        conpaas_core::api::tls::server_config(b"", b"", b"")?;
+        Ok(())
+    }
+
+    let error = describe().unwrap_err();
+    assert!(matches!(
+        error,
+        conpaas_core::Error::Cloud(cloud::Error::Driver { .. })
+    ));
+    assert_eq!(
+        conpaas_core::error::ErrorChain(&error).to_string(),
+        "describing instances: the SDK's request failed: throttled by the API"
+    );
+    assert!(matches!(
+        registry().unwrap_err(),
+        conpaas_core::Error::CloudRegistry(cloud::RegistryError::Empty)
+    ));
+    assert!(matches!(
+        client().unwrap_err(),
+        conpaas_core::Error::Client(_)
+    ));
+    assert!(matches!(tls().unwrap_err(), conpaas_core::Error::Tls(_)));
+}

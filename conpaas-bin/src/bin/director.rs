@@ -858,7 +858,7 @@ fn serve(
             match conpaas_core::api::server::Listener::bind(
                 *addr,
                 tls.clone(),
-                conpaas_core::api::server::TransportSettings::recommended(),
+                conpaas_core::api::server::TransportSettings::from_config(&loaded.config),
             )
             .await
             {

@@ -28,7 +28,7 @@ const USER_CREATION: Shape = Shape::ErrorObject {
 const PLAIN: Shape = Shape::ErrorObject { prefix: "" };
 
 /// The request's parameters (query string + body), read after the caller is authenticated;
-/// a body over the limit is 413, an unreadable one 400.
+/// a body over the limit is 413, an unreadable one (or one not received in time) 400.
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = Response;
 
@@ -36,7 +36,14 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         let (parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
-            .map_err(|_| answer::html_status(StatusCode::PAYLOAD_TOO_LARGE))?;
+            .map_err(|error| {
+                if super::server::is_body_timeout(&error) {
+                    tracing::info!("request body not received in time; closing the connection");
+                    answer::html_status(StatusCode::BAD_REQUEST)
+                } else {
+                    answer::html_status(StatusCode::PAYLOAD_TOO_LARGE)
+                }
+            })?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)

@@ -27,6 +27,7 @@ use crate::director::audit::AuditContext;
 use crate::director::{Director, Outcome};
 pub use ops::VERSION;
 pub use server::PeerInfo;
+pub use trace::ClientRequestId;
 
 /// Who may call a route (`spec/director-api.md` §1.6, and the operators' routes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +189,19 @@ pub const ROUTES: &[Route] = &[
     route!("GET", "/openapi.json", Anyone, Ours, openapi::serve),
 ];
 
-/// The route whose pattern is `path`.
+/// The route whose pattern is `pattern`, or, for routes an embedder nested under a prefix
+/// (`/ops/metrics`: axum's `MatchedPath` includes it), the one it ends with.
 fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
-    ROUTES.iter().find(|route| route.path == pattern)
+    ROUTES
+        .iter()
+        .find(|route| route.path == pattern)
+        .or_else(|| {
+            ROUTES.iter().find(|route| {
+                pattern
+                    .strip_suffix(route.path)
+                    .is_some_and(|prefix| prefix.starts_with('/') && !prefix.ends_with('/'))
+            })
+        })
 }
 
 /// The director's router: every route of [`ROUTES`] with 1.2's answers for everything else
@@ -212,16 +223,51 @@ fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
 /// caller without one; `/metrics` needs a `PeerInfo` with an address of `METRICS_ALLOW` or
 /// the frontend's certificate.
 pub fn router(director: Director) -> Router {
-    let base = base_routes(&director).fallback(handlers::fallback);
+    let base = table(&director, |_| true).fallback(handlers::fallback);
     with_layers(base, director)
 }
 
 /// The routes of [`router`] without a fallback, so that they can be merged
 /// (`Router::merge`) into a router with a fallback of its own; requests for other paths are
-/// left to that router. Same [`PeerInfo`] contract as [`router`].
+/// left to that router. Same [`PeerInfo`] contract as [`router`]. To take only some of them
+/// (an app with its own `/healthz` or `/metrics`), see [`conpaas_routes`] and
+/// [`operator_routes`].
 pub fn routes(director: Director) -> Router {
-    let base = base_routes(&director);
-    with_layers(base, director)
+    routes_of(&director, |_| true)
+}
+
+/// The routes ConPaaS clients call — 1.2's twenty (the users', the frontend's and the
+/// managers') and 1.3's `/version` — without a fallback, to merge into a router of your own
+/// that keeps its own `/healthz`, `/readyz`, `/metrics` and `/openapi.json` (merging two
+/// routers that both have a path panics). Mount them at the root: 1.2 clients and managers
+/// call them there. Same [`PeerInfo`] contract as [`router`].
+pub fn conpaas_routes(director: Director) -> Router {
+    routes_of(&director, |route| route.origin != Origin::Ours)
+}
+
+/// The operators' routes — `/healthz`, `/readyz`, `/metrics`, `/openapi.json` — without a
+/// fallback: merge them, or nest them under a prefix of your choice (`Router::nest("/conpaas",
+/// ..)`) beside an app that has routes of these names. `/metrics` still needs the frontend's
+/// certificate or an address of `METRICS_ALLOW` ([`PeerInfo`]); `/openapi.json` describes the
+/// routes at the root.
+pub fn operator_routes(director: Director) -> Router {
+    routes_of(&director, |route| route.origin == Origin::Ours)
+}
+
+/// The routes of [`ROUTES`] that `keep`, with the router's layers, without a fallback.
+fn routes_of(director: &Director, keep: impl Fn(&Route) -> bool) -> Router {
+    with_layers(table(director, keep), director.clone())
+}
+
+/// The routes of [`ROUTES`] that `keep`, without layers.
+fn table(director: &Director, keep: impl Fn(&Route) -> bool) -> Router {
+    ROUTES
+        .iter()
+        .filter(|route| keep(route))
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, (route.handler)(method_filter(route.methods)))
+        })
+        .with_state(director.clone())
 }
 
 /// A layer adding `peer` to every request of one connection: how an embedder's own TLS
@@ -246,15 +292,6 @@ fn method_filter(methods: &str) -> MethodFilter {
     filter.unwrap_or(MethodFilter::GET)
 }
 
-fn base_routes(director: &Director) -> Router {
-    ROUTES
-        .iter()
-        .fold(Router::new(), |router, route| {
-            router.route(route.path, (route.handler)(method_filter(route.methods)))
-        })
-        .with_state(director.clone())
-}
-
 fn with_layers(router: Router, director: Director) -> Router {
     router
         // Refuses an announced Content-Length over the limit before reading anything (and
@@ -266,6 +303,7 @@ fn with_layers(router: Router, director: Director) -> Router {
         .layer(trace::propagate_request_id())
         .layer(trace::trace_layer())
         .layer(trace::set_request_id())
+        .layer(trace::take_client_request_id_layer())
 }
 
 /// The `Allow` value of a route as Flask wrote it (`HEAD, GET, POST, OPTIONS`).
@@ -323,7 +361,7 @@ async fn framework(State(director): State<Director>, request: Request, next: Nex
 }
 
 /// Who the request's audit events name: the caller as the request log describes it, its
-/// address, the request id.
+/// address, the director's request id and the client's.
 fn audit_context(request: &Request) -> AuditContext {
     let caller = auth::Caller::of(request.extensions());
     let source = caller.peer.as_ref().map(|peer| peer.remote.ip());
@@ -332,7 +370,9 @@ fn audit_context(request: &Request) -> AuditContext {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let client_request_id = trace::ClientRequestId::of(request).map(str::to_owned);
     AuditContext::request(auth::Described(&caller).to_string(), source, request_id)
+        .client_request_id(client_request_id)
 }
 
 /// The outcome an answer carries (handlers mark refusals given with status 200), else what
@@ -377,6 +417,18 @@ async fn framework_answers(route: Option<&Route>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nested_operator_route_is_found_by_its_own_pattern() {
+        assert_eq!(
+            route_by_pattern("/conpaas/metrics").unwrap().path,
+            "/metrics"
+        );
+        assert_eq!(route_by_pattern("/a/b/healthz").unwrap().path, "/healthz");
+        assert!(route_by_pattern("/xmetrics").is_none());
+        assert!(route_by_pattern("//metrics").is_none());
+        assert_eq!(route_by_pattern("/list").unwrap().path, "/list");
+    }
 
     #[test]
     fn every_pattern_is_in_the_table_once_with_its_allow_list() {

@@ -1,6 +1,20 @@
 //! The TLS accept loop: TCP -> rustls handshake (client certificate optional) -> hyper HTTP/1.1,
 //! with the peer's verified certificate attached to every request it sends. Without the
 //! `server` feature only [`PeerInfo`] is here, which an embedder's own transport provides.
+//!
+//! Every resource a peer can hold is bounded (docs/operations.md, "Connection limits"):
+//!
+//! - **Places.** Connections are admitted by caps per address (IPv4 address, IPv6 /64), per
+//!   network (IPv4 /24, IPv6 /48) and in all; those without a verified client certificate
+//!   (still in their handshake, or done without one) share an anonymous pool, so that clients
+//!   with a certificate of the director's CA — users, managers, the PHP frontend — always find
+//!   places. A newcomer finding the pool full evicts an anonymous connection of the network
+//!   holding the most (`admission`).
+//! - **Time.** Each phase has a deadline: the first byte, the TLS handshake, the headers
+//!   (hyper), the whole body from the headers on, and each write of the answer (`deadline`).
+//! - **Visibility.** Refusals, evictions and timeouts are counted by reason in
+//!   [`TransportStats`] (the director's `/metrics`) and summed up in one `warn` line per 10 s
+//!   at most.
 
 #[cfg(feature = "server")]
 use std::future::Future;
@@ -25,14 +39,25 @@ use rustls_pki_types::CertificateDer;
 #[cfg(feature = "server")]
 use tokio::net::TcpListener;
 #[cfg(feature = "server")]
-use tokio::sync::Semaphore;
-#[cfg(feature = "server")]
 use tokio_rustls::TlsAcceptor;
 #[cfg(feature = "server")]
 use tower::ServiceExt;
 
-/// Limits of the transport: every one bounds a resource an anonymous peer could hold.
+#[cfg(feature = "server")]
+mod admission;
+#[cfg(feature = "server")]
+mod deadline;
+#[cfg(feature = "server")]
+mod stats;
+
+#[cfg(feature = "server")]
+pub use stats::{Eviction, Phase, Refusal, TransportStats};
+
+/// Limits of the transport: every one bounds a resource an anonymous peer could hold. Start
+/// from [`TransportSettings::recommended`] (or [`TransportSettings::from_config`]) and change
+/// what you need with the setters; fields may be added.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 #[cfg(feature = "server")]
 pub struct TransportSettings {
     /// Time allowed from the connection's accept to its first byte; a peer that opens
@@ -45,99 +70,152 @@ pub struct TransportSettings {
     /// connection may stay idle between requests (hyper counts from the end of the previous
     /// answer; it needs a timer for this to work).
     pub header_read_timeout: Duration,
-    /// Connections served at once. Past it a new connection is closed at once, rather than
-    /// left to wait behind idle ones; the listen backlog is this size too.
+    /// Time allowed to receive a request's whole body, counted from its headers and not
+    /// restarted by the bytes that arrive: a body dripped a byte at a time ends its connection.
+    pub request_body_timeout: Duration,
+    /// How long writing an answer may make no progress (the client stopped reading) before
+    /// the connection is dropped. Progress starts the wait anew: slow readers are served.
+    pub write_timeout: Duration,
+    /// Connections served at once. Past it a new connection evicts an anonymous one (see
+    /// `max_anonymous_connections`) or is closed at once, rather than left to wait behind idle
+    /// ones; the listen backlog is this size too.
     pub max_connections: usize,
-    /// Connections served at once for one peer: an IPv4 address, or an IPv6 /64 (one
-    /// site's addresses). Past it the peer's new connections are closed at once.
+    /// Of `max_connections`, how many may be anonymous: without a verified client
+    /// certificate, which every connection is until its TLS handshake ends. The rest is left
+    /// for connections presenting a certificate of the director's CA.
+    pub max_anonymous_connections: usize,
+    /// Connections served at once for one address: an IPv4 address, or an IPv6 /64 (one
+    /// site's addresses). Past it the address's new connections are closed at once.
+    /// `usize::MAX`: no cap (behind a load balancer).
     pub max_connections_per_address: usize,
+    /// Connections served at once for one network: an IPv4 /24, or an IPv6 /48. Past it the
+    /// network's new connections are closed at once. `usize::MAX`: no cap.
+    pub max_connections_per_network: usize,
     /// How long in-flight requests may take to finish after shutdown was asked for.
     pub shutdown_grace: Duration,
 }
 
 #[cfg(feature = "server")]
 impl TransportSettings {
-    /// Settings fit for a director on the open Internet.
+    /// Settings fit for a director on the open Internet: the defaults of director.cfg
+    /// ([`ConnectionLimits::recommended`](crate::config::ConnectionLimits::recommended)).
     pub fn recommended() -> Self {
+        TransportSettings::from_limits(&crate::config::ConnectionLimits::recommended())
+    }
+
+    /// The limits director.cfg sets (`[director] MAX_CONNECTIONS` ... `WRITE_TIMEOUT`), with the
+    /// recommended timeouts of the phases it has no key for.
+    pub fn from_config(config: &crate::config::DirectorConfig) -> Self {
+        TransportSettings::from_limits(&config.connections)
+    }
+
+    fn from_limits(limits: &crate::config::ConnectionLimits) -> Self {
         TransportSettings {
             first_byte_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(15),
-            max_connections: 1024,
-            // A PHP frontend (one connection per request, as many at once as Apache has
-            // workers), or a class behind one NAT, is one address: a quarter of the whole.
-            max_connections_per_address: 256,
+            request_body_timeout: limits.request_body_timeout,
+            write_timeout: limits.write_timeout,
+            max_connections: limits.max_connections,
+            max_anonymous_connections: limits.max_anonymous_connections,
+            max_connections_per_address: limits.max_connections_per_address.unwrap_or(usize::MAX),
+            max_connections_per_network: limits.max_connections_per_network.unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(30),
         }
     }
-}
 
-/// Who counts as one peer for [`TransportSettings::max_connections_per_address`]: an IPv4
-/// address (also when mapped into IPv6), or the /64 of an IPv6 address.
-#[cfg(feature = "server")]
-fn peer_key(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V4(v4) => std::net::IpAddr::V4(v4),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => std::net::IpAddr::V4(v4),
-            None => {
-                let [a, b, c, d, ..] = v6.segments();
-                std::net::IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        },
+    /// Sets [`first_byte_timeout`](Self::first_byte_timeout).
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
     }
-}
 
-/// Connections open per peer ([`peer_key`]).
-#[cfg(feature = "server")]
-#[derive(Default)]
-struct PerPeer {
-    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
-}
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
 
-/// One connection of a peer, counted until dropped.
-#[cfg(feature = "server")]
-struct PeerSlot {
-    counts: Arc<PerPeer>,
-    key: std::net::IpAddr,
-}
+    /// Sets [`header_read_timeout`](Self::header_read_timeout).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
 
-#[cfg(feature = "server")]
-impl PerPeer {
-    /// A slot for a connection of `ip`, unless it has `limit` open already.
-    fn admit(counts: &Arc<PerPeer>, ip: std::net::IpAddr, limit: usize) -> Option<PeerSlot> {
-        let key = peer_key(ip);
-        let mut open = counts
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = open.entry(key).or_insert(0);
-        if *n >= limit.max(1) {
-            return None;
+    /// Sets [`request_body_timeout`](Self::request_body_timeout).
+    pub fn request_body_timeout(mut self, timeout: Duration) -> Self {
+        self.request_body_timeout = timeout;
+        self
+    }
+
+    /// Sets [`write_timeout`](Self::write_timeout).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections), and
+    /// [`max_anonymous_connections`](Self::max_anonymous_connections) to half of it (as
+    /// director.cfg does when it sets only the first); set that afterwards to change it.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self.max_anonymous_connections = crate::config::default_max_anonymous_connections(max);
+        self
+    }
+
+    /// Sets [`max_anonymous_connections`](Self::max_anonymous_connections).
+    pub fn max_anonymous_connections(mut self, max: usize) -> Self {
+        self.max_anonymous_connections = max;
+        self
+    }
+
+    /// Sets [`max_connections_per_address`](Self::max_connections_per_address).
+    pub fn max_connections_per_address(mut self, max: usize) -> Self {
+        self.max_connections_per_address = max;
+        self
+    }
+
+    /// Sets [`max_connections_per_network`](Self::max_connections_per_network).
+    pub fn max_connections_per_network(mut self, max: usize) -> Self {
+        self.max_connections_per_network = max;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Self::shutdown_grace).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The admission limits, made consistent: every cap at least 1, the anonymous share at
+    /// most the whole.
+    fn limits(&self) -> admission::Limits {
+        let max_connections = self.max_connections.max(1);
+        admission::Limits {
+            max_connections,
+            max_anonymous: self.max_anonymous_connections.clamp(1, max_connections),
+            per_address: self.max_connections_per_address.max(1),
+            per_network: self.max_connections_per_network.max(1),
         }
-        *n += 1;
-        Some(PeerSlot {
-            counts: counts.clone(),
-            key,
-        })
     }
 }
 
-#[cfg(feature = "server")]
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .counts
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
+/// Whether reading a request's body failed because the listener's body deadline passed
+/// (`TransportSettings::request_body_timeout`), not because the body was too large.
+pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "server")]
+    {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(deadline::BodyError::TimedOut) = error.downcast_ref() {
+                return true;
             }
+            next = error.source();
         }
     }
+    #[cfg(not(feature = "server"))]
+    let _ = error;
+    false
 }
 
 /// What the transport knows about the peer of a request, put in the request's extensions
@@ -184,6 +262,7 @@ pub struct Listener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     settings: TransportSettings,
+    stats: TransportStats,
 }
 
 #[cfg(feature = "server")]
@@ -208,6 +287,7 @@ impl Listener {
             tcp,
             acceptor: TlsAcceptor::from(tls),
             settings,
+            stats: TransportStats::new(),
         })
     }
 
@@ -216,15 +296,26 @@ impl Listener {
         self.tcp.local_addr()
     }
 
+    /// The listener's counters (connections refused, evicted, timed out, open): a handle on
+    /// the atomics it updates while serving, to register in a prometheus-client registry of
+    /// your own ([`serve_director`](Self::serve_director) attaches them to the director's).
+    pub fn stats(&self) -> TransportStats {
+        self.stats.clone()
+    }
+
     /// Serves `director`'s 1.2 API ([`router`](crate::api::router)) and runs its maintenance
     /// ([`Director::run_maintenance_with`](crate::director::Director::run_maintenance_with)) beside it,
-    /// until `shutdown` completes: what `director serve` does once set up.
+    /// until `shutdown` completes: what `director serve` does once set up. The listener's
+    /// [`stats`](Self::stats) are published in the director's `/metrics`.
     pub async fn serve_director(
         self,
         director: crate::director::Director,
         maintenance: crate::director::MaintenanceSettings,
         shutdown: impl Future<Output = ()>,
     ) {
+        director
+            .metrics()
+            .attach_transport(Arc::new(self.stats.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let background = tokio::spawn(director.clone().run_maintenance_with(maintenance, async {
             let _ = stopped.await;
@@ -248,18 +339,32 @@ impl Listener {
             tcp,
             acceptor,
             settings,
+            stats,
         } = self;
-        let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-        let per_peer = Arc::new(PerPeer::default());
+        let admission = admission::Admission::new(settings.limits(), stats.clone());
         let graceful = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout);
-        let http = Arc::new(http);
+        let shutdown_grace = settings.shutdown_grace;
+        let connections = Arc::new(Connections {
+            acceptor,
+            router,
+            http,
+            settings,
+            stats: stats.clone(),
+        });
+        let mut summary = Summary::default();
+        let mut summary_tick = tokio::time::interval(SUMMARY_PERIOD);
+        summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
+                _ = summary_tick.tick() => {
+                    summary.log_if_due(&stats);
+                    continue;
+                }
                 accepted = tcp.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(error) => {
@@ -272,68 +377,274 @@ impl Listener {
             };
             // Past a limit the connection is closed at once: queued, it would wait behind the
             // idle connections that hold the places.
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!(%remote, "connection closed: the director serves its maximum");
-                continue;
-            };
-            let Some(slot) =
-                PerPeer::admit(&per_peer, remote.ip(), settings.max_connections_per_address)
-            else {
-                tracing::debug!(%remote, "connection closed: its address has its maximum open");
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            let router = router.clone();
-            let http = http.clone();
-            let watcher = graceful.watcher();
-            let handshake_timeout = settings.handshake_timeout;
-            let first_byte_timeout = settings.first_byte_timeout;
-            tokio::spawn(async move {
-                let (_permit, _slot) = (permit, slot);
-                // `peek` waits for a byte without taking it (readiness alone can be spurious).
-                let mut first = [0u8; 1];
-                if !matches!(
-                    tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await,
-                    Ok(Ok(1..))
-                ) {
-                    tracing::debug!(%remote, "connection closed: nothing sent");
-                    return;
+            let admitted = match admission.admit(remote.ip()) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    tracing::debug!(%remote, reason = refusal.as_str(), "connection refused");
+                    summary.refused(refusal, admission::network_of(remote.ip()));
+                    summary.log_if_due(&stats);
+                    continue;
                 }
-                let tls =
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%remote, %error, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "tls handshake timed out");
-                            return;
-                        }
-                    };
-                let peer = PeerInfo::from_tls(remote, &tls);
-                let identity = crate::api::auth::ConnectionIdentity::of(&peer);
-                let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-                    let extensions = request.extensions_mut();
-                    extensions.insert(peer.clone());
-                    if let Some(identity) = &identity {
-                        extensions.insert(identity.clone());
-                    }
-                    request
-                });
-                let connection =
-                    http.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
-                if let Err(error) = watcher.watch(connection).await {
-                    tracing::debug!(%remote, %error, "connection ended with an error");
-                }
-            });
+            };
+            if let Some((reason, network)) = admitted.eviction {
+                tracing::debug!(%remote, %network, reason = reason.as_str(), "anonymous connection evicted");
+                summary.evicted(reason, network);
+                summary.log_if_due(&stats);
+            }
+            tokio::spawn(connections.clone().run(
+                stream,
+                remote,
+                admitted.slot,
+                graceful.watcher(),
+            ));
         }
         drop(tcp);
-        if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        if tokio::time::timeout(shutdown_grace, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period over; dropping remaining connections");
         }
+    }
+}
+
+/// What every connection task of a listener shares.
+#[cfg(feature = "server")]
+struct Connections {
+    acceptor: TlsAcceptor,
+    router: Router,
+    http: hyper::server::conn::http1::Builder,
+    settings: TransportSettings,
+    stats: TransportStats,
+}
+
+#[cfg(feature = "server")]
+impl Connections {
+    /// Serves one admitted connection until it ends or is evicted, then gives its place back.
+    async fn run(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        slot: admission::Slot,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let shared = slot.shared().clone();
+        tokio::select! {
+            biased;
+            () = shared.evicted.notified() => {
+                tracing::debug!(%remote, "connection dropped: evicted for a newcomer");
+            }
+            () = self.serve(stream, remote, &slot, watcher) => {}
+        }
+        drop(slot);
+    }
+
+    async fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        slot: &admission::Slot,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let settings = &self.settings;
+        // `peek` waits for a byte without taking it (readiness alone can be spurious).
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(settings.first_byte_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(1..)) => {}
+            Err(_) => {
+                self.stats.count_timed_out(Phase::FirstByte);
+                tracing::debug!(%remote, "connection closed: nothing sent");
+                return;
+            }
+            Ok(_) => {
+                tracing::debug!(%remote, "connection closed by the client before a byte");
+                return;
+            }
+        }
+        // Under TLS, so that the stall of the socket itself is timed, whatever rustls buffers.
+        let io = deadline::WriteDeadline::new(stream, settings.write_timeout, self.stats.clone());
+        let tls = match tokio::time::timeout(settings.handshake_timeout, self.acceptor.accept(io))
+            .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, %error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.stats.count_timed_out(Phase::Handshake);
+                tracing::debug!(%remote, "tls handshake timed out");
+                return;
+            }
+        };
+        let peer = PeerInfo::from_tls(remote, &tls);
+        // rustls verified the certificate against the director's CA: the connection leaves
+        // the anonymous pool and can no longer be evicted.
+        if peer.certificate.is_some() && !slot.authenticate() {
+            return;
+        }
+        let identity = crate::api::auth::ConnectionIdentity::of(&peer);
+        let stats = self.stats.clone();
+        let body_timeout = settings.request_body_timeout;
+        let shared = slot.shared().clone();
+        let service = self
+            .router
+            .clone()
+            .map_request(move |mut request: hyper::Request<Incoming>| {
+                let extensions = request.extensions_mut();
+                extensions.insert(peer.clone());
+                if let Some(identity) = &identity {
+                    extensions.insert(identity.clone());
+                }
+                request.map(|body| deadline::DeadlineBody::new(body, body_timeout, stats.clone()))
+            })
+            .map_future(move |answer| {
+                let busy = shared.busy();
+                async move {
+                    let answer = answer.await;
+                    drop(busy);
+                    answer
+                }
+            });
+        let connection = self
+            .http
+            .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+        if let Err(error) = watcher.watch(connection).await {
+            if error.is_timeout() {
+                self.stats.count_timed_out(Phase::Header);
+            }
+            tracing::debug!(%remote, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// At most one `warn` line per period sums up refusals and evictions.
+#[cfg(feature = "server")]
+const SUMMARY_PERIOD: Duration = Duration::from_secs(10);
+
+/// Networks remembered for a summary's top network: a flood from many networks (an IPv6
+/// attacker has many /48s) must not grow it without bound.
+#[cfg(feature = "server")]
+const SUMMARY_NETWORKS: usize = 4096;
+
+/// Refusals and evictions since the last summary line.
+#[cfg(feature = "server")]
+#[derive(Debug, Default)]
+struct Summary {
+    last_line: Option<tokio::time::Instant>,
+    refused: std::collections::BTreeMap<&'static str, u64>,
+    evicted: std::collections::BTreeMap<&'static str, u64>,
+    /// Per network: its refused newcomers and its evicted connections.
+    networks: std::collections::HashMap<ipnet::IpNet, u64>,
+}
+
+#[cfg(feature = "server")]
+impl Summary {
+    fn refused(&mut self, reason: Refusal, network: ipnet::IpNet) {
+        *self.refused.entry(reason.as_str()).or_insert(0) += 1;
+        self.count(network);
+    }
+
+    fn evicted(&mut self, reason: Eviction, network: ipnet::IpNet) {
+        *self.evicted.entry(reason.as_str()).or_insert(0) += 1;
+        self.count(network);
+    }
+
+    fn count(&mut self, network: ipnet::IpNet) {
+        let known = self.networks.len() < SUMMARY_NETWORKS;
+        if let Some(count) = self.networks.get_mut(&network) {
+            *count += 1;
+        } else if known {
+            self.networks.insert(network, 1);
+        }
+    }
+
+    /// Logs the counts if there are any and the last line is a period old; whether it did.
+    fn log_if_due(&mut self, stats: &TransportStats) -> bool {
+        if self.refused.is_empty() && self.evicted.is_empty() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .last_line
+            .is_some_and(|last| now.duration_since(last) < SUMMARY_PERIOD)
+        {
+            return false;
+        }
+        let words = |counts: &std::collections::BTreeMap<&'static str, u64>| {
+            counts
+                .iter()
+                .map(|(reason, count)| format!("{reason}:{count}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (top_network, top_count) = self
+            .networks
+            .iter()
+            .max_by_key(|(_, count)| **count)
+            .map_or((String::from("-"), 0), |(network, count)| {
+                (network.to_string(), *count)
+            });
+        let (open_anonymous, open_authenticated) = stats.open();
+        tracing::warn!(
+            refused = words(&self.refused),
+            evicted = words(&self.evicted),
+            top_network,
+            top_count,
+            open_anonymous,
+            open_authenticated,
+            "connections refused or evicted at the connection limits since the last such line (docs/operations.md, \"Connection limits\")"
+        );
+        self.last_line = Some(now);
+        self.refused.clear();
+        self.evicted.clear();
+        self.networks.clear();
+        true
+    }
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_logs_at_once_then_at_most_once_a_period() {
+        let stats = TransportStats::new();
+        let mut summary = Summary::default();
+        assert!(!summary.log_if_due(&stats), "nothing to say");
+        let network: ipnet::IpNet = "10.0.0.0/24".parse().unwrap();
+        summary.refused(Refusal::Anonymous, network);
+        assert!(
+            summary.log_if_due(&stats),
+            "the first refusal is logged at once"
+        );
+        summary.evicted(Eviction::Anonymous, network);
+        summary.refused(Refusal::Address, network);
+        assert!(!summary.log_if_due(&stats), "then kept for the next line");
+        assert_eq!(summary.networks.get(&network), Some(&2));
+        assert_eq!(summary.refused.get("address"), Some(&1));
+        // A period later (as if): the next line carries what accumulated.
+        summary.last_line = summary
+            .last_line
+            .and_then(|last| last.checked_sub(SUMMARY_PERIOD));
+        assert!(summary.log_if_due(&stats));
+        assert!(summary.refused.is_empty() && summary.networks.is_empty());
+    }
+
+    #[test]
+    fn settings_from_config_follow_its_keys_and_off_lifts_a_cap() {
+        let text = "[conpaas]\nCONF_DIR = /c\nCERT_DIR = /c/certs\n[iaas]\nDRIVER = dummy\n\
+                    [director]\nDATABASE_URI = sqlite:////c/director.db\nMAX_CONNECTIONS = 100\n\
+                    MAX_CONNECTIONS_PER_ADDRESS = off\nWRITE_TIMEOUT = 7\n";
+        let loaded = crate::config::parse_str(std::path::Path::new("director.cfg"), text).unwrap();
+        let settings = TransportSettings::from_config(&loaded.config);
+        assert_eq!(settings.max_connections, 100);
+        assert_eq!(settings.max_anonymous_connections, 50);
+        assert_eq!(settings.max_connections_per_address, usize::MAX);
+        assert_eq!(settings.max_connections_per_network, 256);
+        assert_eq!(settings.write_timeout, Duration::from_secs(7));
+        assert_eq!(settings.request_body_timeout, Duration::from_secs(30));
+        let limits = settings.max_anonymous_connections(500).limits();
+        assert_eq!(limits.max_anonymous, 100, "never more than the whole");
     }
 }

@@ -1,8 +1,9 @@
 //! The request log: tower-http's `TraceLayer` with one span per request (request id, method,
 //! route pattern, caller, remote address) and one `request` event when it is answered
-//! (status, outcome, latency in microseconds); request ids set or propagated in
-//! `x-request-id`. Never the URL (1.2 clients put passwords in query strings), parameters or
-//! bodies.
+//! (status, outcome, latency in microseconds); every request gets the director's own id in
+//! `x-request-id` (a client's is kept apart as its `client_request_id`: clients cannot make
+//! their requests share an id with others'). Never the URL (1.2 clients put passwords in
+//! query strings), parameters or bodies.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, Response};
+use tower::util::MapRequestLayer;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -23,11 +25,11 @@ use super::auth;
 /// The route label of a request no route matched.
 pub(super) const UNKNOWN_ROUTE: &str = "(unknown)";
 
-/// The longest client-sent request id logged whole; longer ones are cut there.
+/// The longest client-sent request id kept whole; longer ones are cut there.
 const MAX_LOGGED_ID: usize = 128;
 
-/// Request ids for requests that bring none: a random prefix per router (so that replicas
-/// behind one load balancer do not repeat each other) and a counter, `5f3a9c1e-2a`.
+/// The director's request ids: a random prefix per router (so that replicas behind one load
+/// balancer do not repeat each other) and a counter, `5f3a9c1e-2a`.
 #[derive(Debug, Clone)]
 pub(super) struct RequestIds {
     prefix: u32,
@@ -43,7 +45,43 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-/// Sets `x-request-id` on requests without one (kept when the client or a proxy sent one).
+/// The `x-request-id` a client (or a proxy in front) sent, cut to [`MAX_LOGGED_ID`] bytes: kept
+/// beside the director's own id, never in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+impl ClientRequestId {
+    /// The client's id of a request, if it sent one (after [`take_client_request_id`]).
+    pub(super) fn of<B>(request: &Request<B>) -> Option<&str> {
+        request
+            .extensions()
+            .get::<ClientRequestId>()
+            .map(|id| id.0.as_str())
+    }
+}
+
+/// Moves a client's `x-request-id` out of the headers into a [`ClientRequestId`], so that
+/// [`set_request_id`] gives every request the director's own. A value that is not text is
+/// dropped.
+fn take_client_request_id(mut request: Request<Body>) -> Request<Body> {
+    let sent = request.headers_mut().remove("x-request-id");
+    if let Some(id) = sent.as_ref().and_then(|value| value.to_str().ok()) {
+        let cut = crate::store::bounded_text(id, MAX_LOGGED_ID);
+        request.extensions_mut().insert(ClientRequestId(cut));
+    }
+    request
+}
+
+/// The layer of [`take_client_request_id`]; it goes outside [`set_request_id`].
+pub(super) type TakeClientRequestId = MapRequestLayer<fn(Request<Body>) -> Request<Body>>;
+
+/// See [`take_client_request_id`].
+pub(super) fn take_client_request_id_layer() -> TakeClientRequestId {
+    MapRequestLayer::new(take_client_request_id as fn(Request<Body>) -> Request<Body>)
+}
+
+/// Sets the director's own `x-request-id` on every request (a client's was moved aside by
+/// [`take_client_request_id_layer`]).
 pub(super) fn set_request_id() -> SetRequestIdLayer<RequestIds> {
     SetRequestIdLayer::x_request_id(RequestIds {
         prefix: rand::random(),
@@ -51,7 +89,7 @@ pub(super) fn set_request_id() -> SetRequestIdLayer<RequestIds> {
     })
 }
 
-/// Copies the request's `x-request-id` into its answer.
+/// Copies the request's `x-request-id` (the director's) into its answer.
 pub(super) fn propagate_request_id() -> PropagateRequestIdLayer {
     PropagateRequestIdLayer::x_request_id()
 }
@@ -85,14 +123,13 @@ fn request_span(request: &Request<Body>) -> Span {
         .headers()
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .map_or("", |id| {
-            id.get(..MAX_LOGGED_ID.min(id.len())).unwrap_or_default()
-        });
+        .unwrap_or_default();
     let who = auth::Caller::of(request.extensions());
     let remote = who.peer.as_ref().map(|peer| peer.remote);
     tracing::info_span!(
         "request",
         request_id = id,
+        client_request_id = ClientRequestId::of(request),
         method = %request.method(),
         route,
         caller = %auth::Described(&who),

@@ -102,6 +102,30 @@ pub enum Error {
         /// What it cannot do.
         operation: &'static str,
     },
+    /// A driver's call failed in its own way, its cause kept whole (an SDK's error with its
+    /// chain): what an embedder's driver answers when no other variant says it better
+    /// ([`Error::driver`]). Treated as the cloud being unavailable.
+    #[error("{message}")]
+    Driver {
+        /// What the driver was doing, for the log (`describing instances`).
+        message: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// A [`Error::Driver`] error: `message` says what failed, `source` why.
+    pub fn driver(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        Error::Driver {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// A cloud the director starts manager VMs on.

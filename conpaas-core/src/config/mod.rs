@@ -97,10 +97,35 @@ impl std::fmt::Display for ReaperMode {
 /// while the database fails before it is deferred (1.2 managers wait for the answer without a
 /// timeout, and half a minute outlasts a backup or a migration holding the SQLite write lock).
 pub const DEFAULT_CHARGE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// `[director] AUDIT_QUEUE` when absent: audit events of each priority kept in memory while
+/// the database is behind.
+pub const DEFAULT_AUDIT_QUEUE: usize = 10_000;
 /// `[director] MAX_APPLICATIONS_PER_USER` when absent.
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
 pub const DEFAULT_MAX_SERVICES_PER_USER: u32 = 100;
+/// `[director] MAX_CONNECTIONS` when absent: connections the HTTPS listener serves at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// `[director] MAX_CONNECTIONS_PER_ADDRESS` when absent. A PHP frontend (one connection per
+/// request, as many at once as Apache has workers) or a class behind one NAT is one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// `[director] MAX_CONNECTIONS_PER_NETWORK` when absent: a quarter of the default
+/// `MAX_CONNECTIONS`, so that four networks cannot hold every place.
+pub const DEFAULT_MAX_CONNECTIONS_PER_NETWORK: usize = 256;
+/// `[director] REQUEST_BODY_TIMEOUT` when absent: a request's body (1 MiB at most) must arrive
+/// within 30 s of its headers, at least 35 KB/s for the largest.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[director] WRITE_TIMEOUT` when absent: an answer whose writing makes no progress for 20 s
+/// (a client that stopped reading) ends its connection.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `[director] MAX_ANONYMOUS_CONNECTIONS` when absent: half of `max_connections`, so that the
+/// other half is always left for clients presenting a certificate of the director's CA.
+pub fn default_max_anonymous_connections(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
 /// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
 /// address after about five minutes (and then, unlike us, started another).
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -175,6 +200,13 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
+    ("director", "AUDIT_QUEUE"),
+    ("director", "MAX_CONNECTIONS"),
+    ("director", "MAX_ANONYMOUS_CONNECTIONS"),
+    ("director", "MAX_CONNECTIONS_PER_ADDRESS"),
+    ("director", "MAX_CONNECTIONS_PER_NETWORK"),
+    ("director", "REQUEST_BODY_TIMEOUT"),
+    ("director", "WRITE_TIMEOUT"),
 ];
 
 /// The whole of director.cfg, typed: what each layer needs, built once at start.
@@ -229,9 +261,51 @@ pub struct DirectorConfig {
     /// `[director] CHARGE_PATIENCE`: how long a manager's credit charge is retried while the
     /// database fails before it is deferred.
     pub charge_patience: Duration,
+    /// `[director] AUDIT_QUEUE`: how many queued audit events of each priority wait in memory
+    /// while the database is behind ([`DEFAULT_AUDIT_QUEUE`]).
+    pub audit_queue: usize,
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// `[director] MAX_CONNECTIONS` to `WRITE_TIMEOUT`: the HTTPS listener's limits (what
+    /// `api::server::TransportSettings::from_config` reads).
+    pub connections: ConnectionLimits,
+}
+
+/// The HTTPS listener's limits from `[director]` (docs/operations.md, "Connection limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// `MAX_CONNECTIONS`: connections served at once.
+    pub max_connections: usize,
+    /// `MAX_ANONYMOUS_CONNECTIONS`: of those, connections without a verified client
+    /// certificate (still in their TLS handshake, or done without one); at most
+    /// `max_connections`.
+    pub max_anonymous_connections: usize,
+    /// `MAX_CONNECTIONS_PER_ADDRESS`: connections of one IPv4 address or IPv6 /64; `None`
+    /// (`off`) = no cap, for a director behind a load balancer.
+    pub max_connections_per_address: Option<usize>,
+    /// `MAX_CONNECTIONS_PER_NETWORK`: connections of one IPv4 /24 or IPv6 /48; `None` (`off`)
+    /// = no cap.
+    pub max_connections_per_network: Option<usize>,
+    /// `REQUEST_BODY_TIMEOUT`: time to receive a request's body once its headers are in.
+    pub request_body_timeout: Duration,
+    /// `WRITE_TIMEOUT`: how long writing an answer may make no progress.
+    pub write_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits when director.cfg sets none of the keys.
+    pub fn recommended() -> Self {
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_anonymous_connections: default_max_anonymous_connections(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_address: Some(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+            max_connections_per_network: Some(DEFAULT_MAX_CONNECTIONS_PER_NETWORK),
+            request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+        }
+    }
 }
 
 impl DirectorConfig {

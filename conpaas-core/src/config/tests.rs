@@ -104,6 +104,34 @@ fn minimal_file_loads_with_defaults() {
     assert_eq!(config.director_url, None);
     assert!(!config.debug);
     assert!(!config.open_registration);
+    assert_eq!(config.connections, ConnectionLimits::recommended());
+    assert_eq!(config.connections.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.connections.max_anonymous_connections, 512);
+}
+
+#[test]
+fn connection_limits_are_read() {
+    let limits = |lines: &str| load(&format!("{BASE}{lines}")).config.connections;
+    let read = limits(
+        "MAX_CONNECTIONS = 4096\nMAX_ANONYMOUS_CONNECTIONS = 1000\n\
+         MAX_CONNECTIONS_PER_ADDRESS = off\nMAX_CONNECTIONS_PER_NETWORK = 64\n\
+         REQUEST_BODY_TIMEOUT = 60\nWRITE_TIMEOUT = 5\n",
+    );
+    assert_eq!(read.max_connections, 4096);
+    assert_eq!(read.max_anonymous_connections, 1000);
+    assert_eq!(read.max_connections_per_address, None);
+    assert_eq!(read.max_connections_per_network, Some(64));
+    assert_eq!(read.request_body_timeout, Duration::from_secs(60));
+    assert_eq!(read.write_timeout, Duration::from_secs(5));
+    // The anonymous share follows MAX_CONNECTIONS when not set.
+    let read = limits("MAX_CONNECTIONS = 100\nMAX_CONNECTIONS_PER_NETWORK = OFF\n");
+    assert_eq!(read.max_anonymous_connections, 50);
+    assert_eq!(read.max_connections_per_network, None);
+    assert_eq!(
+        read.max_connections_per_address,
+        Some(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+    );
+    assert_eq!(limits("MAX_CONNECTIONS = 1\n").max_anonymous_connections, 1);
 }
 
 #[test]
@@ -480,12 +508,40 @@ fn director_section_errors() {
             "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"127.0.0.1, localhost\"",
         ),
         (
+            "MAX_CONNECTIONS = 0\n",
+            "director.cfg:9: [director] MAX_CONNECTIONS: expected a whole number between 1 and 1000000, got \"0\"",
+        ),
+        (
+            "MAX_CONNECTIONS = 512\nMAX_ANONYMOUS_CONNECTIONS = 600\n",
+            "director.cfg:10: [director] MAX_ANONYMOUS_CONNECTIONS: expected a whole number between 1 and MAX_CONNECTIONS (512); lower it or raise MAX_CONNECTIONS, got \"600\"",
+        ),
+        (
+            "MAX_CONNECTIONS_PER_ADDRESS = none\n",
+            "director.cfg:9: [director] MAX_CONNECTIONS_PER_ADDRESS: expected a whole number between 1 and 1000000, or off, got \"none\"",
+        ),
+        (
+            "MAX_CONNECTIONS_PER_NETWORK = -1\n",
+            "director.cfg:9: [director] MAX_CONNECTIONS_PER_NETWORK: expected a whole number between 1 and 1000000, or off, got \"-1\"",
+        ),
+        (
+            "REQUEST_BODY_TIMEOUT = 0\n",
+            "director.cfg:9: [director] REQUEST_BODY_TIMEOUT: expected a whole number of seconds between 1 and 3600, got \"0\"",
+        ),
+        (
+            "WRITE_TIMEOUT = 10s\n",
+            "director.cfg:9: [director] WRITE_TIMEOUT: expected a whole number of seconds between 1 and 3600, got \"10s\"",
+        ),
+        (
             "REAPER = maybe\n",
             "director.cfg:9: [director] REAPER: expected on, report or off, got \"maybe\"",
         ),
         (
             "METRICS_ALLOW = 10.0.0.0/33\n",
             "director.cfg:9: [director] METRICS_ALLOW: expected IP addresses or networks separated by commas (127.0.0.1, ::1, 10.0.0.0/8), or none, got \"10.0.0.0/33\"",
+        ),
+        (
+            "AUDIT_QUEUE = 0\n",
+            "director.cfg:9: [director] AUDIT_QUEUE: expected a whole number between 1 and 10000000, got \"0\"",
         ),
     ];
     for (appended, expect) in cases {

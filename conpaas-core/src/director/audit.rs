@@ -27,9 +27,10 @@ pub use crate::store::{AuditEvent, AuditQuery};
 /// How long a queued event waits for others to share its transaction.
 const BATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// The most events queued: past it, events are dropped and counted (the database is failing
-/// or far behind, and memory must stay bounded).
-const MAX_QUEUED: usize = 10_000;
+/// The most events of each [`Priority`] queued by default: past it, events are dropped and
+/// counted (the database is failing or far behind, and memory must stay bounded: about 5 MB
+/// for both lanes).
+pub const DEFAULT_AUDIT_QUEUE: usize = crate::config::DEFAULT_AUDIT_QUEUE;
 
 /// Who is acting, from where, in which request: read by every event made in its
 /// [`scope`](AuditContext::scope).
@@ -41,8 +42,11 @@ pub struct AuditContext {
     pub principal: String,
     /// The client's address.
     pub source: Option<IpAddr>,
-    /// The request's id (`x-request-id`).
+    /// The director's id of the request (the answer's `x-request-id`).
     pub request_id: Option<String>,
+    /// The `x-request-id` the client sent, if any: a client chooses it, so it is kept apart
+    /// from [`request_id`](Self::request_id) and never trusted to tell requests apart.
+    pub client_request_id: Option<String>,
 }
 
 tokio::task_local! {
@@ -60,7 +64,14 @@ impl AuditContext {
             principal: principal.into(),
             source,
             request_id,
+            client_request_id: None,
         }
+    }
+
+    /// The same context, with the `x-request-id` the client sent.
+    pub fn client_request_id(mut self, id: Option<String>) -> AuditContext {
+        self.client_request_id = id;
+        self
     }
 
     /// The operator (the command line): the context outside any scope.
@@ -194,6 +205,7 @@ impl Event {
             principal: self.context.principal.clone(),
             source: self.context.source.map(|ip| canonical_ip(ip).to_string()),
             request_id: self.context.request_id.clone(),
+            client_request_id: self.context.client_request_id.clone(),
             uid: self.uid,
             username: self.username.clone(),
             aid: self.aid,
@@ -211,32 +223,202 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The queue of events waiting for their batch.
+/// How much a queued event matters when the queue is full: noise (logins refused or
+/// throttled, which an attacker makes at will) never takes the place of a record (a
+/// successful login, a charge, a reaped VM, a reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// A refused, throttled or failed login.
+    Low,
+    /// Everything else.
+    High,
+}
+
+impl Priority {
+    fn of(event: &NewAuditEvent) -> Priority {
+        if event.event == "login" && event.outcome != AuditOutcome::Ok.as_str() {
+            Priority::Low
+        } else {
+            Priority::High
+        }
+    }
+
+    /// The metric label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// One priority's events waiting for their batch, oldest first.
 #[derive(Debug, Default)]
+struct Lane {
+    events: Vec<NewAuditEvent>,
+    dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Lanes {
+    low: Lane,
+    high: Lane,
+    /// When a drop was last logged (drops are logged at most every [`DROP_LOG_EVERY`]).
+    last_warned: Option<std::time::Instant>,
+}
+
+impl Lanes {
+    fn lane(&mut self, priority: Priority) -> &mut Lane {
+        match priority {
+            Priority::Low => &mut self.low,
+            Priority::High => &mut self.high,
+        }
+    }
+
+    /// Whether a drop should be logged now (and notes that it is).
+    fn warn_now(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last_warned
+            .is_some_and(|last| now.saturating_duration_since(last) < DROP_LOG_EVERY)
+        {
+            return false;
+        }
+        self.last_warned = Some(now);
+        true
+    }
+}
+
+/// How often, at most, dropped audit events are logged.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The queue of events waiting for their batch: one bounded lane per [`Priority`], so that
+/// a flood of refused logins drops only refused logins.
+#[derive(Debug)]
 pub(super) struct AuditQueue {
-    queued: Mutex<Vec<NewAuditEvent>>,
+    lanes: Mutex<Lanes>,
+    /// The most events each lane holds.
+    limit: usize,
     /// A flushing task is running (or about to).
     flushing: AtomicBool,
     dropped: AtomicU64,
 }
 
+impl Default for AuditQueue {
+    fn default() -> Self {
+        AuditQueue::with_limit(DEFAULT_AUDIT_QUEUE)
+    }
+}
+
 impl AuditQueue {
-    fn take(&self) -> Vec<NewAuditEvent> {
-        std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()))
+    /// A queue holding at most `limit` events of each priority.
+    pub(super) fn with_limit(limit: usize) -> AuditQueue {
+        AuditQueue {
+            lanes: Mutex::default(),
+            limit: limit.max(1),
+            flushing: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
     }
 
-    /// Puts events back after a failed write (the oldest first), within the bound; answers how
-    /// many did not fit and were dropped.
-    fn put_back(&self, mut events: Vec<NewAuditEvent>) -> u64 {
-        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        events.append(&mut queued);
-        let over = events.len().saturating_sub(MAX_QUEUED);
-        events.drain(..over);
-        let over = u64::try_from(over).unwrap_or(u64::MAX);
-        self.dropped.fetch_add(over, Ordering::Relaxed);
-        *queued = events;
-        over
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn is_empty(&self) -> bool {
+        let lanes = self.lock();
+        lanes.low.events.is_empty() && lanes.high.events.is_empty()
+    }
+
+    /// Every queued event, in the order they happened.
+    fn take(&self) -> Vec<NewAuditEvent> {
+        let mut lanes = self.lock();
+        let low = std::mem::take(&mut lanes.low.events);
+        let high = std::mem::take(&mut lanes.high.events);
+        drop(lanes);
+        merge_in_time(low, high)
+    }
+
+    /// Queues `events` (after a failed write, the oldest first, before those queued since),
+    /// each lane within its bound, dropping its oldest; answers the drops by priority.
+    fn put(&self, events: Vec<NewAuditEvent>, metrics: &super::Metrics) {
+        let mut lanes = self.lock();
+        let mut low = Vec::new();
+        let mut high = Vec::new();
+        for event in events {
+            match Priority::of(&event) {
+                Priority::Low => low.push(event),
+                Priority::High => high.push(event),
+            }
+        }
+        let mut dropped = Vec::with_capacity(2);
+        for (priority, mut older) in [(Priority::Low, low), (Priority::High, high)] {
+            let lane = lanes.lane(priority);
+            older.append(&mut lane.events);
+            let over = older.len().saturating_sub(self.limit);
+            older.drain(..over);
+            lane.events = older;
+            let over = u64::try_from(over).unwrap_or(u64::MAX);
+            lane.dropped = lane.dropped.saturating_add(over);
+            dropped.push((priority, over));
+        }
+        self.dropped_now(&mut lanes, &dropped, metrics);
+    }
+
+    /// Counts drops (metric, total) and logs them, at most every [`DROP_LOG_EVERY`].
+    fn dropped_now(
+        &self,
+        lanes: &mut Lanes,
+        dropped: &[(Priority, u64)],
+        metrics: &super::Metrics,
+    ) {
+        let mut any = false;
+        for &(priority, n) in dropped {
+            if n > 0 {
+                metrics.audit_dropped(priority, n);
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                any = true;
+            }
+        }
+        if any && lanes.warn_now() {
+            let (low, high) = (lanes.low.dropped, lanes.high.dropped);
+            if high > 0 {
+                tracing::error!(
+                    dropped_high = high,
+                    dropped_low = low,
+                    "audit events dropped: the queue is full (the database is failing or behind)"
+                );
+            } else {
+                tracing::warn!(
+                    dropped_low = low,
+                    "refused logins dropped from the audit log: their queue is full (the database \
+                     is failing or behind)"
+                );
+            }
+        }
+    }
+}
+
+/// `a` and `b` (each in time order) as one list in time order; `a` first among equals.
+fn merge_in_time(a: Vec<NewAuditEvent>, b: Vec<NewAuditEvent>) -> Vec<NewAuditEvent> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.at < x.at => b.next(),
+            (Some(_), _) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        merged.extend(next);
+    }
+    merged
 }
 
 /// Writes `events` (a batch) in one transaction.
@@ -256,26 +438,38 @@ async fn write(
 impl Director {
     /// Queues `event` for the next batch (written within about 100 ms, or by
     /// [`flush_audit`](Self::flush_audit)). For events that change nothing else; an event of a
-    /// change belongs in the change's transaction ([`store::record_audit_event`]).
+    /// change belongs in the change's transaction ([`store::record_audit_event`]). While the
+    /// database is behind, events wait in memory, at most [`DEFAULT_AUDIT_QUEUE`] (or what
+    /// [`DirectorBuilder::audit_queue`](super::DirectorBuilder::audit_queue) set) refused logins
+    /// and as many other events; past that the newest refused login (or the oldest other event)
+    /// is dropped, counted in `conpaas_audit_events_dropped_total` and logged.
     pub fn audit(&self, event: Event) {
         let queue = &self.inner.audit;
+        let new = event.to_new();
+        let priority = Priority::of(&new);
         {
-            let mut queued = queue.queued.lock().unwrap_or_else(|e| e.into_inner());
-            if queued.len() >= MAX_QUEUED {
-                self.inner.metrics.audit_dropped(1);
-                if queue
-                    .dropped
-                    .fetch_add(1, Ordering::Relaxed)
-                    .is_multiple_of(1000)
-                {
-                    tracing::warn!(
-                        dropped = queue.dropped.load(Ordering::Relaxed),
-                        "audit events dropped: the queue is full (the database is failing or behind)"
-                    );
+            let mut lanes = queue.lock();
+            let lane = lanes.lane(priority);
+            if lane.events.len() >= queue.limit {
+                match priority {
+                    // Noise: the newest goes (the flood that overflows it is what matters
+                    // least).
+                    Priority::Low => {
+                        lane.dropped = lane.dropped.saturating_add(1);
+                        queue.dropped_now(&mut lanes, &[(priority, 1)], &self.inner.metrics);
+                        return;
+                    }
+                    // A record: the oldest goes, as when a failed write is put back.
+                    Priority::High => {
+                        lane.events.remove(0);
+                        lane.dropped = lane.dropped.saturating_add(1);
+                        lane.events.push(new);
+                        queue.dropped_now(&mut lanes, &[(priority, 1)], &self.inner.metrics);
+                    }
                 }
-                return;
+            } else {
+                lane.events.push(new);
             }
-            queued.push(event.to_new());
         }
         if queue.flushing.swap(true, Ordering::AcqRel) {
             return;
@@ -299,18 +493,13 @@ impl Director {
                 && let Err((events, error)) = write(&self.inner.store, batch).await
             {
                 tracing::warn!(n_events = events.len(), error = %ErrorChain(&error), "cannot write audit events; retrying");
-                self.inner.metrics.audit_dropped(queue.put_back(events));
+                queue.put(events, &self.inner.metrics);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             queue.flushing.store(false, Ordering::Release);
             // An event queued between `take` and here found `flushing` set: take it on.
-            let empty = queue
-                .queued
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty();
-            if empty || queue.flushing.swap(true, Ordering::AcqRel) {
+            if queue.is_empty() || queue.flushing.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
@@ -323,14 +512,13 @@ impl Director {
         match write(&self.inner.store, batch).await {
             Ok(()) => Ok(n),
             Err((events, error)) => {
-                let dropped = self.inner.audit.put_back(events);
-                self.inner.metrics.audit_dropped(dropped);
+                self.inner.audit.put(events, &self.inner.metrics);
                 Err(error)
             }
         }
     }
 
-    /// Audit events dropped because the queue was full.
+    /// Audit events dropped because their queue was full (of both priorities).
     pub fn audit_events_dropped(&self) -> u64 {
         self.inner.audit.dropped.load(Ordering::Relaxed)
     }
@@ -384,48 +572,57 @@ mod tests {
     use crate::ca::{CertificateAuthority, KeyAlgorithm};
     use crate::cloud::{CloudRegistry, DummyCloud};
 
+    fn director(
+        dir: &std::path::Path,
+        limit: usize,
+    ) -> Result<Director, Box<dyn std::error::Error>> {
+        Ok(Director::builder()
+            .store(Store::open_in_memory()?)
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir)))
+                    .build()?,
+            )
+            .audit_queue(limit)
+            .build()?)
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_queue_is_bounded_batched_and_counts_what_it_drops() {
         let dir = tempfile::tempdir().unwrap();
-        let director = Director::builder()
-            .store(Store::open_in_memory().unwrap())
-            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
-            .clouds(
-                CloudRegistry::builder()
-                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
+        let director = director(dir.path(), 100).unwrap();
         let context = AuditContext::request(
             "user:7",
             Some("::ffff:192.0.2.3".parse().unwrap()),
             Some("r-1".into()),
-        );
+        )
+        .client_request_id(Some("mine".into()));
         context
             .scope(async {
-                // Synchronously, before the flushing task can run: 50 more than the queue holds.
-                for n in 0..MAX_QUEUED + 50 {
-                    director.audit(Event::new("login", AuditOutcome::Refused).detail("n", n));
+                // Synchronously, before the flushing task can run: 50 more than a lane holds.
+                for n in 0..150 {
+                    director
+                        .audit(Event::new("credit.decremented", AuditOutcome::Ok).detail("n", n));
                 }
             })
             .await;
         assert_eq!(director.audit_events_dropped(), 50);
+        let metrics = director.metrics().encode();
         assert!(
-            director
-                .metrics()
-                .encode()
-                .contains("conpaas_audit_events_dropped_total 50")
+            metrics.contains(r#"conpaas_audit_events_dropped_total{priority="high"} 50"#),
+            "{metrics}"
         );
-        // The flushing task writes them all in one batch.
+        assert!(metrics.contains(r#"conpaas_audit_events_dropped_total{priority="low"} 0"#));
+        // The flushing task writes them in one batch: the newest 100.
         tokio::time::sleep(BATCH_DELAY * 5).await;
         let events = director.audit_events(AuditQuery::all()).await.unwrap();
-        assert_eq!(events.len(), MAX_QUEUED);
+        assert_eq!(events.len(), 100);
         assert_eq!(events[0].principal, "user:7");
         assert_eq!(events[0].source.as_deref(), Some("192.0.2.3"));
         assert_eq!(events[0].request_id.as_deref(), Some("r-1"));
-        assert_eq!(events[0].detail, r#"{"n":0}"#);
+        assert_eq!(events[0].client_request_id.as_deref(), Some("mine"));
+        assert_eq!(events[0].detail, r#"{"n":50}"#);
         // Outside any scope, the operator acts; flush_audit writes at once.
         director.audit(Event::new("config.loaded", AuditOutcome::Ok));
         assert_eq!(director.flush_audit().await.unwrap(), 1);
@@ -435,5 +632,35 @@ mod tests {
             .unwrap();
         assert_eq!(last[0].principal, "operator");
         assert_eq!(last[0].source, None);
+        assert_eq!(last[0].client_request_id, None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn refused_logins_never_push_other_events_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let director = director(dir.path(), 10).unwrap();
+        for n in 0..25 {
+            director.audit(Event::new("login", AuditOutcome::Throttled).detail("n", n));
+            if n == 12 {
+                director.audit(Event::new("login", AuditOutcome::Ok).username("alice"));
+                director.audit(Event::new("login", AuditOutcome::Refused).username("bob"));
+                director.audit(Event::new("credit.decremented", AuditOutcome::Refused));
+            }
+        }
+        // 26 refused or throttled logins for 10 places: the newest 16 dropped.
+        assert_eq!(director.audit_events_dropped(), 16);
+        let metrics = director.metrics().encode();
+        assert!(metrics.contains(r#"conpaas_audit_events_dropped_total{priority="low"} 16"#));
+        assert!(metrics.contains(r#"conpaas_audit_events_dropped_total{priority="high"} 0"#));
+        assert_eq!(director.flush_audit().await.unwrap(), 12);
+        let events = director.audit_events(AuditQuery::all()).await.unwrap();
+        let names: Vec<_> = events
+            .iter()
+            .map(|e| (e.event.as_str(), e.outcome.as_str()))
+            .collect();
+        // In the order they happened, the two lanes merged.
+        assert_eq!(names[10], ("login", "ok"), "{names:?}");
+        assert_eq!(names[11], ("credit.decremented", "refused"), "{names:?}");
+        assert!(events.windows(2).all(|pair| pair[0].at <= pair[1].at));
     }
 }

@@ -122,6 +122,7 @@ pub struct DirectorBuilder {
     metrics_allow: Vec<ipnet::IpNet>,
     clock: Arc<dyn super::Clock>,
     inline_blocking: bool,
+    audit_queue: usize,
 }
 
 impl Default for DirectorBuilder {
@@ -151,6 +152,7 @@ impl Default for DirectorBuilder {
             metrics_allow: crate::config::default_metrics_allow(),
             clock: Arc::new(super::SystemClock),
             inline_blocking: false,
+            audit_queue: super::audit::DEFAULT_AUDIT_QUEUE,
         }
     }
 }
@@ -194,6 +196,7 @@ impl DirectorBuilder {
             })
             .manager_port(settings.manager_port)
             .charge_patience(settings.charge_patience)
+            .audit_queue(settings.audit_queue)
             .charge_journal(super::journal::ChargeJournal::in_dir(&settings.conf_dir).path())
             .metrics_allow(settings.metrics_allow.clone())
             .manifest(ManifestSettings::from_config(settings));
@@ -357,6 +360,15 @@ impl DirectorBuilder {
         self
     }
 
+    /// How many queued audit events of each priority wait in memory while the database is
+    /// behind (default: [`DEFAULT_AUDIT_QUEUE`](super::audit::DEFAULT_AUDIT_QUEUE)): refused
+    /// and throttled logins in one lane, every other queued event in the other, so that a
+    /// flood of guesses never pushes a successful login out ([`Director::audit`]).
+    pub fn audit_queue(mut self, limit: usize) -> Self {
+        self.audit_queue = limit;
+        self
+    }
+
     /// How many RSA keys the CA keeps generated ahead of `/getcerts` and `/start` (default:
     /// [`DEFAULT_KEY_POOL`]; 0 generates each key on demand). Ignored for ECDSA, whose keys
     /// take microseconds. A CA shared by several directors gets the first one's pool.
@@ -459,7 +471,7 @@ impl DirectorBuilder {
                 charges_pruned: std::sync::Mutex::default(),
                 metrics,
                 metrics_allow: self.metrics_allow,
-                audit: Default::default(),
+                audit: super::audit::AuditQueue::with_limit(self.audit_queue),
                 clock: self.clock,
                 inline_blocking: self.inline_blocking,
                 starting: std::sync::Mutex::default(),

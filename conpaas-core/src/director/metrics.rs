@@ -292,6 +292,12 @@ impl EncodeMetric for Seconds {
     }
 }
 
+/// `conpaas_audit_events_dropped_total`'s label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditDropLabels {
+    priority: &'static str,
+}
+
 /// The metrics of one director. Cheap to share (every family is reference-counted); get it
 /// with [`Director::metrics`](super::Director::metrics).
 #[derive(Debug)]
@@ -306,10 +312,31 @@ pub struct Metrics {
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
     maintenance: Family<MaintenanceLabels, Counter>,
-    audit_dropped: Counter,
+    audit_dropped: Family<AuditDropLabels, Counter>,
     vms_untracked: Counter,
     reaper_held: prometheus_client::metrics::gauge::Gauge,
     reaper_withheld: prometheus_client::metrics::gauge::Gauge,
+    transport: TransportSlot,
+}
+
+/// The transport's metrics (connections admitted, refused, evicted, timed out), attached by the
+/// listener serving this director ([`Metrics::attach_transport`]): the director knows nothing of
+/// connections, and a director served by an embedder's own transport has none.
+#[derive(Debug, Clone, Default)]
+struct TransportSlot(Arc<std::sync::RwLock<Option<Arc<dyn Collector>>>>);
+
+impl Collector for TransportSlot {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let attached = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match attached {
+            Some(collector) => collector.encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The key pool's depth, read at each scrape.
@@ -358,7 +385,11 @@ impl Metrics {
         let cloud_seconds: Histograms<CloudLabels> = Family::new_with_constructor(cloud_histogram);
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
-        let audit_dropped = Counter::default();
+        let audit_dropped = Family::<AuditDropLabels, Counter>::default();
+        // Both series from the start: an alert on them sees 0, not nothing.
+        for priority in ["low", "high"] {
+            drop(audit_dropped.get_or_create(&AuditDropLabels { priority }));
+        }
         let vms_untracked = Counter::default();
         let reaper_held = prometheus_client::metrics::gauge::Gauge::default();
         let reaper_withheld = prometheus_client::metrics::gauge::Gauge::default();
@@ -410,7 +441,8 @@ impl Metrics {
         );
         registry.register(
             "conpaas_audit_events_dropped",
-            "Audit events dropped because their queue was full (the database failing or behind)",
+            "Audit events dropped because their queue was full (the database failing or behind), \
+             by priority: low (refused and throttled logins), high (everything else)",
             audit_dropped.clone(),
         );
         registry.register(
@@ -433,6 +465,8 @@ impl Metrics {
             vms_untracked.clone(),
         );
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
+        let transport = TransportSlot::default();
+        registry.register_collector(Box::new(transport.clone()));
         Metrics {
             registry,
             requests,
@@ -448,7 +482,20 @@ impl Metrics {
             vms_untracked,
             reaper_held,
             reaper_withheld,
+            transport,
         }
+    }
+
+    /// Encodes `collector`, the metrics of the transport serving this director, with the
+    /// director's own (in [`Metrics::encode`] and [`Metrics::registry`]). A later call replaces
+    /// it: one listener's counters at a time (`api::server::Listener::serve_director` attaches
+    /// its own).
+    pub fn attach_transport(&self, collector: Arc<dyn Collector>) {
+        *self
+            .transport
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(collector);
     }
 
     /// Every metric in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -526,8 +573,12 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn audit_dropped(&self, count: u64) {
-        self.audit_dropped.inc_by(count);
+    pub(crate) fn audit_dropped(&self, priority: super::audit::Priority, count: u64) {
+        self.audit_dropped
+            .get_or_create(&AuditDropLabels {
+                priority: priority.as_str(),
+            })
+            .inc_by(count);
     }
 
     pub(crate) fn vm_untracked(&self) {

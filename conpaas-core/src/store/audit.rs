@@ -26,8 +26,10 @@ pub struct NewAuditEvent {
     pub principal: String,
     /// The client's address.
     pub source: Option<String>,
-    /// The request's id (`x-request-id`).
+    /// The director's id of the request (its answer's `x-request-id`).
     pub request_id: Option<String>,
+    /// The `x-request-id` the client sent, if any.
+    pub client_request_id: Option<String>,
     /// The user concerned.
     pub uid: Option<UserId>,
     /// The user name concerned.
@@ -69,6 +71,8 @@ pub struct AuditEvent {
     pub sid: Option<ServiceId>,
     /// The rest, a JSON object's text.
     pub detail: String,
+    /// The `x-request-id` the client sent, if any.
+    pub client_request_id: Option<String>,
 }
 
 /// Which events [`list_audit_events`] reads.
@@ -111,7 +115,12 @@ impl AuditQuery {
 
 /// `text` cut to [`MAX_AUDIT_TEXT`] bytes at a character boundary.
 pub(crate) fn bounded(text: &str) -> String {
-    let mut end = text.len().min(MAX_AUDIT_TEXT);
+    bounded_text(text, MAX_AUDIT_TEXT)
+}
+
+/// `text` cut to `max` bytes at a character boundary.
+pub(crate) fn bounded_text(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -132,6 +141,7 @@ struct AuditRow<'a> {
     aid: Option<AppId>,
     sid: Option<ServiceId>,
     detail: &'a str,
+    client_request_id: Option<String>,
 }
 
 impl<'a> From<&'a NewAuditEvent> for AuditRow<'a> {
@@ -148,6 +158,7 @@ impl<'a> From<&'a NewAuditEvent> for AuditRow<'a> {
             aid: new.aid,
             sid: new.sid,
             detail: &new.detail,
+            client_request_id: new.client_request_id.as_deref().map(bounded),
         }
     }
 }
@@ -160,7 +171,7 @@ pub fn record_audit_events(conn: &mut DbConnection, events: &[NewAuditEvent]) ->
     }
     let rows: Vec<AuditRow<'_>> = events.iter().map(AuditRow::from).collect();
     write_transaction(conn, |conn| {
-        // Under both databases' limits on bound parameters (11 per row).
+        // Under both databases' limits on bound parameters (12 per row).
         for chunk in rows.chunks(500) {
             on_backend!(conn, |c| diesel::insert_into(audit_event::table)
                 .values(chunk)
@@ -226,6 +237,7 @@ mod tests {
             principal: "operator".into(),
             source: Some("192.0.2.1".into()),
             request_id: Some("r".repeat(300)),
+            client_request_id: Some("c".repeat(300)),
             uid: uid.map(UserId),
             username: username.map(str::to_owned),
             aid: None,

@@ -91,6 +91,8 @@ pub use applications::{
     rename_application_owned,
 };
 #[cfg(feature = "store")]
+pub(crate) use audit::bounded_text;
+#[cfg(feature = "store")]
 pub use audit::{
     AuditEvent, AuditQuery, MAX_AUDIT_TEXT, NewAuditEvent, list_audit_events, record_audit_event,
     record_audit_events,

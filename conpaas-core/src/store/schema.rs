@@ -105,7 +105,7 @@ diesel::table! {
         principal -> Text,
         /// The client's address, for events of a request.
         source -> Nullable<Text>,
-        /// The request's `x-request-id`.
+        /// The director's id of the request (its answer's `x-request-id`).
         request_id -> Nullable<Text>,
         /// The user the event concerns.
         uid -> Nullable<Integer>,
@@ -117,6 +117,8 @@ diesel::table! {
         sid -> Nullable<Integer>,
         /// The rest, a JSON object (never a secret).
         detail -> Text,
+        /// The `x-request-id` the client sent, if any (migration 8).
+        client_request_id -> Nullable<Text>,
     }
 }
 

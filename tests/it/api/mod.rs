@@ -11,7 +11,7 @@ mod credit;
 mod download;
 mod hostile;
 mod logins;
-mod manager;
+pub mod manager;
 mod openapi;
 mod ops;
 mod original;

@@ -57,7 +57,7 @@ async fn version_health_and_readiness_answer_plain_text_to_anyone() {
 }
 
 #[tokio::test]
-async fn every_answer_carries_a_request_id_and_keeps_the_callers() {
+async fn every_answer_carries_the_directors_own_request_id() {
     let director = TestDirector::start();
     let http = director.anonymous();
     let mut seen = Vec::new();
@@ -79,7 +79,15 @@ async fn every_answer_carries_a_request_id_and_keeps_the_callers() {
         )
         .await;
     sent.expect_status(200);
-    assert_eq!(sent.header_values("x-request-id"), ["frontend-42"]);
+    // A client's id is kept apart (log and audit), never taken as the request's: two clients
+    // could otherwise make their requests one.
+    let ids = sent.header_values("x-request-id");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_ne!(ids[0], "frontend-42");
+    assert!(
+        !seen.iter().any(|id| id == ids[0]),
+        "{ids:?} after {seen:?}"
+    );
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use conpaas_core::api::server::{Listener, TransportSettings};
+use conpaas_core::api::server::{Listener, TransportSettings, TransportStats};
 use conpaas_core::ca::{CA_CERT_FILE, CERT_FILE, CertificateAuthority, KEY_FILE};
 use conpaas_core::config::{self, ConfigSource, LoadedConfig};
 use conpaas_core::director::accounts::{self, NewAccount};
@@ -43,6 +43,7 @@ pub struct Options {
     director_lines: String,
     hashing: Option<HashingSettings>,
     login_throttle: Option<LoginThrottleSettings>,
+    transport: Option<TransportSettings>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,7 @@ impl Options {
             director_lines: String::new(),
             hashing: None,
             login_throttle: None,
+            transport: None,
         }
     }
 
@@ -106,6 +108,13 @@ impl Options {
     /// One more `KEY = value` line in `[director]`.
     pub fn director_setting(mut self, key: &str, value: &str) -> Self {
         self.director_lines.push_str(&format!("{key} = {value}\n"));
+        self
+    }
+
+    /// The listener's settings (the default lifts the per-address and per-network caps, every
+    /// test client coming from 127.0.0.1).
+    pub fn transport(mut self, settings: TransportSettings) -> Self {
+        self.transport = Some(settings);
         self
     }
 
@@ -190,6 +199,7 @@ pub struct TestDirector {
     loaded: LoadedConfig,
     director: Director,
     addr: SocketAddr,
+    transport: TransportStats,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -227,13 +237,14 @@ impl TestDirector {
         let certs = loaded.config.ca.cert_dir.clone();
         let files = conpaas_core::ca::DirectorTlsFiles::read(&certs).unwrap();
         let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
-        let settings = TransportSettings {
-            shutdown_grace: Duration::from_secs(1),
-            // Every test client comes from 127.0.0.1; the per-address limit has its own test
-            // (transport.rs).
-            max_connections_per_address: 1024,
-            ..TransportSettings::recommended()
-        };
+        let settings = options.transport.clone().unwrap_or_else(|| {
+            TransportSettings::recommended()
+                .shutdown_grace(Duration::from_secs(1))
+                // Every test client comes from 127.0.0.1; the per-address and per-network
+                // limits have their own tests (transport.rs).
+                .max_connections_per_address(1024)
+                .max_connections_per_network(1024)
+        });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let served = director.clone();
@@ -250,7 +261,13 @@ impl TestDirector {
                         Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), tls, settings)
                             .await
                             .unwrap();
-                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                    addr_tx
+                        .send((listener.local_addr().unwrap(), listener.stats()))
+                        .unwrap();
+                    // As `serve_director` does: the transport's counters in `/metrics`.
+                    served
+                        .metrics()
+                        .attach_transport(std::sync::Arc::new(listener.stats()));
                     let router = conpaas_core::api::router(served);
                     listener
                         .serve(router, async {
@@ -261,7 +278,7 @@ impl TestDirector {
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .unwrap();
-        let addr = addr_rx
+        let (addr, transport) = addr_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the test director did not start listening");
         TestDirector {
@@ -270,6 +287,7 @@ impl TestDirector {
             loaded,
             director,
             addr,
+            transport,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -288,6 +306,11 @@ impl TestDirector {
     /// The socket address the server listens on (127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The listener's counters (connections open, refused, evicted, timed out).
+    pub fn transport(&self) -> &TransportStats {
+        &self.transport
     }
 
     /// The port the server listens on.

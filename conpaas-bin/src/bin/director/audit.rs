@@ -130,6 +130,7 @@ fn json_line(event: &AuditEvent) -> serde_json::Value {
         "principal": event.principal,
         "source": event.source,
         "request_id": event.request_id,
+        "client_request_id": event.client_request_id,
         "uid": event.uid.map(|uid| uid.0),
         "username": event.username,
         "aid": event.aid.map(|aid| aid.0),
@@ -150,6 +151,10 @@ fn text_line(event: &AuditEvent) -> String {
         event.source.as_deref().unwrap_or("-"),
         event.request_id.as_deref().map_or("-".into(), quoted),
     );
+    if let Some(id) = &event.client_request_id {
+        // Sent by the client: quoted, as a typed name is.
+        line.push_str(&format!(" client_request={}", quoted(id)));
+    }
     if let Some(uid) = event.uid {
         line.push_str(&format!(" uid={uid}"));
     }

@@ -30,9 +30,12 @@ use super::values::{
     parse_ec2_region, parse_endpoint, parse_integer, parse_ipv4, parse_netmask, shown_value,
 };
 use super::{
-    DEFAULT_BOOT_TIMEOUT, DEFAULT_CHARGE_PATIENCE, DEFAULT_DB_MAX_CONNECTIONS,
+    ConnectionLimits, DEFAULT_BOOT_TIMEOUT, DEFAULT_CHARGE_PATIENCE, DEFAULT_DB_MAX_CONNECTIONS,
     DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MANAGER_PORT, DEFAULT_MAX_APPLICATIONS_PER_USER,
-    DEFAULT_MAX_SERVICES_PER_USER, DEFAULT_REAP_GRACE, DirectorConfig, ReaperMode,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_MAX_CONNECTIONS_PER_NETWORK, DEFAULT_MAX_SERVICES_PER_USER, DEFAULT_REAP_GRACE,
+    DEFAULT_REQUEST_BODY_TIMEOUT, DEFAULT_WRITE_TIMEOUT, DirectorConfig, ReaperMode,
+    default_max_anonymous_connections,
 };
 
 /// The sections the director reads besides the clouds.
@@ -72,6 +75,13 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
+    "AUDIT_QUEUE",
+    "MAX_CONNECTIONS",
+    "MAX_ANONYMOUS_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_ADDRESS",
+    "MAX_CONNECTIONS_PER_NETWORK",
+    "REQUEST_BODY_TIMEOUT",
+    "WRITE_TIMEOUT",
 ];
 
 /// Keys every cloud section may hold whatever its driver.
@@ -256,6 +266,12 @@ impl Builder<'_> {
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
+        let audit_queue = self.optional("director", "audit_queue", |text| {
+            parse_integer(text, 1, 10_000_000)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .map_err(|_| "a whole number between 1 and 10000000".to_owned())
+        });
+        let connections = self.connection_limits();
 
         self.warn_unknown_keys("conpaas", CONPAAS_KEYS);
         self.warn_unknown_keys("director", DIRECTOR_KEYS);
@@ -284,6 +300,8 @@ impl Builder<'_> {
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
+            Ok(audit_queue),
+            Ok(connections),
         ) = (
             conf_dir,
             cert_dir,
@@ -307,6 +325,8 @@ impl Builder<'_> {
             max_applications,
             max_services,
             metrics_allow,
+            audit_queue,
+            connections,
         )
         else {
             return Err(Reported);
@@ -341,6 +361,8 @@ impl Builder<'_> {
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
             metrics_allow: metrics_allow.unwrap_or_else(super::default_metrics_allow),
+            audit_queue: audit_queue.unwrap_or(super::DEFAULT_AUDIT_QUEUE),
+            connections,
         })
     }
 

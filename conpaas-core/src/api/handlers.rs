@@ -75,7 +75,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 /// (one address for all its users), the client's address otherwise.
 fn login_source(caller: &auth::Caller, username: &str) -> Option<LoginSource> {
     if auth::is_frontend(caller) {
-        return Some(LoginSource::Account(username.to_owned()));
+        // One character past the longest name is enough for the director to refuse an
+        // overlong one (before counting or logging it): no copy of a megabyte is made.
+        let bounded = username
+            .chars()
+            .take(store::names::MAX_USERNAME_CHARS + 1)
+            .collect();
+        return Some(LoginSource::Account(bounded));
     }
     caller
         .peer

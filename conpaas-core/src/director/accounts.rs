@@ -6,7 +6,7 @@ use super::Error;
 use super::audit::{AuditOutcome, Event};
 use crate::model::{Credit, User};
 use crate::store::password::Verification;
-use crate::store::{self, HashingPool, LoginRecord, NewPassword, NewUser, Store};
+use crate::store::{self, HashingKey, HashingPool, LoginRecord, NewPassword, NewUser, Store};
 
 /// The credit `cpsadduser.py` gave a new user.
 pub const ADDUSER_DEFAULT_CREDIT: Credit = Credit(50);
@@ -67,9 +67,19 @@ pub async fn add_user_hashed(
     hashing: &HashingPool,
     account: NewAccount,
 ) -> Result<User, Error> {
+    add_user_hashed_as(store, hashing, HashingKey::SHARED, account).await
+}
+
+/// [`add_user_hashed`] with the hash made on behalf of `key` (see [`HashingPool::hash_as`]).
+pub async fn add_user_hashed_as(
+    store: &Store,
+    hashing: &HashingPool,
+    key: HashingKey,
+    account: NewAccount,
+) -> Result<User, Error> {
     let mut new = checked(account)?;
     if let NewPassword::Plaintext(plain) = &new.password {
-        new.password = NewPassword::Hash(hashing.hash(plain.clone()).await?);
+        new.password = NewPassword::Hash(hashing.hash_as(key, plain.clone()).await?);
     }
     let event = user_created();
     Ok(store
@@ -111,6 +121,18 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> Result<Option<User>, Error> {
+    login_as(store, hashing, HashingKey::SHARED, username, password).await
+}
+
+/// [`login`] with the password checked (and a 1.2 hash replaced) on behalf of `key`, the
+/// client's network for the director (see [`HashingPool::verify_as`]).
+pub async fn login_as(
+    store: &Store,
+    hashing: &HashingPool,
+    key: HashingKey,
+    username: &str,
+    password: &str,
+) -> Result<Option<User>, Error> {
     let username = username.to_owned();
     let record = store
         .run(move |conn| store::find_login(conn, &username))
@@ -120,7 +142,9 @@ pub async fn login(
         None => (None, None),
     };
     let password = SecretString::from(password.to_owned());
-    let verification = hashing.verify(stored.clone(), password.clone()).await?;
+    let verification = hashing
+        .verify_as(key, stored.clone(), password.clone())
+        .await?;
     let (Some(user), Some(stored)) = (user, stored) else {
         return Ok(None);
     };
@@ -128,7 +152,7 @@ pub async fn login(
         Verification::Mismatch => Ok(None),
         Verification::Match => Ok(Some(user)),
         Verification::MatchLegacy => {
-            let upgraded = hashing.hash(password).await?;
+            let upgraded = hashing.hash_as(key, password).await?;
             let uid = user.uid;
             store
                 .run(move |conn| {

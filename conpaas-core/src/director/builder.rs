@@ -117,6 +117,7 @@ pub struct DirectorBuilder {
     charge_journal: Option<PathBuf>,
     manifest: ManifestSettings,
     hashing: HashingSettings,
+    login_throttle: super::LoginThrottleSettings,
     key_pool: usize,
     metrics_allow: Vec<ipnet::IpNet>,
     clock: Arc<dyn super::Clock>,
@@ -146,6 +147,7 @@ impl Default for DirectorBuilder {
             charge_journal: None,
             manifest: ManifestSettings::recommended(),
             hashing: HashingSettings::recommended(),
+            login_throttle: super::LoginThrottleSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
             metrics_allow: crate::config::default_metrics_allow(),
             clock: Arc::new(super::SystemClock),
@@ -350,6 +352,14 @@ impl DirectorBuilder {
         self
     }
 
+    /// How failed logins are counted and held back (default:
+    /// [`LoginThrottleSettings::recommended`](super::LoginThrottleSettings::recommended), the
+    /// policy of docs/operations.md, "Password guessing"); tests shorten the waits.
+    pub fn login_throttle(mut self, settings: super::LoginThrottleSettings) -> Self {
+        self.login_throttle = settings;
+        self
+    }
+
     /// How many queued audit events of each priority wait in memory while the database is
     /// behind (default: [`DEFAULT_AUDIT_QUEUE`](super::audit::DEFAULT_AUDIT_QUEUE)): refused
     /// and throttled logins in one lane, every other queued event in the other, so that a
@@ -447,7 +457,7 @@ impl DirectorBuilder {
                 user_limits: self.user_limits,
                 start_timeout: self.start_timeout,
                 managers,
-                logins: super::throttle::LoginThrottle::default(),
+                logins: super::throttle::LoginThrottle::new(self.login_throttle),
                 manifest: self.manifest,
                 fetcher,
                 manifest_jobs: JobCounts::default(),

@@ -34,7 +34,7 @@ pub use manifest::{
 pub use metrics::{Metrics, Outcome};
 pub use services::StartRequest;
 pub use state::{DEFAULT_START_TIMEOUT, Director, MANAGER_CALL_TIMEOUT, Readiness, UserLimits};
-pub use throttle::LoginSource;
+pub use throttle::{LoginSource, LoginThrottleSettings};
 pub use users::{LoginAttempt, Registration, UserCertificates};
 
 pub use crate::model::parse_int;

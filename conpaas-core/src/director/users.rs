@@ -7,6 +7,25 @@ use super::metrics::LoginResult;
 use super::throttle::{LoginSource, Outcome};
 use super::{Director, Error, parse_int};
 use crate::model::{Credit, Role, User};
+use crate::store::HashingKey;
+use crate::store::names::fits_username;
+
+/// How many characters of a refused overlong user name the log shows.
+const LOGGED_NAME_CHARS: usize = 16;
+
+/// Whose turn a password check takes in the hashing pool: a direct client's network (as the
+/// throttle counts it), an account tried through the frontend (each of the frontend's users
+/// is a client of its own, as each network is), or, for callers that name no source, one key
+/// they share.
+fn hashing_key(source: Option<&LoginSource>) -> HashingKey {
+    match source {
+        Some(LoginSource::Address(ip)) => {
+            HashingKey::of(&("network", super::throttle::network(*ip)))
+        }
+        Some(LoginSource::Account(name)) => HashingKey::of(&("frontend", name)),
+        None => HashingKey::SHARED,
+    }
+}
 
 /// The fields of `/new_user`, as sent (each present and non-empty: checked by the caller).
 #[derive(Debug)]
@@ -89,7 +108,15 @@ impl Director {
             password: registration.password,
             credit: Credit(credit),
         };
-        super::accounts::add_user_hashed(&self.inner.store, &self.inner.hashing, account).await
+        // Registrations share one turn in the hashing pool: a flood of them (the frontend's,
+        // or anyone's with open registration) cannot crowd out logins.
+        super::accounts::add_user_hashed_as(
+            &self.inner.store,
+            &self.inner.hashing,
+            HashingKey::of(&"registration"),
+            account,
+        )
+        .await
     }
 
     /// The user if the password is theirs. When the password hashing queue stays full (see
@@ -112,10 +139,12 @@ impl Director {
         &self,
         username: &str,
         password: &SecretString,
+        key: HashingKey,
     ) -> Result<Option<Option<User>>, Error> {
-        let checked = super::accounts::login(
+        let checked = super::accounts::login_as(
             &self.inner.store,
             &self.inner.hashing,
+            key,
             username,
             password.expose_secret(),
         )
@@ -154,6 +183,27 @@ impl Director {
         password: &SecretString,
         from: Option<LoginSource>,
     ) -> Result<LoginAttempt, Error> {
+        // A name no account can have is refused before it costs or is kept anything: not
+        // throttled, hashed or audited, logged by its length and a short prefix only (issue
+        // 22: 1 MB names filled the throttle's memory and the log).
+        let frontend_name = match &from {
+            Some(LoginSource::Account(name)) => Some(name.as_str()),
+            Some(LoginSource::Address(_)) | None => None,
+        };
+        if let Some(name) = std::iter::once(username)
+            .chain(frontend_name)
+            .find(|name| !fits_username(name))
+        {
+            self.inner.metrics.login(LoginResult::Refused);
+            let prefix: String = name.chars().take(LOGGED_NAME_CHARS).collect();
+            tracing::info!(
+                name_bytes = name.len(),
+                name_prefix = ?prefix,
+                outcome = "failed",
+                "login refused: user name too long"
+            );
+            return Ok(LoginAttempt::Refused);
+        }
         let attempt = self.login_attempt_uncounted(username, password, from).await;
         let (result, outcome) = match &attempt {
             Ok(LoginAttempt::Accepted(_)) => (LoginResult::Accepted, AuditOutcome::Ok),
@@ -176,8 +226,9 @@ impl Director {
         password: &SecretString,
         from: Option<LoginSource>,
     ) -> Result<LoginAttempt, Error> {
+        let key = hashing_key(from.as_ref());
         let Some(source) = from else {
-            return Ok(match self.check_password(username, password).await? {
+            return Ok(match self.check_password(username, password, key).await? {
                 Some(Some(user)) => LoginAttempt::Accepted(user),
                 Some(None) => LoginAttempt::Refused,
                 None => LoginAttempt::Throttled,
@@ -197,7 +248,7 @@ impl Director {
         };
         // Dropped without an outcome (hashing busy, an error, the caller gone), the attempt
         // counts as nothing.
-        let Some(user) = self.check_password(username, password).await? else {
+        let Some(user) = self.check_password(username, password, key).await? else {
             return Ok(LoginAttempt::Throttled);
         };
         let (outcome, answer) = match user {
@@ -268,6 +319,60 @@ mod tests {
     use crate::ca::{CertificateAuthority, KeyAlgorithm};
     use crate::cloud::{CloudRegistry, DummyCloud};
     use crate::store::{HashingSettings, Store};
+
+    fn director() -> (Director, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let director = Director::builder()
+            .store(Store::open_in_memory().unwrap())
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        (director, dir)
+    }
+
+    #[tokio::test]
+    async fn overlong_names_are_refused_before_anything_else() {
+        let (director, _dir) = director();
+        let long = "x".repeat(1 << 20);
+        let sixty_five = "\u{e9}".repeat(65);
+        let sources = [
+            None,
+            Some(LoginSource::Address("192.0.2.1".parse().unwrap())),
+            Some(LoginSource::Account(long.clone())),
+        ];
+        for name in [&long, &sixty_five] {
+            for source in sources.clone() {
+                let attempt = director
+                    .login_attempt(name, &"pw".into(), source)
+                    .await
+                    .unwrap();
+                assert!(matches!(attempt, LoginAttempt::Refused), "{attempt:?}");
+            }
+        }
+        // The frontend's account name is checked too, whatever the user name.
+        let attempt = director
+            .login_attempt("u", &"pw".into(), Some(LoginSource::Account(long.clone())))
+            .await
+            .unwrap();
+        assert!(matches!(attempt, LoginAttempt::Refused));
+        assert_eq!(director.hashing().n_verifications(), 0, "nothing hashed");
+        assert!(director.inner.logins.is_empty(), "nothing counted");
+        director.flush_audit().await.unwrap();
+        let events = director
+            .audit_events(crate::director::audit::AuditQuery::all())
+            .await
+            .unwrap();
+        assert!(
+            events.iter().all(|event| event.event != "login"),
+            "nothing audited"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_hashing_queue_refuses_logins_without_counting_them() {

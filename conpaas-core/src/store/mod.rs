@@ -115,7 +115,7 @@ pub use database_error::{DatabaseError, DatabaseErrorKind};
 #[cfg(feature = "store")]
 pub use faults::StoreFaults;
 #[cfg(feature = "store")]
-pub use hashing::{HashingPool, HashingSettings};
+pub use hashing::{HashingKey, HashingPool, HashingSettings};
 #[cfg(feature = "store")]
 pub use installation::{
     HoldCheck, Installation, ReaperHold, Release, advance_service_ids, find_installation,

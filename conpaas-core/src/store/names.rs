@@ -9,6 +9,18 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 /// The most characters of a user name: the `CN` of the user's certificate holds it, and a CN
 /// holds at most 64 (RFC 5280 `ub-common-name`; the column's `VARCHAR(80)` is wider).
 pub const MAX_USERNAME_CHARS: usize = 64;
+/// The most bytes of a user name: [`MAX_USERNAME_CHARS`] characters of at most 4 bytes each
+/// (UTF-8).
+pub const MAX_USERNAME_BYTES: usize = 4 * MAX_USERNAME_CHARS;
+
+/// Whether `name` is short enough to name an account: at most [`MAX_USERNAME_CHARS`]
+/// characters. A longer one names no account (none can be created), so a login with it is
+/// refused before it costs anything (issue 22: 1 MB names were kept by the throttle and
+/// logged whole). The bytes are checked first, so a megabyte is refused without reading it.
+pub fn fits_username(name: &str) -> bool {
+    name.len() <= MAX_USERNAME_BYTES && name.chars().count() <= MAX_USERNAME_CHARS
+}
+
 /// The most characters of an application or service name (`VARCHAR(256)`).
 pub const MAX_NAME_CHARS: usize = 256;
 /// The most characters of a first or last name or an affiliation (`VARCHAR(256)`).
@@ -54,6 +66,15 @@ fn is_hidden(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_names_fit_in_64_characters_of_any_width() {
+        assert!(fits_username(&"a".repeat(64)));
+        assert!(fits_username(&"\u{10348}".repeat(64)));
+        assert!(!fits_username(&"a".repeat(65)));
+        assert!(!fits_username(&"\u{e9}".repeat(65)));
+        assert!(!fits_username(&"a".repeat(1 << 20)));
+    }
 
     #[test]
     fn look_alikes_share_a_key() {

@@ -10,6 +10,7 @@ mod bad_input;
 mod credit;
 mod download;
 mod hostile;
+mod logins;
 pub mod manager;
 mod openapi;
 mod ops;

@@ -321,18 +321,30 @@ pub struct Http {
 impl Http {
     /// A client trusting only the director's CA, resolving `localhost` to its address.
     pub fn new(director: &TestDirector, identity: Option<&Identity>) -> Http {
+        Http::from_source(director, identity, None)
+    }
+
+    /// [`Http::new`] connecting from the loopback address `source` (any of 127.0.0.0/8), so
+    /// that the director sees another client network.
+    pub fn from_source(
+        director: &TestDirector,
+        identity: Option<&Identity>,
+        source: Option<std::net::Ipv4Addr>,
+    ) -> Http {
         let tls = client_tls(
             &director.ca_pem(),
             identity.map(|identity| (identity.cert_pem.as_str(), identity.key_pem.as_str())),
         );
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .resolve("localhost", director.addr())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
-            .http1_only()
-            .build()
-            .unwrap();
+            .http1_only();
+        if let Some(source) = source {
+            builder = builder.local_address(std::net::IpAddr::V4(source));
+        }
+        let client = builder.build().unwrap();
         Http {
             client,
             base: director.base_url(),

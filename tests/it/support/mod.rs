@@ -24,9 +24,10 @@ use std::time::Duration;
 use conpaas_core::api::server::{Listener, TransportSettings, TransportStats};
 use conpaas_core::ca::{CA_CERT_FILE, CERT_FILE, CertificateAuthority, KEY_FILE};
 use conpaas_core::config::{self, ConfigSource, LoadedConfig};
-use conpaas_core::director::Director;
 use conpaas_core::director::accounts::{self, NewAccount};
+use conpaas_core::director::{Director, DirectorBuilder, LoginThrottleSettings};
 use conpaas_core::model::{Credit, ServiceId, UserId};
+use conpaas_core::store::HashingSettings;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use http::{Http, Reply};
@@ -40,6 +41,8 @@ pub struct Options {
     max_credit: Option<i64>,
     postgres: bool,
     director_lines: String,
+    hashing: Option<HashingSettings>,
+    login_throttle: Option<LoginThrottleSettings>,
     transport: Option<TransportSettings>,
 }
 
@@ -59,8 +62,22 @@ impl Options {
             max_credit: None,
             postgres: false,
             director_lines: String::new(),
+            hashing: None,
+            login_throttle: None,
             transport: None,
         }
+    }
+
+    /// The password hashing pool's size (`DirectorBuilder::hashing`).
+    pub fn hashing(mut self, settings: HashingSettings) -> Self {
+        self.hashing = Some(settings);
+        self
+    }
+
+    /// The login throttle's policy (`DirectorBuilder::login_throttle`), to shorten its waits.
+    pub fn login_throttle(mut self, settings: LoginThrottleSettings) -> Self {
+        self.login_throttle = Some(settings);
+        self
     }
 
     /// The default key type of an installation: RSA-2048 (what the main stories use).
@@ -208,7 +225,14 @@ impl TestDirector {
             ConfigSource::resolve_with(None, Some(data.clone()), None, Path::new("/nonexistent"));
         let loaded = config::load(&source).unwrap();
         conpaas_core::director::setup::init(&loaded, "localhost", false).unwrap();
-        let director = Director::open(&loaded).unwrap();
+        let mut builder = DirectorBuilder::from_config(&loaded).unwrap();
+        if let Some(hashing) = options.hashing.clone() {
+            builder = builder.hashing(hashing);
+        }
+        if let Some(throttle) = options.login_throttle.clone() {
+            builder = builder.login_throttle(throttle);
+        }
+        let director = builder.build().unwrap();
 
         let certs = loaded.config.ca.cert_dir.clone();
         let files = conpaas_core::ca::DirectorTlsFiles::read(&certs).unwrap();

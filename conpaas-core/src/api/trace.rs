@@ -45,7 +45,7 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-/// The `x-request-id` a client (or a proxy in front) sent, cut to [`MAX_LOGGED_ID`] bytes: kept
+/// The `x-request-id` a client (or a proxy in front) sent, cut to 128 bytes: kept
 /// beside the director's own id, never in its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRequestId(pub String);

@@ -27,7 +27,8 @@ pub use crate::store::{AuditEvent, AuditQuery};
 /// How long a queued event waits for others to share its transaction.
 const BATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// The most events of each [`Priority`] queued by default: past it, events are dropped and
+/// The most events of each priority (refused logins; the rest) queued by default: past it,
+/// events are dropped and
 /// counted (the database is failing or far behind, and memory must stay bounded: about 5 MB
 /// for both lanes).
 pub const DEFAULT_AUDIT_QUEUE: usize = crate::config::DEFAULT_AUDIT_QUEUE;

@@ -47,8 +47,12 @@ fn hold_write_lock(data: &Path) -> (std::sync::mpsc::Sender<()>, std::thread::Jo
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
-            .unwrap();
+        // Waits for a write of the director's in progress (an audit batch) to end, as
+        // sqlite3 would.
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;",
+        )
+        .unwrap();
         locked_tx.send(()).unwrap();
         let _ = release_rx.recv();
         conn.batch_execute("COMMIT").unwrap();

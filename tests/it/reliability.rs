@@ -277,7 +277,7 @@ async fn a_locked_database_delays_the_credit_callback_but_never_refuses_it() {
     // an operator's sqlite3 session.
     let holder = std::thread::spawn(move || {
         let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
             .unwrap();
         std::thread::sleep(Duration::from_secs(6));
         conn.batch_execute("COMMIT").unwrap();
@@ -309,7 +309,7 @@ async fn past_its_patience_a_charge_is_deferred_and_applied_once() {
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
         let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
             .unwrap();
         locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(6));
@@ -372,7 +372,7 @@ fn hold_write_lock(
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        conn.batch_execute("BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE; UPDATE user SET credit = credit WHERE uid = 1;")
             .unwrap();
         locked_tx.send(()).unwrap();
         let _ = release_rx.recv();

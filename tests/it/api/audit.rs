@@ -327,7 +327,9 @@ async fn a_login_survives_an_audit_flood_during_a_database_stall() {
         director.data_dir().join("director.db").to_str().unwrap(),
     )
     .unwrap();
-    holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+    holder
+        .batch_execute("PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE")
+        .unwrap();
 
     let guesser = client_from(&director, [127, 0, 0, 1]);
     // The allowance of wrong passwords, then throttled guesses, 32 at a time (of another

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::{client, director, serve};
+use support::{client, director, rss_kib, serve};
 
 /// Logins with overlong names (a quarter per route and caller).
 const N_LOGINS: usize = 160;
@@ -19,18 +19,6 @@ const N_LOGINS: usize = 160;
 const CONCURRENCY: usize = 4;
 /// Each name: about 1 MB, under the 1 MiB body limit with the rest of the form.
 const NAME_BYTES: usize = 1_000_000;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A distinct name of [`NAME_BYTES`]: its number, then filler.
 fn long_name(index: usize) -> String {

@@ -567,24 +567,13 @@ pub(super) fn record_certificate(
 
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::ca::{CertificateAuthority, KeyAlgorithm};
-    use crate::cloud::{CloudRegistry, DummyCloud};
 
     fn director(
         dir: &std::path::Path,
         limit: usize,
     ) -> Result<Director, Box<dyn std::error::Error>> {
-        Ok(Director::builder()
-            .store(Store::open_in_memory()?)
-            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
-            .clouds(
-                CloudRegistry::builder()
-                    .cloud("local", Arc::new(DummyCloud::new("local", dir)))
-                    .build()?,
-            )
+        Ok(crate::director::test_support::builder(dir)?
             .audit_queue(limit)
             .build()?)
     }

@@ -178,3 +178,29 @@ impl From<crate::store::Error> for Error {
         }
     }
 }
+
+/// What the use-cases' unit tests share.
+#[cfg(all(test, feature = "sqlite"))]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use super::DirectorBuilder;
+    use crate::ca::{CertificateAuthority, KeyAlgorithm};
+    use crate::cloud::{CloudRegistry, DummyCloud};
+    use crate::store::Store;
+
+    /// A builder with a store in memory, an ECDSA CA and a dummy cloud `local` keeping its VMs
+    /// in `dir`: add what the test needs, then `build()`.
+    pub(crate) fn builder(
+        dir: &std::path::Path,
+    ) -> Result<DirectorBuilder, Box<dyn std::error::Error>> {
+        Ok(super::Director::builder()
+            .store(Store::open_in_memory()?)
+            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
+            .clouds(
+                CloudRegistry::builder()
+                    .cloud("local", Arc::new(DummyCloud::new("local", dir)))
+                    .build()?,
+            ))
+    }
+}

@@ -312,27 +312,15 @@ impl Director {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::ca::{CertificateAuthority, KeyAlgorithm};
-    use crate::cloud::{CloudRegistry, DummyCloud};
-    use crate::store::{HashingSettings, Store};
+    use crate::director::test_support::builder;
+    use crate::store::HashingSettings;
 
     fn director() -> (Director, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let director = Director::builder()
-            .store(Store::open_in_memory().unwrap())
-            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
-            .clouds(
-                CloudRegistry::builder()
-                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
+        let director = builder(dir.path()).unwrap().build().unwrap();
         (director, dir)
     }
 
@@ -378,15 +366,8 @@ mod tests {
     async fn a_full_hashing_queue_refuses_logins_without_counting_them() {
         let dir = tempfile::tempdir().unwrap();
         // One worker and one queued place, no waiting for more.
-        let director = Director::builder()
-            .store(Store::open_in_memory().unwrap())
-            .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap())
-            .clouds(
-                CloudRegistry::builder()
-                    .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
-                    .build()
-                    .unwrap(),
-            )
+        let director = builder(dir.path())
+            .unwrap()
             .hashing(HashingSettings {
                 workers: 1,
                 queue: 1,

@@ -292,6 +292,10 @@ fn report(error: &Error) {
     for line in text.lines() {
         eprintln!("E: {line}");
     }
+    // The library says what went wrong; what to type about it is the command line's.
+    if let Some(hint) = error.command_line_hint() {
+        eprintln!("E: {hint}");
+    }
 }
 
 enum Invocation {

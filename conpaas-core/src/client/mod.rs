@@ -33,13 +33,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// `credentials` has not been run (no `target` or no certificates in the directory).
-    #[error("no credentials in {}: run `cpsclient credentials` first", .0.display())]
+    #[error("no credentials in {} (no director URL or no certificates)", .0.display())]
     NoCredentials(PathBuf),
     /// The user's certificate has expired.
-    #[error(
-        "your certificate {} expired on {not_after}: get a new one with `cpsclient credentials`",
-        path.display()
-    )]
+    #[error("your certificate {} expired on {not_after}", path.display())]
     CertificateExpired {
         /// `cert.pem`.
         path: PathBuf,
@@ -83,8 +80,7 @@ pub enum Error {
     Transport(TransportProblem),
     /// The director answered an HTTP error status (1.2: "try updating your certificates").
     #[error(
-        "cannot perform the requested action: the director answered {status} to {route}{}; \
-         try updating your client certificates with `cpsclient credentials`",
+        "cannot perform the requested action: the director answered {status} to {route}{}",
         if text.is_empty() { String::new() } else { format!(" ({text})") }
     )]
     Status {
@@ -111,10 +107,7 @@ pub enum Error {
     },
     /// `terminate` could not ask the manager whether its service is stopped (unreachable,
     /// refusing TLS, not answering); `terminate --force` stops it without asking.
-    #[error(
-        "cannot ask the manager of service {sid} whether the service is stopped; \
-         `cpsclient terminate --force {sid}` stops it through the director without asking its manager"
-    )]
+    #[error("cannot ask the manager of service {sid} whether the service is stopped")]
     ManagerUnreachable {
         /// The service.
         sid: i64,
@@ -136,7 +129,29 @@ pub enum Error {
     },
 }
 
+/// What a `cpsclient` user types to get past an error whose message does not say it.
+const RENEW: &str = "try updating your client certificates with `cpsclient credentials`";
+
 impl Error {
+    /// What a user of the `cpsclient` command line does about this error, when there is
+    /// something to do: the messages themselves are worded for any caller of this layer, and
+    /// `cpsclient` prints this after them.
+    pub fn command_line_hint(&self) -> Option<String> {
+        match self {
+            Error::NoCredentials(_) => Some("run `cpsclient credentials` first".to_owned()),
+            Error::CertificateExpired { .. } => {
+                Some("get a new one with `cpsclient credentials`".to_owned())
+            }
+            Error::Status { .. } => Some(RENEW.to_owned()),
+            Error::Transport(problem) => problem.command_line_hint().map(str::to_owned),
+            Error::ManagerUnreachable { sid, .. } => Some(format!(
+                "`cpsclient terminate --force {sid}` stops it through the director without \
+                 asking its manager"
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether the other side refused (exit status 1), rather than the call failing to happen
     /// or the command being wrong (exit status 2).
     pub fn is_refusal(&self) -> bool {
@@ -164,7 +179,6 @@ pub enum TransportProblem {
 
 impl std::fmt::Display for TransportProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const RENEW: &str = "try updating your client certificates with `cpsclient credentials`";
         match self {
             TransportProblem::DirectorCertificateExpired => write!(
                 f,
@@ -173,24 +187,37 @@ impl std::fmt::Display for TransportProblem {
             ),
             TransportProblem::DirectorUntrusted(why) => write!(
                 f,
-                "the director's certificate is not trusted by ca_cert.pem ({why}); if the \
-                 director has a new CA, remove ca_cert.pem and run `cpsclient credentials` again"
+                "the director's certificate is not trusted by ca_cert.pem ({why})"
             ),
             TransportProblem::CertificateRefused(why) => write!(
                 f,
                 "cannot perform the requested action: the director refused your certificate \
-                 ({why}); {RENEW}"
+                 ({why})"
             ),
             TransportProblem::Connect(why) => write!(f, "cannot reach the director: {why}"),
             TransportProblem::Timeout => write!(f, "the director did not answer in time"),
             TransportProblem::Other(why) => {
-                write!(f, "cannot perform the requested action: {why}; {RENEW}")
+                write!(f, "cannot perform the requested action: {why}")
             }
         }
     }
 }
 
 impl TransportProblem {
+    /// What a `cpsclient` user does about it ([`Error::command_line_hint`]).
+    fn command_line_hint(&self) -> Option<&'static str> {
+        match self {
+            TransportProblem::DirectorUntrusted(_) => Some(
+                "if the director has a new CA, remove ca_cert.pem and run `cpsclient \
+                 credentials` again",
+            ),
+            TransportProblem::CertificateRefused(_) | TransportProblem::Other(_) => Some(RENEW),
+            TransportProblem::DirectorCertificateExpired
+            | TransportProblem::Connect(_)
+            | TransportProblem::Timeout => None,
+        }
+    }
+
     /// Reads the cause out of reqwest's chain (a rustls error sits inside an `io::Error`).
     fn from_reqwest(error: &reqwest::Error) -> TransportProblem {
         if error.is_timeout() {

@@ -303,7 +303,7 @@ fn with_layers(router: Router, director: Director) -> Router {
         .layer(trace::propagate_request_id())
         .layer(trace::trace_layer())
         .layer(trace::set_request_id())
-        .layer(trace::take_client_request_id_layer())
+        .layer(middleware::map_request(trace::take_client_request_id))
 }
 
 /// The `Allow` value of a route as Flask wrote it (`HEAD, GET, POST, OPTIONS`).

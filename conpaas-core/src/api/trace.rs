@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, Response};
-use tower::util::MapRequestLayer;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -62,8 +61,8 @@ impl ClientRequestId {
 
 /// Moves a client's `x-request-id` out of the headers into a [`ClientRequestId`], so that
 /// [`set_request_id`] gives every request the director's own. A value that is not text is
-/// dropped.
-fn take_client_request_id(mut request: Request<Body>) -> Request<Body> {
+/// dropped. A layer with `axum::middleware::map_request`, outside [`set_request_id`].
+pub(super) async fn take_client_request_id(mut request: Request<Body>) -> Request<Body> {
     let sent = request.headers_mut().remove("x-request-id");
     if let Some(id) = sent.as_ref().and_then(|value| value.to_str().ok()) {
         let cut = crate::store::bounded_text(id, MAX_LOGGED_ID);
@@ -72,16 +71,8 @@ fn take_client_request_id(mut request: Request<Body>) -> Request<Body> {
     request
 }
 
-/// The layer of [`take_client_request_id`]; it goes outside [`set_request_id`].
-pub(super) type TakeClientRequestId = MapRequestLayer<fn(Request<Body>) -> Request<Body>>;
-
-/// See [`take_client_request_id`].
-pub(super) fn take_client_request_id_layer() -> TakeClientRequestId {
-    MapRequestLayer::new(take_client_request_id as fn(Request<Body>) -> Request<Body>)
-}
-
 /// Sets the director's own `x-request-id` on every request (a client's was moved aside by
-/// [`take_client_request_id_layer`]).
+/// [`take_client_request_id`]).
 pub(super) fn set_request_id() -> SetRequestIdLayer<RequestIds> {
     SetRequestIdLayer::x_request_id(RequestIds {
         prefix: rand::random(),

@@ -90,7 +90,7 @@ pub use applications::{
     find_application_by_name, find_application_owned, list_applications, list_applications_of_user,
     rename_application_owned,
 };
-#[cfg(feature = "store")]
+#[cfg(all(feature = "store", feature = "api"))]
 pub(crate) use audit::bounded_text;
 #[cfg(feature = "store")]
 pub use audit::{

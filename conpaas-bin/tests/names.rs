@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::BufRead as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 mod support;
-use support::{client, director, rss_kib, serve};
+use support::{client, director, rss_kib, serve, terminate};
 
 /// Logins with overlong names (a quarter per route and caller).
 const N_LOGINS: usize = 160;
@@ -65,7 +65,7 @@ fn megabyte_names_leave_memory_and_log_as_they_were() {
     let data = temp.path().join("data");
     director(&data, &["init", "localhost"]);
     let log = temp.path().join("director.log");
-    let (mut child, port) = serve(
+    let (child, port) = serve(
         &data,
         "info",
         Stdio::from(std::fs::File::create(&log).unwrap()),
@@ -110,13 +110,7 @@ fn megabyte_names_leave_memory_and_log_as_they_were() {
         let log_after = std::fs::metadata(&log).unwrap().len();
         (rss_before, rss_after, log_before, log_after)
     });
-    let kill = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
+    terminate(child);
     eprintln!(
         "{N_LOGINS} logins with 1 MB names: director RSS {rss_before} KiB before, {rss_after} KiB \
          after; log +{} bytes",

@@ -12,13 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{client, client_from, director, here_document, rss_kib, serve, vm_files};
+use support::{client, client_from, director, here_document, rss_kib, serve, terminate, vm_files};
 
 const USERS: usize = 10;
 const CREDIT: i64 = 1_000_000;
@@ -92,7 +92,7 @@ fn mixed_traffic_leaves_a_consistent_director() {
             ],
         );
     }
-    let (mut child, port) = serve(&data, "error", Stdio::null());
+    let (child, port) = serve(&data, "error", Stdio::null());
     let pid = child.id();
     let base = format!("https://localhost:{port}");
     let ca_pem = std::fs::read_to_string(data.join("certs/ca_cert.pem")).unwrap();
@@ -161,13 +161,7 @@ fn mixed_traffic_leaves_a_consistent_director() {
         (rss_start, rss_peak.load(Ordering::Relaxed), rss_end)
     });
     // SIGTERM: requests in flight finish, then the checks read a quiet database.
-    let kill = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success());
+    terminate(child);
     check_consistency(&data, &tally);
     eprintln!(
         "soak: {seconds} s, {n_clients} clients: {} requests ({} errors), {} starts, {} stops, \

@@ -197,3 +197,15 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Stops a `director serve` child with SIGTERM (requests in flight finish) and checks that it
+/// exited successfully.
+pub fn terminate(mut child: Child) {
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}

@@ -274,13 +274,9 @@ async fn no_certificate_leaves_without_its_event() {
 /// A client from `source` (a loopback address) trusting the director's CA, without a
 /// certificate, keeping connections alive.
 fn client_from(director: &TestDirector, source: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(crate::support::http::client_tls(&director.ca_pem(), None))
-        .local_address(std::net::IpAddr::from(source))
-        .resolve("localhost", director.addr())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
+    crate::support::Http::from_source(director, None, Some(source.into()))
+        .inner()
+        .clone()
 }
 
 /// `POST /login` from `client`, with `x-request-id: request_id` when given; the answer's

@@ -18,6 +18,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// The certificate authority failed.
+    #[cfg(feature = "ca")]
     #[error(transparent)]
     Ca(#[from] crate::ca::Error),
     /// VPN planning failed.
@@ -110,38 +111,42 @@ mod tests {
             );
             errors.push(Box::new(error));
         }
-        let missing_ca = crate::ca::CertificateAuthority::load(&crate::ca::CaSettings {
-            cert_dir: PathBuf::from("/nonexistent/certs"),
-            key_algorithm: crate::ca::KeyAlgorithm::EcdsaP256,
-        })
-        .unwrap_err();
-        errors.push(Box::new(crate::Error::Ca(missing_ca)));
+        #[cfg(feature = "ca")]
+        {
+            let missing_ca = crate::ca::CertificateAuthority::load(&crate::ca::CaSettings {
+                cert_dir: PathBuf::from("/nonexistent/certs"),
+                key_algorithm: crate::ca::KeyAlgorithm::EcdsaP256,
+            })
+            .unwrap_err();
+            errors.push(Box::new(crate::Error::Ca(missing_ca)));
 
-        // The ca and vpn layers.
-        let rcgen_error = || rcgen::KeyPair::from_pem("not a key").unwrap_err();
-        let x509_error = || x509_parser::error::X509Error::InvalidCertificate;
-        errors.push(Box::new(crate::ca::Error::Read {
-            path: path(),
-            source: os_error(13),
-        }));
-        errors.push(Box::new(crate::ca::Error::Write {
-            path: path(),
-            source: os_error(28),
-        }));
-        errors.push(Box::new(crate::ca::Error::Malformed {
-            what: "the CSR".to_owned(),
-            source: x509_error(),
-        }));
-        errors.push(Box::new(crate::ca::Error::BadKey {
-            path: path(),
-            source: rcgen_error(),
-        }));
-        errors.push(Box::new(crate::ca::Error::CsrSignature {
-            source: x509_error(),
-        }));
-        errors.push(Box::new(crate::ca::Error::Random(os_error(5))));
-        errors.push(Box::new(crate::ca::Error::KeyPoolThread(os_error(11))));
-        errors.push(Box::new(crate::ca::Error::Sign(rcgen_error())));
+            // The ca and vpn layers.
+            let rcgen_error = || rcgen::KeyPair::from_pem("not a key").unwrap_err();
+            let x509_error = || x509_parser::error::X509Error::InvalidCertificate;
+            errors.push(Box::new(crate::ca::Error::Read {
+                path: path(),
+                source: os_error(13),
+            }));
+            errors.push(Box::new(crate::ca::Error::Write {
+                path: path(),
+                source: os_error(28),
+            }));
+            errors.push(Box::new(crate::ca::Error::Malformed {
+                what: "the CSR".to_owned(),
+                source: x509_error(),
+            }));
+            errors.push(Box::new(crate::ca::Error::BadKey {
+                path: path(),
+                source: rcgen_error(),
+            }));
+            errors.push(Box::new(crate::ca::Error::CsrSignature {
+                source: x509_error(),
+            }));
+            errors.push(Box::new(crate::ca::Error::Random(os_error(5))));
+            errors.push(Box::new(crate::ca::Error::KeyPoolThread(os_error(11))));
+            errors.push(Box::new(crate::ca::Error::Sign(rcgen_error())));
+        }
+        // The vpn layer.
         errors.push(Box::new(crate::vpn::Error::InvalidRecordedSubnet {
             text: "nonsense".to_owned(),
             source: "nonsense".parse::<ipnet::Ipv4Net>().unwrap_err(),
@@ -251,6 +256,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "ca")]
     #[test]
     fn chain_shows_every_cause() {
         let error = crate::Error::Ca(crate::ca::Error::Read {

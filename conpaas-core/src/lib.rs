@@ -86,6 +86,9 @@
 //! # }
 //! ```
 
+// docs.rs (nightly): each item shows the features it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // `store` is internal; `director` and what builds on it enable it without choosing a backend.
 #[cfg(all(feature = "store", not(any(feature = "sqlite", feature = "postgres"))))]
 compile_error!(
@@ -97,6 +100,7 @@ compile_error!(
 pub mod api;
 #[cfg(feature = "director")]
 pub mod bootstrap;
+#[cfg(feature = "ca")]
 pub mod ca;
 #[cfg(feature = "check")]
 pub mod check;

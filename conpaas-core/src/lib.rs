@@ -18,15 +18,16 @@
 //! - [`check`]: the diagnostics of `cpscheck`.
 //! - [`client`]: the users' side (`cpsclient`): director routes, `~/.conpaas`, manager calls.
 //!
-//! Cargo features choose the layers (all are on by default; the table, with what each pulls
-//! in, is in `docs/embedding.md`). Without default features the crate is [`model`],
-//! [`vpn`], [`ca`], the [`cloud`] trait with its plain types and [`store`]'s settings values.
+//! Cargo features choose the layers (all are on by default; see [Features](#features)).
+//! Without default features the crate is [`model`], [`vpn`], the [`cloud`] trait with its
+//! plain types and [`store`]'s settings values: pure Rust, no C code built.
 //!
 //! For embedders (`docs/embedding.md`): build a [`director::Director`] from typed parts with
 //! [`director::Director::builder`] (or from a director.cfg with
 //! [`director::Director::open`]), register your own [`cloud::Cloud`]s in a
-//! [`cloud::CloudRegistry`], serve [`api::router`] (or merge [`api::routes`] into your own
-//! axum application) and spawn [`director::Director::run_maintenance`] beside it.
+//! [`cloud::CloudRegistry`], and serve [`api::router`]; or merge [`api::conpaas_routes`] into
+//! your own axum application and mount [`api::operator_routes`] where you choose, spawning
+//! [`director::Director::run_maintenance`] beside them.
 //!
 //! A director on the dummy cloud, with a user who starts and stops a service:
 //!
@@ -85,7 +86,43 @@
 //! })
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `ca` | [`ca`]: the certificate authority (aws-lc-rs, so C code is built) |
+//! | `config` | [`config`]: director.cfg into each layer's settings |
+//! | `sqlite`, `postgres` | [`store`]'s database backends |
+//! | `ec2`, `opennebula` | the cloud drivers |
+//! | `director` | [`director`], [`bootstrap`], [`cloud::CloudRegistry`] (with a backend) |
+//! | `manager-client` | [`manager_client`]: calls to the managers |
+//! | `api`, `manifest`, `server` | [`api`]: the routes, the manifest routes, the TLS server |
+//! | `check` | [`check`]: the diagnostics of `cpscheck` |
+//! | `client` | [`client`]: the users' side of `cpsclient` |
+//!
+//! What each pulls in, and its cost: `docs/embedding.md`. In a build without a feature, the
+//! links above to what it adds lead here.
+//!
 
+// Links of the docs above to what a feature leaves out lead to the table of features.
+#![cfg_attr(not(feature = "config"), doc = "[`config`]: #features")]
+#![cfg_attr(not(feature = "ca"), doc = "[`ca`]: #features")]
+#![cfg_attr(not(feature = "director"), doc = "[`bootstrap`]: #features")]
+#![cfg_attr(not(feature = "manager-client"), doc = "[`manager_client`]: #features")]
+#![cfg_attr(not(feature = "check"), doc = "[`check`]: #features")]
+#![cfg_attr(not(feature = "client"), doc = "[`client`]: #features")]
+#![cfg_attr(
+    not(feature = "director"),
+    doc = "[`director`]: #features\n[`director::Director`]: #features\n\
+           [`director::Director::builder`]: #features\n[`director::Director::open`]: #features\n\
+           [`director::Director::run_maintenance`]: #features\n[`cloud::CloudRegistry`]: #features"
+)]
+#![cfg_attr(
+    not(feature = "api"),
+    doc = "[`api`]: #features\n[`api::router`]: #features\n\
+           [`api::conpaas_routes`]: #features\n[`api::operator_routes`]: #features"
+)]
 // docs.rs (nightly): each item shows the features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -30,6 +30,15 @@
 //! `first`: `first` adds `LIMIT ?`, and SQLite re-prepares a statement whose `LIMIT` is a
 //! bound parameter at every execution (its planner reads the bound value), which cost a
 //! fifth of `/listapp`'s CPU.
+//!
+//! Without a backend (the `sqlite` or `postgres` feature) the module holds only the settings
+//! values: [`DatabaseUrl`] and [`StoreSettings`].
+//!
+#![cfg_attr(
+    not(feature = "store"),
+    doc = "[`Store`]: crate#features\n[`Store::run`]: crate#features\n\
+           [`Store::read`]: crate#features\n[`Store::open_in_memory`]: crate#features"
+)]
 
 use std::path::PathBuf;
 #[cfg(feature = "store")]
@@ -157,6 +166,11 @@ pub enum DatabaseUrl {
     /// An SQLite database in memory, private to one [`Store`] and its clones and gone when
     /// the last is dropped: `sqlite://`, `sqlite://:memory:` or `sqlite:///:memory:`. For
     /// tests and embedders; see [`Store::open_in_memory`].
+    ///
+    #[cfg_attr(
+        not(feature = "store"),
+        doc = "[`Store`]: crate#features\n[`Store::open_in_memory`]: crate#features"
+    )]
     SqliteMemory,
     /// `postgresql://user:password@host:port/db` (also `postgres://`, `postgresql+psycopg2://`),
     /// normalised to a libpq URL. Contains a password: never logged.

@@ -78,7 +78,7 @@ where
 }
 
 /// [`insert_service_capped`] with the row's `created` time given (UTC), as the director's
-/// [`Clock`](crate::director::Clock) reads it. The row starts [`Lifecycle::Starting`].
+/// `Clock` (`director::Clock`) reads it. The row starts [`Lifecycle::Starting`].
 pub fn insert_service_at<E, F>(
     conn: &mut DbConnection,
     new: &NewService,

@@ -1,6 +1,7 @@
 //! The audit log from an embedder's own code: calls made in an `AuditContext` (the principal,
 //! address and request id of the embedder's own request) are recorded with it, an event of
-//! the embedder's own is queued beside them, and the log is read back. Run with
+//! the embedder's own is queued beside them, and the log is read back, as a table and as the
+//! stream a subscriber saw while it was written. Run with
 //! `cargo run -p conpaas-core --example audit_log`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -29,6 +30,9 @@ async fn main() {
         )
         .build()
         .unwrap();
+    // Every event from now on, as each commits (bounded: a subscriber far behind is told how
+    // many it missed).
+    let mut stream = director.subscribe_audit();
 
     // Outside any context: the operator's.
     let user = accounts::add_user(
@@ -87,5 +91,11 @@ async fn main() {
     assert_eq!(events[1].principal, format!("user:{}", user.uid));
     assert_eq!(events[1].source.as_deref(), Some("198.51.100.7"));
     assert_eq!(events[2].request_id.as_deref(), Some("req-42"));
-    println!("ok: {} events", events.len());
+    // The stream saw the same events, with the table's ids.
+    let mut streamed = Vec::new();
+    while let Some(event) = stream.try_recv().unwrap() {
+        streamed.push(event.as_ref().clone());
+    }
+    assert_eq!(streamed, events);
+    println!("ok: {} events, the same in the stream", events.len());
 }

@@ -519,6 +519,13 @@ impl Director {
         }
     }
 
+    /// Every audit event from now on, as the table receives it: those of changes when their
+    /// transaction commits, queued ones when their batch is written. Bounded and lossy, never
+    /// slowing the director: see [`Store::subscribe_audit`].
+    pub fn subscribe_audit(&self) -> store::AuditSubscription {
+        self.inner.store.subscribe_audit()
+    }
+
     /// Audit events dropped because their queue was full (of both priorities).
     pub fn audit_events_dropped(&self) -> u64 {
         self.inner.audit.dropped.load(Ordering::Relaxed)
@@ -652,5 +659,91 @@ mod tests {
         assert_eq!(names[10], ("login", "ok"), "{names:?}");
         assert_eq!(names[11], ("credit.decremented", "refused"), "{names:?}");
         assert!(events.windows(2).all(|pair| pair[0].at <= pair[1].at));
+    }
+
+    /// The stream gets what the table gets, once committed, with the table's ids: a change's
+    /// event with its transaction, queued events with their batch, nothing of a transaction
+    /// rolled back; a subscriber that falls behind is told how many it missed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn subscribers_see_each_committed_event_once() {
+        use crate::store::{AUDIT_STREAM_CAPACITY, AuditStreamError};
+        let dir = tempfile::tempdir().unwrap();
+        let director = director(dir.path(), 100).unwrap();
+        let uid = crate::director::accounts::add_user_blocking(
+            director.store(),
+            crate::director::accounts::NewAccount {
+                username: "alice".into(),
+                email: "alice@example.org".into(),
+                fname: None,
+                lname: None,
+                affiliation: None,
+                password: "s3cret".to_owned().into(),
+                credit: crate::model::Credit(5),
+            },
+        )
+        .unwrap()
+        .uid;
+        let mut events = director.subscribe_audit();
+        let app = director.create_application(uid, "shop").await.unwrap();
+        // Refused in its transaction (the name is taken): no event.
+        assert!(director.create_application(uid, "shop").await.is_err());
+        let created = events.recv().await.unwrap();
+        assert_eq!(created.event, "application.created");
+        assert_eq!(created.aid, Some(app.aid));
+        director.audit(Event::new("login", AuditOutcome::Refused).username("alice"));
+        assert!(
+            events.try_recv().unwrap().is_none(),
+            "queued, not yet written"
+        );
+        assert_eq!(director.flush_audit().await.unwrap(), 1);
+        let refused = events.recv().await.unwrap();
+        assert_eq!(
+            (refused.event.as_str(), refused.outcome.as_str()),
+            ("login", "refused")
+        );
+        assert!(events.try_recv().unwrap().is_none());
+        let table = director.audit_events(AuditQuery::all()).await.unwrap();
+        let in_table: Vec<i64> = table.iter().map(|e| e.id).collect();
+        assert!(
+            in_table.ends_with(&[created.id, refused.id]),
+            "{in_table:?}"
+        );
+        assert_eq!(*table.last().unwrap(), *refused);
+
+        // Recorded, then rolled back with its transaction (an inner one committed first):
+        // the stream never sees it.
+        let undone = Event::new("application.deleted", AuditOutcome::Ok).to_new();
+        let failed: Result<(), store::Error> = director
+            .store()
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    store::write_transaction(conn, |conn| {
+                        store::record_audit_event(conn, &undone)
+                    })?;
+                    Err(store::Error::Cancelled)
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(events.try_recv().unwrap().is_none());
+
+        // One subscriber asleep: past the capacity it misses the oldest, and is told so.
+        let many: Vec<_> = (0..AUDIT_STREAM_CAPACITY + 10)
+            .map(|n| {
+                Event::new("credit.decremented", AuditOutcome::Ok)
+                    .detail("n", n)
+                    .to_new()
+            })
+            .collect();
+        director
+            .store()
+            .run(move |conn| store::record_audit_events(conn, &many))
+            .await
+            .unwrap();
+        assert_eq!(
+            events.recv().await,
+            Err(AuditStreamError::Lagged { missed: 10 })
+        );
+        assert_eq!(events.recv().await.unwrap().detail, r#"{"n":10}"#);
     }
 }

@@ -144,6 +144,27 @@ struct AuditRow<'a> {
     client_request_id: Option<String>,
 }
 
+impl AuditRow<'_> {
+    /// The row as read back, with the id the database gave it.
+    fn recorded(&self, id: i64) -> AuditEvent {
+        AuditEvent {
+            id,
+            at: self.at,
+            event: self.event.to_owned(),
+            outcome: self.outcome.to_owned(),
+            principal: self.principal.to_owned(),
+            source: self.source.map(str::to_owned),
+            request_id: self.request_id.clone(),
+            uid: self.uid,
+            username: self.username.clone(),
+            aid: self.aid,
+            sid: self.sid,
+            detail: self.detail.to_owned(),
+            client_request_id: self.client_request_id.clone(),
+        }
+    }
+}
+
 impl<'a> From<&'a NewAuditEvent> for AuditRow<'a> {
     fn from(new: &'a NewAuditEvent) -> AuditRow<'a> {
         AuditRow {
@@ -170,12 +191,24 @@ pub fn record_audit_events(conn: &mut DbConnection, events: &[NewAuditEvent]) ->
         return Ok(());
     }
     let rows: Vec<AuditRow<'_>> = events.iter().map(AuditRow::from).collect();
+    // Ids are asked for only when a subscriber will get the events (super::audit_stream).
+    let listening = super::audit_stream::listening();
     write_transaction(conn, |conn| {
         // Under both databases' limits on bound parameters (12 per row).
         for chunk in rows.chunks(500) {
-            on_backend!(conn, |c| diesel::insert_into(audit_event::table)
-                .values(chunk)
-                .execute(c))?;
+            if listening {
+                let ids: Vec<i64> = on_backend!(conn, |c| diesel::insert_into(audit_event::table)
+                    .values(chunk)
+                    .returning(audit_event::id)
+                    .get_results(c))?;
+                super::audit_stream::recorded(
+                    ids.into_iter().zip(chunk).map(|(id, row)| row.recorded(id)),
+                );
+            } else {
+                on_backend!(conn, |c| diesel::insert_into(audit_event::table)
+                    .values(chunk)
+                    .execute(c))?;
+            }
         }
         Ok(())
     })

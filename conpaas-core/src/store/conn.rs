@@ -302,6 +302,8 @@ where
         DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c),
     }
     .map_err(Error::from)?;
+    // Audit events recorded from here are sent to subscribers only if this commits.
+    let mark = super::audit_stream::mark();
     match f(conn) {
         Ok(value) => {
             let committed = match conn {
@@ -310,10 +312,16 @@ where
                 #[cfg(feature = "postgres")]
                 DbConnection::Pg(c) => AnsiTransactionManager::commit_transaction(c),
             };
-            committed.map_err(Error::from)?;
+            if let Err(error) = committed {
+                // Perhaps committed after all (the answer was lost): the table has it, the
+                // stream does not (its documented loss).
+                super::audit_stream::roll_back_to(mark);
+                return Err(Error::from(error).into());
+            }
             Ok(value)
         }
         Err(err) => {
+            super::audit_stream::roll_back_to(mark);
             let rolled_back = match conn {
                 #[cfg(feature = "sqlite")]
                 DbConnection::Sqlite(c) => AnsiTransactionManager::rollback_transaction(c),

@@ -57,6 +57,8 @@ mod applications;
 #[cfg(feature = "store")]
 mod audit;
 #[cfg(feature = "store")]
+mod audit_stream;
+#[cfg(feature = "store")]
 mod backup;
 #[cfg(feature = "store")]
 mod certificates;
@@ -106,6 +108,8 @@ pub use audit::{
     AuditEvent, AuditQuery, MAX_AUDIT_TEXT, NewAuditEvent, list_audit_events, record_audit_event,
     record_audit_events,
 };
+#[cfg(feature = "store")]
+pub use audit_stream::{AUDIT_STREAM_CAPACITY, AuditStreamError, AuditSubscription};
 #[cfg(feature = "store")]
 pub use backup::backup_sqlite;
 #[cfg(feature = "store")]
@@ -488,6 +492,8 @@ pub struct Store {
     faults: Option<Arc<dyn StoreFaults>>,
     /// Calls run on the calling thread ([`Store::inline`]).
     inline: bool,
+    /// Committed audit events, to their subscribers ([`Store::subscribe_audit`]).
+    audit: audit_stream::AuditSender,
 }
 
 #[cfg(feature = "store")]
@@ -579,6 +585,7 @@ impl Store {
             writer,
             faults: None,
             inline: false,
+            audit: audit_stream::AuditSender::new(),
         })
     }
 
@@ -641,9 +648,15 @@ impl Store {
         let done = if self.inline {
             let _turn = turn;
             let mut conn = self.pool.get().map_err(Error::pool)?;
+            let _publish = self.audit.scope();
             f(&mut conn)?
         } else {
-            self.on_blocking_thread(turn, f).await?
+            let publish = self.audit.clone();
+            self.on_blocking_thread(turn, move |conn| {
+                let _publish = publish.scope();
+                f(conn)
+            })
+            .await?
         };
         self.injected(true, FaultPoint::After)?;
         Ok(done)
@@ -744,7 +757,33 @@ impl Store {
         E: From<Error>,
     {
         let mut conn = self.pool.get().map_err(Error::pool)?;
+        let _publish = self.audit.scope();
         f(&mut conn)
+    }
+
+    /// Every audit event this store (or a clone) commits from now on, as it commits: the
+    /// director's own events and any an embedder records with
+    /// [`record_audit_events`]. Bounded and lossy: see [`AuditSubscription`] and
+    /// [`AUDIT_STREAM_CAPACITY`]. An event whose commit's answer was lost (the database or
+    /// the network failed during COMMIT) may be in the table but not in the stream.
+    ///
+    /// ```
+    /// use conpaas_core::director::audit::{AuditOutcome, Event};
+    /// use conpaas_core::store::{self, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::open_in_memory()?;
+    /// let mut events = store.subscribe_audit();
+    /// let event = Event::new("backup.done", AuditOutcome::Ok).to_new();
+    /// store.run(move |conn| store::record_audit_event(conn, &event)).await?;
+    /// let seen = events.recv().await?;
+    /// assert_eq!((seen.id, seen.event.as_str()), (1, "backup.done"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe_audit(&self) -> AuditSubscription {
+        self.audit.subscribe()
     }
 }
 

@@ -104,6 +104,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn story(director: &Director, pods: &PodCloud) -> Result<(), Box<dyn std::error::Error>> {
     println!("clouds: {:?}", director.available_clouds());
+    assert_eq!(director.available_clouds(), ["pods"]);
+    // What `/available_clouds` answers: 1.2's clients name the default cloud `default`.
+    assert_eq!(director.client_cloud_names(), ["default"]);
 
     let alice = accounts::add_user(
         director.store(),

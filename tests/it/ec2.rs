@@ -579,7 +579,8 @@ async fn a_director_on_ec2_starts_and_stops_a_service() {
     let region = "ap-southeast-2";
     let test = ec2_director(moto, region, IMAGE, 5).await;
     let director = &test.director;
-    assert_eq!(director.available_clouds(), ["default"]);
+    assert_eq!(director.available_clouds(), ["iaas"]);
+    assert_eq!(director.client_cloud_names(), ["default"]);
 
     let started = Instant::now();
     let service = director.start_service(php(test.uid)).await.unwrap();

@@ -272,7 +272,7 @@ pub(super) async fn available_services() -> Response {
 
 /// `GET /available_clouds`.
 pub(super) async fn available_clouds(State(director): State<Director>) -> Response {
-    answer::bare(&director.available_clouds(), Cors::No)
+    answer::bare(&director.client_cloud_names(), Cors::No)
 }
 
 /// `POST /start/<type>` and `/start/<type>/<cloud>`.

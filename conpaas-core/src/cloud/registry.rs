@@ -88,7 +88,8 @@ pub enum RegistryError {
 /// let registry = CloudRegistry::builder()
 ///     .cloud("local", Arc::new(DummyCloud::new("local", dir.path())))
 ///     .build()?;
-/// assert_eq!(registry.names(), ["default"]);
+/// assert_eq!(registry.names(), ["local"]);
+/// assert_eq!(registry.client_names(), ["default"]);
 /// assert_eq!(registry.get("default").map(|c| c.name()), Some("local"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -290,8 +291,15 @@ impl CloudRegistry {
         self.clouds.first()
     }
 
-    /// The names `/available_clouds` lists: `default`, then the other clouds in order.
+    /// The names the clouds are registered under, the default one first: `iaas` (the
+    /// `[iaas]` section) for a configured director, an embedder's own otherwise.
     pub fn names(&self) -> Vec<String> {
+        self.clouds.iter().map(|cloud| cloud.name.clone()).collect()
+    }
+
+    /// The names 1.2's clients choose from (`/available_clouds`): `default` for the default
+    /// cloud, then the others as registered.
+    pub fn client_names(&self) -> Vec<String> {
         self.clouds
             .iter()
             .enumerate()
@@ -402,7 +410,8 @@ mod tests {
             .cloud("b", dummy("b"))
             .build()
             .unwrap();
-        assert_eq!(registry.names(), ["default", "b"]);
+        assert_eq!(registry.client_names(), ["default", "b"]);
+        assert_eq!(registry.names(), ["a", "b"]);
         assert_eq!(registry.get("default").unwrap().name(), "a");
         assert_eq!(registry.get("a").unwrap().name(), "a");
         assert!(registry.get("c").is_none());
@@ -412,7 +421,8 @@ mod tests {
             .default_cloud("b")
             .build()
             .unwrap();
-        assert_eq!(registry.names(), ["default", "a"]);
+        assert_eq!(registry.client_names(), ["default", "a"]);
+        assert_eq!(registry.names(), ["b", "a"]);
         assert_eq!(registry.get("default").unwrap().name(), "b");
     }
 

@@ -93,7 +93,9 @@ enum StorePart {
 ///     )
 ///     .director_url("https://director.example.org:5555".parse()?)
 ///     .build()?;
-/// assert_eq!(director.available_clouds(), ["default"]);
+/// assert_eq!(director.available_clouds(), ["local"]);
+/// // 1.2's clients name the default cloud `default`.
+/// assert_eq!(director.client_cloud_names(), ["default"]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use]

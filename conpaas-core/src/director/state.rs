@@ -251,9 +251,16 @@ impl Director {
         &self.inner.clouds
     }
 
-    /// The cloud names `/available_clouds` lists.
+    /// The names the clouds are registered under, the default one first (`iaas` for the
+    /// `[iaas]` section of a director.cfg).
     pub fn available_clouds(&self) -> Vec<String> {
         self.inner.clouds.names()
+    }
+
+    /// The cloud names `/available_clouds` answers 1.2's clients: `default` for the default
+    /// cloud, whatever its registered name, then the others.
+    pub fn client_cloud_names(&self) -> Vec<String> {
+        self.inner.clouds.client_names()
     }
 
     /// Where `/download/ConPaaS.tar.gz` is served from; `None` when this director serves

@@ -78,7 +78,8 @@ async fn a_service_runs_on_one_vm_and_stop_deletes_it() {
     let fake = FakeOcci::start(FakeConfig::new()).await;
     let dir = tempfile::tempdir().unwrap();
     let (_loaded, director) = open(dir.path(), &section(&fake), None);
-    assert_eq!(director.available_clouds(), ["default"]);
+    assert_eq!(director.available_clouds(), ["iaas"]);
+    assert_eq!(director.client_cloud_names(), ["default"]);
     let uid = user(&director, 5).await;
 
     let service = director.start_service(start(uid, "default")).await.unwrap();
@@ -177,7 +178,8 @@ async fn two_opennebula_clouds_each_get_their_own_vms_and_stops() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (_loaded, director) = open(dir.path(), &section(&first), Some(&section(&second)));
-    assert_eq!(director.available_clouds(), ["default", "one2"]);
+    assert_eq!(director.available_clouds(), ["iaas", "one2"]);
+    assert_eq!(director.client_cloud_names(), ["default", "one2"]);
     let uid = user(&director, 5).await;
 
     let on_default = director.start_service(start(uid, "default")).await.unwrap();

@@ -30,7 +30,7 @@ pub const DEFAULT_CHARGE_PATIENCE: Duration = crate::config::DEFAULT_CHARGE_PATI
 pub const DEFAULT_KEY_POOL: usize = 8;
 
 /// The director's own certificate and key, PEM: its TLS client identity towards managers
-/// (and, for [`api::server`](crate::api::server), its server identity). Must be issued by the
+/// (and, for the `api::server` listener, its server identity). Must be issued by the
 /// director's CA with `role=frontend` (as [`CertificateAuthority::issue_director_cert`] does).
 #[derive(Clone)]
 pub struct TlsIdentity {

@@ -19,6 +19,7 @@ use crate::ca::{CA_CERT_FILE, CERT_FILE, CertInfo};
 use crate::cloud::{self, CloudRegistry, CloudSettings, DriverSettings};
 use crate::config::LoadedConfig;
 use crate::store::DatabaseUrl;
+use crate::tls_signatures::HandshakeSignatures;
 
 pub(super) async fn checks(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResult> {
     let mut results = vec![clock(loaded, options).await];
@@ -316,14 +317,16 @@ fn unverified_tls() -> Option<rustls::ClientConfig> {
         .with_no_client_auth();
     config
         .dangerous()
-        .set_certificate_verifier(Arc::new(AnyCertificate { provider }));
+        .set_certificate_verifier(Arc::new(AnyCertificate {
+            signatures: HandshakeSignatures::of(&provider),
+        }));
     Some(config)
 }
 
 /// Accepts every server certificate: the clock check reads only a `Date` header.
 #[derive(Debug)]
 struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    signatures: HandshakeSignatures,
 }
 
 impl ServerCertVerifier for AnyCertificate {
@@ -344,12 +347,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -358,18 +356,11 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_schemes()
     }
 }
 

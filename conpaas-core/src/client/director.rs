@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -15,6 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
 use super::{Error, Identity, TransportProblem};
+use crate::tls_signatures::HandshakeSignatures;
 
 /// How the director's certificate is trusted.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ impl DirectorClient {
             Trust::FirstUse => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
-                    provider,
+                    signatures: HandshakeSignatures::of(&provider),
                     recorded: recorded.clone(),
                 })),
         };
@@ -434,7 +434,7 @@ fn roots(ca_pem: &[u8]) -> Result<RootCertStore, Error> {
 /// [`Trust::FirstUse`]); the handshake's signatures are verified as usual.
 #[derive(Debug)]
 struct RecordingVerifier {
-    provider: Arc<CryptoProvider>,
+    signatures: HandshakeSignatures,
     recorded: Arc<Mutex<Option<Vec<CertificateDer<'static>>>>>,
 }
 
@@ -463,12 +463,7 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -477,17 +472,10 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_schemes()
     }
 }

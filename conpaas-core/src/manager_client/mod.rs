@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::AsyncWriteExt as _;
 
 use self::http::Target;
+use crate::tls_signatures::HandshakeSignatures;
 
 /// Decides whether a verified server certificate (DER) is a manager's.
 pub type PeerCheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
@@ -155,7 +155,7 @@ impl std::fmt::Debug for ManagerClient {
 #[derive(Debug)]
 struct ManagerVerifier {
     roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
+    signatures: HandshakeSignatures,
     peer_check: PeerCheckDebug,
 }
 
@@ -182,7 +182,7 @@ impl ServerCertVerifier for ManagerVerifier {
             &self.roots,
             intermediates,
             now,
-            self.provider.signature_verification_algorithms.all,
+            self.signatures.algorithms().all,
         )?;
         if (self.peer_check.0)(end_entity.as_ref()) {
             Ok(ServerCertVerified::assertion())
@@ -199,12 +199,7 @@ impl ServerCertVerifier for ManagerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -213,18 +208,11 @@ impl ServerCertVerifier for ManagerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_schemes()
     }
 }
 
@@ -254,7 +242,7 @@ impl ManagerClient {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = ManagerVerifier {
             roots: Arc::new(roots),
-            provider: provider.clone(),
+            signatures: HandshakeSignatures::of(&provider),
             peer_check: PeerCheckDebug(peer_check),
         };
         // An explicit provider: the process-wide default is never relied on.

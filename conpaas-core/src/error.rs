@@ -55,6 +55,11 @@ pub enum Error {
     #[cfg(feature = "api")]
     #[error(transparent)]
     Tls(#[from] crate::api::tls::TlsError),
+    /// A [`DirectorServer`](crate::api::server::DirectorServer) could not be set up, bound or
+    /// reloaded.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Serve(#[from] crate::api::server::ServeError),
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod manifest;
 mod opennebula;
 mod pyopenssl_manager;
 mod reliability;
+mod server;
 mod sim;
 mod store;
 mod support;

@@ -15,6 +15,11 @@
 //! - **Visibility.** Refusals, evictions and timeouts are counted by reason in
 //!   [`TransportStats`] (the director's `/metrics`) and summed up in one `warn` line per 10 s
 //!   at most.
+//!
+//! [`DirectorServer`] is the whole of `director serve` on top of it: a director served from its
+//! director.cfg or from typed parts, the certificate reloadable while serving
+//! ([`ReloadHandle`]), maintenance beside the API, deferred credit charges applied at start and
+//! shutdown, the audit log written at the end.
 
 #[cfg(feature = "server")]
 use std::future::Future;
@@ -48,8 +53,14 @@ mod admission;
 #[cfg(feature = "server")]
 mod deadline;
 #[cfg(feature = "server")]
+mod director_server;
+#[cfg(feature = "server")]
 mod stats;
 
+#[cfg(feature = "server")]
+pub use director_server::{
+    DirectorServer, DirectorServerBuilder, ReloadHandle, ReloadReport, ServeError,
+};
 #[cfg(feature = "server")]
 pub use stats::{Eviction, Phase, Refusal, TransportStats};
 
@@ -286,6 +297,24 @@ impl Listener {
         let tcp = socket.listen(u32::try_from(settings.max_connections).unwrap_or(u32::MAX))?;
         Ok(Listener {
             tcp,
+            acceptor: TlsAcceptor::from(tls),
+            settings,
+            stats: TransportStats::new(),
+        })
+    }
+
+    /// A listener on a socket already bound and listening (inherited from a supervisor, or
+    /// bound by the caller before dropping privileges); its listen backlog stays as set. Call
+    /// it inside a tokio runtime, which will drive the socket.
+    pub fn from_std(
+        listener: std::net::TcpListener,
+        tls: Arc<ServerConfig>,
+        settings: TransportSettings,
+    ) -> std::io::Result<Listener> {
+        // tokio requires it, and a blocking socket would stall a worker thread on accept.
+        listener.set_nonblocking(true)?;
+        Ok(Listener {
+            tcp: TcpListener::from_std(listener)?,
             acceptor: TlsAcceptor::from(tls),
             settings,
             stats: TransportStats::new(),

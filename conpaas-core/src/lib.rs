@@ -153,10 +153,6 @@ pub mod error;
 pub mod manager_client;
 pub mod model;
 pub mod store;
-// The custom certificate verifiers of `manager_client`, `client` and `check` (each of which
-// enables `manager-client`) share it.
-#[cfg(any(feature = "manager-client", feature = "client", feature = "check"))]
-mod tls_signatures;
 pub mod vpn;
 
 pub use error::Error;

@@ -18,8 +18,8 @@ use super::{CheckOptions, CheckResult, error_chain, show_duration, show_time};
 use crate::ca::{CA_CERT_FILE, CERT_FILE, CertInfo};
 use crate::cloud::{self, CloudRegistry, CloudSettings, DriverSettings};
 use crate::config::LoadedConfig;
+use crate::manager_client::signatures::HandshakeSignatures;
 use crate::store::DatabaseUrl;
-use crate::tls_signatures::HandshakeSignatures;
 
 pub(super) async fn checks(loaded: &LoadedConfig, options: &CheckOptions) -> Vec<CheckResult> {
     let mut results = vec![clock(loaded, options).await];

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
 use super::{Error, Identity, TransportProblem};
-use crate::tls_signatures::HandshakeSignatures;
+use crate::manager_client::signatures::HandshakeSignatures;
 
 /// How the director's certificate is trusted.
 #[derive(Debug, Clone)]

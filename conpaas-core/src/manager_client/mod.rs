@@ -13,6 +13,8 @@
 //! accepted.
 
 mod http;
+// Shared with the verifiers of `client` and `check`, whose features enable this module.
+pub(crate) mod signatures;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::AsyncWriteExt as _;
 
 use self::http::Target;
-use crate::tls_signatures::HandshakeSignatures;
+use self::signatures::HandshakeSignatures;
 
 /// Decides whether a verified server certificate (DER) is a manager's.
 pub type PeerCheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;

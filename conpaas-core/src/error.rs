@@ -240,6 +240,14 @@ mod tests {
             errors.push(Box::new(crate::api::params::ParamsError::Multipart(
                 multer::Error::IncompleteStream,
             )));
+            use crate::api::server::ServeError;
+            errors.push(Box::new(ServeError::Listener(os_error(9))));
+            errors.push(Box::new(crate::Error::Serve(ServeError::Ca(
+                crate::ca::Error::Read {
+                    path: path(),
+                    source: os_error(13),
+                },
+            ))));
         }
         errors
     }

@@ -27,7 +27,8 @@
 //! [`director::Director::open`]), register your own [`cloud::Cloud`]s in a
 //! [`cloud::CloudRegistry`], and serve [`api::router`]; or merge [`api::conpaas_routes`] into
 //! your own axum application and mount [`api::operator_routes`] where you choose, spawning
-//! [`director::Director::run_maintenance`] beside them.
+//! [`director::Director::run_maintenance`] beside them; or serve it all as `director serve`
+//! does with [`api::server::DirectorServer`].
 //!
 //! A director on the dummy cloud, with a user who starts and stops a service:
 //!

@@ -131,6 +131,7 @@ pub(super) fn serve(
         }
         let server = match server.bind(&addrs).await {
             Ok(server) => server,
+            // Named as the operator wrote it (`--listen localhost:5555`), then each address.
             Err(ServeError::Bind { failures }) => {
                 let failures: Vec<String> = failures
                     .iter()

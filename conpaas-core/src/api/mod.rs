@@ -222,6 +222,8 @@ fn route_by_pattern(pattern: &str) -> Option<&'static Route> {
 /// (with `OPEN_REGISTRATION`) and the tarball work, certificate routes answer as 1.2 did to a
 /// caller without one; `/metrics` needs a `PeerInfo` with an address of `METRICS_ALLOW` or
 /// the frontend's certificate.
+///
+#[cfg_attr(not(feature = "server"), doc = "[`server::Listener`]: crate#features")]
 pub fn router(director: Director) -> Router {
     let base = table(&director, |_| true).fallback(handlers::fallback);
     with_layers(base, director)

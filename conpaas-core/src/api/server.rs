@@ -20,6 +20,12 @@
 //! director.cfg or from typed parts, the certificate reloadable while serving
 //! ([`ReloadHandle`]), maintenance beside the API, deferred credit charges applied at start and
 //! shutdown, the audit log written at the end.
+//!
+#![cfg_attr(
+    not(feature = "server"),
+    doc = "[`TransportStats`]: crate#features\n[`DirectorServer`]: crate#features\n\
+           [`ReloadHandle`]: crate#features"
+)]
 
 #[cfg(feature = "server")]
 use std::future::Future;

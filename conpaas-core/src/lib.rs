@@ -45,10 +45,9 @@
 //! let dir = tempfile::tempdir()?;
 //! // Building blocks (migrations, key generation): do it before the runtime starts.
 //! let director = Director::builder()
-//!     .store(Store::open(&StoreSettings {
-//!         url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-//!         max_connections: 4,
-//!     })?)
+//!     .store(Store::open(
+//!         &StoreSettings::new(DatabaseUrl::Sqlite(dir.path().join("director.db"))).max_connections(4),
+//!     )?)
 //!     .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
 //!     .clouds(
 //!         CloudRegistry::builder()
@@ -134,6 +133,10 @@ compile_error!(
     "conpaas-core: the store (and so `director`, `api`, `check`) needs a database backend: \
      enable the `sqlite` or `postgres` feature"
 );
+
+// First: its macro is used by the modules below.
+#[macro_use]
+mod setters;
 
 #[cfg(feature = "api")]
 pub mod api;

@@ -237,8 +237,10 @@ pub(crate) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool
 }
 
 /// What the transport knows about the peer of a request, put in the request's extensions
-/// (the contract is on [`router`](crate::api::router)).
+/// (the contract is on [`router`](crate::api::router)). Built by [`PeerInfo::from_tls`],
+/// [`PeerInfo::anonymous`] or [`PeerInfo::verified`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// The peer's socket address.
     pub remote: SocketAddr,
@@ -253,6 +255,15 @@ impl PeerInfo {
         PeerInfo {
             remote,
             certificate: None,
+        }
+    }
+
+    /// A peer that presented `certificate`, which the caller's TLS stack **has verified
+    /// against the director's CA**: the router trusts its `UID`, `serviceLocator` and `role`.
+    pub fn verified(remote: SocketAddr, certificate: CertificateDer<'static>) -> Self {
+        PeerInfo {
+            remote,
+            certificate: Some(Arc::new(certificate)),
         }
     }
 

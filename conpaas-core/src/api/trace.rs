@@ -46,6 +46,8 @@ impl MakeRequestId for RequestIds {
 
 /// The `x-request-id` a client (or a proxy in front) sent, cut to 128 bytes: kept
 /// beside the director's own id, never in its place.
+///
+/// Frozen: a newtype over the header's text, the inner value public on purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRequestId(pub String);
 

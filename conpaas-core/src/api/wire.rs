@@ -21,6 +21,8 @@ pub fn timestamp(value: Option<NaiveDateTime>) -> Option<String> {
 }
 
 /// The user dict of `/new_user` and `/login`, in the member order 1.2 emitted.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.1); clients read exactly these members.
 #[derive(Debug, Serialize)]
 pub struct User {
     /// Login name.
@@ -61,6 +63,8 @@ impl User {
 }
 
 /// The application dict of `/listapp` and `/createapp`.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.14).
 #[derive(Debug, Serialize)]
 pub struct Application {
     /// Id.
@@ -79,6 +83,8 @@ impl From<&model::Application> for Application {
 }
 
 /// The service dict: all eleven columns, always present, in 1.2's observed member order.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.6); `cpsclient` tabulates every member.
 #[derive(Debug, Serialize)]
 pub struct Service {
     /// VPN subnet.
@@ -125,6 +131,8 @@ impl From<&model::Service> for Service {
 }
 
 /// One entry of a manifest export.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.16).
 #[derive(Debug, Serialize)]
 pub struct ManifestService {
     /// Service name.
@@ -139,6 +147,8 @@ pub struct ManifestService {
 }
 
 /// The manifest export of `/download_manifest`; 1.2's own test compares it textually.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.16), member order included.
 #[derive(Debug, Serialize)]
 pub struct Manifest {
     /// Services.
@@ -216,6 +226,8 @@ pub fn jsonify<T: Serialize + ?Sized>(value: &T) -> String {
 }
 
 /// The error object: `{"error": true, "msg": ...}`.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §1.3); a success must never carry `msg`.
 #[derive(Debug, Serialize)]
 pub struct ErrorObject<'a> {
     /// Always true.
@@ -225,6 +237,8 @@ pub struct ErrorObject<'a> {
 }
 
 /// The callback result: `{"error": false}` / `{"error": true}` without `msg`.
+///
+/// Frozen: the 1.2 wire shape (`spec/director-api.md` §1.3).
 #[derive(Debug, Serialize)]
 pub struct CallbackResult {
     /// Whether the callback failed.

@@ -160,6 +160,8 @@ impl Templates {
 }
 
 /// One cloud section copied into the manager's config.cfg.
+///
+/// Frozen: an INI section is a name and its entries.
 #[derive(Debug, Clone)]
 pub struct CloudSection<'a> {
     /// Section name (`iaas`, or an `OTHER_CLOUDS` name).
@@ -170,6 +172,7 @@ pub struct CloudSection<'a> {
 
 /// The VPN lines appended to the `[manager]` section when a subnet was assigned.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VpnLines {
     /// `IPOP_SUBNET`.
     pub subnet: String,
@@ -184,8 +187,32 @@ pub struct VpnLines {
     pub bootstrap_nodes: Vec<String>,
 }
 
-/// What varies per service.
+impl VpnLines {
+    /// The lines of `subnet` with the manager at `ip_address`, in the application network
+    /// `base_ip`/`netmask` (the texts of [`ManagerVpnConfig`](crate::vpn::ManagerVpnConfig));
+    /// no bootstrap nodes.
+    pub fn new(
+        subnet: impl Into<String>,
+        ip_address: impl Into<String>,
+        base_ip: impl Into<String>,
+        netmask: impl Into<String>,
+    ) -> Self {
+        VpnLines {
+            subnet: subnet.into(),
+            ip_address: ip_address.into(),
+            base_ip: base_ip.into(),
+            netmask: netmask.into(),
+            bootstrap_nodes: Vec::new(),
+        }
+    }
+
+    setters! { bootstrap_nodes: Vec<String> }
+}
+
+/// What varies per service: [`ContextInput::new`], then
+/// [`certificates`](ContextInput::certificates) and the other setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ContextInput<'a> {
     /// `[director] DIRECTOR_URL`.
     pub director_url: &'a str,
@@ -207,6 +234,53 @@ pub struct ContextInput<'a> {
     pub clouds: &'a [CloudSection<'a>],
     /// VPN settings, when the service has a subnet.
     pub vpn: Option<&'a VpnLines>,
+}
+
+impl<'a> ContextInput<'a> {
+    /// The script of service `service_id` (a `service_type`) of user `user_id` in application
+    /// `app_id`, calling back at `director_url`; no clouds, no VPN.
+    ///
+    /// The three PEM texts start empty: set them with
+    /// [`certificates`](Self::certificates) before rendering, or the manager has no identity.
+    pub fn new(
+        director_url: &'a str,
+        service_type: &'a str,
+        service_id: i32,
+        user_id: i32,
+        app_id: i32,
+    ) -> Self {
+        ContextInput {
+            director_url,
+            service_type,
+            service_id,
+            user_id,
+            app_id,
+            manager_cert_pem: "",
+            manager_key_pem: "",
+            ca_cert_pem: "",
+            clouds: &[],
+            vpn: None,
+        }
+    }
+
+    /// Sets [`manager_cert_pem`](Self::manager_cert_pem),
+    /// [`manager_key_pem`](Self::manager_key_pem) and [`ca_cert_pem`](Self::ca_cert_pem).
+    pub fn certificates(
+        mut self,
+        manager_cert_pem: &'a str,
+        manager_key_pem: &'a str,
+        ca_cert_pem: &'a str,
+    ) -> Self {
+        self.manager_cert_pem = manager_cert_pem;
+        self.manager_key_pem = manager_key_pem;
+        self.ca_cert_pem = ca_cert_pem;
+        self
+    }
+
+    setters! {
+        clouds: &'a [CloudSection<'a>],
+        vpn: some &'a VpnLines,
+    }
 }
 
 /// Escapes what the VM's shell would expand inside the unquoted here-document: copied

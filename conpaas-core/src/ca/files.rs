@@ -20,6 +20,7 @@ const DIR_MODE: u32 = 0o700;
 
 /// The director's TLS material as read from `CERT_DIR`: its certificate and key (server and
 /// client side) and the CA certificate its peers must chain to.
+#[non_exhaustive]
 pub struct DirectorTlsFiles {
     /// `cert.pem`.
     pub cert_pem: Vec<u8>,
@@ -36,6 +37,15 @@ impl std::fmt::Debug for DirectorTlsFiles {
 }
 
 impl DirectorTlsFiles {
+    /// The three PEM texts, as held elsewhere than in a `CERT_DIR`.
+    pub fn new(cert_pem: Vec<u8>, key_pem: Vec<u8>, ca_cert_pem: Vec<u8>) -> Self {
+        DirectorTlsFiles {
+            cert_pem,
+            key_pem,
+            ca_cert_pem,
+        }
+    }
+
     /// Reads the three files of `cert_dir`; an error names the file that failed.
     pub fn read(cert_dir: &Path) -> Result<Self, Error> {
         let read = |name: &str| {

@@ -80,11 +80,27 @@ pub enum KeyAlgorithm {
 
 /// Where the CA lives and what it issues.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CaSettings {
     /// `CERT_DIR`: `ca_cert.pem`, `ca_key.pem`, `cert.pem`, `key.pem`.
     pub cert_dir: PathBuf,
     /// Key type for new keys.
     pub key_algorithm: KeyAlgorithm,
+}
+
+impl CaSettings {
+    /// The CA of `cert_dir`, issuing `key_algorithm` keys.
+    pub fn new(cert_dir: impl Into<PathBuf>, key_algorithm: KeyAlgorithm) -> Self {
+        CaSettings {
+            cert_dir: cert_dir.into(),
+            key_algorithm,
+        }
+    }
+
+    setters! {
+        cert_dir: into PathBuf,
+        key_algorithm: KeyAlgorithm,
+    }
 }
 
 /// Errors of this layer.

@@ -273,7 +273,11 @@ pub(crate) fn check_hostname(hostname: &str) -> Result<&str, Error> {
 ///
 /// Each field is the *first* occurrence of the attribute, as the 1.2 director read it
 /// (`spec/certificates.md` §10.2), decoded to text whatever its string type.
+///
+/// Read from a certificate ([`CertIdentity::parse`]); `Default` and the `with_*` setters
+/// build one to compare with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CertIdentity {
     /// `UID` (0.9.2342.19200300.100.1.1): the owning user's id, as text (typed:
     /// [`CertIdentity::user_id`]).
@@ -289,6 +293,30 @@ pub struct CertIdentity {
 }
 
 impl CertIdentity {
+    /// Sets [`uid`](Self::uid).
+    pub fn with_uid(mut self, uid: impl Into<String>) -> Self {
+        self.uid = Some(uid.into());
+        self
+    }
+
+    /// Sets [`service_locator`](Self::service_locator).
+    pub fn with_service_locator(mut self, service_locator: impl Into<String>) -> Self {
+        self.service_locator = Some(service_locator.into());
+        self
+    }
+
+    /// Sets [`role`](Self::role) (the field; [`CertIdentity::role`] reads it typed).
+    pub fn with_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// Sets [`cn`](Self::cn).
+    pub fn with_cn(mut self, cn: impl Into<String>) -> Self {
+        self.cn = Some(cn.into());
+        self
+    }
+
     /// The `UID` as a user id, read as 1.2 read it (Python's `int()`); `None` when absent or
     /// not an integer that fits.
     pub fn user_id(&self) -> Option<UserId> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::Error;
+use super::{Certificates, Error};
 use crate::ca::CertInfo;
 
 /// The members of `/getcerts`' archive, written under these names.
@@ -24,6 +24,7 @@ pub struct ConfDir {
 
 /// What `target`, `username` and `password` hold.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Credentials {
     /// The director's URL, `https://host:5555`, without a trailing `/`.
     pub target: String,
@@ -33,8 +34,10 @@ pub struct Credentials {
     pub password: SecretString,
 }
 
-/// The user's certificate and key, and the CA certificate, as PEM.
+/// The user's certificate and key, and the CA certificate, as PEM: read from a
+/// [`ConfDir`] ([`ConfDir::identity`]) or from memory ([`Identity::from_pem`]).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Identity {
     /// `cert.pem`.
     pub cert_pem: Vec<u8>,
@@ -54,6 +57,50 @@ impl std::fmt::Debug for Identity {
             .field("uid", &self.uid)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The director at `target` (`https://host:5555`; a trailing `/` is dropped) for
+    /// `username` with `password`.
+    pub fn new(target: &str, username: impl Into<String>, password: SecretString) -> Self {
+        Credentials {
+            target: target.trim().trim_end_matches('/').to_owned(),
+            username: username.into(),
+            password,
+        }
+    }
+}
+
+impl Identity {
+    /// The identity of `cert_pem` (its `UID` and end of validity read from it), with its
+    /// private key and the CA certificate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Certificate`] when `cert_pem` is not a certificate.
+    pub fn from_pem(cert_pem: Vec<u8>, key_pem: SecretString, ca_pem: Vec<u8>) -> Result<Self, Error> {
+        Identity::read(cert_pem, key_pem, ca_pem, Path::new(CERT_FILES[0]))
+    }
+
+    /// [`Identity::from_pem`], an error naming `cert_path`.
+    fn read(
+        cert_pem: Vec<u8>,
+        key_pem: SecretString,
+        ca_pem: Vec<u8>,
+        cert_path: &Path,
+    ) -> Result<Self, Error> {
+        let info = CertInfo::parse(&cert_pem).map_err(|source| Error::Certificate {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+        Ok(Identity {
+            cert_pem,
+            key_pem,
+            ca_pem,
+            uid: info.identity.uid.unwrap_or_default(),
+            not_after: info.not_after,
+        })
     }
 }
 
@@ -129,11 +176,11 @@ impl ConfDir {
         let Some(target) = self.read("target")? else {
             return Err(Error::NoCredentials(self.path.clone()));
         };
-        Ok(Credentials {
-            target: target.trim().trim_end_matches('/').to_owned(),
-            username: self.read("username")?.unwrap_or_default(),
-            password: self.read("password")?.unwrap_or_default().into(),
-        })
+        Ok(Credentials::new(
+            &target,
+            self.read("username")?.unwrap_or_default(),
+            self.read("password")?.unwrap_or_default().into(),
+        ))
     }
 
     /// Stores the three files of [`Credentials`].
@@ -161,45 +208,36 @@ impl ConfDir {
         }
         let [cert, key, ca] =
             <[String; 3]>::try_from(pems).map_err(|_| Error::NoCredentials(self.path.clone()))?;
-        let info = CertInfo::parse(cert.as_bytes()).map_err(|source| Error::Certificate {
-            path: self.file("cert.pem"),
-            source,
-        })?;
-        if info.not_after < Utc::now() {
+        let identity = Identity::read(
+            cert.into_bytes(),
+            key.into(),
+            ca.into_bytes(),
+            &self.file("cert.pem"),
+        )?;
+        if identity.not_after < Utc::now() {
             return Err(Error::CertificateExpired {
                 path: self.file("cert.pem"),
-                not_after: info.not_after,
+                not_after: identity.not_after,
             });
         }
-        Ok(Identity {
-            cert_pem: cert.into_bytes(),
-            key_pem: key.into(),
-            ca_pem: ca.into_bytes(),
-            uid: info.identity.uid.unwrap_or_default(),
-            not_after: info.not_after,
-        })
+        Ok(identity)
     }
 
     /// Extracts `/getcerts`' archive: its three members, each 0600. Anything else in the
     /// archive is ignored, and a member name is never used as a path.
     pub fn store_certificates(&self, zip_bytes: &[u8]) -> Result<(), Error> {
-        let bad = |reason: String| Error::Answer(format!("the certificate archive: {reason}"));
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
-            .map_err(|error| bad(error.to_string()))?;
-        let mut members = Vec::new();
-        for name in CERT_FILES {
-            let mut member = archive
-                .by_name(name)
-                .map_err(|_| bad(format!("no {name}")))?;
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut member, &mut bytes)
-                .map_err(|error| bad(error.to_string()))?;
-            members.push((name, bytes));
-        }
-        for (name, bytes) in members {
-            self.write(name, &bytes)?;
-        }
-        Ok(())
+        self.write_certificates(&Certificates::from_zip(zip_bytes)?)
+    }
+
+    /// Writes `cert.pem`, `key.pem` and `ca_cert.pem`, each 0600.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::File`] naming the file that could not be written.
+    pub fn write_certificates(&self, certificates: &Certificates) -> Result<(), Error> {
+        self.write("cert.pem", &certificates.cert_pem)?;
+        self.write("key.pem", certificates.key_pem.expose_secret().as_bytes())?;
+        self.write("ca_cert.pem", &certificates.ca_cert_pem)
     }
 }
 

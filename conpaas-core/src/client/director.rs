@@ -13,11 +13,13 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
+use super::answers::{self, Application, Certificates, Manifest, Service, User};
 use super::{Error, Identity, TransportProblem};
 use crate::manager_client::signatures::HandshakeSignatures;
 
 /// How the director's certificate is trusted.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Trust {
     /// It must chain to this CA (PEM) and name the URL's host.
     Ca(Vec<u8>),
@@ -29,50 +31,12 @@ pub enum Trust {
 
 /// An answer of the director: JSON, or bytes that are not JSON (the archive).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Answer {
     /// A JSON answer that is not an error object.
     Json(Value),
     /// A body that is not JSON.
     Raw(Vec<u8>),
-}
-
-/// One service as `/list` gives it (the fields the client uses; the rest is kept in `raw`).
-#[derive(Debug, Clone)]
-pub struct Service {
-    /// `sid`.
-    pub sid: i64,
-    /// `type`, lowercase (1.2 lower-cased it to pick the module).
-    pub service_type: String,
-    /// `name`.
-    pub name: String,
-    /// `manager`: the manager's address (IP or host name).
-    pub manager: String,
-    /// `application_id`.
-    pub application_id: Option<i64>,
-    /// The whole object.
-    pub raw: Value,
-}
-
-impl Service {
-    fn from_json(value: Value) -> Result<Service, Error> {
-        let bad = || Error::Answer(format!("a service without an integer sid: {value}"));
-        let sid = value.get("sid").and_then(Value::as_i64).ok_or_else(bad)?;
-        let text = |key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Ok(Service {
-            sid,
-            service_type: text("type").to_lowercase(),
-            name: text("name"),
-            manager: text("manager"),
-            application_id: value.get("application_id").and_then(Value::as_i64),
-            raw: value,
-        })
-    }
 }
 
 /// The director's client for one user.
@@ -300,15 +264,20 @@ impl DirectorClient {
         )
     }
 
-    /// `POST /login`: the user object, or [`Error::Refused`] for a wrong user name or password.
-    pub async fn login(&self) -> Result<Value, Error> {
+    /// `POST /login`: the user.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] for a wrong user name or password, [`Error::Answer`] for an answer
+    /// that is not a user; the transport's errors as [`call`](Self::call).
+    pub async fn login(&self) -> Result<User, Error> {
         match self.json("login", true, &[]).await? {
             Value::Bool(false) => Err(Error::Refused("authentication failure".into())),
-            user => Ok(user),
+            user => answers::typed("login", user),
         }
     }
 
-    /// `POST /getcerts`: the archive's bytes.
+    /// `POST /getcerts`: the archive's bytes (see [`certificates`](Self::certificates)).
     pub async fn getcerts(&self) -> Result<Vec<u8>, Error> {
         match self.call("getcerts", true, &[]).await? {
             Answer::Raw(bytes) => Ok(bytes),
@@ -316,20 +285,43 @@ impl DirectorClient {
         }
     }
 
-    /// `POST /listapp`: the applications (`aid`, `name`).
-    pub async fn listapp(&self) -> Result<Vec<Value>, Error> {
+    /// `POST /getcerts`, the archive read: a new certificate and key, and the CA certificate.
+    ///
+    /// # Errors
+    ///
+    /// As [`getcerts`](Self::getcerts), and [`Error::Answer`] for an archive without its
+    /// three members.
+    pub async fn certificates(&self) -> Result<Certificates, Error> {
+        Certificates::from_zip(&self.getcerts().await?)
+    }
+
+    /// `POST /listapp`: the applications.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] when the director answers `false`, [`Error::Answer`] for another
+    /// shape; the transport's errors as [`call`](Self::call).
+    pub async fn listapp(&self) -> Result<Vec<Application>, Error> {
         match self.json("listapp", true, &[]).await? {
-            Value::Array(apps) => Ok(apps),
+            Value::Array(apps) => apps
+                .into_iter()
+                .map(|app| answers::typed("listapp", app))
+                .collect(),
             Value::Bool(false) => Err(Error::Refused("the director refused listapp".into())),
             other => Err(Error::Answer(format!("listapp answered {other}"))),
         }
     }
 
-    /// `POST /createapp`: the new application (`aid`, `name`).
-    pub async fn createapp(&self, name: &str) -> Result<Value, Error> {
+    /// `POST /createapp`: the new application.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] when the director answers `false` or an error object (a name
+    /// already taken); [`Error::Answer`] for another shape.
+    pub async fn createapp(&self, name: &str) -> Result<Application, Error> {
         match self.json("createapp", true, &[("name", name)]).await? {
             Value::Bool(false) => Err(Error::Refused("the director refused createapp".into())),
-            app => Ok(app),
+            app => answers::typed("createapp", app),
         }
     }
 
@@ -351,7 +343,10 @@ impl DirectorClient {
             None => "list".to_owned(),
         };
         match self.json(&route, true, &[]).await? {
-            Value::Array(services) => services.into_iter().map(Service::from_json).collect(),
+            Value::Array(services) => services
+                .into_iter()
+                .map(|service| answers::typed("a service", service))
+                .collect(),
             Value::Bool(false) => Err(Error::Refused(format!("the director refused {route}"))),
             other => Err(Error::Answer(format!("{route} answered {other}"))),
         }
@@ -384,7 +379,7 @@ impl DirectorClient {
         }
         match self.json(&route, true, &fields).await? {
             Value::Bool(false) => Err(Error::Refused(format!("the director refused {route}"))),
-            service => Service::from_json(service),
+            service => answers::typed("a service", service),
         }
     }
 
@@ -404,14 +399,20 @@ impl DirectorClient {
             .await
     }
 
-    /// `POST /download_manifest/<aid>`: the manifest.
-    pub async fn download_manifest(&self, aid: i64) -> Result<Value, Error> {
+    /// `POST /download_manifest/<aid>`: the application as a manifest (its `raw` is the text
+    /// `/upload_manifest` takes back).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] when the application is not the user's, [`Error::Answer`] for
+    /// another shape.
+    pub async fn download_manifest(&self, aid: i64) -> Result<Manifest, Error> {
         match self
             .json(&format!("download_manifest/{aid}"), true, &[])
             .await?
         {
             Value::Bool(false) => Err(Error::Refused("failed downloading manifest file".into())),
-            manifest => Ok(manifest),
+            manifest => answers::typed("download_manifest", manifest),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! manager's certificate is checked as 1.2 checked it (the CA, `role=manager` and the user's
 //! `UID`); an expired user certificate is reported before it is refused.
 
+mod answers;
 mod confdir;
 mod director;
 mod manager;
@@ -17,8 +18,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+pub use answers::{Application, Certificates, Manifest, ManifestService, Service, User};
 pub use confdir::{CERT_FILES, ConfDir, Credentials, Identity};
-pub use director::{Answer, DIRECTOR_TIMEOUT, DirectorClient, Service, Trust};
+pub use director::{Answer, DIRECTOR_TIMEOUT, DirectorClient, Trust};
 pub use manager::{MANAGER_PORT, Managers, TASKFARM_PORT};
 
 /// What went wrong in a client call.

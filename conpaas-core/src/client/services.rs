@@ -36,6 +36,7 @@ impl Param {
 
 /// One positional argument.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Arg {
     /// Its name in the usage line (`COUNT`, `FILE`).
     pub name: &'static str,
@@ -92,8 +93,9 @@ pub enum Show {
     Own,
 }
 
-/// One command for some service types.
+/// One command for some service types: an entry of [`COMMANDS`].
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ServiceCommand {
     /// The command's name, as in 1.2.
     pub name: &'static str,
@@ -372,6 +374,7 @@ pub fn usage(service_type: &str) -> Vec<String> {
 
 /// What a command gives: a text for people and the same as JSON.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// Lines for a terminal.
     pub text: String,

@@ -76,11 +76,11 @@ impl Cloud for DummyCloud {
         })
         .await
         .map_err(|join| Error::Unavailable(join.to_string()))??;
-        Ok(Node {
+        Ok(Node::new(
             vmid,
-            public_ip: DUMMY_MANAGER_IP.to_owned(),
-            private_ip: Some(DUMMY_MANAGER_IP.to_owned()),
-        })
+            DUMMY_MANAGER_IP,
+            Some(DUMMY_MANAGER_IP.to_owned()),
+        ))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), Error> {

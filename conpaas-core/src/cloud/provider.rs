@@ -2,8 +2,10 @@
 
 use async_trait::async_trait;
 
-/// What the director asks a cloud for: one manager VM.
+/// What the director asks a cloud for: one manager VM. A driver's tests build one with
+/// [`NodeRequest::new`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NodeRequest {
     /// VM name, `conpaas-manager-<type>-u<uid>-s<sid>` as in 1.2.
     pub name: String,
@@ -15,8 +17,35 @@ pub struct NodeRequest {
     pub tags: Vec<(String, String)>,
 }
 
-/// A VM the cloud created.
+impl NodeRequest {
+    /// A request for the VM `name` booting `user_data`, made idempotent by `client_token`;
+    /// no tags.
+    pub fn new(
+        name: impl Into<String>,
+        user_data: impl Into<String>,
+        client_token: impl Into<String>,
+    ) -> Self {
+        NodeRequest {
+            name: name.into(),
+            user_data: user_data.into(),
+            client_token: client_token.into(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds the tag `key` = `value` after those already set.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    setters! { tags: Vec<(String, String)> }
+}
+
+/// A VM the cloud created: what a driver's [`Cloud::create_node`] answers, built with
+/// [`Node::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Node {
     /// The cloud's id of the VM (EC2 instance id, OpenNebula number, dummy id).
     pub vmid: String,
@@ -24,6 +53,21 @@ pub struct Node {
     pub public_ip: String,
     /// Private address, when the cloud gives one.
     pub private_ip: Option<String>,
+}
+
+impl Node {
+    /// The VM `vmid` at `public_ip`, and at `private_ip` when the cloud gives one.
+    pub fn new(
+        vmid: impl Into<String>,
+        public_ip: impl Into<String>,
+        private_ip: Option<String>,
+    ) -> Self {
+        Node {
+            vmid: vmid.into(),
+            public_ip: public_ip.into(),
+            private_ip,
+        }
+    }
 }
 
 /// A VM as [`Cloud::list_nodes`] lists it: one this installation created.

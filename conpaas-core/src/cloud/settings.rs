@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+/// How long a new VM may take to get its address when `BOOT_TIMEOUT` is not set: 300 s.
+pub(crate) const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// One cloud the director can start managers on: `[iaas]` or a section named in `OTHER_CLOUDS`.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct CloudSettings {
     /// The section name, which is also the name stored in `service.cloud`:
     /// [`CloudSettings::DEFAULT_SECTION`] (`iaas`) for the default cloud, which
@@ -27,6 +31,18 @@ pub struct CloudSettings {
 impl CloudSettings {
     /// The section of the default cloud.
     pub const DEFAULT_SECTION: &'static str = "iaas";
+
+    /// The cloud `name` (its section's name) with its driver's settings and no section to
+    /// copy into managers' `config.cfg` (set it with [`section`](Self::section)).
+    pub fn new(name: impl Into<String>, driver: DriverSettings) -> Self {
+        CloudSettings {
+            name: name.into(),
+            driver,
+            section: Vec::new(),
+        }
+    }
+
+    setters! { section: Vec<(String, String)> }
 
     /// Whether this is the default cloud (`[iaas]`).
     pub fn is_default(&self) -> bool {
@@ -74,6 +90,7 @@ impl DriverSettings {
 
 /// The keys of an EC2 cloud section (`spec/config.md` §6.1, `spec/clouds.md` §6).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Ec2Settings {
     /// `USER`: the AWS access key id.
     pub access_key_id: String,
@@ -99,6 +116,7 @@ pub struct Ec2Settings {
 
 /// An EC2 region as `REGION` names it: the endpoint host `ec2.<region>.amazonaws.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Ec2Region {
     /// The region, e.g. `us-east-1`.
     pub name: String,
@@ -114,6 +132,15 @@ impl Ec2Region {
         "ec2.eu-west-1.amazonaws.com",
     ];
 
+    /// The region `name` (`us-east-1`), at the endpoint host `ec2.<name>.amazonaws.com`.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Ec2Region {
+            endpoint_host: format!("ec2.{name}.amazonaws.com"),
+            name,
+        }
+    }
+
     /// Whether 1.2 managers, which get this section copied, can use this region.
     pub fn is_known_to_1_2(&self) -> bool {
         Self::KNOWN_TO_1_2.contains(&self.endpoint_host.as_str())
@@ -122,6 +149,7 @@ impl Ec2Region {
 
 /// The keys of an OpenNebula (OCCI) cloud section (`spec/config.md` §6.2, `spec/clouds.md` §7).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct OpenNebulaSettings {
     /// `URL`: the OCCI server; as in 1.2 only scheme, host and port are used.
     pub url: EndpointUrl,
@@ -159,6 +187,63 @@ pub struct OpenNebulaSettings {
 impl OpenNebulaSettings {
     /// `OS_ARCH` when director.cfg has none: OpenNebula's KVM default would be i686.
     pub const DEFAULT_OS_ARCH: &'static str = "x86_64";
+
+    /// The OCCI server at `url` with `user`'s account, starting VMs from the image `image_id`
+    /// on the virtual network `network_id`.
+    ///
+    /// The rest starts as: [`InstanceType::Small`], the VM's gateway, netmask and name server
+    /// `0.0.0.0` (set them with [`vm_network`](Self::vm_network) unless the image finds its
+    /// own), [`DEFAULT_OS_ARCH`](Self::DEFAULT_OS_ARCH), devices `sda`, `sda` and `sr0`, no
+    /// XML-RPC URL, a boot timeout of 300 s.
+    pub fn new(
+        url: EndpointUrl,
+        user: impl Into<String>,
+        password: SecretString,
+        image_id: u64,
+        network_id: u64,
+    ) -> Self {
+        OpenNebulaSettings {
+            url,
+            user: user.into(),
+            password,
+            image_id,
+            instance_type: InstanceType::Small,
+            network_id,
+            gateway: Ipv4Addr::UNSPECIFIED,
+            netmask: Ipv4Addr::UNSPECIFIED,
+            nameserver: Ipv4Addr::UNSPECIFIED,
+            os_arch: Self::DEFAULT_OS_ARCH.to_owned(),
+            os_root: "sda".to_owned(),
+            disk_target: "sda".to_owned(),
+            context_target: "sr0".to_owned(),
+            xmlrpc: None,
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+        }
+    }
+
+    /// Sets the VM's [`gateway`](Self::gateway), [`netmask`](Self::netmask) and
+    /// [`nameserver`](Self::nameserver) (`NET_GATEWAY`, `NET_NETMASK`, `NET_NAMESERVER`).
+    pub fn vm_network(mut self, gateway: Ipv4Addr, netmask: Ipv4Addr, nameserver: Ipv4Addr) -> Self {
+        self.gateway = gateway;
+        self.netmask = netmask;
+        self.nameserver = nameserver;
+        self
+    }
+
+    setters! {
+        url: EndpointUrl,
+        user: into String,
+        password: SecretString,
+        image_id: u64,
+        instance_type: InstanceType,
+        network_id: u64,
+        os_arch: into String,
+        os_root: into String,
+        disk_target: into String,
+        context_target: into String,
+        xmlrpc: some into String,
+        boot_timeout: Duration,
+    }
 }
 
 /// The instance types 1.2's OpenNebula driver knows (`INST_TYPE`).
@@ -202,6 +287,8 @@ impl fmt::Display for InstanceType {
 }
 
 /// `http` or `https`.
+///
+/// Frozen: the two schemes the cloud APIs are reached by; another would be another driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UrlScheme {
     /// Plain HTTP, port 80 by default.
@@ -230,6 +317,7 @@ impl UrlScheme {
 
 /// Where a cloud API listens: scheme, host and optional port, without a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct EndpointUrl {
     /// `http` or `https`.
     pub scheme: UrlScheme,
@@ -240,6 +328,15 @@ pub struct EndpointUrl {
 }
 
 impl EndpointUrl {
+    /// `scheme://host[:port]`; `host` is a DNS name or an IP address (IPv6 without brackets).
+    pub fn new(scheme: UrlScheme, host: impl Into<String>, port: Option<u16>) -> Self {
+        EndpointUrl {
+            scheme,
+            host: host.into(),
+            port,
+        }
+    }
+
     /// The port to connect to.
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(self.scheme.default_port())
@@ -252,6 +349,44 @@ impl EndpointUrl {
 }
 
 impl Ec2Settings {
+    /// The account `access_key_id` (with its secret) starting instances of `image_id`
+    /// (an AMI) and type `size_id` in `region`, in the security group
+    /// `security_group_name`, with the key pair `key_name`; the region's own endpoint and a
+    /// boot timeout of 300 s.
+    pub fn new(
+        access_key_id: impl Into<String>,
+        secret_access_key: SecretString,
+        image_id: impl Into<String>,
+        size_id: impl Into<String>,
+        security_group_name: impl Into<String>,
+        key_name: impl Into<String>,
+        region: Ec2Region,
+    ) -> Self {
+        Ec2Settings {
+            access_key_id: access_key_id.into(),
+            secret_access_key,
+            image_id: image_id.into(),
+            size_id: size_id.into(),
+            security_group_name: security_group_name.into(),
+            key_name: key_name.into(),
+            region,
+            endpoint: None,
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+        }
+    }
+
+    setters! {
+        access_key_id: into String,
+        secret_access_key: SecretString,
+        image_id: into String,
+        size_id: into String,
+        security_group_name: into String,
+        key_name: into String,
+        region: Ec2Region,
+        endpoint: some EndpointUrl,
+        boot_timeout: Duration,
+    }
+
     /// Where the EC2 API is: the `ENDPOINT` override, else `https://<REGION host>`.
     pub fn api_url(&self) -> String {
         match &self.endpoint {

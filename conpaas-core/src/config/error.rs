@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// `line` is the key's line, or the section header's line for a missing key;
 /// it is `None` when the section itself is missing (or for the whole file).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Location {
     /// The file, as given (not just its name).
     pub file: PathBuf,
@@ -57,6 +58,7 @@ impl fmt::Display for Location {
 
 /// One thing wrong in director.cfg. Displays as `FILE:LINE: [section] KEY: message`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Problem {
     /// Where.
     pub location: Location,
@@ -119,6 +121,7 @@ pub enum ProblemKind {
 ///
 /// Displays like a [`Problem`]; the binaries log these at `warn`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Warning {
     /// Where.
     pub location: Location,

@@ -54,7 +54,7 @@ pub const DEFAULT_DATA_DIR: &str = "conpaas-data";
 /// `DIRECTOR_URL` of a generated director.cfg.
 pub const DEFAULT_DIRECTOR_URL: &str = "https://localhost:5555";
 /// `[director] DB_MAX_CONNECTIONS` when absent.
-pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = crate::store::StoreSettings::DEFAULT_MAX_CONNECTIONS;
 /// `[director] MANAGER_PORT` when absent: managers serve HTTPS on 443.
 pub const DEFAULT_MANAGER_PORT: u16 = 443;
 /// `[director] MAINTENANCE_INTERVAL` when absent: reconciliation and the reaper every 5 min.
@@ -128,7 +128,7 @@ pub fn default_max_anonymous_connections(max_connections: usize) -> usize {
 
 /// A cloud's `BOOT_TIMEOUT` when absent: 1.2 gave up on a VM without an
 /// address after about five minutes (and then, unlike us, started another).
-pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_BOOT_TIMEOUT: Duration = crate::cloud::settings::DEFAULT_BOOT_TIMEOUT;
 
 /// `[director] METRICS_ALLOW` when absent: loopback only (`127.0.0.0/8`, `::1`).
 pub fn default_metrics_allow() -> Vec<ipnet::IpNet> {

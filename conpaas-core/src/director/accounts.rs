@@ -13,6 +13,7 @@ pub const ADDUSER_DEFAULT_CREDIT: Credit = Credit(50);
 
 /// A new account as the operator or the frontend gives it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct NewAccount {
     /// Login name.
     pub username: String,
@@ -28,6 +29,33 @@ pub struct NewAccount {
     pub password: SecretString,
     /// Initial credit.
     pub credit: Credit,
+}
+
+impl NewAccount {
+    /// The account `username` (e-mail `email`) with `password` and `credit`; no names or
+    /// affiliation (set them with the setters).
+    pub fn new(
+        username: impl Into<String>,
+        email: impl Into<String>,
+        password: SecretString,
+        credit: Credit,
+    ) -> Self {
+        NewAccount {
+            username: username.into(),
+            email: email.into(),
+            fname: None,
+            lname: None,
+            affiliation: None,
+            password,
+            credit,
+        }
+    }
+
+    setters! {
+        fname: some into String,
+        lname: some into String,
+        affiliation: some into String,
+    }
 }
 
 /// Creates a user and their default application `New Application` in one transaction.

@@ -33,6 +33,7 @@ pub const DEFAULT_KEY_POOL: usize = 8;
 /// (and, for the `api::server` listener, its server identity). Must be issued by the
 /// director's CA with `role=frontend` (as [`CertificateAuthority::issue_director_cert`] does).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct TlsIdentity {
     /// The certificate (chain), PEM.
     pub cert_pem: String,

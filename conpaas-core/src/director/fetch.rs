@@ -21,8 +21,9 @@ pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// How many redirects a download follows, each hop checked as the first URL.
 const MAX_REDIRECTS: usize = 5;
 
-/// What the director may download.
+/// What the director may download: [`DownloadPolicy::recommended`] and the setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DownloadPolicy {
     /// Allow loopback, private, shared, link-local and unique-local addresses
     /// (`[director] MANIFEST_ALLOW_PRIVATE_URLS`). Cloud metadata addresses stay refused.
@@ -41,6 +42,12 @@ impl DownloadPolicy {
             max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             timeout: DEFAULT_DOWNLOAD_TIMEOUT,
         }
+    }
+
+    setters! {
+        allow_private: bool,
+        max_bytes: u64,
+        timeout: Duration,
     }
 }
 
@@ -105,6 +112,7 @@ impl FetchError {
 
 /// A downloaded file.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Download {
     /// The last segment of the URL's path (1.2 sent it as the file name), or `fallback`.
     pub file_name: String,

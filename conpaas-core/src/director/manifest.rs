@@ -44,8 +44,9 @@ pub const DEFAULT_MAX_JOBS_PER_USER: usize = 4;
 /// path inside the agents' ConPaaS tree).
 const FPM_TEMPLATE: &str = "/root/ConPaaS/src/conpaas/services/webservers/etc/fpm.tmpl";
 
-/// How manifests are processed.
+/// How manifests are processed: [`ManifestSettings::recommended`] and the setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ManifestSettings {
     /// The delay between two `get_service_info` polls of a manager not yet in the wanted state
     /// (or not answering).
@@ -80,10 +81,20 @@ impl ManifestSettings {
             download: DownloadPolicy::recommended(false),
         }
     }
+
+    setters! {
+        poll_interval: Duration,
+        state_timeout: Duration,
+        volume_delay: Duration,
+        max_jobs_per_user: usize,
+        download: DownloadPolicy,
+    }
 }
 
-/// A manifest as the api layer read it from the JSON text.
+/// A manifest as the api layer read it from the JSON text, or as an embedder builds it for
+/// [`Director::prepare_manifest`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Manifest {
     /// `Application`, as text; `None` when absent or empty.
     pub application: Option<String>,
@@ -91,9 +102,20 @@ pub struct Manifest {
     pub services: Vec<ManifestService>,
 }
 
+impl Manifest {
+    /// The application `application` (`None`: 1.2's unnamed one) with `services`, in order.
+    pub fn new(application: Option<String>, services: Vec<ManifestService>) -> Self {
+        Manifest {
+            application,
+            services,
+        }
+    }
+}
+
 /// One entry of `Services`. Optional members are `None` when absent or falsy, as 1.2 tested
 /// them (`if json.get(key)`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ManifestService {
     /// `Type` (not empty).
     pub service_type: String,
@@ -119,8 +141,41 @@ pub struct ManifestService {
     pub unreadable: Vec<Unreadable>,
 }
 
+impl ManifestService {
+    /// A service of `service_type` on the `default` cloud, nothing else set.
+    pub fn new(service_type: impl Into<String>) -> Self {
+        ManifestService {
+            service_type: service_type.into(),
+            cloud: "default".to_owned(),
+            name: None,
+            archive: None,
+            startup_script: None,
+            start: false,
+            startup_instances: None,
+            password: None,
+            dump: None,
+            volume_startup: None,
+            unreadable: Vec::new(),
+        }
+    }
+
+    setters! {
+        cloud: into String,
+        name: some into String,
+        archive: some into String,
+        startup_script: some into String,
+        start: bool,
+        startup_instances: some Vec<(String, String)>,
+        password: some SecretString,
+        dump: some into String,
+        volume_startup: some VolumeStartup,
+        unreadable: Vec<Unreadable>,
+    }
+}
+
 /// `VolumeStartup`'s members; `None` when absent (sent as `null`, as 1.2 did).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VolumeStartup {
     /// `volumeName`.
     pub volume_name: Option<String>,
@@ -128,13 +183,28 @@ pub struct VolumeStartup {
     pub owner: Option<String>,
 }
 
+impl VolumeStartup {
+    /// The volume `volume_name` of `owner`, each `None` when absent.
+    pub fn new(volume_name: Option<String>, owner: Option<String>) -> Self {
+        VolumeStartup { volume_name, owner }
+    }
+}
+
 /// A manifest member of the wrong shape (1.2 failed with a 500 when it reached one).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Unreadable {
     /// The key (`Archive`, `StartupInstances`, ...).
     pub key: &'static str,
     /// What it should have been (`a URL`, `an object`).
     pub expected: &'static str,
+}
+
+impl Unreadable {
+    /// The member `key` is not `expected` (`a URL`, `an object`).
+    pub fn new(key: &'static str, expected: &'static str) -> Self {
+        Unreadable { key, expected }
+    }
 }
 
 /// Why a manifest stopped: the `msg` of the error object answered to the user.

@@ -16,6 +16,7 @@ use super::{Director, Error, parse_int};
 
 /// What `/start` asks for.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StartRequest {
     /// The caller.
     pub uid: UserId,
@@ -25,6 +26,24 @@ pub struct StartRequest {
     pub cloud: String,
     /// The `appid` parameter, as sent; `None` or empty means the default application.
     pub appid: Option<String>,
+}
+
+impl StartRequest {
+    /// `uid` starts a service of `service_type` on the `default` cloud, in their default
+    /// application.
+    pub fn new(uid: UserId, service_type: impl Into<String>) -> Self {
+        StartRequest {
+            uid,
+            service_type: service_type.into(),
+            cloud: "default".to_owned(),
+            appid: None,
+        }
+    }
+
+    setters! {
+        cloud: into String,
+        appid: some into String,
+    }
 }
 
 /// The one credit a service start costs (the first hour of its manager).
@@ -254,18 +273,21 @@ impl Director {
             (Some(plan), Some(text)) => {
                 let subnet = vpn::parse_recorded_subnet(text).map_err(Error::from)?;
                 let config = plan.manager_vpn_config(subnet).map_err(Error::from)?;
-                Some(VpnLines {
-                    subnet: config.ipop_subnet.to_string(),
-                    ip_address: config.ipop_ip_address.to_string(),
-                    base_ip: config.ipop_base_ip,
-                    netmask: config.ipop_netmask,
-                    bootstrap_nodes: self
-                        .inner
-                        .vpn_bootstrap_nodes
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                })
+                Some(
+                    VpnLines::new(
+                        config.ipop_subnet.to_string(),
+                        config.ipop_ip_address.to_string(),
+                        config.ipop_base_ip,
+                        config.ipop_netmask,
+                    )
+                    .bootstrap_nodes(
+                        self.inner
+                            .vpn_bootstrap_nodes
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
+                    ),
+                )
             }
             _ => None,
         };
@@ -283,36 +305,33 @@ impl Director {
             key.expose_secret().to_owned()
         });
         let service_type = service.service_type.clone().unwrap_or_default();
-        let user_data = bootstrap::render(
-            templates,
-            &ContextInput {
-                director_url,
-                service_type: &service_type,
-                service_id: sid.0,
-                user_id: uid.0,
-                app_id: service.application_id.0,
-                manager_cert_pem: &manager_cert.cert_pem,
-                manager_key_pem: key_pem.as_deref().unwrap_or_default(),
-                ca_cert_pem: self.ca_cert_pem(),
-                clouds: &sections,
-                vpn: vpn_lines.as_ref(),
-            },
+        let mut input = ContextInput::new(
+            director_url,
+            &service_type,
+            sid.0,
+            uid.0,
+            service.application_id.0,
         )
+        .certificates(
+            &manager_cert.cert_pem,
+            key_pem.as_deref().unwrap_or_default(),
+            self.ca_cert_pem(),
+        )
+        .clouds(&sections);
+        if let Some(lines) = &vpn_lines {
+            input = input.vpn(lines);
+        }
+        let user_data = bootstrap::render(templates, &input)
         .map_err(Error::from)?;
-        let request = NodeRequest {
-            name: format!("conpaas-manager-{service_type}-u{uid}-s{sid}"),
+        let request = NodeRequest::new(
+            format!("conpaas-manager-{service_type}-u{uid}-s{sid}"),
             user_data,
-            client_token: self.client_token(sid),
-            tags: vec![
-                (
-                    "ConPaaS-Director".into(),
-                    self.inner.installation_tag.clone(),
-                ),
-                ("ConPaaS-User".into(), uid.to_string()),
-                ("ConPaaS-App".into(), service.application_id.to_string()),
-                ("ConPaaS-Service".into(), sid.to_string()),
-            ],
-        };
+            self.client_token(sid),
+        )
+        .tag("ConPaaS-Director", self.inner.installation_tag.clone())
+        .tag("ConPaaS-User", uid.to_string())
+        .tag("ConPaaS-App", service.application_id.to_string())
+        .tag("ConPaaS-Service", sid.to_string());
         let node = match tokio::time::timeout(self.inner.start_timeout, cloud.create_node(request))
             .await
         {

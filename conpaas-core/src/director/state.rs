@@ -25,12 +25,11 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a manager has to answer the director (1.2 waited forever).
 pub const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The director's shared state. Cheap to clone (everything inside is shared).
-///
 /// How many applications and services each user may have (`[director]
 /// MAX_APPLICATIONS_PER_USER`, `MAX_SERVICES_PER_USER`); `None` = no cap (embedders only:
 /// director.cfg always sets one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserLimits {
     /// Applications per user, the default `New Application` included.
     pub max_applications: Option<u32>,
@@ -47,8 +46,23 @@ impl UserLimits {
             max_services: Some(crate::config::DEFAULT_MAX_SERVICES_PER_USER),
         }
     }
+
+    /// No cap at all.
+    pub fn unlimited() -> Self {
+        UserLimits {
+            max_applications: None,
+            max_services: None,
+        }
+    }
+
+    setters! {
+        max_applications: Option<u32>,
+        max_services: Option<u32>,
+    }
 }
 
+/// The director's shared state. Cheap to clone (everything inside is shared).
+///
 /// Made by [`Director::builder`] from typed parts, or by [`Director::open`] from a
 /// director.cfg.
 #[derive(Debug, Clone)]

@@ -65,8 +65,9 @@ pub const TRUST_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const MAX_TRUSTED_ACCOUNTS: usize = 100_000;
 
 /// How the login throttle counts (see docs/operations.md, "Password guessing"); tests and
-/// embedders may shorten the waits.
+/// embedders may shorten the waits: [`LoginThrottleSettings::recommended`] and the setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoginThrottleSettings {
     /// Failed attempts a network, or an account in one source class, may make before backoff.
     pub free_failures: u32,
@@ -103,11 +104,23 @@ impl LoginThrottleSettings {
             max_trusted_accounts: MAX_TRUSTED_ACCOUNTS,
         }
     }
+
+    setters! {
+        free_failures: u32,
+        backoff_base: Duration,
+        network_cap: Duration,
+        account_cap: Duration,
+        forget_after: Duration,
+        max_records: usize,
+        trust_for: Duration,
+        max_trusted_accounts: usize,
+    }
 }
 
 /// Who is trying a password: a client address, or, behind the PHP frontend (which holds the
 /// director's certificate and calls for all its users from one address), the account tried.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LoginSource {
     /// A client connecting directly.
     Address(IpAddr),

@@ -29,6 +29,7 @@ fn hashing_key(source: Option<&LoginSource>) -> HashingKey {
 
 /// The fields of `/new_user`, as sent (each present and non-empty: checked by the caller).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Registration {
     /// Login name.
     pub username: String,
@@ -46,7 +47,32 @@ pub struct Registration {
     pub credit: String,
 }
 
+impl Registration {
+    /// The seven fields of `/new_user`, in the order 1.2 checked them (`credit` as text, as
+    /// the form sent it).
+    pub fn new(
+        username: impl Into<String>,
+        fname: impl Into<String>,
+        lname: impl Into<String>,
+        email: impl Into<String>,
+        affiliation: impl Into<String>,
+        password: SecretString,
+        credit: impl Into<String>,
+    ) -> Self {
+        Registration {
+            username: username.into(),
+            fname: fname.into(),
+            lname: lname.into(),
+            email: email.into(),
+            affiliation: affiliation.into(),
+            password,
+            credit: credit.into(),
+        }
+    }
+}
+
 /// A user's new certificate, key and the CA certificate (the three members of `certs.zip`).
+#[non_exhaustive]
 pub struct UserCertificates {
     /// `cert.pem`.
     pub cert_pem: String,

@@ -87,6 +87,7 @@ pub const MIN_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A file sent by [`ManagerClient::upload`]: one file part of the multipart body.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Upload {
     /// The form field (`code`, `script`, `mysqldump_file`).
     pub field: &'static str,
@@ -94,6 +95,17 @@ pub struct Upload {
     pub file_name: String,
     /// The content.
     pub bytes: Vec<u8>,
+}
+
+impl Upload {
+    /// The file `file_name` holding `bytes`, in the form field `field`.
+    pub fn new(field: &'static str, file_name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Upload {
+            field,
+            file_name: file_name.into(),
+            bytes,
+        }
+    }
 }
 
 impl std::fmt::Debug for Upload {

@@ -7,21 +7,29 @@ use std::str::FromStr;
 use chrono::NaiveDateTime;
 
 /// A user's id (`user.uid`): the `UID` of every certificate of the user, their managers and agents.
+///
+/// Frozen: a newtype over the 1.2 column's integer; the inner value is public on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct UserId(pub i32);
 
 /// An application's id (`application.aid`).
+///
+/// Frozen: a newtype over the 1.2 column's integer; the inner value is public on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct AppId(pub i32);
 
 /// A service's id (`service.sid`): the `serviceLocator` of its manager's and agents' certificates.
+///
+/// Frozen: a newtype over the 1.2 column's integer; the inner value is public on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct ServiceId(pub i32);
 
 /// Credit units (1 credit is about one VM-hour); never negative in the store.
+///
+/// Frozen: a newtype over the 1.2 column's integer; the inner value is public on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "store", derive(diesel_derive_newtype::DieselNewType))]
 pub struct Credit(pub i64);
@@ -112,6 +120,7 @@ impl fmt::Display for Role {
 
 /// A text that is not one of the known names of an enumeration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 #[error("unknown {what}: {value:?}")]
 pub struct UnknownName {
     /// What kind of name was expected.
@@ -210,7 +219,9 @@ impl FromStr for ServiceType {
 }
 
 /// A user account as the director sees it (the `user` table, without the password hash).
+/// Read from the store; fields may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct User {
     /// Primary key.
     pub uid: UserId,
@@ -230,8 +241,10 @@ pub struct User {
     pub created: Option<NaiveDateTime>,
 }
 
-/// An application: a named group of a user's services sharing one VPN.
+/// An application: a named group of a user's services sharing one VPN. Read from the store;
+/// fields may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Application {
     /// Primary key.
     pub aid: AppId,
@@ -241,8 +254,10 @@ pub struct Application {
     pub user_id: UserId,
 }
 
-/// A service: one manager VM and whatever agents it runs (the `service` table).
+/// A service: one manager VM and whatever agents it runs (the `service` table). Read from the
+/// store; fields may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Service {
     /// Primary key.
     pub sid: ServiceId,
@@ -335,6 +350,8 @@ pub fn parse_int(text: &str) -> Option<i64> {
 /// once): where one message must say everything, in a log field or a text kept for later,
 /// display the chain. A cause whose text already ends the message (some other crates' errors
 /// repeat their source) is not repeated.
+///
+/// Frozen: a display adapter over one borrowed error, built as `ErrorChain(&error)`.
 ///
 /// ```
 /// use conpaas_core::error::ErrorChain;

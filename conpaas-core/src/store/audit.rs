@@ -15,6 +15,7 @@ pub const MAX_AUDIT_TEXT: usize = 128;
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewAuditEvent {
     /// When it happened, UTC.
     pub at: NaiveDateTime,
@@ -40,6 +41,43 @@ pub struct NewAuditEvent {
     pub sid: Option<ServiceId>,
     /// The rest, as a JSON object's text (`{}` for nothing). Never a secret.
     pub detail: String,
+}
+
+impl NewAuditEvent {
+    /// The event `event` that ended `outcome`, done by `principal` at `at` (UTC); no
+    /// request, no subject, detail `{}` (set them with the setters).
+    pub fn new(
+        at: NaiveDateTime,
+        event: impl Into<String>,
+        outcome: impl Into<String>,
+        principal: impl Into<String>,
+    ) -> Self {
+        NewAuditEvent {
+            at,
+            event: event.into(),
+            outcome: outcome.into(),
+            principal: principal.into(),
+            source: None,
+            request_id: None,
+            client_request_id: None,
+            uid: None,
+            username: None,
+            aid: None,
+            sid: None,
+            detail: "{}".to_owned(),
+        }
+    }
+
+    setters! {
+        source: some into String,
+        request_id: some into String,
+        client_request_id: some into String,
+        uid: some UserId,
+        username: some into String,
+        aid: some AppId,
+        sid: some ServiceId,
+        detail: into String,
+    }
 }
 
 /// A recorded event.

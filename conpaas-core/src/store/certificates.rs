@@ -12,6 +12,7 @@ use crate::model::{Role, ServiceId, UserId};
 
 /// A certificate to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewCertificate {
     /// The serial number in hexadecimal (stored lowercase).
     pub serial: String,
@@ -25,6 +26,31 @@ pub struct NewCertificate {
     pub not_before: NaiveDateTime,
     /// End of validity, UTC.
     pub not_after: NaiveDateTime,
+}
+
+impl NewCertificate {
+    /// The certificate `serial` (hexadecimal) of `role`, valid from `not_before` to
+    /// `not_after`, without `UID` or `serviceLocator` (set them with the setters).
+    pub fn new(
+        serial: impl Into<String>,
+        role: Role,
+        not_before: NaiveDateTime,
+        not_after: NaiveDateTime,
+    ) -> Self {
+        NewCertificate {
+            serial: serial.into(),
+            role,
+            uid: None,
+            sid: None,
+            not_before,
+            not_after,
+        }
+    }
+
+    setters! {
+        uid: some UserId,
+        sid: some ServiceId,
+    }
 }
 
 /// A recorded certificate.

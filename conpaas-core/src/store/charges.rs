@@ -16,6 +16,7 @@ pub const CHARGE_RETENTION: std::time::Duration = std::time::Duration::from_secs
 
 /// A credit charge a manager asked for, with the id it keeps through retries and replays.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Charge {
     /// Its id (given at the first attempt).
     pub id: ChargeId,
@@ -38,6 +39,11 @@ impl Charge {
             amount,
             at: chrono::Utc::now().naive_utc().trunc_subsecs(6),
         }
+    }
+
+    setters! {
+        id: ChargeId,
+        at: NaiveDateTime,
     }
 }
 

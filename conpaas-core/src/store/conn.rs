@@ -23,8 +23,9 @@ use crate::model::ErrorChain;
 
 /// A database connection, SQLite or PostgreSQL. Store functions take `&mut DbConnection`
 /// and use diesel's query builder, which works on both; the rare backend-specific
-/// statement matches on the variant.
+/// statement matches on the variant (another backend may be added: match with a `_` arm).
 #[derive(diesel::MultiConnection)]
+#[non_exhaustive]
 pub enum DbConnection {
     /// An SQLite file, configured for WAL, foreign keys and a busy timeout.
     #[cfg(feature = "sqlite")]

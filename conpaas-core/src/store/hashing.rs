@@ -29,8 +29,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::Error;
 use super::password::{self, Argon2Memory, Verification};
 
-/// How the [`HashingPool`] is sized.
+/// How the [`HashingPool`] is sized: [`HashingSettings::recommended`] and the setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HashingSettings {
     /// Threads hashing at once; each holds up to one argon2 memory (19 MiB by default).
     pub workers: usize,
@@ -53,6 +54,13 @@ impl HashingSettings {
             wait: Duration::from_secs(5),
             linger: Duration::from_secs(1),
         }
+    }
+
+    setters! {
+        workers: usize,
+        queue: usize,
+        wait: Duration,
+        linger: Duration,
     }
 }
 

@@ -13,10 +13,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let settings = StoreSettings {
-//!     url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-//!     max_connections: 2,
-//! };
+//! let settings =
+//!     StoreSettings::new(DatabaseUrl::Sqlite(dir.path().join("director.db"))).max_connections(2);
 //! let store = tokio::task::spawn_blocking(move || Store::open(&settings)).await??;
 //! // No user 1 yet: nothing is charged.
 //! let charged = store.run(|conn| store::decrement_credit(conn, UserId(1), Credit(1))).await?;
@@ -234,11 +232,30 @@ impl std::str::FromStr for DatabaseUrl {
 
 /// The store's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreSettings {
     /// The database.
     pub url: DatabaseUrl,
     /// Maximum pooled connections.
     pub max_connections: u32,
+}
+
+impl StoreSettings {
+    /// [`max_connections`](Self::max_connections) when not set: 8.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+    /// The database at `url`, with [`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS).
+    pub fn new(url: DatabaseUrl) -> Self {
+        StoreSettings {
+            url,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    setters! {
+        url: DatabaseUrl,
+        max_connections: u32,
+    }
 }
 
 /// Errors of this layer.

@@ -17,6 +17,7 @@ pub const INITIAL_STATE: &str = "INIT";
 
 /// A service to insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewService {
     /// Owner.
     pub user_id: UserId,
@@ -26,8 +27,20 @@ pub struct NewService {
     pub service_type: ServiceType,
 }
 
+impl NewService {
+    /// A service of `service_type` for `user_id` in their application `application_id`.
+    pub fn new(user_id: UserId, application_id: AppId, service_type: ServiceType) -> Self {
+        NewService {
+            user_id,
+            application_id,
+            service_type,
+        }
+    }
+}
+
 /// Where a started service's manager VM is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManagerVm {
     /// The VM's public IP address, as text.
     pub manager: String,
@@ -35,6 +48,21 @@ pub struct ManagerVm {
     pub vmid: String,
     /// The cloud's name (`iaas` for the default cloud).
     pub cloud: String,
+}
+
+impl ManagerVm {
+    /// The VM `vmid` of cloud `cloud` (`iaas` for the default), at `manager`.
+    pub fn new(
+        manager: impl Into<String>,
+        vmid: impl Into<String>,
+        cloud: impl Into<String>,
+    ) -> Self {
+        ManagerVm {
+            manager: manager.into(),
+            vmid: vmid.into(),
+            cloud: cloud.into(),
+        }
+    }
 }
 
 /// Inserts a service row (state `INIT`, no VM yet) with a VPN subnet chosen in the

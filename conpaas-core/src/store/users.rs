@@ -37,6 +37,7 @@ impl std::fmt::Debug for NewPassword {
 
 /// A new account, as `/new_user` and `director adduser` give it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct NewUser {
     /// Login name; unique, never [`RESERVED_USERNAME`].
     pub username: String,
@@ -52,6 +53,29 @@ pub struct NewUser {
     pub password: NewPassword,
     /// Initial credit; never negative.
     pub credit: Credit,
+}
+
+impl NewUser {
+    /// The account `username` with `password` and `credit`; no names, e-mail or affiliation
+    /// (set them with the setters).
+    pub fn new(username: impl Into<String>, password: NewPassword, credit: Credit) -> Self {
+        NewUser {
+            username: username.into(),
+            fname: None,
+            lname: None,
+            email: None,
+            affiliation: None,
+            password,
+            credit,
+        }
+    }
+
+    setters! {
+        fname: some into String,
+        lname: some into String,
+        email: some into String,
+        affiliation: some into String,
+    }
 }
 
 /// Creates a user and their default application `New Application` in one
@@ -152,6 +176,7 @@ pub fn find_colliding_username(
 }
 
 /// A user and their stored password hash, as read for a login.
+#[non_exhaustive]
 pub struct LoginRecord {
     /// The user.
     pub user: User,

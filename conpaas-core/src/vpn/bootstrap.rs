@@ -17,6 +17,8 @@ pub enum Transport {
 }
 
 /// One IPOP bootstrap node.
+///
+/// Frozen: a transport and an IPv4 socket address are all of IPOP's `udp://IP:PORT` form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BootstrapNode {
     /// `udp` or `tcp`.

@@ -48,8 +48,10 @@ pub enum SubnetArithmetic {
     Legacy,
 }
 
-/// The `[conpaas] VPN_*` keys, parsed (not yet checked for a usable plan).
+/// The `[conpaas] VPN_*` keys, parsed (not yet checked for a usable plan). Built with
+/// [`VpnSettings::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VpnSettings {
     /// `VPN_BASE_NETWORK`: copied into manager configs as `IPOP_BASE_IP`.
     pub base_network: Ipv4Addr,
@@ -72,6 +74,13 @@ impl VpnSettings {
             service_bits,
             arithmetic: SubnetArithmetic::Documented,
         }
+    }
+
+    setters! {
+        base_network: Ipv4Addr,
+        netmask: Ipv4Addr,
+        service_bits: u8,
+        arithmetic: SubnetArithmetic,
     }
 }
 

@@ -9,6 +9,7 @@ use super::Error;
 /// The values of the lines the director appends to a manager's `[manager]`
 /// configuration when its service has a VPN subnet (`spec/config.md` §13.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManagerVpnConfig {
     /// `IPOP_SUBNET`: the service's subnet, e.g. `172.16.0.0/17`.
     pub ipop_subnet: Ipv4Net,

@@ -93,6 +93,16 @@ impl Ec2Tuning {
             address: AddressPolicy::Public,
         }
     }
+
+    setters! {
+        poll_interval: Duration,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        max_attempts: u32,
+        backoff_base: Duration,
+        backoff_max: Duration,
+        address: AddressPolicy,
+    }
 }
 
 /// An EC2 cloud: one `[iaas]` or `OTHER_CLOUDS` section with `DRIVER = ec2`. Cheap to clone.
@@ -257,11 +267,11 @@ impl Ec2Cloud {
                 .clone()
                 .or_else(|| instance.private_ip.clone()),
         }?;
-        Some(Node {
-            vmid: instance.id.clone(),
-            public_ip: address,
-            private_ip: instance.private_ip.clone(),
-        })
+        Some(Node::new(
+            instance.id.clone(),
+            address,
+            instance.private_ip.clone(),
+        ))
     }
 
     /// Polls until the instance is ready, has failed, or `BOOT_TIMEOUT` (counted from the

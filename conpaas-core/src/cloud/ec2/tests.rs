@@ -268,15 +268,13 @@ fn cloud_tuned(port: u16, boot_timeout: Duration, tuning: Ec2Tuning) -> Ec2Cloud
 }
 
 fn request() -> NodeRequest {
-    NodeRequest {
-        name: "conpaas-manager-php-u1-s7".into(),
-        user_data: "#!/bin/bash\necho 'key=+/='\n".into(),
-        client_token: "cps-0123abcd-s7".into(),
-        tags: vec![
-            ("ConPaaS-Director".into(), "0123abcd".into()),
-            ("ConPaaS-Service".into(), "7".into()),
-        ],
-    }
+    NodeRequest::new(
+        "conpaas-manager-php-u1-s7",
+        "#!/bin/bash\necho 'key=+/='\n",
+        "cps-0123abcd-s7",
+    )
+    .tag("ConPaaS-Director", "0123abcd")
+    .tag("ConPaaS-Service", "7")
 }
 
 /// A script from per-action lists: the `n`th call gets the `n`th answer, later calls the last.
@@ -317,11 +315,7 @@ async fn create_sends_the_parameters_tags_and_a_signature() {
         .unwrap();
     assert_eq!(
         node,
-        Node {
-            vmid: "i-0abc".into(),
-            public_ip: "54.1.2.3".into(),
-            private_ip: Some("10.0.0.5".into()),
-        }
+        Node::new("i-0abc", "54.1.2.3", Some("10.0.0.5".into()))
     );
     let runs = fake.calls("RunInstances");
     assert_eq!(runs.len(), 1);

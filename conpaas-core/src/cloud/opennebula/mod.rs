@@ -36,8 +36,9 @@ use occi::{Compute, ComputeRequest, OcciState};
 use transport::{Failure, Transport};
 
 /// How the driver paces its HTTP calls. [`OpenNebulaTuning::standard`] is what the director
-/// uses; tests shorten everything.
+/// uses; tests shorten everything with the setters.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct OpenNebulaTuning {
     /// The most one HTTP call may take, connection and answer included.
     pub request_timeout: Duration,
@@ -68,6 +69,16 @@ impl OpenNebulaTuning {
             backoff_max: Duration::from_secs(8),
             extra_roots: Vec::new(),
         }
+    }
+
+    setters! {
+        request_timeout: Duration,
+        connect_timeout: Duration,
+        poll_interval: Duration,
+        max_attempts: NonZeroU32,
+        backoff_initial: Duration,
+        backoff_max: Duration,
+        extra_roots: Vec<CertificateDer<'static>>,
     }
 }
 
@@ -474,12 +485,8 @@ impl Inner {
                 if compute.state == OcciState::Active
                     && let Some(ip) = &compute.ip
                 {
-                    return Ok(Node {
-                        vmid: vmid.to_owned(),
-                        public_ip: ip.clone(),
-                        // OCCI gives one address; 1.2 used it as the private one too.
-                        private_ip: Some(ip.clone()),
-                    });
+                    // OCCI gives one address; 1.2 used it as the private one too.
+                    return Ok(Node::new(vmid, ip.clone(), Some(ip.clone())));
                 }
             }
             tokio::time::sleep(poll_interval).await;
@@ -728,17 +735,17 @@ mod tests {
     #[test]
     fn request_body() {
         let cloud = OpenNebulaCloud::new("iaas", &settings()).unwrap();
-        let body = cloud.inner.compute_body(&NodeRequest {
-            name: "conpaas-manager-php-u1-s5".into(),
-            user_data: "#!/bin/sh\n".into(),
-            client_token: "cps-1a2b3c4d-s5".into(),
-            tags: vec![
-                ("ConPaaS-Director".into(), "1a2b3c4d".into()),
-                ("ConPaaS-Service".into(), "5".into()),
-                ("USERDATA".into(), "override".into()),
-                ("ConPaaS-Note".into(), "a \"quoted\" $value".into()),
-            ],
-        });
+        let body = cloud.inner.compute_body(
+            &NodeRequest::new(
+                "conpaas-manager-php-u1-s5",
+                "#!/bin/sh\n",
+                "cps-1a2b3c4d-s5",
+            )
+            .tag("ConPaaS-Director", "1a2b3c4d")
+            .tag("ConPaaS-Service", "5")
+            .tag("USERDATA", "override")
+            .tag("ConPaaS-Note", "a \"quoted\" $value"),
+        );
         assert_eq!(
             body,
             "<COMPUTE><NAME>conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5</NAME>\

@@ -109,15 +109,12 @@ fn setup() -> Bench {
         .build()
         .unwrap();
     let (user_pem, manager_pem) = runtime.block_on(async {
-        let account = accounts::NewAccount {
-            username: "bench".into(),
-            email: "bench@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "pw".to_owned().into(),
-            credit: Credit(1_000_000_000),
-        };
+        let account = accounts::NewAccount::new(
+            "bench",
+            "bench@example.org",
+            "pw".to_owned().into(),
+            Credit(1_000_000_000),
+        );
         let user = accounts::add_user(director.store(), account).await.unwrap();
         let certs = director
             .user_certificates("bench", &SecretString::from("pw".to_owned()))
@@ -125,19 +122,12 @@ fn setup() -> Bench {
             .unwrap()
             .unwrap();
         let service = director
-            .start_service(StartRequest {
-                uid: user.uid,
-                service_type: "php".into(),
-                cloud: "default".into(),
-                appid: None,
-            })
+            .start_service(StartRequest::new(user.uid, "php"))
             .await
             .unwrap();
-        let ca = CertificateAuthority::load(&CaSettings {
-            cert_dir: cert_dir.clone(),
-            key_algorithm: KeyAlgorithm::EcdsaP256,
-        })
-        .unwrap();
+        let ca =
+            CertificateAuthority::load(&CaSettings::new(cert_dir.clone(), KeyAlgorithm::EcdsaP256))
+                .unwrap();
         let manager = ca.issue_manager_cert(user.uid, service.sid).unwrap();
         (
             format!("{}{}", certs.cert_pem, certs.key_pem.expose_secret()),

@@ -15,10 +15,7 @@ use rcgen::{CertificateParams, DnType, KeyPair, PKCS_RSA_SHA256};
 /// A CA in a fresh temporary directory (kept alive by the returned guard).
 fn ca(key_algorithm: KeyAlgorithm) -> (tempfile::TempDir, CertificateAuthority) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = CaSettings {
-        cert_dir: dir.path().to_owned(),
-        key_algorithm,
-    };
+    let settings = CaSettings::new(dir.path().to_owned(), key_algorithm);
     let ca = CertificateAuthority::create(&settings, IfExists::Fail).unwrap();
     (dir, ca)
 }
@@ -48,10 +45,7 @@ fn issue(c: &mut Criterion) {
     });
 
     let (ecdsa_dir, _) = ca(KeyAlgorithm::Rsa2048);
-    let ecdsa_settings = CaSettings {
-        cert_dir: ecdsa_dir.path().to_owned(),
-        key_algorithm: KeyAlgorithm::EcdsaP256,
-    };
+    let ecdsa_settings = CaSettings::new(ecdsa_dir.path().to_owned(), KeyAlgorithm::EcdsaP256);
     let rsa_ca_ecdsa_leaves = CertificateAuthority::load(&ecdsa_settings).unwrap();
     group.bench_function("user_cert_ecdsa_p256", |b| {
         b.iter(|| {

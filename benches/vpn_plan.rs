@@ -10,17 +10,16 @@
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
-use conpaas_core::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
+use conpaas_core::vpn::{VpnPlan, VpnSettings};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::Ipv4Net;
 
 fn plan(base: &str, netmask: &str, service_bits: u8) -> VpnPlan {
-    let settings = VpnSettings {
-        base_network: base.parse().unwrap(),
-        netmask: netmask.parse().unwrap(),
+    let settings = VpnSettings::from_keys(
+        base.parse().unwrap(),
+        netmask.parse().unwrap(),
         service_bits,
-        arithmetic: SubnetArithmetic::Documented,
-    };
+    );
     VpnPlan::new(&settings).unwrap()
 }
 

@@ -824,10 +824,12 @@ fn backup_copies_the_database_of_a_serving_director() {
     assert_eq!(mode(&copy), 0o600, "the copy holds password hashes");
 
     // The copy restores: a director on it knows alice and her password.
-    let store = conpaas_core::store::Store::open(&conpaas_core::store::StoreSettings {
-        url: conpaas_core::store::DatabaseUrl::Sqlite(copy.clone()),
-        max_connections: 1,
-    })
+    let store = conpaas_core::store::Store::open(
+        &conpaas_core::store::StoreSettings::new(conpaas_core::store::DatabaseUrl::Sqlite(
+            copy.clone(),
+        ))
+        .max_connections(1),
+    )
     .unwrap();
     assert!(store.pending_migrations().unwrap().is_empty());
     let alice = store

@@ -30,10 +30,9 @@ fn curl(data: &Path, port: u16, args: &[&str], path: &str) -> Command {
 /// The rows (sid, vmid) and the user's credit, read from the database file.
 fn database(data: &Path) -> (Vec<(i32, Option<String>)>, i64) {
     use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
-    let store = Store::connect(&StoreSettings {
-        url: DatabaseUrl::Sqlite(data.join("director.db")),
-        max_connections: 1,
-    })
+    let store = Store::connect(
+        &StoreSettings::new(DatabaseUrl::Sqlite(data.join("director.db"))).max_connections(1),
+    )
     .unwrap();
     let rows = store.run_blocking(store::list_all_services).unwrap();
     let user = store

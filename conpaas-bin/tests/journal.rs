@@ -27,10 +27,9 @@ const AMOUNT: i64 = 3;
 
 /// alice's credit, read from the database file (reads pass the write lock: WAL).
 fn credit(data: &Path) -> i64 {
-    let store = Store::connect(&StoreSettings {
-        url: DatabaseUrl::Sqlite(data.join("director.db")),
-        max_connections: 1,
-    })
+    let store = Store::connect(
+        &StoreSettings::new(DatabaseUrl::Sqlite(data.join("director.db"))).max_connections(1),
+    )
     .unwrap();
     store
         .run_blocking(|conn| store::find_user_by_username(conn, "alice"))

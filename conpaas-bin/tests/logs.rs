@@ -256,10 +256,9 @@ fn a_whole_story_logs_json_request_lines_and_no_secret() {
     // No secret, in any form.
     let stored_hash = {
         use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
-        let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(data.join("director.db")),
-            max_connections: 1,
-        })
+        let store = Store::connect(
+            &StoreSettings::new(DatabaseUrl::Sqlite(data.join("director.db"))).max_connections(1),
+        )
         .unwrap();
         let record = store
             .run_blocking(|conn| store::find_login(conn, "carol"))

@@ -160,10 +160,10 @@ impl Installation {
 
     fn store(&self) -> conpaas_core::store::Store {
         use conpaas_core::store::{DatabaseUrl, Store, StoreSettings};
-        Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(self.data.join("director.db")),
-            max_connections: 1,
-        })
+        Store::connect(
+            &StoreSettings::new(DatabaseUrl::Sqlite(self.data.join("director.db")))
+                .max_connections(1),
+        )
         .unwrap()
     }
 }

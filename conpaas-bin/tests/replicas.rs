@@ -120,11 +120,8 @@ impl Installation {
 
     /// The database, read directly (not through a director).
     fn store(&self) -> Store {
-        Store::connect(&StoreSettings {
-            url: DatabaseUrl::Postgres(self.pg.url()),
-            max_connections: 2,
-        })
-        .unwrap()
+        Store::connect(&StoreSettings::new(DatabaseUrl::Postgres(self.pg.url())).max_connections(2))
+            .unwrap()
     }
 
     /// The rows (sid, vmid) and `user`'s credit.

@@ -299,10 +299,9 @@ fn vm_script(data: &Path, vmid: &str) -> String {
 /// user's credit what the answers charged.
 fn check_consistency(data: &Path, tally: &Tally) {
     use conpaas_core::store::{self, DatabaseUrl, Store, StoreSettings};
-    let store = Store::connect(&StoreSettings {
-        url: DatabaseUrl::Sqlite(data.join("director.db")),
-        max_connections: 1,
-    })
+    let store = Store::connect(
+        &StoreSettings::new(DatabaseUrl::Sqlite(data.join("director.db"))).max_connections(1),
+    )
     .unwrap();
     let rows = store.run_blocking(store::list_all_services).unwrap();
     let row_vms: BTreeSet<String> = rows.iter().filter_map(|row| row.vmid.clone()).collect();

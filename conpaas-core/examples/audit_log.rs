@@ -37,15 +37,7 @@ async fn main() {
     // Outside any context: the operator's.
     let user = accounts::add_user(
         director.store(),
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "s3cret".into(),
-            credit: Credit(5),
-        },
+        NewAccount::new("alice", "alice@example.org", "s3cret".into(), Credit(5)),
     )
     .await
     .unwrap();

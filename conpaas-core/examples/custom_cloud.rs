@@ -48,11 +48,7 @@ impl Cloud for PodCloud {
             .lock()
             .unwrap()
             .insert(vmid.clone(), request.client_token);
-        Ok(Node {
-            vmid,
-            public_ip: "10.1.2.3".into(),
-            private_ip: None,
-        })
+        Ok(Node::new(vmid, "10.1.2.3", None))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), Error> {
@@ -87,10 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pods = Arc::new(PodCloud::default());
     // Building blocks (migrations, the director's certificate): before the runtime starts.
     let director = Director::builder()
-        .store(Store::open(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-            max_connections: 4,
-        })?)
+        .store(Store::open(
+            &StoreSettings::new(DatabaseUrl::Sqlite(dir.path().join("director.db")))
+                .max_connections(4),
+        )?)
         .ca(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?)
         .clouds(
             CloudRegistry::builder()
@@ -110,26 +106,18 @@ async fn story(director: &Director, pods: &PodCloud) -> Result<(), Box<dyn std::
 
     let alice = accounts::add_user(
         director.store(),
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "correct horse".to_owned().into(),
-            credit: Credit(5),
-        },
+        NewAccount::new(
+            "alice",
+            "alice@example.org",
+            "correct horse".to_owned().into(),
+            Credit(5),
+        ),
     )
     .await?;
 
     // Start: row, credit, manager certificate, boot script, the embedder's VM.
     let service = director
-        .start_service(StartRequest {
-            uid: alice.uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(alice.uid, "php"))
         .await?;
     println!(
         "started service {} on {} at {}",
@@ -154,11 +142,7 @@ async fn story(director: &Director, pods: &PodCloud) -> Result<(), Box<dyn std::
     // VM under that row's client token. Reconciliation finds and terminates the VM, deletes
     // the row and refunds the credit.
     let app = director.applications(alice.uid).await?[0].aid;
-    let new = NewService {
-        user_id: alice.uid,
-        application_id: app,
-        service_type: "php".parse()?,
-    };
+    let new = NewService::new(alice.uid, app, "php".parse()?);
     let half = director
         .store()
         .run(move |conn| store::insert_service::<store::Error, _>(conn, &new, |_| Ok(None)))

@@ -29,10 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let ca = Arc::new(CertificateAuthority::generate(KeyAlgorithm::EcdsaP256)?);
     let director = Director::builder()
-        .store(Store::open(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-            max_connections: 4,
-        })?)
+        .store(Store::open(
+            &StoreSettings::new(DatabaseUrl::Sqlite(dir.path().join("director.db")))
+                .max_connections(4),
+        )?)
         .shared_ca(ca.clone())
         .clouds(
             CloudRegistry::builder()
@@ -47,15 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_cert = ca.issue_director_cert("localhost")?;
     let user = accounts::add_user_blocking(
         director.store(),
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "correct horse".to_owned().into(),
-            credit: Credit(5),
-        },
+        NewAccount::new(
+            "alice",
+            "alice@example.org",
+            "correct horse".to_owned().into(),
+            Credit(5),
+        ),
     )?;
     let user_cert = ca.issue_user_cert(user.uid, "alice", "alice@example.org")?;
     tokio::runtime::Runtime::new()?.block_on(async {

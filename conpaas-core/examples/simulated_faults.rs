@@ -69,24 +69,11 @@ async fn main() {
         .unwrap();
     let user = accounts::add_user(
         &store,
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "s3cret".into(),
-            credit: Credit(5),
-        },
+        NewAccount::new("alice", "alice@example.org", "s3cret".into(), Credit(5)),
     )
     .await
     .unwrap();
-    let start = || StartRequest {
-        uid: user.uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    };
+    let start = || StartRequest::new(user.uid, "php");
 
     // A start's first store call finds the application; its second takes the credit and
     // writes the row. That one commits, but its answer is lost: the start fails.

@@ -123,7 +123,10 @@
     doc = "[`api`]: #features\n[`api::router`]: #features\n\
            [`api::conpaas_routes`]: #features\n[`api::operator_routes`]: #features"
 )]
-#![cfg_attr(not(feature = "server"), doc = "[`api::server::DirectorServer`]: #features")]
+#![cfg_attr(
+    not(feature = "server"),
+    doc = "[`api::server::DirectorServer`]: #features"
+)]
 // docs.rs (nightly): each item shows the features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

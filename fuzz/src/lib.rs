@@ -120,16 +120,12 @@ pub fn vpn_plan(data: &[u8]) {
         base &= mask;
     }
     let (base, netmask) = (Ipv4Addr::from(base), Ipv4Addr::from(mask));
-    let settings = VpnSettings {
-        base_network: base,
-        netmask,
-        service_bits,
-        arithmetic: if flags & 1 != 0 {
+    let settings =
+        VpnSettings::from_keys(base, netmask, service_bits).arithmetic(if flags & 1 != 0 {
             SubnetArithmetic::Legacy
         } else {
             SubnetArithmetic::Documented
-        },
-    };
+        });
     let Ok(plan) = VpnPlan::new(&settings) else {
         return;
     };

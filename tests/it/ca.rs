@@ -167,10 +167,7 @@ impl Workdir {
 }
 
 fn settings(dir: &Path, key_algorithm: KeyAlgorithm) -> CaSettings {
-    CaSettings {
-        cert_dir: dir.to_owned(),
-        key_algorithm,
-    }
+    CaSettings::new(dir.to_owned(), key_algorithm)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -421,12 +418,11 @@ fn sha1_csr_of_a_1_2_manager_is_signed_for_the_caller() {
     let requested = VerifiedCsr::parse(csr_pem.as_bytes()).unwrap();
     assert_eq!(
         requested.requested_identity(),
-        &CertIdentity {
-            uid: Some("99".to_owned()),
-            service_locator: Some("101".to_owned()),
-            role: Some("user".to_owned()),
-            cn: Some("ConPaaS".to_owned()),
-        }
+        &CertIdentity::default()
+            .with_uid("99".to_owned())
+            .with_service_locator("101".to_owned())
+            .with_role("user".to_owned())
+            .with_cn("ConPaaS".to_owned())
     );
 
     let agent = ca
@@ -452,12 +448,11 @@ fn sha1_csr_of_a_1_2_manager_is_signed_for_the_caller() {
     );
     assert_eq!(
         CertIdentity::parse(&agent.cert_der).unwrap(),
-        CertIdentity {
-            uid: Some("3".to_owned()),
-            service_locator: Some("7".to_owned()),
-            role: Some("agent".to_owned()),
-            cn: Some("ConPaaS".to_owned()),
-        }
+        CertIdentity::default()
+            .with_uid("3".to_owned())
+            .with_service_locator("7".to_owned())
+            .with_role("agent".to_owned())
+            .with_cn("ConPaaS".to_owned())
     );
     // The DER carries exactly the attribute OIDs 1.2 peers look up (spec §14).
     for oid in [
@@ -759,12 +754,11 @@ fn identities_of_foreign_certificates_decode_every_string_type() {
     let identity = CertIdentity::parse(pem.as_bytes()).unwrap();
     assert_eq!(
         identity,
-        CertIdentity {
-            uid: Some("1".to_owned()),
-            service_locator: Some("5".to_owned()),
-            role: Some("Ωmanager".to_owned()),
-            cn: Some("café".to_owned()),
-        }
+        CertIdentity::default()
+            .with_uid("1".to_owned())
+            .with_service_locator("5".to_owned())
+            .with_role("Ωmanager".to_owned())
+            .with_cn("café".to_owned())
     );
     let der = workdir.openssl_bytes(&["x509", "-in", "foreign.pem", "-outform", "DER"]);
     assert_eq!(CertIdentity::parse(&der).unwrap(), identity);

@@ -28,15 +28,12 @@ fn data_dir(dir: &Path) -> LoadedConfig {
 }
 
 async fn user(director: &Director, name: &str, credit: i64) -> UserId {
-    let account = accounts::NewAccount {
-        username: name.into(),
-        email: format!("{name}@example.org"),
-        fname: None,
-        lname: None,
-        affiliation: None,
-        password: "pw".to_owned().into(),
-        credit: Credit(credit),
-    };
+    let account = accounts::NewAccount::new(
+        name,
+        format!("{name}@example.org"),
+        "pw".to_owned().into(),
+        Credit(credit),
+    );
     accounts::add_user(director.store(), account)
         .await
         .unwrap()
@@ -53,12 +50,7 @@ async fn start_and_stop_on_the_dummy_cloud() {
     let loaded = data_dir(dir.path());
     let director = Director::open(&loaded).unwrap();
     let uid = user(&director, "alice", 2).await;
-    let start = |cloud: &str| StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: cloud.into(),
-        appid: None,
-    };
+    let start = |cloud: &str| StartRequest::new(uid, "php").cloud(cloud);
     let service = director.start_service(start("default")).await.unwrap();
     assert_eq!(service.manager.as_deref(), Some("127.0.0.3"));
     assert_eq!(service.cloud.as_deref(), Some("iaas"));
@@ -102,12 +94,7 @@ async fn a_missing_template_costs_nothing() {
     std::fs::remove_file(loaded.config.conf_dir.join("scripts/manager/manager-setup")).unwrap();
     let director = Director::open(&loaded).unwrap();
     let uid = user(&director, "bob", 5).await;
-    let request = StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    };
+    let request = StartRequest::new(uid, "php");
     let error = director.start_service(request).await.unwrap_err();
     assert!(error.to_string().contains("manager-setup"), "{error}");
     assert_eq!(credit(&director, uid).await, 5);
@@ -128,11 +115,7 @@ async fn reconcile_undoes_interrupted_starts_only() {
 
     // A crash after the VM was created and before the row was completed: the row without
     // a VM, the credit taken, the VM running under the service's client token.
-    let new = NewService {
-        user_id: uid,
-        application_id: app,
-        service_type: ServiceType::Php,
-    };
+    let new = NewService::new(uid, app, ServiceType::Php);
     let row = director
         .store()
         .run(move |conn| {
@@ -173,12 +156,7 @@ async fn cpscheck_notices_a_vm_gone_from_its_cloud() {
     let loaded = data_dir(dir.path());
     let director = Director::open(&loaded).unwrap();
     let uid = user(&director, "eve", 3).await;
-    let request = StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    };
+    let request = StartRequest::new(uid, "php");
     let service = director.start_service(request).await.unwrap();
     let options = CheckOptions::recommended();
     let services = |results: Vec<check::CheckResult>| {
@@ -235,12 +213,7 @@ async fn the_embedded_default_gives_a_1_2_manager_its_address_and_keys() {
     );
     let director = Director::open(&loaded).unwrap();
     let uid = user(&director, "carol", 5).await;
-    let start = || StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    };
+    let start = || StartRequest::new(uid, "php");
     let user_data = |service: &conpaas_core::model::Service| {
         let vmid = service.vmid.clone().unwrap();
         std::fs::read_to_string(conf_dir.join("dummy-cloud").join(format!("{vmid}.sh"))).unwrap()
@@ -362,12 +335,7 @@ async fn vpn_bootstrap_nodes_reach_the_manager_config_as_python_reads_it() {
     let director = Director::open(&loaded).unwrap();
     let uid = user(&director, "vpn", 5).await;
     let service = director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(uid, "php"))
         .await
         .unwrap();
     assert!(service.subnet.is_some(), "no VPN subnet: {service:?}");

@@ -129,11 +129,7 @@ impl Moto {
     }
 
     fn endpoint(&self) -> EndpointUrl {
-        EndpointUrl {
-            scheme: UrlScheme::Http,
-            host: "127.0.0.1".into(),
-            port: Some(self.port),
-        }
+        EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(self.port))
     }
 }
 
@@ -167,20 +163,17 @@ fn moto() -> &'static Moto {
 }
 
 fn settings(moto: &Moto, region: &str, image: &str, boot_timeout: Duration) -> Ec2Settings {
-    Ec2Settings {
-        access_key_id: "AKIDCONPAASTEST".into(),
-        secret_access_key: SecretString::from("conpaas-test-secret"),
-        image_id: image.into(),
-        size_id: "t1.micro".into(),
-        security_group_name: "default".into(),
-        key_name: "conpaas".into(),
-        region: Ec2Region {
-            name: region.into(),
-            endpoint_host: format!("ec2.{region}.amazonaws.com"),
-        },
-        endpoint: Some(moto.endpoint()),
-        boot_timeout,
-    }
+    Ec2Settings::new(
+        "AKIDCONPAASTEST",
+        SecretString::from("conpaas-test-secret"),
+        image,
+        "t1.micro",
+        "default",
+        "conpaas",
+        Ec2Region::new(region).endpoint_host(format!("ec2.{region}.amazonaws.com")),
+    )
+    .endpoint(moto.endpoint())
+    .boot_timeout(boot_timeout)
 }
 
 fn fast() -> Ec2Tuning {
@@ -197,19 +190,17 @@ fn cloud(settings: Ec2Settings) -> Ec2Cloud {
 }
 
 fn request(sid: u32) -> NodeRequest {
-    NodeRequest {
-        name: format!("conpaas-manager-php-u1-s{sid}"),
-        user_data: format!(
-            "#!/bin/bash\n# the manager of s{sid}\necho 'key material +/= stays intact'\n"
-        ),
-        client_token: format!("cps-moto-s{sid}"),
-        tags: vec![
-            ("ConPaaS-Director".into(), "moto".into()),
-            ("ConPaaS-User".into(), "1".into()),
-            ("ConPaaS-App".into(), "1".into()),
-            ("ConPaaS-Service".into(), sid.to_string()),
-        ],
-    }
+    NodeRequest::new(
+        format!("conpaas-manager-php-u1-s{sid}"),
+        format!("#!/bin/bash\n# the manager of s{sid}\necho 'key material +/= stays intact'\n"),
+        format!("cps-moto-s{sid}"),
+    )
+    .tags(vec![
+        ("ConPaaS-Director".into(), "moto".into()),
+        ("ConPaaS-User".into(), "1".into()),
+        ("ConPaaS-App".into(), "1".into()),
+        ("ConPaaS-Service".into(), sid.to_string()),
+    ])
 }
 
 fn states(instances: &[Value]) -> Vec<&str> {
@@ -275,14 +266,12 @@ async fn create_runs_one_tagged_instance_and_kill_terminates_it() {
 
 /// A start of installation `tag`'s service `sid`, tagged and tokened as the director does.
 fn installation_request(tag: &str, sid: u32) -> NodeRequest {
-    NodeRequest {
-        client_token: format!("cps-{tag}-s{sid}"),
-        tags: vec![
+    request(sid)
+        .client_token(format!("cps-{tag}-s{sid}"))
+        .tags(vec![
             ("ConPaaS-Director".into(), tag.into()),
             ("ConPaaS-Service".into(), sid.to_string()),
-        ],
-        ..request(sid)
-    }
+        ])
 }
 
 #[tokio::test]
@@ -306,10 +295,7 @@ async fn list_nodes_lists_this_installations_live_instances_only() {
     // Tagged as ours but with a token of another form (not made by this installation's
     // director): not ours to reap.
     let odd = cloud
-        .create_node(NodeRequest {
-            client_token: "manual-aaaa1111-s9".into(),
-            ..installation_request("aaaa1111", 9)
-        })
+        .create_node(installation_request("aaaa1111", 9).client_token("manual-aaaa1111-s9"))
         .await
         .unwrap();
     cloud.kill_node(&killed.vmid).await.unwrap();
@@ -431,15 +417,8 @@ async fn our_signature_is_the_one_botocore_computes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let endpoint = EndpointUrl {
-        scheme: UrlScheme::Http,
-        host: "127.0.0.1".into(),
-        port: Some(port),
-    };
-    let mut settings = Ec2Settings {
-        endpoint: Some(endpoint),
-        ..settings_without_moto("ap-south-1")
-    };
+    let endpoint = EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(port));
+    let mut settings = settings_without_moto("ap-south-1").endpoint(endpoint);
     settings.secret_access_key = SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
     let cloud = cloud(settings);
     // A request whose body has characters that need encoding.
@@ -493,20 +472,16 @@ async fn our_signature_is_the_one_botocore_computes() {
 }
 
 fn settings_without_moto(region: &str) -> Ec2Settings {
-    Ec2Settings {
-        access_key_id: "AKIDCONPAASTEST".into(),
-        secret_access_key: SecretString::from("conpaas-test-secret"),
-        image_id: IMAGE.into(),
-        size_id: "t1.micro".into(),
-        security_group_name: "default".into(),
-        key_name: "conpaas".into(),
-        region: Ec2Region {
-            name: region.into(),
-            endpoint_host: format!("ec2.{region}.amazonaws.com"),
-        },
-        endpoint: None,
-        boot_timeout: Duration::from_secs(20),
-    }
+    Ec2Settings::new(
+        "AKIDCONPAASTEST",
+        SecretString::from("conpaas-test-secret"),
+        IMAGE,
+        "t1.micro",
+        "default",
+        "conpaas",
+        Ec2Region::new(region).endpoint_host(format!("ec2.{region}.amazonaws.com")),
+    )
+    .boot_timeout(Duration::from_secs(20))
 }
 
 /// A director whose default cloud is moto's EC2 in `region`, with one user holding `credit`.
@@ -545,15 +520,12 @@ async fn ec2_director(moto: &Moto, region: &str, image: &str, credit: i64) -> Ec
     let director = Director::open(&loaded).unwrap();
     let user = accounts::add_user(
         director.store(),
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: SecretString::from("alice-password"),
-            credit: Credit(credit),
-        },
+        NewAccount::new(
+            "alice",
+            "alice@example.org",
+            SecretString::from("alice-password"),
+            Credit(credit),
+        ),
     )
     .await
     .unwrap();
@@ -565,12 +537,7 @@ async fn ec2_director(moto: &Moto, region: &str, image: &str, credit: i64) -> Ec
 }
 
 fn php(uid: conpaas_core::model::UserId) -> StartRequest {
-    StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    }
+    StartRequest::new(uid, "php")
 }
 
 #[tokio::test]

@@ -57,11 +57,7 @@ impl Cloud for PodCloud {
             .lock()
             .unwrap()
             .insert(vmid.clone(), request.client_token);
-        Ok(Node {
-            vmid,
-            public_ip: "10.9.8.7".into(),
-            private_ip: None,
-        })
+        Ok(Node::new(vmid, "10.9.8.7", None))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), cloud::Error> {
@@ -116,10 +112,10 @@ fn embedded() -> Embedded {
         .unwrap();
     let director = Director::builder()
         .store(
-            Store::open(&StoreSettings {
-                url: DatabaseUrl::Sqlite(dir.path().join("director.db")),
-                max_connections: 4,
-            })
+            Store::open(
+                &StoreSettings::new(DatabaseUrl::Sqlite(dir.path().join("director.db")))
+                    .max_connections(4),
+            )
             .unwrap(),
         )
         .shared_ca(ca.clone())
@@ -138,15 +134,12 @@ fn embedded() -> Embedded {
 async fn add_alice(director: &Director, credit: i64) -> UserId {
     accounts::add_user(
         director.store(),
-        NewAccount {
-            username: "alice".into(),
-            email: "alice@example.org".into(),
-            fname: None,
-            lname: None,
-            affiliation: None,
-            password: "pw".to_owned().into(),
-            credit: Credit(credit),
-        },
+        NewAccount::new(
+            "alice",
+            "alice@example.org",
+            "pw".to_owned().into(),
+            Credit(credit),
+        ),
     )
     .await
     .unwrap()
@@ -309,11 +302,7 @@ async fn maintenance_undoes_a_crashed_start_on_an_embedders_cloud_then_stops() {
     let uid = add_alice(&director, 3).await;
     // What a crash between the VM's creation and the row's completion leaves.
     let aid = director.applications(uid).await.unwrap()[0].aid;
-    let new = NewService {
-        user_id: uid,
-        application_id: aid,
-        service_type: "php".parse().unwrap(),
-    };
+    let new = NewService::new(uid, aid, "php".parse().unwrap());
     let half = director
         .store()
         .run(move |conn| {

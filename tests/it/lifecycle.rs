@@ -79,11 +79,7 @@ impl Cloud for ScriptedCloud {
         if !self.vms.lock().unwrap().contains(&vmid) {
             return Err(cloud::Error::Failed(vmid));
         }
-        Ok(Node {
-            vmid,
-            public_ip: "10.0.0.9".into(),
-            private_ip: None,
-        })
+        Ok(Node::new(vmid, "10.0.0.9", None))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), cloud::Error> {
@@ -156,12 +152,7 @@ fn start(director: &Director, uid: UserId) -> tokio::task::JoinHandle<Result<(),
     let director = director.clone();
     tokio::spawn(async move {
         director
-            .start_service(StartRequest {
-                uid,
-                service_type: "php".into(),
-                cloud: "default".into(),
-                appid: None,
-            })
+            .start_service(StartRequest::new(uid, "php"))
             .await
             .map(drop)
     })
@@ -351,11 +342,7 @@ async fn reconciliation_ages_rows_in_utc_by_the_directors_clock() {
                 )?);
                 store::insert_service_at(
                     conn,
-                    &store::NewService {
-                        user_id: uid,
-                        application_id: aid,
-                        service_type: conpaas_core::model::ServiceType::Php,
-                    },
+                    &store::NewService::new(uid, aid, conpaas_core::model::ServiceType::Php),
                     None,
                     before_jump,
                     |_| Ok::<_, store::Error>(None),

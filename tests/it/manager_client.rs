@@ -39,10 +39,7 @@ impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let ca = CertificateAuthority::create(
-            &CaSettings {
-                cert_dir: dir.path().join("certs"),
-                key_algorithm: KeyAlgorithm::EcdsaP256,
-            },
+            &CaSettings::new(dir.path().join("certs"), KeyAlgorithm::EcdsaP256),
             IfExists::Fail,
         )
         .unwrap();
@@ -134,11 +131,7 @@ async fn every_call_form_reads_every_answer_framing() {
             .upload_at(
                 &url,
                 "upload_code_version",
-                Upload {
-                    field: "code",
-                    file_name: "app.tar.gz".into(),
-                    bytes: archive.clone(),
-                },
+                Upload::new("code", "app.tar.gz", archive.clone()),
             )
             .await;
         assert_eq!(
@@ -231,10 +224,7 @@ async fn the_director_refuses_impostors() {
     // director: the refusal is the director's).
     let other_dir = tempfile::tempdir().unwrap();
     let other = CertificateAuthority::create(
-        &CaSettings {
-            cert_dir: other_dir.path().join("certs"),
-            key_algorithm: KeyAlgorithm::EcdsaP256,
-        },
+        &CaSettings::new(other_dir.path().join("certs"), KeyAlgorithm::EcdsaP256),
         IfExists::Fail,
     )
     .unwrap();

@@ -44,11 +44,10 @@ fn start(director: &Director, uid: UserId, appid: Option<AppId>) -> tokio::task:
     tokio::spawn(async move {
         // Refusals (the service stopped or the application deleted under it) are expected.
         let _ = director
-            .start_service(StartRequest {
-                uid,
-                service_type: "php".into(),
-                cloud: "default".into(),
-                appid: appid.map(|aid| aid.to_string()),
+            .start_service({
+                let mut request = StartRequest::new(uid, "php");
+                request.appid = appid.map(|aid| aid.to_string());
+                request
             })
             .await;
     })
@@ -107,11 +106,7 @@ async fn undoing_a_start_refunds_once_however_often_it_runs() {
     let director = test.director().clone();
     let uid = UserId(test.add_user("undo", "pw", 10).await);
     let aid = director.applications(uid).await.unwrap()[0].aid;
-    let new = NewService {
-        user_id: uid,
-        application_id: aid,
-        service_type: "php".parse().unwrap(),
-    };
+    let new = NewService::new(uid, aid, "php".parse().unwrap());
     // The start's first transaction: the charge and the row together.
     let half = director
         .store()
@@ -158,12 +153,7 @@ async fn a_completed_start_is_not_undone() {
     let director = test.director().clone();
     let uid = UserId(test.add_user("done", "pw", 10).await);
     let service = director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(uid, "php"))
         .await
         .unwrap();
     let sid = service.sid;
@@ -194,10 +184,9 @@ async fn a_full_database_refuses_a_start_whole() {
     let db = test.data_dir().join("director.db");
     // A director on one connection, whose file may not grow past its size now: SQLITE_FULL,
     // the error of a full disk (`max_page_count` holds per connection).
-    let store = store::Store::open(&store::StoreSettings {
-        url: store::DatabaseUrl::Sqlite(db.clone()),
-        max_connections: 1,
-    })
+    let store = store::Store::open(
+        &store::StoreSettings::new(store::DatabaseUrl::Sqlite(db.clone())).max_connections(1),
+    )
     .unwrap();
     let director = conpaas_core::director::DirectorBuilder::from_config(test.loaded())
         .unwrap()
@@ -246,14 +235,7 @@ async fn a_full_database_refuses_a_start_whole() {
         .await
         .unwrap();
     let before = director.user(uid).await.unwrap().unwrap().credit;
-    let started = director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
-        .await;
+    let started = director.start_service(StartRequest::new(uid, "php")).await;
     // The row and the charge are one transaction: neither happened. The error (logged, never
     // sent to clients) says why.
     let error = started.expect_err("the start succeeded on a full database");
@@ -559,12 +541,7 @@ async fn the_reaper_terminates_only_this_installations_rowless_vms() {
     let director = test.director().clone();
     let uid = UserId(test.add_user("reaped", "pw", 10).await);
     let kept = director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(uid, "php"))
         .await
         .unwrap();
     let kept_vm = kept.vmid.clone().unwrap();
@@ -605,12 +582,7 @@ async fn a_vm_above_the_databases_service_ids_holds_the_reaper_until_confirmed()
     let test = TestDirector::start();
     let director = test.director().clone();
     let uid = UserId(test.add_user("restored", "pw", 10).await);
-    let start = || StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: "default".into(),
-        appid: None,
-    };
+    let start = || StartRequest::new(uid, "php");
     let kept = director.start_service(start()).await.unwrap();
     // Started by the database's later state, which the restore lost.
     let later = director.client_token(ServiceId(kept.sid.0 + 5));
@@ -728,11 +700,7 @@ impl conpaas_core::cloud::Cloud for GatedCloud {
         if self.gated.load(std::sync::atomic::Ordering::SeqCst) {
             self.gate.notified().await;
         }
-        Ok(conpaas_core::cloud::Node {
-            vmid,
-            public_ip: "10.0.0.9".into(),
-            private_ip: None,
-        })
+        Ok(conpaas_core::cloud::Node::new(vmid, "10.0.0.9", None))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), conpaas_core::cloud::Error> {
@@ -783,12 +751,7 @@ async fn delete_acting_on_a_stale_list_still_terminates_a_vm_that_completed_mean
     let aid = director.applications(uid).await.unwrap()[0].aid;
     // Service A runs; service B's VM exists but its start has not recorded it yet.
     director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(uid, "php"))
         .await
         .unwrap();
     cloud.gated.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -848,12 +811,7 @@ async fn one_replica_at_a_time_runs_maintenance() {
 /// crash): a service started, then its row deleted behind the director's back.
 async fn orphan_vm(director: &Director, uid: UserId) -> String {
     let lost = director
-        .start_service(StartRequest {
-            uid,
-            service_type: "php".into(),
-            cloud: "default".into(),
-            appid: None,
-        })
+        .start_service(StartRequest::new(uid, "php"))
         .await
         .unwrap();
     director

@@ -26,10 +26,7 @@ CREATE TABLE service(sid INTEGER NOT NULL PRIMARY KEY, name VARCHAR(256), type V
 const MD5_SECRET: &str = "5ebe2294ecd0e0f08eab7690d2a6ee69";
 
 fn settings(path: &Path) -> StoreSettings {
-    StoreSettings {
-        url: DatabaseUrl::Sqlite(path.to_owned()),
-        max_connections: 8,
-    }
+    StoreSettings::new(DatabaseUrl::Sqlite(path.to_owned())).max_connections(8)
 }
 
 /// A 1.2-shaped database file made with raw SQL, as the Python director left it.
@@ -193,11 +190,7 @@ async fn adopts_a_1_2_database() {
         .await
         .unwrap();
     assert_eq!(deleted.map(|s| s.sid), Some(ServiceId(2)));
-    let new = NewService {
-        user_id: UserId(1),
-        application_id: AppId(1),
-        service_type: ServiceType::Php,
-    };
+    let new = NewService::new(UserId(1), AppId(1), ServiceType::Php);
     let s3 = store
         .run(move |conn| store::insert_service(conn, &new, |_| Ok::<_, store::Error>(None)))
         .await
@@ -394,15 +387,12 @@ fn adoption_rules() {
 }
 
 fn md5_user(name: &str, credit: i64) -> NewUser {
-    NewUser {
-        username: name.to_owned(),
-        fname: None,
-        lname: None,
-        email: Some(format!("{name}@example.org")),
-        affiliation: None,
-        password: NewPassword::Hash(store::password::md5_hex("secret").into()),
-        credit: Credit(credit),
-    }
+    NewUser::new(
+        name.to_owned(),
+        NewPassword::Hash(store::password::md5_hex("secret").into()),
+        Credit(credit),
+    )
+    .email(format!("{name}@example.org"))
 }
 
 fn fresh() -> (Store, tempfile::TempDir) {
@@ -476,11 +466,7 @@ async fn concurrent_starts_get_different_subnets() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let store = store.clone();
-            let new = NewService {
-                user_id: uid,
-                application_id: aid,
-                service_type: ServiceType::Php,
-            };
+            let new = NewService::new(uid, aid, ServiceType::Php);
             tokio::spawn(async move {
                 store
                     .run(move |conn| {
@@ -584,11 +570,7 @@ fn ids_never_reused_on_a_fresh_database() {
         .run_blocking(|conn| {
             let uid = store::create_user(conn, &md5_user("u1", 5))?.uid;
             let aid = store::default_application(conn, uid)?.unwrap().aid;
-            let new = NewService {
-                user_id: uid,
-                application_id: aid,
-                service_type: ServiceType::Hadoop,
-            };
+            let new = NewService::new(uid, aid, ServiceType::Hadoop);
             let none = |_: &[String]| Ok::<_, store::Error>(None);
             let s1 = store::insert_service(conn, &new, none)?;
             let s2 = store::insert_service(conn, &new, none)?;
@@ -599,11 +581,7 @@ fn ids_never_reused_on_a_fresh_database() {
             store::delete_service(conn, s1.sid)?;
             let s4 = store::insert_service(conn, &new, none)?;
             assert!(s4.sid > s3.sid);
-            let vm = ManagerVm {
-                manager: "127.0.0.3".into(),
-                vmid: "3".into(),
-                cloud: "iaas".into(),
-            };
+            let vm = ManagerVm::new("127.0.0.3", "3", "iaas");
             assert_eq!(
                 store::complete_service(conn, s4.sid, &vm)?
                     .unwrap()
@@ -628,11 +606,7 @@ fn services_get_different_subnets_and_the_constraint_holds() {
         .run_blocking(|conn| {
             let uid = store::create_user(conn, &md5_user("u1", 5))?.uid;
             let aid = store::default_application(conn, uid)?.unwrap().aid;
-            let new = NewService {
-                user_id: uid,
-                application_id: aid,
-                service_type: ServiceType::Php,
-            };
+            let new = NewService::new(uid, aid, ServiceType::Php);
             let chooser = |taken: &[String]| {
                 let free = ["172.16.0.0/14", "172.20.0.0/14"]
                     .into_iter()
@@ -652,10 +626,7 @@ fn services_get_different_subnets_and_the_constraint_holds() {
             );
             // Another application may use the same subnet.
             let other = store::create_application(conn, uid, "other")?.aid;
-            let in_other = NewService {
-                application_id: other,
-                ..new
-            };
+            let in_other = new.application_id(other);
             let s3 = store::insert_service(conn, &in_other, chooser)?;
             assert_eq!(s3.subnet.as_deref(), Some("172.16.0.0/14"));
             Ok::<_, store::Error>(())
@@ -723,10 +694,7 @@ async fn postgres_scenario(url: String) {
     let mut raw_pg = diesel::PgConnection::establish(&url).unwrap();
     raw_pg.batch_execute(DDL_1_2_POSTGRES).unwrap();
     drop(raw_pg);
-    let settings = StoreSettings {
-        url: DatabaseUrl::Postgres(url),
-        max_connections: 4,
-    };
+    let settings = StoreSettings::new(DatabaseUrl::Postgres(url)).max_connections(4);
     let store = Store::connect(&settings).unwrap();
     // One per directory of conpaas-core/migrations/postgres.
     let n_migrations = std::fs::read_dir(concat!(
@@ -781,11 +749,7 @@ async fn postgres_scenario(url: String) {
             .unwrap()
             .is_none()
     );
-    let new_in_old = NewService {
-        user_id: UserId(3),
-        application_id: AppId(4),
-        service_type: ServiceType::Php,
-    };
+    let new_in_old = NewService::new(UserId(3), AppId(4), ServiceType::Php);
     let s6 = store
         .run(move |conn| {
             store::insert_service(conn, &new_in_old, |taken: &[String]| {
@@ -863,11 +827,7 @@ async fn postgres_scenario(url: String) {
         .unwrap()
         .unwrap()
         .aid;
-    let new = NewService {
-        user_id: uid,
-        application_id: aid,
-        service_type: ServiceType::Php,
-    };
+    let new = NewService::new(uid, aid, ServiceType::Php);
     let chooser = |taken: &[String]| {
         let free = ["172.16.0.0/14", "172.20.0.0/14"]
             .into_iter()
@@ -894,11 +854,7 @@ async fn postgres_scenario(url: String) {
         matches!(forced, Err(store::Error::SubnetTaken { .. })),
         "{forced:?}"
     );
-    let vm = ManagerVm {
-        manager: "203.0.113.7".into(),
-        vmid: "i-1".into(),
-        cloud: "iaas".into(),
-    };
+    let vm = ManagerVm::new("203.0.113.7", "i-1", "iaas");
     let done = store
         .run(move |conn| store::complete_service(conn, s2.sid, &vm))
         .await

@@ -43,12 +43,7 @@ fn settings(
         .unwrap_or(0);
     let base_network = Ipv4Addr::from(address & mask);
     let netmask = Ipv4Addr::from(mask);
-    VpnSettings {
-        base_network,
-        netmask,
-        service_bits,
-        arithmetic,
-    }
+    VpnSettings::from_keys(base_network, netmask, service_bits).arithmetic(arithmetic)
 }
 
 #[derive(Debug, Clone)]
@@ -160,12 +155,7 @@ proptest! {
                 (address & mask, mask)
             }
         };
-        let settings = VpnSettings {
-            base_network: Ipv4Addr::from(address),
-            netmask: Ipv4Addr::from(mask),
-            service_bits,
-            arithmetic,
-        };
+        let settings = VpnSettings::from_keys(Ipv4Addr::from(address), Ipv4Addr::from(mask), service_bits).arithmetic(arithmetic);
         match VpnPlan::new(&settings) {
             Ok(plan) => {
                 let network = plan.network();

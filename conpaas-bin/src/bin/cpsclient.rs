@@ -423,8 +423,8 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
     match command {
         Command::Credentials { .. } | Command::Completions { .. } => Ok(()),
         Command::Getcerts => {
-            let bytes = director.getcerts().await?;
-            session.conf.store_certificates(&bytes)?;
+            let certificates = director.certificates().await?;
+            session.conf.write_certificates(&certificates)?;
             session.show("Certificates updated", &json!(true));
             Ok(())
         }
@@ -432,19 +432,20 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
             let apps = director.listapp().await?;
             let rows: Vec<Vec<String>> = apps
                 .iter()
-                .map(|app| vec![cell(app, "aid"), cell(app, "name")])
+                .map(|app| vec![app.aid.to_string(), app.name.clone()])
                 .collect();
             let text = if rows.is_empty() {
                 "No existing applications".to_owned()
             } else {
                 services::table(&["aid", "name"], &rows)
             };
-            session.show(&text, &Value::Array(apps));
+            let raw: Vec<Value> = apps.into_iter().map(|app| app.raw).collect();
+            session.show(&text, &Value::Array(raw));
             Ok(())
         }
         Command::Createapp { name } => {
             let app = director.createapp(&name).await?;
-            session.show(&format!("Application {} created", cell(&app, "aid")), &app);
+            session.show(&format!("Application {} created", app.aid), &app.raw);
             Ok(())
         }
         Command::Renameapp { appid, name } => {
@@ -573,8 +574,8 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
         Command::DownloadManifest { appid } => {
             let manifest = director.download_manifest(appid).await?;
             // The manifest is JSON either way: pretty-printed, it can be uploaded again.
-            let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-            session.show(&text, &manifest);
+            let text = serde_json::to_string_pretty(&manifest.raw).unwrap_or_default();
+            session.show(&text, &manifest.raw);
             Ok(())
         }
         Command::Start { sid, cloud, wait } => {
@@ -638,11 +639,7 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
                 .upload(
                     &service,
                     &[("method", "upload_startup_script")],
-                    conpaas_core::manager_client::Upload {
-                        field: "script",
-                        file_name,
-                        bytes,
-                    },
+                    conpaas_core::manager_client::Upload::new("script", file_name, bytes),
                 )
                 .await?;
             session.show("Startup script uploaded correctly.", &answer);
@@ -834,8 +831,8 @@ async fn credentials(
     let user = DirectorClient::new(&target, trust, None, &username, password.clone().into())?;
     user.login().await?;
     eprintln!("Authentication succeeded");
-    let archive = user.getcerts().await?;
-    let ca_in_archive = read_member(&archive, "ca_cert.pem")?;
+    let certificates = user.certificates().await?;
+    let ca_in_archive = &certificates.ca_cert_pem;
     match &ca {
         // The director was verified against a CA we already trusted: the archive must
         // carry that same CA.
@@ -846,20 +843,20 @@ async fn credentials(
         }
         Some(_) => {}
         None => {
-            user.check_recorded(&ca_in_archive)?;
+            user.check_recorded(ca_in_archive)?;
             eprintln!(
                 "The director's CA was accepted on first use (SHA-256 {}); compare it with \
                  your operator's, or pass --cacert next time",
-                ca_fingerprint(&ca_in_archive)
+                ca_fingerprint(ca_in_archive)
             );
         }
     }
-    conf.store_certificates(&archive)?;
-    conf.store_credentials(&Credentials {
-        target: user.url().to_owned(),
+    conf.write_certificates(&certificates)?;
+    conf.store_credentials(&Credentials::new(
+        user.url().to_owned(),
         username,
-        password: password.into(),
-    })?;
+        password.into(),
+    ))?;
     let identity = conf.identity()?;
     if global.json {
         println!(
@@ -874,22 +871,6 @@ async fn credentials(
         );
     }
     Ok(())
-}
-
-fn read_member(archive: &[u8], name: &str) -> Result<Vec<u8>, Error> {
-    let mut zip = zip_archive(archive)?;
-    let mut member = zip
-        .by_name(name)
-        .map_err(|_| Error::Answer(format!("the certificate archive has no {name}")))?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut member, &mut bytes)
-        .map_err(|error| Error::Answer(format!("the certificate archive: {error}")))?;
-    Ok(bytes)
-}
-
-fn zip_archive(bytes: &[u8]) -> Result<zip::ZipArchive<std::io::Cursor<&[u8]>>, Error> {
-    zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|error| Error::Answer(format!("the certificate archive: {error}")))
 }
 
 /// The SHA-256 of the first certificate's DER, as `openssl x509 -fingerprint -sha256` shows it.

@@ -9,8 +9,8 @@
 use std::io::Read as _;
 
 use secrecy::SecretString;
-use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde_json::Value;
 
 use super::{CERT_FILES, Error};
@@ -245,7 +245,8 @@ impl Certificates {
         }
         let [cert_pem, key_pem, ca_cert_pem] = <[Vec<u8>; 3]>::try_from(members)
             .map_err(|_| bad(" has not three members".to_owned()))?;
-        let key_pem = String::from_utf8(key_pem).map_err(|_| bad(": key.pem is not text".into()))?;
+        let key_pem =
+            String::from_utf8(key_pem).map_err(|_| bad(": key.pem is not text".into()))?;
         Ok(Certificates {
             cert_pem,
             key_pem: key_pem.into(),
@@ -257,8 +258,7 @@ impl Certificates {
 /// An integer, or a text holding one as Python's `int()` reads it.
 fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     let value = Value::deserialize(deserializer)?;
-    as_integer(&value)
-        .ok_or_else(|| de::Error::invalid_type(unexpected(&value), &"an integer"))
+    as_integer(&value).ok_or_else(|| de::Error::invalid_type(unexpected(&value), &"an integer"))
 }
 
 /// [`integer`], `None` for `null` and for anything that is not one.
@@ -351,6 +351,9 @@ mod tests {
             typed("download_manifest", serde_json::from_str(text).unwrap()).unwrap();
         assert_eq!(manifest.application.as_deref(), Some("New Application"));
         assert_eq!(manifest.services[0].cloud.as_deref(), Some("iaas"));
-        assert_eq!(manifest.raw.to_string(), serde_json::from_str::<Value>(text).unwrap().to_string());
+        assert_eq!(
+            manifest.raw.to_string(),
+            serde_json::from_str::<Value>(text).unwrap().to_string()
+        );
     }
 }

@@ -63,9 +63,13 @@ impl std::fmt::Debug for Identity {
 impl Credentials {
     /// The director at `target` (`https://host:5555`; a trailing `/` is dropped) for
     /// `username` with `password`.
-    pub fn new(target: &str, username: impl Into<String>, password: SecretString) -> Self {
+    pub fn new(
+        target: impl Into<String>,
+        username: impl Into<String>,
+        password: SecretString,
+    ) -> Self {
         Credentials {
-            target: target.trim().trim_end_matches('/').to_owned(),
+            target: target.into().trim().trim_end_matches('/').to_owned(),
             username: username.into(),
             password,
         }
@@ -79,7 +83,11 @@ impl Identity {
     /// # Errors
     ///
     /// [`Error::Certificate`] when `cert_pem` is not a certificate.
-    pub fn from_pem(cert_pem: Vec<u8>, key_pem: SecretString, ca_pem: Vec<u8>) -> Result<Self, Error> {
+    pub fn from_pem(
+        cert_pem: Vec<u8>,
+        key_pem: SecretString,
+        ca_pem: Vec<u8>,
+    ) -> Result<Self, Error> {
         Identity::read(cert_pem, key_pem, ca_pem, Path::new(CERT_FILES[0]))
     }
 
@@ -177,7 +185,7 @@ impl ConfDir {
             return Err(Error::NoCredentials(self.path.clone()));
         };
         Ok(Credentials::new(
-            &target,
+            target,
             self.read("username")?.unwrap_or_default(),
             self.read("password")?.unwrap_or_default().into(),
         ))

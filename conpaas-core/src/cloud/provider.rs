@@ -39,7 +39,12 @@ impl NodeRequest {
         self
     }
 
-    setters! { tags: Vec<(String, String)> }
+    setters! {
+        name: into String,
+        user_data: into String,
+        client_token: into String,
+        tags: Vec<(String, String)>,
+    }
 }
 
 /// A VM the cloud created: what a driver's [`Cloud::create_node`] answers, built with

@@ -141,6 +141,11 @@ impl Ec2Region {
         }
     }
 
+    setters! {
+        name: into String,
+        endpoint_host: into String,
+    }
+
     /// Whether 1.2 managers, which get this section copied, can use this region.
     pub fn is_known_to_1_2(&self) -> bool {
         Self::KNOWN_TO_1_2.contains(&self.endpoint_host.as_str())
@@ -223,7 +228,12 @@ impl OpenNebulaSettings {
 
     /// Sets the VM's [`gateway`](Self::gateway), [`netmask`](Self::netmask) and
     /// [`nameserver`](Self::nameserver) (`NET_GATEWAY`, `NET_NETMASK`, `NET_NAMESERVER`).
-    pub fn vm_network(mut self, gateway: Ipv4Addr, netmask: Ipv4Addr, nameserver: Ipv4Addr) -> Self {
+    pub fn vm_network(
+        mut self,
+        gateway: Ipv4Addr,
+        netmask: Ipv4Addr,
+        nameserver: Ipv4Addr,
+    ) -> Self {
         self.gateway = gateway;
         self.netmask = netmask;
         self.nameserver = nameserver;

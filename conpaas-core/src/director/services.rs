@@ -321,8 +321,7 @@ impl Director {
         if let Some(lines) = &vpn_lines {
             input = input.vpn(lines);
         }
-        let user_data = bootstrap::render(templates, &input)
-        .map_err(Error::from)?;
+        let user_data = bootstrap::render(templates, &input).map_err(Error::from)?;
         let request = NodeRequest::new(
             format!("conpaas-manager-{service_type}-u{uid}-s{sid}"),
             user_data,

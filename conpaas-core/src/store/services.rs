@@ -36,6 +36,12 @@ impl NewService {
             service_type,
         }
     }
+
+    setters! {
+        user_id: UserId,
+        application_id: AppId,
+        service_type: ServiceType,
+    }
 }
 
 /// Where a started service's manager VM is.

@@ -76,6 +76,17 @@ impl VpnSettings {
         }
     }
 
+    /// The keys as director.cfg writes them: `VPN_BASE_NETWORK`, `VPN_NETMASK` (dotted) and
+    /// `VPN_SERVICE_BITS`, with the documented arithmetic. [`VpnPlan::new`] checks them.
+    pub fn from_keys(base_network: Ipv4Addr, netmask: Ipv4Addr, service_bits: u8) -> Self {
+        VpnSettings {
+            base_network,
+            netmask,
+            service_bits,
+            arithmetic: SubnetArithmetic::Documented,
+        }
+    }
+
     setters! {
         base_network: Ipv4Addr,
         netmask: Ipv4Addr,

@@ -66,13 +66,15 @@ async fn logs_in(http: &Http, username: &str, n: usize, what: &str) {
 /// are in backoff throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_logs_in_while_others_guess() {
-    let director = TestDirector::with(Options::new().login_throttle(LoginThrottleSettings {
-        free_failures: 3,
-        backoff_base: Duration::from_millis(100),
-        account_cap: Duration::from_millis(500),
-        network_cap: Duration::from_secs(1),
-        ..LoginThrottleSettings::recommended()
-    }));
+    let director = TestDirector::with(
+        Options::new().login_throttle(
+            LoginThrottleSettings::recommended()
+                .free_failures(3)
+                .backoff_base(Duration::from_millis(100))
+                .account_cap(Duration::from_millis(500))
+                .network_cap(Duration::from_secs(1)),
+        ),
+    );
     director.add_user("victim", "right", 5).await;
     director.add_user("owner", "right", 5).await;
     let from = |c: u8| Http::from_source(&director, None, Some(Ipv4Addr::new(127, 22, c, 1)));
@@ -154,16 +156,14 @@ async fn the_owner_logs_in_while_others_guess() {
 async fn a_flood_from_many_networks_does_not_refuse_a_right_password() {
     let director = TestDirector::with(
         Options::new()
-            .hashing(HashingSettings {
-                workers: 1,
-                queue: 4,
-                wait: Duration::from_secs(2),
-                linger: Duration::from_secs(1),
-            })
-            .login_throttle(LoginThrottleSettings {
-                free_failures: 1_000_000,
-                ..LoginThrottleSettings::recommended()
-            }),
+            .hashing(
+                HashingSettings::recommended()
+                    .workers(1)
+                    .queue(4)
+                    .wait(Duration::from_secs(2))
+                    .linger(Duration::from_secs(1)),
+            )
+            .login_throttle(LoginThrottleSettings::recommended().free_failures(1_000_000)),
     );
     director.add_user("alice", "right", 5).await;
     let stop = Arc::new(AtomicBool::new(false));

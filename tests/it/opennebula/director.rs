@@ -49,15 +49,12 @@ fn open(dir: &Path, iaas: &str, one2: Option<&str>) -> (LoadedConfig, Director) 
 }
 
 async fn user(director: &Director, credit: i64) -> UserId {
-    let account = accounts::NewAccount {
-        username: "alice".into(),
-        email: "alice@example.org".into(),
-        fname: None,
-        lname: None,
-        affiliation: None,
-        password: "pw".to_owned().into(),
-        credit: Credit(credit),
-    };
+    let account = accounts::NewAccount::new(
+        "alice",
+        "alice@example.org",
+        "pw".to_owned().into(),
+        Credit(credit),
+    );
     accounts::add_user(director.store(), account)
         .await
         .unwrap()
@@ -65,12 +62,7 @@ async fn user(director: &Director, credit: i64) -> UserId {
 }
 
 fn start(uid: UserId, cloud: &str) -> StartRequest {
-    StartRequest {
-        uid,
-        service_type: "php".into(),
-        cloud: cloud.into(),
-        appid: None,
-    }
+    StartRequest::new(uid, "php").cloud(cloud)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,40 +19,36 @@ const TOKEN: &str = "cps-1a2b3c4d-s5";
 const SCRIPT: &str = "#!/bin/bash\n# ConPaaS manager\necho \"<&> 'é' $HOME\"\nexit 0\n";
 
 pub(super) fn settings(fake: &FakeOcci, password: &str) -> OpenNebulaSettings {
-    OpenNebulaSettings {
-        url: EndpointUrl {
-            scheme: UrlScheme::Http,
-            host: "127.0.0.1".into(),
-            port: Some(fake.port()),
-        },
-        user: "oneadmin".into(),
-        password: SecretString::from(password),
-        image_id: 42,
-        instance_type: InstanceType::Small,
-        network_id: 1,
-        gateway: Ipv4Addr::new(192, 168, 0, 1),
-        netmask: Ipv4Addr::new(255, 255, 255, 0),
-        nameserver: Ipv4Addr::new(8, 8, 8, 8),
-        os_arch: "x86_64".into(),
-        os_root: "hda".into(),
-        disk_target: "hda".into(),
-        context_target: "hdc".into(),
-        xmlrpc: None,
-        boot_timeout: Duration::from_secs(5),
-    }
+    OpenNebulaSettings::new(
+        EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(fake.port())),
+        "oneadmin",
+        SecretString::from(password),
+        42,
+        1,
+    )
+    .instance_type(InstanceType::Small)
+    .vm_network(
+        Ipv4Addr::new(192, 168, 0, 1),
+        Ipv4Addr::new(255, 255, 255, 0),
+        Ipv4Addr::new(8, 8, 8, 8),
+    )
+    .os_arch("x86_64")
+    .os_root("hda")
+    .disk_target("hda")
+    .context_target("hdc")
+    .boot_timeout(Duration::from_secs(5))
 }
 
 /// Everything short: polls every 10 ms, 3 attempts, millisecond backoff.
 fn tuning() -> OpenNebulaTuning {
-    OpenNebulaTuning {
-        request_timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(1),
-        poll_interval: Duration::from_millis(10),
-        max_attempts: NonZeroU32::new(3).unwrap(),
-        backoff_initial: Duration::from_millis(2),
-        backoff_max: Duration::from_millis(10),
-        extra_roots: Vec::new(),
-    }
+    OpenNebulaTuning::standard()
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(10))
+        .max_attempts(NonZeroU32::new(3).unwrap())
+        .backoff_initial(Duration::from_millis(2))
+        .backoff_max(Duration::from_millis(10))
+        .extra_roots(Vec::new())
 }
 
 fn cloud(settings: &OpenNebulaSettings) -> OpenNebulaCloud {
@@ -60,17 +56,12 @@ fn cloud(settings: &OpenNebulaSettings) -> OpenNebulaCloud {
 }
 
 fn request() -> NodeRequest {
-    NodeRequest {
-        name: "conpaas-manager-php-u1-s5".into(),
-        user_data: SCRIPT.into(),
-        client_token: TOKEN.into(),
-        tags: vec![
-            ("ConPaaS-Director".into(), "1a2b3c4d".into()),
-            ("ConPaaS-User".into(), "1".into()),
-            ("ConPaaS-App".into(), "1".into()),
-            ("ConPaaS-Service".into(), "5".into()),
-        ],
-    }
+    NodeRequest::new("conpaas-manager-php-u1-s5", SCRIPT, TOKEN).tags(vec![
+        ("ConPaaS-Director".into(), "1a2b3c4d".into()),
+        ("ConPaaS-User".into(), "1".into()),
+        ("ConPaaS-App".into(), "1".into()),
+        ("ConPaaS-Service".into(), "5".into()),
+    ])
 }
 
 async fn fake(reads_until_active: u32) -> FakeOcci {
@@ -301,10 +292,7 @@ async fn a_create_answer_slower_than_the_request_timeout_is_adopted() {
         slow_create: Duration::from_millis(800),
         ..Faults::default()
     });
-    let tuning = OpenNebulaTuning {
-        request_timeout: Duration::from_millis(200),
-        ..tuning()
-    };
+    let tuning = tuning().request_timeout(Duration::from_millis(200));
     let cloud =
         OpenNebulaCloud::with_tuning("iaas", &settings(&fake, "opennebula"), tuning).unwrap();
     let node = cloud.create_node(request()).await.unwrap();
@@ -324,10 +312,7 @@ async fn slow_reads_time_out_into_unavailable() {
         slow_reads: Duration::from_millis(500),
         ..Faults::default()
     });
-    let tuning = OpenNebulaTuning {
-        request_timeout: Duration::from_millis(100),
-        ..tuning()
-    };
+    let tuning = tuning().request_timeout(Duration::from_millis(100));
     let cloud =
         OpenNebulaCloud::with_tuning("iaas", &settings(&fake, "opennebula"), tuning).unwrap();
     let started = Instant::now();
@@ -456,10 +441,7 @@ async fn the_manager_vm_is_created_with_the_os_architecture() {
     let mut i686 = settings(&fake, "opennebula");
     i686.os_arch = "i686".into();
     let node = cloud(&i686)
-        .create_node(NodeRequest {
-            client_token: "cps-1a2b3c4d-s6".into(),
-            ..request()
-        })
+        .create_node(request().client_token("cps-1a2b3c4d-s6"))
         .await
         .unwrap();
     assert_eq!(fake.vm(&node.vmid).unwrap().arch.as_deref(), Some("i686"));
@@ -475,19 +457,16 @@ async fn list_nodes_lists_this_installations_live_vms_only() {
         })
         .await;
         let cloud = cloud(&settings(&fake, "opennebula"));
-        let start = |prefix: &str, sid: u32| NodeRequest {
-            name: format!("conpaas-manager-php-u1-s{sid}"),
-            client_token: format!("{prefix}s{sid}"),
-            ..request()
+        let start = |prefix: &str, sid: u32| {
+            request()
+                .name(format!("conpaas-manager-php-u1-s{sid}"))
+                .client_token(format!("{prefix}s{sid}"))
         };
         let kept = cloud.create_node(start("cps-aaaa1111-", 1)).await.unwrap();
         let killed = cloud.create_node(start("cps-aaaa1111-", 2)).await.unwrap();
         let stranger = cloud.create_node(start("cps-bbbb2222-", 1)).await.unwrap();
         let untokened = cloud
-            .create_node(NodeRequest {
-                client_token: String::new(),
-                ..start("", 3)
-            })
+            .create_node(start("", 3).client_token(String::new()))
             .await
             .unwrap();
         cloud.kill_node(&killed.vmid).await.unwrap();
@@ -547,11 +526,9 @@ async fn find_node_skips_other_tokens() {
     let fake = fake(0).await;
     let cloud = cloud(&settings(&fake, "opennebula"));
     // Another service's VM (s15) must never match the token of s5.
-    let other = NodeRequest {
-        name: "conpaas-manager-php-u1-s15".into(),
-        client_token: "cps-1a2b3c4d-s15".into(),
-        ..request()
-    };
+    let other = request()
+        .name("conpaas-manager-php-u1-s15")
+        .client_token("cps-1a2b3c4d-s15");
     let node = cloud.create_node(other).await.unwrap();
     assert_eq!(cloud.find_node(TOKEN).await.unwrap(), None);
     assert_eq!(
@@ -570,10 +547,7 @@ async fn https_with_a_trusted_ca_works() {
     let mut settings = settings(&fake, "opennebula");
     settings.url.scheme = UrlScheme::Https;
     settings.url.host = "localhost".into();
-    let tuning = OpenNebulaTuning {
-        extra_roots: vec![ca],
-        ..tuning()
-    };
+    let tuning = tuning().extra_roots(vec![ca]);
     let cloud = OpenNebulaCloud::with_tuning("iaas", &settings, tuning).unwrap();
     let node = cloud.create_node(request()).await.unwrap();
     assert_eq!(

@@ -165,14 +165,11 @@ impl Cloud for SimCloud {
                 .trace(format!("cloud {} loses the answer for {vmid}", self.name));
             return Err(self.unavailable("the answer to a create was lost"));
         }
-        Ok(Node {
-            // No name a TLS client accepts: the director's calls to this manager (`/delete`'s
-            // `shutdown`) fail before any socket is opened, as an unreachable manager's do,
-            // without real I/O in the simulation.
-            public_ip: format!("manager {vmid}"),
-            vmid,
-            private_ip: None,
-        })
+        // No name a TLS client accepts: the director's calls to this manager (`/delete`'s
+        // `shutdown`) fail before any socket is opened, as an unreachable manager's do,
+        // without real I/O in the simulation.
+        let public_ip = format!("manager {vmid}");
+        Ok(Node::new(vmid, public_ip, None))
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), cloud::Error> {

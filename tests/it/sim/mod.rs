@@ -299,17 +299,11 @@ impl World {
                 .run_blocking(|conn| {
                     store::create_user(
                         conn,
-                        &NewUser {
-                            username: name.into(),
-                            fname: None,
-                            lname: None,
-                            email: None,
-                            affiliation: None,
-                            password: NewPassword::Hash(
-                                conpaas_core::store::password::md5_hex("pw").into(),
-                            ),
-                            credit: Credit(credit),
-                        },
+                        &NewUser::new(
+                            name,
+                            NewPassword::Hash(conpaas_core::store::password::md5_hex("pw").into()),
+                            Credit(credit),
+                        ),
                     )
                 })
                 .unwrap();
@@ -360,12 +354,13 @@ impl World {
             .director_url("https://director.sim:5555".parse().unwrap())
             .start_timeout(Duration::from_secs(300))
             .key_pool(0)
-            .hashing(store::HashingSettings {
-                workers: 1,
-                queue: 1,
-                wait: Duration::from_secs(1),
-                linger: Duration::from_secs(1),
-            })
+            .hashing(
+                store::HashingSettings::recommended()
+                    .workers(1)
+                    .queue(1)
+                    .wait(Duration::from_secs(1))
+                    .linger(Duration::from_secs(1)),
+            )
             .charge_journal(self.dir.path().join("deferred-charges.journal"))
             .clock(Arc::new(SimClock(self.sim.clone())))
             .inline_blocking(true)
@@ -429,11 +424,10 @@ async fn operate(world: Arc<World>, director: Director, replica: usize) {
             let cloud = if sim.chance(0.5) { "default" } else { "beta" };
             sim.trace(format!("{tag} start on {cloud} app {appid:?}"));
             let started = director
-                .start_service(StartRequest {
-                    uid,
-                    service_type: "php".into(),
-                    cloud: cloud.into(),
-                    appid,
+                .start_service({
+                    let mut request = StartRequest::new(uid, "php").cloud(cloud);
+                    request.appid = appid;
+                    request
                 })
                 .await;
             match started {

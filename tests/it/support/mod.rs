@@ -397,15 +397,15 @@ impl TestDirector {
     /// Creates a user directly in the database (as `director adduser` does), with the e-mail
     /// `<username>@example.org`; returns the uid.
     pub async fn add_user(&self, username: &str, password: &str, credit: i64) -> i32 {
-        let account = NewAccount {
-            username: username.to_owned(),
-            email: format!("{username}@example.org"),
-            fname: Some(format!("F{username}")),
-            lname: Some(format!("L{username}")),
-            affiliation: Some("VU".to_owned()),
-            password: SecretString::from(password.to_owned()),
-            credit: Credit(credit),
-        };
+        let account = NewAccount::new(
+            username.to_owned(),
+            format!("{username}@example.org"),
+            SecretString::from(password.to_owned()),
+            Credit(credit),
+        )
+        .fname(format!("F{username}"))
+        .lname(format!("L{username}"))
+        .affiliation("VU".to_owned());
         accounts::add_user(self.director.store(), account)
             .await
             .unwrap()

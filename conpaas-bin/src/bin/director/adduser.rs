@@ -56,15 +56,10 @@ pub(super) fn adduser(
         eprintln!("E: the password is empty; nothing changed");
         return Ok(ExitCode::FAILURE);
     }
-    let account = accounts::NewAccount {
-        username,
-        email,
-        fname: Some(String::new()),
-        lname: Some(String::new()),
-        affiliation: Some(String::new()),
-        password: password.into(),
-        credit: Credit(credit),
-    };
+    let account = accounts::NewAccount::new(username, email, password.into(), Credit(credit))
+        .fname(String::new())
+        .lname(String::new())
+        .affiliation(String::new());
     match accounts::add_user_blocking(&store, account) {
         Ok(user) => {
             println!(

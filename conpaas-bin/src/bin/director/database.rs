@@ -40,10 +40,8 @@ pub(super) fn migrate_db(from: DatabaseUrl, to: DatabaseUrl) -> anyhow::Result<E
         );
         return Ok(ExitCode::FAILURE);
     }
-    let settings = |url: DatabaseUrl| conpaas_core::store::StoreSettings {
-        url,
-        max_connections: 2,
-    };
+    let settings =
+        |url: DatabaseUrl| conpaas_core::store::StoreSettings::new(url).max_connections(2);
     let (from_name, to_name) = (describe_database(&from), describe_database(&to));
     // The source is only read: a 1.2 database not yet migrated is refused, not rebuilt.
     let source = Store::connect(&settings(from))?;

@@ -419,10 +419,10 @@ fn sha1_csr_of_a_1_2_manager_is_signed_for_the_caller() {
     assert_eq!(
         requested.requested_identity(),
         &CertIdentity::default()
-            .with_uid("99".to_owned())
-            .with_service_locator("101".to_owned())
-            .with_role("user".to_owned())
-            .with_cn("ConPaaS".to_owned())
+            .with_uid("99")
+            .with_service_locator("101")
+            .with_role("user")
+            .with_cn("ConPaaS")
     );
 
     let agent = ca
@@ -449,10 +449,10 @@ fn sha1_csr_of_a_1_2_manager_is_signed_for_the_caller() {
     assert_eq!(
         CertIdentity::parse(&agent.cert_der).unwrap(),
         CertIdentity::default()
-            .with_uid("3".to_owned())
-            .with_service_locator("7".to_owned())
-            .with_role("agent".to_owned())
-            .with_cn("ConPaaS".to_owned())
+            .with_uid("3")
+            .with_service_locator("7")
+            .with_role("agent")
+            .with_cn("ConPaaS")
     );
     // The DER carries exactly the attribute OIDs 1.2 peers look up (spec §14).
     for oid in [
@@ -755,10 +755,10 @@ fn identities_of_foreign_certificates_decode_every_string_type() {
     assert_eq!(
         identity,
         CertIdentity::default()
-            .with_uid("1".to_owned())
-            .with_service_locator("5".to_owned())
-            .with_role("Ωmanager".to_owned())
-            .with_cn("café".to_owned())
+            .with_uid("1")
+            .with_service_locator("5")
+            .with_role("Ωmanager")
+            .with_cn("café")
     );
     let der = workdir.openssl_bytes(&["x509", "-in", "foreign.pem", "-outform", "DER"]);
     assert_eq!(CertIdentity::parse(&der).unwrap(), identity);

@@ -405,7 +405,7 @@ impl TestDirector {
         )
         .fname(format!("F{username}"))
         .lname(format!("L{username}"))
-        .affiliation("VU".to_owned());
+        .affiliation("VU");
         accounts::add_user(self.director.store(), account)
             .await
             .unwrap()

@@ -58,23 +58,10 @@
 //!     .build()?;
 //!
 //! tokio::runtime::Runtime::new()?.block_on(async {
-//!     let account = NewAccount {
-//!         username: "alice".into(),
-//!         email: "alice@example.org".into(),
-//!         fname: None,
-//!         lname: None,
-//!         affiliation: None,
-//!         password: "s3cret".to_owned().into(),
-//!         credit: Credit(50),
-//!     };
+//!     let account = NewAccount::new("alice", "alice@example.org", "s3cret".into(), Credit(50));
 //!     let alice = accounts::add_user(director.store(), account).await?;
 //!     let service = director
-//!         .start_service(StartRequest {
-//!             uid: alice.uid,
-//!             service_type: "php".into(),
-//!             cloud: "default".into(),
-//!             appid: None,
-//!         })
+//!         .start_service(StartRequest::new(alice.uid, "php"))
 //!         .await?;
 //!     // The dummy cloud's "VM" is its boot script, as a real cloud would receive it.
 //!     let vmid = service.vmid.clone().unwrap_or_default();

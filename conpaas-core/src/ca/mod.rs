@@ -20,10 +20,8 @@
 //! use conpaas_core::model::UserId;
 //!
 //! # let scratch = tempfile::tempdir().unwrap();
-//! let settings = CaSettings {
-//!     cert_dir: scratch.path().join("certs"), // /etc/cpsdirector/certs in 1.2
-//!     key_algorithm: KeyAlgorithm::EcdsaP256,
-//! };
+//! // /etc/cpsdirector/certs in 1.2
+//! let settings = CaSettings::new(scratch.path().join("certs"), KeyAlgorithm::EcdsaP256);
 //! let ca = CertificateAuthority::create(&settings, IfExists::Fail)?;
 //! ca.write_director_cert("director.example.org", IfExists::Fail)?;
 //! let issued = ca.issue_user_cert(UserId(7), "alice", "alice@example.org")?;

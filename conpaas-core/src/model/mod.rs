@@ -72,6 +72,7 @@ impl fmt::Display for ChargeId {
 /// Not 32 lowercase hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a charge id (32 lowercase hexadecimal digits)")]
+#[non_exhaustive]
 pub struct BadChargeId;
 
 impl FromStr for ChargeId {

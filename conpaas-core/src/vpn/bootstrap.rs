@@ -34,6 +34,7 @@ pub const EXPECTED_BOOTSTRAP_NODE: &str =
 /// A text that is not a bootstrap node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {EXPECTED_BOOTSTRAP_NODE}")]
+#[non_exhaustive]
 pub struct BadBootstrapNode;
 
 impl FromStr for BootstrapNode {

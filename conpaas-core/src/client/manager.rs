@@ -18,7 +18,8 @@ pub const MANAGER_PORT: u16 = 443;
 /// The port of 1.2's task farm manager (plain HTTP).
 pub const TASKFARM_PORT: u16 = 8475;
 
-/// A user's calls to the managers of their services.
+/// A user's calls to the managers of their services. Their answers are
+/// [`serde_json::Value`]: each service type answers its own shapes, which 1.2 never fixed.
 #[derive(Debug, Clone)]
 pub struct Managers {
     client: ManagerClient,

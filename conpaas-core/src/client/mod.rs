@@ -3,6 +3,9 @@
 //! ([`DirectorClient`]), the `~/.conpaas` directory both clients share ([`ConfDir`]), and the
 //! managers' JSON-RPC calls of the 1.2 service modules ([`Managers`], [`services`]).
 //!
+//! The director's answers are typed ([`User`], [`Application`], [`Service`], [`Manifest`],
+//! [`Certificates`]), each keeping its JSON in `raw`; the managers' stay JSON values.
+//!
 //! Changed from 1.2: the director's certificate is verified against the CA fetched by
 //! `credentials` (the first fetch is checked after the fact, see [`Trust::FirstUse`]); the
 //! manager's certificate is checked as 1.2 checked it (the CA, `role=manager` and the user's

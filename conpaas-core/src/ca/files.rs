@@ -144,6 +144,12 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
 
 /// Reads a private key file, refusing one that group or others can read.
 pub(crate) fn read_private(path: &Path) -> Result<String, Error> {
+    check_private_mode(path)?;
+    read(path)
+}
+
+/// Refuses a private key file that group or others can read ([`Error::KeyPermissions`]).
+pub(crate) fn check_private_mode(path: &Path) -> Result<(), Error> {
     let metadata = fs::metadata(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
@@ -155,7 +161,7 @@ pub(crate) fn read_private(path: &Path) -> Result<String, Error> {
             mode,
         });
     }
-    read(path)
+    Ok(())
 }
 
 /// Whether `path` exists (a dangling symlink or an unreadable parent counts as existing, so

@@ -517,7 +517,8 @@ impl ReloadHandle {
         let cert_dir = &reload.cert_dir;
         let loaded = (|| {
             let files = DirectorTlsFiles::read(cert_dir)?;
-            check_key_mode(&cert_dir.join(ca::KEY_FILE))?;
+            // As the CA refuses its own: a renewal done by hand often leaves the umask's 0644.
+            ca::check_private_mode(&cert_dir.join(ca::KEY_FILE))?;
             let summary = reload.identity.replace_from_files(&files)?;
             Ok::<_, ServeError>((summary, files.ca_cert_pem))
         })();
@@ -617,22 +618,4 @@ fn config_changes(started: &LoadedConfig) -> (Vec<String>, Option<config::Error>
             (Vec::new(), Some(error))
         }
     }
-}
-
-/// Refuses a key file others can read, as the CA refuses its own (a renewal done by hand
-/// often leaves the umask's 0644).
-fn check_key_mode(path: &std::path::Path) -> Result<(), ca::Error> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let metadata = std::fs::metadata(path).map_err(|source| ca::Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(ca::Error::KeyPermissions {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
 }

@@ -21,7 +21,9 @@
 //!   per service start that completed; every start answered as done completed;
 //! - I4 no credit is negative;
 //! - I5 no operation failed but for a fault injected into it (a database or cloud failure,
-//!   a refusal of 1.2's), never an internal error.
+//!   a refusal of 1.2's), never an internal error;
+//! - I6 every audit event a subscriber of the store's stream received is in the table, as
+//!   recorded, once (nothing of a transaction that a fault rolled back).
 //!
 //! `SIM_SEEDS=N` runs N seeds (default: a fixed set for the test command), `SIM_SEED_BASE=B`
 //! starts at B, `SIM_SEED=S` runs one seed and prints its whole trace.
@@ -287,12 +289,26 @@ struct World {
     /// VMs the directors said they could neither terminate nor record
     /// (`conpaas_vms_untracked_total`, summed over every director of the run).
     untracked: Mutex<u64>,
+    /// The store's audit stream as one subscriber saw it (I6).
+    audit: Mutex<StreamSeen>,
+}
+
+/// What the world's audit subscriber received.
+struct StreamSeen {
+    subscription: store::AuditSubscription,
+    events: Vec<Arc<store::AuditEvent>>,
+    missed: u64,
 }
 
 impl World {
     fn new(seed: u64, verbose: bool) -> World {
         let sim = Arc::new(Sim::new(seed, verbose));
         let store = Store::open_in_memory().unwrap().inline();
+        let audit = Mutex::new(StreamSeen {
+            subscription: store.subscribe_audit(),
+            events: Vec::new(),
+            missed: 0,
+        });
         let mut ledger = Ledger::default();
         for (name, credit) in [("alice", 1000), ("bob", 1000), ("carol", 4)] {
             let user = store
@@ -324,6 +340,21 @@ impl World {
             dir: tempfile::tempdir().unwrap(),
             crashes: Mutex::default(),
             untracked: Mutex::default(),
+            audit,
+        }
+    }
+
+    /// Takes what the audit subscriber has waiting (at the end of each incarnation: the
+    /// stream holds 1,024 events, and a subscriber further behind misses some, counted).
+    fn drain_audit_stream(&self) {
+        let mut seen = self.audit.lock().unwrap();
+        loop {
+            match seen.subscription.try_recv() {
+                Ok(Some(event)) => seen.events.push(event),
+                Ok(None) | Err(store::AuditStreamError::Closed) => break,
+                Err(store::AuditStreamError::Lagged { missed }) => seen.missed += missed,
+                Err(other) => panic!("audit stream: {other}"),
+            }
         }
     }
 
@@ -630,6 +661,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Result<Vec<String>, String> {
         });
         // Whatever was in flight (start tasks included) dies with the runtime.
         drop(rt);
+        world.drain_audit_stream();
     }
     // Settling: the faults stop; a director reconciles and reaps until the world is quiet.
     sim.faults_on.store(false, Ordering::SeqCst);
@@ -661,6 +693,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Result<Vec<String>, String> {
         sim.end_incarnation(Duration::ZERO);
     });
     drop(rt);
+    world.drain_audit_stream();
     let mut violations = strict;
     violations.extend(check(&world));
     let trace = std::mem::take(&mut *sim.trace.lock().unwrap());
@@ -802,6 +835,25 @@ fn check(world: &World) -> Vec<String> {
     for error in &ledger.internal_errors {
         violations.push(format!("I5: {error}"));
     }
+    // I6
+    let table: BTreeMap<i64, &store::AuditEvent> = events.iter().map(|e| (e.id, e)).collect();
+    let seen = world.audit.lock().unwrap();
+    let mut streamed = BTreeSet::new();
+    for event in &seen.events {
+        if !streamed.insert(event.id) {
+            violations.push(format!("I6: audit event {} streamed twice", event.id));
+        }
+        match table.get(&event.id) {
+            Some(recorded) if **recorded == **event => {}
+            other => violations.push(format!("I6: streamed {event:?}, the table holds {other:?}")),
+        }
+    }
+    world.sim.trace(format!(
+        "audit stream: {} events received, {} missed, {} in the table",
+        seen.events.len(),
+        seen.missed,
+        events.len()
+    ));
     violations
 }
 

@@ -124,6 +124,9 @@ fn internal_failure(error: &Error) -> bool {
 fn cloud_summary(error: &crate::cloud::Error) -> String {
     match error {
         crate::cloud::Error::Refused { code, .. } => format!("the cloud refused the VM ({code})"),
+        crate::cloud::Error::Misconfigured { key, .. } => {
+            format!("the cloud refused the VM (its {key} is misconfigured)")
+        }
         crate::cloud::Error::Unavailable(_) | crate::cloud::Error::Driver { .. } => {
             "the cloud is unavailable".to_owned()
         }

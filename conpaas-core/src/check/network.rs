@@ -578,6 +578,12 @@ pub async fn cloud_checks(
                     "run `RUST_LOG=warn cpscheck` to see why the driver could not start",
                 )
             }
+            Ok(Err(cloud::Error::Misconfigured { key, message })) => CheckResult::error(
+                "cloud",
+                what,
+                format!("cloud {name} ({kind} driver, {endpoint}): {key}: {message}"),
+                format!("fix {key} in {section}"),
+            ),
             Ok(Err(cloud::Error::Refused { code, message })) => CheckResult::error(
                 "cloud",
                 what,

@@ -140,6 +140,17 @@ pub enum Error {
     /// The VM ended in a failed state while booting.
     #[error("the VM {0} failed while booting")]
     Failed(String),
+    /// A key of the cloud's section names something the cloud does not have or will not use
+    /// (an image, template, flavor, network or subnet that does not exist): the operator must
+    /// fix `key`. Retrying will not help. Drivers answer it from [`Cloud::probe`] (cpscheck
+    /// prints it as one line) and from a create the cloud refuses for that reason.
+    #[error("{key} of the cloud's section: {message}")]
+    Misconfigured {
+        /// The director.cfg key to fix (`SUBNET_ID`, `TEMPLATE_ID`, `SIZE_ID`...).
+        key: String,
+        /// What is wrong with its value, in one line.
+        message: String,
+    },
     /// Local IO (the dummy cloud's files).
     #[error("cloud io")]
     Io(#[from] std::io::Error),
@@ -217,8 +228,11 @@ pub trait Cloud: Send + Sync + std::fmt::Debug {
         })
     }
 
-    /// One cheap authenticated call proving the endpoint answers and accepts the credentials
-    /// (EC2: `DescribeInstances` with `MaxResults=5`; OpenNebula: `GET /compute`). cpscheck
-    /// runs it for every configured cloud.
+    /// Cheap authenticated calls proving the endpoint answers, accepts the credentials and has
+    /// what the section names (EC2: `DescribeInstances` with `MaxResults=5`, then the image,
+    /// subnet and security groups; OpenNebula: the template or image and network; OpenStack:
+    /// a token, the image, flavor and network). A wrong credential is [`Error::Refused`], a
+    /// missing resource [`Error::Misconfigured`] naming its key. cpscheck runs it for every
+    /// configured cloud and prints the error as one line.
     async fn probe(&self) -> Result<(), Error>;
 }

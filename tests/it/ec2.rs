@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use conpaas_core::cloud::{
-    Cloud, Ec2Cloud, Ec2Region, Ec2Settings, Ec2Tuning, EndpointUrl, Error, NodeRequest, NodeState,
+    Cloud, Ec2Cloud, Ec2Credentials, Ec2Region, Ec2Settings, Ec2Tuning, EndpointUrl, Error, NodeRequest, NodeState,
     UrlScheme,
 };
 use conpaas_core::config::{self, ConfigSource};
@@ -418,8 +418,12 @@ async fn our_signature_is_the_one_botocore_computes() {
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let endpoint = EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(port));
-    let mut settings = settings_without_moto("ap-south-1").endpoint(endpoint);
-    settings.secret_access_key = SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+    let settings = settings_without_moto("ap-south-1")
+        .endpoint(endpoint)
+        .credentials(Ec2Credentials::keys(
+            "AKIDCONPAASTEST",
+            SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        ));
     let cloud = cloud(settings);
     // A request whose body has characters that need encoding.
     cloud.kill_node("i-0abc/+= é").await.unwrap();

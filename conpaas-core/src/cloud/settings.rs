@@ -88,20 +88,28 @@ impl DriverSettings {
     }
 }
 
-/// The keys of an EC2 cloud section (`spec/config.md` §6.1, `spec/clouds.md` §6).
+/// The keys of an EC2 cloud section (`spec/config.md` §6.1, `spec/clouds.md` §6, and ours for
+/// VPCs, IMDSv2 and the AWS credential chain: docs/clouds.md).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Ec2Settings {
-    /// `USER`: the AWS access key id.
-    pub access_key_id: String,
-    /// `PASSWORD`: the AWS secret access key.
-    pub secret_access_key: SecretString,
-    /// `IMAGE_ID`: the AMI id, not checked locally.
+    /// `USER` and `PASSWORD` (an access key), or AWS's standard credential chain when both are
+    /// absent.
+    pub credentials: Ec2Credentials,
+    /// `IMAGE_ID`: the AMI id.
     pub image_id: String,
     /// `SIZE_ID`: the instance type (`t1.micro`, `m1.small`...), not checked locally.
     pub size_id: String,
-    /// `SECURITY_GROUP_NAME`: a security group name in the region.
-    pub security_group_name: String,
+    /// `SECURITY_GROUP_NAME`: a security group name (default VPC or EC2-Classic; 1.2 managers
+    /// use it). Used at launch only when [`security_group_ids`](Self::security_group_ids) is
+    /// empty.
+    pub security_group_name: Option<String>,
+    /// `SECURITY_GROUP_IDS` (ours): security group ids (`sg-…`), comma-separated in
+    /// director.cfg; what a VPC subnet needs.
+    pub security_group_ids: Vec<String>,
+    /// `SUBNET_ID` (ours): the VPC subnet managers are placed in; absent, EC2 picks one of the
+    /// default VPC.
+    pub subnet_id: Option<String>,
     /// `KEY_NAME`: a key pair name in the region.
     pub key_name: String,
     /// `REGION`: the region's endpoint host.
@@ -110,8 +118,69 @@ pub struct Ec2Settings {
     /// call, e.g. a local moto server in tests. Requests are still signed for
     /// [`Ec2Region::name`].
     pub endpoint: Option<EndpointUrl>,
+    /// `METADATA_TOKENS` (ours): whether the instances the director launches accept only
+    /// IMDSv2 (token) metadata requests; [`MetadataTokens::Required`] unless set.
+    pub metadata_tokens: MetadataTokens,
     /// `BOOT_TIMEOUT` (ours): how long a new VM may take to get its address.
     pub boot_timeout: Duration,
+}
+
+/// Where the EC2 driver finds its AWS credentials.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Ec2Credentials {
+    /// `USER` (the access key id) and `PASSWORD` (the secret access key), as in 1.2.
+    Keys {
+        /// The access key id.
+        access_key_id: String,
+        /// The secret access key.
+        secret_access_key: SecretString,
+    },
+    /// `USER` and `PASSWORD` absent: AWS's standard chain, in the order the AWS CLI and SDKs
+    /// use: the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`), the shared credentials and config files (`profile`, else
+    /// `AWS_PROFILE`, else `default`), then the instance role through IMDSv2.
+    Chain {
+        /// `PROFILE` (ours): the shared-file profile to use.
+        profile: Option<String>,
+    },
+}
+
+impl Ec2Credentials {
+    /// An access key.
+    pub fn keys(access_key_id: impl Into<String>, secret_access_key: SecretString) -> Self {
+        Ec2Credentials::Keys {
+            access_key_id: access_key_id.into(),
+            secret_access_key,
+        }
+    }
+
+    /// The standard chain with the default profile.
+    pub fn chain() -> Self {
+        Ec2Credentials::Chain { profile: None }
+    }
+}
+
+/// `METADATA_TOKENS`: EC2's `MetadataOptions.HttpTokens` for the instances the director
+/// launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MetadataTokens {
+    /// `required`: IMDSv2 only, AWS's recommendation. The director's cloud part fetches a
+    /// token; 1.2's own `scripts/cloud/ec2` (plain GETs) does not work then and is replaced.
+    Required,
+    /// `optional`: IMDSv1 and IMDSv2, for images that need IMDSv1.
+    Optional,
+}
+
+impl MetadataTokens {
+    /// The value as director.cfg and EC2 spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetadataTokens::Required => "required",
+            MetadataTokens::Optional => "optional",
+        }
+    }
 }
 
 /// An EC2 region as `REGION` names it: the endpoint host `ec2.<region>.amazonaws.com`.
@@ -361,8 +430,9 @@ impl EndpointUrl {
 impl Ec2Settings {
     /// The account `access_key_id` (with its secret) starting instances of `image_id`
     /// (an AMI) and type `size_id` in `region`, in the security group
-    /// `security_group_name`, with the key pair `key_name`; the region's own endpoint and a
-    /// boot timeout of 300 s.
+    /// `security_group_name`, with the key pair `key_name`; the region's own endpoint, no
+    /// subnet, IMDSv2 required and a boot timeout of 300 s. Other credentials:
+    /// [`credentials`](Self::credentials).
     pub fn new(
         access_key_id: impl Into<String>,
         secret_access_key: SecretString,
@@ -373,27 +443,31 @@ impl Ec2Settings {
         region: Ec2Region,
     ) -> Self {
         Ec2Settings {
-            access_key_id: access_key_id.into(),
-            secret_access_key,
+            credentials: Ec2Credentials::keys(access_key_id, secret_access_key),
             image_id: image_id.into(),
             size_id: size_id.into(),
-            security_group_name: security_group_name.into(),
+            security_group_name: Some(security_group_name.into()),
+            security_group_ids: Vec::new(),
+            subnet_id: None,
             key_name: key_name.into(),
             region,
             endpoint: None,
+            metadata_tokens: MetadataTokens::Required,
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
         }
     }
 
     setters! {
-        access_key_id: into String,
-        secret_access_key: SecretString,
+        credentials: Ec2Credentials,
         image_id: into String,
         size_id: into String,
-        security_group_name: into String,
+        security_group_name: some into String,
+        security_group_ids: Vec<String>,
+        subnet_id: some into String,
         key_name: into String,
         region: Ec2Region,
         endpoint: some EndpointUrl,
+        metadata_tokens: MetadataTokens,
         boot_timeout: Duration,
     }
 
@@ -451,20 +525,15 @@ mod tests {
     fn debug_hides_secrets() {
         let cloud = CloudSettings {
             name: "iaas".to_owned(),
-            driver: DriverSettings::Ec2(Ec2Settings {
-                access_key_id: "AKIA".to_owned(),
-                secret_access_key: SecretString::from("s3cr3t-value"),
-                image_id: "ami-1".to_owned(),
-                size_id: "t1.micro".to_owned(),
-                security_group_name: "sg".to_owned(),
-                key_name: "kp".to_owned(),
-                region: Ec2Region {
-                    name: "us-east-1".to_owned(),
-                    endpoint_host: "ec2.us-east-1.amazonaws.com".to_owned(),
-                },
-                endpoint: None,
-                boot_timeout: Duration::from_secs(300),
-            }),
+            driver: DriverSettings::Ec2(Ec2Settings::new(
+                "AKIA",
+                SecretString::from("s3cr3t-value"),
+                "ami-1",
+                "t1.micro",
+                "sg",
+                "kp",
+                Ec2Region::new("us-east-1"),
+            )),
             section: vec![("PASSWORD".to_owned(), "s3cr3t-value".to_owned())],
         };
         let debug = format!("{cloud:?}");

@@ -317,14 +317,13 @@ fn iaas_section_errors() {
 #[test]
 fn ec2_errors() {
     check(
-        &format!("{BASE}[iaas]\nDRIVER = EC2\nPASSWORD =\n"),
-        "director.cfg:4: [iaas] USER: expected the AWS access key id, the key is missing\n\
+        &format!("{BASE}[iaas]\nDRIVER = EC2\nPASSWORD = s3cr3t\n"),
+        "director.cfg:4: [iaas] USER: expected the AWS access key id of PASSWORD (or neither USER nor PASSWORD, for the AWS credential chain), the key is missing\n\
          director.cfg:4: [iaas] IMAGE_ID: expected an AMI id, such as ami-bb780cd2, the key is missing\n\
          director.cfg:4: [iaas] SIZE_ID: expected an instance type, such as t1.micro, the key is missing\n\
-         director.cfg:4: [iaas] SECURITY_GROUP_NAME: expected a security group name, the key is missing\n\
+         director.cfg:4: [iaas] SECURITY_GROUP_NAME: expected a security group name (or SECURITY_GROUP_IDS), the key is missing\n\
          director.cfg:4: [iaas] KEY_NAME: expected a key pair name, the key is missing\n\
-         director.cfg:4: [iaas] REGION: expected an EC2 endpoint host, such as ec2.us-east-1.amazonaws.com, the key is missing\n\
-         director.cfg:10: [iaas] PASSWORD: expected the AWS secret access key, got \"\"\n",
+         director.cfg:4: [iaas] REGION: expected an EC2 endpoint host, such as ec2.us-east-1.amazonaws.com, the key is missing\n",
     );
     let cases: &[(&str, &str)] = &[
         (
@@ -338,6 +337,22 @@ fn ec2_errors() {
         (
             "BOOT_TIMEOUT = 0\n",
             "director.cfg:17: [iaas] BOOT_TIMEOUT: expected a whole number of seconds between 1 and 86400, got \"0\"",
+        ),
+        (
+            "SUBNET_ID = 10.0.0.0/24\n",
+            "director.cfg:17: [iaas] SUBNET_ID: expected a VPC subnet id, such as subnet-0a1b2c3d, got \"10.0.0.0/24\"",
+        ),
+        (
+            "SECURITY_GROUP_IDS = sg-0a1b, conpaas\n",
+            "director.cfg:17: [iaas] SECURITY_GROUP_IDS: expected security group ids separated by commas, such as sg-0a1b2c3d,sg-4e5f6a7b, got \"sg-0a1b, conpaas\"",
+        ),
+        (
+            "METADATA_TOKENS = v2\n",
+            "director.cfg:17: [iaas] METADATA_TOKENS: expected required (IMDSv2 only) or optional (IMDSv1 too), got \"v2\"",
+        ),
+        (
+            "PROFILE = ops\n",
+            "director.cfg:17: [iaas] PROFILE: expected no PROFILE beside USER and PASSWORD (the keys are used; remove one), got \"ops\"",
         ),
         // A password is never echoed, even when its interpolation fails.
         (
@@ -354,6 +369,37 @@ fn ec2_errors() {
 }
 
 #[test]
+fn ec2_in_a_vpc_with_the_credential_chain() {
+    let loaded = load(&format!(
+        "{BASE}[iaas]\nDRIVER = ec2\nIMAGE_ID = ami-bb780cd2\nSIZE_ID = t3.micro\n\
+         SECURITY_GROUP_IDS = sg-0a1b2c3d, sg-4e5f6a7b\nSUBNET_ID = subnet-0123abcd\n\
+         KEY_NAME = conpaas\nREGION = ec2.eu-west-1.amazonaws.com\nMETADATA_TOKENS = optional\n\
+         PROFILE = ops\n"
+    ));
+    // BASE's own `[iaas] DRIVER` is repeated; no other warning (no key is unknown to ec2).
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let DriverSettings::Ec2(ec2) = &loaded.config.default_cloud.driver else {
+        panic!("not ec2: {:?}", loaded.config.default_cloud);
+    };
+    assert!(matches!(
+        &ec2.credentials,
+        crate::cloud::Ec2Credentials::Chain { profile: Some(profile) } if profile == "ops"
+    ));
+    assert_eq!(ec2.security_group_ids, ["sg-0a1b2c3d", "sg-4e5f6a7b"]);
+    assert_eq!(ec2.security_group_name, None);
+    assert_eq!(ec2.subnet_id.as_deref(), Some("subnet-0123abcd"));
+    assert_eq!(ec2.metadata_tokens, crate::cloud::MetadataTokens::Optional);
+    // Only one of USER and PASSWORD: the other is named.
+    check(
+        &format!(
+            "{BASE}[iaas]\nDRIVER = ec2\nUSER = AKIAEXAMPLE\nIMAGE_ID = ami-1\nSIZE_ID = t\n\
+             SECURITY_GROUP_NAME = g\nKEY_NAME = k\nREGION = ec2.us-east-1.amazonaws.com\n"
+        ),
+        "director.cfg:4: [iaas] PASSWORD: expected the AWS secret access key of USER (or neither USER nor PASSWORD, for the AWS credential chain), the key is missing\n",
+    );
+}
+
+#[test]
 fn ec2_settings_are_typed() {
     let loaded = load(&format!(
         "{BASE}[iaas]\n{EC2}REGION = ec2.ap-southeast-2.amazonaws.com\nENDPOINT = http://127.0.0.1:5000\nBOOT_TIMEOUT = 60\nMAXNODES = 4\n"
@@ -361,11 +407,20 @@ fn ec2_settings_are_typed() {
     let DriverSettings::Ec2(ec2) = &loaded.config.default_cloud.driver else {
         panic!("not ec2: {:?}", loaded.config.default_cloud);
     };
-    assert_eq!(ec2.access_key_id, "AKIAEXAMPLE");
+    let crate::cloud::Ec2Credentials::Keys {
+        access_key_id,
+        secret_access_key,
+    } = &ec2.credentials
+    else {
+        panic!("not keys: {:?}", ec2.credentials);
+    };
+    assert_eq!(access_key_id, "AKIAEXAMPLE");
     assert_eq!(
-        secrecy::ExposeSecret::expose_secret(&ec2.secret_access_key),
+        secrecy::ExposeSecret::expose_secret(secret_access_key),
         "s3cr3t"
     );
+    assert_eq!(ec2.metadata_tokens, crate::cloud::MetadataTokens::Required);
+    assert!(ec2.subnet_id.is_none() && ec2.security_group_ids.is_empty());
     assert_eq!(ec2.region.name, "ap-southeast-2");
     assert_eq!(
         ec2.endpoint.as_ref().unwrap().to_string(),

@@ -7,6 +7,7 @@
 //! driver terminates that instance before it returns the error, and it does so even when the
 //! caller stops waiting: the create runs in a task of its own.
 
+mod credentials;
 mod query;
 mod sigv4;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::Ec2Settings;
 use crate::model::ErrorChain;
+pub use credentials::AwsEnvironment;
 use query::{CallPolicy, QueryClient, Target};
 
 /// The most user-data EC2 accepts: 16 KiB before base64.
@@ -41,6 +43,10 @@ const DIRECTOR_TAG: &str = "ConPaaS-Director";
 
 /// Instances per `DescribeInstances` page when listing (EC2 accepts 5 to 1000).
 const LIST_PAGE_SIZE: u32 = 1000;
+
+/// How long the credential chain waits for IMDS (the AWS SDKs wait 1 s; off EC2 nothing
+/// answers, and a start must not hang on it).
+const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Error codes meaning "there is no such instance" (or no such id could exist).
 const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
@@ -77,6 +83,9 @@ pub struct Ec2Tuning {
     pub backoff_max: Duration,
     /// Which address makes an instance ready.
     pub address: AddressPolicy,
+    /// What AWS's credential chain reads when the section has no `USER`/`PASSWORD`; `None`:
+    /// the process's own ([`AwsEnvironment::from_process`]), read when the cloud is built.
+    pub environment: Option<AwsEnvironment>,
 }
 
 impl Ec2Tuning {
@@ -91,6 +100,7 @@ impl Ec2Tuning {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
             address: AddressPolicy::Public,
+            environment: None,
         }
     }
 
@@ -102,6 +112,7 @@ impl Ec2Tuning {
         backoff_base: Duration,
         backoff_max: Duration,
         address: AddressPolicy,
+        environment: some AwsEnvironment,
     }
 }
 
@@ -136,11 +147,16 @@ impl Ec2Cloud {
             settings.endpoint.as_ref(),
             &settings.region.endpoint_host,
             &settings.region.name,
-            &settings.access_key_id,
-            settings.secret_access_key.clone(),
         );
+        let environment = tuning
+            .environment
+            .clone()
+            .unwrap_or_else(AwsEnvironment::from_process);
+        let credentials =
+            credentials::Provider::new(&settings.credentials, environment, IMDS_TIMEOUT)?;
         let client = QueryClient::new(
             target,
+            credentials,
             CallPolicy {
                 connect_timeout: tuning.connect_timeout,
                 request_timeout: tuning.request_timeout,
@@ -217,10 +233,6 @@ impl Ec2Cloud {
             ("ImageId".into(), settings.image_id.clone()),
             ("InstanceType".into(), settings.size_id.clone()),
             ("KeyName".into(), settings.key_name.clone()),
-            (
-                "SecurityGroup.1".into(),
-                settings.security_group_name.clone(),
-            ),
             ("MinCount".into(), "1".into()),
             ("MaxCount".into(), "1".into()),
             (
@@ -228,8 +240,26 @@ impl Ec2Cloud {
                 base64::engine::general_purpose::STANDARD.encode(&request.user_data),
             ),
             ("ClientToken".into(), request.client_token.clone()),
+            (
+                "MetadataOptions.HttpTokens".into(),
+                settings.metadata_tokens.as_str().into(),
+            ),
+            ("MetadataOptions.HttpEndpoint".into(), "enabled".into()),
             ("TagSpecification.1.ResourceType".into(), "instance".into()),
         ];
+        // Ids when given (a VPC subnet needs them); else 1.2's group name.
+        if settings.security_group_ids.is_empty() {
+            if let Some(name) = &settings.security_group_name {
+                params.push(("SecurityGroup.1".into(), name.clone()));
+            }
+        } else {
+            for (index, id) in settings.security_group_ids.iter().enumerate() {
+                params.push((format!("SecurityGroupId.{}", index + 1), id.clone()));
+            }
+        }
+        if let Some(subnet) = &settings.subnet_id {
+            params.push(("SubnetId".into(), subnet.clone()));
+        }
         let tags = std::iter::once(("Name", request.name.as_str())).chain(
             request
                 .tags
@@ -401,6 +431,112 @@ impl Ec2Cloud {
     }
 }
 
+impl Ec2Cloud {
+    /// Whether the image, subnet, security groups and key pair the section names exist in the
+    /// region: the first that does not is [`Error::Misconfigured`] with its key.
+    async fn check_resources(&self) -> Result<(), Error> {
+        let settings = &self.inner.settings;
+        let image = settings.image_id.clone();
+        self.expect_found(
+            "DescribeImages",
+            vec![("ImageId.1".to_owned(), image.clone())],
+            "imagesSet",
+            &["InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"],
+            "IMAGE_ID",
+            format!("the AMI {image} does not exist in {} (or is not shared with this account)", settings.region.name),
+        )
+        .await?;
+        if let Some(subnet) = &settings.subnet_id {
+            self.expect_found(
+                "DescribeSubnets",
+                vec![("SubnetId.1".to_owned(), subnet.clone())],
+                "subnetSet",
+                &["InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"],
+                "SUBNET_ID",
+                format!("the subnet {subnet} does not exist in {}", settings.region.name),
+            )
+            .await?;
+        }
+        if settings.security_group_ids.is_empty() {
+            if let Some(name) = &settings.security_group_name {
+                self.expect_found(
+                    "DescribeSecurityGroups",
+                    vec![("GroupName.1".to_owned(), name.clone())],
+                    "securityGroupInfo",
+                    &["InvalidGroup.NotFound", "InvalidParameterValue"],
+                    "SECURITY_GROUP_NAME",
+                    format!(
+                        "no security group named {name} in the default VPC of {} (name groups \
+                         of another VPC by id in SECURITY_GROUP_IDS)",
+                        settings.region.name
+                    ),
+                )
+                .await?;
+            }
+        } else {
+            let params = settings
+                .security_group_ids
+                .iter()
+                .enumerate()
+                .map(|(index, id)| (format!("GroupId.{}", index + 1), id.clone()))
+                .collect();
+            self.expect_found(
+                "DescribeSecurityGroups",
+                params,
+                "securityGroupInfo",
+                &["InvalidGroup.NotFound", "InvalidGroupId.Malformed"],
+                "SECURITY_GROUP_IDS",
+                format!(
+                    "a security group of {} does not exist in {}",
+                    settings.security_group_ids.join(","),
+                    settings.region.name
+                ),
+            )
+            .await?;
+        }
+        let key = settings.key_name.clone();
+        self.expect_found(
+            "DescribeKeyPairs",
+            vec![("KeyName.1".to_owned(), key.clone())],
+            "keySet",
+            &["InvalidKeyPair.NotFound"],
+            "KEY_NAME",
+            format!("the key pair {key} does not exist in {}", settings.region.name),
+        )
+        .await
+    }
+
+    /// Calls `action`, which must answer at least one item in its `set` element; a
+    /// not-found code or an empty set is [`Error::Misconfigured`] of `key`.
+    async fn expect_found(
+        &self,
+        action: &str,
+        params: Vec<(String, String)>,
+        set: &'static str,
+        not_found: &[&str],
+        key: &str,
+        message: String,
+    ) -> Result<(), Error> {
+        let misconfigured = || Error::Misconfigured {
+            key: key.to_owned(),
+            message: message.clone(),
+        };
+        match self
+            .inner
+            .client
+            .call(action, &params, |text| xml::set_has_items(text, set))
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(misconfigured()),
+            Err(Error::Refused { code, .. }) if not_found.contains(&code.as_str()) => {
+                Err(misconfigured())
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
 /// The installation tag inside a token prefix of the director's form `cps-<tag>-…` (the
 /// reaper passes `cps-<tag>-s`), which is the value of the instances' `ConPaaS-Director`
 /// tag; `None` for any other prefix.
@@ -566,6 +702,7 @@ impl Cloud for Ec2Cloud {
             .call("DescribeInstances", &params, |text| {
                 xml::instances(text).map(|_| ())
             })
-            .await
+            .await?;
+        self.check_resources().await
     }
 }

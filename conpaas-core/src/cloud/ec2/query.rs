@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 
+use super::credentials::{Credentials, Provider};
 use super::sigv4;
 use super::xml;
 use crate::cloud::{EndpointUrl, Error};
@@ -66,21 +67,11 @@ pub(super) struct Target {
     pub host: String,
     /// The SigV4 region.
     pub region: String,
-    /// `USER`.
-    pub access_key_id: String,
-    /// `PASSWORD`.
-    pub secret_access_key: SecretString,
 }
 
 impl Target {
     /// The target for `endpoint` (or `https://<endpoint_host>` when absent).
-    pub fn new(
-        endpoint: Option<&EndpointUrl>,
-        endpoint_host: &str,
-        region: &str,
-        access_key_id: &str,
-        secret_access_key: SecretString,
-    ) -> Target {
+    pub fn new(endpoint: Option<&EndpointUrl>, endpoint_host: &str, region: &str) -> Target {
         let (url, host) = match endpoint {
             Some(endpoint) => {
                 // The Host header hyper would send, which is what the server checks the
@@ -100,8 +91,6 @@ impl Target {
             url,
             host,
             region: region.to_owned(),
-            access_key_id: access_key_id.to_owned(),
-            secret_access_key,
         }
     }
 
@@ -115,7 +104,6 @@ impl fmt::Debug for Target {
         f.debug_struct("Target")
             .field("url", &self.url)
             .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +113,7 @@ impl fmt::Debug for Target {
 pub(super) struct QueryClient {
     http: reqwest::Client,
     target: Arc<Target>,
+    credentials: Arc<Provider>,
     policy: CallPolicy,
 }
 
@@ -136,7 +125,11 @@ enum Attempt {
 
 impl QueryClient {
     /// A client of `target`. HTTPS endpoints are verified against the system's trusted roots.
-    pub fn new(target: Target, policy: CallPolicy) -> Result<QueryClient, Error> {
+    pub fn new(
+        target: Target,
+        credentials: Provider,
+        policy: CallPolicy,
+    ) -> Result<QueryClient, Error> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.request_timeout)
@@ -147,7 +140,7 @@ impl QueryClient {
         let tls = if target.uses_tls() {
             tls_config()?
         } else {
-            client_config(rustls::RootCertStore::empty())?
+            plain_tls_config()?
         };
         builder = builder.use_preconfigured_tls(tls);
         let http = builder
@@ -156,6 +149,7 @@ impl QueryClient {
         Ok(QueryClient {
             http,
             target: Arc::new(target),
+            credentials: Arc::new(credentials),
             policy,
         })
     }
@@ -174,7 +168,10 @@ impl QueryClient {
         let attempts = self.policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let reason = match self.once(action, &body).await {
+            // Asked before every attempt: an instance role's credentials may have been renewed
+            // during the pause.
+            let credentials = self.credentials.current().await?;
+            let reason = match self.once(action, &body, &credentials).await {
                 Ok(text) => match parse(&text) {
                     Ok(value) => return Ok(value),
                     Err(reason) => format!("unreadable answer: {reason}"),
@@ -197,18 +194,32 @@ impl QueryClient {
 
     /// One signed POST. The body is never logged: `RunInstances` carries the user-data, which
     /// holds the manager's private key.
-    async fn once(&self, action: &str, body: &str) -> Result<String, Attempt> {
+    async fn once(
+        &self,
+        action: &str,
+        body: &str,
+        credentials: &Credentials,
+    ) -> Result<String, Attempt> {
         let target = &self.target;
         let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let headers = [
+        let session_token = credentials
+            .session_token
+            .as_ref()
+            .map(|token| token.expose_secret());
+        let mut headers = vec![
             ("content-type", CONTENT_TYPE),
             ("host", target.host.as_str()),
             ("x-amz-date", amz_date.as_str()),
         ];
+        // Temporary credentials (a role's, AWS_SESSION_TOKEN) sign their token too; the
+        // names stay sorted as SigV4 wants.
+        if let Some(token) = session_token {
+            headers.push(("x-amz-security-token", token));
+        }
         let authorization = sigv4::authorization(
-            target.secret_access_key.expose_secret(),
+            credentials.secret_access_key.expose_secret(),
             &sigv4::Scope {
-                access_key_id: &target.access_key_id,
+                access_key_id: &credentials.access_key_id,
                 amz_date: &amz_date,
                 region: &target.region,
                 service: "ec2",
@@ -222,16 +233,17 @@ impl QueryClient {
             },
         );
         let started = Instant::now();
-        let sent = self
+        let mut post = self
             .http
             .post(&target.url)
             .header(reqwest::header::HOST, &target.host)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header("x-amz-date", &amz_date)
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .body(body.to_owned())
-            .send()
-            .await;
+            .header(reqwest::header::AUTHORIZATION, authorization);
+        if let Some(token) = session_token {
+            post = post.header("x-amz-security-token", token);
+        }
+        let sent = post.body(body.to_owned()).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -321,6 +333,12 @@ fn tls_config() -> Result<rustls::ClientConfig, Error> {
     client_config(roots)
 }
 
+/// A TLS configuration trusting nothing, for plain-HTTP clients (reqwest is built without a
+/// crypto provider of its own and wants one even then).
+pub(super) fn plain_tls_config() -> Result<rustls::ClientConfig, Error> {
+    client_config(rustls::RootCertStore::empty())
+}
+
 /// A client configuration trusting `roots`, on the crate's one crypto provider (aws-lc-rs).
 fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -377,14 +395,7 @@ mod tests {
 
     #[test]
     fn targets() {
-        let secret = || SecretString::from("s3cr3t");
-        let aws = Target::new(
-            None,
-            "ec2.us-east-1.amazonaws.com",
-            "us-east-1",
-            "AKIA",
-            secret(),
-        );
+        let aws = Target::new(None, "ec2.us-east-1.amazonaws.com", "us-east-1");
         assert_eq!(aws.url, "https://ec2.us-east-1.amazonaws.com/");
         assert_eq!(aws.host, "ec2.us-east-1.amazonaws.com");
         assert!(aws.uses_tls());
@@ -394,14 +405,13 @@ mod tests {
             port,
         };
         let moto = endpoint(UrlScheme::Http, "127.0.0.1", Some(5000));
-        let local = Target::new(Some(&moto), "ec2.x", "us-east-1", "AKIA", secret());
+        let local = Target::new(Some(&moto), "ec2.x", "us-east-1");
         assert_eq!(local.url, "http://127.0.0.1:5000/");
         assert_eq!(local.host, "127.0.0.1:5000");
         assert!(!local.uses_tls());
         let default_port = endpoint(UrlScheme::Https, "::1", Some(443));
-        let v6 = Target::new(Some(&default_port), "ec2.x", "r", "AKIA", secret());
+        let v6 = Target::new(Some(&default_port), "ec2.x", "r");
         assert_eq!(v6.host, "[::1]");
-        assert!(!format!("{v6:?}").contains("s3cr3t"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ struct Call {
     authorization: String,
     host: String,
     amz_date: String,
+    security_token: String,
 }
 
 impl Call {
@@ -172,6 +173,7 @@ impl Fake {
                     authorization: header("authorization"),
                     host: header("host"),
                     amz_date: header("x-amz-date"),
+                    security_token: header("x-amz-security-token"),
                     params,
                 };
                 let nth = {
@@ -227,24 +229,17 @@ impl Fake {
 const SECRET: &str = "wJalrXUtnFEMI-never-logged";
 
 fn settings(port: u16, boot_timeout: Duration) -> Ec2Settings {
-    Ec2Settings {
-        access_key_id: "AKIDTEST".into(),
-        secret_access_key: SecretString::from(SECRET),
-        image_id: "ami-1e749f67".into(),
-        size_id: "t1.micro".into(),
-        security_group_name: "conpaas".into(),
-        key_name: "conpaas-key".into(),
-        region: Ec2Region {
-            name: "eu-west-1".into(),
-            endpoint_host: "ec2.eu-west-1.amazonaws.com".into(),
-        },
-        endpoint: Some(EndpointUrl {
-            scheme: UrlScheme::Http,
-            host: "127.0.0.1".into(),
-            port: Some(port),
-        }),
-        boot_timeout,
-    }
+    Ec2Settings::new(
+        "AKIDTEST",
+        SecretString::from(SECRET),
+        "ami-1e749f67",
+        "t1.micro",
+        "conpaas",
+        "conpaas-key",
+        Ec2Region::new("eu-west-1"),
+    )
+    .endpoint(EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(port)))
+    .boot_timeout(boot_timeout)
 }
 
 fn fast() -> Ec2Tuning {
@@ -256,6 +251,7 @@ fn fast() -> Ec2Tuning {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(4),
         address: AddressPolicy::Public,
+        environment: Some(AwsEnvironment::empty()),
     }
 }
 
@@ -892,13 +888,118 @@ async fn list_nodes_stops_on_a_repeated_next_token() {
     assert_eq!(fake.calls("DescribeInstances").len(), 2);
 }
 
+/// A `Describe*` answer whose `set` holds one item, or none.
+fn set(action: &str, set: &str, items: usize) -> Answer {
+    let items = "<item><id>x</id></item>".repeat(items);
+    ok(format!("<{action}Response><{set}>{items}</{set}></{action}Response>"))
+}
+
 #[tokio::test]
-async fn probe_lists_a_few_instances() {
-    let fake = Fake::start(|_: &Call, _| describe("running", "54.1.2.3")).await;
+async fn probe_lists_a_few_instances_then_checks_what_the_section_names() {
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "DescribeImages" => set("DescribeImages", "imagesSet", 1),
+        "DescribeSecurityGroups" => set("DescribeSecurityGroups", "securityGroupInfo", 1),
+        "DescribeKeyPairs" => set("DescribeKeyPairs", "keySet", 1),
+        _ => describe("running", "54.1.2.3"),
+    })
+    .await;
     cloud(&fake, Duration::from_secs(5)).probe().await.unwrap();
     let calls = fake.calls("DescribeInstances");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].param("MaxResults"), Some("5"));
+    assert_eq!(
+        fake.calls("DescribeImages")[0].param("ImageId.1"),
+        Some("ami-1e749f67")
+    );
+    assert_eq!(
+        fake.calls("DescribeSecurityGroups")[0].param("GroupName.1"),
+        Some("conpaas")
+    );
+    assert_eq!(
+        fake.calls("DescribeKeyPairs")[0].param("KeyName.1"),
+        Some("conpaas-key")
+    );
+    assert!(fake.calls("DescribeSubnets").is_empty());
+}
+
+#[tokio::test]
+async fn probe_names_the_key_of_what_is_missing() {
+    // An empty image set (an AMI not shared with the account) and a not-found subnet code.
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "DescribeImages" => set("DescribeImages", "imagesSet", 0),
+        _ => describe("running", "54.1.2.3"),
+    })
+    .await;
+    let error = cloud(&fake, Duration::from_secs(5)).probe().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Misconfigured { key, message } if key == "IMAGE_ID" && message.contains("ami-1e749f67")),
+        "{error:?}"
+    );
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "DescribeImages" => set("DescribeImages", "imagesSet", 1),
+        "DescribeSubnets" => fail(400, "InvalidSubnetID.NotFound"),
+        _ => describe("running", "54.1.2.3"),
+    })
+    .await;
+    let vpc = settings(fake.port, Duration::from_secs(5))
+        .subnet_id("subnet-0a1b2c3d")
+        .security_group_ids(vec!["sg-0a1b2c3d".to_owned()]);
+    let error = Ec2Cloud::with_tuning("iaas", vpc, fast())
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Misconfigured { key, .. } if key == "SUBNET_ID"),
+        "{error:?}"
+    );
+    assert_eq!(error.to_string(), "SUBNET_ID of the cloud's section: the subnet subnet-0a1b2c3d does not exist in eu-west-1");
+}
+
+#[tokio::test]
+async fn a_vpc_launch_names_its_subnet_and_group_ids_and_requires_imdsv2() {
+    let fake = Fake::start(|call: &Call, _| match call.action.as_str() {
+        "RunInstances" => run("running", "54.1.2.3"),
+        _ => describe("running", "54.1.2.3"),
+    })
+    .await;
+    let vpc = settings(fake.port, Duration::from_secs(5))
+        .subnet_id("subnet-0a1b2c3d")
+        .security_group_ids(vec!["sg-0a1b2c3d".to_owned(), "sg-4e5f6a7b".to_owned()]);
+    Ec2Cloud::with_tuning("iaas", vpc, fast())
+        .unwrap()
+        .create_node(request())
+        .await
+        .unwrap();
+    let run = &fake.calls("RunInstances")[0];
+    assert_eq!(run.param("SubnetId"), Some("subnet-0a1b2c3d"));
+    assert_eq!(run.param("SecurityGroupId.1"), Some("sg-0a1b2c3d"));
+    assert_eq!(run.param("SecurityGroupId.2"), Some("sg-4e5f6a7b"));
+    // With ids the name is not sent: EC2 refuses names beside a subnet of another VPC.
+    assert_eq!(run.param("SecurityGroup.1"), None);
+    assert_eq!(run.param("MetadataOptions.HttpTokens"), Some("required"));
+    assert_eq!(run.param("MetadataOptions.HttpEndpoint"), Some("enabled"));
+}
+
+#[tokio::test]
+async fn temporary_credentials_sign_their_session_token() {
+    let fake = Fake::start(|_: &Call, _| describe("running", "54.1.2.3")).await;
+    let environment = AwsEnvironment::empty()
+        .var("AWS_ACCESS_KEY_ID", "ASIATEMP")
+        .var("AWS_SECRET_ACCESS_KEY", SECRET)
+        .var("AWS_SESSION_TOKEN", "session-token-value");
+    let chain = settings(fake.port, Duration::from_secs(5))
+        .credentials(crate::cloud::Ec2Credentials::chain());
+    let cloud = Ec2Cloud::with_tuning("iaas", chain, fast().environment(environment)).unwrap();
+    cloud.node_state("i-0abc").await.unwrap();
+    let call = &fake.calls("DescribeInstances")[0];
+    assert_eq!(call.security_token, "session-token-value");
+    let authorization = &call.authorization;
+    assert!(authorization.contains("Credential=ASIATEMP/"), "{authorization}");
+    assert!(
+        authorization.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token"),
+        "{authorization}"
+    );
 }
 
 #[tokio::test]

@@ -102,6 +102,15 @@ pub(super) fn page(xml: &str) -> Result<Page, String> {
     })
 }
 
+/// Whether the answer's first `set` element (`imagesSet`, `subnetSet`...) holds an `item`.
+pub(super) fn set_has_items(xml: &str, set: &str) -> Result<bool, String> {
+    let document = Document::parse(xml).map_err(|error| format!("unreadable XML: {error}"))?;
+    Ok(document
+        .descendants()
+        .find(|node| is(node, set))
+        .is_some_and(|found| found.children().any(|node| is(&node, "item"))))
+}
+
 /// The first `Error` of an error answer, if the body is one.
 pub(super) fn api_error(xml: &str) -> Option<ApiError> {
     let document = Document::parse(xml).ok()?;
@@ -115,6 +124,17 @@ pub(super) fn api_error(xml: &str) -> Option<ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_with_and_without_items() {
+        let full = "<DescribeImagesResponse><imagesSet><item><imageId>ami-1</imageId></item>\
+                    </imagesSet></DescribeImagesResponse>";
+        assert_eq!(set_has_items(full, "imagesSet"), Ok(true));
+        let empty = "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>";
+        assert_eq!(set_has_items(empty, "imagesSet"), Ok(false));
+        assert_eq!(set_has_items(full, "subnetSet"), Ok(false));
+        assert!(set_has_items("<a", "imagesSet").is_err());
+    }
 
     /// The shape of a `RunInstances` answer (trimmed from moto 5.2 and AWS's documentation).
     const RUN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

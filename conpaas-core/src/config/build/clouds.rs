@@ -42,6 +42,14 @@ fn parse_driver(text: &str) -> Result<DriverKind, String> {
     }
 }
 
+/// Whether `text` has the form of an EC2 resource id with `prefix` (`sg-`, `subnet-`): hex after
+/// the prefix.
+fn is_ec2_id(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 32 && rest.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 fn parse_instance_type(text: &str) -> Result<InstanceType, String> {
     // Exact, lower-case names: 1.2 managers, which get this section copied, compare them exactly.
     InstanceType::ALL
@@ -182,15 +190,52 @@ impl Builder<'_> {
     }
 
     fn ec2(&mut self, section: &str) -> Checked<Ec2Settings> {
-        let access_key_id = self.required_text(section, "user", "the AWS access key id");
-        let secret_access_key =
-            self.required(section, "password", "the AWS secret access key", |text| {
-                Ok(SecretString::from(text))
-            });
+        let credentials = self.ec2_credentials(section);
         let image_id = self.required_text(section, "image_id", "an AMI id, such as ami-bb780cd2");
         let size_id = self.required_text(section, "size_id", "an instance type, such as t1.micro");
-        let security_group_name =
-            self.required_text(section, "security_group_name", "a security group name");
+        let security_group_ids = self.optional(section, "security_group_ids", |text| {
+            let ids: Vec<String> = text
+                .split(',')
+                .map(py_strip)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() && ids.iter().all(|id| is_ec2_id(id, "sg-")) {
+                Ok(ids)
+            } else {
+                Err("security group ids separated by commas, such as sg-0a1b2c3d,sg-4e5f6a7b"
+                    .to_owned())
+            }
+        });
+        // A name is needed only when no ids are given (the director launches with the ids);
+        // 1.2 managers, which get this section copied, need the name whatever the ids.
+        let security_group_name = match &security_group_ids {
+            Ok(Some(_)) => self.optional(section, "security_group_name", |text| {
+                Ok(text.to_owned())
+            }),
+            Ok(None) => self
+                .required_text(
+                    section,
+                    "security_group_name",
+                    "a security group name (or SECURITY_GROUP_IDS)",
+                )
+                .map(Some),
+            Err(Reported) => Err(Reported),
+        };
+        let subnet_id = self.optional(section, "subnet_id", |text| {
+            if is_ec2_id(text, "subnet-") {
+                Ok(text.to_owned())
+            } else {
+                Err("a VPC subnet id, such as subnet-0a1b2c3d".to_owned())
+            }
+        });
+        let metadata_tokens = self.optional(section, "metadata_tokens", |text| {
+            match text.to_ascii_lowercase().as_str() {
+                "required" => Ok(MetadataTokens::Required),
+                "optional" => Ok(MetadataTokens::Optional),
+                _ => Err("required (IMDSv2 only) or optional (IMDSv1 too)".to_owned()),
+            }
+        });
         let key_name = self.required_text(section, "key_name", "a key pair name");
         let region = self
             .required_value(
@@ -219,16 +264,56 @@ impl Builder<'_> {
         });
         let boot_timeout = self.boot_timeout(section);
         Ok(Ec2Settings {
-            access_key_id: access_key_id?,
-            secret_access_key: secret_access_key?,
+            credentials: credentials?,
             image_id: image_id?,
             size_id: size_id?,
             security_group_name: security_group_name?,
+            security_group_ids: security_group_ids?.unwrap_or_default(),
+            subnet_id: subnet_id?,
             key_name: key_name?,
             region: region?,
             endpoint: endpoint?,
+            metadata_tokens: metadata_tokens?.unwrap_or(MetadataTokens::Required),
             boot_timeout: boot_timeout?,
         })
+    }
+
+    /// `USER` and `PASSWORD` together (an access key), or neither (AWS's credential chain,
+    /// with `PROFILE` naming the shared-file profile).
+    fn ec2_credentials(&mut self, section: &str) -> Checked<Ec2Credentials> {
+        let user = self.find_nonempty(section, "user")?;
+        let password = self.find_nonempty(section, "password")?;
+        let profile = self.find_nonempty(section, "profile")?;
+        match (user, password) {
+            (Some(user), Some(password)) => {
+                if let Some(profile) = profile {
+                    return Err(self.invalid(
+                        section,
+                        &profile,
+                        "no PROFILE beside USER and PASSWORD (the keys are used; remove one)",
+                    ));
+                }
+                Ok(Ec2Credentials::keys(
+                    user.text,
+                    SecretString::from(password.text),
+                ))
+            }
+            (None, None) => Ok(Ec2Credentials::Chain {
+                profile: profile.map(|value| value.text),
+            }),
+            (Some(_), None) => Err(self.missing(
+                section,
+                "password",
+                "the AWS secret access key of USER (or neither USER nor PASSWORD, for the AWS \
+                 credential chain)",
+            )),
+            (None, Some(_)) => Err(self.missing(
+                section,
+                "user",
+                "the AWS access key id of PASSWORD (or neither USER nor PASSWORD, for the AWS \
+                 credential chain)",
+            )),
+        }
     }
 
     fn opennebula(&mut self, section: &str) -> Checked<OpenNebulaSettings> {

@@ -18,7 +18,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::ca::{CaSettings, KeyAlgorithm};
-use crate::cloud::{CloudSettings, DriverSettings, Ec2Settings, InstanceType, OpenNebulaSettings};
+use crate::cloud::{
+    CloudSettings, DriverSettings, Ec2Credentials, Ec2Settings, InstanceType, MetadataTokens,
+    OpenNebulaSettings,
+};
 use crate::model::Credit;
 use crate::store::{DatabaseUrl, StoreSettings};
 use crate::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
@@ -100,6 +103,10 @@ pub(crate) const EC2_KEYS: &[&str] = &[
     "KEY_NAME",
     "REGION",
     "ENDPOINT",
+    "SUBNET_ID",
+    "SECURITY_GROUP_IDS",
+    "METADATA_TOKENS",
+    "PROFILE",
     "BOOT_TIMEOUT",
 ];
 

@@ -5,6 +5,8 @@ Usage:
   moto_ec2.py serve PORT        run moto's server on 127.0.0.1:PORT until stdin closes
   moto_ec2.py list PORT REGION  print the region's instances as JSON (boto3: an independent
                                 EC2 client, so the tests do not read moto with our own code)
+  moto_ec2.py setup PORT REGION create the key pair "conpaas" and a VPC with a subnet and a
+                                security group in REGION (once); print their ids as JSON
   moto_ec2.py sign              read a captured request as JSON on stdin, print the SigV4
                                 signature botocore computes for it (moto checks none)
 
@@ -78,6 +80,9 @@ def list_instances(port, region):
                     "type": instance.get("InstanceType"),
                     "key": instance.get("KeyName"),
                     "groups": [g["GroupName"] for g in instance.get("SecurityGroups", [])],
+                    "group_ids": [g["GroupId"] for g in instance.get("SecurityGroups", [])],
+                    "subnet": instance.get("SubnetId"),
+                    "http_tokens": instance.get("MetadataOptions", {}).get("HttpTokens"),
                     "public_ip": instance.get("PublicIpAddress"),
                     "private_ip": instance.get("PrivateIpAddress"),
                     "client_token": instance.get("ClientToken"),
@@ -86,6 +91,38 @@ def list_instances(port, region):
                 }
             )
     print(json.dumps(found))
+
+
+def setup(port, region):
+    import boto3
+
+    ec2 = boto3.client(
+        "ec2",
+        region_name=region,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id="AKIDINSPECTOR",
+        aws_secret_access_key="inspector",
+    )
+    if not ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["conpaas"]}])["KeyPairs"]:
+        ec2.create_key_pair(KeyName="conpaas")
+    tagged = [{"Name": "tag:Name", "Values": ["conpaas-test"]}]
+    vpcs = ec2.describe_vpcs(Filters=tagged)["Vpcs"]
+    if vpcs:
+        vpc = vpcs[0]["VpcId"]
+        subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+        group = ec2.describe_security_groups(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["conpaas"]}]
+        )["SecurityGroups"][0]["GroupId"]
+    else:
+        vpc = ec2.create_vpc(
+            CidrBlock="10.7.0.0/16",
+            TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "conpaas-test"}]}],
+        )["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(
+            GroupName="conpaas", Description="conpaas managers", VpcId=vpc
+        )["GroupId"]
+    print(json.dumps({"vpc": vpc, "subnet": subnet, "group": group}))
 
 
 def sign():
@@ -117,6 +154,8 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     elif sys.argv[1:2] == ["list"] and len(sys.argv) == 4:
         list_instances(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1:2] == ["setup"] and len(sys.argv) == 4:
+        setup(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1:] == ["sign"]:
         sign()
     else:

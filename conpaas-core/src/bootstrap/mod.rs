@@ -134,6 +134,17 @@ impl Templates {
             // is the director's own choice: it supplies the part.
             tracing::debug!(path = %cloud_path, "no dummy cloud part: the built-in one is used");
             cloud_script = Some(DUMMY_CLOUD_SCRIPT.to_owned());
+        } else if cloud_driver == "ec2"
+            && cloud_script
+                .as_deref()
+                .is_none_or(reads_metadata_without_token)
+        {
+            // The director launches EC2 managers with IMDSv2 required (METADATA_TOKENS), and
+            // 1.2's part reads the metadata with plain GETs, which such instances refuse: the
+            // manager would get no address. The built-in part fetches a token first (and falls
+            // back to plain GETs where IMDSv1 is all there is).
+            tracing::info!(path = %cloud_path, "the EC2 cloud part is missing or reads the instance metadata without an IMDSv2 token: the built-in one is used");
+            cloud_script = Some(EC2_CLOUD_SCRIPT.to_owned());
         } else if cloud_script.is_none() {
             // As in 1.2: logged, not fatal.
             tracing::info!(path = %cloud_path, "no cloud configuration script found");
@@ -378,6 +389,17 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
     Ok(out)
 }
 
+/// The director's cloud part for EC2 (`scripts/cloud/ec2`): 1.2's variables (`IP_PUBLIC`,
+/// `PRIVATE_IP`, host names, `VM_ID`) read from the instance metadata through IMDSv2, with
+/// IMDSv1 as the fallback. Rendered instead of a CONF_DIR's part that is missing or reads the
+/// metadata without a token (1.2's own).
+pub const EC2_CLOUD_SCRIPT: &str = include_str!("templates/cloud-ec2");
+
+/// Whether a cloud part reads EC2's instance metadata without an IMDSv2 session token.
+fn reads_metadata_without_token(script: &str) -> bool {
+    script.contains("169.254.169.254") && !script.contains("X-aws-ec2-metadata-token")
+}
+
 /// The cloud part of the dummy cloud (`scripts/cloud/dummy`): sets `IP_PUBLIC` to the address
 /// the dummy cloud records for every manager (`cloud::DUMMY_MANAGER_IP`, 127.0.0.3). Installed
 /// with the embedded default, and rendered when a dummy cloud's CONF_DIR has no such file.
@@ -554,6 +576,34 @@ mod tests {
     }
 
     #[test]
+    fn ec2_gets_a_cloud_part_that_asks_for_an_imdsv2_token() {
+        let dir = tempfile::tempdir().unwrap();
+        install_default_templates(dir.path()).unwrap();
+        // Missing: the built-in part.
+        let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some(EC2_CLOUD_SCRIPT));
+        assert!(EC2_CLOUD_SCRIPT.starts_with("#!/bin/bash\n"));
+        // 1.2's own part (plain GETs of the metadata): replaced.
+        let part = dir.path().join("scripts/cloud/ec2");
+        std::fs::write(
+            &part,
+            "#!/bin/bash\nIP_PUBLIC=$(wget http://169.254.169.254/latest/meta-data/public-ipv4 -O -)\n",
+        )
+        .unwrap();
+        let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+        assert_eq!(loaded.cloud_script.as_deref(), Some(EC2_CLOUD_SCRIPT));
+        // An operator's part that uses tokens, or no metadata at all: kept.
+        for own in [
+            "#!/bin/bash\nT=$(curl -X PUT http://169.254.169.254/latest/api/token)\ncurl -H \"X-aws-ec2-metadata-token: $T\" http://169.254.169.254/\n",
+            "#!/bin/bash\nIP_PUBLIC=10.1.2.3\n",
+        ] {
+            std::fs::write(&part, own).unwrap();
+            let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+            assert_eq!(loaded.cloud_script.as_deref(), Some(own));
+        }
+    }
+
+    #[test]
     fn the_dummy_cloud_part_is_supplied_when_absent() {
         let dir = tempfile::tempdir().unwrap();
         install_default_templates(dir.path()).unwrap();
@@ -572,7 +622,7 @@ mod tests {
         let loaded = Templates::load(dir.path(), "php", "dummy").unwrap();
         assert_eq!(loaded.cloud_script.as_deref(), Some("IP_PUBLIC=10.0.0.9\n"));
         // Other drivers still get nothing for a missing part, as in 1.2.
-        let loaded = Templates::load(dir.path(), "php", "ec2").unwrap();
+        let loaded = Templates::load(dir.path(), "php", "opennebula").unwrap();
         assert_eq!(loaded.cloud_script, None);
         // php and java managers get MEMCACHE_ADDR; other types do not.
         let php = Templates::load(dir.path(), "php", "dummy").unwrap();

@@ -113,7 +113,10 @@ impl AwsEnvironment {
     fn file(&self, variable: &str, default: &str) -> Option<PathBuf> {
         match self.get(variable) {
             Some(path) => Some(PathBuf::from(path)),
-            None => self.home.as_ref().map(|home| home.join(".aws").join(default)),
+            None => self
+                .home
+                .as_ref()
+                .map(|home| home.join(".aws").join(default)),
         }
     }
 }
@@ -319,7 +322,10 @@ impl Chain {
         let token = self
             .imds
             .put(format!("{endpoint}/latest/api/token"))
-            .header("x-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL_SECONDS)
+            .header(
+                "x-aws-ec2-metadata-token-ttl-seconds",
+                IMDS_TOKEN_TTL_SECONDS,
+            )
             .send()
             .await
             .map_err(|error| format!("IMDS does not answer ({})", short(&error)))?;
@@ -328,12 +334,16 @@ impl Chain {
             // IMDSv1-only endpoints (and some proxies) do not know the token call.
             404 | 405 => None,
             403 => return Err("IMDS is disabled for this instance (HTTP 403)".to_owned()),
-            status => return Err(format!("IMDS answered the token request with HTTP {status}")),
+            status => {
+                return Err(format!(
+                    "IMDS answered the token request with HTTP {status}"
+                ));
+            }
         };
         let get = |path: String| {
-            let mut request = self
-                .imds
-                .get(format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}"));
+            let mut request = self.imds.get(format!(
+                "{endpoint}/latest/meta-data/iam/security-credentials/{path}"
+            ));
             if let Some(token) = &token {
                 request = request.header("x-aws-ec2-metadata-token", token.trim());
             }
@@ -424,7 +434,11 @@ fn short(error: &reqwest::Error) -> String {
 }
 
 /// The access key of `section` in the shared file at `path` (absent file: `None`).
-fn from_shared_file(path: &Path, section: &str, profile: &str) -> Result<Option<Credentials>, Error> {
+fn from_shared_file(
+    path: &Path,
+    section: &str,
+    profile: &str,
+) -> Result<Option<Credentials>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -445,7 +459,10 @@ fn from_shared_file(path: &Path, section: &str, profile: &str) -> Result<Option<
     Ok(Some(Credentials {
         access_key_id: access_key_id.clone(),
         secret_access_key: SecretString::from(secret.clone()),
-        session_token: keys.get("aws_session_token").cloned().map(SecretString::from),
+        session_token: keys
+            .get("aws_session_token")
+            .cloned()
+            .map(SecretString::from),
         expires: None,
         source: format!("the profile {profile:?} of {}", path.display()),
     }))
@@ -461,7 +478,10 @@ fn shared_file_section(text: &str, section: &str) -> BTreeMap<String, String> {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if let Some(header) = line.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        if let Some(header) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
             inside = header.split_whitespace().collect::<Vec<_>>().join(" ") == section;
             continue;
         }
@@ -526,7 +546,10 @@ mod tests {
         assert_eq!(found.access_key_id, "AKIAENV");
         assert_eq!(found.secret_access_key.expose_secret(), "envsecret");
         assert_eq!(
-            found.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
+            found
+                .session_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
             Some("envtoken".to_owned())
         );
         // Without the variables, the file's default profile.

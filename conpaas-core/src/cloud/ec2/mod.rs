@@ -441,9 +441,16 @@ impl Ec2Cloud {
             "DescribeImages",
             vec![("ImageId.1".to_owned(), image.clone())],
             "imagesSet",
-            &["InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"],
+            &[
+                "InvalidAMIID.NotFound",
+                "InvalidAMIID.Malformed",
+                "InvalidAMIID.Unavailable",
+            ],
             "IMAGE_ID",
-            format!("the AMI {image} does not exist in {} (or is not shared with this account)", settings.region.name),
+            format!(
+                "the AMI {image} does not exist in {} (or is not shared with this account)",
+                settings.region.name
+            ),
         )
         .await?;
         if let Some(subnet) = &settings.subnet_id {
@@ -453,7 +460,10 @@ impl Ec2Cloud {
                 "subnetSet",
                 &["InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"],
                 "SUBNET_ID",
-                format!("the subnet {subnet} does not exist in {}", settings.region.name),
+                format!(
+                    "the subnet {subnet} does not exist in {}",
+                    settings.region.name
+                ),
             )
             .await?;
         }
@@ -501,7 +511,10 @@ impl Ec2Cloud {
             "keySet",
             &["InvalidKeyPair.NotFound"],
             "KEY_NAME",
-            format!("the key pair {key} does not exist in {}", settings.region.name),
+            format!(
+                "the key pair {key} does not exist in {}",
+                settings.region.name
+            ),
         )
         .await
     }

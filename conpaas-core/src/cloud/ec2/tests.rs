@@ -891,7 +891,9 @@ async fn list_nodes_stops_on_a_repeated_next_token() {
 /// A `Describe*` answer whose `set` holds one item, or none.
 fn set(action: &str, set: &str, items: usize) -> Answer {
     let items = "<item><id>x</id></item>".repeat(items);
-    ok(format!("<{action}Response><{set}>{items}</{set}></{action}Response>"))
+    ok(format!(
+        "<{action}Response><{set}>{items}</{set}></{action}Response>"
+    ))
 }
 
 #[tokio::test]
@@ -930,7 +932,10 @@ async fn probe_names_the_key_of_what_is_missing() {
         _ => describe("running", "54.1.2.3"),
     })
     .await;
-    let error = cloud(&fake, Duration::from_secs(5)).probe().await.unwrap_err();
+    let error = cloud(&fake, Duration::from_secs(5))
+        .probe()
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, Error::Misconfigured { key, message } if key == "IMAGE_ID" && message.contains("ami-1e749f67")),
         "{error:?}"
@@ -953,7 +958,10 @@ async fn probe_names_the_key_of_what_is_missing() {
         matches!(&error, Error::Misconfigured { key, .. } if key == "SUBNET_ID"),
         "{error:?}"
     );
-    assert_eq!(error.to_string(), "SUBNET_ID of the cloud's section: the subnet subnet-0a1b2c3d does not exist in eu-west-1");
+    assert_eq!(
+        error.to_string(),
+        "SUBNET_ID of the cloud's section: the subnet subnet-0a1b2c3d does not exist in eu-west-1"
+    );
 }
 
 #[tokio::test]
@@ -995,7 +1003,10 @@ async fn temporary_credentials_sign_their_session_token() {
     let call = &fake.calls("DescribeInstances")[0];
     assert_eq!(call.security_token, "session-token-value");
     let authorization = &call.authorization;
-    assert!(authorization.contains("Credential=ASIATEMP/"), "{authorization}");
+    assert!(
+        authorization.contains("Credential=ASIATEMP/"),
+        "{authorization}"
+    );
     assert!(
         authorization.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token"),
         "{authorization}"

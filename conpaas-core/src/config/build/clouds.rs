@@ -203,16 +203,18 @@ impl Builder<'_> {
             if !ids.is_empty() && ids.iter().all(|id| is_ec2_id(id, "sg-")) {
                 Ok(ids)
             } else {
-                Err("security group ids separated by commas, such as sg-0a1b2c3d,sg-4e5f6a7b"
-                    .to_owned())
+                Err(
+                    "security group ids separated by commas, such as sg-0a1b2c3d,sg-4e5f6a7b"
+                        .to_owned(),
+                )
             }
         });
         // A name is needed only when no ids are given (the director launches with the ids);
         // 1.2 managers, which get this section copied, need the name whatever the ids.
         let security_group_name = match &security_group_ids {
-            Ok(Some(_)) => self.optional(section, "security_group_name", |text| {
-                Ok(text.to_owned())
-            }),
+            Ok(Some(_)) => {
+                self.optional(section, "security_group_name", |text| Ok(text.to_owned()))
+            }
             Ok(None) => self
                 .required_text(
                     section,

@@ -6,6 +6,9 @@
 // Test code: a panic is a test failure, with the message saying what went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod imds;
+mod vpc;
+
 use std::fs;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,8 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use conpaas_core::cloud::{
-    Cloud, Ec2Cloud, Ec2Credentials, Ec2Region, Ec2Settings, Ec2Tuning, EndpointUrl, Error, NodeRequest, NodeState,
-    UrlScheme,
+    Cloud, Ec2Cloud, Ec2Credentials, Ec2Region, Ec2Settings, Ec2Tuning, EndpointUrl, Error,
+    NodeRequest, NodeState, UrlScheme,
 };
 use conpaas_core::config::{self, ConfigSource};
 use conpaas_core::director::accounts::{self, NewAccount};
@@ -128,6 +131,22 @@ impl Moto {
             .clone()
     }
 
+    /// Creates the key pair `conpaas` and a VPC with a subnet and a security group in
+    /// `region` (once), with boto3; answers `{vpc, subnet, group}`.
+    fn setup(&self, region: &str) -> Value {
+        let output = Command::new(python())
+            .arg(support_script())
+            .args(["setup", &self.port.to_string(), region])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "boto3 setup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     fn endpoint(&self) -> EndpointUrl {
         EndpointUrl::new(UrlScheme::Http, "127.0.0.1", Some(self.port))
     }
@@ -215,6 +234,13 @@ async fn create_runs_one_tagged_instance_and_kill_terminates_it() {
     let moto = moto();
     let region = "us-east-1";
     let cloud = cloud(settings(moto, region, IMAGE, Duration::from_secs(20)));
+    // The probe checks the key pair too, which a fresh moto region lacks.
+    let error = cloud.probe().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Misconfigured { key, .. } if key == "KEY_NAME"),
+        "{error:?}"
+    );
+    moto.setup(region);
     cloud.probe().await.unwrap();
     let request = request(1);
     let node = cloud.create_node(request.clone()).await.unwrap();
@@ -232,6 +258,8 @@ async fn create_runs_one_tagged_instance_and_kill_terminates_it() {
     assert_eq!(instance["type"], "t1.micro");
     assert_eq!(instance["key"], "conpaas");
     assert_eq!(instance["groups"], serde_json::json!(["default"]));
+    // IMDSv2 only, unless the section says METADATA_TOKENS = optional.
+    assert_eq!(instance["http_tokens"], "required");
     assert_eq!(
         instance["tags"],
         serde_json::json!({

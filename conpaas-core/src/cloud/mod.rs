@@ -19,7 +19,7 @@ pub(crate) mod settings;
 #[cfg(feature = "director")]
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 #[cfg(feature = "ec2")]
-pub use ec2::{AddressPolicy, AwsEnvironment, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
+pub use ec2::{AwsEnvironment, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 #[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
 pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
@@ -28,6 +28,6 @@ pub use registry::{
     CloudRegistry, CloudRegistryBuilder, DEFAULT_CLOUD_ALIAS, RegisteredCloud, RegistryError,
 };
 pub use settings::{
-    CloudSettings, DriverSettings, Ec2Credentials, Ec2Region, Ec2Settings, EndpointUrl,
-    InstanceType, MetadataTokens, OpenNebulaSettings, UrlScheme,
+    AddressPolicy, CloudSettings, DriverSettings, Ec2Credentials, Ec2Region, Ec2Settings,
+    EndpointUrl, InstanceType, MetadataTokens, OpenNebulaSettings, UrlScheme,
 };

@@ -118,11 +118,36 @@ pub struct Ec2Settings {
     /// call, e.g. a local moto server in tests. Requests are still signed for
     /// [`Ec2Region::name`].
     pub endpoint: Option<EndpointUrl>,
+    /// `MANAGER_ADDRESS` (ours): which address is the manager's; [`AddressPolicy::Public`]
+    /// unless set.
+    pub address: AddressPolicy,
     /// `METADATA_TOKENS` (ours): whether the instances the director launches accept only
     /// IMDSv2 (token) metadata requests; [`MetadataTokens::Required`] unless set.
     pub metadata_tokens: MetadataTokens,
     /// `BOOT_TIMEOUT` (ours): how long a new VM may take to get its address.
     pub boot_timeout: Duration,
+}
+
+/// `MANAGER_ADDRESS`: which address of an EC2 instance the director records as the manager's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressPolicy {
+    /// `public`: only the public IPv4 address (`ipAddress`): users and their clients must
+    /// reach the manager, as in 1.2. An instance without one never becomes ready.
+    Public,
+    /// `public-or-private`: the public address when there is one, else the private one: for
+    /// a director (and users) inside the managers' VPC, such as a private subnet's.
+    PublicOrPrivate,
+}
+
+impl AddressPolicy {
+    /// The value as director.cfg spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressPolicy::Public => "public",
+            AddressPolicy::PublicOrPrivate => "public-or-private",
+        }
+    }
 }
 
 /// Where the EC2 driver finds its AWS credentials.
@@ -432,7 +457,7 @@ impl Ec2Settings {
     /// (an AMI) and type `size_id` in `region`, in the security group
     /// `security_group_name`, with the key pair `key_name`; the region's own endpoint, no
     /// subnet, IMDSv2 required and a boot timeout of 300 s. Other credentials:
-    /// [`credentials`](Self::credentials).
+    /// [`credentials`](Self::credentials). Managers are reached at their public address.
     pub fn new(
         access_key_id: impl Into<String>,
         secret_access_key: SecretString,
@@ -452,6 +477,7 @@ impl Ec2Settings {
             key_name: key_name.into(),
             region,
             endpoint: None,
+            address: AddressPolicy::Public,
             metadata_tokens: MetadataTokens::Required,
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
         }
@@ -467,6 +493,7 @@ impl Ec2Settings {
         key_name: into String,
         region: Ec2Region,
         endpoint: some EndpointUrl,
+        address: AddressPolicy,
         metadata_tokens: MetadataTokens,
         boot_timeout: Duration,
     }

@@ -169,6 +169,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("<cloud>", "SUBNET_ID"),
     ("<cloud>", "SECURITY_GROUP_IDS"),
     ("<cloud>", "METADATA_TOKENS"),
+    ("<cloud>", "MANAGER_ADDRESS"),
     ("<cloud>", "PROFILE"),
     ("<cloud>", "BOOT_TIMEOUT"),
     ("<cloud>", "URL"),

@@ -374,7 +374,7 @@ fn ec2_in_a_vpc_with_the_credential_chain() {
         "{BASE}[iaas]\nDRIVER = ec2\nIMAGE_ID = ami-bb780cd2\nSIZE_ID = t3.micro\n\
          SECURITY_GROUP_IDS = sg-0a1b2c3d, sg-4e5f6a7b\nSUBNET_ID = subnet-0123abcd\n\
          KEY_NAME = conpaas\nREGION = ec2.eu-west-1.amazonaws.com\nMETADATA_TOKENS = optional\n\
-         PROFILE = ops\n"
+         PROFILE = ops\nMANAGER_ADDRESS = public-or-private\n"
     ));
     // BASE's own `[iaas] DRIVER` is repeated; no other warning (no key is unknown to ec2).
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
@@ -389,6 +389,7 @@ fn ec2_in_a_vpc_with_the_credential_chain() {
     assert_eq!(ec2.security_group_name, None);
     assert_eq!(ec2.subnet_id.as_deref(), Some("subnet-0123abcd"));
     assert_eq!(ec2.metadata_tokens, crate::cloud::MetadataTokens::Optional);
+    assert_eq!(ec2.address, crate::cloud::AddressPolicy::PublicOrPrivate);
     // Only one of USER and PASSWORD: the other is named.
     check(
         &format!(

@@ -16,10 +16,8 @@ use super::*;
 fn in_vpc(settings: Ec2Settings) -> Ec2Cloud {
     Ec2Cloud::with_tuning(
         "iaas",
-        settings,
-        fast()
-            .address(AddressPolicy::PublicOrPrivate)
-            .environment(AwsEnvironment::empty()),
+        settings.address(AddressPolicy::PublicOrPrivate),
+        fast().environment(AwsEnvironment::empty()),
     )
     .unwrap()
 }

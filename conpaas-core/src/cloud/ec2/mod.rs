@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
-use super::settings::Ec2Settings;
+use super::settings::{AddressPolicy, Ec2Settings};
 use crate::model::ErrorChain;
 pub use credentials::AwsEnvironment;
 use query::{CallPolicy, QueryClient, Target};
@@ -51,18 +51,6 @@ const IMDS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Error codes meaning "there is no such instance" (or no such id could exist).
 const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
 
-/// Which address of an instance the director records as the manager's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AddressPolicy {
-    /// Only the public IPv4 address (`ipAddress`): users and their clients must reach the
-    /// manager, as in 1.2. An instance without one never becomes ready.
-    Public,
-    /// The public address when there is one, else the private one: for a director running
-    /// inside the same VPC as its managers.
-    PublicOrPrivate,
-}
-
 /// The driver's timings and limits; [`Ec2Tuning::recommended`] is what `director.cfg` clouds
 /// get (the tests shorten them).
 #[derive(Debug, Clone)]
@@ -81,8 +69,6 @@ pub struct Ec2Tuning {
     pub backoff_base: Duration,
     /// The longest pause between attempts.
     pub backoff_max: Duration,
-    /// Which address makes an instance ready.
-    pub address: AddressPolicy,
     /// What AWS's credential chain reads when the section has no `USER`/`PASSWORD`; `None`:
     /// the process's own ([`AwsEnvironment::from_process`]), read when the cloud is built.
     pub environment: Option<AwsEnvironment>,
@@ -90,7 +76,7 @@ pub struct Ec2Tuning {
 
 impl Ec2Tuning {
     /// 2 s polls, 5 s to connect, 30 s per call, 5 attempts with backoff from 0.5 s up to
-    /// 8 s, public addresses only.
+    /// 8 s.
     pub fn recommended() -> Ec2Tuning {
         Ec2Tuning {
             poll_interval: Duration::from_secs(2),
@@ -99,7 +85,6 @@ impl Ec2Tuning {
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
-            address: AddressPolicy::Public,
             environment: None,
         }
     }
@@ -111,7 +96,6 @@ impl Ec2Tuning {
         max_attempts: u32,
         backoff_base: Duration,
         backoff_max: Duration,
-        address: AddressPolicy,
         environment: some AwsEnvironment,
     }
 }
@@ -290,7 +274,7 @@ impl Ec2Cloud {
         if instance.state != "running" {
             return None;
         }
-        let address = match self.inner.tuning.address {
+        let address = match self.inner.settings.address {
             AddressPolicy::Public => instance.public_ip.clone(),
             AddressPolicy::PublicOrPrivate => instance
                 .public_ip

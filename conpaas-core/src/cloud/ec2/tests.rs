@@ -250,7 +250,6 @@ fn fast() -> Ec2Tuning {
         max_attempts: 3,
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(4),
-        address: AddressPolicy::Public,
         environment: Some(AwsEnvironment::empty()),
     }
 }
@@ -575,11 +574,10 @@ async fn no_public_address_times_out_and_terminates() {
 
     // A director inside the VPC may take the private address instead.
     let fake = Fake::start(script()).await;
-    let tuning = Ec2Tuning {
-        address: AddressPolicy::PublicOrPrivate,
-        ..fast()
-    };
-    let node = cloud_tuned(fake.port, Duration::from_secs(5), tuning)
+    let settings = settings(fake.port, Duration::from_secs(5))
+        .address(crate::cloud::AddressPolicy::PublicOrPrivate);
+    let node = Ec2Cloud::with_tuning("iaas", settings, fast())
+        .unwrap()
         .create_node(request())
         .await
         .unwrap();

@@ -238,6 +238,17 @@ impl Builder<'_> {
                 _ => Err("required (IMDSv2 only) or optional (IMDSv1 too)".to_owned()),
             }
         });
+        let address = self.optional(section, "manager_address", |text| {
+            match text.to_ascii_lowercase().as_str() {
+                "public" => Ok(AddressPolicy::Public),
+                "public-or-private" => Ok(AddressPolicy::PublicOrPrivate),
+                _ => Err(
+                    "public, or public-or-private (the private address when the instance \
+                          has no public one)"
+                        .to_owned(),
+                ),
+            }
+        });
         let key_name = self.required_text(section, "key_name", "a key pair name");
         let region = self
             .required_value(
@@ -275,6 +286,7 @@ impl Builder<'_> {
             key_name: key_name?,
             region: region?,
             endpoint: endpoint?,
+            address: address?.unwrap_or(AddressPolicy::Public),
             metadata_tokens: metadata_tokens?.unwrap_or(MetadataTokens::Required),
             boot_timeout: boot_timeout?,
         })

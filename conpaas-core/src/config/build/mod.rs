@@ -19,8 +19,8 @@ use secrecy::SecretString;
 
 use crate::ca::{CaSettings, KeyAlgorithm};
 use crate::cloud::{
-    CloudSettings, DriverSettings, Ec2Credentials, Ec2Settings, InstanceType, MetadataTokens,
-    OpenNebulaSettings,
+    AddressPolicy, CloudSettings, DriverSettings, Ec2Credentials, Ec2Settings, InstanceType,
+    MetadataTokens, OpenNebulaSettings,
 };
 use crate::model::Credit;
 use crate::store::{DatabaseUrl, StoreSettings};
@@ -106,6 +106,7 @@ pub(crate) const EC2_KEYS: &[&str] = &[
     "SUBNET_ID",
     "SECURITY_GROUP_IDS",
     "METADATA_TOKENS",
+    "MANAGER_ADDRESS",
     "PROFILE",
     "BOOT_TIMEOUT",
 ];

@@ -582,7 +582,7 @@ pub async fn cloud_checks(
                 "cloud",
                 what,
                 format!("cloud {name} ({kind} driver, {endpoint}): {key}: {message}"),
-                format!("fix {key} in {section}"),
+                format!("correct {key} in {section}"),
             ),
             Ok(Err(cloud::Error::Refused { code, message })) => CheckResult::error(
                 "cloud",

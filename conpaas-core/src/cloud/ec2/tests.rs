@@ -1,6 +1,6 @@
 //! The driver against a scripted EC2 endpoint on 127.0.0.1:0: what it sends, how it retries,
 //! and that every failure after `RunInstances` terminates the instance. (The tests against a
-//! real EC2 implementation, moto, are in `tests/it/ec2.rs`.)
+//! real EC2 implementation, moto, are in `tests/it/ec2/`.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

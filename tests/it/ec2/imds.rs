@@ -143,7 +143,8 @@ async fn handle(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let token_given = header("x-aws-ec2-metadata-token").is_some();
-    if (token_given && !with_token) || (!with_token && inner.tokens == Tokens::Required) {
+    // A wrong token is refused; no token only where IMDSv1 is allowed.
+    if !with_token && (token_given || inner.tokens == Tokens::Required) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let Some(item) = path.strip_prefix("/latest/meta-data/") else {

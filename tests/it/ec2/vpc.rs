@@ -203,7 +203,10 @@ async fn cpscheck_names_a_missing_image_subnet_group_or_key_pair_in_one_line() {
             &cloud_lines(&section(image, subnet, group, key)).await,
             named,
         );
-        assert!(line.contains(&format!("fix: correct {named} in [iaas]")), "{line}");
+        assert!(
+            line.contains(&format!("fix: correct {named} in [iaas]")),
+            "{line}"
+        );
     }
 }
 

@@ -308,7 +308,7 @@ impl Chain {
             .unwrap_or(IMDS_DEFAULT_ENDPOINT)
             .trim_end_matches('/')
             .to_owned();
-        self.from_instance_role(&endpoint).await.map_err(|reason| {
+        self.instance_role(&endpoint).await.map_err(|reason| {
             no_credentials(format!(
                 "USER and PASSWORD are not set, nor AWS_ACCESS_KEY_ID; no profile \"default\" \
                  in {files}; and no instance role at {endpoint}: {reason}"
@@ -318,7 +318,7 @@ impl Chain {
 
     /// The instance role's credentials through IMDSv2 (a session token first; IMDSv1 only
     /// where the token call is unknown). `Err` says why there are none.
-    async fn from_instance_role(&self, endpoint: &str) -> Result<Credentials, String> {
+    async fn instance_role(&self, endpoint: &str) -> Result<Credentials, String> {
         let token = self
             .imds
             .put(format!("{endpoint}/latest/api/token"))

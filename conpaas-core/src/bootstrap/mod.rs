@@ -396,7 +396,7 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
 pub const EC2_CLOUD_SCRIPT: &str = include_str!("templates/cloud-ec2");
 
 /// Whether a cloud part reads EC2's instance metadata without an IMDSv2 session token.
-fn reads_metadata_without_token(script: &str) -> bool {
+pub(crate) fn reads_metadata_without_token(script: &str) -> bool {
     script.contains("169.254.169.254") && !script.contains("X-aws-ec2-metadata-token")
 }
 

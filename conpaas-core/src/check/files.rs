@@ -236,6 +236,29 @@ fn templates(loaded: &LoadedConfig) -> Vec<CheckResult> {
         let path = conf_dir.join("scripts/cloud").join(driver);
         let what = "cloud part of the manager script";
         let clouds = clouds.join(", ");
+        if driver == "ec2" {
+            // The director renders its own IMDSv2 part in place of a missing or token-less one.
+            let own = std::fs::read_to_string(&path).ok();
+            let found = match own.as_deref() {
+                None => format!(
+                    "{} is absent: the managers of the ec2 cloud(s) {clouds} get the director's \
+                     own cloud part (IMDSv2)",
+                    path.display()
+                ),
+                Some(text) if crate::bootstrap::reads_metadata_without_token(text) => format!(
+                    "{} reads the instance metadata without an IMDSv2 token (1.2's): the \
+                     managers of the ec2 cloud(s) {clouds} get the director's own cloud part \
+                     instead",
+                    path.display()
+                ),
+                Some(_) => format!(
+                    "{} exists for the ec2 cloud(s) {clouds}",
+                    path.display()
+                ),
+            };
+            results.push(CheckResult::ok("files.cloud-script", what, found));
+            continue;
+        }
         if readable(&path) {
             results.push(CheckResult::ok(
                 "files.cloud-script",
@@ -246,18 +269,13 @@ fn templates(loaded: &LoadedConfig) -> Vec<CheckResult> {
                 ),
             ));
         } else {
-            let image_note = if driver == "ec2" {
-                ", and an EC2 image runs user-data only when it starts with #!"
-            } else {
-                ""
-            };
             results.push(CheckResult::warning(
                 "files.cloud-script",
                 what,
                 format!(
                     "{} is missing or unreadable: the managers of the {driver} cloud(s) {clouds} \
                      get no cloud part at the top of their script (ConPaaS 1.2 logged this and \
-                     went on){image_note}",
+                     went on)",
                     path.display()
                 ),
                 format!(

@@ -148,3 +148,42 @@ fn configuration_problems_and_warnings_are_the_directors_lines() {
         )
     );
 }
+
+#[test]
+fn the_ec2_cloud_part_is_the_directors_own_when_missing_or_token_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("director.cfg");
+    std::fs::write(
+        &path,
+        format!(
+            "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n[iaas]\nDRIVER = ec2\n\
+             IMAGE_ID = ami-1\nSIZE_ID = t3.micro\nSECURITY_GROUP_NAME = g\nKEY_NAME = k\n\
+             REGION = ec2.us-east-1.amazonaws.com\n[director]\n\
+             DATABASE_URI = sqlite:///{d}/director.db\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let loaded = crate::config::load(&file_source(&path)).unwrap();
+    let line = || {
+        let results = files::checks(&loaded);
+        let found: Vec<_> = results
+            .iter()
+            .filter(|result| result.id == "files.cloud-script")
+            .collect();
+        assert_eq!(found.len(), 1, "{results:?}");
+        assert_eq!(found[0].status, Status::Ok, "{}", found[0]);
+        found[0].found.clone()
+    };
+    assert!(line().contains("is absent"), "{}", line());
+    let part = dir.path().join("scripts/cloud/ec2");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(
+        &part,
+        "#!/bin/bash\nwget http://169.254.169.254/latest/meta-data/public-ipv4 -O -\n",
+    )
+    .unwrap();
+    assert!(line().contains("without an IMDSv2 token"), "{}", line());
+    std::fs::write(&part, "#!/bin/bash\nIP_PUBLIC=10.0.0.1\n").unwrap();
+    assert!(line().contains("exists for the ec2 cloud(s) iaas"), "{}", line());
+}

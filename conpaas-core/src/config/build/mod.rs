@@ -19,6 +19,7 @@ use secrecy::SecretString;
 
 use crate::ca::{CaSettings, KeyAlgorithm};
 use crate::cloud::{CloudSettings, DriverSettings, Ec2Settings, InstanceType, OpenNebulaSettings};
+use crate::cloud::{OpenNebulaVm, OpenNebulaVmSpec, OpenNebulaXmlRpcSettings};
 use crate::model::Credit;
 use crate::store::{DatabaseUrl, StoreSettings};
 use crate::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
@@ -119,6 +120,25 @@ pub(crate) const OPENNEBULA_KEYS: &[&str] = &[
     "DISK_TARGET",
     "CONTEXT_TARGET",
     "XMLRPC",
+    "BOOT_TIMEOUT",
+    "API",
+];
+
+/// Keys of an `opennebula` cloud section with `API = xmlrpc`.
+pub(crate) const OPENNEBULA_XMLRPC_KEYS: &[&str] = &[
+    "API",
+    "XMLRPC",
+    "USER",
+    "PASSWORD",
+    "TEMPLATE_ID",
+    "IMAGE_ID",
+    "NET_ID",
+    "CPU",
+    "VCPU",
+    "MEMORY",
+    "NET_GATEWAY",
+    "NET_NETMASK",
+    "NET_NAMESERVER",
     "BOOT_TIMEOUT",
 ];
 

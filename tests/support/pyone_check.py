@@ -59,7 +59,14 @@ def main():
     assert isinstance(vmid, int), vmid
     print("instantiate: VM %d" % vmid)
 
-    vm = one.vm.info(vmid)
+    # The fake's VMs go PENDING, PROLOG, BOOT, RUNNING by reads, as oned's do over time.
+    states = []
+    for _ in range(10):
+        vm = one.vm.info(vmid)
+        states.append("%s/%s" % (vm.STATE, vm.LCM_STATE))
+        if vm.STATE == 3 and vm.LCM_STATE == 3:
+            break
+    print("vm.info states: %s" % " ".join(states))
     assert vm.ID == vmid, vm.ID
     assert vm.NAME == "pyone-check", vm.NAME
     assert vm.STATE == 3 and vm.LCM_STATE == 3, (vm.STATE, vm.LCM_STATE)

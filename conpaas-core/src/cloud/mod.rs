@@ -21,6 +21,8 @@ pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 #[cfg(feature = "ec2")]
 pub use ec2::{AwsEnvironment, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 #[cfg(feature = "opennebula")]
+pub use opennebula::OpenNebulaXmlRpcCloud;
+#[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
 pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 #[cfg(feature = "director")]
@@ -31,3 +33,4 @@ pub use settings::{
     AddressPolicy, CloudSettings, DriverSettings, Ec2Credentials, Ec2Region, Ec2Settings,
     EndpointUrl, InstanceType, MetadataTokens, OpenNebulaSettings, UrlScheme,
 };
+pub use settings::{OpenNebulaVm, OpenNebulaVmSpec, OpenNebulaXmlRpcSettings};

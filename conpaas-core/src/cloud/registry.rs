@@ -240,6 +240,21 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
                 }
             }
         }
+        #[cfg(feature = "opennebula")]
+        DriverSettings::OpenNebulaXmlRpc(one) => {
+            match super::OpenNebulaXmlRpcCloud::new(cloud.name.clone(), one) {
+                Ok(driver) => Arc::new(driver),
+                Err(error) => {
+                    tracing::warn!(cloud = %cloud.name, error = %crate::model::ErrorChain(&error), "the OpenNebula XML-RPC driver cannot start");
+                    Arc::new(Unavailable {
+                        name: cloud.name.clone(),
+                        driver: "opennebula",
+                    })
+                }
+            }
+        }
+        #[cfg(not(feature = "opennebula"))]
+        DriverSettings::OpenNebulaXmlRpc(_) => not_compiled(&cloud.name, "opennebula"),
         #[cfg(not(feature = "ec2"))]
         DriverSettings::Ec2(_) => not_compiled(&cloud.name, "ec2"),
         #[cfg(not(feature = "opennebula"))]

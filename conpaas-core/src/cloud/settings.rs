@@ -74,6 +74,8 @@ pub enum DriverSettings {
     Ec2(Ec2Settings),
     /// `DRIVER = opennebula`: OpenNebula's OCCI 0.x server.
     OpenNebula(OpenNebulaSettings),
+    /// `DRIVER = opennebula` with `API = xmlrpc`: OpenNebula 5.x-7.x over XML-RPC.
+    OpenNebulaXmlRpc(OpenNebulaXmlRpcSettings),
 }
 
 impl DriverSettings {
@@ -84,6 +86,9 @@ impl DriverSettings {
             DriverSettings::Dummy => "dummy",
             DriverSettings::Ec2(_) => "ec2",
             DriverSettings::OpenNebula(_) => "opennebula",
+            // The same `scripts/cloud/opennebula`: one-context gives the VM the context
+            // variables 1.2's cloud part reads.
+            DriverSettings::OpenNebulaXmlRpc(_) => "opennebula",
         }
     }
 }
@@ -347,6 +352,128 @@ impl OpenNebulaSettings {
         context_target: into String,
         xmlrpc: some into String,
         boot_timeout: Duration,
+    }
+}
+
+/// The keys of an OpenNebula cloud section with `API = xmlrpc`: OpenNebula 5.x-7.x through
+/// its XML-RPC API (docs/clouds.md, "OpenNebula (XML-RPC)").
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OpenNebulaXmlRpcSettings {
+    /// `XMLRPC`: scheme, host and port of OpenNebula's XML-RPC endpoint.
+    pub endpoint: EndpointUrl,
+    /// The path of `XMLRPC` (`/RPC2`); `/` when the URL names none.
+    pub path: String,
+    /// `USER`: the OpenNebula user name.
+    pub user: String,
+    /// `PASSWORD`: the user's password or a login token; the session is `USER:PASSWORD`.
+    pub password: SecretString,
+    /// What the VM is made from: `TEMPLATE_ID`, or `IMAGE_ID`, `NET_ID`, `CPU`, `MEMORY`.
+    pub vm: OpenNebulaVm,
+    /// `NET_GATEWAY`: the VM's default gateway (context `IP_GATEWAY`), when configured.
+    pub gateway: Option<Ipv4Addr>,
+    /// `NET_NETMASK`: the VM's netmask (context `NETMASK`), when configured.
+    pub netmask: Option<Ipv4Addr>,
+    /// `NET_NAMESERVER`: the VM's DNS server (context `NAMESERVER`), when configured.
+    pub nameserver: Option<Ipv4Addr>,
+    /// `BOOT_TIMEOUT` (ours): how long a new VM may take to be running with its address.
+    pub boot_timeout: Duration,
+}
+
+impl OpenNebulaXmlRpcSettings {
+    /// The XML-RPC endpoint at `endpoint` + `path` (such as `/RPC2`) with `user`'s account
+    /// (`password`: the password or a login token), making VMs as `vm` says; no gateway,
+    /// netmask or name server in the context (the network's own, through one-context), a boot
+    /// timeout of 300 s.
+    pub fn new(
+        endpoint: EndpointUrl,
+        path: impl Into<String>,
+        user: impl Into<String>,
+        password: SecretString,
+        vm: OpenNebulaVm,
+    ) -> Self {
+        OpenNebulaXmlRpcSettings {
+            endpoint,
+            path: path.into(),
+            user: user.into(),
+            password,
+            vm,
+            gateway: None,
+            netmask: None,
+            nameserver: None,
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+        }
+    }
+
+    setters! {
+        endpoint: EndpointUrl,
+        path: into String,
+        user: into String,
+        password: SecretString,
+        vm: OpenNebulaVm,
+        gateway: some Ipv4Addr,
+        netmask: some Ipv4Addr,
+        nameserver: some Ipv4Addr,
+        boot_timeout: Duration,
+    }
+
+    /// The whole URL calls are posted to: `scheme://host[:port]/path`.
+    pub fn url(&self) -> String {
+        let path = if self.path.starts_with('/') {
+            self.path.clone()
+        } else {
+            format!("/{}", self.path)
+        };
+        format!("{}{path}", self.endpoint)
+    }
+}
+
+/// How an XML-RPC OpenNebula cloud makes a manager VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenNebulaVm {
+    /// `TEMPLATE_ID`: `one.template.instantiate` of the operator's VM template (the normal way).
+    Template(u64),
+    /// `IMAGE_ID`, `NET_ID`, `CPU`, `MEMORY` (and `VCPU`): `one.vm.allocate` of a template the
+    /// director writes.
+    Allocate(OpenNebulaVmSpec),
+}
+
+/// The VM `one.vm.allocate` makes when no `TEMPLATE_ID` is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenNebulaVmSpec {
+    /// `IMAGE_ID`: the image of the VM's disk.
+    pub image_id: u64,
+    /// `NET_ID`: the virtual network of its NIC.
+    pub network_id: u64,
+    /// `CPU`: the share of physical CPUs, a positive decimal such as `1` or `0.5`.
+    pub cpu: String,
+    /// `MEMORY`: in MB.
+    pub memory_mb: u64,
+    /// `VCPU`: the virtual CPUs, when configured (OpenNebula's default is 1).
+    pub vcpu: Option<u32>,
+}
+
+impl OpenNebulaVmSpec {
+    /// A VM of image `image_id` on network `network_id` with `cpu` (a positive decimal) CPUs
+    /// and `memory_mb` MB; no `VCPU`.
+    pub fn new(image_id: u64, network_id: u64, cpu: impl Into<String>, memory_mb: u64) -> Self {
+        OpenNebulaVmSpec {
+            image_id,
+            network_id,
+            cpu: cpu.into(),
+            memory_mb,
+            vcpu: None,
+        }
+    }
+
+    setters! {
+        image_id: u64,
+        network_id: u64,
+        cpu: into String,
+        memory_mb: u64,
+        vcpu: some u32,
     }
 }
 

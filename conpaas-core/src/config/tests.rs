@@ -746,6 +746,7 @@ fn known_keys_match_the_checks() {
         ("<cloud>", build::CLOUD_COMMON_KEYS),
         ("<cloud>", build::EC2_KEYS),
         ("<cloud>", build::OPENNEBULA_KEYS),
+        ("<cloud>", build::OPENNEBULA_XMLRPC_KEYS),
         ("<cloud>", build::PASS_THROUGH_KEYS),
     ];
     let mut from_lists: Vec<(&str, &str)> = lists
@@ -838,5 +839,112 @@ fn changed_keys_name_what_differs_never_the_values() {
             "[director] MAX_CREDIT_X",
             "[iaas] OTHER_CLOUDS"
         ]
+    );
+}
+
+/// The keys of a valid XML-RPC OpenNebula section (template form).
+const ONE_XMLRPC: &str = "\
+DRIVER = opennebula
+API = xmlrpc
+XMLRPC = https://one.example.org:2633/RPC2
+USER = conpaas
+PASSWORD = s3cr3t
+";
+
+#[test]
+fn opennebula_xmlrpc_sections_take_a_template_or_a_vm_description() {
+    use crate::cloud::{OpenNebulaVm, OpenNebulaVmSpec};
+    let loaded = load(&format!("{BASE}[iaas]\n{ONE_XMLRPC}TEMPLATE_ID = 7\n"));
+    // Only BASE's own DRIVER repeated; no key of the section is unused.
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let cloud = &loaded.config.default_cloud;
+    let DriverSettings::OpenNebulaXmlRpc(one) = &cloud.driver else {
+        panic!("not opennebula over XML-RPC: {cloud:?}");
+    };
+    assert_eq!(cloud.driver.name(), "opennebula");
+    assert_eq!(one.url(), "https://one.example.org:2633/RPC2");
+    assert_eq!(one.user, "conpaas");
+    assert_eq!(one.vm, OpenNebulaVm::Template(7));
+    assert_eq!(
+        (one.gateway, one.netmask, one.nameserver),
+        (None, None, None)
+    );
+    assert!(!format!("{cloud:?}").contains("s3cr3t"));
+
+    let loaded = load(&format!(
+        "{BASE}[iaas]\n{ONE_XMLRPC}IMAGE_ID = 42\nNET_ID = 1\nCPU = 0.5\nMEMORY = 1024\n\
+         VCPU = 2\nNET_NETMASK = 255.255.255.0\nBOOT_TIMEOUT = 600\n"
+    ));
+    let DriverSettings::OpenNebulaXmlRpc(one) = &loaded.config.default_cloud.driver else {
+        panic!("not opennebula over XML-RPC");
+    };
+    assert_eq!(
+        one.vm,
+        OpenNebulaVm::Allocate(OpenNebulaVmSpec::new(42, 1, "0.5", 1024).vcpu(2))
+    );
+    assert_eq!(
+        one.netmask.map(|mask| mask.to_string()).as_deref(),
+        Some("255.255.255.0")
+    );
+    assert_eq!(one.boot_timeout, Duration::from_secs(600));
+
+    // API absent or occi: the 1.2 OCCI driver, unchanged.
+    let occi = load(&format!("{BASE}[iaas]\n{OPENNEBULA}API = occi\n"));
+    assert!(matches!(
+        occi.config.default_cloud.driver,
+        DriverSettings::OpenNebula(_)
+    ));
+}
+
+#[test]
+fn opennebula_xmlrpc_problems_name_their_key() {
+    let cases = [
+        (
+            "",
+            "director.cfg:4: [iaas] IMAGE_ID: expected an image id (or TEMPLATE_ID, a VM template id), the key is missing\n\
+             director.cfg:4: [iaas] NET_ID: expected a virtual network id (or TEMPLATE_ID), the key is missing\n\
+             director.cfg:4: [iaas] CPU: expected the share of physical CPUs, such as 1 (or TEMPLATE_ID), the key is missing\n\
+             director.cfg:4: [iaas] MEMORY: expected the memory in MB, such as 1024 (or TEMPLATE_ID), the key is missing",
+        ),
+        (
+            "TEMPLATE_ID = 7\nIMAGE_ID = 42\n",
+            "director.cfg:15: [iaas] IMAGE_ID: expected no value with TEMPLATE_ID: the VM is the template's (remove this key, or TEMPLATE_ID to have the director write the VM's template), got \"42\"",
+        ),
+        (
+            "TEMPLATE_ID = seven\n",
+            "director.cfg:14: [iaas] TEMPLATE_ID: expected a VM template id (a non-negative integer), got \"seven\"",
+        ),
+        (
+            "TEMPLATE_ID = 7\nAPI = soap\n",
+            "director.cfg:15: [iaas] API: expected the OpenNebula API: occi (OpenNebula up to 4.6) or xmlrpc (5.x-7.x), got \"soap\"",
+        ),
+    ];
+    for (appended, expect) in cases {
+        let text = format!("{BASE}[iaas]\n{ONE_XMLRPC}{appended}");
+        let got = render(&text);
+        assert!(
+            got.starts_with(expect),
+            "input:\n{text}\n--- got:\n{got}--- expected:\n{expect}"
+        );
+    }
+    let text = format!(
+        "{BASE}[iaas]\n{}TEMPLATE_ID = 7\n",
+        ONE_XMLRPC.replace("https://one.example.org:2633/RPC2", "one.example.org:2633")
+    );
+    let got = render(&text);
+    assert!(
+        got.contains("[iaas] XMLRPC: expected OpenNebula's XML-RPC URL"),
+        "{got}"
+    );
+    // 1.2's OCCI keys in an XML-RPC section are not read: a warning says so.
+    let loaded = load(&format!(
+        "{BASE}[iaas]\n{ONE_XMLRPC}TEMPLATE_ID = 7\nINST_TYPE = small\n"
+    ));
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("INST_TYPE") && w.contains("API = xmlrpc")),
+        "{warnings:?}"
     );
 }

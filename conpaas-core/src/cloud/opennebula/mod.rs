@@ -20,6 +20,9 @@
 
 mod occi;
 mod transport;
+mod xmlrpc;
+
+pub use xmlrpc::OpenNebulaXmlRpcCloud;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

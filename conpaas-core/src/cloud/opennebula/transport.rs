@@ -71,55 +71,7 @@ impl Transport {
         password: &SecretString,
         tuning: OpenNebulaTuning,
     ) -> Result<Transport, Error> {
-        let setup_error = |message: String| Error::Refused {
-            code: "ClientSetup".into(),
-            message,
-        };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        if url.scheme == UrlScheme::Https {
-            // Like 1.2 (Python's ssl module), the server is checked against the system's CA
-            // bundle; SSL_CERT_FILE / SSL_CERT_DIR point elsewhere for a private CA.
-            let native = rustls_native_certs::load_native_certs();
-            for error in &native.errors {
-                tracing::warn!(cloud, error = %ErrorChain(&error), "cannot read part of the system CA certificates");
-            }
-            let certs: Vec<CertificateDer<'static>> = native
-                .certs
-                .into_iter()
-                .chain(tuning.extra_roots.iter().cloned())
-                .collect();
-            let (added, ignored) = roots.add_parsable_certificates(certs);
-            if ignored > 0 {
-                tracing::debug!(cloud, ignored, "unusable CA certificates skipped");
-            }
-            if added == 0 {
-                tracing::warn!(
-                    cloud,
-                    "no CA certificate found: HTTPS to the OCCI server will fail (install the \
-                     system CA bundle, or set SSL_CERT_FILE)"
-                );
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| setup_error(format!("TLS setup: {error}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(tuning.request_timeout)
-            .connect_timeout(tuning.connect_timeout)
-            // 1.2 (Python httplib) never went through a proxy; an HTTP_PROXY meant for the
-            // outside world must not capture the private OCCI endpoint.
-            .no_proxy()
-            .user_agent(concat!(
-                "conpaas-rs/",
-                env!("CARGO_PKG_VERSION"),
-                " (OpenNebula)"
-            ))
-            .build()
-            .map_err(|error| setup_error(format!("HTTP client: {}", describe(&error))))?;
+        let http = http_client(cloud, url.scheme, &tuning, "OpenNebula")?;
         Ok(Transport {
             cloud: cloud.to_owned(),
             http,
@@ -264,6 +216,65 @@ impl Transport {
     }
 }
 
+/// The HTTP client of one OpenNebula endpoint (OCCI or XML-RPC): for `https`, the system's CA
+/// certificates plus [`OpenNebulaTuning::extra_roots`]; the tuning's timeouts; no proxy; a
+/// `User-Agent` naming `api`.
+pub(super) fn http_client(
+    cloud: &str,
+    scheme: UrlScheme,
+    tuning: &OpenNebulaTuning,
+    api: &str,
+) -> Result<reqwest::Client, Error> {
+    let setup_error = |message: String| Error::Refused {
+        code: "ClientSetup".into(),
+        message,
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if scheme == UrlScheme::Https {
+        // Like 1.2 (Python's ssl module), the server is checked against the system's CA
+        // bundle; SSL_CERT_FILE / SSL_CERT_DIR point elsewhere for a private CA.
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(cloud, error = %ErrorChain(&error), "cannot read part of the system CA certificates");
+        }
+        let certs: Vec<CertificateDer<'static>> = native
+            .certs
+            .into_iter()
+            .chain(tuning.extra_roots.iter().cloned())
+            .collect();
+        let (added, ignored) = roots.add_parsable_certificates(certs);
+        if ignored > 0 {
+            tracing::debug!(cloud, ignored, "unusable CA certificates skipped");
+        }
+        if added == 0 {
+            tracing::warn!(
+                cloud,
+                "no CA certificate found: HTTPS to OpenNebula will fail (install the \
+                     system CA bundle, or set SSL_CERT_FILE)"
+            );
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| setup_error(format!("TLS setup: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(tuning.request_timeout)
+        .connect_timeout(tuning.connect_timeout)
+        // 1.2 (Python httplib) never went through a proxy; an HTTP_PROXY meant for the
+        // outside world must not capture the private OpenNebula endpoint.
+        .no_proxy()
+        .user_agent(format!(
+            concat!("conpaas-rs/", env!("CARGO_PKG_VERSION"), " ({})"),
+            api
+        ))
+        .build()
+        .map_err(|error| setup_error(format!("HTTP client: {}", describe(&error))))
+}
+
 impl OpenNebulaTuning {
     /// The pause before retry number `retry` (1 = the first retry): doubling from
     /// `backoff_initial`, capped at `backoff_max`, the upper half jittered so that several
@@ -298,7 +309,7 @@ pub(super) fn is_server_message(body: &str) -> bool {
     !text.is_empty() && !text.starts_with('<')
 }
 
-fn bracketed(host: &str) -> String {
+pub(super) fn bracketed(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -306,7 +317,9 @@ fn bracketed(host: &str) -> String {
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+pub(super) async fn read_limited(
+    mut response: reqwest::Response,
+) -> Result<String, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
@@ -320,7 +333,7 @@ async fn read_limited(mut response: reqwest::Response) -> Result<String, reqwest
 }
 
 /// A server's answer for an error message: status and the start of the body on one line.
-fn quote(body: &str, status: StatusCode) -> String {
+pub(super) fn quote(body: &str, status: StatusCode) -> String {
     let text: String = body
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -337,7 +350,7 @@ fn quote(body: &str, status: StatusCode) -> String {
 }
 
 /// An error and its sources on one line (reqwest's own message is only "error sending request").
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -378,7 +391,7 @@ fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
     None
 }
 
-fn classify(error: reqwest::Error) -> Failure {
+pub(super) fn classify(error: reqwest::Error) -> Failure {
     // A certificate the system does not trust stays untrusted: retrying only delays.
     let bad_certificate = rustls_error(&error).is_some_and(|tls| {
         matches!(

@@ -10,6 +10,8 @@ enum DriverKind {
     Dummy,
     Ec2,
     OpenNebula,
+    /// `opennebula` with `API = xmlrpc`.
+    OpenNebulaXmlRpc,
 }
 
 impl DriverKind {
@@ -18,6 +20,7 @@ impl DriverKind {
             DriverKind::Dummy => "dummy",
             DriverKind::Ec2 => "ec2",
             DriverKind::OpenNebula => "opennebula",
+            DriverKind::OpenNebulaXmlRpc => "opennebula (API = xmlrpc)",
         }
     }
 
@@ -26,6 +29,7 @@ impl DriverKind {
             DriverKind::Dummy => &[],
             DriverKind::Ec2 => EC2_KEYS,
             DriverKind::OpenNebula => OPENNEBULA_KEYS,
+            DriverKind::OpenNebulaXmlRpc => OPENNEBULA_XMLRPC_KEYS,
         }
     }
 }
@@ -127,11 +131,18 @@ impl Builder<'_> {
 
     pub(super) fn cloud(&mut self, name: &str) -> Checked<CloudSettings> {
         let kind = self.required(name, "driver", EXPECTED_DRIVER, parse_driver);
+        let kind = match kind {
+            Ok(DriverKind::OpenNebula) => self.opennebula_api(name),
+            other => other,
+        };
         let section = self.section_copy(name);
         let driver = match kind {
             Ok(DriverKind::Dummy) => Ok(DriverSettings::Dummy),
             Ok(DriverKind::Ec2) => self.ec2(name).map(DriverSettings::Ec2),
             Ok(DriverKind::OpenNebula) => self.opennebula(name).map(DriverSettings::OpenNebula),
+            Ok(DriverKind::OpenNebulaXmlRpc) => self
+                .opennebula_xmlrpc(name)
+                .map(DriverSettings::OpenNebulaXmlRpc),
             Err(reported) => Err(reported),
         };
         if let Ok(kind) = kind {
@@ -437,6 +448,158 @@ impl Builder<'_> {
             disk_target: disk_target?,
             context_target: context_target?,
             xmlrpc: xmlrpc?,
+            boot_timeout: boot_timeout?,
+        })
+    }
+
+    /// `API` of an `opennebula` section: `occi` (or absent) is 1.2's OCCI driver, `xmlrpc`
+    /// the XML-RPC one.
+    fn opennebula_api(&mut self, section: &str) -> Checked<DriverKind> {
+        let api = self.optional(section, "api", |text| {
+            match text.to_ascii_lowercase().as_str() {
+                "occi" => Ok(DriverKind::OpenNebula),
+                "xmlrpc" => Ok(DriverKind::OpenNebulaXmlRpc),
+                _ => Err(
+                    "the OpenNebula API: occi (OpenNebula up to 4.6) or xmlrpc (5.x-7.x)"
+                        .to_owned(),
+                ),
+            }
+        })?;
+        Ok(api.unwrap_or(DriverKind::OpenNebula))
+    }
+
+    fn opennebula_xmlrpc(&mut self, section: &str) -> Checked<OpenNebulaXmlRpcSettings> {
+        const EXPECTED_URL: &str =
+            "OpenNebula's XML-RPC URL, such as https://one.example.org:2633/RPC2";
+        let url = self.required(section, "xmlrpc", EXPECTED_URL, |text| {
+            parse_endpoint(text).ok_or_else(|| EXPECTED_URL.to_owned())
+        });
+        let user = self.required_text(section, "user", "the OpenNebula user name");
+        let password = self.required(
+            section,
+            "password",
+            "the OpenNebula password or login token",
+            |text| Ok(SecretString::from(text)),
+        );
+        // XML-RPC ints are 32 bits: ids beyond are no OpenNebula id.
+        let id = |what: &'static str| {
+            move |text: &str| {
+                parse_integer(text, 0, i32::MAX as u64)
+                    .map_err(|_| format!("{what} (a non-negative integer)"))
+            }
+        };
+        let template_id = self.optional(section, "template_id", id("a VM template id"));
+        let image_id = self.optional(section, "image_id", id("an image id"));
+        let network_id = self.optional(section, "net_id", id("a virtual network id"));
+        let cpu = self.optional(section, "cpu", |text| {
+            let positive = text
+                .parse::<f64>()
+                .is_ok_and(|cpu| cpu.is_finite() && cpu > 0.0)
+                && text
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || byte == b'.');
+            if positive {
+                Ok(text.to_owned())
+            } else {
+                Err("the share of physical CPUs, a positive decimal such as 1 or 0.5".to_owned())
+            }
+        });
+        let memory = self.optional(section, "memory", |text| {
+            parse_integer(text, 1, 1 << 40)
+                .map_err(|_| "the memory in MB (a positive integer)".to_owned())
+        });
+        let vcpu = self.optional(section, "vcpu", |text| {
+            parse_integer(text, 1, 4096)
+                .ok()
+                .and_then(|vcpu| u32::try_from(vcpu).ok())
+                .ok_or_else(|| "the number of virtual CPUs (1 to 4096)".to_owned())
+        });
+        let gateway = self.optional(section, "net_gateway", |text| {
+            parse_ipv4(text, "the gateway")
+        });
+        let netmask = self.optional(section, "net_netmask", parse_netmask);
+        let nameserver = self.optional(section, "net_nameserver", |text| {
+            parse_ipv4(text, "the DNS server")
+        });
+        let boot_timeout = self.boot_timeout(section);
+        let (template_id, image_id, network_id, cpu, memory, vcpu) =
+            (template_id?, image_id?, network_id?, cpu?, memory?, vcpu?);
+        let vm = match template_id {
+            Some(template_id) => {
+                // Exactly one form: the template's own disk, NIC and size are what runs.
+                let mut clash = Checked::Ok(());
+                for (key, present) in [
+                    ("image_id", image_id.is_some()),
+                    ("net_id", network_id.is_some()),
+                    ("cpu", cpu.is_some()),
+                    ("memory", memory.is_some()),
+                    ("vcpu", vcpu.is_some()),
+                ] {
+                    if present && let Ok(Some(value)) = self.find(section, key) {
+                        clash = Err(self.invalid(
+                            section,
+                            &value,
+                            "no value with TEMPLATE_ID: the VM is the template's (remove this \
+                             key, or TEMPLATE_ID to have the director write the VM's template)",
+                        ));
+                    }
+                }
+                clash.map(|()| OpenNebulaVm::Template(template_id))
+            }
+            None => {
+                let mut missing = Checked::Ok(());
+                for (key, present, expected) in [
+                    (
+                        "image_id",
+                        image_id.is_some(),
+                        "an image id (or TEMPLATE_ID, a VM template id)",
+                    ),
+                    (
+                        "net_id",
+                        network_id.is_some(),
+                        "a virtual network id (or TEMPLATE_ID)",
+                    ),
+                    (
+                        "cpu",
+                        cpu.is_some(),
+                        "the share of physical CPUs, such as 1 (or TEMPLATE_ID)",
+                    ),
+                    (
+                        "memory",
+                        memory.is_some(),
+                        "the memory in MB, such as 1024 (or TEMPLATE_ID)",
+                    ),
+                ] {
+                    if !present {
+                        missing = Err(self.missing(section, key, expected));
+                    }
+                }
+                missing.map(|()| {
+                    let spec = OpenNebulaVmSpec {
+                        image_id: image_id.unwrap_or_default(),
+                        network_id: network_id.unwrap_or_default(),
+                        cpu: cpu.unwrap_or_default(),
+                        memory_mb: memory.unwrap_or_default(),
+                        vcpu,
+                    };
+                    OpenNebulaVm::Allocate(spec)
+                })
+            }
+        };
+        let (endpoint, path) = url?;
+        Ok(OpenNebulaXmlRpcSettings {
+            endpoint,
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            },
+            user: user?,
+            password: password?,
+            vm: vm?,
+            gateway: gateway?,
+            netmask: netmask?,
+            nameserver: nameserver?,
             boot_timeout: boot_timeout?,
         })
     }

@@ -22,6 +22,7 @@ use crate::cloud::{
     AddressPolicy, CloudSettings, DriverSettings, Ec2Credentials, Ec2Settings, InstanceType,
     MetadataTokens, OpenNebulaSettings,
 };
+use crate::cloud::{OpenNebulaVm, OpenNebulaVmSpec, OpenNebulaXmlRpcSettings};
 use crate::model::Credit;
 use crate::store::{DatabaseUrl, StoreSettings};
 use crate::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
@@ -127,6 +128,25 @@ pub(crate) const OPENNEBULA_KEYS: &[&str] = &[
     "DISK_TARGET",
     "CONTEXT_TARGET",
     "XMLRPC",
+    "BOOT_TIMEOUT",
+    "API",
+];
+
+/// Keys of an `opennebula` cloud section with `API = xmlrpc`.
+pub(crate) const OPENNEBULA_XMLRPC_KEYS: &[&str] = &[
+    "API",
+    "XMLRPC",
+    "USER",
+    "PASSWORD",
+    "TEMPLATE_ID",
+    "IMAGE_ID",
+    "NET_ID",
+    "CPU",
+    "VCPU",
+    "MEMORY",
+    "NET_GATEWAY",
+    "NET_NETMASK",
+    "NET_NAMESERVER",
     "BOOT_TIMEOUT",
 ];
 

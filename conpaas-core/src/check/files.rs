@@ -251,10 +251,7 @@ fn templates(loaded: &LoadedConfig) -> Vec<CheckResult> {
                      instead",
                     path.display()
                 ),
-                Some(_) => format!(
-                    "{} exists for the ec2 cloud(s) {clouds}",
-                    path.display()
-                ),
+                Some(_) => format!("{} exists for the ec2 cloud(s) {clouds}", path.display()),
             };
             results.push(CheckResult::ok("files.cloud-script", what, found));
             continue;

@@ -185,5 +185,9 @@ fn the_ec2_cloud_part_is_the_directors_own_when_missing_or_token_less() {
     .unwrap();
     assert!(line().contains("without an IMDSv2 token"), "{}", line());
     std::fs::write(&part, "#!/bin/bash\nIP_PUBLIC=10.0.0.1\n").unwrap();
-    assert!(line().contains("exists for the ec2 cloud(s) iaas"), "{}", line());
+    assert!(
+        line().contains("exists for the ec2 cloud(s) iaas"),
+        "{}",
+        line()
+    );
 }

@@ -70,5 +70,5 @@ async fn a_wrong_credential_and_a_missing_template_are_one_line_each() {
         line.contains("TEMPLATE_ID: template 8 does not exist"),
         "{line}"
     );
-    assert!(line.contains("fix TEMPLATE_ID in [iaas]"), "{line}");
+    assert!(line.contains("correct TEMPLATE_ID in [iaas]"), "{line}");
 }

@@ -261,6 +261,7 @@ fn cloud_endpoint(settings: &CloudSettings) -> Option<String> {
         DriverSettings::Dummy => None,
         DriverSettings::Ec2(ec2) => Some(ec2.api_url()),
         DriverSettings::OpenNebula(one) => Some(one.url.to_string()),
+        DriverSettings::OpenStack(openstack) => Some(openstack.auth_url.clone()),
     }
 }
 

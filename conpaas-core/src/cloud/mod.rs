@@ -11,6 +11,9 @@ mod dummy;
 mod ec2;
 #[cfg(feature = "opennebula")]
 mod opennebula;
+#[cfg(feature = "openstack")]
+mod openstack;
+pub(crate) mod openstack_settings;
 mod provider;
 #[cfg(feature = "director")]
 mod registry;
@@ -22,6 +25,12 @@ pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};
 pub use ec2::{AddressPolicy, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 #[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
+#[cfg(feature = "openstack")]
+pub use openstack::{NOVA_USER_DATA_LIMIT, OpenStackCloud, OpenStackTuning};
+pub use openstack_settings::{
+    OpenStackApplicationCredential, OpenStackCredential, OpenStackInterface, OpenStackPassword,
+    OpenStackProject, OpenStackSettings,
+};
 pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 #[cfg(feature = "director")]
 pub use registry::{

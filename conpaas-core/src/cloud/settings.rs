@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::openstack_settings::OpenStackSettings;
+
 /// How long a new VM may take to get its address when `BOOT_TIMEOUT` is not set: 300 s.
 pub(crate) const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -74,6 +76,8 @@ pub enum DriverSettings {
     Ec2(Ec2Settings),
     /// `DRIVER = opennebula`: OpenNebula's OCCI 0.x server.
     OpenNebula(OpenNebulaSettings),
+    /// `DRIVER = openstack`: OpenStack's own APIs (Keystone v3, Nova v2.1, Neutron).
+    OpenStack(OpenStackSettings),
 }
 
 impl DriverSettings {
@@ -84,6 +88,7 @@ impl DriverSettings {
             DriverSettings::Dummy => "dummy",
             DriverSettings::Ec2(_) => "ec2",
             DriverSettings::OpenNebula(_) => "opennebula",
+            DriverSettings::OpenStack(_) => "openstack",
         }
     }
 }

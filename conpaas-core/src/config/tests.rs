@@ -690,6 +690,7 @@ fn known_keys_match_the_checks() {
         ("<cloud>", build::CLOUD_COMMON_KEYS),
         ("<cloud>", build::EC2_KEYS),
         ("<cloud>", build::OPENNEBULA_KEYS),
+        ("<cloud>", build::OPENSTACK_KEYS),
         ("<cloud>", build::PASS_THROUGH_KEYS),
     ];
     let mut from_lists: Vec<(&str, &str)> = lists

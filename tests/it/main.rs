@@ -15,6 +15,7 @@ mod lifecycle;
 mod manager_client;
 mod manifest;
 mod opennebula;
+mod openstack;
 mod pyopenssl_manager;
 mod reliability;
 mod server;

@@ -239,31 +239,7 @@ async fn a_floating_ip_left_detached_by_a_deleted_server_is_still_released() {
     let cloud = cloud(&settings);
     let node = cloud.create_node(request()).await.unwrap();
     // Someone deletes the server behind the director's back: Neutron keeps its floating IP.
-    let client = reqwest::Client::new();
-    let token = client
-        .post(format!("{}/auth/tokens", fake.auth_url()))
-        .json(
-            &serde_json::json!({"auth": {"identity": {"methods": ["application_credential"],
-            "application_credential": {"id": APP_CREDENTIAL_ID, "secret": "app-secret"}}}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .headers()["X-Subject-Token"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let deleted = client
-        .delete(format!(
-            "{}/compute/v2.1/servers/{}",
-            fake.base(),
-            node.vmid
-        ))
-        .header("X-Auth-Token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    fake.delete_server(&node.vmid);
     assert_eq!(fake.floating_ips().len(), 1);
     assert_eq!(fake.floating_ips()[0].port_id, None);
     cloud.kill_node(&node.vmid).await.unwrap();

@@ -355,6 +355,24 @@ impl FakeOpenStack {
             .count()
     }
 
+    /// Deletes a server as `DELETE /servers/{id}` does (someone else deleting it): its port
+    /// goes, its floating IPs stay, detached.
+    pub fn delete_server(&self, id: &str) {
+        let mut world = self.shared.state.lock().unwrap();
+        let world = &mut *world;
+        let server = world
+            .servers
+            .iter_mut()
+            .find(|server| server.id == id)
+            .unwrap();
+        server.status = "DELETED".into();
+        for floating_ip in &mut world.floating_ips {
+            if floating_ip.port_id.as_deref() == Some(server.port_id.as_str()) {
+                floating_ip.port_id = None;
+            }
+        }
+    }
+
     /// Creates a server directly, as someone else (or a lost start) would have: `name` with
     /// `metadata`, ACTIVE.
     pub fn add_server(&self, name: &str, metadata: &[(&str, &str)]) -> String {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-const EXPECTED_DRIVER: &str = "a driver: ec2, opennebula, openstack or dummy";
+const EXPECTED_DRIVER: &str = "a driver: ec2, opennebula or dummy";
 const EXPECTED_BOOT_TIMEOUT: &str = "a whole number of seconds between 1 and 86400";
 const MAX_BOOT_TIMEOUT_SECONDS: u64 = 86_400;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -908,7 +908,7 @@ fn compute(
         (&Method::POST, ["servers"]) => return create_server(shared, world, body, version),
         (&Method::GET, ["servers", "detail"]) | (&Method::GET, ["servers"]) => {
             let detail = rest.len() == 2;
-            let pattern = param(query, "name").map(|name| regex::Regex::new(name));
+            let pattern = param(query, "name").map(regex::Regex::new);
             let pattern = match pattern {
                 Some(Ok(pattern)) => Some(pattern),
                 Some(Err(_)) => {
@@ -965,11 +965,11 @@ fn compute(
                 })
                 .collect();
             let mut document = json!({ "servers": servers });
-            if full || listed.len() == limit {
-                if let Some(last) = listed.last() {
-                    let page = if detail { "servers/detail" } else { "servers" };
-                    document["servers_links"] = json!([{ "rel": "next", "href": format!("{base}/{page}?limit={limit}&marker={}", last.id) }]);
-                }
+            if (full || listed.len() == limit)
+                && let Some(last) = listed.last()
+            {
+                let page = if detail { "servers/detail" } else { "servers" };
+                document["servers_links"] = json!([{ "rel": "next", "href": format!("{base}/{page}?limit={limit}&marker={}", last.id) }]);
             }
             json_reply(StatusCode::OK, document)
         }

@@ -16,6 +16,7 @@ mod manager_client;
 mod manifest;
 mod opennebula;
 mod opennebula_xmlrpc;
+mod openstack;
 mod pyopenssl_manager;
 mod reliability;
 mod server;

@@ -262,6 +262,7 @@ fn cloud_endpoint(settings: &CloudSettings) -> Option<String> {
         DriverSettings::Ec2(ec2) => Some(ec2.api_url()),
         DriverSettings::OpenNebula(one) => Some(one.url.to_string()),
         DriverSettings::OpenNebulaXmlRpc(one) => Some(one.url()),
+        DriverSettings::OpenStack(openstack) => Some(openstack.auth_url.clone()),
     }
 }
 

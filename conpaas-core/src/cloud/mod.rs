@@ -11,6 +11,9 @@ mod dummy;
 mod ec2;
 #[cfg(feature = "opennebula")]
 mod opennebula;
+#[cfg(feature = "openstack")]
+mod openstack;
+pub(crate) mod openstack_settings;
 mod provider;
 #[cfg(feature = "director")]
 mod registry;
@@ -24,6 +27,12 @@ pub use ec2::{AwsEnvironment, EC2_USER_DATA_LIMIT, Ec2Cloud, Ec2Tuning};
 pub use opennebula::OpenNebulaXmlRpcCloud;
 #[cfg(feature = "opennebula")]
 pub use opennebula::{OpenNebulaCloud, OpenNebulaTuning};
+#[cfg(feature = "openstack")]
+pub use openstack::{NOVA_USER_DATA_LIMIT, OpenStackCloud, OpenStackTuning};
+pub use openstack_settings::{
+    OpenStackApplicationCredential, OpenStackCredential, OpenStackInterface, OpenStackPassword,
+    OpenStackProject, OpenStackSettings,
+};
 pub use provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 #[cfg(feature = "director")]
 pub use registry::{

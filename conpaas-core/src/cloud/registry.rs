@@ -253,8 +253,23 @@ fn built_in_driver(cloud: &CloudSettings, dummy_dir: &Path) -> Arc<dyn Cloud> {
                 }
             }
         }
+        #[cfg(feature = "openstack")]
+        DriverSettings::OpenStack(openstack) => {
+            match super::OpenStackCloud::new(cloud.name.clone(), openstack) {
+                Ok(driver) => Arc::new(driver),
+                Err(error) => {
+                    tracing::warn!(cloud = %cloud.name, error = %crate::model::ErrorChain(&error), "the OpenStack driver cannot start");
+                    Arc::new(Unavailable {
+                        name: cloud.name.clone(),
+                        driver: "openstack",
+                    })
+                }
+            }
+        }
         #[cfg(not(feature = "opennebula"))]
         DriverSettings::OpenNebulaXmlRpc(_) => not_compiled(&cloud.name, "opennebula"),
+        #[cfg(not(feature = "openstack"))]
+        DriverSettings::OpenStack(_) => not_compiled(&cloud.name, "openstack"),
         #[cfg(not(feature = "ec2"))]
         DriverSettings::Ec2(_) => not_compiled(&cloud.name, "ec2"),
         #[cfg(not(feature = "opennebula"))]

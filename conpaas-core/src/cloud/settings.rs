@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::openstack_settings::OpenStackSettings;
+
 /// How long a new VM may take to get its address when `BOOT_TIMEOUT` is not set: 300 s.
 pub(crate) const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -76,6 +78,8 @@ pub enum DriverSettings {
     OpenNebula(OpenNebulaSettings),
     /// `DRIVER = opennebula` with `API = xmlrpc`: OpenNebula 5.x-7.x over XML-RPC.
     OpenNebulaXmlRpc(OpenNebulaXmlRpcSettings),
+    /// `DRIVER = openstack`: OpenStack's own APIs (Keystone v3, Nova v2.1, Neutron).
+    OpenStack(OpenStackSettings),
 }
 
 impl DriverSettings {
@@ -89,6 +93,7 @@ impl DriverSettings {
             // The same `scripts/cloud/opennebula`: one-context gives the VM the context
             // variables 1.2's cloud part reads.
             DriverSettings::OpenNebulaXmlRpc(_) => "opennebula",
+            DriverSettings::OpenStack(_) => "openstack",
         }
     }
 }

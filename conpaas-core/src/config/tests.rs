@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::ca::KeyAlgorithm;
 use crate::cloud::{DriverSettings, InstanceType};
+use crate::cloud::{OpenStackCredential, OpenStackInterface, OpenStackProject};
 use crate::store::DatabaseUrl;
 use crate::vpn::SubnetArithmetic;
 
@@ -290,9 +291,10 @@ fn the_whole_path_is_named() {
 #[test]
 fn iaas_section_errors() {
     let cases: &[(&str, &str)] = &[
+        // A ConPaaS 1.2 OpenStack section: its EC2-compatible endpoint is gone.
         (
-            "[iaas]\nDRIVER = openstack\n",
-            "director.cfg:9: [iaas] DRIVER: expected a driver: ec2, opennebula or dummy (the openstack driver of ConPaaS 1.2 is not supported), got \"openstack\"",
+            "[iaas]\nDRIVER = openstack\nUSER = alice\nPASSWORD = pw\nHOST = 10.0.0.1\nIMAGE_ID = ami-1\nSIZE_ID = m1.small\n",
+            "director.cfg:12: [iaas] HOST: expected AUTH_URL instead: ConPaaS 1.2 reached OpenStack at HOST through Nova's EC2-compatible API, which OpenStack removed after Liberty; the openstack driver speaks Keystone v3, Nova and Neutron: write AUTH_URL (such as https://keystone.example.org:5000/v3) with USER, PASSWORD and PROJECT_NAME (or APPLICATION_CREDENTIAL_ID and APPLICATION_CREDENTIAL_SECRET), IMAGE_ID, SIZE_ID and NETWORK_ID, got \"10.0.0.1\"",
         ),
         (
             "[iaas]\nDRIVER = azure\n",
@@ -312,6 +314,70 @@ fn iaas_section_errors() {
     for (appended, expect) in cases {
         check(&format!("{BASE}{appended}"), &format!("{expect}\n"));
     }
+}
+
+#[test]
+fn openstack_sections() {
+    const KEYS: &str = "IMAGE_ID = ubuntu-24.04\nSIZE_ID = m1.small\n";
+    let loaded = load(&format!(
+        "{BASE}[iaas]\nDRIVER = openstack\nAUTH_URL = https://keystone.example.org:5000/\n\
+         USER = alice\nPASSWORD = s3cr3t\nPROJECT_NAME = conpaas\nREGION_NAME = RegionOne\n\
+         INTERFACE = Internal\nNETWORK_ID = private\nFLOATING_IP_POOL = public\n{KEYS}"
+    ));
+    let DriverSettings::OpenStack(openstack) = &loaded.config.default_cloud.driver else {
+        panic!("{:?}", loaded.config.default_cloud.driver);
+    };
+    assert_eq!(openstack.auth_url, "https://keystone.example.org:5000/v3");
+    assert_eq!(openstack.interface, OpenStackInterface::Internal);
+    assert_eq!(openstack.region_name.as_deref(), Some("RegionOne"));
+    assert_eq!(openstack.network.as_deref(), Some("private"));
+    assert_eq!(openstack.floating_ip_pool.as_deref(), Some("public"));
+    let OpenStackCredential::Password(password) = &openstack.credential else {
+        panic!("{:?}", openstack.credential);
+    };
+    assert_eq!(password.user, "alice");
+    assert_eq!(password.user_domain_name, "Default");
+    assert_eq!(password.project, OpenStackProject::Name("conpaas".into()));
+    assert!(!format!("{loaded:?}").contains("s3cr3t"));
+
+    let loaded = load(&format!(
+        "{BASE}[iaas]\nDRIVER = openstack\nAUTH_URL = http://10.0.0.5/identity/v3\n\
+         APPLICATION_CREDENTIAL_ID = 4d2c\nAPPLICATION_CREDENTIAL_SECRET = app-s3cret\n{KEYS}"
+    ));
+    let DriverSettings::OpenStack(openstack) = &loaded.config.default_cloud.driver else {
+        panic!();
+    };
+    assert!(matches!(
+        &openstack.credential,
+        OpenStackCredential::ApplicationCredential(credential) if credential.id == "4d2c"
+    ));
+    assert_eq!(openstack.interface, OpenStackInterface::Public);
+
+    check(
+        &format!(
+            "{BASE}[iaas]\nDRIVER = openstack\nAUTH_URL = https://k/v3\nUSER = alice\n\
+             PASSWORD = pw\nAPPLICATION_CREDENTIAL_ID = 4d2c\n\
+             APPLICATION_CREDENTIAL_SECRET = app-s3cret\n{KEYS}"
+        ),
+        "director.cfg:11: [iaas] USER: expected one credential: USER, PASSWORD and PROJECT_NAME/PROJECT_ID, or APPLICATION_CREDENTIAL_ID and APPLICATION_CREDENTIAL_SECRET, not both, got \"alice\"\n",
+    );
+    check(
+        &format!(
+            "{BASE}[iaas]\nDRIVER = openstack\nAUTH_URL = keystone:5000\nUSER = alice\n\
+             PASSWORD = pw\nPROJECT_NAME = a\nPROJECT_ID = b\nINTERFACE = private\n{KEYS}"
+        ),
+        "director.cfg:10: [iaas] AUTH_URL: expected Keystone's v3 URL, such as https://keystone.example.org:5000/v3, got \"keystone:5000\"\n\
+         director.cfg:14: [iaas] PROJECT_ID: expected PROJECT_NAME or PROJECT_ID, not both, got \"b\"\n\
+         director.cfg:15: [iaas] INTERFACE: expected an endpoint interface: public, internal or admin, got \"private\"\n",
+    );
+    check(
+        &format!(
+            "{BASE}[iaas]\nDRIVER = openstack\nAUTH_URL = https://k/v3\nUSER = alice\nPASSWORD = pw\n"
+        ),
+        "director.cfg:4: [iaas] PROJECT_NAME: expected the project the managers run in (or its id as PROJECT_ID), the key is missing\n\
+         director.cfg:4: [iaas] IMAGE_ID: expected an image name or id, such as ubuntu-24.04 (Glance), the key is missing\n\
+         director.cfg:4: [iaas] SIZE_ID: expected a flavor name or id, such as m1.small, the key is missing\n",
+    );
 }
 
 #[test]
@@ -747,6 +813,7 @@ fn known_keys_match_the_checks() {
         ("<cloud>", build::EC2_KEYS),
         ("<cloud>", build::OPENNEBULA_KEYS),
         ("<cloud>", build::OPENNEBULA_XMLRPC_KEYS),
+        ("<cloud>", build::OPENSTACK_KEYS),
         ("<cloud>", build::PASS_THROUGH_KEYS),
     ];
     let mut from_lists: Vec<(&str, &str)> = lists

@@ -12,6 +12,7 @@ enum DriverKind {
     OpenNebula,
     /// `opennebula` with `API = xmlrpc`.
     OpenNebulaXmlRpc,
+    OpenStack,
 }
 
 impl DriverKind {
@@ -21,6 +22,7 @@ impl DriverKind {
             DriverKind::Ec2 => "ec2",
             DriverKind::OpenNebula => "opennebula",
             DriverKind::OpenNebulaXmlRpc => "opennebula (API = xmlrpc)",
+            DriverKind::OpenStack => "openstack",
         }
     }
 
@@ -30,6 +32,7 @@ impl DriverKind {
             DriverKind::Ec2 => EC2_KEYS,
             DriverKind::OpenNebula => OPENNEBULA_KEYS,
             DriverKind::OpenNebulaXmlRpc => OPENNEBULA_XMLRPC_KEYS,
+            DriverKind::OpenStack => OPENSTACK_KEYS,
         }
     }
 }
@@ -39,9 +42,7 @@ fn parse_driver(text: &str) -> Result<DriverKind, String> {
         "dummy" => Ok(DriverKind::Dummy),
         "ec2" => Ok(DriverKind::Ec2),
         "opennebula" => Ok(DriverKind::OpenNebula),
-        "openstack" => Err(format!(
-            "{EXPECTED_DRIVER} (the openstack driver of ConPaaS 1.2 is not supported)"
-        )),
+        "openstack" => Ok(DriverKind::OpenStack),
         _ => Err(EXPECTED_DRIVER.to_owned()),
     }
 }
@@ -52,6 +53,20 @@ fn is_ec2_id(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix).is_some_and(|rest| {
         !rest.is_empty() && rest.len() <= 32 && rest.bytes().all(|b| b.is_ascii_hexdigit())
     })
+}
+
+const EXPECTED_AUTH_URL: &str = "Keystone's v3 URL, such as https://keystone.example.org:5000/v3";
+const EXPECTED_OPENSTACK_NO_HOST: &str = "AUTH_URL instead: ConPaaS 1.2 reached OpenStack at HOST through Nova's EC2-compatible API, which OpenStack removed after Liberty; the openstack driver speaks Keystone v3, Nova and Neutron: write AUTH_URL (such as https://keystone.example.org:5000/v3) with USER, PASSWORD and PROJECT_NAME (or APPLICATION_CREDENTIAL_ID and APPLICATION_CREDENTIAL_SECRET), IMAGE_ID, SIZE_ID and NETWORK_ID";
+const EXPECTED_ONE_CREDENTIAL: &str = "one credential: USER, PASSWORD and PROJECT_NAME/PROJECT_ID, or APPLICATION_CREDENTIAL_ID and APPLICATION_CREDENTIAL_SECRET, not both";
+
+/// `AUTH_URL`: an http(s) URL, normalised to end in `/v3`.
+fn parse_auth_url(text: &str) -> Result<String, String> {
+    match parse_endpoint(text) {
+        Some((url, path)) if !path.contains(['?', '#']) => Ok(
+            crate::cloud::openstack_settings::normalise_auth_url(&format!("{url}{path}")),
+        ),
+        _ => Err(EXPECTED_AUTH_URL.to_owned()),
+    }
 }
 
 fn parse_instance_type(text: &str) -> Result<InstanceType, String> {
@@ -143,6 +158,7 @@ impl Builder<'_> {
             Ok(DriverKind::OpenNebulaXmlRpc) => self
                 .opennebula_xmlrpc(name)
                 .map(DriverSettings::OpenNebulaXmlRpc),
+            Ok(DriverKind::OpenStack) => self.openstack(name).map(DriverSettings::OpenStack),
             Err(reported) => Err(reported),
         };
         if let Ok(kind) = kind {
@@ -602,6 +618,113 @@ impl Builder<'_> {
             nameserver: nameserver?,
             boot_timeout: boot_timeout?,
         })
+    }
+
+    fn openstack(&mut self, section: &str) -> Checked<OpenStackSettings> {
+        // A 1.2 section: HOST was the Nova EC2-compatible endpoint, which OpenStack removed
+        // after Liberty. Saying so beats "AUTH_URL is missing".
+        if self.find_nonempty(section, "auth_url")?.is_none()
+            && let Some(host) = self.find_nonempty(section, "host")?
+        {
+            return Err(self.invalid(section, &host, EXPECTED_OPENSTACK_NO_HOST));
+        }
+        let auth_url = self.required(section, "auth_url", EXPECTED_AUTH_URL, parse_auth_url);
+        let credential = self.openstack_credential(section);
+        let region_name = self.optional(section, "region_name", |text| Ok(text.to_owned()));
+        let interface = self.optional(section, "interface", |text| {
+            OpenStackInterface::ALL
+                .into_iter()
+                .find(|interface| interface.as_str() == text.to_ascii_lowercase())
+                .ok_or_else(|| "an endpoint interface: public, internal or admin".to_owned())
+        });
+        let image = self.required_text(
+            section,
+            "image_id",
+            "an image name or id, such as ubuntu-24.04 (Glance)",
+        );
+        let flavor =
+            self.required_text(section, "size_id", "a flavor name or id, such as m1.small");
+        let network = self.optional(section, "network_id", |text| Ok(text.to_owned()));
+        let security_group_name =
+            self.optional(section, "security_group_name", |text| Ok(text.to_owned()));
+        let key_name = self.optional(section, "key_name", |text| Ok(text.to_owned()));
+        let floating_ip_pool =
+            self.optional(section, "floating_ip_pool", |text| Ok(text.to_owned()));
+        let boot_timeout = self.boot_timeout(section);
+        Ok(OpenStackSettings {
+            auth_url: auth_url?,
+            credential: credential?,
+            region_name: region_name?,
+            interface: interface?.unwrap_or(OpenStackInterface::Public),
+            image: image?,
+            flavor: flavor?,
+            network: network?,
+            security_group_name: security_group_name?,
+            key_name: key_name?,
+            floating_ip_pool: floating_ip_pool?,
+            boot_timeout: boot_timeout?,
+        })
+    }
+
+    /// Exactly one of the two credential forms: a password (`USER`, `PASSWORD`, a project)
+    /// or an application credential (`APPLICATION_CREDENTIAL_ID`, `..._SECRET`).
+    fn openstack_credential(&mut self, section: &str) -> Checked<OpenStackCredential> {
+        let application_id = self.find_nonempty(section, "application_credential_id")?;
+        let application_secret = self.find_nonempty(section, "application_credential_secret")?;
+        if application_id.is_some() || application_secret.is_some() {
+            for key in ["user", "password", "project_name", "project_id"] {
+                if let Some(value) = self.find_nonempty(section, key)? {
+                    return Err(self.invalid(section, &value, EXPECTED_ONE_CREDENTIAL));
+                }
+            }
+            let id = self.required_text(
+                section,
+                "application_credential_id",
+                "the application credential's id (with APPLICATION_CREDENTIAL_SECRET)",
+            );
+            let secret = self.required(
+                section,
+                "application_credential_secret",
+                "the application credential's secret (with APPLICATION_CREDENTIAL_ID)",
+                |text| Ok(SecretString::from(text)),
+            );
+            return Ok(OpenStackCredential::ApplicationCredential(
+                OpenStackApplicationCredential::new(id?, secret?),
+            ));
+        }
+        let user = self.required_text(
+            section,
+            "user",
+            "the OpenStack user name (or APPLICATION_CREDENTIAL_ID and APPLICATION_CREDENTIAL_SECRET instead of USER, PASSWORD and PROJECT_NAME)",
+        );
+        let password = self.required(section, "password", "the OpenStack password", |text| {
+            Ok(SecretString::from(text))
+        });
+        let project_name = self.find_nonempty(section, "project_name")?;
+        let project_id = self.find_nonempty(section, "project_id")?;
+        let project = match (project_name, project_id) {
+            (Some(name), None) => Ok(OpenStackProject::Name(name.text)),
+            (None, Some(id)) => Ok(OpenStackProject::Id(id.text)),
+            (Some(_), Some(id)) => {
+                Err(self.invalid(section, &id, "PROJECT_NAME or PROJECT_ID, not both"))
+            }
+            (None, None) => Err(self.missing(
+                section,
+                "project_name",
+                "the project the managers run in (or its id as PROJECT_ID)",
+            )),
+        };
+        let domain = |text: &str| Ok(text.to_owned());
+        let user_domain_name = self.optional(section, "user_domain_name", domain);
+        let project_domain_name = self.optional(section, "project_domain_name", domain);
+        let mut password = OpenStackPassword::new(user?, password?, project?);
+        if let Some(domain) = user_domain_name? {
+            password = password.user_domain_name(domain);
+        }
+        if let Some(domain) = project_domain_name? {
+            password = password.project_domain_name(domain);
+        }
+        Ok(OpenStackCredential::Password(password))
     }
 
     /// Warns about keys written in a cloud section that its driver does not read

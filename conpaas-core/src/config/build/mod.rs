@@ -23,6 +23,10 @@ use crate::cloud::{
     MetadataTokens, OpenNebulaSettings,
 };
 use crate::cloud::{OpenNebulaVm, OpenNebulaVmSpec, OpenNebulaXmlRpcSettings};
+use crate::cloud::{
+    OpenStackApplicationCredential, OpenStackCredential, OpenStackInterface, OpenStackPassword,
+    OpenStackProject, OpenStackSettings,
+};
 use crate::model::Credit;
 use crate::store::{DatabaseUrl, StoreSettings};
 use crate::vpn::{SubnetArithmetic, VpnPlan, VpnSettings};
@@ -147,6 +151,28 @@ pub(crate) const OPENNEBULA_XMLRPC_KEYS: &[&str] = &[
     "NET_GATEWAY",
     "NET_NETMASK",
     "NET_NAMESERVER",
+    "BOOT_TIMEOUT",
+];
+
+/// Keys of an `openstack` cloud section.
+pub(crate) const OPENSTACK_KEYS: &[&str] = &[
+    "AUTH_URL",
+    "USER",
+    "PASSWORD",
+    "PROJECT_NAME",
+    "PROJECT_ID",
+    "USER_DOMAIN_NAME",
+    "PROJECT_DOMAIN_NAME",
+    "APPLICATION_CREDENTIAL_ID",
+    "APPLICATION_CREDENTIAL_SECRET",
+    "REGION_NAME",
+    "INTERFACE",
+    "IMAGE_ID",
+    "SIZE_ID",
+    "NETWORK_ID",
+    "SECURITY_GROUP_NAME",
+    "KEY_NAME",
+    "FLOATING_IP_POOL",
     "BOOT_TIMEOUT",
 ];
 

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod imds;
+mod three_clouds;
 mod vpc;
 
 use std::fs;

@@ -554,3 +554,33 @@ fn self_multiplying_interpolation_is_refused_quickly() {
     assert!(error.contains("expand to at most 65536 bytes"), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+/// Every `[iaas]` example of docs/clouds.md and docs/config.md loads as it stands (with the
+/// `[conpaas]` and `[director]` sections a director.cfg has besides): an operator pasting one
+/// gets a director, not an error. Warnings (1.2 compatibility notes) are allowed.
+#[test]
+fn every_documented_cloud_section_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for doc in ["docs/clouds.md", "docs/config.md"] {
+        let text = fs::read_to_string(root.join(doc)).unwrap();
+        let mut blocks = text.split("```ini\n").skip(1);
+        for block in blocks.by_ref() {
+            let block = block.split("```").next().unwrap();
+            if !block.contains("[iaas]") || block.contains("...") {
+                continue;
+            }
+            let cfg = format!(
+                "[conpaas]\nCONF_DIR = {d}\nCERT_DIR = {d}/certs\n\n{block}\n\
+                 [director]\nDATABASE_URI = sqlite:///{d}/director.db\n",
+                d = dir.path().display()
+            );
+            if let Err(error) = load_file(dir.path(), "director.cfg", &cfg) {
+                panic!("a section of {doc} does not load: {error}\n{block}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} documented sections found");
+}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 # Features that stand alone.
-alone=(ca sqlite postgres ec2 opennebula config manager-client client)
+alone=(ca sqlite postgres ec2 opennebula openstack config manager-client client)
 # Features built on the store, which needs a backend: each is checked with either backend.
 on_store=(director api server manifest check)
 

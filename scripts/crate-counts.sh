@@ -34,6 +34,7 @@ rows=(
     "\`postgres\`|--no-default-features --features postgres"
     "\`ec2\`|--no-default-features --features ec2"
     "\`opennebula\`|--no-default-features --features opennebula"
+    "\`openstack\`|--no-default-features --features openstack"
     "\`manager-client\`|--no-default-features --features manager-client"
     "\`client\`|--no-default-features --features client"
     "\`director\`, \`sqlite\`|--no-default-features --features director,sqlite"

@@ -18,6 +18,8 @@ mod provider;
 #[cfg(feature = "director")]
 mod registry;
 pub(crate) mod settings;
+#[cfg(any(feature = "opennebula", feature = "openstack"))]
+mod tokened;
 
 #[cfg(feature = "director")]
 pub use dummy::{DUMMY_MANAGER_IP, DummyCloud};

@@ -34,6 +34,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
 use super::settings::OpenNebulaSettings;
+use super::tokened::{self, Abandoned, TokenedCloud, name_has_token, token_in_name};
 use crate::model::ErrorChain;
 use occi::{Compute, ComputeRequest, OcciState};
 use transport::{Failure, Transport};
@@ -142,39 +143,8 @@ impl OpenNebulaCloud {
     /// The `NAME` a VM is created with: the director's name, then the client token, so that
     /// listing `/compute` finds the VM of a token (see [`OpenNebulaCloud::find_node`]).
     pub fn vm_name(request_name: &str, client_token: &str) -> String {
-        if client_token.is_empty() {
-            request_name.to_owned()
-        } else {
-            format!("{request_name}-{client_token}")
-        }
+        tokened::name_with_token(request_name, client_token)
     }
-}
-
-/// The client token a VM called `name` was created with by [`OpenNebulaCloud::vm_name`], if
-/// it starts with `prefix`: the name from the last `-<prefix>` (or the whole name, when it
-/// starts with the prefix) to its end.
-fn token_in_name<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
-    if prefix.is_empty() {
-        return None;
-    }
-    let token = if name.starts_with(prefix) {
-        name
-    } else {
-        let at = name.rfind(&format!("-{prefix}"))?;
-        &name[at + 1..]
-    };
-    // A prefix alone is no token.
-    (token.len() > prefix.len()).then_some(token)
-}
-
-/// Whether a VM called `name` was created with `token` by [`OpenNebulaCloud::vm_name`]. The
-/// `-` before the token keeps `…-s15` from matching the token of service 5.
-fn name_has_token(name: &str, token: &str) -> bool {
-    !token.is_empty()
-        && (name == token
-            || name
-                .strip_suffix(token)
-                .is_some_and(|head| head.ends_with('-')))
 }
 
 /// Turns a tag key (`ConPaaS-Service`) into a context variable (`CONPAAS_SERVICE`).
@@ -197,6 +167,25 @@ fn is_plain_value(value: &str) -> bool {
     value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+}
+
+impl TokenedCloud for Inner {
+    const WHAT: &'static str = "VM";
+
+    fn cloud_name(&self) -> &str {
+        &self.name
+    }
+
+    fn delete_vm(&self, vmid: &str) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        self.delete(vmid)
+    }
+
+    fn find_vms(
+        &self,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<String>, Error>> + Send {
+        self.find_all(token)
+    }
 }
 
 impl Inner {
@@ -507,66 +496,6 @@ impl Inner {
             };
         }
     }
-
-    /// Removes what a failed create made: the VM, and any other the token names when an
-    /// attempt's outcome was unknown. Failures are logged: the create's own error is what the
-    /// caller needs.
-    async fn remove(&self, vmid: Option<&str>, token: &str, ambiguous: bool) {
-        if let Some(vmid) = vmid
-            && let Err(error) = self.delete(vmid).await
-        {
-            tracing::error!(cloud = %self.name, vmid, error = %ErrorChain(&error), "cannot delete the VM of a failed start: delete it by hand");
-        }
-        if ambiguous {
-            self.sweep(token, vmid).await;
-        }
-    }
-
-    /// Deletes the VMs named with `token`, except `keep`.
-    async fn sweep(&self, token: &str, keep: Option<&str>) {
-        match self.find_all(token).await {
-            Ok(found) => {
-                for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
-                    tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate VM of the same start");
-                    if let Err(error) = self.delete(vmid).await {
-                        tracing::error!(cloud = %self.name, %vmid, error = %ErrorChain(&error), "cannot delete a duplicate VM: delete it by hand");
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(cloud = %self.name, error = %ErrorChain(&error), "cannot list VMs to remove duplicates of a start");
-            }
-        }
-    }
-}
-
-/// Deletes the VM of a create that was abandoned half-way (its future dropped, e.g. by the
-/// director's start timeout), from a task of its own.
-struct Abandoned {
-    inner: Arc<Inner>,
-    token: String,
-    vmid: Option<String>,
-    armed: bool,
-}
-
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let inner = self.inner.clone();
-        let token = std::mem::take(&mut self.token);
-        let vmid = self.vmid.take();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::warn!(cloud = %inner.name, ?vmid, "VM creation abandoned: deleting what it made");
-                runtime.spawn(async move { inner.remove(vmid.as_deref(), &token, true).await });
-            }
-            Err(_) => {
-                tracing::error!(cloud = %inner.name, ?vmid, token, "VM creation abandoned outside a runtime: delete the VM by hand");
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -585,46 +514,24 @@ impl Cloud for OpenNebulaCloud {
         let deadline = tokio::time::Instant::now() + boot_timeout;
         let body = inner.compute_body(&request);
         let token = request.client_token.clone();
-        let mut abandoned = Abandoned {
-            inner: inner.clone(),
-            token: token.clone(),
-            vmid: None,
-            armed: true,
-        };
+        let abandoned = Abandoned::new(inner.clone(), token.clone());
         let created = match inner.post_compute(&body, &token).await {
             Ok(created) => created,
             Err(error) => {
-                abandoned.armed = false;
+                abandoned.disarm();
                 return Err(error);
             }
         };
-        abandoned.vmid = Some(created.vmid.clone());
         let vmid = created.vmid.clone();
-        let waited =
-            tokio::time::timeout_at(deadline, inner.wait_ready(&vmid, created.first)).await;
-        let result = waited.unwrap_or_else(|_| {
-            tracing::warn!(cloud = %inner.name, %vmid, seconds = boot_timeout.as_secs(), "VM not ready before BOOT_TIMEOUT");
-            Err(Error::BootTimeout {
-                vmid: vmid.clone(),
-                seconds: boot_timeout.as_secs(),
-            })
-        });
-        match result {
-            Ok(node) => {
-                // From here on the VM is the caller's, even if this future is dropped.
-                abandoned.armed = false;
-                if created.ambiguous {
-                    inner.sweep(&token, Some(&vmid)).await;
-                }
-                tracing::info!(cloud = %inner.name, %vmid, ip = %node.public_ip, "VM ready");
-                Ok(node)
-            }
-            Err(error) => {
-                inner.remove(Some(&vmid), &token, created.ambiguous).await;
-                abandoned.armed = false;
-                Err(error)
-            }
-        }
+        abandoned
+            .settle(
+                created.vmid.clone(),
+                created.ambiguous,
+                boot_timeout,
+                deadline,
+                inner.wait_ready(&vmid, created.first),
+            )
+            .await
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), Error> {
@@ -690,49 +597,6 @@ mod tests {
             xmlrpc: None,
             boot_timeout: Duration::from_secs(300),
         }
-    }
-
-    #[test]
-    fn names_carry_the_token() {
-        let name = OpenNebulaCloud::vm_name("conpaas-manager-php-u1-s5", "cps-1a2b3c4d-s5");
-        assert_eq!(name, "conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5");
-        assert!(name_has_token(&name, "cps-1a2b3c4d-s5"));
-        assert!(!name_has_token(&name, "cps-1a2b3c4d-s"));
-        assert!(!name_has_token(
-            "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
-            "cps-1a2b3c4d-s5"
-        ));
-        assert!(!name_has_token("xcps-1a2b3c4d-s5", "cps-1a2b3c4d-s5"));
-        assert!(name_has_token("cps-1a2b3c4d-s5", "cps-1a2b3c4d-s5"));
-        assert!(!name_has_token("anything", ""));
-        assert_eq!(OpenNebulaCloud::vm_name("vm", ""), "vm");
-    }
-
-    #[test]
-    fn tokens_are_found_by_prefix() {
-        let prefix = "cps-1a2b3c4d-";
-        for (name, token) in [
-            (
-                "conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5",
-                Some("cps-1a2b3c4d-s5"),
-            ),
-            ("cps-1a2b3c4d-s7", Some("cps-1a2b3c4d-s7")),
-            ("conpaas-manager-php-u1-s5-cps-99999999-s5", None),
-            ("conpaas-manager-php-u1-s5xcps-1a2b3c4d-s5", None),
-            ("conpaas-manager-php-u1-s5-cps-1a2b3c4d-", None),
-            ("someone-elses-vm", None),
-        ] {
-            assert_eq!(token_in_name(name, prefix), token, "{name}");
-        }
-        assert_eq!(token_in_name("cps-1a2b3c4d-s7", ""), None);
-        // The reaper's prefix.
-        assert_eq!(
-            token_in_name(
-                "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
-                "cps-1a2b3c4d-s"
-            ),
-            Some("cps-1a2b3c4d-s15")
-        );
     }
 
     #[test]

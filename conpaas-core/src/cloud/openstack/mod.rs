@@ -55,6 +55,7 @@ use serde_json::{Map, Value, json};
 
 use super::openstack_settings::OpenStackSettings;
 use super::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
+use super::tokened::{self, Abandoned, TokenedCloud, name_has_token, token_in_name};
 use crate::model::ErrorChain;
 use api::{FloatingIp, Named, Network, Server, Status};
 use session::{Answer, Failure, Service, Session};
@@ -196,36 +197,8 @@ impl OpenStackCloud {
     /// The `name` a server is created with: the director's name, then the client token, so
     /// that Nova's name filter finds the server of a token.
     pub fn server_name(request_name: &str, client_token: &str) -> String {
-        if client_token.is_empty() {
-            request_name.to_owned()
-        } else {
-            format!("{request_name}-{client_token}")
-        }
+        tokened::name_with_token(request_name, client_token)
     }
-}
-
-/// The client token a server called `name` was created with, if it starts with `prefix`.
-fn token_in_name<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
-    if prefix.is_empty() {
-        return None;
-    }
-    let token = if name.starts_with(prefix) {
-        name
-    } else {
-        let at = name.rfind(&format!("-{prefix}"))?;
-        &name[at + 1..]
-    };
-    (token.len() > prefix.len()).then_some(token)
-}
-
-/// Whether a server called `name` was created with `token`; the `-` before the token keeps
-/// `…-s15` from matching the token of service 5.
-fn name_has_token(name: &str, token: &str) -> bool {
-    !token.is_empty()
-        && (name == token
-            || name
-                .strip_suffix(token)
-                .is_some_and(|head| head.ends_with('-')))
 }
 
 /// Whether Nova takes `key` as a metadata key (its schema: 1 to 255 of these characters).
@@ -249,6 +222,25 @@ fn described_for(floating_ip: &FloatingIp, server_id: &str) -> bool {
         .and_then(|text| text.strip_prefix(FLOATING_IP_MARK))
         .and_then(|rest| rest.split_whitespace().next())
         .is_some_and(|id| id == server_id)
+}
+
+impl TokenedCloud for Inner {
+    const WHAT: &'static str = "server";
+
+    fn cloud_name(&self) -> &str {
+        &self.name
+    }
+
+    fn delete_vm(&self, vmid: &str) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        self.delete(vmid)
+    }
+
+    fn find_vms(
+        &self,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<String>, Error>> + Send {
+        self.find_all(token)
+    }
 }
 
 impl Inner {
@@ -829,40 +821,6 @@ impl Inner {
         Err(self.session.refusal(&Method::DELETE, &path, &answer))
     }
 
-    /// Removes what a failed create made: the server and its floating IP, and any other
-    /// server the token names when an attempt's outcome was unknown. Failures are logged: the
-    /// create's own error is what the caller needs.
-    async fn remove(&self, vmid: Option<&str>, token: &str, ambiguous: bool) {
-        if let Some(vmid) = vmid
-            && let Err(error) = self.delete(vmid).await
-        {
-            tracing::error!(cloud = %self.name, vmid, error = %ErrorChain(&error), "cannot delete the server of a failed start: delete it (and its floating IP) by hand");
-        }
-        if ambiguous {
-            self.sweep(token, vmid).await;
-        }
-    }
-
-    /// Deletes the servers named with `token`, except `keep`.
-    async fn sweep(&self, token: &str, keep: Option<&str>) {
-        if token.is_empty() {
-            return;
-        }
-        match self.find_all(token).await {
-            Ok(found) => {
-                for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
-                    tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate server of the same start");
-                    if let Err(error) = self.delete(vmid).await {
-                        tracing::error!(cloud = %self.name, %vmid, error = %ErrorChain(&error), "cannot delete a duplicate server: delete it by hand");
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(cloud = %self.name, error = %ErrorChain(&error), "cannot list servers to remove duplicates of a start");
-            }
-        }
-    }
-
     /// After `POST /servers`: waits for the server, then gives it its floating IP.
     async fn boot(&self, vmid: &str, token: &str, resolved: &Resolved) -> Result<Node, Error> {
         let server = self.wait_active(vmid, &resolved.network).await?;
@@ -885,35 +843,6 @@ fn misconfigured(key: &str, message: String) -> Error {
     Error::Misconfigured {
         key: key.to_owned(),
         message,
-    }
-}
-
-/// Deletes the server of a create that was abandoned half-way (its future dropped, e.g. by
-/// the director's start timeout), from a task of its own.
-struct Abandoned {
-    inner: Arc<Inner>,
-    token: String,
-    vmid: Option<String>,
-    armed: bool,
-}
-
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let inner = self.inner.clone();
-        let token = std::mem::take(&mut self.token);
-        let vmid = self.vmid.take();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::warn!(cloud = %inner.name, ?vmid, "server creation abandoned: deleting what it made");
-                runtime.spawn(async move { inner.remove(vmid.as_deref(), &token, true).await });
-            }
-            Err(_) => {
-                tracing::error!(cloud = %inner.name, ?vmid, token, "server creation abandoned outside a runtime: delete the server by hand");
-            }
-        }
     }
 }
 
@@ -948,45 +877,24 @@ impl Cloud for OpenStackCloud {
         let body = inner.server_body(&request, &resolved, user_data);
         let token = request.client_token.clone();
         let deadline = tokio::time::Instant::now() + boot_timeout;
-        let mut abandoned = Abandoned {
-            inner: inner.clone(),
-            token: token.clone(),
-            vmid: None,
-            armed: true,
-        };
+        let abandoned = Abandoned::new(inner.clone(), token.clone());
         let created = match inner.post_server(&body, &token).await {
             Ok(created) => created,
             Err(error) => {
-                abandoned.armed = false;
+                abandoned.disarm();
                 return Err(error);
             }
         };
         let vmid = created.vmid.clone();
-        abandoned.vmid = Some(vmid.clone());
-        let waited = tokio::time::timeout_at(deadline, inner.boot(&vmid, &token, &resolved)).await;
-        let result = waited.unwrap_or_else(|_| {
-            tracing::warn!(cloud = %inner.name, %vmid, seconds = boot_timeout.as_secs(), "server not ready before BOOT_TIMEOUT");
-            Err(Error::BootTimeout {
-                vmid: vmid.clone(),
-                seconds: boot_timeout.as_secs(),
-            })
-        });
-        match result {
-            Ok(node) => {
-                // From here on the server is the caller's, even if this future is dropped.
-                abandoned.armed = false;
-                if created.ambiguous {
-                    inner.sweep(&token, Some(&vmid)).await;
-                }
-                tracing::info!(cloud = %inner.name, %vmid, ip = %node.public_ip, "server ready");
-                Ok(node)
-            }
-            Err(error) => {
-                inner.remove(Some(&vmid), &token, created.ambiguous).await;
-                abandoned.armed = false;
-                Err(error)
-            }
-        }
+        abandoned
+            .settle(
+                created.vmid.clone(),
+                created.ambiguous,
+                boot_timeout,
+                deadline,
+                inner.boot(&vmid, &token, &resolved),
+            )
+            .await
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), Error> {
@@ -1085,23 +993,6 @@ mod tests {
         )
         .key_name("conpaas")
         .security_group_name("managers")
-    }
-
-    #[test]
-    fn names_carry_the_token() {
-        let name = OpenStackCloud::server_name("conpaas-manager-php-u1-s5", "cps-1a2b3c4d-s5");
-        assert_eq!(name, "conpaas-manager-php-u1-s5-cps-1a2b3c4d-s5");
-        assert!(name_has_token(&name, "cps-1a2b3c4d-s5"));
-        assert!(!name_has_token(
-            "conpaas-manager-php-u1-s15-cps-1a2b3c4d-s15",
-            "cps-1a2b3c4d-s5"
-        ));
-        assert_eq!(
-            token_in_name(&name, "cps-1a2b3c4d-s"),
-            Some("cps-1a2b3c4d-s5")
-        );
-        assert_eq!(token_in_name("someone-elses-vm", "cps-1a2b3c4d-s"), None);
-        assert_eq!(token_in_name("x-cps-1a2b3c4d-s", "cps-1a2b3c4d-s"), None);
     }
 
     #[test]

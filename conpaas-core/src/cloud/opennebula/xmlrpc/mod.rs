@@ -51,10 +51,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 
-use super::{OpenNebulaCloud, OpenNebulaTuning, name_has_token, token_in_name};
+use super::{OpenNebulaCloud, OpenNebulaTuning};
 use crate::cloud::provider::{Cloud, Error, ListedNode, Node, NodeRequest, NodeState};
+use crate::cloud::tokened::{Abandoned, TokenedCloud, name_has_token, token_in_name};
 use crate::cloud::{OpenNebulaVm, OpenNebulaXmlRpcSettings};
-use crate::model::ErrorChain;
 use document::{Attribute, Vm};
 use rpc::{Param, Refusal, Rpc, code};
 
@@ -137,6 +137,25 @@ fn vm_param(vmid: &str) -> Option<i32> {
 /// An id of director.cfg as an XML-RPC `int` (config refuses larger ones).
 fn id_param(id: u64) -> i32 {
     i32::try_from(id).unwrap_or(i32::MAX)
+}
+
+impl TokenedCloud for Inner {
+    const WHAT: &'static str = "VM";
+
+    fn cloud_name(&self) -> &str {
+        &self.name
+    }
+
+    fn delete_vm(&self, vmid: &str) -> impl std::future::Future<Output = Result<(), Error>> + Send {
+        self.delete(vmid)
+    }
+
+    fn find_vms(
+        &self,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<String>, Error>> + Send {
+        self.find_all(token)
+    }
 }
 
 impl Inner {
@@ -572,37 +591,6 @@ impl Inner {
         }
     }
 
-    /// Removes what a failed create made: the VM, and any other the token names when an
-    /// attempt's outcome was unknown. Failures are logged: the create's own error is what the
-    /// caller needs (the reaper finds a VM left by its token).
-    async fn remove(&self, vmid: Option<&str>, token: &str, ambiguous: bool) {
-        if let Some(vmid) = vmid
-            && let Err(error) = self.delete(vmid).await
-        {
-            tracing::error!(cloud = %self.name, vmid, error = %ErrorChain(&error), "cannot delete the VM of a failed start: the reaper will try again, or delete it by hand");
-        }
-        if ambiguous {
-            self.sweep(token, vmid).await;
-        }
-    }
-
-    /// Deletes the VMs named with `token`, except `keep`.
-    async fn sweep(&self, token: &str, keep: Option<&str>) {
-        match self.find_all(token).await {
-            Ok(found) => {
-                for vmid in found.iter().filter(|vmid| Some(vmid.as_str()) != keep) {
-                    tracing::warn!(cloud = %self.name, %vmid, "deleting a duplicate VM of the same start");
-                    if let Err(error) = self.delete(vmid).await {
-                        tracing::error!(cloud = %self.name, %vmid, error = %ErrorChain(&error), "cannot delete a duplicate VM: delete it by hand");
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(cloud = %self.name, error = %ErrorChain(&error), "cannot list VMs to remove duplicates of a start");
-            }
-        }
-    }
-
     /// `one.user.info(-1)` proves the session; then the configured template, or image and
     /// network, must exist and be usable.
     async fn probe(&self) -> Result<(), Error> {
@@ -630,35 +618,6 @@ impl Inner {
     }
 }
 
-/// Deletes the VM of a create that was abandoned half-way (its future dropped, e.g. by the
-/// director's start timeout), from a task of its own.
-struct Abandoned {
-    inner: Arc<Inner>,
-    token: String,
-    vmid: Option<String>,
-    armed: bool,
-}
-
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let inner = self.inner.clone();
-        let token = std::mem::take(&mut self.token);
-        let vmid = self.vmid.take();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::warn!(cloud = %inner.name, ?vmid, "VM creation abandoned: deleting what it made");
-                runtime.spawn(async move { inner.remove(vmid.as_deref(), &token, true).await });
-            }
-            Err(_) => {
-                tracing::error!(cloud = %inner.name, ?vmid, token, "VM creation abandoned outside a runtime: delete the VM by hand");
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Cloud for OpenNebulaXmlRpcCloud {
     fn name(&self) -> &str {
@@ -676,45 +635,24 @@ impl Cloud for OpenNebulaXmlRpcCloud {
         let deadline = tokio::time::Instant::now() + boot_timeout;
         let template = inner.create_template(&request).await?;
         let token = request.client_token.clone();
-        let mut abandoned = Abandoned {
-            inner: inner.clone(),
-            token: token.clone(),
-            vmid: None,
-            armed: true,
-        };
+        let abandoned = Abandoned::new(inner.clone(), token.clone());
         let created = match inner.send_create(&template, &request).await {
             Ok(created) => created,
             Err(error) => {
-                abandoned.armed = false;
+                abandoned.disarm();
                 return Err(error);
             }
         };
-        abandoned.vmid = Some(created.vmid.clone());
         let vmid = created.vmid.clone();
-        let waited = tokio::time::timeout_at(deadline, inner.wait_ready(&vmid)).await;
-        let result = waited.unwrap_or_else(|_| {
-            tracing::warn!(cloud = %inner.name, %vmid, seconds = boot_timeout.as_secs(), "VM not running before BOOT_TIMEOUT");
-            Err(Error::BootTimeout {
-                vmid: vmid.clone(),
-                seconds: boot_timeout.as_secs(),
-            })
-        });
-        match result {
-            Ok(node) => {
-                // From here on the VM is the caller's, even if this future is dropped.
-                abandoned.armed = false;
-                if created.ambiguous {
-                    inner.sweep(&token, Some(&vmid)).await;
-                }
-                tracing::info!(cloud = %inner.name, %vmid, ip = %node.public_ip, "VM ready");
-                Ok(node)
-            }
-            Err(error) => {
-                inner.remove(Some(&vmid), &token, created.ambiguous).await;
-                abandoned.armed = false;
-                Err(error)
-            }
-        }
+        abandoned
+            .settle(
+                created.vmid.clone(),
+                created.ambiguous,
+                boot_timeout,
+                deadline,
+                inner.wait_ready(&vmid),
+            )
+            .await
     }
 
     async fn kill_node(&self, vmid: &str) -> Result<(), Error> {

@@ -17,6 +17,8 @@ pub(crate) mod openstack_settings;
 mod provider;
 #[cfg(feature = "director")]
 mod registry;
+#[cfg(any(feature = "opennebula", feature = "openstack"))]
+mod reqwest_errors;
 pub(crate) mod settings;
 #[cfg(any(feature = "opennebula", feature = "openstack"))]
 mod tokened;

@@ -9,6 +9,7 @@ use rustls_pki_types::CertificateDer;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::OpenNebulaTuning;
+use crate::cloud::reqwest_errors::{describe, untrusted_certificate};
 use crate::cloud::{EndpointUrl, Error, UrlScheme};
 use crate::model::ErrorChain;
 
@@ -349,56 +350,9 @@ pub(super) fn quote(body: &str, status: StatusCode) -> String {
     }
 }
 
-/// An error and its sources on one line (reqwest's own message is only "error sending request").
-pub(super) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The rustls error behind a failed request, if TLS is what failed.
-fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    // Bounded walk: sources, and the errors io::Errors wrap (io::Error::source skips the
-    // error it wraps, and hyper-rustls wraps tokio-rustls's io::Error in another one).
-    let mut pending: Vec<&'a (dyn std::error::Error + 'static)> = vec![error];
-    let mut visited = 0;
-    while let Some(cause) = pending.pop() {
-        visited += 1;
-        if visited > 32 {
-            break;
-        }
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(inner) = cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            pending.push(inner);
-        }
-        if let Some(source) = cause.source() {
-            pending.push(source);
-        }
-    }
-    None
-}
-
 pub(super) fn classify(error: reqwest::Error) -> Failure {
     // A certificate the system does not trust stays untrusted: retrying only delays.
-    let bad_certificate = rustls_error(&error).is_some_and(|tls| {
-        matches!(
-            tls,
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-        )
-    });
+    let bad_certificate = untrusted_certificate(&error);
     let (builder, connect) = (error.is_builder(), error.is_connect());
     // The URL is in the message already; reqwest's copy would repeat it.
     let text = describe(&error.without_url());

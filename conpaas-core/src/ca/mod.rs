@@ -44,6 +44,7 @@ use std::path::PathBuf;
 pub use authority::{CertificateAuthority, IfExists, IssuedCertificate};
 pub use csr::VerifiedCsr;
 pub use files::DirectorTlsFiles;
+#[cfg(feature = "server")]
 pub(crate) use files::check_private_mode;
 pub use names::{CertIdentity, CertInfo};
 pub use pool::{KeyPool, KeyPoolStats};

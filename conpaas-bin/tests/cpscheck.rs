@@ -437,13 +437,13 @@ fn a_missing_tarball_is_an_error_with_a_real_cloud() {
             tarball.display()
         ),
     );
-    // The real cloud also wants its part of the script, and is not called offline.
+    // The real cloud's part of the script is the director's own when CONF_DIR has none, and
+    // the cloud is not called offline.
     assert_line(
         &out,
         &format!(
-            "W: {d}/scripts/cloud/ec2 is missing or unreadable: the managers of the ec2 cloud(s) iaas get no cloud part at \
-             the top of their script (ConPaaS 1.2 logged this and went on), and an EC2 image runs user-data only when it \
-             starts with #!; fix: copy scripts/cloud/ec2 from the ConPaaS 1.2 release into {d}/scripts/cloud",
+            "OK: {d}/scripts/cloud/ec2 is absent: the managers of the ec2 cloud(s) iaas get the director's own \
+             cloud part (IMDSv2)",
             d = data.display()
         ),
     );
@@ -772,6 +772,20 @@ fn moto(check_credentials: bool) -> Moto {
     moto
 }
 
+/// Creates the key pair `conpaas` and a VPC with a subnet and a security group in `region` of
+/// the moto server on `port` (tests/support/moto_ec2.py, boto3); answers `{vpc, subnet, group}`.
+fn moto_setup(port: u16, region: &str) -> serde_json::Value {
+    let python = std::env::var_os("CONPAAS_TEST_PYTHON").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/moto_ec2.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["setup", &port.to_string(), region])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Makes `[iaas]` an EC2 cloud at the moto server on `port`, and DIRECTOR_URL a port nobody uses.
 fn use_moto(data: &Path, port: u16) {
     edit_config(
@@ -797,6 +811,20 @@ fn cloud_credentials_are_tried_and_its_clock_compared() {
     for (server, accepted) in [(&refusing, false), (&accepting, true)] {
         let (_temp, data) = healthy();
         use_moto(&data, server.port);
+        if accepted {
+            // The probe also asks for the security group and key pair: made in a VPC of
+            // moto's, with boto3, and named by id.
+            let ids = moto_setup(server.port, "us-east-1");
+            edit_config(
+                &data,
+                "SECURITY_GROUP_NAME = conpaas",
+                &format!(
+                    "SUBNET_ID = {}\nSECURITY_GROUP_IDS = {}",
+                    ids["subnet"].as_str().unwrap(),
+                    ids["group"].as_str().unwrap()
+                ),
+            );
+        }
         let out = cpscheck_in(
             data.parent().unwrap(),
             &["--data-dir", data.to_str().unwrap()],

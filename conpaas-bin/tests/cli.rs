@@ -986,3 +986,61 @@ fn audit_lists_the_events_of_the_command_line_and_of_serve() {
         text(&out.stderr)
     );
 }
+
+/// `director serve` with a cloud nobody answers for: one warning naming the cloud at start
+/// (not a reaper warning minutes later), and `/readyz` stays 200 saying `degraded`.
+#[test]
+fn serve_probes_each_cloud_at_start_and_says_degraded() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    // A port nothing listens on: the XML-RPC endpoint of an OpenNebula that is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(data.join("director.cfg")).unwrap();
+    let cfg = cfg.replacen("[iaas]\n", "[iaas]\nOTHER_CLOUDS = nebula\n", 1)
+        + &format!(
+            "\n[nebula]\nDRIVER = opennebula\nAPI = xmlrpc\nXMLRPC = http://127.0.0.1:{closed}/RPC2\n\
+         USER = conpaas\nPASSWORD = opennebula\nTEMPLATE_ID = 7\n"
+        );
+    std::fs::write(data.join("director.cfg"), cfg).unwrap();
+    let log = temp.path().join("stderr.log");
+    let (child, port) = support::serve(
+        &data,
+        "warn",
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let warning = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(line) = text
+            .lines()
+            .find(|line| line.contains("cloud nebula (opennebula driver) is not usable"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probe warning in 30 s:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        warning.contains(&format!("127.0.0.1:{closed}")),
+        "{warning}"
+    );
+    let ready = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+        .arg(data.join("certs/ca_cert.pem"))
+        .arg(format!("https://localhost:{port}/readyz"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&ready.stdout),
+        "ready; degraded: cloud nebula not usable (see the director's log)\n\n200"
+    );
+    support::terminate(child);
+}

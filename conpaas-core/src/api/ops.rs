@@ -40,11 +40,21 @@ pub(super) async fn healthz() -> Response {
 
 /// `GET /readyz`: 200 `ready` when the database answers and takes writes, the migrations are
 /// current and the CA's key is loaded; 503 naming the failed checks otherwise (their causes
-/// are logged).
+/// are logged). A cloud that failed its last probe leaves the director ready (the rest is
+/// served) and says `ready; degraded: ...` naming it, so that a balancer keeps the replica.
 pub(super) async fn readyz(State(director): State<Director>) -> Response {
     let readiness = director.readiness().await;
     if readiness.is_ready() {
-        return text(StatusCode::OK, "ready\n".to_owned(), Cors::No);
+        let down = director.clouds_down();
+        let body = if down.is_empty() {
+            "ready\n".to_owned()
+        } else {
+            format!(
+                "ready; degraded: cloud {} not usable (see the director's log)\n",
+                down.join(", ")
+            )
+        };
+        return text(StatusCode::OK, body, Cors::No);
     }
     text(
         StatusCode::SERVICE_UNAVAILABLE,

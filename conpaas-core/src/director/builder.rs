@@ -478,6 +478,7 @@ impl DirectorBuilder {
                 clock: self.clock,
                 inline_blocking: self.inline_blocking,
                 starting: std::sync::Mutex::default(),
+                cloud_health: std::sync::Mutex::default(),
             }),
         })
     }

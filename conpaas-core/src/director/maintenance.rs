@@ -584,8 +584,9 @@ impl Director {
             .await;
     }
 
-    /// Runs [`maintenance_pass`](Self::maintenance_pass) at once and then every
-    /// `settings.interval` until `shutdown` completes; a pass in progress is finished first.
+    /// Runs [`maintenance_pass`](Self::maintenance_pass) and
+    /// [`probe_clouds`](Self::probe_clouds) at once and then every `settings.interval` until
+    /// `shutdown` completes; a pass in progress is finished first.
     pub async fn run_maintenance_with(
         self,
         settings: MaintenanceSettings,
@@ -599,7 +600,8 @@ impl Director {
                 () = &mut shutdown => break,
                 _ = every.tick() => {}
             }
-            self.maintenance_pass(&settings).await;
+            // Each replica probes its clouds for its own gauge and readiness, lease or not.
+            tokio::join!(self.probe_clouds(), self.maintenance_pass(&settings));
         }
         tracing::debug!("maintenance stopped");
     }

@@ -190,6 +190,11 @@ struct CloudLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloudUpLabels {
+    cloud: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct MaintenanceLabels {
     action: MaintenanceAction,
 }
@@ -311,6 +316,7 @@ pub struct Metrics {
     services: Family<ServiceLabels, Counter>,
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
+    cloud_up: Family<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>,
     maintenance: Family<MaintenanceLabels, Counter>,
     audit_dropped: Family<AuditDropLabels, Counter>,
     vms_untracked: Counter,
@@ -384,6 +390,7 @@ impl Metrics {
         let services = Family::<ServiceLabels, Counter>::default();
         let cloud_seconds: Histograms<CloudLabels> = Family::new_with_constructor(cloud_histogram);
         let cloud_errors = Family::<CloudLabels, Counter>::default();
+        let cloud_up = Family::<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
         let audit_dropped = Family::<AuditDropLabels, Counter>::default();
         // Both series from the start: an alert on them sees 0, not nothing.
@@ -435,6 +442,12 @@ impl Metrics {
             cloud_errors.clone(),
         );
         registry.register(
+            "conpaas_cloud_up",
+            "1 when the cloud answered its last probe (credentials, image, network...) and 0 \
+             when not, by cloud; probed at start and at each maintenance interval",
+            cloud_up.clone(),
+        );
+        registry.register(
             "conpaas_maintenance",
             "What maintenance did: starts reconciled, VMs reaped, deferred charges applied",
             maintenance.clone(),
@@ -477,6 +490,7 @@ impl Metrics {
             services,
             cloud_seconds,
             cloud_errors,
+            cloud_up,
             maintenance,
             audit_dropped,
             vms_untracked,
@@ -571,6 +585,14 @@ impl Metrics {
         if failed {
             self.cloud_errors.get_or_create(&labels).inc();
         }
+    }
+
+    pub(crate) fn cloud_up(&self, cloud: &str, up: bool) {
+        self.cloud_up
+            .get_or_create(&CloudUpLabels {
+                cloud: cloud.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     pub(crate) fn audit_dropped(&self, priority: super::audit::Priority, count: u64) {

@@ -6,6 +6,7 @@ mod apps;
 pub mod audit;
 mod builder;
 mod clock;
+mod cloud_health;
 pub mod fetch;
 pub mod journal;
 mod maintenance;
@@ -21,6 +22,7 @@ mod users;
 
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
 pub use clock::{Clock, SystemClock};
+pub use cloud_health::{CLOUD_PROBE_TIMEOUT, CloudHealth};
 pub use journal::{CHARGE_JOURNAL_FILE, ChargeJournal, JournalContents};
 pub use maintenance::{
     DEFAULT_REAP_GRACE, MAINTENANCE_LEASE, MaintenanceReport, MaintenanceSettings, ReapCandidate,

@@ -122,6 +122,9 @@ pub(super) struct Inner {
         std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
     /// What this director counted (its own registry).
     pub(super) metrics: Arc<super::Metrics>,
+    /// What the last probe of each cloud found ([`Director::probe_clouds`]).
+    pub(super) cloud_health:
+        std::sync::Mutex<std::collections::BTreeMap<String, super::CloudHealth>>,
     /// Who may read `/metrics` without the frontend's certificate.
     pub(super) metrics_allow: Vec<ipnet::IpNet>,
     /// Audit events waiting for their batch.

@@ -245,3 +245,53 @@ async fn metrics_need_an_allowed_address_or_the_frontend_certificate() {
         .await
         .expect_status(200);
 }
+
+/// A cloud refusing its credentials: the probe names it in one warning, `conpaas_cloud_up`
+/// says 0 for it and 1 for the cloud that answers, and `/readyz` stays 200 (a balancer keeps
+/// the replica) while saying `degraded` and which cloud; once it answers again, plain `ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_failing_its_probe_degrades_readiness_without_taking_the_director_out() {
+    use crate::opennebula_xmlrpc::fake::{FakeConfig, FakeOne};
+    let one = FakeOne::start(FakeConfig::new()).await;
+    let section = |password: &str| {
+        format!(
+            "DRIVER = opennebula\nAPI = xmlrpc\nXMLRPC = {}\nUSER = conpaas\nPASSWORD = {password}\n\
+             TEMPLATE_ID = 7\n",
+            one.url()
+        )
+    };
+    let director = TestDirector::with(Options::new().other_cloud("nebula", &section("wr0ng")));
+    let http = director.anonymous();
+    // Before any probe nothing is known: ready.
+    assert_eq!(http.get("/readyz").await.text(), "ready\n");
+
+    let health = director.director().probe_clouds().await;
+    let summary: Vec<_> = health
+        .iter()
+        .map(|h| (h.cloud.as_str(), h.driver, h.up))
+        .collect();
+    assert_eq!(
+        summary,
+        [("iaas", "dummy", true), ("nebula", "opennebula", false)]
+    );
+    let problem = health[1].problem.as_deref().unwrap();
+    assert!(problem.contains("AUTHENTICATION"), "{problem}");
+    assert!(!problem.contains("wr0ng"), "the password leaked: {problem}");
+    assert_eq!(director.director().clouds_down(), ["nebula"]);
+
+    let ready = http.get("/readyz").await;
+    ready.expect_status(200);
+    assert_eq!(
+        ready.text(),
+        "ready; degraded: cloud nebula not usable (see the director's log)\n"
+    );
+    let metrics = director.client(&director.frontend()).get("/metrics").await;
+    expect_series(&metrics, r#"conpaas_cloud_up{cloud="iaas"}"#, 1.0);
+    expect_series(&metrics, r#"conpaas_cloud_up{cloud="nebula"}"#, 0.0);
+
+    // The same cloud answering (here: the fake accepting any password is not possible, so
+    // the director is opened again with the right one) reads as ready.
+    let fixed = TestDirector::with(Options::new().other_cloud("nebula", &section("opennebula")));
+    assert!(fixed.director().probe_clouds().await.iter().all(|h| h.up));
+    assert_eq!(fixed.anonymous().get("/readyz").await.text(), "ready\n");
+}

@@ -41,6 +41,9 @@ pub struct Options {
     max_credit: Option<i64>,
     postgres: bool,
     director_lines: String,
+    /// Keys added to `[iaas]` and sections after `[director]` (other clouds).
+    iaas_lines: String,
+    sections: String,
     hashing: Option<HashingSettings>,
     login_throttle: Option<LoginThrottleSettings>,
     transport: Option<TransportSettings>,
@@ -62,6 +65,8 @@ impl Options {
             max_credit: None,
             postgres: false,
             director_lines: String::new(),
+            iaas_lines: String::new(),
+            sections: String::new(),
             hashing: None,
             login_throttle: None,
             transport: None,
@@ -105,6 +110,14 @@ impl Options {
         self
     }
 
+    /// Another cloud beside the dummy `[iaas]`: `OTHER_CLOUDS = name` and its section.
+    pub fn other_cloud(mut self, name: &str, section: &str) -> Self {
+        self.iaas_lines
+            .push_str(&format!("OTHER_CLOUDS = {name}\n"));
+        self.sections.push_str(&format!("\n[{name}]\n{section}\n"));
+        self
+    }
+
     /// One more `KEY = value` line in `[director]`.
     pub fn director_setting(mut self, key: &str, value: &str) -> Self {
         self.director_lines.push_str(&format!("{key} = {value}\n"));
@@ -141,14 +154,16 @@ impl Options {
             conpaas.push_str(&format!("MAX_CREDIT = {max}\n"));
         }
         format!(
-            "{conpaas}\n[iaas]\nDRIVER = dummy\n\n[director]\nDATABASE_URI = {}\n\
-             DIRECTOR_URL = https://localhost:5555\nOPEN_REGISTRATION = {}\n{}",
+            "{conpaas}\n[iaas]\nDRIVER = dummy\n{}\n[director]\nDATABASE_URI = {}\n\
+             DIRECTOR_URL = https://localhost:5555\nOPEN_REGISTRATION = {}\n{}{}",
+            self.iaas_lines,
             match database {
                 Some(name) => format!("{POSTGRES_SERVER}/{name}"),
                 None => format!("sqlite:///{dir}/director.db"),
             },
             self.open_registration,
-            self.director_lines
+            self.director_lines,
+            self.sections
         )
     }
 }

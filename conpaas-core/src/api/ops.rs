@@ -77,6 +77,7 @@ pub(super) async fn metrics(State(director): State<Director>, caller: auth::Call
         page.extensions_mut().insert(Outcome::Refused);
         return page;
     }
+    director.refresh_state_metrics().await;
     (
         [(header::CONTENT_TYPE, crate::director::metrics::CONTENT_TYPE)],
         director.metrics().encode(),

@@ -441,6 +441,7 @@ impl DirectorBuilder {
         let fetcher = Fetcher::new(self.manifest.download.clone());
         let installation_tag = crate::ca::installation_tag(ca.cert_der());
         let metrics = Arc::new(super::Metrics::new(ca.clone()));
+        metrics.declare_clouds(clouds.iter().map(|registered| registered.name()));
         let clouds = clouds.wrapped(|name, cloud| {
             super::metered::MeteredCloud::wrap(name, cloud, metrics.clone())
         });

@@ -17,7 +17,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
@@ -317,12 +317,25 @@ pub struct Metrics {
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
     cloud_up: Family<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>,
+    state: StateGauges,
     maintenance: Family<MaintenanceLabels, Counter>,
     audit_dropped: Family<AuditDropLabels, Counter>,
     vms_untracked: Counter,
     reaper_held: prometheus_client::metrics::gauge::Gauge,
     reaper_withheld: prometheus_client::metrics::gauge::Gauge,
     transport: TransportSlot,
+}
+
+/// What the database holds, set at each scrape ([`Metrics::set_state`]).
+#[derive(Debug, Default)]
+struct StateGauges {
+    users: Gauge,
+    applications: Gauge,
+    services_starting: Gauge,
+    services_running: Family<CloudUpLabels, Gauge>,
+    credit: Gauge,
+    /// The registered clouds: each has a `services_running` series, 0 when none runs.
+    clouds: std::sync::Mutex<Vec<String>>,
 }
 
 /// The transport's metrics (connections admitted, refused, evicted, timed out), attached by the
@@ -393,6 +406,34 @@ impl Metrics {
         let cloud_up = Family::<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>::default();
         let maintenance = Family::<MaintenanceLabels, Counter>::default();
         let audit_dropped = Family::<AuditDropLabels, Counter>::default();
+        // Series of closed label sets from the start: an alert or a rate() sees 0, not nothing.
+        for result in [
+            LoginResult::Accepted,
+            LoginResult::Refused,
+            LoginResult::Throttled,
+        ] {
+            drop(logins.get_or_create(&LoginLabels { result }));
+        }
+        for result in [
+            DecrementResult::Applied,
+            DecrementResult::Refused,
+            DecrementResult::Deferred,
+            DecrementResult::DeferredUnjournaled,
+        ] {
+            drop(decrements.get_or_create(&DecrementLabels { result }));
+        }
+        for role in [Role::User, Role::Manager, Role::Agent] {
+            drop(certificates.get_or_create(&RoleLabels {
+                role: role.as_str(),
+            }));
+        }
+        for action in [
+            MaintenanceAction::Reconciled,
+            MaintenanceAction::Reaped,
+            MaintenanceAction::DeferredCharges,
+        ] {
+            drop(maintenance.get_or_create(&MaintenanceLabels { action }));
+        }
         // Both series from the start: an alert on them sees 0, not nothing.
         for priority in ["low", "high"] {
             drop(audit_dropped.get_or_create(&AuditDropLabels { priority }));
@@ -477,6 +518,37 @@ impl Metrics {
              recorded (a cloud and the database failing together): only the reaper finds them",
             vms_untracked.clone(),
         );
+        let state = StateGauges::default();
+        for (name, help, gauge) in [
+            ("conpaas_users", "Accounts", &state.users),
+            ("conpaas_applications", "Applications", &state.applications),
+            (
+                "conpaas_services_starting",
+                "Services whose manager VM is being created",
+                &state.services_starting,
+            ),
+            (
+                "conpaas_credit_outstanding",
+                "The credit of every user, summed: what managers may still charge",
+                &state.credit,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "conpaas_services_running",
+            "Services with their manager VM, by cloud",
+            state.services_running.clone(),
+        );
+        registry.register(
+            "conpaas_build",
+            "This build of the director: its version",
+            prometheus_client::metrics::info::Info::new(vec![(
+                "version",
+                env!("CARGO_PKG_VERSION"),
+            )]),
+        );
+        registry.register_collector(Box::new(super::process_metrics::ProcessCollector));
         registry.register_collector(Box::new(KeyPoolCollector { ca }));
         let transport = TransportSlot::default();
         registry.register_collector(Box::new(transport.clone()));
@@ -491,6 +563,7 @@ impl Metrics {
             cloud_seconds,
             cloud_errors,
             cloud_up,
+            state,
             maintenance,
             audit_dropped,
             vms_untracked,
@@ -593,6 +666,59 @@ impl Metrics {
                 cloud: cloud.to_owned(),
             })
             .set(i64::from(up));
+    }
+
+    /// The cloud call error series of each of `clouds` at 0, before any call.
+    pub(crate) fn declare_clouds<'a>(&self, clouds: impl IntoIterator<Item = &'a str>) {
+        for cloud in clouds {
+            self.state
+                .clouds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(cloud.to_owned());
+            for call in [
+                CloudCall::CreateNode,
+                CloudCall::KillNode,
+                CloudCall::NodeState,
+                CloudCall::FindNode,
+                CloudCall::ListNodes,
+                CloudCall::Probe,
+            ] {
+                drop(self.cloud_errors.get_or_create(&CloudLabels {
+                    cloud: cloud.to_owned(),
+                    call,
+                }));
+            }
+        }
+    }
+
+    /// The state gauges, from what the database holds now.
+    pub(crate) fn set_state(&self, counts: &crate::store::StateCounts) {
+        let state = &self.state;
+        state.users.set(counts.users);
+        state.applications.set(counts.applications);
+        state.services_starting.set(counts.services_starting);
+        state.credit.set(counts.credit);
+        // Rebuilt: a cloud removed from the configuration leaves; a registered one reads 0.
+        state.services_running.clear();
+        for cloud in state
+            .clouds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            drop(state.services_running.get_or_create(&CloudUpLabels {
+                cloud: cloud.clone(),
+            }));
+        }
+        for (cloud, n) in &counts.services_running {
+            state
+                .services_running
+                .get_or_create(&CloudUpLabels {
+                    cloud: cloud.clone(),
+                })
+                .set(*n);
+        }
     }
 
     pub(crate) fn audit_dropped(&self, priority: super::audit::Priority, count: u64) {

@@ -14,6 +14,7 @@ mod managers;
 pub mod manifest;
 mod metered;
 pub mod metrics;
+mod process_metrics;
 mod services;
 pub mod setup;
 mod state;

@@ -216,6 +216,20 @@ impl Director {
         &self.inner.metrics
     }
 
+    /// Sets the state gauges (`conpaas_users`, `conpaas_applications`,
+    /// `conpaas_services_starting`, `conpaas_services_running`, `conpaas_credit_outstanding`)
+    /// from what the database holds now; `/metrics` calls it before each scrape. A database
+    /// that fails leaves them as they were (logged at `warn`).
+    pub async fn refresh_state_metrics(&self) {
+        match self.inner.store.run(store::state_counts).await {
+            Ok(counts) => self.inner.metrics.set_state(&counts),
+            Err(error) => tracing::warn!(
+                error = %crate::model::ErrorChain(&error),
+                "the state gauges of /metrics were not refreshed"
+            ),
+        }
+    }
+
     /// Whether a client at `ip` may read `/metrics` without the frontend's certificate
     /// (`[director] METRICS_ALLOW`; loopback by default).
     pub fn metrics_allowed(&self, ip: std::net::IpAddr) -> bool {

@@ -91,6 +91,8 @@ mod schema;
 #[cfg(feature = "store")]
 mod services;
 #[cfg(feature = "store")]
+mod stats;
+#[cfg(feature = "store")]
 mod users;
 
 #[cfg(feature = "store")]
@@ -146,6 +148,8 @@ pub use services::{
     list_unsettled_services, record_abandoned, record_abandoned_vm, rename_service_owned,
     service_vms,
 };
+#[cfg(feature = "store")]
+pub use stats::{StateCounts, state_counts};
 #[cfg(feature = "store")]
 pub use users::{
     LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,

@@ -295,3 +295,76 @@ async fn a_cloud_failing_its_probe_degrades_readiness_without_taking_the_directo
     assert!(fixed.director().probe_clouds().await.iter().all(|h| h.up));
     assert_eq!(fixed.anonymous().get("/readyz").await.text(), "ready\n");
 }
+
+/// What an operator's dashboards expect before anything happened: the process metrics, the
+/// build, counters of closed label sets at 0 (not absent), and state gauges read from the
+/// database at each scrape (users, applications, services by cloud, credit outstanding).
+#[tokio::test]
+async fn metrics_hold_process_build_zero_counters_and_state_from_the_start() {
+    let director = TestDirector::start();
+    let http = director.anonymous();
+    let fresh = http.get("/metrics").await;
+    let text = fresh.text();
+    for (series, value) in [
+        (r#"conpaas_logins_total{result="accepted"}"#, 0.0),
+        (r#"conpaas_logins_total{result="throttled"}"#, 0.0),
+        (r#"conpaas_credit_decrements_total{result="applied"}"#, 0.0),
+        (
+            r#"conpaas_credit_decrements_total{result="deferred_unjournaled"}"#,
+            0.0,
+        ),
+        (r#"conpaas_certificates_issued_total{role="agent"}"#, 0.0),
+        (r#"conpaas_maintenance_total{action="reaped"}"#, 0.0),
+        (
+            r#"conpaas_cloud_call_errors_total{cloud="iaas",call="create_node"}"#,
+            0.0,
+        ),
+        (
+            &format!(
+                r#"conpaas_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
+        ("conpaas_users", 0.0),
+        ("conpaas_applications", 0.0),
+        ("conpaas_services_starting", 0.0),
+        (r#"conpaas_services_running{cloud="iaas"}"#, 0.0),
+        ("conpaas_credit_outstanding", 0.0),
+    ] {
+        expect_series(&fresh, series, value);
+    }
+    for process in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+    ] {
+        let value = series(&text, process).unwrap_or_else(|| fresh.fail(process));
+        assert!(value > 0.0, "{process} {value}");
+    }
+    assert!(
+        text.contains("# TYPE process_cpu_seconds_total counter"),
+        "{text}"
+    );
+
+    let uid = i64::from(director.add_user("g", "pw", 7).await);
+    director.add_user("h", "pw", 3).await;
+    let user = director.user_identity("g", "pw").await;
+    start_service(&director, &user, uid).await;
+    let after = http.get("/metrics").await;
+    for (series, value) in [
+        ("conpaas_users", 2.0),
+        // Each user's default application, as 1.2 makes it.
+        ("conpaas_applications", 2.0),
+        ("conpaas_services_starting", 0.0),
+        (r#"conpaas_services_running{cloud="iaas"}"#, 1.0),
+        // 7 + 3, less the start's charge.
+        ("conpaas_credit_outstanding", 9.0),
+    ] {
+        expect_series(&after, series, value);
+    }
+}

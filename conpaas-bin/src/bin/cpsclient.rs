@@ -407,7 +407,17 @@ async fn run(global: &Global, invocation: Invocation) -> Result<(), Error> {
     };
     match builtin {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "cpsclient", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when its writer fails (`| head`), and a
+            // reader that went away ends the output quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "cpsclient", &mut script);
+            let mut stdout = std::io::stdout().lock();
+            match std::io::Write::write_all(&mut stdout, &script)
+                .and_then(|()| std::io::Write::flush(&mut stdout))
+            {
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
             Ok(())
         }
         Command::Credentials { cacert, username } => credentials(global, cacert, username).await,

@@ -230,19 +230,30 @@ fn load_config(cli: &Cli) -> anyhow::Result<(ConfigSource, LoadedConfig)> {
     Ok((source, loaded))
 }
 
+/// Writes `bytes` to standard output; a reader that went away (`| head`) ends the output
+/// quietly, as with other Unix tools.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // These describe the binary: no configuration is read (nor a data directory created).
     match &cli.command {
         Command::Completions { shell } => {
-            let mut stdout = std::io::stdout().lock();
-            clap_complete::generate(*shell, &mut Cli::command(), "director", &mut stdout);
-            stdout.flush()?;
+            // Into memory first: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "director", &mut script);
+            write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man => {
-            let mut stdout = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
-            stdout.flush()?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&page)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::MigrateDb { from, to } => return database::migrate_db(from.clone(), to.clone()),

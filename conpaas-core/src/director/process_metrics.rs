@@ -14,7 +14,8 @@ pub(super) struct ProcessCollector;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ProcessStats {
     cpu_seconds: f64,
-    start_time_seconds: f64,
+    /// `None` where `/proc/stat` is hidden (systemd's `ProcSubset=pid`).
+    start_time_seconds: Option<f64>,
     virtual_memory_bytes: f64,
     resident_memory_bytes: f64,
     threads: f64,
@@ -39,7 +40,7 @@ impl Collector for ProcessCollector {
             (
                 "process_start_time_seconds",
                 "Start time of the process since the Unix epoch in seconds",
-                Some(stats.start_time_seconds),
+                stats.start_time_seconds,
             ),
             (
                 "process_virtual_memory_bytes",
@@ -79,10 +80,10 @@ impl Collector for ProcessCollector {
 #[cfg(target_os = "linux")]
 fn read() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let boot_time = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+    let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+    });
     let limits = std::fs::read_to_string("/proc/self/limits").ok();
     let open_fds = std::fs::read_dir("/proc/self/fd")
         .ok()
@@ -107,7 +108,7 @@ fn read() -> Option<ProcessStats> {
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn parse(
     stat: &str,
-    boot_time: f64,
+    boot_time: Option<f64>,
     limits: Option<&str>,
     open_fds: Option<f64>,
     ticks: f64,
@@ -130,7 +131,9 @@ fn parse(
     });
     Some(ProcessStats {
         cpu_seconds: (utime + stime) / ticks,
-        start_time_seconds: boot_time + field(22)? / ticks,
+        start_time_seconds: boot_time
+            .zip(field(22))
+            .map(|(boot, start)| boot + start / ticks),
         virtual_memory_bytes: field(23)?,
         resident_memory_bytes: field(24)? * page_size,
         threads: field(20)?,
@@ -153,7 +156,7 @@ mod tests {
                       Max open files            1024                 524288               files\n";
         let stats = parse(
             stat,
-            1_700_000_000.0,
+            Some(1_700_000_000.0),
             Some(limits),
             Some(12.0),
             100.0,
@@ -164,7 +167,7 @@ mod tests {
             stats,
             ProcessStats {
                 cpu_seconds: 3.0,
-                start_time_seconds: 1_700_000_010.0,
+                start_time_seconds: Some(1_700_000_010.0),
                 virtual_memory_bytes: 104_857_600.0,
                 resident_memory_bytes: 10_485_760.0,
                 threads: 7.0,
@@ -172,15 +175,14 @@ mod tests {
                 max_fds: Some(1024.0),
             }
         );
-        assert_eq!(parse("garbage", 0.0, None, None, 100.0, 4096.0), None);
+        assert_eq!(parse("garbage", None, None, None, 100.0, 4096.0), None);
         let unlimited =
             "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(
-            parse(stat, 0.0, Some(unlimited), None, 100.0, 4096.0)
-                .unwrap()
-                .max_fds,
-            None
-        );
+        let without = parse(stat, None, Some(unlimited), None, 100.0, 4096.0).unwrap();
+        assert_eq!(without.max_fds, None);
+        // systemd's ProcSubset=pid hides /proc/stat: everything but the start time.
+        assert_eq!(without.start_time_seconds, None);
+        assert_eq!(without.cpu_seconds, 3.0);
     }
 
     #[cfg(target_os = "linux")]
@@ -194,10 +196,8 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(stats.start_time_seconds <= now + 1.0, "{stats:?}");
-        assert!(
-            stats.start_time_seconds > now - 86_400.0 * 30.0,
-            "{stats:?}"
-        );
+        let start = stats.start_time_seconds.unwrap();
+        assert!(start <= now + 1.0, "{stats:?}");
+        assert!(start > now - 86_400.0 * 30.0, "{stats:?}");
     }
 }

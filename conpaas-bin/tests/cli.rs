@@ -1044,3 +1044,26 @@ fn serve_probes_each_cloud_at_start_and_says_degraded() {
     );
     support::terminate(child);
 }
+
+/// `director completions bash | head -1` (and `man`, and cpsclient's completions): the reader
+/// leaving early ends the output quietly, with status 0 and no panic.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    for (binary, args) in [
+        (env!("CARGO_BIN_EXE_director"), "completions bash"),
+        (env!("CARGO_BIN_EXE_director"), "man"),
+        (env!("CARGO_BIN_EXE_cpsclient"), "completions bash"),
+    ] {
+        // `head -c 1` exits at once; a sleep first makes the writer meet the closed pipe.
+        let out = Command::new("bash")
+            .args([
+                "-c",
+                &format!("set -o pipefail; '{binary}' {args} | (head -c 1 >/dev/null; sleep 0.2)"),
+            ])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{binary} {args}: {stderr}");
+        assert!(out.status.success(), "{binary} {args}: {stderr}");
+    }
+}

@@ -415,8 +415,14 @@ async fn run(global: &Global, invocation: Invocation) -> Result<(), Error> {
             match std::io::Write::write_all(&mut stdout, &script)
                 .and_then(|()| std::io::Write::flush(&mut stdout))
             {
-                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other?,
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(Error::File {
+                        path: PathBuf::from("standard output"),
+                        action: "write",
+                        source: error,
+                    });
+                }
+                _ => {}
             }
             Ok(())
         }

@@ -798,6 +798,28 @@ fn completions_and_man_page() {
         0,
         "no data directory or file was created"
     );
+
+    // --dir: every page the main page refers to (`director-init(1)`...) exists, and man reads
+    // each of them.
+    let pages = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", pages.path().to_str().unwrap()]);
+    let mut referred: Vec<String> = man
+        .replace("\\-", "-")
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '(' || c == ')'))
+        .filter_map(|word| word.strip_suffix("(1)"))
+        .filter(|name| name.starts_with("director"))
+        .map(|name| format!("{name}.1"))
+        .collect();
+    referred.sort();
+    referred.dedup();
+    assert!(referred.contains(&"director-init.1".to_owned()), "{man}");
+    for page in &referred {
+        let path = pages.path().join(page);
+        let roff = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("{page}, named by director(1): {error}"));
+        assert!(roff.contains(".TH"), "{page}: {roff}");
+    }
+    assert!(pages.path().join("director.1").exists());
 }
 
 /// `director backup FILE` copies the database of a serving director; the copy opens and has

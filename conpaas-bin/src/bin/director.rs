@@ -160,8 +160,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) on standard output: `director man | man -l -`.
-    Man,
+    /// Print the manual page (roff) on standard output: `director man | man -l -`; with
+    /// --dir, write it and one page per subcommand (director-init.1, ...) into DIR.
+    Man {
+        /// Write director.1 and director-SUBCOMMAND.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// How `serve` writes its log lines.
@@ -250,9 +255,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            // Every page the main one's SEE ALSO names (director-init(1), ...).
+            clap_mangen::generate_to(Cli::command(), dir).map_err(|error| {
+                anyhow::anyhow!("writing the manual pages into {}: {error}", dir.display())
+            })?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir: None } => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            // As `--dir` writes them: no `help` subcommand, so no page named that is missing.
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+                .render(&mut page)?;
             write_stdout(&page)?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -296,7 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
             },
         ),
-        Command::Completions { .. } | Command::Man | Command::MigrateDb { .. } => {
+        Command::Completions { .. } | Command::Man { .. } | Command::MigrateDb { .. } => {
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -584,3 +584,34 @@ fn every_documented_cloud_section_loads() {
     }
     assert!(checked >= 12, "only {checked} documented sections found");
 }
+
+/// The example files shipped in packaging/ (1.2 shipped `director.cfg.example` and
+/// `director.cfg.multicloud-example`) load as they are, without a warning, with the clouds
+/// their comments promise.
+#[test]
+fn the_shipped_example_files_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for (file, clouds) in [
+        ("director.cfg.example", vec!["dummy"]),
+        (
+            "director.cfg.multicloud-example",
+            vec!["ec2", "opennebula", "openstack", "opennebula"],
+        ),
+    ] {
+        let text = fs::read_to_string(root.join("packaging").join(file)).unwrap();
+        let loaded = load_file(dir.path(), file, &text)
+            .unwrap_or_else(|error| panic!("packaging/{file}: {error}"));
+        assert!(
+            loaded.warnings.is_empty(),
+            "packaging/{file}: {:?}",
+            loaded.warnings
+        );
+        let drivers: Vec<_> = loaded
+            .config
+            .clouds()
+            .map(|cloud| cloud.driver.name())
+            .collect();
+        assert_eq!(drivers, clouds, "packaging/{file}");
+    }
+}

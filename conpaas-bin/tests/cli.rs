@@ -1089,3 +1089,29 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(out.status.success(), "{binary} {args}: {stderr}");
     }
 }
+
+/// `director health` (the container's HEALTHCHECK): 0 and `ready` while the director serves,
+/// checking its certificate for DIRECTOR_URL's name against the CA; 1 and one `E:` line when
+/// nothing answers.
+#[test]
+fn health_answers_for_the_serving_director() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let (child, port) = support::serve(&data, "warn", Stdio::null());
+    let connect = format!("127.0.0.1:{port}");
+    let out = director(&data, &["health", "--connect", &connect], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ready\n");
+    support::terminate(child);
+    let out = director(&data, &["health", "--connect", &connect], "");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "E: https://localhost:{port}/readyz at {connect}: "
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

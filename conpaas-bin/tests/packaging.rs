@@ -178,6 +178,17 @@ fn the_dockerfile_builds_in_stages_and_runs_unprivileged() {
         "{last_stage}"
     );
     assert!(last_stage.contains(r#"CMD ["serve"]"#), "{last_stage}");
+    // A health check from the image's own binary (`director health`, tested in cli.rs).
+    assert!(
+        last_stage.contains(r#"CMD ["director", "--data-dir", "/data", "health"]"#),
+        "{last_stage}"
+    );
+    assert!(last_stage.contains("HEALTHCHECK "), "{last_stage}");
+    // The build stage drops the line tables from the binaries.
+    assert!(
+        text.contains("CARGO_PROFILE_RELEASE_STRIP=debuginfo"),
+        "{text}"
+    );
     // The build context leaves out build output and local data.
     let ignore = read(".dockerignore");
     for entry in ["target/", "conpaas-data/", ".git/"] {

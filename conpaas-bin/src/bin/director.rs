@@ -16,6 +16,8 @@ mod adduser;
 mod audit;
 #[path = "director/database.rs"]
 mod database;
+#[path = "director/health.rs"]
+mod health;
 #[path = "director/init.rs"]
 mod init;
 #[path = "director/prompt.rs"]
@@ -153,6 +155,15 @@ enum Command {
         /// JSON lines instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask this host's director whether it is ready (GET /readyz at the port of DIRECTOR_URL,
+    /// its certificate checked against CERT_DIR's CA): exit status 0 when ready, 1 otherwise.
+    /// For a container's HEALTHCHECK; writes nothing.
+    Health {
+        /// Connect here instead of 127.0.0.1 at DIRECTOR_URL's port (the certificate is still
+        /// checked for DIRECTOR_URL's host name).
+        #[arg(long, value_name = "IP:PORT")]
+        connect: Option<std::net::SocketAddr>,
     },
     /// Print the shell completion script for SHELL on standard output.
     Completions {
@@ -296,6 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             confirm_restore,
         } => reaper::reaper(&loaded, dry_run && !confirm_restore),
         Command::Backup { file } => database::backup(&loaded, &file),
+        Command::Health { connect } => health::health(&loaded, connect),
         Command::Audit {
             since,
             user,

@@ -1115,3 +1115,51 @@ fn health_answers_for_the_serving_director() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Under systemd (`Type=notify`): `serve` sends READY=1 to NOTIFY_SOCKET once it listens (and
+/// STOPPING=1 on SIGTERM), so that units ordered after it start when it answers.
+#[test]
+fn serve_tells_systemd_when_it_listens_and_when_it_stops() {
+    use std::io::BufRead as _;
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    let socket_path = temp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = socket.recv(&mut buffer).unwrap();
+    let ready = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    // Sent after the line naming the address: the listener is up.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("STATUS=listening on {address}")),
+        "{ready:?}"
+    );
+    support::terminate(child);
+    let n = socket.recv(&mut buffer).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buffer[..n]).trim(), "STOPPING=1");
+}

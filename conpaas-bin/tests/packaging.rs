@@ -55,6 +55,8 @@ fn the_systemd_unit_is_hardened() {
         ("ConfigurationDirectory", "cpsdirector"),
         ("UMask", "0077"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
         ("Environment", "DIRECTOR_CFG=/etc/cpsdirector/director.cfg"),
     ] {
         assert_eq!(value(&unit, key), [expected], "{key}");

@@ -150,6 +150,18 @@ pub(super) fn serve(
         let shutdown = shutdown_signal();
         println!("listening on https://{}", server.local_addr());
         std::io::stdout().flush()?;
+        // systemd (`Type=notify`): units ordered after this one start once it listens. A
+        // failure to tell (no NOTIFY_SOCKET: not under systemd) changes nothing.
+        let _ = sd_notify::notify(
+            false,
+            &[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&format!(
+                    "listening on https://{}",
+                    server.local_addr()
+                )),
+            ],
+        );
         if n_users == 0 {
             let how = match source {
                 ConfigSource::DataDir { dir, .. } => format!(" --data-dir {}", dir.display()),
@@ -160,7 +172,12 @@ pub(super) fn serve(
                 "no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`"
             );
         }
-        server.serve(shutdown).await;
+        server
+            .serve(async move {
+                shutdown.await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            })
+            .await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -44,12 +44,14 @@ fn the_first_command_serves_the_embedded_default() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[1].starts_with("./scripts/test.sh"), "{lines:?}");
     let scratch = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new("bash")
         .args(["-c", &format!("exec {}", director_command(&lines[0]))])
         .current_dir(scratch.path())
         .env_remove("DIRECTOR_CFG")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let mut first = String::new();
@@ -60,10 +62,24 @@ fn the_first_command_serves_the_embedded_default() {
     let status = child.wait().unwrap();
     assert_eq!(
         first.trim(),
-        "listening on https://0.0.0.0:5555",
+        "listening on https://127.0.0.1:5555",
         "README says so"
     );
     assert!(status.success(), "{status}");
+    // How to reach it, how to serve other hosts, and the next step with a command that runs:
+    // this binary is not on PATH, so its path, not `director`.
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        stderr.contains("serving this host only: try `curl --cacert "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("serve --listen 0.0.0.0:5555"), "{stderr}");
+    let hint = stderr
+        .lines()
+        .find(|line| line.contains("no users yet"))
+        .unwrap_or_else(|| panic!("no next step in {stderr}"));
+    assert!(hint.contains("adduser EMAIL USERNAME PASSWORD"), "{hint}");
+    assert!(!hint.contains("`director "), "not on PATH: {hint}");
     for file in [
         "director.cfg",
         "director.db",

@@ -4,11 +4,12 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use conpaas_core::api::server::{DirectorServerBuilder, ReloadHandle, ServeError};
-use conpaas_core::config::{ConfigSource, LoadedConfig};
+use conpaas_core::config::{ConfigSource, DataDirOrigin, LoadedConfig};
 use conpaas_core::director::{self, setup};
 
 use super::vouch::vouch;
@@ -104,6 +105,16 @@ pub(super) fn serve(
         return Ok(refused);
     }
     let director = director::Director::open(loaded)?;
+    // The embedded default (no --config, --data-dir or DIRECTOR_CFG: someone trying it out)
+    // serves this host only unless told otherwise; an installation serves every address.
+    let embedded = matches!(
+        source,
+        ConfigSource::DataDir {
+            origin: DataDirOrigin::Embedded,
+            ..
+        }
+    );
+    let listen_is_default = listen.is_none();
     let (addrs, asked) = match listen {
         Some(listen) => (resolve(&listen)?, listen.to_string()),
         None => {
@@ -112,7 +123,12 @@ pub(super) fn serve(
                 .director_url
                 .as_ref()
                 .map_or(setup::DEFAULT_PORT, |url| url.port_or_default());
-            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let ip = if embedded {
+                std::net::Ipv4Addr::LOCALHOST
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED
+            };
+            let addr = SocketAddr::from((ip, port));
             (vec![addr], addr.to_string())
         }
     };
@@ -169,7 +185,17 @@ pub(super) fn serve(
                 _ => String::new(),
             };
             tracing::info!(
-                "no users yet: add one with `director{how} adduser EMAIL USERNAME PASSWORD`"
+                "no users yet: add one with `{}{how} adduser EMAIL USERNAME PASSWORD`",
+                invocation()
+            );
+        }
+        if embedded && listen_is_default {
+            tracing::info!(
+                "serving this host only: try `curl --cacert {} https://localhost:{}/version`; \
+                 to serve other hosts, `serve --listen 0.0.0.0:{}`",
+                loaded.config.ca.cert_dir.join("ca_cert.pem").display(),
+                server.local_addr().port(),
+                server.local_addr().port(),
             );
         }
         server
@@ -191,6 +217,32 @@ async fn reload_on_each(reload: ReloadHandle, mut hangups: tokio::signal::unix::
         tracing::info!("SIGHUP: reloading the TLS certificate and key");
         // Logged and audited by `reload_tls`; a refusal keeps the certificate in use.
         let _ = reload.reload_tls();
+    }
+}
+
+/// How to run this binary again: `director` when that is what the shell finds on PATH, else
+/// its path (`./target/release/director` for a cargo user, as the README runs it).
+fn invocation() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "director".to_owned();
+    };
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("director")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return "director".to_owned();
+    }
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        Some(relative) => format!("./{}", relative.display()),
+        None => exe.display().to_string(),
     }
 }
 

@@ -614,6 +614,11 @@ fn init_says_how_many_migrations_it_applied() {
     .unwrap()
     .count();
     assert_eq!(n_applied, n_migrations, "{stdout}");
+    // The VPN plan's capacity (none in the embedded default).
+    assert!(
+        stdout.contains("\nVPN: none: services get no VPN subnet"),
+        "{stdout}"
+    );
     let out = director(&data, &["init", "--force", "localhost"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

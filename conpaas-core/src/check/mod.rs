@@ -256,6 +256,16 @@ pub fn check_config(source: &ConfigSource) -> Result<ConfigCheck, Error> {
                     None,
                 )
             }));
+            // What the VPN plan allows, as the installation guide counts it (the keys were
+            // checked while loading: a plan that cannot be is a configuration error above).
+            let vpn = match &loaded.config.vpn {
+                Some(settings) => crate::vpn::VpnPlan::new(settings)
+                    .map_or_else(|error| error.to_string(), |plan| plan.capacity()),
+                None => "no VPN: services get no VPN subnet (VPN_BASE_NETWORK, VPN_NETMASK and \
+                         VPN_SERVICE_BITS are not set)"
+                    .to_owned(),
+            };
+            results.push(CheckResult::ok("config.vpn", "VPN plan", vpn));
             Some(loaded)
         }
         Err(config::Error::FileNotFound { .. }) => {

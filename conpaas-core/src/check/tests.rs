@@ -138,7 +138,7 @@ fn configuration_problems_and_warnings_are_the_directors_lines() {
     let check = check_config(&file_source(&path)).unwrap();
     assert!(check.loaded.is_some());
     let lines: Vec<String> = check.results.iter().map(CheckResult::line).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[0].starts_with("OK: "), "{lines:?}");
     assert_eq!(
         lines[1],
@@ -146,6 +146,30 @@ fn configuration_problems_and_warnings_are_the_directors_lines() {
             "W: {}:8: [director] COLOUR: unknown key, ignored",
             path.display()
         )
+    );
+    assert_eq!(
+        lines[2],
+        "OK: no VPN: services get no VPN subnet (VPN_BASE_NETWORK, VPN_NETMASK and \
+         VPN_SERVICE_BITS are not set)"
+    );
+
+    // With a plan: its capacity as the installation guide counts it.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[conpaas]\n",
+        "[conpaas]\nVPN_BASE_NETWORK = 172.16.0.0\nVPN_NETMASK = 255.240.0.0\nVPN_SERVICE_BITS = 5\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let check = check_config(&file_source(&path)).unwrap();
+    let vpn = check
+        .results
+        .iter()
+        .find(|result| result.id == "config.vpn")
+        .unwrap();
+    assert!(
+        vpn.line()
+            .starts_with("OK: 172.16.0.0/12 gives each application 32 service subnet(s) of /17"),
+        "{}",
+        vpn.line()
     );
 }
 

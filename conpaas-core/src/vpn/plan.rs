@@ -138,6 +138,21 @@ impl VpnPlan {
         self.subnet_size() - 1
     }
 
+    /// The plan's capacity in one line, as `init` and `cpscheck` print it: the network, the
+    /// services per application and the agents per service as the installation guide counts
+    /// them, and the addresses agents can really get.
+    pub fn capacity(&self) -> String {
+        format!(
+            "{} gives each application {} service subnet(s) of /{}: {} agent(s) per service as \
+             the installation guide counts them ({} addresses usable by agents)",
+            self.network,
+            self.services_per_application(),
+            self.subnet_prefix,
+            self.agents_per_service(),
+            self.usable_agent_addresses()
+        )
+    }
+
     /// Addresses left for agents in each subnet: 2^(32 - L) - 4, without the
     /// [`RESERVED_ADDRESSES`]. Always at least 4 (L <= 29).
     pub fn usable_agent_addresses(&self) -> u64 {

@@ -519,3 +519,14 @@ fn errors_name_their_key() {
     );
     assert_eq!(Error::Exhausted { total: 1 }.setting_key(), None);
 }
+
+#[test]
+fn capacity_in_one_line_as_the_guide_counts() {
+    // The installation guide's example: 172.16.0.0/12 and 5 bits, 32 services of /17.
+    let plan = VpnPlan::new(&documented("172.16.0.0", "255.240.0.0", 5)).unwrap();
+    assert_eq!(
+        plan.capacity(),
+        "172.16.0.0/12 gives each application 32 service subnet(s) of /17: 32767 agent(s) per \
+         service as the installation guide counts them (32764 addresses usable by agents)"
+    );
+}

@@ -76,5 +76,19 @@ pub(super) fn init(
         report.director_url,
         loaded.path.display()
     );
+    println!("VPN: {}", vpn_capacity(loaded));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The VPN plan's capacity, or why there is none.
+fn vpn_capacity(loaded: &LoadedConfig) -> String {
+    match &loaded.config.vpn {
+        Some(settings) => match conpaas_core::vpn::VpnPlan::new(settings) {
+            Ok(plan) => plan.capacity(),
+            Err(error) => error.to_string(),
+        },
+        None => "none: services get no VPN subnet (VPN_BASE_NETWORK, VPN_NETMASK and \
+                 VPN_SERVICE_BITS are not set)"
+            .to_owned(),
+    }
 }

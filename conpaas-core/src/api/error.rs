@@ -74,6 +74,7 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::Store(_)
         | Error::Ca(_)
         | Error::Templates(_)
+        | Error::MetricsToken { .. }
         | Error::CaExists(_)
         | Error::EmptyDatabase { .. }
         | Error::ForeignDatabase { .. }

@@ -65,14 +65,28 @@ pub(super) async fn readyz(State(director): State<Director>) -> Response {
 
 /// `GET /metrics`: the director's metrics in the Prometheus text format, for the frontend's
 /// certificate or a client address of `[director] METRICS_ALLOW`; 403 for anyone else.
-pub(super) async fn metrics(State(director): State<Director>, caller: auth::Caller) -> Response {
-    let allowed = auth::is_frontend(&caller)
+pub(super) async fn metrics(
+    State(director): State<Director>,
+    caller: auth::Caller,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    // A scraper elsewhere presents the token of METRICS_TOKEN_FILE (Prometheus'
+    // `authorization: credentials_file`), not the director's own key.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| director.metrics_token_matches(token.trim()));
+    let allowed = bearer
+        || auth::is_frontend(&caller)
         || caller
             .peer
             .as_ref()
             .is_some_and(|peer| director.metrics_allowed(peer.remote.ip()));
     if !allowed {
-        tracing::info!("metrics refused: neither an allowed address nor the frontend certificate");
+        tracing::info!(
+            "metrics refused: no metrics token, allowed address or frontend certificate"
+        );
         let mut page = answer::html_status(StatusCode::FORBIDDEN);
         page.extensions_mut().insert(Outcome::Refused);
         return page;

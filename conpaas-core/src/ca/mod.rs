@@ -46,6 +46,17 @@ pub use csr::VerifiedCsr;
 pub use files::DirectorTlsFiles;
 #[cfg(feature = "server")]
 pub(crate) use files::check_private_mode;
+
+/// Writes a private file (mode 0600) as the CA writes its key: exclusively, or replacing
+/// atomically.
+#[cfg(feature = "director")]
+pub(crate) fn write_private_file(
+    path: &std::path::Path,
+    contents: &[u8],
+    if_exists: IfExists,
+) -> Result<(), Error> {
+    files::write(path, contents, files::KEY_MODE, if_exists)
+}
 pub use names::{CertIdentity, CertInfo};
 pub use pool::{KeyPool, KeyPoolStats};
 

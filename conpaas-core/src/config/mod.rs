@@ -221,6 +221,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
     ("director", "METRICS_ALLOW"),
+    ("director", "METRICS_TOKEN_FILE"),
     ("director", "AUDIT_QUEUE"),
     ("director", "MAX_CONNECTIONS"),
     ("director", "MAX_ANONYMOUS_CONNECTIONS"),
@@ -288,6 +289,10 @@ pub struct DirectorConfig {
     /// `[director] METRICS_ALLOW`: client addresses that may read `/metrics` without the
     /// frontend's certificate (default: [`default_metrics_allow`]).
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// `[director] METRICS_TOKEN_FILE`: the file holding the bearer token a scraper may send
+    /// to read `/metrics` from anywhere; `None`: `CERT_DIR/metrics_token` when it exists
+    /// (`director init` creates it).
+    pub metrics_token_file: Option<PathBuf>,
     /// `[director] MAX_CONNECTIONS` to `WRITE_TIMEOUT`: the HTTPS listener's limits (what
     /// `api::server::TransportSettings::from_config` reads).
     pub connections: ConnectionLimits,

@@ -123,6 +123,7 @@ pub struct DirectorBuilder {
     login_throttle: super::LoginThrottleSettings,
     key_pool: usize,
     metrics_allow: Vec<ipnet::IpNet>,
+    metrics_token: Option<SecretString>,
     clock: Arc<dyn super::Clock>,
     inline_blocking: bool,
     audit_queue: usize,
@@ -153,6 +154,7 @@ impl Default for DirectorBuilder {
             login_throttle: super::LoginThrottleSettings::recommended(),
             key_pool: DEFAULT_KEY_POOL,
             metrics_allow: crate::config::default_metrics_allow(),
+            metrics_token: None,
             clock: Arc::new(super::SystemClock),
             inline_blocking: false,
             audit_queue: super::audit::DEFAULT_AUDIT_QUEUE,
@@ -202,6 +204,7 @@ impl DirectorBuilder {
             .audit_queue(settings.audit_queue)
             .charge_journal(super::journal::ChargeJournal::in_dir(&settings.conf_dir).path())
             .metrics_allow(settings.metrics_allow.clone())
+            .metrics_token(super::metrics_token::read(settings)?)
             .manifest(ManifestSettings::from_config(settings));
         if let Some(vpn) = &settings.vpn {
             builder = builder.vpn(vpn.clone());
@@ -387,6 +390,13 @@ impl DirectorBuilder {
         self
     }
 
+    /// The bearer token that lets a scraper read `/metrics` from anywhere
+    /// (`Authorization: Bearer TOKEN`); `None` (the default): no token is accepted.
+    pub fn metrics_token(mut self, token: Option<SecretString>) -> Self {
+        self.metrics_token = token;
+        self
+    }
+
     /// Where the director reads the current time (default: [`SystemClock`](super::SystemClock)).
     /// A simulation passes one derived from tokio's paused clock.
     pub fn clock(mut self, clock: Arc<dyn super::Clock>) -> Self {
@@ -475,6 +485,7 @@ impl DirectorBuilder {
                 charges_pruned: std::sync::Mutex::default(),
                 metrics,
                 metrics_allow: self.metrics_allow,
+                metrics_token: self.metrics_token,
                 audit: super::audit::AuditQueue::with_limit(self.audit_queue),
                 clock: self.clock,
                 inline_blocking: self.inline_blocking,

@@ -14,6 +14,7 @@ mod managers;
 pub mod manifest;
 mod metered;
 pub mod metrics;
+pub mod metrics_token;
 mod process_metrics;
 mod services;
 pub mod setup;
@@ -161,6 +162,15 @@ pub enum Error {
     /// Writing the default templates failed.
     #[error("cannot write the manager templates")]
     Templates(#[source] std::io::Error),
+    /// `[director] METRICS_TOKEN_FILE` cannot be read, or is empty.
+    #[error("cannot use the metrics token file {path} (METRICS_TOKEN_FILE)")]
+    MetricsToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (an empty file is `InvalidData`).
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking task was cancelled (the runtime is shutting down).
     #[error("the task was cancelled")]
     Cancelled,

@@ -71,6 +71,7 @@ pub fn init(config: &LoadedConfig, hostname: &str, force: bool) -> Result<InitRe
     store.run_blocking(|conn| store::record_installation(conn, &tag))?;
     let director_url = config::set_director_url(&config.path, director_url.host(), port)?;
     let templates = install_templates_if_dummy(config)?;
+    super::metrics_token::create(settings)?;
     Ok(InitReport {
         director_url,
         director_cert,
@@ -91,6 +92,8 @@ pub fn reissue_director_cert(config: &LoadedConfig, hostname: &str) -> Result<In
     let director_cert = ca.write_director_cert(director_url.host(), IfExists::Replace)?;
     record(&store, &director_cert)?;
     let director_url = config::set_director_url(&config.path, director_url.host(), port)?;
+    // An installation from before the token gets one with its next certificate.
+    super::metrics_token::create(settings)?;
     Ok(InitReport {
         director_url,
         director_cert,

@@ -127,6 +127,8 @@ pub(super) struct Inner {
         std::sync::Mutex<std::collections::BTreeMap<String, super::CloudHealth>>,
     /// Who may read `/metrics` without the frontend's certificate.
     pub(super) metrics_allow: Vec<ipnet::IpNet>,
+    /// The bearer token a scraper may present for `/metrics`.
+    pub(super) metrics_token: Option<secrecy::SecretString>,
     /// Audit events waiting for their batch.
     pub(super) audit: super::audit::AuditQueue,
     /// The time of day recorded and compared (UTC).
@@ -228,6 +230,16 @@ impl Director {
                 "the state gauges of /metrics were not refreshed"
             ),
         }
+    }
+
+    /// Whether `presented` is the metrics bearer token (`[director] METRICS_TOKEN_FILE`),
+    /// compared in constant time; `false` when there is none.
+    pub fn metrics_token_matches(&self, presented: &str) -> bool {
+        use secrecy::ExposeSecret as _;
+        use subtle::ConstantTimeEq as _;
+        self.inner.metrics_token.as_ref().is_some_and(|token| {
+            bool::from(token.expose_secret().as_bytes().ct_eq(presented.as_bytes()))
+        })
     }
 
     /// Whether a client at `ip` may read `/metrics` without the frontend's certificate

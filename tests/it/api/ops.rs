@@ -368,3 +368,37 @@ async fn metrics_hold_process_build_zero_counters_and_state_from_the_start() {
         expect_series(&after, series, value);
     }
 }
+
+/// A scraper on another host needs neither an allowed address nor the director's key: the
+/// token `director init` wrote into `CERT_DIR/metrics_token` (0600), sent as Prometheus sends
+/// `authorization: credentials_file`, reads `/metrics`; a wrong or absent token does not.
+#[tokio::test]
+async fn the_metrics_token_reads_metrics_from_anywhere() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let director = TestDirector::with(Options::new().director_setting("METRICS_ALLOW", "none"));
+    let token_path = director.cert_dir().join("metrics_token");
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "256 bits in hex: {token}");
+    let scrape = |authorization: Option<String>| {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(director.ca_path());
+        if let Some(value) = authorization {
+            curl.args(["-H", &format!("Authorization: {value}")]);
+        }
+        let out = curl
+            .arg(format!("https://localhost:{}/metrics", director.port()))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(scrape(Some(format!("Bearer {token}"))), "200");
+    assert_eq!(scrape(None), "403");
+    assert_eq!(scrape(Some("Bearer not-the-token".to_owned())), "403");
+    assert_eq!(scrape(Some(format!("Basic {token}"))), "403");
+    let wrong_length = &token[..63];
+    assert_eq!(scrape(Some(format!("Bearer {wrong_length}"))), "403");
+}

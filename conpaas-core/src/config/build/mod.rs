@@ -83,6 +83,7 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
     "METRICS_ALLOW",
+    "METRICS_TOKEN_FILE",
     "AUDIT_QUEUE",
     "MAX_CONNECTIONS",
     "MAX_ANONYMOUS_CONNECTIONS",
@@ -320,6 +321,9 @@ impl Builder<'_> {
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
+        let metrics_token_file = self.optional("director", "metrics_token_file", |text| {
+            Ok(PathBuf::from(text))
+        });
         let audit_queue = self.optional("director", "audit_queue", |text| {
             parse_integer(text, 1, 10_000_000)
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
@@ -354,6 +358,7 @@ impl Builder<'_> {
             Ok(max_applications),
             Ok(max_services),
             Ok(metrics_allow),
+            Ok(metrics_token_file),
             Ok(audit_queue),
             Ok(connections),
         ) = (
@@ -379,6 +384,7 @@ impl Builder<'_> {
             max_applications,
             max_services,
             metrics_allow,
+            metrics_token_file,
             audit_queue,
             connections,
         )
@@ -415,6 +421,7 @@ impl Builder<'_> {
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
             metrics_allow: metrics_allow.unwrap_or_else(super::default_metrics_allow),
+            metrics_token_file,
             audit_queue: audit_queue.unwrap_or(super::DEFAULT_AUDIT_QUEUE),
             connections,
         })

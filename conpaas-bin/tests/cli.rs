@@ -773,7 +773,15 @@ fn completions_and_man_page() {
         text(&out.stdout)
     };
     let bash = run(&["completions", "bash"]);
-    for word in ["_director()", "adduser", "backup", "--data-dir", "--listen"] {
+    for word in [
+        "_director()",
+        "adduser",
+        "backup",
+        "--data-dir",
+        "--listen",
+        "passwd",
+        "--stop-at-zero",
+    ] {
         assert!(bash.contains(word), "{word}: {bash}");
     }
     // The script is bash that bash accepts.
@@ -794,7 +802,7 @@ fn completions_and_man_page() {
         "{man}"
     );
     assert!(man.contains(".TH director 1"), "{man}");
-    for word in ["init", "adduser", "serve", "backup", "completions"] {
+    for word in ["init", "adduser", "user", "serve", "backup", "completions"] {
         assert!(man.contains(word), "{word}: {man}");
     }
     std::fs::remove_file(&script).unwrap();
@@ -1167,4 +1175,246 @@ fn serve_tells_systemd_when_it_listens_and_when_it_stops() {
     support::terminate(child);
     let n = socket.recv(&mut buffer).unwrap();
     assert_eq!(String::from_utf8_lossy(&buffer[..n]).trim(), "STOPPING=1");
+}
+
+/// `director user ...` as an operator runs it, beside a serving director: without SQL the
+/// operator lists, shows, credits, disables (the right password then answers `false` at once,
+/// no restart), enables, sets a password (prompted or from stdin) and deletes, each change in
+/// the audit log under the operator's name; refusals say why and change nothing.
+#[test]
+fn user_commands_manage_accounts_without_sql() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    assert!(director(&data, &["init", "localhost"], "").status.success());
+    for (email, name) in [("a@example.org", "alice"), ("b@example.org", "bob")] {
+        let out = director(&data, &["adduser", email, name, &format!("pw-{name}")], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // As the operator `root` would run it through sudo.
+    let user = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("user")
+            .args(args)
+            .env_remove("DIRECTOR_CFG")
+            .env("RUST_LOG", "warn")
+            .env("SUDO_USER", "oper8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = |args: &[&str], stdin: &str| {
+        let out = user(args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let refused = |args: &[&str], stdin: &str| {
+        let out = user(args, stdin);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stdout));
+        text(&out.stderr)
+    };
+
+    let table = ok(&["list"], "");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("UID  USERNAME  E-MAIL"), "{table}");
+    assert!(
+        lines[1].starts_with("1    alice     a@example.org  50      1     0         "),
+        "{table}"
+    );
+    assert!(lines[1].ends_with("  -"), "{table}");
+    let listed: Vec<serde_json::Value> = ok(&["list", "--json"], "")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["username"], "bob");
+    assert_eq!(
+        (
+            &listed[1]["credit"],
+            &listed[1]["applications"],
+            &listed[1]["services"],
+            &listed[1]["disabled"]
+        ),
+        (
+            &serde_json::json!(50),
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::Value::Null
+        )
+    );
+
+    // Credit: add, refuse below zero, stop at zero, set; bad changes are usage errors.
+    assert_eq!(
+        ok(&["credit", "alice", "+25"], ""),
+        "alice (uid 1): credit 50 -> 75 (+25)\n"
+    );
+    let stderr = refused(&["credit", "1", "-100"], "");
+    assert_eq!(
+        stderr,
+        "E: alice has 75 credit: -100 would take it below 0; nothing changed (--stop-at-zero \
+         takes it to 0)\n"
+    );
+    assert_eq!(
+        ok(&["credit", "alice", "-100", "--stop-at-zero"], ""),
+        "alice (uid 1): credit 75 -> 0 (-100, stopped at 0)\n"
+    );
+    assert_eq!(
+        ok(&["credit", "uid:1", "=12"], ""),
+        "alice (uid 1): credit 0 -> 12 (=12)\n"
+    );
+    for bad in ["12", "x5", "=-1", "+1.5"] {
+        let out = user(&["credit", "alice", bad], "");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains("expected +N (add), -N (take away) or =N (set)"),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        refused(&["credit", "nobody", "+1"], ""),
+        "E: no user \"nobody\"; nothing changed\n"
+    );
+
+    // Disabled while serving: her right password gets `false` at once; enabled, her login.
+    let (server, port) = support::serve(&data, "warn", Stdio::null());
+    let login = |name: &str, password: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(data.join("certs/ca_cert.pem"))
+            .args(["-d", &format!("username={name}&password={password}")])
+            .arg(format!("https://localhost:{port}/login"))
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let account = |answer: String| -> serde_json::Value {
+        serde_json::from_str(&answer).unwrap_or_else(|_| panic!("{answer}"))
+    };
+    assert_eq!(account(login("alice", "pw-alice"))["username"], "alice");
+    assert!(ok(&["disable", "alice"], "").starts_with("alice (uid 1) disabled: "));
+    assert_eq!(login("alice", "pw-alice"), "false");
+    assert!(
+        ok(&["disable", "alice"], "").contains("was already disabled (since 20"),
+        "nothing changed"
+    );
+    let shown = ok(&["show", "alice"], "");
+    assert!(shown.contains("\ncredit        12\n"), "{shown}");
+    assert!(shown.contains("\ndisabled      since 20"), "{shown}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["show", "alice", "--json"], "")).unwrap();
+    assert!(shown["disabled"].as_str().unwrap().ends_with('Z'), "{shown}");
+    assert_eq!(ok(&["enable", "alice"], ""), "alice (uid 1) enabled\n");
+    assert_eq!(account(login("alice", "pw-alice"))["credit"], 12);
+
+    // Passwords: from standard input, or asked twice (here piped, as lines).
+    assert_eq!(
+        ok(&["passwd", "alice", "--password-stdin"], "n3w-secret\n"),
+        "password of alice (uid 1) changed\n"
+    );
+    assert_eq!(login("alice", "pw-alice"), "false");
+    assert_eq!(account(login("alice", "n3w-secret"))["username"], "alice");
+    assert_eq!(
+        refused(&["passwd", "alice", "--password-stdin"], "\n"),
+        "E: the password is empty; nothing changed\n"
+    );
+    ok(&["passwd", "bob"], "one\ntwo\nb0b-secret\nb0b-secret\n");
+    assert_eq!(account(login("bob", "b0b-secret"))["username"], "bob");
+    support::terminate(server);
+
+    // Delete: asked first; refused with the services named while she has one.
+    assert_eq!(refused(&["delete", "bob"], "n\n"), "Delete user bob (uid 2, 1 application(s), 50 credit)? [y/N] not deleted\n");
+    let loaded = conpaas_core::config::load(&conpaas_core::config::ConfigSource::resolve_with(
+        None,
+        Some(data.clone()),
+        None,
+        Path::new("/nonexistent"),
+    ))
+    .unwrap();
+    let store = conpaas_core::store::Store::open(&loaded.config.store).unwrap();
+    let alice = conpaas_core::model::UserId(1);
+    let service = store
+        .run_blocking(|conn| {
+            let application = conpaas_core::store::default_application(conn, alice)?.unwrap();
+            conpaas_core::store::insert_service(
+                conn,
+                &conpaas_core::store::NewService::new(
+                    alice,
+                    application.aid,
+                    conpaas_core::model::ServiceType::Php,
+                ),
+                |_: &[String]| Ok::<_, conpaas_core::store::Error>(None),
+            )
+        })
+        .unwrap();
+    let stderr = refused(&["delete", "alice", "--yes"], "");
+    assert!(
+        stderr.starts_with(&format!(
+            "E: alice still has 1 service(s) (sid {}), each a VM the accounting keeps until it \
+             is gone; nothing changed\n",
+            service.sid
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`director user credit alice =0`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&["delete", "bob"], "y\n"),
+        "deleted bob (uid 2) and 1 application(s); 50 credit went with the account\n"
+    );
+    assert_eq!(ok(&["list"], "").lines().count(), 2, "alice is still there");
+
+    // The audit log: each change once, refusals too, by the operator who ran sudo.
+    let out = director(&data, &["audit", "--json"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("n3w-secret"));
+    assert!(!text(&out.stdout).contains("b0b-secret"));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|event: &serde_json::Value| {
+            event["principal"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("operator:"))
+        })
+        .collect();
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| format!("{} {} {}", e["event"], e["outcome"], e["username"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "credit.adjusted ok alice",
+            "credit.adjusted refused alice",
+            "credit.adjusted ok alice",
+            "credit.adjusted ok alice",
+            "user.disabled ok alice",
+            "user.enabled ok alice",
+            "user.password_changed ok alice",
+            "user.password_changed ok bob",
+            "user.deleted refused alice",
+            "user.deleted ok bob",
+        ]
+    );
+    let host = hostname::get().unwrap().into_string().unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["principal"] == format!("operator:oper8@{host}")),
+        "{events:?}"
+    );
 }

@@ -3,6 +3,7 @@
 // Test code panics on setup failures by design: the panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod api;
 mod ca;
 mod config;

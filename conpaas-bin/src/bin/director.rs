@@ -1,5 +1,6 @@
 //! `director`: the ConPaaS director's command line: `init` (1.2's cpsconf.py), `adduser`
-//! (cpsadduser.py), `serve`, `backup`, `reaper`, and its own `completions` and `man` page.
+//! (cpsadduser.py), `user` (the operator's account commands), `serve`, `backup`, `reaper`, and
+//! its own `completions` and `man` page.
 //! Each subcommand lives in a module of `director/`; the serving itself is the library's
 //! `DirectorServer`.
 
@@ -26,6 +27,8 @@ mod prompt;
 mod reaper;
 #[path = "director/serve.rs"]
 mod serve;
+#[path = "director/user.rs"]
+mod user;
 #[path = "director/vouch.rs"]
 mod vouch;
 
@@ -39,8 +42,8 @@ use conpaas_core::store::DatabaseUrl;
 #[command(
     name = "director",
     version,
-    about = "The ConPaaS director: sets up its CA and database (init), adds users (adduser), \
-             serves the HTTPS API (serve) and backs up its database (backup)"
+    about = "The ConPaaS director: sets up its CA and database (init), adds users (adduser) and \
+             manages them (user), serves the HTTPS API (serve) and backs up its database (backup)"
 )]
 struct Cli {
     /// director.cfg to use (default: $DIRECTOR_CFG, /etc/cpsdirector/director.cfg, ./conpaas-data).
@@ -78,6 +81,12 @@ enum Command {
         /// Initial credit.
         #[arg(long, default_value_t = accounts::ADDUSER_DEFAULT_CREDIT.0)]
         credit: i64,
+    },
+    /// Users and their credit: list, show, credit, disable, enable, delete, passwd (each
+    /// change recorded in the audit log).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
     },
     /// Serve the HTTPS API (on the embedded default, set everything up first).
     Serve {
@@ -297,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             password,
             credit,
         } => adduser::adduser(&loaded, email, username, password, credit),
+        Command::User { command } => user::run(&loaded, command),
         Command::Serve {
             listen,
             new_database,

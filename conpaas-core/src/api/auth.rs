@@ -114,13 +114,13 @@ impl std::fmt::Display for Described<'_> {
 
 /// The user rule: a certificate with an integer `UID` of an existing user and `role=user`.
 /// Answers as 1.2 did: 401 without a usable UID, 200 `false` for an unknown user; a wrong role
-/// (a manager's or agent's certificate driving its owner's account) is answered like an
-/// unknown user.
+/// (a manager's or agent's certificate driving its owner's account) and a user the operator
+/// disabled are answered like an unknown user.
 pub(super) async fn user(director: &Director, caller: &Caller) -> Result<User, Response> {
     let uid = user_id(caller)?;
     match director.user(uid).await {
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => Err(answer::no(Cors::Yes)),
+        Ok(Some(user)) if !user.is_disabled() => Ok(user),
+        Ok(Some(_) | None) => Err(answer::no(Cors::Yes)),
         Err(error) => Err(super::error::internal(&error)),
     }
 }

@@ -79,6 +79,12 @@ pub(super) fn respond(error: &Error, shape: Shape) -> Response {
         | Error::EmptyDatabase { .. }
         | Error::ForeignDatabase { .. }
         | Error::CloudsUnlisted(_)
+        // The operator's account commands: no route makes them.
+        | Error::UnknownUser(_)
+        | Error::AmbiguousUser { .. }
+        | Error::CreditBelowZero { .. }
+        | Error::CreditOverflow { .. }
+        | Error::UserHasServices { .. }
         | Error::Cancelled => {
             tracing::warn!(error = %ErrorChain(error), "internal error");
             match shape {

@@ -80,6 +80,18 @@ impl AuditContext {
         AuditContext::request("operator", None, None)
     }
 
+    /// The operator named `who` (the command line gives `USER@HOST`): principal
+    /// `operator:USER@HOST`. Characters other than printable ASCII become `?`, and the text is
+    /// cut to [`MAX_AUDIT_TEXT`](crate::store::MAX_AUDIT_TEXT) bytes.
+    pub fn operator_named(who: &str) -> AuditContext {
+        let principal: String = format!("operator:{who}")
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .take(crate::store::MAX_AUDIT_TEXT)
+            .collect();
+        AuditContext::request(principal, None, None)
+    }
+
     /// The director's own background work (maintenance: reconciliation, the reaper).
     pub fn director() -> AuditContext {
         AuditContext::request("director", None, None)
@@ -88,6 +100,12 @@ impl AuditContext {
     /// Runs `work` with this context: the events it makes (on this task) carry it.
     pub async fn scope<F: Future>(self, work: F) -> F::Output {
         CONTEXT.scope(self, work).await
+    }
+
+    /// Runs `work`, synchronous code such as the command line's, with this context: the
+    /// events it makes on this thread carry it.
+    pub fn sync_scope<R>(self, work: impl FnOnce() -> R) -> R {
+        CONTEXT.sync_scope(self, work)
     }
 
     /// The context of the running scope, or [`AuditContext::operator`] outside any.

@@ -90,6 +90,52 @@ pub enum Error {
         /// The cap.
         max: u32,
     },
+    /// No account has this name or id (the operator's commands, [`accounts::UserRef`]).
+    #[error("no user {0}")]
+    UnknownUser(String),
+    /// Digits that are one account's id and another account's name.
+    #[error(
+        "{text} is the id of user {by_id:?} and the name of the user with id {by_name}: say \
+         uid:{text} or name:{text}"
+    )]
+    AmbiguousUser {
+        /// The digits given.
+        text: String,
+        /// The name of the user whose id they are.
+        by_id: String,
+        /// The id of the user whose name they are.
+        by_name: crate::model::UserId,
+    },
+    /// An operator's credit change would take the credit below zero (unless told to stop at
+    /// zero, [`accounts::BelowZero::StopAtZero`]).
+    #[error("{username} has {credit} credit: {change} would take it below 0")]
+    CreditBelowZero {
+        /// The user.
+        username: String,
+        /// Their credit, unchanged.
+        credit: crate::model::Credit,
+        /// The change refused.
+        change: crate::model::CreditChange,
+    },
+    /// An operator's credit change would take the credit past the largest integer.
+    #[error("{username} has {credit} credit: {change} would overflow it")]
+    CreditOverflow {
+        /// The user.
+        username: String,
+        /// Their credit, unchanged.
+        credit: crate::model::Credit,
+        /// The change refused.
+        change: crate::model::CreditChange,
+    },
+    /// The user still has services, each a VM the accounting keeps: they are stopped first
+    /// ([`accounts::delete_user`]).
+    #[error("{username} still has {n} service(s): stop them first", n = .services.len())]
+    UserHasServices {
+        /// The user.
+        username: String,
+        /// Their services, ascending.
+        services: Vec<ServiceId>,
+    },
     /// The credit does not cover the start.
     #[error("Could not add nodes. Not enough credits.")]
     InsufficientCredit,

@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::accounts::Checked;
 use super::audit::{AuditOutcome, Event};
 use super::metrics::LoginResult;
 use super::throttle::{LoginSource, Outcome};
@@ -90,6 +91,9 @@ pub enum LoginAttempt {
     Accepted(User),
     /// No such user, or not their password.
     Refused,
+    /// The password is the user's, but the operator disabled the account (`director user
+    /// disable`). 1.2 clients get the answer of a refusal; the audit log tells it apart.
+    Disabled(User),
     /// Not checked: too many failed attempts from the source lately, or the password hashing
     /// queue stayed full. 1.2 clients get the answer of a refusal.
     Throttled,
@@ -100,7 +104,7 @@ impl LoginAttempt {
     pub fn accepted(self) -> Option<User> {
         match self {
             LoginAttempt::Accepted(user) => Some(user),
-            LoginAttempt::Refused | LoginAttempt::Throttled => None,
+            LoginAttempt::Refused | LoginAttempt::Disabled(_) | LoginAttempt::Throttled => None,
         }
     }
 }
@@ -159,15 +163,15 @@ impl Director {
             .accepted())
     }
 
-    /// `Some(user or None)` once the password is checked; `None` when the hashing queue was
-    /// full (logged), so that a refusal for load is not counted as a wrong password.
+    /// `Some(what the check came to)` once the password is checked; `None` when the hashing
+    /// queue was full (logged), so that a refusal for load is not counted as a wrong password.
     async fn check_password(
         &self,
         username: &str,
         password: &SecretString,
         key: HashingKey,
-    ) -> Result<Option<Option<User>>, Error> {
-        let checked = super::accounts::login_as(
+    ) -> Result<Option<Checked>, Error> {
+        let checked = super::accounts::check_login_as(
             &self.inner.store,
             &self.inner.hashing,
             key,
@@ -233,14 +237,20 @@ impl Director {
         let attempt = self.login_attempt_uncounted(username, password, from).await;
         let (result, outcome) = match &attempt {
             Ok(LoginAttempt::Accepted(_)) => (LoginResult::Accepted, AuditOutcome::Ok),
-            Ok(LoginAttempt::Refused) => (LoginResult::Refused, AuditOutcome::Refused),
+            Ok(LoginAttempt::Refused | LoginAttempt::Disabled(_)) => {
+                (LoginResult::Refused, AuditOutcome::Refused)
+            }
             Err(_) => (LoginResult::Refused, AuditOutcome::Failed),
             Ok(LoginAttempt::Throttled) => (LoginResult::Throttled, AuditOutcome::Throttled),
         };
         self.inner.metrics.login(result);
         let mut event = Event::new("login", outcome).username(username);
-        if let Ok(LoginAttempt::Accepted(user)) = &attempt {
-            event = event.uid(user.uid);
+        match &attempt {
+            Ok(LoginAttempt::Accepted(user)) => event = event.uid(user.uid),
+            Ok(LoginAttempt::Disabled(user)) => {
+                event = event.uid(user.uid).detail("disabled", true);
+            }
+            _ => {}
         }
         self.audit(event);
         attempt
@@ -255,8 +265,9 @@ impl Director {
         let key = hashing_key(from.as_ref());
         let Some(source) = from else {
             return Ok(match self.check_password(username, password, key).await? {
-                Some(Some(user)) => LoginAttempt::Accepted(user),
-                Some(None) => LoginAttempt::Refused,
+                Some(Checked::Accepted(user)) => LoginAttempt::Accepted(user),
+                Some(Checked::Refused) => LoginAttempt::Refused,
+                Some(Checked::Disabled(user)) => LoginAttempt::Disabled(user),
                 None => LoginAttempt::Throttled,
             });
         };
@@ -278,10 +289,15 @@ impl Director {
             return Ok(LoginAttempt::Throttled);
         };
         let (outcome, answer) = match user {
-            Some(user) => (Outcome::Succeeded, LoginAttempt::Accepted(user)),
-            None => {
+            Checked::Accepted(user) => (Outcome::Succeeded, LoginAttempt::Accepted(user)),
+            Checked::Refused => {
                 tracing::info!(?source, outcome = "failed", "login refused: wrong password");
                 (Outcome::Failed, LoginAttempt::Refused)
+            }
+            // Counted as a failure: a disabled account is no way past the throttle.
+            Checked::Disabled(user) => {
+                tracing::info!(?source, uid = %user.uid, outcome = "failed", "login refused: the account is disabled");
+                (Outcome::Failed, LoginAttempt::Disabled(user))
             }
         };
         attempt.end(outcome, std::time::Instant::now());

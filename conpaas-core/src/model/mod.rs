@@ -45,6 +45,68 @@ macro_rules! display_inner {
 }
 display_inner!(UserId, AppId, ServiceId, Credit);
 
+/// An operator's change of a user's credit (`director user credit`): `+N` adds, `-N` takes
+/// away, `=N` sets; `N` is a non-negative integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CreditChange {
+    /// Adds this much (`+N`).
+    Add(Credit),
+    /// Takes this much away (`-N`).
+    Subtract(Credit),
+    /// Sets the credit to this (`=N`).
+    Set(Credit),
+}
+
+impl CreditChange {
+    /// The credit after this change of `credit`; `None` below zero or past `i64::MAX`.
+    pub fn apply(self, credit: Credit) -> Option<Credit> {
+        let after = match self {
+            CreditChange::Add(amount) => credit.0.checked_add(amount.0)?,
+            CreditChange::Subtract(amount) => credit.0.checked_sub(amount.0)?,
+            CreditChange::Set(value) => value.0,
+        };
+        (after >= 0).then_some(Credit(after))
+    }
+}
+
+impl fmt::Display for CreditChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreditChange::Add(amount) => write!(f, "+{amount}"),
+            CreditChange::Subtract(amount) => write!(f, "-{amount}"),
+            CreditChange::Set(value) => write!(f, "={value}"),
+        }
+    }
+}
+
+/// A text that is not a [`CreditChange`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error("{0:?}: expected +N (add), -N (take away) or =N (set), N a non-negative integer")]
+pub struct InvalidCreditChange(pub String);
+
+impl FromStr for CreditChange {
+    type Err = InvalidCreditChange;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidCreditChange(text.to_owned());
+        let mut chars = text.chars();
+        let op = chars.next().ok_or_else(invalid)?;
+        let digits = chars.as_str();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let amount = Credit(digits.parse().map_err(|_| invalid())?);
+        match op {
+            '+' => Ok(CreditChange::Add(amount)),
+            '-' => Ok(CreditChange::Subtract(amount)),
+            '=' => Ok(CreditChange::Set(amount)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
 /// A credit charge's id: 128 random bits, as 32 lowercase hexadecimal digits. Given when a
 /// manager's charge is first attempted and kept through its retries, its deferral and its
 /// replays, so that the store applies it once (`credit_charge` table).
@@ -240,6 +302,17 @@ pub struct User {
     pub credit: Credit,
     /// Creation time, UTC (naive local time in rows 1.2 wrote).
     pub created: Option<NaiveDateTime>,
+    /// When the operator disabled the account (UTC); `None` while it is enabled. A disabled
+    /// user cannot log in, get certificates or use their user certificates; their services
+    /// keep running and are charged as before.
+    pub disabled: Option<NaiveDateTime>,
+}
+
+impl User {
+    /// Whether the operator disabled the account.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.is_some()
+    }
 }
 
 /// An application: a named group of a user's services sharing one VPN. Read from the store;
@@ -388,5 +461,42 @@ impl fmt::Display for ErrorChain<'_> {
 impl fmt::Debug for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expect: Option<CreditChange>) {
+        assert_eq!(text.parse::<CreditChange>().ok(), expect, "{text:?}");
+        if let Some(change) = expect {
+            assert_eq!(change.to_string().parse::<CreditChange>(), Ok(change));
+        }
+    }
+
+    #[test]
+    fn credit_changes_parse_and_apply() {
+        check("+5", Some(CreditChange::Add(Credit(5))));
+        check("-0", Some(CreditChange::Subtract(Credit(0))));
+        check("=007", Some(CreditChange::Set(Credit(7))));
+        for bad in [
+            "", "5", "+", "=-1", "+-1", "++1", "+ 1", "+1.5", "+1e3", "*2", "-x",
+            "+99999999999999999999", "+\u{661}",
+        ] {
+            check(bad, None);
+        }
+        let apply = |change: &str, credit: i64| {
+            change
+                .parse::<CreditChange>()
+                .unwrap()
+                .apply(Credit(credit))
+                .map(|c| c.0)
+        };
+        assert_eq!(apply("+5", 10), Some(15));
+        assert_eq!(apply("-10", 10), Some(0));
+        assert_eq!(apply("-11", 10), None, "never below zero");
+        assert_eq!(apply("=3", 10), Some(3));
+        assert_eq!(apply("+1", i64::MAX), None, "no overflow");
     }
 }

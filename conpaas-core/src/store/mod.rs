@@ -152,9 +152,11 @@ pub use services::{
 pub use stats::{StateCounts, state_counts};
 #[cfg(feature = "store")]
 pub use users::{
-    LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, add_credit, charge_owed, count_users,
-    create_user, decrement_credit, find_colliding_username, find_login, find_user,
-    find_user_by_username, login, upgrade_password_hash, users_without_credit,
+    CreditChanged, DeletedUser, LoginRecord, NewPassword, NewUser, RESERVED_USERNAME, UserSummary,
+    add_credit, change_credit, charge_owed, count_users, create_user, decrement_credit,
+    delete_user, find_colliding_username, find_login, find_user, find_user_by_username,
+    list_user_summaries, login, set_password_hash, set_user_disabled, upgrade_password_hash,
+    user_summary, users_without_credit,
 };
 
 /// The name of the application every new account starts with (1.2's default).
@@ -433,6 +435,36 @@ pub enum Error {
     /// A credit amount or initial credit was negative.
     #[error("negative credit amount {0}")]
     NegativeAmount(Credit),
+    /// An operator's credit change would take the credit below zero ([`change_credit`]).
+    #[error("user {uid} has {credit} credit: {change} would take it below 0")]
+    CreditBelowZero {
+        /// The user.
+        uid: UserId,
+        /// Their credit, unchanged.
+        credit: Credit,
+        /// The change refused.
+        change: crate::model::CreditChange,
+    },
+    /// An operator's credit change would take the credit past the largest integer the column
+    /// holds ([`change_credit`]).
+    #[error("user {uid} has {credit} credit: {change} would overflow it")]
+    CreditOverflow {
+        /// The user.
+        uid: UserId,
+        /// Their credit, unchanged.
+        credit: Credit,
+        /// The change refused.
+        change: crate::model::CreditChange,
+    },
+    /// The user still has services ([`delete_user`]): each is a VM the accounting keeps, to be
+    /// stopped first.
+    #[error("user {uid} still has {} service(s)", services.len())]
+    UserHasServices {
+        /// The user.
+        uid: UserId,
+        /// Their services, ascending.
+        services: Vec<crate::model::ServiceId>,
+    },
     /// A certificate with this serial was recorded before.
     #[error("certificate serial {0} already issued")]
     SerialTaken(String),

@@ -19,6 +19,7 @@ pub(crate) struct UserRow {
     pub(crate) password: Option<String>,
     pub(crate) created: Option<NaiveDateTime>,
     pub(crate) credit: Credit,
+    pub(crate) disabled: Option<NaiveDateTime>,
 }
 
 impl From<UserRow> for User {
@@ -32,6 +33,7 @@ impl From<UserRow> for User {
             affiliation: row.affiliation,
             credit: row.credit,
             created: row.created,
+            disabled: row.disabled,
         }
     }
 }

@@ -23,6 +23,8 @@ diesel::table! {
         created -> Nullable<Timestamp>,
         /// Never negative.
         credit -> BigInt,
+        /// When the operator disabled the account, UTC; NULL while enabled (migration 9).
+        disabled -> Nullable<Timestamp>,
     }
 }
 

@@ -251,7 +251,7 @@ pub fn list_services_for_user(conn: &mut DbConnection, uid: UserId) -> Result<Ve
 }
 
 /// The user's services across applications, ascending `sid`, or `None` when there is no
-/// user `uid`: one statement, as [`list_applications_of_user`](super::list_applications_of_user).
+/// user `uid` or the operator disabled them: one statement, as [`list_applications_of_user`](super::list_applications_of_user).
 pub fn list_services_of_user(
     conn: &mut DbConnection,
     uid: UserId,
@@ -259,6 +259,7 @@ pub fn list_services_of_user(
     let rows: Vec<(UserId, Option<ServiceRow>)> = on_backend!(conn, |c| user::table
         .left_join(service::table.on(service::user_id.eq(user::uid)))
         .filter(user::uid.eq(uid))
+        .filter(user::disabled.is_null())
         .order(service::sid.asc())
         .select((user::uid, Option::<ServiceRow>::as_select()))
         .load(c))?;

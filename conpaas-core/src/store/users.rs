@@ -1,5 +1,6 @@
 //! The `user` table: accounts, logins (with the MD5-to-argon2id upgrade) and credit.
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use secrecy::{ExposeSecret, SecretString};
@@ -8,9 +9,9 @@ use super::conn::{DbConnection, on_backend, write_transaction};
 use super::names;
 use super::password::{self, Verification};
 use super::rows::{UserRow, now_utc};
-use super::schema::{application, user};
+use super::schema::{application, service, user};
 use super::{DEFAULT_APPLICATION_NAME, Error};
-use crate::model::{Credit, User, UserId};
+use crate::model::{Credit, CreditChange, ServiceId, User, UserId};
 
 /// The user name nobody may register: the managers' 1.2 certificate check lets any
 /// certificate whose CN is `CA` through, and a user's CN is their user name.
@@ -240,7 +241,8 @@ pub fn upgrade_password_hash(
 /// [`find_login`] and [`upgrade_password_hash`] around the check.)
 ///
 /// A 1.2 MD5 hash that matches is replaced by an argon2id hash in this call, so
-/// it is accepted once only in its old form.
+/// it is accepted once only in its old form. A disabled user ([`set_user_disabled`]) is
+/// refused after the same check, as slowly as a wrong password.
 pub fn login(
     conn: &mut DbConnection,
     username: &str,
@@ -254,7 +256,11 @@ pub fn login(
         password::waste_verification(password);
         return Ok(None);
     };
-    match password::verify_password(stored.expose_secret(), password) {
+    let verification = password::verify_password(stored.expose_secret(), password);
+    if user.is_disabled() {
+        return Ok(None);
+    }
+    match verification {
         Verification::Mismatch => Ok(None),
         Verification::Match => Ok(Some(user)),
         Verification::MatchLegacy => {
@@ -362,6 +368,236 @@ pub fn add_credit(conn: &mut DbConnection, uid: UserId, amount: Credit) -> Resul
     .set(user::credit.eq(user::credit + amount))
     .execute(conn)?;
     Ok(n_rows == 1)
+}
+
+/// A user with how many applications and services they have (`director user list|show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserSummary {
+    /// The account.
+    pub user: User,
+    /// How many applications they have.
+    pub n_applications: i64,
+    /// How many services they have (every lifecycle: each is a VM, or one being created or
+    /// terminated).
+    pub n_services: i64,
+}
+
+/// Every user, ascending uid, with how many applications and services each has.
+pub fn list_user_summaries(conn: &mut DbConnection) -> Result<Vec<UserSummary>, Error> {
+    let rows: Vec<UserRow> = on_backend!(conn, |c| user::table
+        .order(user::uid.asc())
+        .select(UserRow::as_select())
+        .load(c))?;
+    let n_applications: std::collections::HashMap<UserId, i64> = application::table
+        .group_by(application::user_id)
+        .select((application::user_id, diesel::dsl::count_star()))
+        .load::<(UserId, i64)>(conn)?
+        .into_iter()
+        .collect();
+    let n_services: std::collections::HashMap<UserId, i64> = service::table
+        .group_by(service::user_id)
+        .select((service::user_id, diesel::dsl::count_star()))
+        .load::<(UserId, i64)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let uid = row.uid;
+            UserSummary {
+                user: User::from(row),
+                n_applications: n_applications.get(&uid).copied().unwrap_or(0),
+                n_services: n_services.get(&uid).copied().unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
+/// The user `uid` with how many applications and services they have; `None` when there is
+/// no such user.
+pub fn user_summary(conn: &mut DbConnection, uid: UserId) -> Result<Option<UserSummary>, Error> {
+    let Some(user) = find_user(conn, uid)? else {
+        return Ok(None);
+    };
+    let n_applications = application::table
+        .filter(application::user_id.eq(uid))
+        .count()
+        .get_result(conn)?;
+    let n_services = service::table
+        .filter(service::user_id.eq(uid))
+        .count()
+        .get_result(conn)?;
+    Ok(Some(UserSummary {
+        user,
+        n_applications,
+        n_services,
+    }))
+}
+
+/// The user's row, locked until the transaction ends on PostgreSQL (SQLite's `BEGIN
+/// IMMEDIATE` already holds the database's write lock).
+fn lock_user_row(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, Error> {
+    let query = user::table.find(uid).select(UserRow::as_select());
+    let row = match conn {
+        #[cfg(feature = "sqlite")]
+        DbConnection::Sqlite(c) => query.get_result(c),
+        #[cfg(feature = "postgres")]
+        DbConnection::Pg(c) => query.for_update().get_result(c),
+    }
+    .optional()?;
+    Ok(row.map(User::from))
+}
+
+/// What [`change_credit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CreditChanged {
+    /// The credit before.
+    pub before: Credit,
+    /// The credit after.
+    pub after: Credit,
+}
+
+/// Changes the user's credit as an operator asks (`director user credit`), in one
+/// transaction that locks the user's row first: a manager's charge at the same moment
+/// ([`decrement_credit`], a single conditional `UPDATE`) waits for it, or it for the charge,
+/// and neither update is lost.
+///
+/// A change that would take the credit below zero is [`Error::CreditBelowZero`], unless
+/// `clamp` is set: a subtraction larger than the credit then takes it to zero. One past
+/// `i64::MAX` is [`Error::CreditOverflow`]. Nothing changes on an error.
+pub fn change_credit(
+    conn: &mut DbConnection,
+    uid: UserId,
+    change: CreditChange,
+    clamp: bool,
+) -> Result<CreditChanged, Error> {
+    write_transaction(conn, |conn| {
+        let before = lock_user_row(conn, uid)?
+            .ok_or(Error::UserNotFound(uid))?
+            .credit;
+        let after = match (change.apply(before), change) {
+            (Some(after), _) => after,
+            (None, CreditChange::Add(_)) => {
+                return Err(Error::CreditOverflow {
+                    uid,
+                    credit: before,
+                    change,
+                });
+            }
+            (None, CreditChange::Subtract(_)) if clamp => Credit(0),
+            (None, _) => {
+                return Err(Error::CreditBelowZero {
+                    uid,
+                    credit: before,
+                    change,
+                });
+            }
+        };
+        diesel::update(user::table.filter(user::uid.eq(uid)))
+            .set(user::credit.eq(after))
+            .execute(conn)?;
+        Ok(CreditChanged { before, after })
+    })
+}
+
+/// Disables the account (`Some(when)`, UTC) or enables it (`None`); answers whether this
+/// changed it (`false`: it already was so, and keeps its time). [`Error::UserNotFound`] when
+/// there is no such user.
+pub fn set_user_disabled(
+    conn: &mut DbConnection,
+    uid: UserId,
+    disabled: Option<NaiveDateTime>,
+) -> Result<bool, Error> {
+    let of_user = user::table.filter(user::uid.eq(uid));
+    let n_rows = match disabled {
+        Some(at) => diesel::update(of_user.filter(user::disabled.is_null()))
+            .set(user::disabled.eq(at))
+            .execute(conn)?,
+        None => diesel::update(of_user.filter(user::disabled.is_not_null()))
+            .set(user::disabled.eq(None::<NaiveDateTime>))
+            .execute(conn)?,
+    };
+    if n_rows == 1 {
+        return Ok(true);
+    }
+    match find_user(conn, uid)? {
+        Some(_) => Ok(false),
+        None => Err(Error::UserNotFound(uid)),
+    }
+}
+
+/// Replaces the user's password by `hash`, an argon2 PHC string made beforehand
+/// ([`password::hash_password`]), so that no transaction waits on argon2; a 1.2 MD5 digest or
+/// anything else is [`Error::UnknownPasswordHash`]. [`Error::UserNotFound`] when there is no
+/// such user.
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    uid: UserId,
+    hash: &SecretString,
+) -> Result<(), Error> {
+    let hash = hash.expose_secret();
+    if !password::is_known_hash(hash) || password::is_legacy_md5(hash) {
+        return Err(Error::UnknownPasswordHash);
+    }
+    let n_rows = diesel::update(user::table.filter(user::uid.eq(uid)))
+        .set(user::password.eq(hash))
+        .execute(conn)?;
+    if n_rows == 0 {
+        return Err(Error::UserNotFound(uid));
+    }
+    Ok(())
+}
+
+/// What [`delete_user`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeletedUser {
+    /// The account as it was.
+    pub user: User,
+    /// How many (empty) applications went with it.
+    pub n_applications: i64,
+}
+
+/// Deletes the user and their applications, in one transaction, only if they have no
+/// service: a service row is a VM (or one being created or terminated) that the accounting
+/// must keep, so a user with any is [`Error::UserHasServices`] and nothing changes.
+///
+/// The user's row and then their applications' rows are locked first (on PostgreSQL; SQLite's
+/// `BEGIN IMMEDIATE` holds the write lock): a start locks the same rows, in the same order,
+/// before it inserts its service, so a start either commits before the check sees its service,
+/// or finds the user gone. Ids are never reused: certificates issued to the user name nobody
+/// afterwards.
+pub fn delete_user(conn: &mut DbConnection, uid: UserId) -> Result<DeletedUser, Error> {
+    write_transaction(conn, |conn| {
+        let user = lock_user_row(conn, uid)?.ok_or(Error::UserNotFound(uid))?;
+        let applications = application::table
+            .filter(application::user_id.eq(uid))
+            .select(application::aid);
+        let _locked: Vec<crate::model::AppId> = match conn {
+            #[cfg(feature = "sqlite")]
+            DbConnection::Sqlite(c) => applications.load(c),
+            #[cfg(feature = "postgres")]
+            DbConnection::Pg(c) => applications.for_update().load(c),
+        }?;
+        let services: Vec<ServiceId> = service::table
+            .filter(service::user_id.eq(uid))
+            .order(service::sid.asc())
+            .select(service::sid)
+            .load(conn)?;
+        if !services.is_empty() {
+            return Err(Error::UserHasServices { uid, services });
+        }
+        let n_applications =
+            diesel::delete(application::table.filter(application::user_id.eq(uid)))
+                .execute(conn)?;
+        diesel::delete(user::table.filter(user::uid.eq(uid))).execute(conn)?;
+        Ok(DeletedUser {
+            user,
+            n_applications: i64::try_from(n_applications).unwrap_or(i64::MAX),
+        })
+    })
 }
 
 #[cfg(test)]

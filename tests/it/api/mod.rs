@@ -4,6 +4,7 @@
 // Test code: a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod audit;
 mod authz;
 mod bad_input;

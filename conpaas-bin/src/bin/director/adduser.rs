@@ -12,7 +12,7 @@ use conpaas_core::store::Store;
 use super::prompt::{prompt, prompt_secret};
 
 /// How many times `adduser` asks for the password twice before giving up.
-const PASSWORD_ATTEMPTS: usize = 3;
+pub(super) const PASSWORD_ATTEMPTS: usize = 3;
 
 pub(super) fn adduser(
     loaded: &LoadedConfig,
@@ -89,7 +89,7 @@ fn is_refusal(error: &director::Error) -> bool {
 
 /// The new password, typed twice; asks again (up to [`PASSWORD_ATTEMPTS`] times) when the two
 /// differ or it is empty. `None` when no attempt gave one.
-fn ask_new_password() -> anyhow::Result<Option<String>> {
+pub(super) fn ask_new_password() -> anyhow::Result<Option<String>> {
     for attempt in 1..=PASSWORD_ATTEMPTS {
         let first = prompt_secret("Password: ")?;
         if first.is_empty() {

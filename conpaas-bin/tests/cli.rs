@@ -1220,7 +1220,12 @@ fn user_commands_manage_accounts_without_sql() {
     };
     let refused = |args: &[&str], stdin: &str| {
         let out = user(args, stdin);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
         text(&out.stderr)
     };
 
@@ -1314,7 +1319,10 @@ fn user_commands_manage_accounts_without_sql() {
     assert!(shown.contains("\ndisabled      since 20"), "{shown}");
     let shown: serde_json::Value =
         serde_json::from_str(&ok(&["show", "alice", "--json"], "")).unwrap();
-    assert!(shown["disabled"].as_str().unwrap().ends_with('Z'), "{shown}");
+    assert!(
+        shown["disabled"].as_str().unwrap().ends_with('Z'),
+        "{shown}"
+    );
     assert_eq!(ok(&["enable", "alice"], ""), "alice (uid 1) enabled\n");
     assert_eq!(account(login("alice", "pw-alice"))["credit"], 12);
 
@@ -1334,7 +1342,10 @@ fn user_commands_manage_accounts_without_sql() {
     support::terminate(server);
 
     // Delete: asked first; refused with the services named while she has one.
-    assert_eq!(refused(&["delete", "bob"], "n\n"), "Delete user bob (uid 2, 1 application(s), 50 credit)? [y/N] not deleted\n");
+    assert_eq!(
+        refused(&["delete", "bob"], "n\n"),
+        "Delete user bob (uid 2, 1 application(s), 50 credit)? [y/N] not deleted\n"
+    );
     let loaded = conpaas_core::config::load(&conpaas_core::config::ConfigSource::resolve_with(
         None,
         Some(data.clone()),

@@ -5,11 +5,9 @@
 
 use std::path::Path;
 
-use conpaas_core::director::accounts::{
-    self, AccountSwitched, BelowZero, NewAccount, UserRef,
-};
-use conpaas_core::director::audit::{AuditContext, AuditQuery};
 use conpaas_core::director::Error;
+use conpaas_core::director::accounts::{self, AccountSwitched, BelowZero, NewAccount, UserRef};
+use conpaas_core::director::audit::{AuditContext, AuditQuery};
 use conpaas_core::model::{Credit, CreditChange, ServiceType, UserId};
 use conpaas_core::store::{self, DatabaseUrl, NewService, Store, StoreSettings};
 use diesel::Connection as _;
@@ -18,8 +16,10 @@ use diesel::connection::SimpleConnection as _;
 const POSTGRES_SERVER: &str = "postgresql://postgres@127.0.0.1:5432";
 
 fn sqlite(dir: &Path) -> Store {
-    Store::open(&StoreSettings::new(DatabaseUrl::Sqlite(dir.join("director.db"))).max_connections(8))
-        .unwrap()
+    Store::open(
+        &StoreSettings::new(DatabaseUrl::Sqlite(dir.join("director.db"))).max_connections(8),
+    )
+    .unwrap()
 }
 
 /// Runs `scenario` on a fresh PostgreSQL database of its own, dropped afterwards (also when the
@@ -42,7 +42,8 @@ where
     let settings = StoreSettings::new(DatabaseUrl::Postgres(format!("{POSTGRES_SERVER}/{name}")))
         .max_connections(8);
     // On its own task, so that a failed assertion still lets the database be dropped.
-    let outcome = tokio::spawn(async move { scenario(Store::open(&settings).unwrap()).await }).await;
+    let outcome =
+        tokio::spawn(async move { scenario(Store::open(&settings).unwrap()).await }).await;
     admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .unwrap();
@@ -89,8 +90,9 @@ async fn changes_and_charges_lose_no_update(store: Store) {
     let uid = add_user(&store, "busy", 1000).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..4 {
-        let store = store.clone();
+        let charging = store.clone();
         tasks.spawn(async move {
+            let store = charging;
             for _ in 0..50 {
                 let charged = store
                     .run(move |conn| store::decrement_credit(conn, uid, Credit(1)))
@@ -100,21 +102,19 @@ async fn changes_and_charges_lose_no_update(store: Store) {
             }
         });
         let store = store.clone();
-        tasks.spawn(
-            AuditContext::operator_named("ops@host").scope(async move {
-                for _ in 0..25 {
-                    let adjusted = accounts::change_credit(
-                        &store,
-                        &UserRef::Id(uid),
-                        CreditChange::Add(Credit(2)),
-                        BelowZero::Refuse,
-                    )
-                    .await
-                    .unwrap();
-                    assert_eq!(adjusted.user.credit.0, adjusted.before.0 + 2);
-                }
-            }),
-        );
+        tasks.spawn(AuditContext::operator_named("ops@host").scope(async move {
+            for _ in 0..25 {
+                let adjusted = accounts::change_credit(
+                    &store,
+                    &UserRef::Id(uid),
+                    CreditChange::Add(Credit(2)),
+                    BelowZero::Refuse,
+                )
+                .await
+                .unwrap();
+                assert_eq!(adjusted.user.credit.0, adjusted.before.0 + 2);
+            }
+        }));
     }
     while let Some(task) = tasks.join_next().await {
         task.unwrap();
@@ -182,7 +182,10 @@ async fn audited_commands(store: Store) {
 
     // Credit: set, refused below zero (nothing changed), stopped at zero, overflow refused.
     let adjusted = credit("=5", BelowZero::Refuse).await.unwrap();
-    assert_eq!((adjusted.before, adjusted.user.credit), (Credit(50), Credit(5)));
+    assert_eq!(
+        (adjusted.before, adjusted.user.credit),
+        (Credit(50), Credit(5))
+    );
     let error = credit("-10", BelowZero::Refuse).await.unwrap_err();
     assert!(
         matches!(&error, Error::CreditBelowZero { username, credit: Credit(5), .. } if username == "alice"),
@@ -224,9 +227,13 @@ async fn audited_commands(store: Store) {
     assert!(switched.changed && !switched.user.is_disabled());
 
     // A new password: the new one logs in, the old does not; no trace of either in the log.
-    accounts::set_password(&store, &UserRef::parse("alice"), "new-secret".to_owned().into())
-        .await
-        .unwrap();
+    accounts::set_password(
+        &store,
+        &UserRef::parse("alice"),
+        "new-secret".to_owned().into(),
+    )
+    .await
+    .unwrap();
     for (password, accepted) in [("new-secret", true), ("pw-of-alice", false)] {
         let login = store
             .run(move |conn| store::login(conn, "alice", password))
@@ -237,7 +244,16 @@ async fn audited_commands(store: Store) {
     let error = accounts::set_password(&store, &UserRef::parse("alice"), String::new().into())
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::Invalid { field: "password", .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::Invalid {
+                field: "password",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 
     // Names: digits that are one user's id and another's name are refused; uid: and name:
     // decide; an unknown name is said.
@@ -282,7 +298,9 @@ async fn audited_commands(store: Store) {
         matches!(&error, Error::UserHasServices { services, .. } if services == &[service.sid]),
         "{error:?}"
     );
-    let summary = accounts::show_user(&store, &UserRef::Id(alice)).await.unwrap();
+    let summary = accounts::show_user(&store, &UserRef::Id(alice))
+        .await
+        .unwrap();
     assert_eq!((summary.n_applications, summary.n_services), (1, 1));
     store
         .run(move |conn| store::delete_service(conn, service.sid))
@@ -292,7 +310,9 @@ async fn audited_commands(store: Store) {
         .await
         .unwrap();
     assert_eq!(deleted.n_applications, 1);
-    let error = accounts::show_user(&store, &UserRef::Id(alice)).await.unwrap_err();
+    let error = accounts::show_user(&store, &UserRef::Id(alice))
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::UnknownUser(_)), "{error:?}");
     let listed = accounts::list_users(&store).await.unwrap();
     assert_eq!(
@@ -338,7 +358,10 @@ async fn audited_commands(store: Store) {
         .map(|event| serde_json::from_str(&event.detail).unwrap())
         .collect();
     use serde_json::json;
-    assert_eq!(details[0], json!({"change": "=5", "before": 50, "after": 5}));
+    assert_eq!(
+        details[0],
+        json!({"change": "=5", "before": 50, "after": 5})
+    );
     assert_eq!(
         details[1],
         json!({"change": "-10", "credit": 5, "reason": "below zero"})
@@ -358,5 +381,9 @@ async fn audited_commands(store: Store) {
             );
         }
     }
-    assert_eq!(n_events(store).await, before + 10 + 1, "and the user.created of the digits");
+    assert_eq!(
+        n_events(store).await,
+        before + 10 + 1,
+        "and the user.created of the digits"
+    );
 }

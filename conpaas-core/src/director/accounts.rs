@@ -465,8 +465,7 @@ pub fn change_credit_blocking(
     below_zero: BelowZero,
 ) -> Result<CreditAdjusted, Error> {
     let event = credit_event();
-    let refused =
-        store.run_blocking(|conn| change_credit_on(conn, who, change, below_zero, event));
+    let refused = store.run_blocking(|conn| change_credit_on(conn, who, change, below_zero, event));
     record_refusal_blocking(store, refused)
 }
 
@@ -480,29 +479,32 @@ struct Refused {
     event: Option<Event>,
 }
 
-impl From<Error> for Refused {
-    fn from(error: Error) -> Refused {
-        Refused { error, event: None }
+impl From<Error> for Box<Refused> {
+    fn from(error: Error) -> Box<Refused> {
+        Box::new(Refused { error, event: None })
     }
 }
 
-impl From<store::Error> for Refused {
-    fn from(error: store::Error) -> Refused {
-        Refused::from(Error::from(error))
+impl From<store::Error> for Box<Refused> {
+    fn from(error: store::Error) -> Box<Refused> {
+        Box::<Refused>::from(Error::from(error))
     }
 }
 
 /// A use-case's answer, or its error and the event of the refusal to record.
-type MaybeRefused<T> = Result<T, Refused>;
+type MaybeRefused<T> = Result<T, Box<Refused>>;
 
 async fn record_refusal<T>(store: &Store, result: MaybeRefused<T>) -> Result<T, Error> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(Refused { error, event: None }) => Err(error),
-        Err(Refused {
+    let refused = match result {
+        Ok(value) => return Ok(value),
+        Err(refused) => *refused,
+    };
+    match refused {
+        Refused { error, event: None } => Err(error),
+        Refused {
             error,
             event: Some(event),
-        }) => {
+        } => {
             let new = event.to_new();
             if let Err(failed) = store
                 .run(move |conn| store::record_audit_event(conn, &new))
@@ -516,13 +518,16 @@ async fn record_refusal<T>(store: &Store, result: MaybeRefused<T>) -> Result<T, 
 }
 
 fn record_refusal_blocking<T>(store: &Store, result: MaybeRefused<T>) -> Result<T, Error> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(Refused { error, event: None }) => Err(error),
-        Err(Refused {
+    let refused = match result {
+        Ok(value) => return Ok(value),
+        Err(refused) => *refused,
+    };
+    match refused {
+        Refused { error, event: None } => Err(error),
+        Refused {
             error,
             event: Some(event),
-        }) => {
+        } => {
             let new = event.to_new();
             if let Err(failed) = store.run_blocking(|conn| store::record_audit_event(conn, &new)) {
                 tracing::warn!(error = %crate::model::ErrorChain(&failed), "cannot record the refusal in the audit log");
@@ -566,7 +571,7 @@ fn change_credit_on(
             },
             before: changed.before,
         }),
-        Err(store::Error::CreditBelowZero { credit, .. }) => Err(Refused {
+        Err(store::Error::CreditBelowZero { credit, .. }) => Err(Box::new(Refused {
             error: Error::CreditBelowZero {
                 username: user.username,
                 credit,
@@ -578,8 +583,8 @@ fn change_credit_on(
                     .detail("credit", credit.0)
                     .detail("reason", "below zero"),
             ),
-        }),
-        Err(store::Error::CreditOverflow { credit, .. }) => Err(Refused {
+        })),
+        Err(store::Error::CreditOverflow { credit, .. }) => Err(Box::new(Refused {
             error: Error::CreditOverflow {
                 username: user.username,
                 credit,
@@ -591,7 +596,7 @@ fn change_credit_on(
                     .detail("credit", credit.0)
                     .detail("reason", "overflow"),
             ),
-        }),
+        })),
         // Deleted meanwhile.
         Err(store::Error::UserNotFound(_)) => Err(Error::UnknownUser(who.to_string()).into()),
         Err(other) => Err(other.into()),
@@ -674,10 +679,7 @@ fn switch_on(
     };
     let user = match (changed, store::find_user(conn, user.uid)?) {
         (_, Some(user)) => user,
-        (true, None) => User {
-            disabled,
-            ..user
-        },
+        (true, None) => User { disabled, ..user },
         (false, None) => return Err(Error::UnknownUser(who.to_string())),
     };
     Ok(AccountSwitched { user, changed })
@@ -725,13 +727,17 @@ fn delete_user_on(
         Ok(deleted) => Ok(deleted),
         Err(store::Error::UserHasServices { services, .. }) => {
             let sids: Vec<i32> = services.iter().map(|sid| sid.0).collect();
-            Err(Refused {
+            Err(Box::new(Refused {
                 error: Error::UserHasServices {
                     username: user.username,
                     services,
                 },
-                event: Some(event.outcome(AuditOutcome::Refused).detail("services", sids)),
-            })
+                event: Some(
+                    event
+                        .outcome(AuditOutcome::Refused)
+                        .detail("services", sids),
+                ),
+            }))
         }
         Err(store::Error::UserNotFound(_)) => Err(Error::UnknownUser(who.to_string()).into()),
         Err(other) => Err(other.into()),
@@ -809,7 +815,16 @@ mod tests {
         check("name:uid:3", name("uid:3"));
         check("name:", name(""));
         // Not an id: a name, which no account may have or some account has.
-        for text in ["uid:", "uid:x", "uid:-1", "-3", "+3", " 3", "99999999999", "\u{663}"] {
+        for text in [
+            "uid:",
+            "uid:x",
+            "uid:-1",
+            "-3",
+            "+3",
+            " 3",
+            "99999999999",
+            "\u{663}",
+        ] {
             check(text, name(text));
         }
         assert_eq!(UserRef::Id(UserId(3)).to_string(), "uid:3");

@@ -438,12 +438,19 @@ pub fn user_summary(conn: &mut DbConnection, uid: UserId) -> Result<Option<UserS
 /// The user's row, locked until the transaction ends on PostgreSQL (SQLite's `BEGIN
 /// IMMEDIATE` already holds the database's write lock).
 fn lock_user_row(conn: &mut DbConnection, uid: UserId) -> Result<Option<User>, Error> {
-    let query = user::table.find(uid).select(UserRow::as_select());
+    // Built in each arm: `as_select` takes the arm's backend.
     let row = match conn {
         #[cfg(feature = "sqlite")]
-        DbConnection::Sqlite(c) => query.get_result(c),
+        DbConnection::Sqlite(c) => user::table
+            .find(uid)
+            .select(UserRow::as_select())
+            .get_result(c),
         #[cfg(feature = "postgres")]
-        DbConnection::Pg(c) => query.for_update().get_result(c),
+        DbConnection::Pg(c) => user::table
+            .find(uid)
+            .select(UserRow::as_select())
+            .for_update()
+            .get_result(c),
     }
     .optional()?;
     Ok(row.map(User::from))

@@ -111,7 +111,11 @@ async fn disabled_user_is_refused(director: TestDirector) {
     )
     .await;
     expect_callback(&reply, false);
-    assert_eq!(credit_of(&director, uid).await, 8, "10, -1 start, -1 charge");
+    assert_eq!(
+        credit_of(&director, uid).await,
+        8,
+        "10, -1 start, -1 charge"
+    );
 
     // The audit log: the refused login names her and says why; the operator's event.
     director.director().flush_audit().await.unwrap();

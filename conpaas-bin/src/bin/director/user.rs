@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use chrono::NaiveDateTime;
 use clap::Subcommand;
 use conpaas_core::config::LoadedConfig;
+use conpaas_core::director;
 use conpaas_core::director::accounts::{self, BelowZero, UserRef};
 use conpaas_core::director::audit::AuditContext;
-use conpaas_core::director;
 use conpaas_core::model::CreditChange;
 use conpaas_core::store::{self, Store, UserSummary};
 
@@ -393,7 +393,10 @@ fn delete(loaded: &LoadedConfig, user: &str, yes: bool) -> anyhow::Result<ExitCo
         Ok(deleted) => {
             println!(
                 "deleted {} (uid {}) and {} application(s); {} credit went with the account",
-                deleted.user.username, deleted.user.uid, deleted.n_applications, deleted.user.credit
+                deleted.user.username,
+                deleted.user.uid,
+                deleted.n_applications,
+                deleted.user.credit
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -449,8 +452,7 @@ fn passwd(loaded: &LoadedConfig, user: &str, password_stdin: bool) -> anyhow::Re
         eprintln!("E: the password is empty; nothing changed");
         return Ok(ExitCode::FAILURE);
     }
-    match operator().sync_scope(|| accounts::set_password_blocking(&store, &who, password.into()))
-    {
+    match operator().sync_scope(|| accounts::set_password_blocking(&store, &who, password.into())) {
         Ok(user) => {
             println!("password of {} (uid {}) changed", user.username, user.uid);
             Ok(ExitCode::SUCCESS)

@@ -276,7 +276,10 @@ fn print_show(summary: &UserSummary, as_json: bool) -> anyhow::Result<ExitCode> 
         return print_lines([json(summary).to_string()]);
     }
     let user = &summary.user;
-    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let text = |value: &Option<String>| match value.as_deref() {
+        None | Some("") => "-".to_owned(),
+        Some(text) => text.to_owned(),
+    };
     print_lines([
         format!("uid           {}", user.uid),
         format!("username      {}", user.username),

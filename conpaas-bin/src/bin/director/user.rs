@@ -2,7 +2,7 @@
 //! commands. Parsing and printing only: each is a use-case of `conpaas_core::director::accounts`,
 //! audited as the operator `operator:USER@HOST` (docs/operations.md, "Managing users").
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -430,13 +430,14 @@ fn passwd(loaded: &LoadedConfig, user: &str, password_stdin: bool) -> anyhow::Re
         return refused(error, "nothing changed");
     }
     let password = if password_stdin {
-        let mut text = String::new();
+        // One line (at most 64 KiB), as `docker login --password-stdin` reads it.
+        let mut line = String::new();
         std::io::stdin()
             .lock()
             .take(64 * 1024)
-            .read_to_string(&mut text)
+            .read_line(&mut line)
             .context("reading the password from standard input")?;
-        let line = text.split('\n').next().unwrap_or_default();
+        let line = line.strip_suffix('\n').unwrap_or(&line);
         line.strip_suffix('\r').unwrap_or(line).to_owned()
     } else {
         match super::adduser::ask_new_password()? {

@@ -193,15 +193,11 @@ fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
 
 #[cfg(feature = "sqlite")]
 /// Creates a missing SQLite file 0600 before SQLite does (it would use the umask): the
-/// database holds password hashes. SQLite gives its -wal and -shm files the same mode.
+/// database holds password hashes. It belongs to its directory's owner (root running `director
+/// init` in the director's data directory leaves the database to the director's user); SQLite
+/// gives its -wal and -shm files the same mode, and, run as root, the same owner.
 fn create_private_file(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match crate::data_files::create_file(path, crate::data_files::Mode::Private) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(Error::CreateFile {

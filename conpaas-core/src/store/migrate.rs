@@ -2,11 +2,14 @@
 
 #[cfg(feature = "postgres")]
 use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 #[cfg(feature = "sqlite")]
 use diesel::sql_types::BigInt;
-#[cfg(feature = "sqlite")]
-use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::sql_types::{Bool, Text};
+use diesel::{QueryableByName, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::{DbConnection, Error};
@@ -33,19 +36,109 @@ pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, Error>
     }
 }
 
-/// The names of the migrations not yet applied, oldest first.
+/// The names of the migrations not yet applied, oldest first. Only reads.
 pub(crate) fn pending(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
-    let names = match conn {
+    Ok(schema_status(conn)?.pending)
+}
+
+/// Where a database's schema stands against this build's migrations
+/// ([`Store::schema_status`](super::Store::schema_status)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaStatus {
+    /// The names of this build's migrations the database has not applied, oldest first (all
+    /// of them for a 1.2 database): the director applies them at its start.
+    pub pending: Vec<String>,
+    /// The versions of the migrations the database records that this build does not know,
+    /// oldest first: a newer version of the director upgraded it.
+    pub unknown: Vec<String>,
+    /// The version of this build's newest migration (`0008`).
+    pub newest_known: String,
+}
+
+/// The database's schema against this build's migrations. Only reads: diesel's own harness
+/// creates `__diesel_schema_migrations` when asked what was applied, a write that a read-only
+/// connection refuses and that must not happen to a database a tool only looks at.
+pub(crate) fn schema_status(conn: &mut DbConnection) -> Result<SchemaStatus, Error> {
+    // (version, name) of each migration of this build, oldest first.
+    let known: Vec<(String, String)> = match conn {
         #[cfg(feature = "sqlite")]
-        DbConnection::Sqlite(c) => c
-            .pending_migrations(SQLITE_MIGRATIONS)
-            .map(|list| list.iter().map(|m| m.name().to_string()).collect()),
+        DbConnection::Sqlite(_) => {
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .map(|list| list.iter().map(|m| version_and_name(m.name())).collect())
+        }
         #[cfg(feature = "postgres")]
-        DbConnection::Pg(c) => c
-            .pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|list| list.iter().map(|m| m.name().to_string()).collect()),
+        DbConnection::Pg(_) => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+            .map(|list| list.iter().map(|m| version_and_name(m.name())).collect()),
+    }
+    .map_err(Error::Migration)?;
+    let mut known = known;
+    known.sort();
+    let mut applied = applied_versions(conn)?;
+    applied.sort();
+    let pending = known
+        .iter()
+        .filter(|(version, _)| applied.binary_search(version).is_err())
+        .map(|(_, name)| name.clone())
+        .collect();
+    let unknown = applied
+        .into_iter()
+        .filter(|version| !known.iter().any(|(known, _)| known == version))
+        .collect();
+    Ok(SchemaStatus {
+        pending,
+        unknown,
+        newest_known: known
+            .last()
+            .map(|(version, _)| version.clone())
+            .unwrap_or_default(),
+    })
+}
+
+fn version_and_name(name: &dyn diesel::migration::MigrationName) -> (String, String) {
+    (name.version().to_string(), name.to_string())
+}
+
+/// The versions `__diesel_schema_migrations` records; none when the table is absent (a 1.2
+/// database, a new one).
+fn applied_versions(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
+    #[derive(QueryableByName)]
+    struct Present {
+        #[diesel(sql_type = Bool)]
+        present: bool,
+    }
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    const VERSIONS: &str = "SELECT version FROM __diesel_schema_migrations";
+    let versions: Vec<Version> = match conn {
+        #[cfg(feature = "sqlite")]
+        DbConnection::Sqlite(c) => {
+            let table = diesel::sql_query(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+                 AND name = '__diesel_schema_migrations') AS present",
+            )
+            .get_result::<Present>(c)?;
+            if !table.present {
+                return Ok(Vec::new());
+            }
+            diesel::sql_query(VERSIONS).load(c)?
+        }
+        #[cfg(feature = "postgres")]
+        DbConnection::Pg(c) => {
+            let table = diesel::sql_query(
+                "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
+            )
+            .get_result::<Present>(c)?;
+            if !table.present {
+                return Ok(Vec::new());
+            }
+            diesel::sql_query(VERSIONS).load(c)?
+        }
     };
-    names.map_err(Error::Migration)
+    Ok(versions.into_iter().map(|row| row.version).collect())
 }
 
 #[cfg(feature = "sqlite")]

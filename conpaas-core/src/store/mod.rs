@@ -135,7 +135,9 @@ pub use installation::{
 #[cfg(feature = "store")]
 pub use lease::Lease;
 #[cfg(feature = "store")]
-pub use readiness::{check_writable, pending_migrations};
+pub use migrate::SchemaStatus;
+#[cfg(feature = "store")]
+pub use readiness::{check_writable, pending_migrations, schema_status};
 #[cfg(feature = "store")]
 pub use services::{
     AbandonedVm, ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service,
@@ -268,6 +270,13 @@ pub enum Error {
     /// somewhere else.
     #[error("the directory of the sqlite database {} does not exist", path.display())]
     DatabaseDirectoryMissing {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The SQLite file does not exist, and the store was opened for reading only
+    /// ([`Store::open_read_only`]), which creates nothing.
+    #[error("there is no sqlite database at {}", path.display())]
+    DatabaseMissing {
         /// The database file.
         path: PathBuf,
     },
@@ -567,11 +576,30 @@ impl Store {
         })
     }
 
+    /// Opens the database for reading only: nothing is created, migrated or written. An
+    /// SQLite file is opened with `mode=ro` (`SQLITE_OPEN_READONLY`) and keeps its journal mode
+    /// (a 1.2 file stays in rollback-journal mode; a file in WAL mode gets the `-wal` and `-shm`
+    /// files every reader needs); no migrations table is created
+    /// ([`pending_migrations`](Self::pending_migrations) and
+    /// [`schema_status`](Self::schema_status) only read); a PostgreSQL session's transactions
+    /// are read-only. For the tools said to only read: `cpscheck`, `director backup`,
+    /// `director audit`, the source of `director migrate-db`.
+    ///
+    /// A missing SQLite file is [`Error::DatabaseMissing`]. Writes through this store fail
+    /// ([`DatabaseErrorKind::ReadOnly`]).
+    pub fn open_read_only(settings: &StoreSettings) -> Result<Store, Error> {
+        Store::with_manager(conn::Manager::read_only(settings.url.clone())?, settings)
+    }
+
     /// Opens the database without migrating it (for diagnostics:
     /// [`Store::pending_migrations`]). One connection is opened at once, so a bad
     /// URL or path fails here with its own error.
     pub fn connect(settings: &StoreSettings) -> Result<Store, Error> {
-        let manager = conn::Manager::new(settings.url.clone())?;
+        Store::with_manager(conn::Manager::new(settings.url.clone())?, settings)
+    }
+
+    /// A store of connections `manager` opens.
+    fn with_manager(manager: conn::Manager, settings: &StoreSettings) -> Result<Store, Error> {
         // Fail now with the real reason rather than after r2d2's timeout with a
         // summary of it.
         drop(manager.open()?);
@@ -616,9 +644,16 @@ impl Store {
         Ok(ran)
     }
 
-    /// The names of the migrations not yet applied, oldest first.
+    /// The names of the migrations not yet applied, oldest first. Only reads: a database
+    /// without a migrations table (1.2's) has every migration pending.
     pub fn pending_migrations(&self) -> Result<Vec<String>, Error> {
         self.with_migration_connection(migrate::pending)
+    }
+
+    /// The database's schema against this build's migrations: those not yet applied, and
+    /// those applied that this build does not know (a newer version's). Only reads.
+    pub fn schema_status(&self) -> Result<SchemaStatus, Error> {
+        self.with_migration_connection(migrate::schema_status)
     }
 
     /// Runs `f` on the connection migrations use: one of its own, closed afterwards, since
@@ -891,6 +926,64 @@ mod tests {
         assert!(pending[0].starts_with("0001"), "{pending:?}");
         assert_eq!(store.migrate().unwrap().len(), n_migrations);
         assert!(store.pending_migrations().unwrap().is_empty());
+    }
+
+    /// `cpscheck`, `director backup` and `director audit` open the database read-only: an
+    /// SQLite file in rollback-journal mode (1.2's) keeps every byte, gets no migrations
+    /// table and no `-wal`; a write is refused; a missing file is not created.
+    #[test]
+    fn a_read_only_store_writes_nothing() {
+        use diesel::Connection as _;
+        use diesel::connection::SimpleConnection as _;
+        let dir = tempfile::tempdir().unwrap();
+        // Characters a `file:` URI must escape.
+        let path = dir.path().join("a ?#%25 name.db");
+        let mut raw = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        raw.batch_execute("CREATE TABLE user (uid INTEGER PRIMARY KEY, username TEXT)")
+            .unwrap();
+        drop(raw);
+        let before = std::fs::read(&path).unwrap();
+
+        let store =
+            Store::open_read_only(&StoreSettings::new(DatabaseUrl::Sqlite(path.clone()))).unwrap();
+        let schema = store.schema_status().unwrap();
+        assert!(schema.pending[0].starts_with("0001"), "{schema:?}");
+        assert!(schema.unknown.is_empty(), "{schema:?}");
+        assert_eq!(
+            store.run_blocking(count_users).unwrap(),
+            0,
+            "the user table of {} is read",
+            path.display()
+        );
+        let refused = store
+            .run_blocking(|conn| {
+                conn.batch_execute("INSERT INTO user (username) VALUES ('a')")
+                    .map_err(Error::from)
+            })
+            .unwrap_err();
+        assert_eq!(
+            refused.database().map(DatabaseError::kind),
+            Some(DatabaseErrorKind::ReadOnly),
+            "{refused:?}"
+        );
+        assert!(store.migrate().is_err());
+        drop(store);
+        assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [path.file_name().unwrap()]);
+
+        let missing = dir.path().join("none.db");
+        let error =
+            Store::open_read_only(&StoreSettings::new(DatabaseUrl::Sqlite(missing.clone())))
+                .unwrap_err();
+        assert!(
+            matches!(&error, Error::DatabaseMissing { path } if *path == missing),
+            "{error:?}"
+        );
+        assert!(!missing.exists());
     }
 
     #[test]

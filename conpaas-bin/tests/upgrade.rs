@@ -1,0 +1,324 @@
+//! Upgrades, downgrades and adopting a 1.2 installation, with the real binaries (issue 26, 5):
+//! the tools said to only read (`director backup`, `cpscheck`, `director audit`) leave a 1.2
+//! `director.db` byte for byte as it was.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use diesel::connection::SimpleConnection as _;
+use diesel::{Connection as _, RunQueryDsl as _};
+
+/// The DDL ConPaaS 1.2 produces on SQLite (spec/data-model.md §1), as in tests/it/store.rs.
+const DDL_1_2: &str = "
+CREATE TABLE user(uid INTEGER NOT NULL PRIMARY KEY, username VARCHAR(80) NOT NULL UNIQUE, fname VARCHAR(256), lname VARCHAR(256), email VARCHAR(256) UNIQUE, affiliation VARCHAR(256), password VARCHAR(256), created DATETIME, credit INTEGER);
+CREATE TABLE application(aid INTEGER NOT NULL PRIMARY KEY, name VARCHAR(256), user_id INTEGER REFERENCES user(uid));
+CREATE TABLE service(sid INTEGER NOT NULL PRIMARY KEY, name VARCHAR(256), type VARCHAR(32), state VARCHAR(32), created DATETIME, manager VARCHAR(512), vmid VARCHAR(256), cloud VARCHAR(128), subnet VARCHAR(18), user_id INTEGER REFERENCES user(uid), application_id INTEGER REFERENCES application(aid));
+";
+
+/// md5("secret"), as 1.2 stored passwords.
+const MD5_SECRET: &str = "5ebe2294ecd0e0f08eab7690d2a6ee69";
+
+/// An openssl configuration for `req` without extensions: `-x509` and `x509 -req` then make
+/// v1 certificates, as 1.2's pyOpenSSL did (tests/it/ca.rs makes 1.2 CAs the same way).
+const OPENSSL_1_2_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+string_mask = default
+prompt = no
+[dn]
+CN = unused
+";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `director --config CFG ARGS`, as the docs write it.
+fn director(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn cpscheck(cfg: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpscheck"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--no-network")
+        .env_remove("DIRECTOR_CFG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn succeeded(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A ConPaaS 1.2 installation as `/etc/cpsdirector` held it, in a directory of its own.
+struct Installation12 {
+    _temp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Installation12 {
+    /// `director.cfg` as 1.2's `cpsconf.py` left it (its paths pointing here, the dummy cloud);
+    /// `director.db` with 1.2's tables, a user with an MD5 password, an application and a
+    /// service, made with raw SQL in rollback-journal mode; `certs/` with a CA and a director
+    /// certificate made by openssl as 1.2 made them (X.509 v1, SHA-1, keys 0644).
+    fn new(host: &str) -> Installation12 {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("cpsdirector");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("director.cfg"),
+            format!(
+                "[conpaas]\n# Path to ConPaaS conf dir\nCONF_DIR = {d}\n# Path to certificates\n\
+                 CERT_DIR = {d}/certs\n\n[iaas]\nDRIVER = dummy\n\n[director]\nDEBUG = true\n\
+                 DATABASE_URI = sqlite:///{d}/director.db\nDIRECTOR_URL = https://{host}:5555\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut conn =
+            diesel::SqliteConnection::establish(dir.join("director.db").to_str().unwrap()).unwrap();
+        // Python's sqlite3, which 1.2 used, leaves foreign keys off.
+        conn.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
+        conn.batch_execute(DDL_1_2).unwrap();
+        conn.batch_execute(&format!(
+            "INSERT INTO user VALUES (1, 'u1', 'F', 'L', 'u1@example.org', 'A', '{MD5_SECRET}', \
+                                     '2013-06-21 10:33:44.806507', 120);
+             INSERT INTO application VALUES (1, 'New Application', 1);
+             INSERT INTO service VALUES (1, 'New php service', 'php', 'INIT', \
+                                         '2013-06-21 10:33:58.178969', '127.0.0.3', '3', 'iaas', \
+                                         '172.16.0.0/17', 1, 1);"
+        ))
+        .unwrap();
+        drop(conn);
+
+        let certs = dir.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("req.cnf"), OPENSSL_1_2_CONFIG).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&certs)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                text(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-sha1",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca_key.pkcs8",
+            "-days",
+            "1825",
+            "-config",
+            "req.cnf",
+            "-subj",
+            "/emailAddress=info@conpaas.eu/CN=CA/O=ConPaaS",
+            "-set_serial",
+            "1",
+            "-out",
+            "ca_cert.pem",
+        ]);
+        openssl(&[
+            "rsa",
+            "-traditional",
+            "-in",
+            "ca_key.pkcs8",
+            "-out",
+            "ca_key.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pkcs8",
+            "-config",
+            "req.cnf",
+            "-subj",
+            &format!("/2.5.4.72=frontend/emailAddress=info@conpaas.eu/CN={host}/O=ConPaaS"),
+            "-out",
+            "director.csr",
+        ]);
+        openssl(&["rsa", "-traditional", "-in", "key.pkcs8", "-out", "key.pem"]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "director.csr",
+            "-CA",
+            "ca_cert.pem",
+            "-CAkey",
+            "ca_key.pem",
+            "-sha1",
+            "-set_serial",
+            "2",
+            "-days",
+            "365",
+            "-out",
+            "cert.pem",
+        ]);
+        for name in ["req.cnf", "ca_key.pkcs8", "key.pkcs8", "director.csr"] {
+            std::fs::remove_file(certs.join(name)).unwrap();
+        }
+        for name in ["ca_key.pem", "key.pem", "ca_cert.pem", "cert.pem"] {
+            std::fs::set_permissions(certs.join(name), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let installation = Installation12 { _temp: temp, dir };
+        let cert_text = installation.openssl_text("certs/cert.pem");
+        assert!(
+            cert_text.contains("Version: 1 (0x0)") && cert_text.contains("sha1WithRSAEncryption"),
+            "{cert_text}"
+        );
+        installation
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.join("director.cfg")
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("director.db")
+    }
+
+    /// `openssl x509 -text` of a certificate here.
+    fn openssl_text(&self, relative: &str) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(self.dir.join(relative))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// The files of the database beside the main one (`-wal`, `-shm`, `-journal`).
+    fn database_companions(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("director.db-"))
+            .collect()
+    }
+
+    /// `PRAGMA journal_mode` of the database, asked through a read-only connection.
+    fn journal_mode(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            journal_mode: String,
+        }
+        let uri = format!("file://{}?mode=ro", self.db().display());
+        let mut conn = diesel::SqliteConnection::establish(&uri).unwrap();
+        diesel::sql_query("PRAGMA journal_mode")
+            .get_result::<Mode>(&mut conn)
+            .unwrap()
+            .journal_mode
+    }
+}
+
+/// Issue 26, 5: `director backup` and `cpscheck`, said to only read the database, switched a
+/// 1.2 `director.db` to WAL mode and created `__diesel_schema_migrations` in it. They now
+/// open it read-only: the file keeps every byte, and no `-wal`, `-shm` or journal is left.
+#[test]
+fn backup_cpscheck_and_audit_leave_a_1_2_database_as_it_was() {
+    let installation = Installation12::new("localhost");
+    let db = installation.db();
+    let before = std::fs::read(&db).unwrap();
+    assert_eq!(installation.journal_mode(), "delete");
+
+    let copy = installation.dir.join("director-1.2.db");
+    let out = director(&installation.cfg(), &["backup", copy.to_str().unwrap()]);
+    succeeded(&out, "director backup");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "backup wrote to the database"
+    );
+    assert_eq!(installation.database_companions(), Vec::<String>::new());
+    // The copy holds 1.2's rows.
+    let mut conn = diesel::SqliteConnection::establish(copy.to_str().unwrap()).unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        username: String,
+    }
+    let names: Vec<Name> = diesel::sql_query("SELECT username FROM user")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        names.into_iter().map(|n| n.username).collect::<Vec<_>>(),
+        ["u1"]
+    );
+    drop(conn);
+
+    let out = cpscheck(&installation.cfg());
+    let report = text(&out.stdout);
+    assert!(
+        report.lines().any(|line| line.starts_with("W: ")
+            && line.contains("lacks 8 migration(s)")
+            && line.contains("the director applies them at start")),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|line| line.starts_with("OK: ")
+                && line.contains("takes writes (asked without writing")),
+        "{report}"
+    );
+    // What needs the columns of later versions waits for the migration, without an error.
+    assert!(
+        report.lines().any(|line| line
+            == "SKIP: the service starts were not checked: the database is not migrated yet (the \
+                director migrates it at its start)"),
+        "{report}"
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "cpscheck wrote to the database:\n{report}"
+    );
+    assert_eq!(installation.database_companions(), Vec::<String>::new());
+
+    // `director audit` only reads too, and says the log is not there yet.
+    let out = director(&installation.cfg(), &["audit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("has no audit log yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::read(&db).unwrap() == before, "audit wrote");
+    assert_eq!(installation.database_companions(), Vec::<String>::new());
+    assert_eq!(installation.journal_mode(), "delete");
+}

@@ -1,6 +1,7 @@
 //! Upgrades, downgrades and adopting a 1.2 installation, with the real binaries (issue 26, 5):
 //! the tools said to only read (`director backup`, `cpscheck`, `director audit`) leave a 1.2
-//! `director.db` byte for byte as it was.
+//! `director.db` byte for byte as it was; an older build refuses a database a newer one
+//! migrated, on SQLite and PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, RunQueryDsl as _};
+
+mod support;
+use support::Database;
 
 /// The DDL ConPaaS 1.2 produces on SQLite (spec/data-model.md §1), as in tests/it/store.rs.
 const DDL_1_2: &str = "
@@ -321,4 +325,165 @@ fn backup_cpscheck_and_audit_leave_a_1_2_database_as_it_was() {
     assert!(std::fs::read(&db).unwrap() == before, "audit wrote");
     assert_eq!(installation.database_companions(), Vec::<String>::new());
     assert_eq!(installation.journal_mode(), "delete");
+}
+
+/// A migration this build does not know, recorded as a newer version would have applied it.
+const FUTURE_MIGRATION: &str = "9999";
+
+/// Issue 26, 5: an older binary on a newer schema ran as if nothing were wrong. Now it refuses
+/// with a message naming both versions and what to do, before writing anything; `cpscheck`
+/// says the same as an `E:` line, and `director backup` still copies the database (what one
+/// restores after a failed upgrade is taken with it).
+#[test]
+fn an_older_build_refuses_a_newer_schema_on_sqlite() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    support::director(&data, &["init", "localhost"]);
+    let db = data.join("director.db");
+    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('{FUTURE_MIGRATION}')"
+    ))
+    .execute(&mut conn)
+    .unwrap();
+    drop(conn);
+    let cfg = data.join("director.cfg");
+    let before = std::fs::read(&db).unwrap();
+    let cert_before = std::fs::read(data.join("certs/cert.pem")).unwrap();
+
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["adduser", "a@example.org", "alice", "pw"][..],
+        &["init", "--keep-ca", "localhost"][..],
+    ] {
+        let out = director(&cfg, args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_newer_schema_refused(&text(&out.stderr));
+    }
+    assert!(std::fs::read(&db).unwrap() == before, "a refusal wrote");
+    assert!(
+        std::fs::read(data.join("certs/cert.pem")).unwrap() == cert_before,
+        "init --keep-ca renewed the certificate before refusing"
+    );
+
+    let out = cpscheck(&cfg);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.lines().any(|line| line.starts_with("E: ")
+            && line.contains(&format!(
+                "records migration(s) {FUTURE_MIGRATION} that this build"
+            ))
+            && line.contains("its newest is 0008")
+            && line.contains("restore the backup taken before that upgrade")),
+        "{report}"
+    );
+
+    let copy = temp.path().join("copy.db");
+    succeeded(
+        &director(&cfg, &["backup", copy.to_str().unwrap()]),
+        "backup",
+    );
+    assert!(copy.is_file());
+}
+
+/// The same refusal on PostgreSQL, where replicas of two versions may share the database.
+#[test]
+fn an_older_build_refuses_a_newer_schema_on_postgresql() {
+    let database = Database::create("newer_schema");
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    support::director(&data, &["init", "localhost"]);
+    let cfg = data.join("director.cfg");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let sqlite_line = text_cfg
+        .lines()
+        .find(|line| line.starts_with("DATABASE_URI"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(&sqlite_line, &format!("DATABASE_URI = {}", database.url())),
+    )
+    .unwrap();
+    std::fs::remove_file(data.join("director.db")).unwrap();
+    // The database made and migrated by this build, with a user.
+    succeeded(
+        &director(&cfg, &["adduser", "a@example.org", "alice", "pw"]),
+        "adduser",
+    );
+    let mut conn = diesel::PgConnection::establish(&database.url()).unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('{FUTURE_MIGRATION}')"
+    ))
+    .execute(&mut conn)
+    .unwrap();
+
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["adduser", "b@example.org", "bob", "pw"][..],
+    ] {
+        let out = director(&cfg, args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_newer_schema_refused(&text(&out.stderr));
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let users: Count = diesel::sql_query("SELECT count(*) AS n FROM \"user\"")
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(
+        users.n, 1,
+        "bob was added on a schema this build does not know"
+    );
+
+    let out = cpscheck(&cfg);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&format!(
+            "records migration(s) {FUTURE_MIGRATION} that this build"
+        )),
+        "{report}"
+    );
+    // Asked read-only, the server says it would take the director's writes.
+    assert!(
+        report.lines().any(|line| line
+            == "OK: the PostgreSQL database of DATABASE_URI takes writes (asked without \
+                writing: a primary server, read-write transactions, the privileges)"),
+        "{report}"
+    );
+}
+
+/// The refusal names the database's version, this build's, and what to do.
+fn assert_newer_schema_refused(stderr: &str) {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("E: "))
+        .unwrap_or_else(|| panic!("no E: line in {stderr}"));
+    for words in [
+        "the database's schema is newer than this build's",
+        &format!("it records migration {FUTURE_MIGRATION}"),
+        &format!(
+            "this build (conpaas-core {}) knows migrations up to 0008",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "run the version that upgraded it (or a newer one), or restore the backup taken \
+         before that upgrade",
+    ] {
+        assert!(line.contains(words), "{words:?} not in {line}");
+    }
 }

@@ -86,6 +86,20 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
         });
     }
     results.push(match schema {
+        Ok(schema) if !schema.unknown.is_empty() => CheckResult::error(
+            "database.migrations",
+            "database schema is current",
+            format!(
+                "{target} records migration(s) {} that this build (conpaas-rs {}) does not know \
+                 (its newest is {}): a newer version of the director upgraded it, and this one \
+                 refuses to start on it",
+                schema.unknown.join(", "),
+                env!("CARGO_PKG_VERSION"),
+                schema.newest_known
+            ),
+            "run the version that upgraded the database (and its cpscheck), or restore the \
+             backup taken before that upgrade (docs/operations.md, \"Upgrades and downgrades\")",
+        ),
         Ok(schema) if schema.pending.is_empty() => CheckResult::ok(
             "database.migrations",
             "database schema is current",

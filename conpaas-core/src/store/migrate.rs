@@ -26,14 +26,50 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 #[cfg(feature = "postgres")]
 const PG_MIGRATION_LOCK: i64 = 0x0c0a_9aa5_0001;
 
-/// Runs every pending migration; answers the names of those it ran.
+/// Runs every pending migration; answers the names of those it ran. A database a newer build
+/// migrated is refused first ([`Error::SchemaNewer`]), before anything is written.
 pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
-    match conn {
+    // On PostgreSQL under the lock, so that a newer replica's migrations are seen complete.
+    with_migration_lock(conn, |conn| {
+        refuse_newer_schema(conn)?;
+        match conn {
+            #[cfg(feature = "sqlite")]
+            DbConnection::Sqlite(c) => run_pending_sqlite(c),
+            #[cfg(feature = "postgres")]
+            DbConnection::Pg(c) => run_pending_pg(c),
+        }
+    })
+}
+
+/// Runs `f` holding, on PostgreSQL, the session-level advisory lock of migrations (held
+/// across diesel's per-migration transactions); on SQLite, whose migrations take the write
+/// lock, as it is.
+fn with_migration_lock<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let postgres = match conn {
         #[cfg(feature = "sqlite")]
-        DbConnection::Sqlite(c) => run_pending_sqlite(c),
+        DbConnection::Sqlite(_) => false,
         #[cfg(feature = "postgres")]
-        DbConnection::Pg(c) => run_pending_pg(c),
+        DbConnection::Pg(_) => true,
+    };
+    if !postgres {
+        return f(conn);
     }
+    #[cfg(feature = "postgres")]
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))
+        .map_err(Error::from)?;
+    let done = f(conn);
+    #[cfg(feature = "postgres")]
+    let unlocked = conn
+        .batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))
+        .map_err(Error::from);
+    #[cfg(not(feature = "postgres"))]
+    let unlocked: Result<(), Error> = Ok(());
+    let done = done?;
+    unlocked?;
+    Ok(done)
 }
 
 /// The names of the migrations not yet applied, oldest first. Only reads.
@@ -50,10 +86,24 @@ pub struct SchemaStatus {
     /// of them for a 1.2 database): the director applies them at its start.
     pub pending: Vec<String>,
     /// The versions of the migrations the database records that this build does not know,
-    /// oldest first: a newer version of the director upgraded it.
+    /// oldest first: a newer version of the director upgraded it, and this build refuses to
+    /// migrate or serve it ([`Error::SchemaNewer`]).
     pub unknown: Vec<String>,
     /// The version of this build's newest migration (`0008`).
     pub newest_known: String,
+}
+
+impl SchemaStatus {
+    /// [`Error::SchemaNewer`] when the database records migrations this build does not know.
+    pub fn newer_than_build(&self) -> Option<Error> {
+        let newest_applied = self.unknown.last()?;
+        Some(Error::SchemaNewer {
+            newest_applied: newest_applied.clone(),
+            newest_known: self.newest_known.clone(),
+            unknown: self.unknown.clone(),
+            build: env!("CARGO_PKG_VERSION"),
+        })
+    }
 }
 
 /// The database's schema against this build's migrations. Only reads: diesel's own harness
@@ -73,12 +123,12 @@ pub(crate) fn schema_status(conn: &mut DbConnection) -> Result<SchemaStatus, Err
     }
     .map_err(Error::Migration)?;
     let mut known = known;
-    known.sort();
+    known.sort_by(|(a, _), (b, _)| version_order(a, b));
     let mut applied = applied_versions(conn)?;
-    applied.sort();
+    applied.sort_by(|a, b| version_order(a, b));
     let pending = known
         .iter()
-        .filter(|(version, _)| applied.binary_search(version).is_err())
+        .filter(|(version, _)| !applied.contains(version))
         .map(|(_, name)| name.clone())
         .collect();
     let unknown = applied
@@ -93,6 +143,12 @@ pub(crate) fn schema_status(conn: &mut DbConnection) -> Result<SchemaStatus, Err
             .map(|(version, _)| version.clone())
             .unwrap_or_default(),
     })
+}
+
+/// Oldest first: versions are digits (`0008`, or diesel's timestamps), so a longer one is
+/// newer, and one as long compares as text.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 fn version_and_name(name: &dyn diesel::migration::MigrationName) -> (String, String) {
@@ -141,6 +197,14 @@ fn applied_versions(conn: &mut DbConnection) -> Result<Vec<String>, Error> {
     Ok(versions.into_iter().map(|row| row.version).collect())
 }
 
+/// Refuses a database migrated by a newer build ([`Error::SchemaNewer`]).
+fn refuse_newer_schema(conn: &mut DbConnection) -> Result<(), Error> {
+    match schema_status(conn)?.newer_than_build() {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
 #[cfg(feature = "sqlite")]
 fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error> {
     // Migration 2 rebuilds tables that others reference; with foreign keys on,
@@ -179,17 +243,7 @@ fn run_pending_sqlite(conn: &mut SqliteConnection) -> Result<Vec<String>, Error>
 
 #[cfg(feature = "postgres")]
 fn run_pending_pg(conn: &mut PgConnection) -> Result<Vec<String>, Error> {
-    // Session-level lock: held across diesel's per-migration transactions.
-    conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))
-        .map_err(Error::from)?;
-    let ran = conn
-        .run_pending_migrations(POSTGRES_MIGRATIONS)
+    conn.run_pending_migrations(POSTGRES_MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .map_err(Error::Migration);
-    let unlocked = conn
-        .batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))
-        .map_err(Error::from);
-    let ran = ran?;
-    unlocked?;
-    Ok(ran)
+        .map_err(Error::Migration)
 }

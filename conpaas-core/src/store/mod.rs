@@ -334,6 +334,25 @@ pub enum Error {
         /// How many.
         n_rows: i64,
     },
+    /// The database records migrations this build does not know: a newer version of the
+    /// director upgraded it. Nothing was run: a build must not work on a schema it does not
+    /// know, and migrations cannot be undone (restore the backup taken before the upgrade).
+    #[error(
+        "the database's schema is newer than this build's: it records migration {newest_applied}, \
+         and this build (conpaas-core {build}) knows migrations up to {newest_known}; run the \
+         version that upgraded it (or a newer one), or restore the backup taken before that \
+         upgrade"
+    )]
+    SchemaNewer {
+        /// The newest migration version the database records.
+        newest_applied: String,
+        /// The newest migration version this build has.
+        newest_known: String,
+        /// Every recorded migration version this build does not know, oldest first.
+        unknown: Vec<String>,
+        /// This build's version (conpaas-core's).
+        build: &'static str,
+    },
     /// A query failed. The message names the kind of failure (busy or locked, disk full,
     /// read-only, corrupt...) for the log; the api answers clients without it.
     #[error("database query failed ({})", .0.kind())]
@@ -651,7 +670,8 @@ impl Store {
     }
 
     /// The database's schema against this build's migrations: those not yet applied, and
-    /// those applied that this build does not know (a newer version's). Only reads.
+    /// those applied that this build does not know (a newer version's, which
+    /// [`migrate`](Self::migrate) refuses to run beside). Only reads.
     pub fn schema_status(&self) -> Result<SchemaStatus, Error> {
         self.with_migration_connection(migrate::schema_status)
     }
@@ -984,6 +1004,50 @@ mod tests {
             "{error:?}"
         );
         assert!(!missing.exists());
+    }
+
+    /// A database a newer build migrated is refused before anything is written, naming both
+    /// versions.
+    #[test]
+    fn a_newer_schema_is_refused() {
+        use diesel::connection::SimpleConnection as _;
+        let (store, _dir) = sqlite_store();
+        store
+            .run_blocking(|conn| {
+                conn.batch_execute(
+                    "INSERT INTO __diesel_schema_migrations (version) VALUES ('9999'), ('10000')",
+                )
+                .map_err(Error::from)
+            })
+            .unwrap();
+        let schema = store.schema_status().unwrap();
+        assert!(schema.pending.is_empty(), "{schema:?}");
+        assert_eq!(schema.unknown, ["9999", "10000"]);
+        let newest_known = schema.newest_known.clone();
+        assert!(newest_known.starts_with("000"), "{newest_known}");
+        let error = store.migrate().unwrap_err();
+        let Error::SchemaNewer {
+            newest_applied,
+            newest_known: known,
+            unknown,
+            ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(
+            (newest_applied.as_str(), known, unknown.len()),
+            ("10000", &newest_known, 2)
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "records migration 10000, and this build (conpaas-core {}) knows migrations up to \
+                 {newest_known}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{message}"
+        );
     }
 
     #[test]

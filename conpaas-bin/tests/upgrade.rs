@@ -1,10 +1,13 @@
 //! Upgrades, downgrades and adopting a 1.2 installation, with the real binaries (issue 26, 5):
 //! the tools said to only read (`director backup`, `cpscheck`, `director audit`) leave a 1.2
 //! `director.db` byte for byte as it was; an older build refuses a database a newer one
-//! migrated, on SQLite and PostgreSQL.
+//! migrated, on SQLite and PostgreSQL; and docs/operations.md's "Adopting a 1.2
+//! installation", run step by step on a 1.2 database and 1.2 certificates, ends with a served
+//! director answering 1.2 client calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +16,7 @@ use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, RunQueryDsl as _};
 
 mod support;
-use support::Database;
+use support::{Database, client, terminate};
 
 /// The DDL ConPaaS 1.2 produces on SQLite (spec/data-model.md §1), as in tests/it/store.rs.
 const DDL_1_2: &str = "
@@ -486,4 +489,153 @@ fn assert_newer_schema_refused(stderr: &str) {
     ] {
         assert!(line.contains(words), "{words:?} not in {line}");
     }
+}
+
+/// docs/operations.md, "Adopting a 1.2 installation", step by step on a 1.2 `director.db` and
+/// 1.2 certificates. Before issue 26 its step 3 (`serve`) stopped on 1.2's X.509 v1 director
+/// certificate (`UnsupportedCertVersion`), which only step 4 renewed.
+#[tokio::test]
+async fn the_documented_adoption_of_a_1_2_installation_works_as_written() {
+    let installation = Installation12::new("localhost");
+    let cfg = installation.cfg();
+    let certs = installation.dir.join("certs");
+    let ca_before = std::fs::read(certs.join("ca_cert.pem")).unwrap();
+    let db_before = std::fs::read(installation.db()).unwrap();
+
+    // 1. Back up: the database copied without migrating, the file left as it was.
+    let backup = installation.dir.join("director-1.2.db");
+    succeeded(
+        &director(&cfg, &["backup", backup.to_str().unwrap()]),
+        "step 1: backup",
+    );
+    assert_eq!(std::fs::read(installation.db()).unwrap(), db_before);
+    assert_eq!(std::fs::read(&backup).unwrap().len(), db_before.len());
+
+    // 2. chmod 600 the keys 1.2 left readable.
+    for name in ["ca_key.pem", "key.pem"] {
+        std::fs::set_permissions(certs.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // Serving 1.2's own certificate cannot work (rustls refuses X.509 v1): refused, saying
+    // what to do, before the database is touched.
+    let out = director(&cfg, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let refusal = text(&out.stderr);
+    assert!(
+        refusal.contains(&format!(
+            "E: {}/cert.pem is an X.509 v1 certificate, as ConPaaS 1.2 made them",
+            certs.display()
+        )) && refusal.contains("director init --keep-ca localhost"),
+        "{refusal}"
+    );
+    assert!(
+        std::fs::read(installation.db()).unwrap() == db_before,
+        "serve touched the database before refusing"
+    );
+
+    // 3. A new director certificate under the same CA (which migrates the database).
+    let out = director(&cfg, &["init", "--keep-ca", "localhost"]);
+    succeeded(&out, "step 3: init --keep-ca");
+    assert!(
+        text(&out.stderr).contains("applied database migration"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(certs.join("ca_cert.pem")).unwrap(), ca_before);
+    let renewed = installation.openssl_text("certs/cert.pem");
+    assert!(
+        renewed.contains("Version: 3 (0x2)") && renewed.contains("sha256WithRSAEncryption"),
+        "{renewed}"
+    );
+    assert!(
+        renewed.contains("Issuer: emailAddress = info@conpaas.eu, CN = CA, O = ConPaaS"),
+        "{renewed}"
+    );
+
+    // 4. Serve.
+    let (child, port) = serve_config(&cfg);
+    let ca = String::from_utf8(ca_before).unwrap();
+    let base = format!("https://localhost:{port}");
+
+    // 5. A 1.2 client: the MD5 password logs in, new certificates are fetched, the 1.2
+    // application is listed with them.
+    let anonymous = client(&ca, None);
+    let login = anonymous
+        .post(format!("{base}/login"))
+        .form(&[("username", "u1"), ("password", "secret")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let login: serde_json::Value = serde_json::from_str(&login).unwrap();
+    assert_eq!(login["uid"], 1, "{login}");
+    assert_eq!(login["credit"], 120, "{login}");
+    let zip = anonymous
+        .post(format!("{base}/getcerts"))
+        .form(&[("username", "u1"), ("password", "secret")])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut member = |name: &str| {
+        let mut text = String::new();
+        archive
+            .by_name(name)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let (cert, key) = (member("cert.pem"), member("key.pem"));
+    let user = client(&ca, Some((&cert, &key)));
+    let listing = user
+        .post(format!("{base}/listapp"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listing.contains("\"New Application\""), "{listing}");
+    let services = user
+        .post(format!("{base}/list"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(services.contains("\"New php service\""), "{services}");
+    terminate(child);
+}
+
+/// `director --config CFG serve` on 127.0.0.1 at a free port; the child and its port.
+fn serve_config(cfg: &Path) -> (std::process::Child, u16) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening on https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("serve did not start: {first:?}"))
+        .parse()
+        .unwrap();
+    (child, port)
 }

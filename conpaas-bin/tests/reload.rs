@@ -1,7 +1,8 @@
 //! SIGHUP on the real `director serve`: the TLS certificate and key are reloaded from CERT_DIR
 //! for new connections while an open keep-alive connection goes on with the old ones; a
 //! broken replacement is refused and the identity in use kept; a changed director.cfg is
-//! named in a warning; the process lives on.
+//! named in a warning; the process lives on. And a renewal by root in the data directory of
+//! a director running as its own user leaves every file to that user.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,6 +41,11 @@ struct Connection {
 
 impl Connection {
     fn open(port: u16, ca_pem: &[u8]) -> Connection {
+        Connection::open_for(port, ca_pem, "localhost")
+    }
+
+    /// A connection to 127.0.0.1 checking the certificate for `host`.
+    fn open_for(port: u16, ca_pem: &[u8], host: &str) -> Connection {
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(ca_pem) {
             roots.add(ca.unwrap()).unwrap();
@@ -55,7 +61,7 @@ impl Connection {
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let client = rustls::ClientConnection::new(
             Arc::new(config),
-            ServerName::try_from("localhost").unwrap(),
+            ServerName::try_from(host.to_owned()).unwrap(),
         )
         .unwrap();
         let mut connection = Connection {
@@ -233,4 +239,210 @@ fn sighup_reloads_the_certificate_for_new_connections_and_keeps_open_ones() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     reader.join().unwrap();
+}
+
+/// The uid and gid of `nobody`, the unprivileged user every Linux system has (65534 where the
+/// passwd file does not say).
+fn unprivileged_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() > 3 && fields[0] == "nobody")
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                .flatten()
+        })
+        .unwrap_or((65534, 65534))
+}
+
+/// Whether this process may give files away and run others as another user.
+fn running_as_root(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let probe = dir.join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let root = std::fs::metadata(&probe).unwrap().uid() == 0;
+    std::fs::remove_file(probe).unwrap();
+    root
+}
+
+/// Every file and directory under `dir` (itself included) that `owner` does not own, with
+/// its owner.
+fn not_owned_by(dir: &Path, owner: (u32, u32)) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut strays = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).unwrap();
+        if (metadata.uid(), metadata.gid()) != owner {
+            strays.push(format!(
+                "{} ({}:{})",
+                path.display(),
+                metadata.uid(),
+                metadata.gid()
+            ));
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        }
+    }
+    strays
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The `director` binary as `uid` can run it: where cargo built it, or a copy in `dir` when
+/// the build directory is closed to that user.
+fn director_binary_for(uid: u32, gid: u32, dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::process::CommandExt as _;
+    let built = Path::new(env!("CARGO_BIN_EXE_director"));
+    let runs = Command::new(built)
+        .arg("--version")
+        .uid(uid)
+        .gid(gid)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if runs {
+        return built.to_path_buf();
+    }
+    let copy = dir.join("director");
+    std::fs::copy(built, &copy).unwrap();
+    copy
+}
+
+/// Issue 26, 1: `director init --keep-ca NEWHOST` run as root (docs/operations.md, after a
+/// host name change) in the data directory of a director running as its own user left the
+/// new `key.pem` to root, 0600: the SIGHUP reload failed, and the next start too. Every file
+/// `init` writes now keeps the owner, group and mode of the file it replaces, or takes its
+/// directory's owner.
+#[test]
+fn a_renewal_by_root_leaves_every_file_to_the_directors_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+
+    let temp = tempfile::tempdir().unwrap();
+    if !running_as_root(temp.path()) {
+        eprintln!("SKIP: a renewal by root for another user's director needs root");
+        return;
+    }
+    let owner = unprivileged_user();
+    // The director's user must reach its data directory inside the test's.
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&data, Some(owner.0), Some(owner.1)).unwrap();
+
+    // A first `init` by root in the empty directory the director's user owns: everything it
+    // creates (director.cfg, certs/, the keys, the database, the templates) is that user's.
+    director(&data, &["init", "localhost"]);
+    assert_eq!(not_owned_by(&data, owner), Vec::<String>::new());
+    let certs = data.join("certs");
+    let cfg = data.join("director.cfg");
+    // The operator's choice of modes, kept by a renewal.
+    std::fs::set_permissions(
+        certs.join("cert.pem"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    director(&data, &["init", "--keep-ca", "renewed.example.org"]);
+    assert_eq!(not_owned_by(&data, owner), Vec::<String>::new());
+    assert_eq!(mode_of(&certs.join("key.pem")), 0o600);
+    assert_eq!(mode_of(&certs.join("cert.pem")), 0o640);
+    assert_eq!(mode_of(&certs.join("ca_key.pem")), 0o600);
+    assert_eq!(mode_of(&cfg), 0o640);
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("DIRECTOR_URL = https://renewed.example.org:5555"),
+    );
+
+    // The director, as its user, starts and serves the new certificate for the new name.
+    let binary = director_binary_for(owner.0, owner.1, temp.path());
+    let mut child = Command::new(&binary)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DIRECTOR_CFG")
+        .env("RUST_LOG", "info")
+        .uid(owner.0)
+        .gid(owner.1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                lines.lock().unwrap().push(line.unwrap());
+            }
+        })
+    };
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let Some(port) = first
+        .trim()
+        .strip_prefix("listening on https://127.0.0.1:")
+        .and_then(|port| port.parse::<u16>().ok())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        reader.join().unwrap();
+        panic!(
+            "serve as uid {} did not start: {first:?}\n{:#?}",
+            owner.0,
+            lines.lock().unwrap()
+        );
+    };
+    let ca_pem = std::fs::read(certs.join("ca_cert.pem")).unwrap();
+    let mut connection = Connection::open_for(port, &ca_pem, "renewed.example.org");
+    assert_eq!(
+        connection.server_certificate(),
+        pem_der(&certs.join("cert.pem"))
+    );
+    assert_eq!(connection.get("/version").0, 200);
+
+    // Renewed by root again while it serves: the director's user reloads it on SIGHUP.
+    director(&data, &["init", "--keep-ca", "third.example.org"]);
+    assert_eq!(not_owned_by(&data, owner), Vec::<String>::new());
+    let before = lines.lock().unwrap().len();
+    hangup(&child);
+    let reloaded = wait_for(&lines, before, "reloaded the TLS certificate and key");
+    assert!(
+        reloaded.contains("common_name=third.example.org"),
+        "{reloaded}"
+    );
+    let mut renewed = Connection::open_for(port, &ca_pem, "third.example.org");
+    assert_eq!(
+        renewed.server_certificate(),
+        pem_der(&certs.join("cert.pem"))
+    );
+    assert_eq!(renewed.get("/healthz"), (200, "ok\n".to_owned()));
+
+    assert!(child.try_wait().unwrap().is_none(), "the director died");
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    // Nothing the serving director or root's renewals left (the database's -wal and -shm
+    // files included) belongs to anyone else.
+    assert_eq!(not_owned_by(&data, owner), Vec::<String>::new());
 }

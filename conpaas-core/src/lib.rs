@@ -141,6 +141,10 @@ pub mod client;
 pub mod cloud;
 #[cfg(feature = "config")]
 pub mod config;
+// Each of the CA, the configuration, the SQLite store and the director uses its part.
+#[cfg(any(feature = "ca", feature = "sqlite"))]
+#[cfg_attr(not(all(feature = "director", feature = "sqlite")), allow(dead_code))]
+mod data_files;
 #[cfg(feature = "director")]
 pub mod director;
 pub mod error;

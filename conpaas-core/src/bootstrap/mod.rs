@@ -442,11 +442,17 @@ pub fn install_default_templates(conf_dir: &Path) -> io::Result<Vec<PathBuf>> {
         if path.exists() {
             continue;
         }
+        // Owned as CONF_DIR is, whoever runs `director init` there.
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::data_files::create_dir_all(parent, 0o755)?;
         }
-        std::fs::write(&path, text)?;
-        written.push(path);
+        let mode = crate::data_files::Mode::KeptOr(0o644);
+        match crate::data_files::create_new(&path, text.as_bytes(), mode) {
+            Ok(()) => written.push(path),
+            // Another director starting at once wrote it: never overwritten.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(written)
 }

@@ -1,20 +1,19 @@
 //! Files of `CERT_DIR`: private keys created 0600 from the start, never chmod-ed afterwards;
-//! replacements written beside the target and renamed over it.
+//! replacements written beside the target and renamed over it, owned as the files they replace.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-
-use rand::RngCore;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use super::Error;
 use super::authority::IfExists;
+use crate::data_files;
 
-/// Mode of private key files.
-pub(crate) const KEY_MODE: u32 = 0o600;
-/// Mode of certificate files (public).
-pub(crate) const CERT_MODE: u32 = 0o644;
+/// Mode of private key files: 0600, whatever a replaced key had.
+pub(crate) const KEY_MODE: data_files::Mode = data_files::Mode::Private;
+/// Mode of certificate files (public): 0644 when new, else the replaced file's.
+pub(crate) const CERT_MODE: data_files::Mode = data_files::Mode::KeptOr(0o644);
 /// Mode of a `CERT_DIR` we create.
 const DIR_MODE: u32 = 0o700;
 
@@ -60,78 +59,40 @@ impl DirectorTlsFiles {
     }
 }
 
-/// Creates `CERT_DIR` (and parents) if missing; an existing directory keeps its mode.
+/// Creates `CERT_DIR` (and parents) if missing, owned as the directory it is made in; an
+/// existing directory keeps its mode and owner.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|source| Error::Write {
-            path: dir.to_owned(),
-            source,
-        })
+    data_files::create_dir_all(dir, DIR_MODE).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
-/// Writes `contents` to `path` with `mode`. [`IfExists::Fail`] creates the file exclusively,
-/// so two directors racing cannot both win; [`IfExists::Replace`] writes a temporary file
-/// with the final mode and renames it over the target, so a reader never sees half a key
-/// and an old, wider mode of the target is not inherited.
+/// Writes `contents` to `path` with `mode` ([`KEY_MODE`] or [`CERT_MODE`]).
+/// [`IfExists::Fail`] creates the file exclusively, so two directors racing cannot both win;
+/// [`IfExists::Replace`] writes a temporary file and renames it over the target, so a reader
+/// never sees half a key. A new file belongs to the owner of `CERT_DIR`; a
+/// replaced one keeps its owner, group and (a certificate's) mode, so that root renewing the
+/// director's certificate (`director init --keep-ca`) leaves it to the director's user.
 pub(crate) fn write(
     path: &Path,
     contents: &[u8],
-    mode: u32,
+    mode: data_files::Mode,
     if_exists: IfExists,
 ) -> Result<(), Error> {
-    let write_error = |source| Error::Write {
-        path: path.to_owned(),
-        source,
+    let written = match if_exists {
+        IfExists::Fail => data_files::create_new(path, contents, mode),
+        IfExists::Replace => data_files::replace(path, contents, mode),
     };
-    match if_exists {
-        IfExists::Fail => match write_new(path, contents, mode) {
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
-                path: path.to_owned(),
-            }),
-            other => other.map_err(write_error),
+    written.map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists if if_exists == IfExists::Fail => Error::AlreadyExists {
+            path: path.to_owned(),
         },
-        IfExists::Replace => {
-            let temp = temp_path(path)?;
-            write_new(&temp, contents, mode)
-                .and_then(|()| fs::rename(&temp, path))
-                .inspect_err(|_| {
-                    // Best effort: the error that matters is the one returned.
-                    let _ = fs::remove_file(&temp);
-                })
-                .map_err(write_error)
-        }
-    }
-}
-
-/// Creates `path` (which must not exist) with `mode`, writes and syncs it; removes it again
-/// if writing fails so no truncated key is left behind.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .inspect_err(|_| {
-            let _ = fs::remove_file(path);
-        })
-}
-
-/// `.name.tmp-<random>` beside `path`, so the rename stays on one file system.
-fn temp_path(path: &Path) -> Result<PathBuf, Error> {
-    let mut random = [0u8; 8];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut random)
-        .map_err(Error::random)?;
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy())
-        .unwrap_or_default();
-    Ok(path.with_file_name(format!(".{name}.tmp-{}", hex::encode(random))))
+        _ => Error::Write {
+            path: path.to_owned(),
+            source,
+        },
+    })
 }
 
 /// Reads a text file.
@@ -193,7 +154,7 @@ mod tests {
     fn replace_does_not_inherit_a_wider_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pem");
-        write(&path, b"old", 0o644, IfExists::Fail).unwrap();
+        write(&path, b"old", CERT_MODE, IfExists::Fail).unwrap();
         // Explicitly, whatever the umask.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, b"new", KEY_MODE, IfExists::Replace).unwrap();

@@ -482,6 +482,9 @@ pub struct CertInfo {
     /// True for what 1.2 issued and rustls refuses: an X.509 v1 certificate, or a signature
     /// with SHA-1, MD5 or another hash weaker than SHA-256. Its holder needs a new one.
     pub legacy: bool,
+    /// The X.509 version: 3, or 1 for what 1.2 made (rustls cannot use a v1 certificate as
+    /// its own: `serve` refuses 1.2's director certificate before anything else).
+    pub x509_version: u32,
 }
 
 impl CertInfo {
@@ -496,6 +499,7 @@ impl CertInfo {
             not_before: timestamp(validity.not_before.timestamp())?,
             not_after: timestamp(validity.not_after.timestamp())?,
             legacy: is_legacy(&x509),
+            x509_version: x509.version().0.saturating_add(1),
         })
     }
 }

@@ -1,19 +1,14 @@
-//! Checks of the database: it opens, it takes writes (tested in a rolled-back transaction), and
-//! its migrations are current.
+//! Checks of the database: it opens, it would take writes, and its migrations are current; all
+//! asked without writing (the database is opened read-only).
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use diesel::connection::SimpleConnection;
-
 use super::{CheckResult, error_chain};
 use crate::config::LoadedConfig;
 use crate::store::{self, DatabaseUrl, DbConnection, Store};
-
-/// A table name no migration uses; created and dropped again by the rollback.
-const PROBE_TABLE: &str = "cpscheck_write_probe";
 
 pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
     let settings = &loaded.config.store;
@@ -35,9 +30,9 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
             }
         }
     }
-    // Store::connect creates nothing here: the file exists (checked above) or the database is
-    // a server. It does switch a 1.2 SQLite file to WAL, as the director's start would.
-    let store = match Store::connect(settings) {
+    // Read-only: cpscheck writes nothing to the database, not even SQLite's journal mode or
+    // the migrations table (a 1.2 file stays as 1.2 left it).
+    let store = match Store::open_read_only(settings) {
         Ok(store) => store,
         Err(error) => {
             results.push(CheckResult::error(
@@ -55,17 +50,34 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
         "database opens",
         format!("{target} opens"),
     ));
+    let schema = store.schema_status();
+    let pending = schema
+        .as_ref()
+        .is_ok_and(|schema| !schema.pending.is_empty());
     if !read_only {
-        results.push(match store.run_blocking(write_probe) {
+        let refused = match &settings.url {
+            DatabaseUrl::Sqlite(path) => sqlite_refuses_writes(path),
+            _ => store
+                .run_blocking(|conn| server_refuses_writes(conn, pending))
+                .map_err(|error| format!("cannot ask it: {}", error_chain(&error)))
+                .and_then(|refused| refused.map_or(Ok(()), Err)),
+        };
+        results.push(match refused {
             Ok(()) => CheckResult::ok(
                 "database.writable",
                 "database takes writes",
-                format!("{target} takes writes (tested in a transaction rolled back)"),
+                format!(
+                    "{target} takes writes (asked without writing: {})",
+                    match &settings.url {
+                        DatabaseUrl::Sqlite(_) => "the file opens for writing",
+                        _ => "a primary server, read-write transactions, the privileges",
+                    }
+                ),
             ),
-            Err(error) => CheckResult::error(
+            Err(reason) => CheckResult::error(
                 "database.writable",
                 "database takes writes",
-                format!("{target} refuses writes: {}", error_chain(&error)),
+                format!("{target} refuses writes: {reason}"),
                 "give the director's user write access to the database (for SQLite: the file, \
                  its -wal and -shm files and its directory; for PostgreSQL: a role that may \
                  create tables and write) and make sure the disk is not full or mounted \
@@ -73,19 +85,33 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
             ),
         });
     }
-    results.push(match store.pending_migrations() {
-        Ok(pending) if pending.is_empty() => CheckResult::ok(
+    results.push(match schema {
+        Ok(schema) if !schema.unknown.is_empty() => CheckResult::error(
+            "database.migrations",
+            "database schema is current",
+            format!(
+                "{target} records migration(s) {} that this build (conpaas-rs {}) does not know \
+                 (its newest is {}): a newer version of the director upgraded it, and this one \
+                 refuses to start on it",
+                schema.unknown.join(", "),
+                env!("CARGO_PKG_VERSION"),
+                schema.newest_known
+            ),
+            "run the version that upgraded the database (and its cpscheck), or restore the \
+             backup taken before that upgrade (docs/operations.md, \"Upgrades and downgrades\")",
+        ),
+        Ok(schema) if schema.pending.is_empty() => CheckResult::ok(
             "database.migrations",
             "database schema is current",
             format!("{target} has every migration applied"),
         ),
-        Ok(pending) => CheckResult::warning(
+        Ok(schema) => CheckResult::warning(
             "database.migrations",
             "database schema is current",
             format!(
                 "{target} lacks {} migration(s) ({}): the director applies them at start",
-                pending.len(),
-                pending.join(", ")
+                schema.pending.len(),
+                schema.pending.join(", ")
             ),
             "back up the database (a 1.2 one is rebuilt in place), then start the director",
         ),
@@ -99,13 +125,15 @@ pub(super) fn checks(loaded: &LoadedConfig) -> Vec<CheckResult> {
             "check that DATABASE_URI names the director's database",
         ),
     });
-    results.extend(accounts(&store));
+    results.extend(accounts(&store, pending));
     results
 }
 
 /// The accounts and services the database holds: users to log in, credit left, starts a
 /// crash interrupted (the director undoes them; the line says so).
-fn accounts(store: &Store) -> Vec<CheckResult> {
+/// With `pending` migrations (a 1.2 database) the columns of later versions are not there
+/// yet: what needs them is skipped, not an error.
+fn accounts(store: &Store, pending: bool) -> Vec<CheckResult> {
     const WHAT_USERS: &str = "users";
     const WHAT_STARTS: &str = "service starts";
     let mut results = Vec::new();
@@ -166,6 +194,12 @@ fn accounts(store: &Store) -> Vec<CheckResult> {
                  running",
             ));
         }
+        Err(_) if pending => results.push(CheckResult::skipped(
+            "database.starts",
+            WHAT_STARTS,
+            "the service starts were not checked: the database is not migrated yet (the \
+             director migrates it at its start)",
+        )),
         Err(error) => results.push(CheckResult::error(
             "database.starts",
             WHAT_STARTS,
@@ -176,22 +210,77 @@ fn accounts(store: &Store) -> Vec<CheckResult> {
     results
 }
 
-/// Writes inside a transaction and rolls it back: a read-only file, directory, role or standby
-/// server fails here. `BEGIN IMMEDIATE` takes SQLite's write lock at once.
-fn write_probe(conn: &mut DbConnection) -> Result<(), store::Error> {
-    let begin = match conn {
-        #[cfg(feature = "sqlite")]
-        DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
-        #[cfg(feature = "postgres")]
-        DbConnection::Pg(_) => "BEGIN",
-    };
-    conn.batch_execute(begin).map_err(store::Error::from)?;
-    let written = conn.batch_execute(&format!(
-        "CREATE TABLE {PROBE_TABLE} (x INTEGER); INSERT INTO {PROBE_TABLE} (x) VALUES (1);"
-    ));
-    let rolled_back = conn.batch_execute("ROLLBACK");
-    written.map_err(store::Error::from)?;
-    rolled_back.map_err(store::Error::from)
+/// Whether the SQLite file can be written, found without writing: it is opened for writing
+/// (neither created nor truncated, nothing written), which a read-only mount or a file the
+/// process may not write refuses. The modes the director's user needs are checked from the
+/// mode bits before ([`sqlite_files`]): root may write anything.
+fn sqlite_refuses_writes(path: &Path) -> Result<(), String> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|error| format!("{} cannot be opened for writing: {error}", path.display()))
+}
+
+/// Whether a database server would refuse the director's writes, asked without writing: a
+/// standby (in recovery), read-only transactions by default for the role or database, no
+/// `INSERT` or `UPDATE` on the `user` table, or (when `pending` migrations are to run) no
+/// `CREATE` in the schema. `Ok(Some(reason))` when it would.
+fn server_refuses_writes(
+    conn: &mut DbConnection,
+    pending: bool,
+) -> Result<Option<String>, store::Error> {
+    #[cfg(feature = "postgres")]
+    if let DbConnection::Pg(c) = conn {
+        use diesel::RunQueryDsl as _;
+        use diesel::sql_types::Bool;
+        #[derive(diesel::QueryableByName)]
+        struct Server {
+            #[diesel(sql_type = Bool)]
+            standby: bool,
+            #[diesel(sql_type = Bool)]
+            read_only: bool,
+            #[diesel(sql_type = Bool)]
+            user_writable: bool,
+            #[diesel(sql_type = Bool)]
+            may_create: bool,
+        }
+        // The session's own setting is read-only (cpscheck's store is): what the role and
+        // database would give the director is the setting's reset value.
+        let server: Server = diesel::sql_query(
+            "SELECT pg_is_in_recovery() AS standby, \
+                    (SELECT reset_val FROM pg_settings \
+                      WHERE name = 'default_transaction_read_only') = 'on' AS read_only, \
+                    CASE WHEN to_regclass('\"user\"') IS NULL THEN true \
+                         ELSE has_table_privilege('\"user\"', 'INSERT') \
+                              AND has_table_privilege('\"user\"', 'UPDATE') END \
+                      AS user_writable, \
+                    coalesce(has_schema_privilege(current_schema(), 'CREATE'), false) \
+                      AS may_create",
+        )
+        .get_result(c)?;
+        let reason = if server.standby {
+            Some("the server is a standby (in recovery): it takes no writes".to_owned())
+        } else if server.read_only {
+            Some(
+                "default_transaction_read_only is on for the director's role or database"
+                    .to_owned(),
+            )
+        } else if !server.user_writable {
+            Some("the director's role may not INSERT and UPDATE the user table".to_owned())
+        } else if pending && !server.may_create {
+            Some(
+                "the director's role may not CREATE in the schema, which the pending \
+                 migrations need"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        return Ok(reason);
+    }
+    let _ = (conn, pending);
+    Ok(None)
 }
 
 enum SqliteFiles {

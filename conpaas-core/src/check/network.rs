@@ -41,7 +41,7 @@ async fn services(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResult 
             "the clouds were not asked about the services' VMs (--no-network)",
         );
     }
-    let rows = match crate::store::Store::connect(&loaded.config.store) {
+    let rows = match crate::store::Store::open_read_only(&loaded.config.store) {
         Ok(store) => store.run(crate::store::list_all_services).await,
         Err(error) => Err(error),
     };
@@ -188,7 +188,7 @@ async fn rowless_vms(loaded: &LoadedConfig, options: &CheckOptions) -> CheckResu
         .filter_map(|(_, node)| node.client_token.strip_prefix(&prefix)?.parse().ok())
         .map(crate::model::ServiceId)
         .collect();
-    let rows = match crate::store::Store::connect(&loaded.config.store) {
+    let rows = match crate::store::Store::open_read_only(&loaded.config.store) {
         Ok(store) => {
             store
                 .run(move |conn| crate::store::service_vms(conn, &sids))

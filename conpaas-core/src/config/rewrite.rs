@@ -1,8 +1,7 @@
 //! `set_director_url`: cpsconf.py's rewrite of `DIRECTOR_URL`, touching only that line.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::Path;
 
 use super::error::Error;
@@ -18,7 +17,7 @@ use super::values::DirectorUrl;
 /// after the `[director]` header, and without that section, a new section is
 /// appended. Every other line stays byte for byte. The new file replaces the
 /// old one atomically (temporary file and rename in the same directory), with
-/// the old file's mode and, when allowed, its owner.
+/// the old file's owner, group (when allowed: root may) and mode.
 pub fn set_director_url(
     path: &Path,
     hostname: &str,
@@ -127,45 +126,18 @@ pub(crate) fn with_director_url(text: &str, url: &DirectorUrl) -> String {
     out
 }
 
-/// Replaces `target` by a file holding `text`, keeping its mode (and owner when allowed).
+/// Replaces `target` by a file holding `text`, keeping its owner, group and mode.
 fn write_atomically(target: &Path, text: &str) -> Result<(), Error> {
-    let io = |action, source| Error::Io {
+    // A new configuration file is one the generated data directory would have: 0600.
+    crate::data_files::replace(
+        target,
+        text.as_bytes(),
+        crate::data_files::Mode::KeptOr(0o600),
+    )
+    .map_err(|source| Error::Io {
         path: target.to_path_buf(),
-        action,
+        action: "replace the configuration",
         source,
-    };
-    let metadata =
-        fs::metadata(target).map_err(|source| io("read the configuration's mode", source))?;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
-    let write = || -> io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        // Only root may give the file away; anyone else keeps a file they own,
-        // which is what they could write anyway.
-        let _ = std::os::unix::fs::fchown(&file, Some(metadata.uid()), Some(metadata.gid()));
-        file.set_permissions(fs::Permissions::from_mode(
-            metadata.permissions().mode() & 0o7777,
-        ))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, target)?;
-        // The rename is durable once the directory is synced; failing that is not worth an error.
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&temp);
-        io("replace the configuration", source)
     })
 }
 

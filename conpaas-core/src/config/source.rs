@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::Error;
@@ -177,15 +176,13 @@ fn prepare_data_dir(dir: &Path) -> Result<bool, Error> {
     match fs::metadata(dir) {
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| Error::Io {
-                    path: dir.to_path_buf(),
-                    action: "create the data directory",
-                    source,
-                })?;
+            // Owned as the directory it is made in (root making `/var/lib/x/data` of a
+            // directory the director's user owns leaves it to that user).
+            crate::data_files::create_dir_all(dir, 0o700).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                action: "create the data directory",
+                source,
+            })?;
         }
         Err(source) => {
             return Err(Error::Io {
@@ -210,12 +207,9 @@ fn prepare_data_dir(dir: &Path) -> Result<bool, Error> {
         }
     }
     let text = default_config_text(dir)?;
-    // create_new: two directors starting at once must not overwrite each other's file.
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path);
+    // create_new: two directors starting at once must not overwrite each other's file. It
+    // belongs to the data directory's owner, as the rest of the directory will.
+    let file = crate::data_files::create_file(&path, crate::data_files::Mode::Private);
     let mut file = match file {
         Ok(file) => file,
         Err(source) if source.kind() == io::ErrorKind::AlreadyExists => return Ok(false),

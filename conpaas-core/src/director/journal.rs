@@ -154,24 +154,13 @@ impl ChargeJournal {
             return Ok(contents);
         }
         let text: String = contents.pending.iter().map(charge_line).collect();
-        let mut temp_name = self.path.as_os_str().to_owned();
-        temp_name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-        let temp = PathBuf::from(temp_name);
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &self.path)?;
-            sync_dir(&self.path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written?;
+        // Owned as the journal was: root running a command that compacts it must not take it
+        // from the director's user.
+        crate::data_files::replace(
+            &self.path,
+            text.as_bytes(),
+            crate::data_files::Mode::Private,
+        )?;
         Ok(JournalContents {
             pending: contents.pending,
             applied: 0,

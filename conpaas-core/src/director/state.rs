@@ -262,15 +262,25 @@ impl Director {
         let checked = self
             .inner
             .store
-            .run(|conn| -> Result<Vec<String>, store::Error> {
+            .run(|conn| -> Result<store::SchemaStatus, store::Error> {
                 store::check_writable(conn)?;
-                store::pending_migrations(conn)
+                store::schema_status(conn)
             })
             .await;
         let (database, migrations) = match checked {
-            Ok(pending) if pending.is_empty() => (true, true),
-            Ok(pending) => {
-                tracing::warn!(?pending, "not ready: database migrations missing");
+            Ok(schema) if schema.pending.is_empty() && schema.unknown.is_empty() => (true, true),
+            Ok(schema) if !schema.unknown.is_empty() => {
+                // Another replica of a newer version migrated the shared database.
+                tracing::warn!(
+                    unknown = ?schema.unknown,
+                    newest_known = %schema.newest_known,
+                    "not ready: the database's schema is newer than this build's (upgrade this \
+                     director)"
+                );
+                (true, false)
+            }
+            Ok(schema) => {
+                tracing::warn!(pending = ?schema.pending, "not ready: database migrations missing");
                 (true, false)
             }
             Err(error) => {

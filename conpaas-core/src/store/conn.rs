@@ -49,6 +49,8 @@ pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct Manager {
     target: Target,
+    /// Connections read only (see [`Manager::read_only`]).
+    read_only: bool,
 }
 
 /// What a [`Manager`] connects to.
@@ -81,6 +83,17 @@ const MEMORY_TARGET: &str = "an in-memory sqlite database";
 impl Manager {
     /// Checks what can be checked before connecting (see [`Error::DatabaseDirectoryMissing`]).
     pub(crate) fn new(url: DatabaseUrl) -> Result<Manager, Error> {
+        Manager::with_access(url, false)
+    }
+
+    /// Connections that only read: a missing SQLite file is not created
+    /// ([`Error::DatabaseMissing`]), an SQLite file is opened with `mode=ro` and its journal
+    /// mode left as it is, a PostgreSQL session's transactions are read-only.
+    pub(crate) fn read_only(url: DatabaseUrl) -> Result<Manager, Error> {
+        Manager::with_access(url, true)
+    }
+
+    fn with_access(url: DatabaseUrl, read_only: bool) -> Result<Manager, Error> {
         let target = match url {
             // SQLite's own name for an in-memory database, never a file name here.
             #[cfg(feature = "sqlite")]
@@ -99,7 +112,12 @@ impl Manager {
                 if !dir.is_dir() {
                     return Err(Error::DatabaseDirectoryMissing { path });
                 }
-                create_private_file(&path)?;
+                if !read_only {
+                    create_private_file(&path)?;
+                } else if matches!(std::fs::symlink_metadata(&path), Err(error) if error.kind() == std::io::ErrorKind::NotFound)
+                {
+                    return Err(Error::DatabaseMissing { path });
+                }
                 Target::File(path)
             }
             #[cfg(feature = "postgres")]
@@ -115,7 +133,7 @@ impl Manager {
                 });
             }
         };
-        Ok(Manager { target })
+        Ok(Manager { target, read_only })
     }
 
     /// Whether the database lives in memory ([`DatabaseUrl::SqliteMemory`]).
@@ -141,6 +159,11 @@ impl Manager {
     pub(crate) fn open(&self) -> Result<DbConnection, Error> {
         match &self.target {
             #[cfg(feature = "sqlite")]
+            Target::File(path) if self.read_only => {
+                let conn = open_sqlite_read_only(path)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            #[cfg(feature = "sqlite")]
             Target::File(path) => {
                 let text = sqlite_path_text(path)?;
                 let conn = open_sqlite(&text, &path.display().to_string())?;
@@ -152,11 +175,18 @@ impl Manager {
             }
             #[cfg(feature = "postgres")]
             Target::Postgres(url) => {
-                let conn = PgConnection::establish(url).map_err(|source| Error::Connect {
+                let mut conn = PgConnection::establish(url).map_err(|source| Error::Connect {
                     // The URL may hold a password: name the backend only.
                     target: "postgresql".to_owned(),
                     source: DatabaseError::connect(source),
                 })?;
+                if self.read_only {
+                    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .map_err(|source| Error::Configure {
+                            target: "postgresql".to_owned(),
+                            source: DatabaseError::query(source),
+                        })?;
+                }
                 Ok(DbConnection::Pg(conn))
             }
         }
@@ -192,16 +222,56 @@ fn open_sqlite(text: &str, target: &str) -> Result<SqliteConnection, Error> {
 }
 
 #[cfg(feature = "sqlite")]
+/// Opens the SQLite file `path` for reading only (`mode=ro`, as `SQLITE_OPEN_READONLY`): nothing
+/// is written to it, its journal mode stays (a 1.2 file keeps its rollback journal), and a
+/// write is refused by SQLite. A file in WAL mode still gets the `-wal` and `-shm` files every
+/// SQLite reader of it needs, as the director's own connections would.
+fn open_sqlite_read_only(path: &Path) -> Result<SqliteConnection, Error> {
+    let target = path.display().to_string();
+    let mut conn =
+        SqliteConnection::establish(&read_only_uri(path)?).map_err(|source| Error::Connect {
+            target: target.clone(),
+            source: DatabaseError::connect(source),
+        })?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {};",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    ))
+    .map_err(|error| Error::configure(&target, error))?;
+    Ok(conn)
+}
+
+#[cfg(feature = "sqlite")]
+/// The `file:` URI opening `path` read-only: the characters a URI path cannot hold as they are
+/// percent-encoded, an absolute path after an empty authority (`file:///...`).
+fn read_only_uri(path: &Path) -> Result<String, Error> {
+    let Some(text) = path.to_str() else {
+        return Err(Error::NonUtf8Path {
+            path: path.to_owned(),
+        });
+    };
+    let mut uri = String::from(if text.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for byte in text.bytes() {
+        match byte {
+            b'?' | b'#' | b'%' | 0..=0x20 | 0x7f..=0xff => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(char::from(byte)),
+        }
+    }
+    uri.push_str("?mode=ro");
+    Ok(uri)
+}
+
+#[cfg(feature = "sqlite")]
 /// Creates a missing SQLite file 0600 before SQLite does (it would use the umask): the
-/// database holds password hashes. SQLite gives its -wal and -shm files the same mode.
+/// database holds password hashes. It belongs to its directory's owner (root running `director
+/// init` in the director's data directory leaves the database to the director's user); SQLite
+/// gives its -wal and -shm files the same mode, and, run as root, the same owner.
 fn create_private_file(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match crate::data_files::create_file(path, crate::data_files::Mode::Private) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(Error::CreateFile {

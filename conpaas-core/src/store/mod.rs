@@ -137,7 +137,9 @@ pub use installation::{
 #[cfg(feature = "store")]
 pub use lease::Lease;
 #[cfg(feature = "store")]
-pub use readiness::{check_writable, pending_migrations};
+pub use migrate::SchemaStatus;
+#[cfg(feature = "store")]
+pub use readiness::{check_writable, pending_migrations, schema_status};
 #[cfg(feature = "store")]
 pub use services::{
     AbandonedVm, ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service,
@@ -277,6 +279,13 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
     },
+    /// The SQLite file does not exist, and the store was opened for reading only
+    /// ([`Store::open_read_only`]), which creates nothing.
+    #[error("there is no sqlite database at {}", path.display())]
+    DatabaseMissing {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The SQLite file could not be created.
     #[error("cannot create the sqlite database {}", path.display())]
     CreateFile {
@@ -330,6 +339,25 @@ pub enum Error {
     ForeignKeyViolations {
         /// How many.
         n_rows: i64,
+    },
+    /// The database records migrations this build does not know: a newer version of the
+    /// director upgraded it. Nothing was run: a build must not work on a schema it does not
+    /// know, and migrations cannot be undone (restore the backup taken before the upgrade).
+    #[error(
+        "the database's schema is newer than this build's: it records migration {newest_applied}, \
+         and this build (conpaas-core {build}) knows migrations up to {newest_known}; run the \
+         version that upgraded it (or a newer one), or restore the backup taken before that \
+         upgrade"
+    )]
+    SchemaNewer {
+        /// The newest migration version the database records.
+        newest_applied: String,
+        /// The newest migration version this build has.
+        newest_known: String,
+        /// Every recorded migration version this build does not know, oldest first.
+        unknown: Vec<String>,
+        /// This build's version (conpaas-core's).
+        build: &'static str,
     },
     /// A query failed. The message names the kind of failure (busy or locked, disk full,
     /// read-only, corrupt...) for the log; the api answers clients without it.
@@ -603,11 +631,30 @@ impl Store {
         })
     }
 
+    /// Opens the database for reading only: nothing is created, migrated or written. An
+    /// SQLite file is opened with `mode=ro` (`SQLITE_OPEN_READONLY`) and keeps its journal mode
+    /// (a 1.2 file stays in rollback-journal mode; a file in WAL mode gets the `-wal` and `-shm`
+    /// files every reader needs); no migrations table is created
+    /// ([`pending_migrations`](Self::pending_migrations) and
+    /// [`schema_status`](Self::schema_status) only read); a PostgreSQL session's transactions
+    /// are read-only. For the tools said to only read: `cpscheck`, `director backup`,
+    /// `director audit`, the source of `director migrate-db`.
+    ///
+    /// A missing SQLite file is [`Error::DatabaseMissing`]. Writes through this store fail
+    /// ([`DatabaseErrorKind::ReadOnly`]).
+    pub fn open_read_only(settings: &StoreSettings) -> Result<Store, Error> {
+        Store::with_manager(conn::Manager::read_only(settings.url.clone())?, settings)
+    }
+
     /// Opens the database without migrating it (for diagnostics:
     /// [`Store::pending_migrations`]). One connection is opened at once, so a bad
     /// URL or path fails here with its own error.
     pub fn connect(settings: &StoreSettings) -> Result<Store, Error> {
-        let manager = conn::Manager::new(settings.url.clone())?;
+        Store::with_manager(conn::Manager::new(settings.url.clone())?, settings)
+    }
+
+    /// A store of connections `manager` opens.
+    fn with_manager(manager: conn::Manager, settings: &StoreSettings) -> Result<Store, Error> {
         // Fail now with the real reason rather than after r2d2's timeout with a
         // summary of it.
         drop(manager.open()?);
@@ -652,9 +699,17 @@ impl Store {
         Ok(ran)
     }
 
-    /// The names of the migrations not yet applied, oldest first.
+    /// The names of the migrations not yet applied, oldest first. Only reads: a database
+    /// without a migrations table (1.2's) has every migration pending.
     pub fn pending_migrations(&self) -> Result<Vec<String>, Error> {
         self.with_migration_connection(migrate::pending)
+    }
+
+    /// The database's schema against this build's migrations: those not yet applied, and
+    /// those applied that this build does not know (a newer version's, which
+    /// [`migrate`](Self::migrate) refuses to run beside). Only reads.
+    pub fn schema_status(&self) -> Result<SchemaStatus, Error> {
+        self.with_migration_connection(migrate::schema_status)
     }
 
     /// Runs `f` on the connection migrations use: one of its own, closed afterwards, since
@@ -927,6 +982,108 @@ mod tests {
         assert!(pending[0].starts_with("0001"), "{pending:?}");
         assert_eq!(store.migrate().unwrap().len(), n_migrations);
         assert!(store.pending_migrations().unwrap().is_empty());
+    }
+
+    /// `cpscheck`, `director backup` and `director audit` open the database read-only: an
+    /// SQLite file in rollback-journal mode (1.2's) keeps every byte, gets no migrations
+    /// table and no `-wal`; a write is refused; a missing file is not created.
+    #[test]
+    fn a_read_only_store_writes_nothing() {
+        use diesel::Connection as _;
+        use diesel::connection::SimpleConnection as _;
+        let dir = tempfile::tempdir().unwrap();
+        // Characters a `file:` URI must escape.
+        let path = dir.path().join("a ?#%25 name.db");
+        let mut raw = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        raw.batch_execute("CREATE TABLE user (uid INTEGER PRIMARY KEY, username TEXT)")
+            .unwrap();
+        drop(raw);
+        let before = std::fs::read(&path).unwrap();
+
+        let store =
+            Store::open_read_only(&StoreSettings::new(DatabaseUrl::Sqlite(path.clone()))).unwrap();
+        let schema = store.schema_status().unwrap();
+        assert!(schema.pending[0].starts_with("0001"), "{schema:?}");
+        assert!(schema.unknown.is_empty(), "{schema:?}");
+        assert_eq!(
+            store.run_blocking(count_users).unwrap(),
+            0,
+            "the user table of {} is read",
+            path.display()
+        );
+        let refused = store
+            .run_blocking(|conn| {
+                conn.batch_execute("INSERT INTO user (username) VALUES ('a')")
+                    .map_err(Error::from)
+            })
+            .unwrap_err();
+        assert_eq!(
+            refused.database().map(DatabaseError::kind),
+            Some(DatabaseErrorKind::ReadOnly),
+            "{refused:?}"
+        );
+        assert!(store.migrate().is_err());
+        drop(store);
+        assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [path.file_name().unwrap()]);
+
+        let missing = dir.path().join("none.db");
+        let error =
+            Store::open_read_only(&StoreSettings::new(DatabaseUrl::Sqlite(missing.clone())))
+                .unwrap_err();
+        assert!(
+            matches!(&error, Error::DatabaseMissing { path } if *path == missing),
+            "{error:?}"
+        );
+        assert!(!missing.exists());
+    }
+
+    /// A database a newer build migrated is refused before anything is written, naming both
+    /// versions.
+    #[test]
+    fn a_newer_schema_is_refused() {
+        use diesel::connection::SimpleConnection as _;
+        let (store, _dir) = sqlite_store();
+        store
+            .run_blocking(|conn| {
+                conn.batch_execute(
+                    "INSERT INTO __diesel_schema_migrations (version) VALUES ('9999'), ('10000')",
+                )
+                .map_err(Error::from)
+            })
+            .unwrap();
+        let schema = store.schema_status().unwrap();
+        assert!(schema.pending.is_empty(), "{schema:?}");
+        assert_eq!(schema.unknown, ["9999", "10000"]);
+        let newest_known = schema.newest_known.clone();
+        assert!(newest_known.starts_with("000"), "{newest_known}");
+        let error = store.migrate().unwrap_err();
+        let Error::SchemaNewer {
+            newest_applied,
+            newest_known: known,
+            unknown,
+            ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(
+            (newest_applied.as_str(), known, unknown.len()),
+            ("10000", &newest_known, 2)
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "records migration 10000, and this build (conpaas-core {}) knows migrations up to \
+                 {newest_known}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{message}"
+        );
     }
 
     #[test]

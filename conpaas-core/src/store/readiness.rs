@@ -59,6 +59,12 @@ pub fn pending_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Error>
     super::migrate::pending(conn)
 }
 
+/// The database's schema against this build's migrations, on the request connection (see
+/// [`Store::schema_status`](super::Store::schema_status)). Only reads.
+pub fn schema_status(conn: &mut DbConnection) -> Result<super::SchemaStatus, Error> {
+    super::migrate::schema_status(conn)
+}
+
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use diesel::RunQueryDsl as _;

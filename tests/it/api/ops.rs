@@ -56,6 +56,28 @@ async fn version_health_and_readiness_answer_plain_text_to_anyone() {
     );
 }
 
+/// Issue 26, 5: a replica left behind by an upgrade (another director of a newer version
+/// migrated the shared database) is taken out of rotation: `/readyz` says `migrations`.
+#[tokio::test]
+async fn a_schema_newer_than_the_build_is_not_ready() {
+    let director = TestDirector::start();
+    let http = director.anonymous();
+    assert_eq!(http.get("/readyz").await.text(), "ready\n");
+    director
+        .director()
+        .store()
+        .run(|conn| {
+            use diesel::connection::SimpleConnection as _;
+            conn.batch_execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('9999')")
+                .map_err(conpaas_core::store::Error::from)
+        })
+        .await
+        .unwrap();
+    let ready = http.get("/readyz").await;
+    ready.expect_status(503);
+    assert_eq!(ready.text(), "not ready: migrations\n");
+}
+
 #[tokio::test]
 async fn every_answer_carries_the_directors_own_request_id() {
     let director = TestDirector::start();

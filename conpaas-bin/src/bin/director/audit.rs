@@ -52,8 +52,9 @@ pub(super) struct Asked {
 }
 
 pub(super) fn run(loaded: &LoadedConfig, asked: Asked) -> anyhow::Result<ExitCode> {
-    // Reading never migrates: a director of this version that has served the database has.
-    let store = Store::connect(&loaded.config.store)?;
+    // Reading never migrates (a director of this version that has served the database has)
+    // nor writes: the database is opened read-only.
+    let store = Store::open_read_only(&loaded.config.store)?;
     let pending = store.run_blocking(store::pending_migrations)?;
     if pending.iter().any(|name| name.contains("audit_event")) {
         eprintln!(

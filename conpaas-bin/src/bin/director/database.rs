@@ -43,8 +43,9 @@ pub(super) fn migrate_db(from: DatabaseUrl, to: DatabaseUrl) -> anyhow::Result<E
     let settings =
         |url: DatabaseUrl| conpaas_core::store::StoreSettings::new(url).max_connections(2);
     let (from_name, to_name) = (describe_database(&from), describe_database(&to));
-    // The source is only read: a 1.2 database not yet migrated is refused, not rebuilt.
-    let source = Store::connect(&settings(from))?;
+    // The source is only read (opened read-only): a 1.2 database not yet migrated is refused,
+    // not rebuilt.
+    let source = Store::open_read_only(&settings(from))?;
     let pending = source.pending_migrations()?;
     if !pending.is_empty() {
         eprintln!(
@@ -92,8 +93,10 @@ pub(super) fn backup(loaded: &LoadedConfig, file: &Path) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::FAILURE);
     }
-    // Not migrated: a backup is what one takes before an upgrade migrates the database.
-    let store = Store::connect(&loaded.config.store)?;
+    // Read-only, never migrated: a backup is what one takes before an upgrade migrates the
+    // database, and a 1.2 file is left byte for byte as it was (no WAL switch, no migrations
+    // table).
+    let store = Store::open_read_only(&loaded.config.store)?;
     let dest = file.to_owned();
     match store.run_blocking(move |conn| store::backup_sqlite(conn, &dest)) {
         Ok(()) => {

@@ -67,6 +67,31 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
+/// Refuses 1.2's own director certificate (X.509 v1), which rustls cannot use as the
+/// director's identity, saying what to do, rather than failing after the database was migrated
+/// with rustls's `UnsupportedCertVersion`. Other problems of the file are left to the TLS set-up,
+/// which names them.
+fn refuse_a_1_2_certificate(loaded: &LoadedConfig) -> Option<ExitCode> {
+    let path = loaded.config.ca.cert_dir.join(conpaas_core::ca::CERT_FILE);
+    let info = conpaas_core::ca::CertInfo::parse(&std::fs::read(&path).ok()?).ok()?;
+    if info.x509_version != 1 {
+        return None;
+    }
+    let host = loaded
+        .config
+        .director_url
+        .as_ref()
+        .map_or("HOSTNAME", |url| url.host());
+    eprintln!(
+        "E: {} is an X.509 v1 certificate, as ConPaaS 1.2 made them, which the director's TLS \
+         (rustls) cannot use: run `director init --keep-ca {host}` first, which issues a new \
+         director certificate under the same CA (docs/operations.md, \"Adopting a 1.2 \
+         installation\"); nothing was changed",
+        path.display()
+    );
+    Some(ExitCode::FAILURE)
+}
+
 pub(super) fn serve(
     source: &ConfigSource,
     loaded: &LoadedConfig,
@@ -100,6 +125,9 @@ pub(super) fn serve(
             loaded.config.conf_dir.display(),
             report.director_url
         );
+    } else if let Some(refused) = refuse_a_1_2_certificate(loaded) {
+        // Before the database is vouched for, which migrates a 1.2 one.
+        return Ok(refused);
     } else if let Some(refused) = vouch(loaded, new_database)? {
         // Before anything else opens the database: a missing file is not created.
         return Ok(refused);

@@ -293,7 +293,7 @@ fn backup_cpscheck_and_audit_leave_a_1_2_database_as_it_was() {
     let report = text(&out.stdout);
     assert!(
         report.lines().any(|line| line.starts_with("W: ")
-            && line.contains("lacks 8 migration(s)")
+            && line.contains(&format!("lacks {} migration(s)", migrations().len()))
             && line.contains("the director applies them at start")),
         "{report}"
     );
@@ -382,7 +382,7 @@ fn an_older_build_refuses_a_newer_schema_on_sqlite() {
             && line.contains(&format!(
                 "records migration(s) {FUTURE_MIGRATION} that this build"
             ))
-            && line.contains("its newest is 0008")
+            && line.contains(&format!("its newest is {}", newest_migration()))
             && line.contains("restore the backup taken before that upgrade")),
         "{report}"
     );
@@ -481,8 +481,9 @@ fn assert_newer_schema_refused(stderr: &str) {
         "the database's schema is newer than this build's",
         &format!("it records migration {FUTURE_MIGRATION}"),
         &format!(
-            "this build (conpaas-core {}) knows migrations up to 0008",
-            env!("CARGO_PKG_VERSION")
+            "this build (conpaas-core {}) knows migrations up to {}",
+            env!("CARGO_PKG_VERSION"),
+            newest_migration()
         ),
         "run the version that upgraded it (or a newer one), or restore the backup taken \
          before that upgrade",
@@ -638,4 +639,20 @@ fn serve_config(cfg: &Path) -> (std::process::Child, u16) {
         .parse()
         .unwrap();
     (child, port)
+}
+
+/// This build's migrations (`conpaas-core/migrations/sqlite/`), in order.
+fn migrations() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conpaas-core/migrations/sqlite");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The version (`0009`) of this build's newest migration.
+fn newest_migration() -> String {
+    migrations().last().unwrap()[..4].to_owned()
 }

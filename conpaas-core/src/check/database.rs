@@ -226,6 +226,8 @@ fn sqlite_refuses_writes(path: &Path) -> Result<(), String> {
 /// standby (in recovery), read-only transactions by default for the role or database, no
 /// `INSERT` or `UPDATE` on the `user` table, or (when `pending` migrations are to run) no
 /// `CREATE` in the schema. `Ok(Some(reason))` when it would.
+// With PostgreSQL the only backend built, `DbConnection` has one variant.
+#[cfg_attr(not(feature = "sqlite"), allow(irrefutable_let_patterns))]
 fn server_refuses_writes(
     conn: &mut DbConnection,
     pending: bool,

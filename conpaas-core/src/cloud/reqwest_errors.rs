@@ -1,5 +1,42 @@
-//! Reading reqwest's errors, for the drivers over reqwest that classify failures themselves
-//! (OpenNebula, OpenStack): one line with every source, and whether TLS refused the server.
+//! Reading reqwest's answers and errors, for the drivers over reqwest that classify failures
+//! themselves (OpenNebula, OpenStack): a bounded body, an answer quoted on one line, an error
+//! with every source on one line, and whether TLS refused the server.
+
+use reqwest::StatusCode;
+
+/// The body of `response`, at most `max_bytes` of it (a longer one is cut, and then fails to
+/// parse, which the caller reports as an unreadable answer).
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max_bytes.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An answer for an error message: status and the first `max_chars` of the body on one line.
+pub(crate) fn quote(body: &str, status: StatusCode, max_chars: usize) -> String {
+    let text: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
+    if text.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    }
+}
 
 /// An error and its sources on one line (reqwest's own message is only "error sending request").
 pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {

@@ -562,34 +562,14 @@ pub(super) fn unavailable(last: &str, attempts: u32) -> Error {
     ))
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if chunk.len() > room {
-            // Cut: the JSON will not parse, which is reported as an unreadable answer.
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+async fn read_limited(response: reqwest::Response) -> Result<String, reqwest::Error> {
+    // Cut at MAX_ANSWER_BYTES: the JSON will not parse, reported as an unreadable answer.
+    crate::cloud::reqwest_errors::read_limited(response, MAX_ANSWER_BYTES).await
 }
 
 /// An answer for an error message: status and the start of the body on one line.
 pub(super) fn quote(body: &str, status: StatusCode) -> String {
-    let text: String = body
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_QUOTED_CHARS)
-        .collect();
-    if text.is_empty() {
-        status.to_string()
-    } else {
-        format!("{status}: {text}")
-    }
+    crate::cloud::reqwest_errors::quote(body, status, MAX_QUOTED_CHARS)
 }
 
 fn classify(error: reqwest::Error) -> Failure {

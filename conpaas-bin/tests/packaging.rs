@@ -1,6 +1,6 @@
 //! The packaging files: the systemd unit (checked by `systemd-analyze verify` where that tool
-//! is installed), the Dockerfile (read here; built by `.ci/run` where a Docker daemon
-//! answers) and the example HAProxy configuration (checked by `haproxy -c` where installed).
+//! is installed), the Dockerfile (read here; built and run with the docs' own lines by
+//! `scripts/container-docs.sh` where Docker or Podman answers) and the example HAProxy configuration (checked by `haproxy -c` where installed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -296,4 +296,36 @@ fn the_haproxy_example_passes_tls_through_to_two_replicas() {
     // It would say so.
     let (valid, said) = haproxy_check(&text.replace("mode tcp", "mode tcpx"));
     assert!(!valid, "a broken configuration passed: {said}");
+}
+
+/// `scripts/container-docs.sh` runs the docs' container lines where an engine answers (not on
+/// this machine kind: no daemon, no registry); here, that it finds the lines the docs promise
+/// and that CI calls it.
+#[test]
+fn the_container_lines_of_the_docs_are_what_the_script_runs() {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/container-docs.sh"))
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    let operations = read("docs/operations.md");
+    for line in &lines {
+        assert!(operations.contains(line), "{line}");
+    }
+    let has = |needle: &str| lines.iter().any(|line| line.contains(needle));
+    assert!(has("docker build -t conpaas-director ."), "{listed}");
+    assert!(has(" init "), "{listed}");
+    // adduser asks for the password on a terminal.
+    assert!(has("run --rm -it -v conpaas-data:/data conpaas-director adduser "), "{listed}");
+    assert!(has("run -d --name director -p 5555:5555 "), "{listed}");
+    assert!(has(" backup "), "{listed}");
+    assert!(has("{{.State.Health.Status}}"), "{listed}");
+    assert!(read(".ci/run").contains("\n./scripts/container-docs.sh\n"));
 }

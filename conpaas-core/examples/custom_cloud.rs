@@ -1,6 +1,6 @@
-//! An orchestrator's own cloud behind the director: the real start, list, stop and
-//! reconciliation of a crashed start, on a temporary SQLite store, with nothing configured by
-//! file. Run with `cargo run -p conpaas-core --example custom_cloud`.
+//! An orchestrator's own cloud behind the director: its probe (what `director serve` runs at
+//! start and each maintenance pass), the real start, list, stop and reconciliation of a crashed
+//! start, on a temporary SQLite store, with nothing configured by file. Run with `cargo run -p conpaas-core --example custom_cloud`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -103,6 +103,12 @@ async fn story(director: &Director, pods: &PodCloud) -> Result<(), Box<dyn std::
     assert_eq!(director.available_clouds(), ["pods"]);
     // What `/available_clouds` answers: 1.2's clients name the default cloud `default`.
     assert_eq!(director.client_cloud_names(), ["default"]);
+    // The probe a serving director runs at start and at each maintenance interval: the
+    // `conpaas_cloud_up` gauge and `/readyz`'s "degraded" come from it.
+    let health = director.probe_clouds().await;
+    println!("probed: {} up: {}", health[0].cloud, health[0].up);
+    assert!(health[0].up, "{:?}", health[0].problem);
+    assert_eq!(director.cloud_health()["pods"], health[0]);
 
     let alice = accounts::add_user(
         director.store(),

@@ -5,8 +5,13 @@ use diesel::prelude::*;
 
 use super::audit::AuditEvent;
 use super::conn::{DbConnection, on_backend, write_transaction};
-use super::rows::{ApplicationRow, CertificateRow, ServiceRow, UserRow};
-use super::schema::{application, audit_event, issued_certificate, service, user};
+use super::rows::{
+    AbandonedRow, AgentRow, ApplicationRow, CertificateRow, CloudKeyRow, ServiceRow, UserRow,
+};
+use super::schema::{
+    abandoned_vm, agent_vm, application, audit_event, issued_certificate, service,
+    service_cloud_key, user,
+};
 use super::{Error, Store};
 
 /// What [`copy_database`] copied: the same counts and credit were read back from the target
@@ -24,6 +29,9 @@ pub struct CopyReport {
     pub certificates: i64,
     /// Audit events.
     pub audit_events: i64,
+    /// Agent VMs, abandoned VMs and services' credentials for the managers' cloud: the VMs
+    /// and keys the director keeps track of beside the services' own.
+    pub vm_records: i64,
     /// The sum of the users' credit.
     pub credit: i64,
 }
@@ -33,12 +41,13 @@ impl std::fmt::Display for CopyReport {
         write!(
             f,
             "{} user(s), {} application(s), {} service(s), {} issued certificate(s), {} audit \
-             event(s), {} credit in all",
+             event(s), {} agent and VM record(s), {} credit in all",
             self.users,
             self.applications,
             self.services,
             self.certificates,
             self.audit_events,
+            self.vm_records,
             self.credit
         )
     }
@@ -48,14 +57,16 @@ impl std::fmt::Display for CopyReport {
 const CHUNK: usize = 500;
 
 /// The tables with generated ids, and their id column.
-const COUNTED: [(&str, &str); 4] = [
+const COUNTED: [(&str, &str); 5] = [
     ("user", "uid"),
     ("application", "aid"),
     ("service", "sid"),
     ("audit_event", "id"),
+    ("agent_vm", "id"),
 ];
 
-/// Copies every user, application, service, issued certificate and audit event of `source` into `target`,
+/// Copies every user, application, service, issued certificate, audit event, agent VM,
+/// abandoned VM and service credential of `source` into `target`,
 /// with their ids, in one transaction on `target`, and moves `target`'s id counters past the
 /// highest id `source` ever gave (so that no id is reused, as on the source). `target` must be
 /// migrated and empty ([`Error::TargetNotEmpty`] otherwise, nothing written); the counts and
@@ -63,7 +74,7 @@ const COUNTED: [(&str, &str); 4] = [
 /// all back). Blocking; `source` is only read (stop the directors using it first, or rows
 /// written meanwhile are not copied).
 pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error> {
-    let (users, applications, services, certificates, events, counters) =
+    let (users, applications, services, certificates, events, vms, counters) =
         source.run_blocking(|conn| -> Result<_, Error> {
             let users: Vec<UserRow> = on_backend!(conn, |c| user::table
                 .order(user::uid)
@@ -86,6 +97,18 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
                 .order(audit_event::id)
                 .select(AuditEvent::as_select())
                 .load(c))?;
+            let agents: Vec<AgentRow> = on_backend!(conn, |c| agent_vm::table
+                .order(agent_vm::id)
+                .select(AgentRow::as_select())
+                .load(c))?;
+            let keys: Vec<CloudKeyRow> = on_backend!(conn, |c| service_cloud_key::table
+                .order(service_cloud_key::sid)
+                .select(CloudKeyRow::as_select())
+                .load(c))?;
+            let abandoned: Vec<AbandonedRow> = on_backend!(conn, |c| abandoned_vm::table
+                .order((abandoned_vm::cloud, abandoned_vm::vmid))
+                .select(AbandonedRow::as_select())
+                .load(c))?;
             let mut counters = Vec::new();
             for (table, column) in COUNTED {
                 counters.push(id_counter(conn, table, column)?);
@@ -96,6 +119,7 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
                 services,
                 certificates,
                 events,
+                (agents, keys, abandoned),
                 counters,
             ))
         })?;
@@ -105,6 +129,7 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
         services: count(services.len()),
         certificates: count(certificates.len()),
         audit_events: count(events.len()),
+        vm_records: count(vms.0.len() + vms.1.len() + vms.2.len()),
         credit: users.iter().map(|row| row.credit.0).sum(),
     };
     target.run_blocking(|conn| {
@@ -138,6 +163,22 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
                     .values(rows)
                     .execute(c))?;
             }
+            let (agents, keys, abandoned) = &vms;
+            for rows in agents.chunks(CHUNK) {
+                on_backend!(conn, |c| diesel::insert_into(agent_vm::table)
+                    .values(rows)
+                    .execute(c))?;
+            }
+            for rows in keys.chunks(CHUNK) {
+                on_backend!(conn, |c| diesel::insert_into(service_cloud_key::table)
+                    .values(rows)
+                    .execute(c))?;
+            }
+            for rows in abandoned.chunks(CHUNK) {
+                on_backend!(conn, |c| diesel::insert_into(abandoned_vm::table)
+                    .values(rows)
+                    .execute(c))?;
+            }
             for ((table, column), counter) in COUNTED.into_iter().zip(&counters) {
                 set_id_counter(conn, table, column, *counter)?;
             }
@@ -164,6 +205,9 @@ fn report(conn: &mut DbConnection) -> Result<CopyReport, Error> {
     let services: i64 = on_backend!(conn, |c| service::table.count().get_result(c))?;
     let certificates: i64 = on_backend!(conn, |c| issued_certificate::table.count().get_result(c))?;
     let audit_events: i64 = on_backend!(conn, |c| audit_event::table.count().get_result(c))?;
+    let agents: i64 = on_backend!(conn, |c| agent_vm::table.count().get_result(c))?;
+    let keys: i64 = on_backend!(conn, |c| service_cloud_key::table.count().get_result(c))?;
+    let abandoned: i64 = on_backend!(conn, |c| abandoned_vm::table.count().get_result(c))?;
     // sum() of a BIGINT is NUMERIC on PostgreSQL.
     let credit: i64 = on_backend!(conn, |c| user::table
         .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
@@ -176,6 +220,7 @@ fn report(conn: &mut DbConnection) -> Result<CopyReport, Error> {
         services,
         certificates,
         audit_events,
+        vm_records: agents + keys + abandoned,
         credit,
     })
 }

@@ -51,6 +51,8 @@ use diesel::r2d2::Pool;
 use crate::model::{AppId, Credit, UserId};
 
 #[cfg(feature = "store")]
+mod agents;
+#[cfg(feature = "store")]
 mod applications;
 #[cfg(feature = "store")]
 mod audit;
@@ -140,6 +142,13 @@ pub use lease::Lease;
 pub use migrate::SchemaStatus;
 #[cfg(feature = "store")]
 pub use readiness::{check_writable, pending_migrations, schema_status};
+#[cfg(feature = "store")]
+pub use agents::{
+    AgentRefusal, AgentVm, claim_agent, complete_agent, count_agents_of_service, delete_cloud_key,
+    find_agent, find_cloud_key, forget_agent, insert_agent, list_agents_of_service,
+    list_agents_of_user, list_all_agents, list_unsettled_agents, record_claimed_agent_vm,
+    set_cloud_key,
+};
 #[cfg(feature = "store")]
 pub use services::{
     AbandonedVm, ConditionalDelete, INITIAL_STATE, ManagerVm, NewService, claim_service,

@@ -121,3 +121,55 @@ pub(crate) fn truncate_to_micros(t: NaiveDateTime) -> NaiveDateTime {
     let micros = t.nanosecond() / 1_000 * 1_000;
     t.with_nanosecond(micros).unwrap_or(t)
 }
+
+/// An `agent_vm` row.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::agent_vm)]
+pub(crate) struct AgentRow {
+    pub(crate) id: i32,
+    pub(crate) sid: ServiceId,
+    pub(crate) uid: UserId,
+    pub(crate) cloud: String,
+    pub(crate) name: String,
+    pub(crate) vmid: Option<String>,
+    pub(crate) address: Option<String>,
+    pub(crate) lifecycle: String,
+    pub(crate) created: NaiveDateTime,
+}
+
+impl From<AgentRow> for super::AgentVm {
+    fn from(row: AgentRow) -> super::AgentVm {
+        super::AgentVm {
+            id: row.id,
+            sid: row.sid,
+            uid: row.uid,
+            cloud: row.cloud,
+            name: row.name,
+            vmid: row.vmid,
+            address: row.address,
+            // The column's CHECK allows nothing else; an unknown text (a newer schema) is
+            // read as the state that protects its VM.
+            lifecycle: crate::model::Lifecycle::parse(&row.lifecycle)
+                .unwrap_or(crate::model::Lifecycle::Running),
+            created: row.created,
+        }
+    }
+}
+
+/// A `service_cloud_key` row.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::service_cloud_key)]
+pub(crate) struct CloudKeyRow {
+    pub(crate) sid: ServiceId,
+    pub(crate) key_hash: String,
+}
+
+/// An `abandoned_vm` row.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::abandoned_vm)]
+pub(crate) struct AbandonedRow {
+    pub(crate) cloud: String,
+    pub(crate) vmid: String,
+    pub(crate) sid: ServiceId,
+    pub(crate) noted: NaiveDateTime,
+}

@@ -1,6 +1,6 @@
 //! The diesel schema: the three ConPaaS 1.2 tables (as migration 2 leaves them) and
-//! `issued_certificate`, `audit_event`, `credit_charge`, `installation` and
-//! `abandoned_vm`. Written by hand to match `migrations/*/`; keep them in step.
+//! `issued_certificate`, `audit_event`, `credit_charge`, `installation`,
+//! `abandoned_vm`, `agent_vm` and `service_cloud_key`. Written by hand to match `migrations/*/`; keep them in step.
 
 diesel::table! {
     /// One row per ConPaaS account (1.2's table, name and columns kept).
@@ -175,7 +175,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The agent VMs managers start through the director (new in conpaas-rs, migration 10),
+    /// with the service rows' lifecycle. Times are UTC.
+    agent_vm (id) {
+        /// Primary key, never reused: the OCCI id the manager holds.
+        id -> Integer,
+        /// The service whose manager asked.
+        sid -> Integer,
+        /// The service's owner.
+        uid -> Integer,
+        /// The cloud's name (`iaas` for the default).
+        cloud -> Text,
+        /// The name the manager gave.
+        name -> Text,
+        /// The cloud's id of the VM; NULL until created.
+        vmid -> Nullable<Text>,
+        /// The VM's address; NULL until created.
+        address -> Nullable<Text>,
+        /// `starting`, `running`, `stopping` or `undoing`.
+        lifecycle -> Text,
+        /// When the manager asked (UTC).
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Each service's credential for the managers' cloud (migration 10): the SHA-256 (hex) of
+    /// what its manager sends. Deleted with the service.
+    service_cloud_key (sid) {
+        /// The service.
+        sid -> Integer,
+        /// SHA-256 hex of the SHA-1 hex of the key.
+        key_hash -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    agent_vm,
+    service_cloud_key,
     abandoned_vm,
     user,
     application,

@@ -445,8 +445,9 @@ pub fn record_abandoned_vm(
 /// Deletes a claimed row whose VMs the clouds confirmed gone: only if it is still in
 /// `lifecycle` and records `expected_vmid` (`None`: none), so a VM recorded meanwhile keeps
 /// it. A [`Lifecycle::Undoing`] row's start never completed: its owner gets `refund` back in
-/// the same transaction. Answers the deleted row; `None` when nothing matched (gone already,
-/// or changed: the caller's next pass sees it as it is).
+/// the same transaction, and its credential for the managers' cloud goes with it. A row with
+/// agent rows left is kept. Answers the deleted row; `None` when nothing matched (gone
+/// already, changed, or agents left: the caller's next pass sees it as it is).
 pub fn forget_service(
     conn: &mut DbConnection,
     sid: ServiceId,
@@ -458,6 +459,10 @@ pub fn forget_service(
         let Some(row) = find_service(conn, sid)? else {
             return Ok(None);
         };
+        // Its agents go first: a row with agent rows left keeps them known.
+        if super::agents::count_agents_of_service(conn, sid)? > 0 {
+            return Ok(None);
+        }
         let target = service::table
             .filter(service::sid.eq(sid))
             .filter(service::lifecycle.eq(lifecycle.as_str()));
@@ -471,6 +476,8 @@ pub fn forget_service(
         if lifecycle == Lifecycle::Undoing {
             super::users::add_credit(conn, row.user_id, refund)?;
         }
+        // The manager's credential for the managers' cloud goes with it.
+        super::agents::delete_cloud_key(conn, sid)?;
         Ok(Some(row))
     })
 }

@@ -126,29 +126,7 @@ impl Templates {
         service_type: &str,
         cloud_driver: &str,
     ) -> Result<Self, Error> {
-        let cloud_path = format!("scripts/cloud/{cloud_driver}");
-        let mut cloud_script = source.read_optional(&cloud_path)?;
-        if cloud_script.is_none() && cloud_driver == "dummy" {
-            // 1.2.0 ships no dummy cloud part, so an adopted CONF_DIR lacks it, and without one
-            // a real manager gets no IP_PUBLIC and does not start. The dummy cloud's address
-            // is the director's own choice: it supplies the part.
-            tracing::debug!(path = %cloud_path, "no dummy cloud part: the built-in one is used");
-            cloud_script = Some(DUMMY_CLOUD_SCRIPT.to_owned());
-        } else if cloud_driver == "ec2"
-            && cloud_script
-                .as_deref()
-                .is_none_or(reads_metadata_without_token)
-        {
-            // The director launches EC2 managers with IMDSv2 required (METADATA_TOKENS), and
-            // 1.2's part reads the metadata with plain GETs, which such instances refuse: the
-            // manager would get no address. The built-in part fetches a token first (and falls
-            // back to plain GETs where IMDSv1 is all there is).
-            tracing::info!(path = %cloud_path, "the EC2 cloud part is missing or reads the instance metadata without an IMDSv2 token: the built-in one is used");
-            cloud_script = Some(EC2_CLOUD_SCRIPT.to_owned());
-        } else if cloud_script.is_none() {
-            // As in 1.2: logged, not fatal.
-            tracing::info!(path = %cloud_path, "no cloud configuration script found");
-        }
+        let cloud_script = cloud_part(source, cloud_driver)?;
         let manager_setup = source.read_required("scripts/manager/manager-setup")?;
         let mut manager_cfg = source.read_required("config/manager/default-manager.cfg")?;
         if let Some(extra) =
@@ -168,6 +146,36 @@ impl Templates {
             start_script,
         })
     }
+}
+
+/// The cloud part (`scripts/cloud/<driver>`) of `source` that starts the script of a VM on a
+/// cloud of driver `cloud_driver`, or the director's own where 1.2's is missing or unusable
+/// (dummy, EC2 with IMDSv2). Blocks on file IO for a [`TemplateSource::Dir`].
+pub fn cloud_part(source: &TemplateSource, cloud_driver: &str) -> Result<Option<String>, Error> {
+    let cloud_path = format!("scripts/cloud/{cloud_driver}");
+    let mut cloud_script = source.read_optional(&cloud_path)?;
+    if cloud_script.is_none() && cloud_driver == "dummy" {
+        // 1.2.0 ships no dummy cloud part, so an adopted CONF_DIR lacks it, and without one
+        // a real manager gets no IP_PUBLIC and does not start. The dummy cloud's address
+        // is the director's own choice: it supplies the part.
+        tracing::debug!(path = %cloud_path, "no dummy cloud part: the built-in one is used");
+        cloud_script = Some(DUMMY_CLOUD_SCRIPT.to_owned());
+    } else if cloud_driver == "ec2"
+        && cloud_script
+            .as_deref()
+            .is_none_or(reads_metadata_without_token)
+    {
+        // The director launches EC2 managers with IMDSv2 required (METADATA_TOKENS), and
+        // 1.2's part reads the metadata with plain GETs, which such instances refuse: the
+        // manager would get no address. The built-in part fetches a token first (and falls
+        // back to plain GETs where IMDSv1 is all there is).
+        tracing::info!(path = %cloud_path, "the EC2 cloud part is missing or reads the instance metadata without an IMDSv2 token: the built-in one is used");
+        cloud_script = Some(EC2_CLOUD_SCRIPT.to_owned());
+    } else if cloud_script.is_none() {
+        // As in 1.2: logged, not fatal.
+        tracing::info!(path = %cloud_path, "no cloud configuration script found");
+    }
+    Ok(cloud_script)
 }
 
 /// One cloud section copied into the manager's config.cfg.
@@ -245,6 +253,10 @@ pub struct ContextInput<'a> {
     pub clouds: &'a [CloudSection<'a>],
     /// VPN settings, when the service has a subnet.
     pub vpn: Option<&'a VpnLines>,
+    /// Append the CA certificate to `/etc/ssl/certs/ca-certificates.crt` after manager-setup:
+    /// where the 1.2 managers' libcloud looks for the roots of an HTTPS cloud, for the
+    /// director's own OCCI routes (the managers' cloud).
+    pub trust_ca_for_clouds: bool,
 }
 
 impl<'a> ContextInput<'a> {
@@ -271,6 +283,7 @@ impl<'a> ContextInput<'a> {
             ca_cert_pem: "",
             clouds: &[],
             vpn: None,
+            trust_ca_for_clouds: false,
         }
     }
 
@@ -291,6 +304,7 @@ impl<'a> ContextInput<'a> {
     setters! {
         clouds: &'a [CloudSection<'a>],
         vpn: some &'a VpnLines,
+        trust_ca_for_clouds: bool,
     }
 }
 
@@ -344,6 +358,18 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
             .replace("%DIRECTOR_URL%", input.director_url),
     );
     out.push_str("\n\n");
+    if input.trust_ca_for_clouds {
+        // libcloud 0.8 verifies HTTPS clouds against the first bundle it finds of four fixed
+        // paths (Debian's is the second; the first is Red Hat's), and the manager images may
+        // have none: the director's CA is added where a Debian image looks.
+        out.push_str("mkdir -p /etc/ssl/certs\n");
+        let pem = input.ca_cert_pem;
+        let _ = write!(out, "cat <<EOF >> /etc/ssl/certs/ca-certificates.crt\n{pem}");
+        if !pem.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("EOF\n\n");
+    }
 
     let mut config = String::new();
     for cloud in input.clouds {
@@ -387,6 +413,25 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
     let _ = write!(out, "cat <<EOF > $ROOT_DIR/config.cfg\n{config}\nEOF\n\n");
     out.push_str(&templates.start_script);
     Ok(out)
+}
+
+/// An agent's boot script as its manager rendered it, with the manager's cloud part (everything
+/// before the first here-document, `cat <<EOF > `, which writes the agent's certificate) replaced
+/// by `cloud_part`: the agent boots on the director's cloud, not the manager's (1.2 managers
+/// render OpenNebula's part, which would overwrite the DNS settings of an EC2 VM). A script
+/// without a here-document is kept whole after `cloud_part`.
+pub fn replace_cloud_part(agent_script: &str, cloud_part: Option<&str>) -> String {
+    let rest = agent_script
+        .find("cat <<EOF > ")
+        .filter(|&at| at == 0 || agent_script.as_bytes()[at - 1] == b'\n')
+        .map_or(agent_script, |at| &agent_script[at..]);
+    let mut out = String::with_capacity(rest.len() + 4096);
+    if let Some(part) = cloud_part {
+        out.push_str(part);
+        out.push_str("\n\n");
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The director's cloud part for EC2 (`scripts/cloud/ec2`): 1.2's variables (`IP_PUBLIC`,
@@ -495,6 +540,7 @@ mod tests {
                 ca_cert_pem: "CA\n",
                 clouds: &clouds,
                 vpn: Some(&vpn),
+                trust_ca_for_clouds: false,
             },
         )
         .unwrap();
@@ -552,6 +598,7 @@ mod tests {
                 ca_cert_pem: "A\n",
                 clouds: &clouds,
                 vpn: None,
+                trust_ca_for_clouds: false,
             },
         )
         .unwrap();

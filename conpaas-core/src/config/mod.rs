@@ -105,6 +105,10 @@ pub const DEFAULT_AUDIT_QUEUE: usize = 10_000;
 pub const DEFAULT_MAX_APPLICATIONS_PER_USER: u32 = 100;
 /// `[director] MAX_SERVICES_PER_USER` when absent.
 pub const DEFAULT_MAX_SERVICES_PER_USER: u32 = 100;
+/// `[director] MAX_AGENTS_PER_SERVICE` when absent.
+pub const DEFAULT_MAX_AGENTS_PER_SERVICE: u32 = 50;
+/// `[director] MAX_AGENTS_PER_USER` when absent.
+pub const DEFAULT_MAX_AGENTS_PER_USER: u32 = 200;
 /// `[director] MAX_CONNECTIONS` when absent: connections the HTTPS listener serves at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// `[director] MAX_CONNECTIONS_PER_ADDRESS` when absent. A PHP frontend (one connection per
@@ -220,6 +224,9 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("director", "CHARGE_PATIENCE"),
     ("director", "MAX_APPLICATIONS_PER_USER"),
     ("director", "MAX_SERVICES_PER_USER"),
+    ("director", "COPY_CLOUD_CREDENTIALS"),
+    ("director", "MAX_AGENTS_PER_SERVICE"),
+    ("director", "MAX_AGENTS_PER_USER"),
     ("director", "METRICS_ALLOW"),
     ("director", "METRICS_TOKEN_FILE"),
     ("director", "AUDIT_QUEUE"),
@@ -251,6 +258,15 @@ pub struct DirectorConfig {
     pub max_applications_per_user: u32,
     /// `[director] MAX_SERVICES_PER_USER`: services a user may have.
     pub max_services_per_user: u32,
+    /// `[director] COPY_CLOUD_CREDENTIALS`: copy the cloud sections, credentials included,
+    /// into every manager's config.cfg as 1.2 did, instead of pointing managers at the
+    /// director's OCCI routes for their agents (default `false`).
+    pub copy_cloud_credentials: bool,
+    /// `[director] MAX_AGENTS_PER_SERVICE`: agent VMs one service may have through the
+    /// director.
+    pub max_agents_per_service: u32,
+    /// `[director] MAX_AGENTS_PER_USER`: agent VMs one user may have, over their services.
+    pub max_agents_per_user: u32,
     /// `[iaas]`: the default cloud, which users call `default`.
     pub default_cloud: CloudSettings,
     /// The sections named in `[iaas] OTHER_CLOUDS`, in list order.

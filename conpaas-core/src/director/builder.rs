@@ -113,6 +113,7 @@ pub struct DirectorBuilder {
     open_registration: bool,
     max_credit: Option<Credit>,
     user_limits: UserLimits,
+    agents: super::AgentSettings,
     start_timeout: Duration,
     manager_port: u16,
     manager_timeout: Duration,
@@ -144,6 +145,7 @@ impl Default for DirectorBuilder {
             open_registration: false,
             max_credit: None,
             user_limits: UserLimits::recommended(),
+            agents: super::AgentSettings::recommended(),
             start_timeout: DEFAULT_START_TIMEOUT,
             manager_port: DEFAULT_MANAGER_PORT,
             manager_timeout: MANAGER_CALL_TIMEOUT,
@@ -198,6 +200,15 @@ impl DirectorBuilder {
             .user_limits(UserLimits {
                 max_applications: Some(settings.max_applications_per_user),
                 max_services: Some(settings.max_services_per_user),
+            })
+            .agents(super::AgentSettings {
+                managers_cloud: if settings.copy_cloud_credentials {
+                    super::ManagersCloud::CopyCredentials
+                } else {
+                    super::ManagersCloud::Director
+                },
+                max_per_service: Some(settings.max_agents_per_service),
+                max_per_user: Some(settings.max_agents_per_user),
             })
             .manager_port(settings.manager_port)
             .charge_patience(settings.charge_patience)
@@ -292,6 +303,14 @@ impl DirectorBuilder {
     /// The most credit `/new_user` may grant (default: no cap).
     pub fn max_credit(mut self, max: Option<Credit>) -> Self {
         self.max_credit = max;
+        self
+    }
+
+    /// How managers start their agents, and how many they may have (default:
+    /// [`AgentSettings::recommended`](super::AgentSettings::recommended): through the
+    /// director's OCCI routes, capped).
+    pub fn agents(mut self, settings: super::AgentSettings) -> Self {
+        self.agents = settings;
         self
     }
 
@@ -490,6 +509,8 @@ impl DirectorBuilder {
                 clock: self.clock,
                 inline_blocking: self.inline_blocking,
                 starting: std::sync::Mutex::default(),
+                agents: self.agents,
+                agents_starting: std::sync::Mutex::default(),
                 cloud_health: std::sync::Mutex::default(),
             }),
         })

@@ -102,6 +102,15 @@ pub(crate) enum ServiceEvent {
     Failed,
 }
 
+/// An agent VM event (`conpaas_agent_vms_total{event}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AgentEvent {
+    Created,
+    Terminated,
+    Refused,
+    Failed,
+}
+
 /// A cloud call (`conpaas_cloud_call_seconds{call}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum CloudCall {
@@ -139,6 +148,9 @@ label_words! {
         DeferredUnjournaled => "deferred_unjournaled",
     }
     ServiceEvent { Started => "started", Stopped => "stopped", Failed => "failed" }
+    AgentEvent {
+        Created => "created", Terminated => "terminated", Refused => "refused", Failed => "failed",
+    }
     CloudCall {
         CreateNode => "create_node", KillNode => "kill_node", NodeState => "node_state",
         FindNode => "find_node", ListNodes => "list_nodes", Probe => "probe",
@@ -181,6 +193,12 @@ struct ServiceLabels {
     event: ServiceEvent,
     cloud: String,
     r#type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AgentLabels {
+    event: AgentEvent,
+    cloud: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -314,6 +332,7 @@ pub struct Metrics {
     logins: Family<LoginLabels, Counter>,
     decrements: Family<DecrementLabels, Counter>,
     services: Family<ServiceLabels, Counter>,
+    agents: Family<AgentLabels, Counter>,
     cloud_seconds: Histograms<CloudLabels>,
     cloud_errors: Family<CloudLabels, Counter>,
     cloud_up: Family<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>,
@@ -333,6 +352,7 @@ struct StateGauges {
     applications: Gauge,
     services_starting: Gauge,
     services_running: Family<CloudUpLabels, Gauge>,
+    agents_running: Family<CloudUpLabels, Gauge>,
     credit: Gauge,
     /// The registered clouds: each has a `services_running` series, 0 when none runs.
     clouds: std::sync::Mutex<Vec<String>>,
@@ -401,6 +421,7 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         let decrements = Family::<DecrementLabels, Counter>::default();
         let services = Family::<ServiceLabels, Counter>::default();
+        let agents = Family::<AgentLabels, Counter>::default();
         let cloud_seconds: Histograms<CloudLabels> = Family::new_with_constructor(cloud_histogram);
         let cloud_errors = Family::<CloudLabels, Counter>::default();
         let cloud_up = Family::<CloudUpLabels, prometheus_client::metrics::gauge::Gauge>::default();
@@ -473,6 +494,12 @@ impl Metrics {
             services.clone(),
         );
         registry.register(
+            "conpaas_agent_vms",
+            "Agent VMs managers asked the director for: created, terminated, refused (service \
+             not running, a cap reached), failed (the cloud failed), by cloud",
+            agents.clone(),
+        );
+        registry.register(
             "conpaas_cloud_call_duration_seconds",
             "Time of each cloud call, by cloud and call",
             cloud_seconds.clone(),
@@ -541,6 +568,11 @@ impl Metrics {
             state.services_running.clone(),
         );
         registry.register(
+            "conpaas_agents_running",
+            "Agent VMs started through the director and not yet terminated, by cloud",
+            state.agents_running.clone(),
+        );
+        registry.register(
             "conpaas_build",
             "This build of the director: its version",
             prometheus_client::metrics::info::Info::new(vec![(
@@ -560,6 +592,7 @@ impl Metrics {
             logins,
             decrements,
             services,
+            agents,
             cloud_seconds,
             cloud_errors,
             cloud_up,
@@ -649,6 +682,15 @@ impl Metrics {
             .inc();
     }
 
+    pub(crate) fn agent(&self, event: AgentEvent, cloud: &str) {
+        self.agents
+            .get_or_create(&AgentLabels {
+                event,
+                cloud: cloud.to_owned(),
+            })
+            .inc();
+    }
+
     pub(crate) fn cloud_call(&self, cloud: &str, call: CloudCall, took: Duration, failed: bool) {
         let labels = CloudLabels {
             cloud: cloud.to_owned(),
@@ -676,6 +718,17 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(cloud.to_owned());
+            for event in [
+                AgentEvent::Created,
+                AgentEvent::Terminated,
+                AgentEvent::Refused,
+                AgentEvent::Failed,
+            ] {
+                drop(self.agents.get_or_create(&AgentLabels {
+                    event,
+                    cloud: cloud.to_owned(),
+                }));
+            }
             for call in [
                 CloudCall::CreateNode,
                 CloudCall::KillNode,
@@ -701,15 +754,26 @@ impl Metrics {
         state.credit.set(counts.credit);
         // Rebuilt: a cloud removed from the configuration leaves; a registered one reads 0.
         state.services_running.clear();
+        state.agents_running.clear();
         for cloud in state
             .clouds
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
         {
-            drop(state.services_running.get_or_create(&CloudUpLabels {
+            let labels = CloudUpLabels {
                 cloud: cloud.clone(),
-            }));
+            };
+            drop(state.services_running.get_or_create(&labels));
+            drop(state.agents_running.get_or_create(&labels));
+        }
+        for (cloud, n) in &counts.agents_running {
+            state
+                .agents_running
+                .get_or_create(&CloudUpLabels {
+                    cloud: cloud.clone(),
+                })
+                .set(*n);
         }
         for (cloud, n) in &counts.services_running {
             state

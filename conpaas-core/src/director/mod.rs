@@ -2,6 +2,7 @@
 //! that combines the store, the CA, the VPN planner, the clouds and the bootstrap script.
 
 pub mod accounts;
+mod agents;
 mod apps;
 pub mod audit;
 mod builder;
@@ -22,6 +23,7 @@ mod state;
 mod throttle;
 mod users;
 
+pub use agents::{AgentCaller, AgentRequest, AgentSettings, ManagersCloud, agent_cloud_user};
 pub use builder::{DEFAULT_CHARGE_PATIENCE, DEFAULT_KEY_POOL, DirectorBuilder, TlsIdentity};
 pub use clock::{Clock, SystemClock};
 pub use cloud_health::{CLOUD_PROBE_TIMEOUT, CloudHealth};

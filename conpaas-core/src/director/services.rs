@@ -291,15 +291,39 @@ impl Director {
             }
             _ => None,
         };
-        let sections: Vec<CloudSection<'_>> = self
-            .inner
-            .clouds
-            .iter()
-            .map(|registered| CloudSection {
-                name: registered.name(),
-                entries: registered.section(),
-            })
-            .collect();
+        let through_director =
+            self.inner.agents.managers_cloud == super::ManagersCloud::Director;
+        let own_entries: Vec<(&str, Vec<(String, String)>)> = if through_director {
+            // The manager's one key for the managers' cloud, stored hashed before the VM
+            // exists (the manager may call as soon as it boots).
+            let (key, hash) = super::agents::new_cloud_key();
+            self.inner
+                .store
+                .run(move |conn| store::set_cloud_key(conn, sid, &hash))
+                .await?;
+            let names: Vec<&str> = self.inner.clouds.iter().map(|c| c.name()).collect();
+            names
+                .iter()
+                .map(|name| (*name, managers_cloud_section(director_url, sid, name, &names, &key)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let sections: Vec<CloudSection<'_>> = if through_director {
+            own_entries
+                .iter()
+                .map(|(name, entries)| CloudSection { name, entries })
+                .collect()
+        } else {
+            self.inner
+                .clouds
+                .iter()
+                .map(|registered| CloudSection {
+                    name: registered.name(),
+                    entries: registered.section(),
+                })
+                .collect()
+        };
         let key_pem = manager_cert.key_pem.as_ref().map(|key| {
             use secrecy::ExposeSecret as _;
             key.expose_secret().to_owned()
@@ -317,7 +341,8 @@ impl Director {
             key_pem.as_deref().unwrap_or_default(),
             self.ca_cert_pem(),
         )
-        .clouds(&sections);
+        .clouds(&sections)
+        .trust_ca_for_clouds(through_director);
         if let Some(lines) = &vpn_lines {
             input = input.vpn(lines);
         }
@@ -526,7 +551,7 @@ impl Director {
 
     /// Terminates `vmid` on cloud `cloud_name`, retried with backoff: `true` once the cloud
     /// accepted (or did not know the VM).
-    async fn kill_with_retries(
+    pub(super) async fn kill_with_retries(
         &self,
         sid: ServiceId,
         cloud_name: &str,
@@ -603,6 +628,13 @@ impl Director {
     ) -> Result<Option<Service>, Error> {
         let sid = row.sid;
         let lifecycle = row.lifecycle;
+        // Its agents first: no agent outlives its service, and the row keeps them known.
+        if !self.settle_agents(sid, attempts).await {
+            return Err(Error::Cloud(cloud::Error::Unavailable(format!(
+                "the agent VMs of service {sid} could not all be terminated yet; the service is \
+                 kept and retried"
+            ))));
+        }
         if let (Some(vmid), Some(cloud_name)) = (&row.vmid, &row.cloud)
             && !self
                 .kill_with_retries(sid, cloud_name, vmid, attempts)
@@ -781,6 +813,52 @@ impl Director {
     }
 }
 
+/// The config.cfg section of cloud `name` for service `sid`'s manager when the director is its
+/// managers' cloud: 1.2's OpenNebula driver (the thirteen keys its `OpenNebulaCloud` requires,
+/// `spec/clouds.md` §7.6) pointed at the director's OCCI routes, with the service's own key.
+/// Only `URL`, `USER` and `PASSWORD` mean anything to the director; the others are required by
+/// the manager's code and ignored (the director's own settings of the real cloud apply).
+fn managers_cloud_section(
+    director_url: &str,
+    sid: ServiceId,
+    name: &str,
+    all: &[&str],
+    key: &secrecy::SecretString,
+) -> Vec<(String, String)> {
+    use secrecy::ExposeSecret as _;
+    let mut entries: Vec<(String, String)> = [
+        ("DRIVER", "opennebula"),
+        ("URL", director_url.trim_end_matches('/')),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    entries.push(("USER".into(), super::agents::agent_cloud_user(sid, name)));
+    entries.push(("PASSWORD".into(), key.expose_secret().to_owned()));
+    for (k, v) in [
+        ("IMAGE_ID", "0"),
+        ("INST_TYPE", "small"),
+        ("NET_ID", "0"),
+        ("NET_GATEWAY", "0.0.0.0"),
+        ("NET_NETMASK", "0.0.0.0"),
+        ("NET_NAMESERVER", "0.0.0.0"),
+        ("OS_ARCH", "x86_64"),
+        ("OS_ROOT", "sda"),
+        ("DISK_TARGET", "sda"),
+        ("CONTEXT_TARGET", "sdb"),
+    ] {
+        entries.push((k.to_owned(), v.to_owned()));
+    }
+    if name == "iaas" {
+        // 1.2's managers split the list on commas only: no spaces.
+        let others: Vec<&str> = all.iter().copied().filter(|n| *n != "iaas").collect();
+        if !others.is_empty() {
+            entries.push(("OTHER_CLOUDS".into(), others.join(",")));
+        }
+    }
+    entries
+}
+
 /// Picks the subnet of a new service from its application's recorded ones.
 fn choose_subnet(plan: Option<&vpn::VpnPlan>, taken: &[String]) -> Result<Option<String>, Error> {
     let Some(plan) = plan else { return Ok(None) };
@@ -864,6 +942,7 @@ impl Director {
                 }
             }
         }
+        settled += self.reconcile_agents(older_than).await;
         // VMs that arrived after their row was settled.
         for vm in store.run(store::list_abandoned).await? {
             if !self.kill_with_retries(vm.sid, &vm.cloud, &vm.vmid, 1).await {

@@ -138,6 +138,10 @@ pub(super) struct Inner {
     /// The services whose start is running in this process: reconciliation leaves their rows
     /// to their own task.
     pub(super) starting: std::sync::Mutex<std::collections::HashSet<ServiceId>>,
+    /// How managers start agents, and the caps.
+    pub(super) agents: super::AgentSettings,
+    /// The agents whose create is running in this process.
+    pub(super) agents_starting: super::agents::AgentsStarting,
 }
 
 /// What the readiness answer (`/readyz`) checked: each `true` when fine.

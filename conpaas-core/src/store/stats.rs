@@ -5,7 +5,7 @@ use diesel::sql_types::{BigInt, Nullable};
 
 use super::Error;
 use super::conn::DbConnection;
-use super::schema::{application, service, user};
+use super::schema::{agent_vm, application, service, user};
 
 /// Counts of what the database holds now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct StateCounts {
     pub services_running: Vec<(String, i64)>,
     /// The credit of every user, summed: what managers may still charge.
     pub credit: i64,
+    /// Agent VMs started through the director and not yet gone, by cloud name.
+    pub agents_running: Vec<(String, i64)>,
 }
 
 /// [`StateCounts`] in one read transaction.
@@ -38,6 +40,12 @@ pub fn state_counts(conn: &mut DbConnection) -> Result<StateCounts, Error> {
             .select((service::cloud, diesel::dsl::count_star()))
             .order(service::cloud.asc())
             .load(conn)?;
+        let agents_running: Vec<(String, i64)> = agent_vm::table
+            .filter(agent_vm::vmid.is_not_null())
+            .group_by(agent_vm::cloud)
+            .select((agent_vm::cloud, diesel::dsl::count_star()))
+            .order(agent_vm::cloud.asc())
+            .load(conn)?;
         // SUM of a BIGINT is NUMERIC on PostgreSQL: cast back, on both backends.
         let credit: Option<i64> = user::table
             .select(diesel::dsl::sql::<Nullable<BigInt>>(
@@ -53,6 +61,7 @@ pub fn state_counts(conn: &mut DbConnection) -> Result<StateCounts, Error> {
                 .map(|(cloud, n)| (cloud.unwrap_or_default(), n))
                 .collect(),
             credit: credit.unwrap_or(0),
+            agents_running,
         })
     })
 }

@@ -82,6 +82,9 @@ pub(crate) const DIRECTOR_KEYS: &[&str] = &[
     "CHARGE_PATIENCE",
     "MAX_APPLICATIONS_PER_USER",
     "MAX_SERVICES_PER_USER",
+    "COPY_CLOUD_CREDENTIALS",
+    "MAX_AGENTS_PER_SERVICE",
+    "MAX_AGENTS_PER_USER",
     "METRICS_ALLOW",
     "METRICS_TOKEN_FILE",
     "AUDIT_QUEUE",
@@ -320,6 +323,11 @@ impl Builder<'_> {
         });
         let max_applications = self.optional("director", "max_applications_per_user", parse_cap);
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
+        let copy_cloud_credentials =
+            self.optional("director", "copy_cloud_credentials", parse_bool);
+        let max_agents_per_service =
+            self.optional("director", "max_agents_per_service", parse_cap);
+        let max_agents_per_user = self.optional("director", "max_agents_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
         let metrics_token_file = self.optional("director", "metrics_token_file", |text| {
             Ok(PathBuf::from(text))
@@ -357,6 +365,9 @@ impl Builder<'_> {
             Ok(charge_patience),
             Ok(max_applications),
             Ok(max_services),
+            Ok(copy_cloud_credentials),
+            Ok(max_agents_per_service),
+            Ok(max_agents_per_user),
             Ok(metrics_allow),
             Ok(metrics_token_file),
             Ok(audit_queue),
@@ -383,6 +394,9 @@ impl Builder<'_> {
             charge_patience,
             max_applications,
             max_services,
+            copy_cloud_credentials,
+            max_agents_per_service,
+            max_agents_per_user,
             metrics_allow,
             metrics_token_file,
             audit_queue,
@@ -420,6 +434,10 @@ impl Builder<'_> {
             max_applications_per_user: max_applications
                 .unwrap_or(DEFAULT_MAX_APPLICATIONS_PER_USER),
             max_services_per_user: max_services.unwrap_or(DEFAULT_MAX_SERVICES_PER_USER),
+            copy_cloud_credentials: copy_cloud_credentials.unwrap_or(false),
+            max_agents_per_service: max_agents_per_service
+                .unwrap_or(super::DEFAULT_MAX_AGENTS_PER_SERVICE),
+            max_agents_per_user: max_agents_per_user.unwrap_or(super::DEFAULT_MAX_AGENTS_PER_USER),
             metrics_allow: metrics_allow.unwrap_or_else(super::default_metrics_allow),
             metrics_token_file,
             audit_queue: audit_queue.unwrap_or(super::DEFAULT_AUDIT_QUEUE),

@@ -323,7 +323,10 @@ fn the_container_lines_of_the_docs_are_what_the_script_runs() {
     assert!(has("docker build -t conpaas-director ."), "{listed}");
     assert!(has(" init "), "{listed}");
     // adduser asks for the password on a terminal.
-    assert!(has("run --rm -it -v conpaas-data:/data conpaas-director adduser "), "{listed}");
+    assert!(
+        has("run --rm -it -v conpaas-data:/data conpaas-director adduser "),
+        "{listed}"
+    );
     assert!(has("run -d --name director -p 5555:5555 "), "{listed}");
     assert!(has(" backup "), "{listed}");
     assert!(has("{{.State.Health.Status}}"), "{listed}");

@@ -58,7 +58,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 /// An integer path segment (`<int:...>`): 1.2's 404 for anything but ASCII digits.
-pub(super) struct PathId(i32);
+pub(super) struct PathId(pub(super) i32);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = Response;
@@ -352,6 +352,22 @@ pub(super) async fn list(
             Cors::Yes,
         )
     })
+}
+
+/// `GET|POST /list_agents`: the agent VMs of the caller's services (new: 1.2's director did
+/// not know them), as bare JSON like `/list`.
+pub(super) async fn list_agents(
+    State(director): State<Director>,
+    CertifiedUserId(uid): CertifiedUserId,
+    _params: Params,
+) -> Response {
+    match director.agents(uid).await {
+        Ok(agents) => answer::bare(
+            &agents.iter().map(wire::Agent::from).collect::<Vec<_>>(),
+            Cors::Yes,
+        ),
+        Err(error) => super::error::internal(&error),
+    }
 }
 
 /// `GET|POST /list/<int:aid>`: only the caller's application (1.2 listed anyone's).

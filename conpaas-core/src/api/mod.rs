@@ -6,6 +6,7 @@ mod error;
 mod handlers;
 #[cfg(feature = "manifest")]
 mod manifest;
+mod occi;
 pub mod openapi;
 mod ops;
 pub mod params;
@@ -43,6 +44,9 @@ pub enum Access {
     Manager,
     /// The frontend's certificate or an address of `METRICS_ALLOW`.
     Operator,
+    /// A manager's key for the managers' cloud: HTTP Basic, the user `s<sid>@<cloud>` and the
+    /// SHA-1 (hex) of its key, as OpenNebula's OCCI server takes them.
+    CloudKey,
 }
 
 /// Where a route comes from.
@@ -55,6 +59,9 @@ pub enum Origin {
     V1_3,
     /// This director's own (health, readiness, metrics).
     Ours,
+    /// This director's agent VMs: the managers' cloud (OpenNebula's OCCI 0.x routes, which 1.2
+    /// managers call) and the users' listing.
+    Agents,
 }
 
 /// One route of the router: the one table the router, the `Allow` headers, the request log,
@@ -97,7 +104,8 @@ macro_rules! route {
     };
 }
 
-/// Every route: the 20 of the 1.2 API (21 patterns), 1.3's `/version`, and the operators'
+/// Every route: the 20 of the 1.2 API (21 patterns), the managers' cloud (`/compute`,
+/// `/compute/{id}`) and the users' `/list_agents`, 1.3's `/version`, and the operators'
 /// `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. Each has its description in
 /// [`openapi`] (a test fails otherwise).
 pub const ROUTES: &[Route] = &[
@@ -181,6 +189,15 @@ pub const ROUTES: &[Route] = &[
         Anyone,
         V1_2,
         handlers::tarball
+    ),
+    route!("GET, POST", "/compute", CloudKey, Agents, occi::collection),
+    route!("GET, DELETE", "/compute/{id}", CloudKey, Agents, occi::one),
+    route!(
+        "GET, POST",
+        "/list_agents",
+        User,
+        Agents,
+        handlers::list_agents
     ),
     route!("GET", "/version", Anyone, V1_3, ops::version),
     route!("GET", "/healthz", Anyone, Ours, ops::healthz),

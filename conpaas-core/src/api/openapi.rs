@@ -90,6 +90,7 @@ enum Shape {
     Manifest,
     ErrorObject,
     Callback,
+    Agents,
 }
 
 /// The body of an answer and its `Content-Type`.
@@ -118,8 +119,12 @@ enum Body {
     Prometheus,
     /// This document.
     OpenApi,
-    /// No body (304).
+    /// No body (304, 204).
     Empty,
+    /// An OCCI 0.x XML document (`application/xml`); the example.
+    Xml(&'static str),
+    /// Plain text (`text/plain`); the example.
+    Plain(&'static str),
 }
 
 /// One outcome of a route.
@@ -531,6 +536,87 @@ const DOCS: &[RouteDoc] = &[
         ],
     },
     RouteDoc {
+        path: "/compute",
+        summary: "The managers' cloud: list or start agent VMs",
+        description: "OpenNebula's OCCI 0.x dialect (`occi-server`, libcloud `api_version` \
+            2.2), which 1.2 managers use to start their agents. `GET`: the calling service's \
+            agents on the section's cloud, `<COMPUTE_COLLECTION>` of `<COMPUTE href=...>`. \
+            `POST` (an XML `<COMPUTE>` body with `NAME` and `CONTEXT/USERDATA`, the hex of the \
+            agent's boot script; no `Content-Type` needed): a VM on the real cloud, created \
+            before the answer, whose `<COMPUTE>` carries `ID`, `STATE`, `INSTANCE_TYPE`, \
+            `DISK/STORAGE@href` and `NIC/NETWORK@href` with `NIC/IP`. The manager's cloud part \
+            of the script is replaced by the director's for the real cloud; `INSTANCE_TYPE`, \
+            `CPU`, `MEMORY`, `OS`, `DISK` and `NIC` are ignored (the director's settings of the \
+            cloud apply).",
+        params: &[],
+        answers: &[
+            ok(
+                "`GET`: the collection",
+                Body::Xml(
+                    "<COMPUTE_COLLECTION><COMPUTE href=\"/compute/12\" name=\"conpaas-agent-php-u1-s5\"/></COMPUTE_COLLECTION>",
+                ),
+                false,
+            ),
+            status(
+                201,
+                "`POST`: the agent VM, created",
+                Body::Xml(
+                    "<COMPUTE href=\"/compute/12\"><ID>12</ID><NAME>conpaas-agent-php-u1-s5</NAME><INSTANCE_TYPE>small</INSTANCE_TYPE><STATE>ACTIVE</STATE><DISK><STORAGE href=\"/storage/0\" name=\"conpaas\"/><TYPE>DISK</TYPE></DISK><NIC><NETWORK href=\"/network/0\" name=\"iaas\"/><IP>10.0.0.7</IP></NIC></COMPUTE>",
+                ),
+            ),
+            status(
+                400,
+                "`POST`: not a `COMPUTE` document with `CONTEXT/USERDATA` in hex",
+                Body::Plain("no CONTEXT/USERDATA: the agent's boot script is missing\n"),
+            ),
+            status(
+                403,
+                "`POST`: the service is not running, or `[director] MAX_AGENTS_PER_SERVICE` / \
+                 `MAX_AGENTS_PER_USER` is reached",
+                Body::Plain("at most 50 agent VMs per service\n"),
+            ),
+            status(
+                503,
+                "`POST`: the cloud failed (nothing is left behind)",
+                Body::Plain("the cloud could not do it now; try again\n"),
+            ),
+        ],
+    },
+    RouteDoc {
+        path: "/compute/{id}",
+        summary: "The managers' cloud: one agent VM",
+        description: "`GET`: its `<COMPUTE>` document (`STATE` `PENDING` while created, \
+            `ACTIVE`, `DONE` while terminated). `DELETE`: terminates it (the row stays, claimed, \
+            until the cloud confirms).",
+        params: &[path("id", Kind::Digits, "The agent's id (`ID`).", "12")],
+        answers: &[
+            ok(
+                "`GET`: the agent",
+                Body::Xml("<COMPUTE href=\"/compute/12\"><ID>12</ID>...</COMPUTE>"),
+                false,
+            ),
+            status(204, "`DELETE`: terminated", Body::Empty),
+            status(
+                404,
+                "no such agent of the calling service",
+                Body::Plain("no such compute resource\n"),
+            ),
+            status(
+                503,
+                "`DELETE`: the cloud failed; retried by maintenance",
+                Body::Plain("the cloud could not do it now; try again\n"),
+            ),
+        ],
+    },
+    RouteDoc {
+        path: "/list_agents",
+        summary: "The agent VMs of the user's services",
+        description: "The agent VMs the user's managers started through the director, \
+            ascending `id`.",
+        params: &[],
+        answers: &[ok("the agent dicts", Body::Bare(Shape::Agents), true)],
+    },
+    RouteDoc {
         path: "/version",
         summary: "The director's version",
         description: "As ConPaaS 1.3 added it.",
@@ -658,6 +744,8 @@ fn document_value() -> Value {
             {"name": "1.2", "description": "ConPaaS 1.2's API, answered as 1.2 did."},
             {"name": "1.3", "description": "Added by ConPaaS 1.3."},
             {"name": "operators", "description": "This director's own routes."},
+            {"name": "agents", "description": "Agent VMs through the director: the managers' \
+                cloud (OpenNebula's OCCI 0.x dialect) and the users' listing."},
         ],
         "paths": paths,
         "components": components(),
@@ -669,6 +757,7 @@ fn tag(origin: Origin) -> &'static str {
         Origin::V1_2 => "1.2",
         Origin::V1_3 => "1.3",
         Origin::Ours => "operators",
+        Origin::Agents => "agents",
     }
 }
 
@@ -689,6 +778,7 @@ fn security(access: Access) -> Value {
         Access::User => json!([{"userCertificate": []}]),
         Access::Manager => json!([{"managerCertificate": []}]),
         Access::Operator => json!([{"frontendCertificate": []}]),
+        Access::CloudKey => json!([{"agentCloudKey": []}]),
         // The password routes' credentials are parameters; OpenAPI has no scheme for them.
         Access::Anyone | Access::Password => json!([]),
     }
@@ -851,8 +941,14 @@ fn access_answers(access: Access) -> &'static [Answer] {
         "neither the frontend's certificate nor an address of `METRICS_ALLOW`",
         Body::Html,
     )];
+    const CLOUD_KEY: &[Answer] = &[status(
+        401,
+        "no `Authorization: Basic`, or not a live service's user and key",
+        Body::Plain("Authentication failed: unknown user or key\n"),
+    )];
     match access {
         Access::Anyone => &[],
+        Access::CloudKey => CLOUD_KEY,
         Access::Password => PASSWORD,
         Access::User => USER,
         Access::Manager => MANAGER,
@@ -868,6 +964,8 @@ fn media_type(body: Body) -> Option<&'static str> {
         Body::Tarball => "application/x-tar",
         Body::Html => "text/html",
         Body::Prometheus => crate::director::metrics::CONTENT_TYPE,
+        Body::Xml(_) => "application/xml",
+        Body::Plain(_) => "text/plain; charset=utf-8",
         Body::Empty => return None,
     })
 }
@@ -889,6 +987,7 @@ fn shape_schema(shape: Shape) -> Value {
         Shape::Manifest => json!({"$ref": "#/components/schemas/Manifest"}),
         Shape::ErrorObject => json!({"$ref": "#/components/schemas/ErrorObject"}),
         Shape::Callback => json!({"$ref": "#/components/schemas/CallbackResult"}),
+        Shape::Agents => json!({"type": "array", "items": {"$ref": "#/components/schemas/Agent"}}),
     }
 }
 
@@ -898,7 +997,9 @@ fn body_schema(body: Body) -> Value {
         Body::Zip => json!({"contentMediaType": "application/zip"}),
         Body::Tarball => json!({"contentMediaType": "application/x-tar"}),
         Body::Pem => json!({"type": "string", "pattern": "^-----BEGIN CERTIFICATE-----"}),
-        Body::Text(example) => json!({"type": "string", "examples": [example]}),
+        Body::Text(example) | Body::Xml(example) | Body::Plain(example) => {
+            json!({"type": "string", "examples": [example]})
+        }
         Body::CertRequired { locator } => {
             let mut texts = vec!["cert_required: client certificate does NOT provide UID"];
             if locator {
@@ -1005,6 +1106,13 @@ fn components() -> Value {
                 "description": "A manager's certificate: integer `UID` and `serviceLocator` \
                     (a live service of that user), `role=manager`.",
             },
+            "agentCloudKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "A manager's key for the managers' cloud, as OpenNebula's OCCI \
+                    server takes it: the user `s<sid>@<cloud>` and, as the password, the SHA-1 \
+                    (lower-case hex) of the key the director wrote into the manager's config.cfg.",
+            },
             "frontendCertificate": {
                 "type": "mutualTLS",
                 "description": "The director's own certificate (`role=frontend`), which the \
@@ -1110,6 +1218,21 @@ fn components() -> Value {
                 "type": "object",
                 "required": ["error"],
                 "properties": {"error": {"type": "boolean"}},
+                "additionalProperties": false,
+            },
+            "Agent": {
+                "type": "object",
+                "required": ["id", "sid", "cloud", "name", "vmid", "ip", "state", "created"],
+                "properties": {
+                    "id": {"type": "integer", "description": "The agent's id (its OCCI id)."},
+                    "sid": {"type": "integer", "description": "Its service."},
+                    "cloud": {"type": "string", "description": "`iaas` for the default cloud."},
+                    "name": {"type": "string"},
+                    "vmid": {"type": ["string", "null"], "description": "Null while created."},
+                    "ip": {"type": ["string", "null"], "description": "Null while created."},
+                    "state": {"enum": ["starting", "running", "stopping", "undoing"]},
+                    "created": {"type": ["string", "null"]},
+                },
                 "additionalProperties": false,
             },
         },

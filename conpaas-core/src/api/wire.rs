@@ -130,6 +130,43 @@ impl From<&model::Service> for Service {
     }
 }
 
+/// An agent VM of `/list_agents` (new in this director).
+#[derive(Debug, Serialize)]
+#[non_exhaustive]
+pub struct Agent {
+    /// The director's id of the agent (the OCCI id its manager holds).
+    pub id: i32,
+    /// The service whose manager started it.
+    pub sid: i32,
+    /// The cloud's name (`iaas` for the default).
+    pub cloud: String,
+    /// The name its manager gave.
+    pub name: String,
+    /// The cloud's VM id; null while it is being created.
+    pub vmid: Option<String>,
+    /// Its address; null while it is being created.
+    pub ip: Option<String>,
+    /// `starting`, `running`, `stopping` or `undoing`.
+    pub state: &'static str,
+    /// When its manager asked for it.
+    pub created: Option<String>,
+}
+
+impl From<&crate::store::AgentVm> for Agent {
+    fn from(agent: &crate::store::AgentVm) -> Self {
+        Agent {
+            id: agent.id,
+            sid: agent.sid.0,
+            cloud: agent.cloud.clone(),
+            name: agent.name.clone(),
+            vmid: agent.vmid.clone(),
+            ip: agent.address.clone(),
+            state: agent.lifecycle.as_str(),
+            created: timestamp(Some(agent.created)),
+        }
+    }
+}
+
 /// One entry of a manifest export.
 ///
 /// Frozen: the 1.2 wire shape (`spec/director-api.md` §3.16).

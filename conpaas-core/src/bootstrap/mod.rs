@@ -364,7 +364,10 @@ pub fn render(templates: &Templates, input: &ContextInput<'_>) -> Result<String,
         // have none: the director's CA is added where a Debian image looks.
         out.push_str("mkdir -p /etc/ssl/certs\n");
         let pem = input.ca_cert_pem;
-        let _ = write!(out, "cat <<EOF >> /etc/ssl/certs/ca-certificates.crt\n{pem}");
+        let _ = write!(
+            out,
+            "cat <<EOF >> /etc/ssl/certs/ca-certificates.crt\n{pem}"
+        );
         if !pem.ends_with('\n') {
             out.push('\n');
         }

@@ -204,9 +204,7 @@ impl Director {
             let created = director.create_agent_inner(&caller, request).await;
             if let Err(error) = &created {
                 let outcome = match error {
-                    Error::LimitReached { .. } | Error::ServiceNotFound(_) => {
-                        AuditOutcome::Refused
-                    }
+                    Error::LimitReached { .. } | Error::ServiceNotFound(_) => AuditOutcome::Refused,
                     _ => AuditOutcome::Failed,
                 };
                 director.audit(
@@ -256,8 +254,7 @@ impl Director {
         let cloud_part = self
             .blocking(move || bootstrap::cloud_part(&source, driver))
             .await??;
-        let user_data =
-            bootstrap::replace_cloud_part(&request.user_data, cloud_part.as_deref());
+        let user_data = bootstrap::replace_cloud_part(&request.user_data, cloud_part.as_deref());
 
         let settings = self.inner.agents;
         let (cloud_name, name, created) = (
@@ -430,8 +427,7 @@ impl Director {
             .store
             .run(move |conn| {
                 store::write_transaction(conn, |conn| {
-                    let forgotten =
-                        store::forget_agent(conn, id, lifecycle, expected.as_deref())?;
+                    let forgotten = store::forget_agent(conn, id, lifecycle, expected.as_deref())?;
                     if forgotten.is_some() {
                         store::record_audit_event(conn, &event)?;
                     }
@@ -720,8 +716,8 @@ mod tests {
 
     #[test]
     fn a_key_is_checked_by_the_sha1_its_manager_sends() {
-        use sha1::Digest as _;
         use secrecy::ExposeSecret as _;
+        use sha1::Digest as _;
         let (key, hash) = new_cloud_key();
         let sent = hex::encode(sha1::Sha1::digest(key.expose_secret().as_bytes()));
         assert_eq!(stored_hash(&sent), hash);
@@ -732,7 +728,10 @@ mod tests {
 
     #[test]
     fn names_are_bounded() {
-        assert_eq!(bounded_name("conpaas-agent-php-u1-s5", ServiceId(5)), "conpaas-agent-php-u1-s5");
+        assert_eq!(
+            bounded_name("conpaas-agent-php-u1-s5", ServiceId(5)),
+            "conpaas-agent-php-u1-s5"
+        );
         assert_eq!(bounded_name("", ServiceId(5)), "conpaas-agent-s5");
         assert_eq!(bounded_name("<x>;rm", ServiceId(5)), "xrm");
         assert_eq!(bounded_name(&"a".repeat(500), ServiceId(5)).len(), 64);

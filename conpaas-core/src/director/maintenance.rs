@@ -491,6 +491,11 @@ impl Director {
             .iter()
             .filter_map(|(_, node)| sid_of_token(&prefix, &node.client_token))
             .collect();
+        let agent_ids: Vec<i32> = listed
+            .iter()
+            .filter_map(|(_, node)| agent_of_token(&prefix, &node.client_token))
+            .map(|(_, id)| id)
+            .collect();
         let highest_listed_sid = sids.iter().copied().max_by_key(|sid| sid.0);
         let mut survey = Survey {
             listed: listed.len(),
@@ -501,7 +506,12 @@ impl Director {
         let existing = match self
             .inner
             .store
-            .run(move |conn| store::service_vms(conn, &sids))
+            .run(move |conn| {
+                Ok::<_, store::Error>((
+                    store::service_vms(conn, &sids)?,
+                    store::agent_vms(conn, &agent_ids)?,
+                ))
+            })
             .await
         {
             Ok(existing) => existing,
@@ -513,23 +523,34 @@ impl Director {
                 return survey;
             }
         };
+        let (existing, agents) = existing;
         let now = self.now();
         let mut seen_now = Vec::new();
         for (registered, node) in listed {
-            let Some(sid) = sid_of_token(&prefix, &node.client_token) else {
-                continue;
-            };
             // A row keeps its VM: the one it records, or (no VM recorded yet) whatever its start
             // is creating. Another VM under the row's token (a duplicate create) is an orphan.
-            let reason = match existing.binary_search_by_key(&sid.0, |(found, _)| found.0) {
-                Ok(index) => match &existing[index].1 {
-                    None => continue,
-                    Some(recorded) if *recorded == node.vmid => continue,
-                    Some(recorded) => ReapReason::AnotherVm {
-                        recorded: recorded.clone(),
-                    },
-                },
-                Err(_) => ReapReason::NoRow,
+            // An agent VM is kept by its own row, as a manager VM by its service's.
+            let (sid, recorded) = if let Some(sid) = sid_of_token(&prefix, &node.client_token) {
+                let recorded = existing
+                    .binary_search_by_key(&sid.0, |(found, _)| found.0)
+                    .ok()
+                    .map(|index| existing[index].1.clone());
+                (sid, recorded)
+            } else if let Some((sid, id)) = agent_of_token(&prefix, &node.client_token) {
+                let recorded = agents
+                    .binary_search_by_key(&id, |(found, _, _)| *found)
+                    .ok()
+                    .filter(|&index| agents[index].1 == sid)
+                    .map(|index| agents[index].2.clone());
+                (sid, recorded)
+            } else {
+                continue;
+            };
+            let reason = match recorded {
+                Some(None) => continue,
+                Some(Some(recorded)) if recorded == node.vmid => continue,
+                Some(Some(recorded)) => ReapReason::AnotherVm { recorded },
+                None => ReapReason::NoRow,
             };
             let key = format!("{}/{}", registered.name(), node.vmid);
             seen_now.push(key.clone());
@@ -624,9 +645,39 @@ fn sid_of_token(prefix: &str, token: &str) -> Option<ServiceId> {
     digits.parse().ok().map(ServiceId)
 }
 
+/// The service id and agent id of one of this installation's agent client tokens
+/// (`cps-<tag>-s<sid>-a<id>`).
+fn agent_of_token(prefix: &str, token: &str) -> Option<(ServiceId, i32)> {
+    let rest = token.strip_prefix(prefix)?;
+    let (sid, id) = rest.split_once("-a")?;
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(sid) || !digits(id) {
+        return None;
+    }
+    Some((ServiceId(sid.parse().ok()?), id.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_tokens_name_their_service_and_agent() {
+        assert_eq!(
+            agent_of_token("cps-ab12cd34-s", "cps-ab12cd34-s17-a3"),
+            Some((ServiceId(17), 3))
+        );
+        assert_eq!(sid_of_token("cps-ab12cd34-s", "cps-ab12cd34-s17-a3"), None);
+        for other in [
+            "cps-ab12cd34-s17",
+            "cps-ab12cd34-s17-a",
+            "cps-ab12cd34-s-a3",
+            "cps-ab12cd34-s17-ax",
+            "cps-ffffffff-s17-a3",
+        ] {
+            assert_eq!(agent_of_token("cps-ab12cd34-s", other), None, "{other}");
+        }
+    }
 
     #[test]
     fn tokens_name_their_service() {

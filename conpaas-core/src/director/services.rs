@@ -291,8 +291,7 @@ impl Director {
             }
             _ => None,
         };
-        let through_director =
-            self.inner.agents.managers_cloud == super::ManagersCloud::Director;
+        let through_director = self.inner.agents.managers_cloud == super::ManagersCloud::Director;
         let own_entries: Vec<(&str, Vec<(String, String)>)> = if through_director {
             // The manager's one key for the managers' cloud, stored hashed before the VM
             // exists (the manager may call as soon as it boots).
@@ -304,7 +303,12 @@ impl Director {
             let names: Vec<&str> = self.inner.clouds.iter().map(|c| c.name()).collect();
             names
                 .iter()
-                .map(|name| (*name, managers_cloud_section(director_url, sid, name, &names, &key)))
+                .map(|name| {
+                    (
+                        *name,
+                        managers_cloud_section(director_url, sid, name, &names, &key),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()

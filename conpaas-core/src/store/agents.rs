@@ -322,3 +322,21 @@ pub fn delete_cloud_key(conn: &mut DbConnection, sid: ServiceId) -> Result<(), E
         .execute(conn)?;
     Ok(())
 }
+
+/// The service and recorded VM (`None`: not yet) of each of `ids` that has a row, ascending
+/// id: the reaper asks before terminating an agent VM.
+pub fn agent_vms(
+    conn: &mut DbConnection,
+    ids: &[i32],
+) -> Result<Vec<(i32, ServiceId, Option<String>)>, Error> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(i32, ServiceId, Option<String>)> = agent_vm::table
+            .filter(agent_vm::id.eq_any(chunk))
+            .select((agent_vm::id, agent_vm::sid, agent_vm::vmid))
+            .load(conn)?;
+        found.extend(rows);
+    }
+    found.sort_unstable_by_key(|(id, _, _)| *id);
+    Ok(found)
+}

@@ -74,8 +74,8 @@ const COUNTED: [(&str, &str); 5] = [
 /// all back). Blocking; `source` is only read (stop the directors using it first, or rows
 /// written meanwhile are not copied).
 pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error> {
-    let (users, applications, services, certificates, events, vms, counters) =
-        source.run_blocking(|conn| -> Result<_, Error> {
+    let (users, applications, services, certificates, events, vms, counters) = source
+        .run_blocking(|conn| -> Result<_, Error> {
             let users: Vec<UserRow> = on_backend!(conn, |c| user::table
                 .order(user::uid)
                 .select(UserRow::as_select())

@@ -325,8 +325,7 @@ impl Builder<'_> {
         let max_services = self.optional("director", "max_services_per_user", parse_cap);
         let copy_cloud_credentials =
             self.optional("director", "copy_cloud_credentials", parse_bool);
-        let max_agents_per_service =
-            self.optional("director", "max_agents_per_service", parse_cap);
+        let max_agents_per_service = self.optional("director", "max_agents_per_service", parse_cap);
         let max_agents_per_user = self.optional("director", "max_agents_per_user", parse_cap);
         let metrics_allow = self.optional("director", "metrics_allow", parse_metrics_allow);
         let metrics_token_file = self.optional("director", "metrics_token_file", |text| {

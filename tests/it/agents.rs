@@ -334,3 +334,64 @@ async fn copy_cloud_credentials_keeps_the_1_2_sections() {
     assert_eq!(config["iaas"]["DRIVER"], "dummy");
     assert!(!script.contains("/etc/ssl/certs/ca-certificates.crt"));
 }
+
+/// The same manager, its agents on EC2 (moto): the director signs with the operator's key, the
+/// manager only ever holds its service's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcloud_starts_and_deletes_an_agent_on_ec2() {
+    let moto = crate::ec2::moto();
+    let region = "us-east-2";
+    let section = format!(
+        "DRIVER = ec2\nUSER = AKIDAGENTS\nPASSWORD = agents-operator-secret\n\
+         IMAGE_ID = {image}\nSIZE_ID = t1.micro\nSECURITY_GROUP_NAME = default\n\
+         KEY_NAME = conpaas\nREGION = ec2.{region}.amazonaws.com\n\
+         ENDPOINT = http://127.0.0.1:{port}\nBOOT_TIMEOUT = 20",
+        image = crate::ec2::IMAGE,
+        port = moto.port,
+    );
+    moto.setup(region);
+    let director = TestDirector::with(Options::new().other_cloud("aws", &section));
+    let (sid, vmid, alice) = started_service(&director).await;
+    let script = std::fs::read_to_string(director.dummy_vm_path(&vmid)).unwrap();
+    for secret in ["agents-operator-secret", "AKIDAGENTS"] {
+        assert!(!script.contains(secret), "{secret} reached the manager");
+    }
+    let config = manager_config(&script);
+    let aws = &config["aws"];
+    assert_eq!(aws["USER"], format!("s{sid}@aws"));
+    let libcloud = Libcloud {
+        section: aws,
+        ca: director.ca_path(),
+        url: director.base_url(),
+    };
+    let userdata = agent_script(&director.scratch("ec2-agents"));
+    let created = libcloud.create("conpaas-agent-php-u1-s1", &userdata);
+    let running: Vec<Value> = moto
+        .instances(region)
+        .into_iter()
+        .filter(|instance| instance["state"] == "running")
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(
+        created["public_ips"][0].as_str(),
+        running[0]["public_ip"].as_str(),
+        "{created}"
+    );
+    let mine = director.client(&alice).get("/list_agents").await.bare(true);
+    assert_eq!(mine[0]["cloud"], "aws");
+    assert_eq!(mine[0]["vmid"], running[0]["id"]);
+
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(libcloud.run(&["destroy", id]).unwrap()["ok"], true);
+    let states: Vec<Value> = moto
+        .instances(region)
+        .iter()
+        .map(|instance| instance["state"].clone())
+        .collect();
+    assert!(
+        states
+            .iter()
+            .all(|state| state != "running" && state != "pending"),
+        "{states:?}"
+    );
+}

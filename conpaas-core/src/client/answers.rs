@@ -40,7 +40,7 @@ macro_rules! raw {
         }
     )*};
 }
-raw!(User, Application, Service, Manifest);
+raw!(User, Application, Service, Manifest, Agent);
 
 /// A user as `/login` answers it (and `/new_user`): the account's row.
 #[derive(Clone, Deserialize)]
@@ -170,6 +170,40 @@ impl Service {
             raw,
         }
     }
+}
+
+/// One agent VM as `/list_agents` answers it: a VM a manager of the user's started through
+/// the director (not a 1.2 route: a 1.2 director answers 404).
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Agent {
+    /// `id`: the director's id of the agent (the id its manager holds).
+    #[serde(deserialize_with = "integer")]
+    pub id: i64,
+    /// `sid`: the service whose manager started it.
+    #[serde(deserialize_with = "integer")]
+    pub sid: i64,
+    /// `cloud`: the cloud's name (`iaas` for the default one).
+    #[serde(default, deserialize_with = "text")]
+    pub cloud: String,
+    /// `name`: the name its manager gave it.
+    #[serde(default, deserialize_with = "text")]
+    pub name: String,
+    /// `vmid`: the cloud's id of the VM; `None` while it is created.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub vmid: Option<String>,
+    /// `ip`: its address; `None` while it is created.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub ip: Option<String>,
+    /// `state`: `starting`, `running`, `stopping` or `undoing`.
+    #[serde(default, deserialize_with = "text")]
+    pub state: String,
+    /// `created`, as the director wrote it.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub created: Option<String>,
+    /// The whole object.
+    #[serde(skip)]
+    pub raw: Value,
 }
 
 /// An application exported by `/download_manifest`: `{"Services": [...], "Application": ...}`.
@@ -342,6 +376,22 @@ mod tests {
         assert!(error.to_string().contains("seven"), "{error}");
         let error = typed::<Application>("listapp", json!({"name": "x"})).unwrap_err();
         assert!(error.to_string().contains("aid"), "{error}");
+    }
+
+    #[test]
+    fn agents_are_read_as_list_agents_writes_them() {
+        let agent: Agent = typed(
+            "list_agents",
+            json!({"id": 3, "sid": "7", "cloud": "iaas", "name": "conpaas-agent-php-u1-s7",
+                   "vmid": null, "ip": null, "state": "starting",
+                   "created": "2026-12-06T21:40:01"}),
+        )
+        .unwrap();
+        assert_eq!((agent.id, agent.sid), (3, 7));
+        assert_eq!((agent.vmid, agent.ip), (None, None));
+        assert_eq!(agent.state, "starting");
+        let error = typed::<Agent>("list_agents", json!({"id": 3})).unwrap_err();
+        assert!(error.to_string().contains("sid"), "{error}");
     }
 
     #[test]

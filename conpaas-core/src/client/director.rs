@@ -13,7 +13,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use super::answers::{self, Application, Certificates, Manifest, Service, User};
+use super::answers::{self, Agent, Application, Certificates, Manifest, Service, User};
 use super::{Error, Identity, TransportProblem};
 use crate::manager_client::signatures::HandshakeSignatures;
 
@@ -359,6 +359,19 @@ impl DirectorClient {
             .into_iter()
             .find(|service| service.sid == sid)
             .ok_or_else(|| Error::Refused(format!("cannot find service {sid}")))
+    }
+
+    /// `POST /list_agents`: the agent VMs the user's managers started through the director,
+    /// ascending id (not a 1.2 route: a 1.2 director answers 404, an [`Error::Status`]).
+    pub async fn agents(&self) -> Result<Vec<Agent>, Error> {
+        match self.json("list_agents", true, &[]).await? {
+            Value::Array(agents) => agents
+                .into_iter()
+                .map(|agent| answers::typed("an agent", agent))
+                .collect(),
+            Value::Bool(false) => Err(Error::Refused("the director refused list_agents".into())),
+            other => Err(Error::Answer(format!("list_agents answered {other}"))),
+        }
     }
 
     /// `POST /start/<type>[/<cloud>]` with `appid` when given: the new service.

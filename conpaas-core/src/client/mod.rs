@@ -4,7 +4,7 @@
 //! managers' JSON-RPC calls of the 1.2 service modules ([`Managers`], [`services`]).
 //!
 //! The director's answers are typed ([`User`], [`Application`], [`Service`], [`Manifest`],
-//! [`Certificates`]), each keeping its JSON in `raw`; the managers' stay JSON values.
+//! [`Certificates`], [`Agent`]), each keeping its JSON in `raw`; the managers' stay JSON values.
 //!
 //! Changed from 1.2: the director's certificate is verified against the CA fetched by
 //! `credentials` (the first fetch is checked after the fact, see [`Trust::FirstUse`]); the
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-pub use answers::{Application, Certificates, Manifest, ManifestService, Service, User};
+pub use answers::{Agent, Application, Certificates, Manifest, ManifestService, Service, User};
 pub use confdir::{CERT_FILES, ConfDir, Credentials, Identity};
 pub use director::{Answer, DIRECTOR_TIMEOUT, DirectorClient, Trust};
 pub use manager::{MANAGER_PORT, Managers, TASKFARM_PORT};

@@ -30,7 +30,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 /// An AMI moto knows in every region (it refuses unknown ones, as AWS does).
-const IMAGE: &str = "ami-1e749f67";
+pub(crate) const IMAGE: &str = "ami-1e749f67";
 
 fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -65,8 +65,8 @@ fn support_script() -> PathBuf {
 
 /// moto's server on 127.0.0.1; killed on drop, and exits by itself when this process ends
 /// (its stdin closes), which covers the shared instance kept in a static.
-struct Moto {
-    port: u16,
+pub(crate) struct Moto {
+    pub(crate) port: u16,
     child: Child,
     _stdin: ChildStdin,
     _log: tempfile::NamedTempFile,
@@ -114,7 +114,7 @@ impl Moto {
     }
 
     /// The instances of `region`, as boto3 reads them.
-    fn instances(&self, region: &str) -> Vec<Value> {
+    pub(crate) fn instances(&self, region: &str) -> Vec<Value> {
         let output = Command::new(python())
             .arg(support_script())
             .args(["list", &self.port.to_string(), region])
@@ -134,7 +134,7 @@ impl Moto {
 
     /// Creates the key pair `conpaas` and a VPC with a subnet and a security group in
     /// `region` (once), with boto3; answers `{vpc, subnet, group}`.
-    fn setup(&self, region: &str) -> Value {
+    pub(crate) fn setup(&self, region: &str) -> Value {
         let output = Command::new(python())
             .arg(support_script())
             .args(["setup", &self.port.to_string(), region])
@@ -177,7 +177,7 @@ fn answers_http(port: u16) -> bool {
 }
 
 /// The one moto of this test binary.
-fn moto() -> &'static Moto {
+pub(crate) fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(Moto::start)
 }

@@ -961,6 +961,7 @@ async fn help_lists_every_command_and_completions_know_them() {
         "available",
         "clouds",
         "list",
+        "agents",
         "create",
         "rename",
         "terminate",
@@ -1115,4 +1116,114 @@ async fn manager_commands_reach_a_1_2_manager_twice_in_a_row() {
         "refused handshakes or requests: {:?}",
         manager.failures()
     );
+}
+
+/// `[section] KEY` of the config.cfg the director wrote into a dummy VM's boot script.
+fn manager_config_value(script: &str, section: &str, key: &str) -> Option<String> {
+    let start = script.find("cat <<EOF > $ROOT_DIR/config.cfg\n")?;
+    let body = &script[start..];
+    let body = &body[..body.find("\nEOF\n")?];
+    let mut current = "";
+    for line in body.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name;
+        } else if current == section
+            && let Some(value) = line.strip_prefix(&format!("{key} = "))
+        {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+/// `agents` lists the agent VMs the user's managers started through the director
+/// (`/list_agents`): one started as a 1.2 manager starts it (OpenNebula OCCI `POST /compute`
+/// with the key of its config.cfg) is listed, filtered by service, and gone once its service
+/// is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_lists_the_agent_vms_of_the_users_services() {
+    let world = World::start();
+    world.credentials().await;
+    assert_eq!(world.ok(&["agents"], &[]).await, "No agent VMs\n");
+    assert_eq!(world.json(&["agents"], &[]).await, json!([]));
+
+    let created = world.json(&["create", "php", "--no-wait"], &[]).await;
+    let sid = created["sid"].as_i64().unwrap();
+    let sid_text = sid.to_string();
+    let vmid = created["vmid"].as_str().unwrap();
+    let script =
+        std::fs::read_to_string(world.data().join("dummy-cloud").join(format!("{vmid}.sh")))
+            .unwrap();
+    let user = manager_config_value(&script, "iaas", "USER").expect("USER in [iaas]");
+    let key = manager_config_value(&script, "iaas", "PASSWORD").expect("PASSWORD in [iaas]");
+    assert_eq!(user, format!("s{sid}@iaas"));
+
+    // The manager's call: HTTP Basic with the SHA-1 (hex) of its key, as OpenNebula's OCCI
+    // server takes it, and the agent's boot script in hex.
+    let sha1 = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        key.as_bytes(),
+    ));
+    let body = format!(
+        "<COMPUTE><NAME>conpaas-agent-php-u1-s{sid}</NAME><INSTANCE_TYPE>small</INSTANCE_TYPE>\
+         <CONTEXT><USERDATA>{}</USERDATA></CONTEXT></COMPUTE>",
+        hex::encode("#!/bin/sh\necho agent\n")
+    );
+    let ca = std::fs::read_to_string(world.conf().join("ca_cert.pem")).unwrap();
+    let answer = support::client(&ca, None)
+        .post(format!("{}/compute", world.url()))
+        .basic_auth(&user, Some(&sha1))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    let id = text
+        .split_once("<ID>")
+        .and_then(|(_, rest)| rest.split_once("</ID>"))
+        .map(|(id, _)| id.parse::<i64>().unwrap())
+        .unwrap_or_else(|| panic!("{text}"));
+
+    let listed = world.json(&["agents"], &[]).await;
+    let agents = listed.as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{listed}");
+    assert_eq!(agents[0]["id"], json!(id));
+    assert_eq!(agents[0]["sid"], json!(sid));
+    assert_eq!(agents[0]["cloud"], json!("iaas"));
+    assert_eq!(agents[0]["state"], json!("running"));
+    let agent_vmid = agents[0]["vmid"].as_str().unwrap().to_owned();
+    assert!(vm_files(&world.data()).contains(&agent_vmid));
+    // The table: a header naming the columns, then the agent's row in that order.
+    let table = world.ok(&["agents"], &[]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["id", "sid", "cloud", "vmid", "ip", "state", "name"],
+        "{table}"
+    );
+    let ip = agents[0]["ip"].as_str().unwrap();
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [
+            id.to_string().as_str(),
+            sid_text.as_str(),
+            "iaas",
+            agent_vmid.as_str(),
+            ip,
+            "running",
+            &format!("conpaas-agent-php-u1-s{sid}"),
+        ],
+        "{table}"
+    );
+    // By service: this one's, and none of another.
+    assert_eq!(world.json(&["agents", &sid_text], &[]).await, listed);
+    assert_eq!(world.ok(&["agents", "999"], &[]).await, "No agent VMs\n");
+    world.fails(&["agents", "notanumber"], &[], 2).await;
+
+    // The service's stop terminates its agent: the VM and the listing are gone.
+    world.ok(&["terminate", "--force", &sid_text], &[]).await;
+    assert!(!vm_files(&world.data()).contains(&agent_vmid));
+    assert_eq!(world.ok(&["agents"], &[]).await, "No agent VMs\n");
 }

@@ -100,6 +100,11 @@ enum Command {
         /// The application id.
         appid: Option<i64>,
     },
+    /// List the agent VMs your managers started through the director [of one service].
+    Agents {
+        /// The service id.
+        sid: Option<i64>,
+    },
     /// Create a new service [inside an application, on a cloud] and wait for its manager.
     Create {
         /// The service type (see `available`).
@@ -497,6 +502,23 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
                 services::table(&columns, &rows)
             };
             let raw: Vec<Value> = list.into_iter().map(|service| service.raw).collect();
+            session.show(&text, &Value::Array(raw));
+            Ok(())
+        }
+        Command::Agents { sid } => {
+            let mut agents = director.agents().await?;
+            agents.retain(|agent| sid.is_none_or(|sid| agent.sid == sid));
+            let columns = ["id", "sid", "cloud", "vmid", "ip", "state", "name"];
+            let rows: Vec<Vec<String>> = agents
+                .iter()
+                .map(|agent| columns.iter().map(|key| cell(&agent.raw, key)).collect())
+                .collect();
+            let text = if rows.is_empty() {
+                "No agent VMs".to_owned()
+            } else {
+                services::table(&columns, &rows)
+            };
+            let raw: Vec<Value> = agents.into_iter().map(|agent| agent.raw).collect();
             session.show(&text, &Value::Array(raw));
             Ok(())
         }

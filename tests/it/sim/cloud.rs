@@ -26,8 +26,11 @@ pub struct SimVm {
     /// A lookup or a listing did not show it while it existed (the cloud's lag): a director
     /// told "no VM" may forget it, and only the reaper finds it.
     pub lied: bool,
-    /// It was created when its service's row was no longer `starting` (claimed or gone).
+    /// It was created when its service's row (or its agent's) was no longer `starting`
+    /// (claimed or gone).
     pub late: bool,
+    /// Its boot script (a manager's holds its key for the managers' cloud).
+    pub user_data: String,
 }
 
 /// The VMs of one cloud, kept across the director's crashes (the cloud does not crash).
@@ -64,8 +67,17 @@ impl SimCloud {
         }
     }
 
-    /// Whether the row of the service a token names is `starting`.
+    /// Whether the row of the service (or agent) a token names is `starting`.
     fn row_starting(&self, token: &str) -> bool {
+        if let Some((_, agent)) = token.rsplit_once("-a")
+            && let Ok(id) = agent.parse::<i32>()
+        {
+            return self
+                .store
+                .run_blocking(|conn| conpaas_core::store::find_agent(conn, id))
+                .unwrap()
+                .is_some_and(|row| row.lifecycle == conpaas_core::model::Lifecycle::Starting);
+        }
         let Some(sid) = token
             .rsplit("-s")
             .next()
@@ -138,6 +150,7 @@ impl Cloud for SimCloud {
                             visible_at: now + chrono::Duration::seconds(lag as i64),
                             lied: false,
                             late,
+                            user_data: request.user_data.clone(),
                         },
                     );
                     id

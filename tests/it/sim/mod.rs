@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use conpaas_core::ca::{CertificateAuthority, KeyAlgorithm};
 use conpaas_core::cloud::CloudRegistry;
-use conpaas_core::director::{Clock, Director, Error, StartRequest, TlsIdentity};
+use conpaas_core::director::{AgentRequest, Clock, Director, Error, StartRequest, TlsIdentity};
 use conpaas_core::model::{AppId, Credit, Lifecycle, ServiceId, UserId};
 use conpaas_core::store::{
     self, AuditQuery, DatabaseErrorKind, NewPassword, NewUser, Store, StoreFaults,
@@ -425,6 +425,27 @@ impl World {
         Some(services[index].sid)
     }
 
+    /// What service `sid`'s manager sends as its password on the managers' cloud: the SHA-1
+    /// (hex) of the key in its boot script, as the manager VM holds it.
+    fn manager_key(&self, director: &Director, sid: ServiceId) -> Option<String> {
+        use sha1::Digest as _;
+        let token = director.client_token(sid);
+        let script = self.clouds.iter().find_map(|(_, state)| {
+            state
+                .lock()
+                .unwrap()
+                .vms
+                .values()
+                .find(|vm| vm.token == token)
+                .map(|vm| vm.user_data.clone())
+        })?;
+        let key = script
+            .lines()
+            .find_map(|line| line.strip_prefix("PASSWORD = "))?
+            .to_owned();
+        Some(hex::encode(sha1::Sha1::digest(key.as_bytes())))
+    }
+
     fn pick_app(&self, uid: UserId) -> Option<AppId> {
         let apps = self
             .store
@@ -518,7 +539,57 @@ async fn operate(world: Arc<World>, director: Director, replica: usize) {
                 Err(error) => answer_error(&world, &tag, "rename", &error),
             }
         }
-        63..=89 => {
+        80..=86 => {
+            let Some(sid) = world.pick_service(uid, true) else {
+                return;
+            };
+            let cloud = if sim.chance(0.5) { "alpha" } else { "beta" };
+            let Some(key) = world.manager_key(&director, sid) else {
+                return;
+            };
+            sim.trace(format!("{tag} manager s{sid} starts an agent on {cloud}"));
+            let caller = match director
+                .authenticate_agent_cloud(&format!("s{sid}@{cloud}"), &key)
+                .await
+            {
+                Ok(Some(caller)) => caller,
+                Ok(None) => {
+                    sim.trace(format!("{tag} agent of s{sid} -> key refused"));
+                    return;
+                }
+                Err(error) => return answer_error(&world, &tag, "agent key", &error),
+            };
+            let request = AgentRequest::new(
+                "conpaas-agent",
+                "#!/bin/sh\n. /mnt/context.sh\ncat <<EOF > /tmp/cert.pem\nX\nEOF\n",
+            );
+            match director.create_agent(&caller, request).await {
+                Ok(agent) => sim.trace(format!(
+                    "{tag} agent of s{sid} -> a{} {:?}",
+                    agent.id, agent.vmid
+                )),
+                Err(error) => answer_error(&world, &tag, "agent", &error),
+            }
+        }
+        87..=89 => {
+            let Some(sid) = world.pick_service(uid, false) else {
+                return;
+            };
+            let agents = world
+                .store
+                .run_blocking(|conn| store::list_agents_of_service(conn, sid))
+                .unwrap();
+            if agents.is_empty() {
+                return;
+            }
+            let id = agents[sim.between(0, agents.len() as u64 - 1) as usize].id;
+            sim.trace(format!("{tag} manager s{sid} deletes agent a{id}"));
+            match director.delete_agent(sid, id).await {
+                Ok(done) => sim.trace(format!("{tag} delete a{id} -> {done}")),
+                Err(error) => answer_error(&world, &tag, "delete agent", &error),
+            }
+        }
+        63..=79 => {
             let Some(sid) = world.pick_service(uid, true) else {
                 return;
             };
@@ -726,7 +797,12 @@ fn untracked(director: &Director) -> u64 {
 /// the director counted it as untracked (a terminate and the database failing together).
 fn known_vms_settled(world: &World) -> Vec<String> {
     let rows = world.store.run_blocking(store::list_all_services).unwrap();
-    let recorded: BTreeSet<String> = rows.iter().filter_map(|row| row.vmid.clone()).collect();
+    let agents = world.store.run_blocking(store::list_all_agents).unwrap();
+    let recorded: BTreeSet<String> = rows
+        .iter()
+        .filter_map(|row| row.vmid.clone())
+        .chain(agents.iter().filter_map(|agent| agent.vmid.clone()))
+        .collect();
     let crashes = world.crashes.lock().unwrap().clone();
     let mut unexplained = Vec::new();
     for (name, state) in &world.clouds {
@@ -760,7 +836,12 @@ fn check(world: &World) -> Vec<String> {
             live.insert(vmid.clone(), format!("{name}:{}", vm.token));
         }
     }
-    let recorded: BTreeSet<&str> = rows.iter().filter_map(|row| row.vmid.as_deref()).collect();
+    let agents = world.store.run_blocking(store::list_all_agents).unwrap();
+    let recorded: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|row| row.vmid.as_deref())
+        .chain(agents.iter().filter_map(|agent| agent.vmid.as_deref()))
+        .collect();
     // I1
     for (vmid, token) in &live {
         if !recorded.contains(vmid.as_str()) {
@@ -778,6 +859,29 @@ fn check(world: &World) -> Vec<String> {
         match &row.vmid {
             Some(vmid) if live.contains_key(vmid) => {}
             other => violations.push(format!("I2: s{} records VM {other:?}, not held", row.sid)),
+        }
+    }
+    // I2 for agents: each settled and held, and its service still there.
+    let sids: BTreeSet<ServiceId> = rows.iter().map(|row| row.sid).collect();
+    for agent in &agents {
+        if agent.lifecycle != Lifecycle::Running {
+            violations.push(format!(
+                "I2: agent a{} of s{} left {} after settling",
+                agent.id, agent.sid, agent.lifecycle
+            ));
+        }
+        match &agent.vmid {
+            Some(vmid) if live.contains_key(vmid) => {}
+            other => violations.push(format!(
+                "I2: agent a{} records VM {other:?}, not held",
+                agent.id
+            )),
+        }
+        if !sids.contains(&agent.sid) {
+            violations.push(format!(
+                "I2: agent a{} outlived its service s{}",
+                agent.id, agent.sid
+            ));
         }
     }
     // I3, I4

@@ -319,7 +319,6 @@ impl Director {
                 return Err(Error::StartTimeout);
             }
         };
-        let (id, vmid, address) = (agent.id, node.vmid.clone(), node.public_ip.clone());
         let event = Event::new("agent.created", AuditOutcome::Ok)
             .uid(service.user_id)
             .aid(service.application_id)
@@ -329,30 +328,30 @@ impl Director {
             .detail("vmid", node.vmid.clone())
             .detail("address", node.public_ip.clone())
             .to_new();
-        let completed = self
-            .inner
-            .store
-            .run(move |conn| {
-                store::write_transaction(conn, |conn| {
-                    let completed = store::complete_agent(conn, id, &vmid, &address)?;
-                    if completed.is_some() {
-                        store::record_audit_event(conn, &event)?;
-                    }
-                    Ok::<_, store::Error>(completed)
-                })
-            })
-            .await;
+        let completed = match self.complete_agent(agent.id, &node, &event).await {
+            Ok(completed) => completed,
+            // The commit may have happened although its answer was lost: the row says.
+            Err(_) => match self.settle_agent_completion(agent.id, &node, &event).await {
+                Some(completed) => completed,
+                None => {
+                    // The row cannot be read: it stays `starting` with its VM under the
+                    // agent's token, for reconciliation to undo once the database answers.
+                    tracing::warn!(sid = %sid, agent = agent.id, vmid = %node.vmid, "cannot record an agent VM; reconciliation will undo it");
+                    return Err(Error::ServiceNotFound(sid));
+                }
+            },
+        };
         match completed {
-            Ok(Some(agent)) => {
+            Some(agent) => {
                 tracing::info!(sid = %sid, agent = agent.id, cloud = %agent.cloud, vmid = %node.vmid, "agent VM started");
                 self.inner
                     .metrics
                     .agent(super::metrics::AgentEvent::Created, &agent.cloud);
                 Ok(agent)
             }
-            Ok(None) | Err(_) => {
-                // Claimed (a DELETE, the service's stop) while the VM booted, or the database
-                // failed: the VM is recorded in the claimed row if it can be, then terminated.
+            None => {
+                // Claimed (a DELETE, the service's stop) while the VM booted: the VM is
+                // recorded in the claimed row if it can be, then terminated.
                 let (id, vmid) = (agent.id, node.vmid.clone());
                 let _ = self
                     .inner
@@ -373,6 +372,66 @@ impl Director {
                 // Whatever the row is now, reconciliation settles it.
                 Err(Error::ServiceNotFound(sid))
             }
+        }
+    }
+
+    /// Records agent `id`'s VM (`starting` → `running`) with its audit event in one
+    /// transaction: `None` when the row is no longer this create's.
+    async fn complete_agent(
+        &self,
+        id: i32,
+        node: &crate::cloud::Node,
+        event: &crate::store::NewAuditEvent,
+    ) -> Result<Option<AgentVm>, store::Error> {
+        let (vmid, address, event) = (node.vmid.clone(), node.public_ip.clone(), event.clone());
+        self.inner
+            .store
+            .run(move |conn| {
+                store::write_transaction(conn, |conn| {
+                    let completed = store::complete_agent(conn, id, &vmid, &address)?;
+                    if completed.is_some() {
+                        store::record_audit_event(conn, &event)?;
+                    }
+                    Ok::<_, store::Error>(completed)
+                })
+            })
+            .await
+    }
+
+    /// After a failed completion: the row's truth, read with the charge's patience.
+    /// `Some(Some)`: completed with this VM; `Some(None)`: the row is no longer this create's
+    /// (claimed or gone); `None`: the database did not answer.
+    async fn settle_agent_completion(
+        &self,
+        id: i32,
+        node: &crate::cloud::Node,
+        event: &crate::store::NewAuditEvent,
+    ) -> Option<Option<AgentVm>> {
+        let mut delay = std::time::Duration::from_millis(50);
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        loop {
+            match self
+                .inner
+                .store
+                .run(move |conn| store::find_agent(conn, id))
+                .await
+            {
+                Ok(Some(row)) if row.lifecycle == Lifecycle::Running => {
+                    return Some((row.vmid.as_deref() == Some(node.vmid.as_str())).then_some(row));
+                }
+                Ok(Some(row)) if row.lifecycle == Lifecycle::Starting => {
+                    match self.complete_agent(id, node, event).await {
+                        Ok(completed) => return Some(completed),
+                        Err(_) if tokio::time::Instant::now() + delay < deadline => {}
+                        Err(_) => return None,
+                    }
+                }
+                Ok(_) => return Some(None),
+                Err(_) if tokio::time::Instant::now() + delay < deadline => {}
+                Err(_) => return None,
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
     }
 

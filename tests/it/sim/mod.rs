@@ -10,12 +10,14 @@
 //!
 //! A run is a few *incarnations* of the director process on one store and one pair of clouds:
 //! each builds one or two `Director`s (replicas) from typed parts, drives concurrent starts,
-//! stops, terminate calls, application deletes and renames, credit charges and maintenance
-//! passes, and may crash at a random moment (the runtime dropped with everything in flight).
+//! stops, terminate calls, application deletes and renames, credit charges, agent VMs started
+//! and deleted by managers, and maintenance passes, and may crash at a random moment (the runtime dropped with everything in flight).
 //! A last incarnation without faults settles (reconciliation and reaper passes), then the
 //! invariants are checked:
-//! - I1 every VM the clouds hold is recorded by its service's row;
-//! - I2 every row records a VM the cloud holds, and no row is left unsettled;
+//! - I1 every VM the clouds hold is recorded by its service's row or its agent's row (managers
+//!   start agents through the director, and delete them);
+//! - I2 every row, service or agent, records a VM the cloud holds, no row is left unsettled,
+//!   and no agent row outlives its service;
 //! - I3 each user's credit is the initial credit minus every accepted charge (deferred ones
 //!   included; one a crash cut off before its answer applied whole or not at all) minus one
 //!   per service start that completed; every start answered as done completed;

@@ -257,6 +257,36 @@ async fn libcloud_starts_lists_and_deletes_agents_through_the_director() {
         "{capped}"
     );
 
+    // A 1.2 manager's libcloud 0.8 speaks TLS 1.0 alone: the managers' cloud answers it (the
+    // system's OpenSSL), and nothing else does.
+    let tls10 = |method: &str, path: &str, credentials: bool| {
+        let mut command = Command::new(crate::support::clients::Python::interpreter());
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls10_client.py"))
+            .args(["localhost", &director.port().to_string()])
+            .arg(director.ca_path())
+            .args([method, path]);
+        if credentials {
+            command.args([&iaas["USER"], &iaas["PASSWORD"]]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = tls10("GET", "/compute", true);
+    assert!(listed.starts_with("200 TLSv1\n"), "{listed}");
+    assert!(
+        listed.contains(&format!("<COMPUTE href=\"/compute/{id}\"")),
+        "{listed}"
+    );
+    let refused = tls10("GET", "/list", false);
+    assert!(refused.starts_with("403 TLSv1\n"), "{refused}");
+    assert!(refused.contains("TLS 1.2 or later"), "{refused}");
+
     // DELETE terminates it.
     let deleted = libcloud.run(&["destroy", &id]).unwrap();
     assert_eq!(deleted["ok"], true, "{deleted}");

@@ -49,6 +49,12 @@ pub enum Access {
     CloudKey,
 }
 
+/// In a request's extensions: its connection spoke TLS 1.0 or 1.1 (a 1.2 manager's libcloud;
+/// [`server::Listener::legacy_tls`]), on which only the managers' cloud routes are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LegacyTlsConnection;
+
 /// Where a route comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -363,7 +369,19 @@ async fn framework(State(director): State<Director>, request: Request, next: Nex
     // closes it, including the 400 and 413 given before a handler runs.
     let closes = is_manager_route(request.uri().path());
     let context = audit_context(&request);
-    let mut response = context.scope(framework_answers(route, request, next)).await;
+    let legacy_refused = request.extensions().get::<LegacyTlsConnection>().is_some()
+        && route.is_none_or(|route| route.access != Access::CloudKey);
+    let mut response = if legacy_refused {
+        // TLS 1.0/1.1 carries one service's key for its agents, nothing else.
+        (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "this route needs TLS 1.2 or later\n",
+        )
+            .into_response()
+    } else {
+        context.scope(framework_answers(route, request, next)).await
+    };
     if closes {
         response = answer::close(response);
     }

@@ -56,6 +56,10 @@ use tower::ServiceExt;
 
 #[cfg(feature = "server")]
 mod admission;
+#[cfg(feature = "legacy-tls")]
+mod legacy_tls;
+#[cfg(feature = "legacy-tls")]
+pub use legacy_tls::{LegacyTls, LegacyTlsError};
 #[cfg(feature = "server")]
 mod deadline;
 #[cfg(feature = "server")]
@@ -292,6 +296,8 @@ pub struct Listener {
     acceptor: TlsAcceptor,
     settings: TransportSettings,
     stats: TransportStats,
+    #[cfg(feature = "legacy-tls")]
+    legacy: Option<LegacyTls>,
 }
 
 #[cfg(feature = "server")]
@@ -317,6 +323,8 @@ impl Listener {
             acceptor: TlsAcceptor::from(tls),
             settings,
             stats: TransportStats::new(),
+            #[cfg(feature = "legacy-tls")]
+            legacy: None,
         })
     }
 
@@ -335,7 +343,18 @@ impl Listener {
             acceptor: TlsAcceptor::from(tls),
             settings,
             stats: TransportStats::new(),
+            #[cfg(feature = "legacy-tls")]
+            legacy: None,
         })
+    }
+
+    /// Answers clients whose highest TLS version is 1.0 or 1.1 with `legacy` (the system's
+    /// OpenSSL), for the managers' cloud routes only: the 1.2 managers' libcloud speaks TLS 1.0
+    /// alone ([`LegacyTls`]). Without it such clients fail their handshake, as before.
+    #[cfg(feature = "legacy-tls")]
+    pub fn legacy_tls(mut self, legacy: LegacyTls) -> Self {
+        self.legacy = Some(legacy);
+        self
     }
 
     /// The address actually bound.
@@ -387,6 +406,8 @@ impl Listener {
             acceptor,
             settings,
             stats,
+            #[cfg(feature = "legacy-tls")]
+            legacy,
         } = self;
         let admission = admission::Admission::new(settings.limits(), stats.clone());
         let graceful = GracefulShutdown::new();
@@ -396,6 +417,8 @@ impl Listener {
         let shutdown_grace = settings.shutdown_grace;
         let connections = Arc::new(Connections {
             acceptor,
+            #[cfg(feature = "legacy-tls")]
+            legacy,
             router,
             http,
             settings,
@@ -459,6 +482,8 @@ impl Listener {
 #[cfg(feature = "server")]
 struct Connections {
     acceptor: TlsAcceptor,
+    #[cfg(feature = "legacy-tls")]
+    legacy: Option<LegacyTls>,
     router: Router,
     http: hyper::server::conn::http1::Builder,
     settings: TransportSettings,
@@ -508,6 +533,14 @@ impl Connections {
                 return;
             }
         }
+        #[cfg(feature = "legacy-tls")]
+        if let Some(legacy) = &self.legacy
+            && self.peek_legacy_hello(&stream).await
+        {
+            return self
+                .serve_legacy(legacy, stream, remote, slot, watcher)
+                .await;
+        }
         // Under TLS, so that the stall of the socket itself is timed, whatever rustls buffers.
         let io = deadline::WriteDeadline::new(stream, settings.write_timeout, self.stats.clone());
         let tls = match tokio::time::timeout(settings.handshake_timeout, self.acceptor.accept(io))
@@ -530,6 +563,82 @@ impl Connections {
         if peer.certificate.is_some() && !slot.authenticate() {
             return;
         }
+        self.serve_http(tls, peer, false, slot, watcher).await;
+    }
+
+    /// Whether the connection opens with a ClientHello of TLS 1.0 or 1.1 (read without taking
+    /// it; given up after the handshake timeout).
+    #[cfg(feature = "legacy-tls")]
+    async fn peek_legacy_hello(&self, stream: &tokio::net::TcpStream) -> bool {
+        let mut head = [0u8; 11];
+        let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
+        loop {
+            let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut head)).await;
+            match peeked {
+                Ok(Ok(n)) if n >= head.len() => return legacy_tls::is_legacy_hello(&head),
+                // Not a handshake record: no need to wait for more.
+                Ok(Ok(n)) if n > 0 && head[0] != 0x16 => return false,
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+                // A ClientHello's first bytes came in several segments.
+                Ok(Ok(_)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// A legacy client: OpenSSL's handshake, then only the managers' cloud routes.
+    #[cfg(feature = "legacy-tls")]
+    async fn serve_legacy(
+        &self,
+        legacy: &LegacyTls,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        slot: &admission::Slot,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let settings = &self.settings;
+        let io = deadline::WriteDeadline::new(stream, settings.write_timeout, self.stats.clone());
+        let tls = legacy
+            .ssl()
+            .and_then(|ssl| tokio_openssl::SslStream::new(ssl, io));
+        let mut tls = match tls {
+            Ok(tls) => tls,
+            Err(error) => {
+                tracing::warn!(%remote, %error, "cannot set up a TLS 1.0 handshake");
+                return;
+            }
+        };
+        let handshake = std::pin::Pin::new(&mut tls).accept();
+        match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, %error, "tls 1.0 handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.stats.count_timed_out(Phase::Handshake);
+                tracing::debug!(%remote, "tls 1.0 handshake timed out");
+                return;
+            }
+        }
+        tracing::debug!(%remote, "a TLS 1.0/1.1 client: the managers' cloud routes only");
+        self.serve_http(tls, PeerInfo::anonymous(remote), true, slot, watcher)
+            .await;
+    }
+
+    /// HTTP/1.1 over an established TLS stream, with `peer` (and, on a legacy TLS connection,
+    /// the marker the router reads) in every request.
+    async fn serve_http<IO>(
+        &self,
+        tls: IO,
+        peer: PeerInfo,
+        legacy: bool,
+        slot: &admission::Slot,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let settings = &self.settings;
+        let remote = peer.remote;
         let identity = crate::api::auth::ConnectionIdentity::of(&peer);
         let stats = self.stats.clone();
         let body_timeout = settings.request_body_timeout;
@@ -540,6 +649,9 @@ impl Connections {
             .map_request(move |mut request: hyper::Request<Incoming>| {
                 let extensions = request.extensions_mut();
                 extensions.insert(peer.clone());
+                if legacy {
+                    extensions.insert(crate::api::LegacyTlsConnection);
+                }
                 if let Some(identity) = &identity {
                     extensions.insert(identity.clone());
                 }

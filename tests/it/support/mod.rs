@@ -252,6 +252,8 @@ impl TestDirector {
         let certs = loaded.config.ca.cert_dir.clone();
         let files = conpaas_core::ca::DirectorTlsFiles::read(&certs).unwrap();
         let tls = conpaas_core::api::tls::server_config_from_files(&files).unwrap();
+        // As `DirectorServer::from_config` does: TLS 1.0 for the managers' cloud routes.
+        let legacy = conpaas_core::api::server::LegacyTls::from_files(&files).unwrap();
         let settings = options.transport.clone().unwrap_or_else(|| {
             TransportSettings::recommended()
                 .shutdown_grace(Duration::from_secs(1))
@@ -275,7 +277,8 @@ impl TestDirector {
                     let listener =
                         Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), tls, settings)
                             .await
-                            .unwrap();
+                            .unwrap()
+                            .legacy_tls(legacy);
                     addr_tx
                         .send((listener.local_addr().unwrap(), listener.stats()))
                         .unwrap();

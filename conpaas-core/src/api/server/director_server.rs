@@ -44,6 +44,10 @@ pub enum ServeError {
     /// The listener given to [`DirectorServerBuilder::bind_listener`] cannot be served on.
     #[error("cannot serve on the given listener")]
     Listener(#[source] std::io::Error),
+    /// OpenSSL refused the certificate for the managers' TLS 1.0 handshakes.
+    #[cfg(feature = "legacy-tls")]
+    #[error(transparent)]
+    LegacyTls(super::LegacyTlsError),
 }
 
 fn show_failures(failures: &[(SocketAddr, std::io::Error)]) -> String {
@@ -65,6 +69,9 @@ pub struct DirectorServerBuilder {
     maintenance: MaintenanceSettings,
     /// The director.cfg served, for the `config.loaded` audit event.
     config_path: Option<PathBuf>,
+    /// TLS 1.0/1.1 for the 1.2 managers' libcloud (the managers' cloud routes only).
+    #[cfg(feature = "legacy-tls")]
+    legacy: Option<super::LegacyTls>,
 }
 
 impl std::fmt::Debug for DirectorServerBuilder {
@@ -102,6 +109,15 @@ impl DirectorServerBuilder {
         let cert_dir = loaded.config.ca.cert_dir.clone();
         let files = DirectorTlsFiles::read(&cert_dir)?;
         let (tls, identity) = tls::reloadable_server_config_from_files(&files)?;
+        // Only where managers start agents through the director.
+        #[cfg(feature = "legacy-tls")]
+        let legacy = if director.agent_settings().managers_cloud
+            == crate::director::ManagersCloud::Director
+        {
+            Some(super::LegacyTls::from_files(&files).map_err(ServeError::LegacyTls)?)
+        } else {
+            None
+        };
         let reload = ReloadHandle {
             inner: Arc::new(Reload {
                 director: director.clone(),
@@ -109,6 +125,8 @@ impl DirectorServerBuilder {
                 cert_dir,
                 ca_cert_pem: Some(files.ca_cert_pem),
                 started: Some(loaded.clone()),
+                #[cfg(feature = "legacy-tls")]
+                legacy: legacy.clone(),
             }),
         };
         Ok(DirectorServerBuilder {
@@ -118,6 +136,8 @@ impl DirectorServerBuilder {
             transport: TransportSettings::from_config(&loaded.config),
             maintenance: MaintenanceSettings::from_config(&loaded.config),
             config_path: Some(loaded.path.clone()),
+            #[cfg(feature = "legacy-tls")]
+            legacy,
         })
     }
 
@@ -130,6 +150,8 @@ impl DirectorServerBuilder {
             transport: TransportSettings::recommended(),
             maintenance: MaintenanceSettings::recommended(),
             config_path: None,
+            #[cfg(feature = "legacy-tls")]
+            legacy: None,
         }
     }
 
@@ -151,8 +173,20 @@ impl DirectorServerBuilder {
                 cert_dir,
                 ca_cert_pem,
                 started: None,
+                #[cfg(feature = "legacy-tls")]
+                legacy: self.legacy.clone(),
             }),
         });
+        self
+    }
+
+    /// Answers TLS 1.0/1.1 clients with `legacy`, for the managers' cloud routes only
+    /// ([`Listener::legacy_tls`]); [`from_config`](Self::from_config) sets it up when managers
+    /// start their agents through the director. Call it before
+    /// [`reload_from_cert_dir`](Self::reload_from_cert_dir) for reloads to renew it too.
+    #[cfg(feature = "legacy-tls")]
+    pub fn legacy_tls(mut self, legacy: super::LegacyTls) -> Self {
+        self.legacy = Some(legacy);
         self
     }
 
@@ -203,7 +237,9 @@ impl DirectorServerBuilder {
         self.prepare().await;
         let mut failures = Vec::new();
         for addr in addrs {
-            let bound = Listener::bind(*addr, self.tls.clone(), self.transport.clone()).await;
+            let bound = Listener::bind(*addr, self.tls.clone(), self.transport.clone())
+                .await
+                .map(|listener| self.with_legacy(listener));
             match bound.and_then(|listener| Ok((listener.local_addr()?, listener))) {
                 Ok((local_addr, listener)) => return Ok(self.bound(listener, local_addr)),
                 Err(error) => failures.push((*addr, error)),
@@ -226,9 +262,19 @@ impl DirectorServerBuilder {
     ) -> Result<DirectorServer, ServeError> {
         self.prepare().await;
         let listener = Listener::from_std(listener, self.tls.clone(), self.transport.clone())
+            .map(|listener| self.with_legacy(listener))
             .map_err(ServeError::Listener)?;
         let local_addr = listener.local_addr().map_err(ServeError::Listener)?;
         Ok(self.bound(listener, local_addr))
+    }
+
+    #[cfg_attr(not(feature = "legacy-tls"), expect(clippy::unused_self))]
+    fn with_legacy(&self, listener: Listener) -> Listener {
+        #[cfg(feature = "legacy-tls")]
+        if let Some(legacy) = &self.legacy {
+            return listener.legacy_tls(legacy.clone());
+        }
+        listener
     }
 
     async fn prepare(&self) {
@@ -460,6 +506,9 @@ struct Reload {
     ca_cert_pem: Option<Vec<u8>>,
     /// The configuration the server started with, if it came from one.
     started: Option<LoadedConfig>,
+    /// Renewed with the rustls identity.
+    #[cfg(feature = "legacy-tls")]
+    legacy: Option<super::LegacyTls>,
 }
 
 /// What a reload loaded, and what changed on disk that a reload cannot apply.
@@ -520,6 +569,10 @@ impl ReloadHandle {
             // As the CA refuses its own: a renewal done by hand often leaves the umask's 0644.
             ca::check_private_mode(&cert_dir.join(ca::KEY_FILE))?;
             let summary = reload.identity.replace_from_files(&files)?;
+            #[cfg(feature = "legacy-tls")]
+            if let Some(legacy) = &reload.legacy {
+                legacy.reload(&files).map_err(ServeError::LegacyTls)?;
+            }
             Ok::<_, ServeError>((summary, files.ca_cert_pem))
         })();
         let outcome = match loaded {

@@ -120,6 +120,8 @@ fn served_from_config_reloads_its_certificate_and_stops_on_its_future() {
         let now = presented(addr, &ca_pem).await;
         assert_eq!(serial(&now), serial(&second));
         assert_eq!(now, second);
+        // The managers' TLS 1.0 handshakes (the system's OpenSSL) get the renewal too.
+        assert_eq!(tls10_certificate(addr, &certs), hex::encode(&second));
 
         // A good pair whose key others can read is refused; the certificate in use stays.
         use std::os::unix::fs::PermissionsExt as _;
@@ -244,4 +246,21 @@ fn served_from_typed_parts_binds_the_first_free_address_or_names_every_failure()
             .expect("serve returns once its shutdown future completes")
             .unwrap();
     });
+}
+
+/// The certificate (DER, hex) a TLS 1.0 client (a 1.2 manager's libcloud) gets.
+fn tls10_certificate(addr: SocketAddr, certs: &Path) -> String {
+    let output = std::process::Command::new(crate::support::clients::Python::interpreter())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls10_client.py"))
+        .args(["localhost", &addr.port().to_string()])
+        .arg(certs.join(ca::CA_CERT_FILE))
+        .args(["CERT", "/"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }

@@ -5,6 +5,7 @@ HTTP Basic authentication with the SHA-1 (hex) of the password, a new connection
 
 Usage: tls10_client.py HOST PORT CAFILE METHOD PATH [USER PASSWORD]
 Prints `<status> <negotiated TLS version>` on the first line, then the body.
+With METHOD `CERT`: prints the server's certificate (DER) in hex only.
 """
 
 import base64
@@ -25,6 +26,10 @@ def main(argv):
     # libcloud 0.8 matched the host itself (CN and DNS names), without SNI.
     ctx.check_hostname = False
     conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+    if method == "CERT":
+        conn.connect()
+        print(conn.sock.getpeercert(binary_form=True).hex())
+        return
     headers = {"Content-Length": "0"}
     if len(argv) >= 7:
         user, password = argv[5], argv[6]

@@ -14,9 +14,10 @@ ARG DEBIAN_RELEASE=bookworm
 
 # Build: the release binaries, from the committed Cargo.lock.
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
-# libpq for the PostgreSQL backend; cmake for aws-lc-sys where its C build needs it.
+# libpq for the PostgreSQL backend; libssl for the managers' TLS 1.0 (legacy-tls); cmake for
+# aws-lc-sys where its C build needs it.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libpq-dev cmake \
+    && apt-get install -y --no-install-recommends pkg-config libpq-dev libssl-dev cmake \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -25,11 +26,11 @@ ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN cargo build --release --locked -p conpaas-bin --bin director --bin cpscheck \
     && install -D -m 0755 target/release/director target/release/cpscheck -t /out/
 
-# Run: Debian slim with the two shared libraries the binary needs beyond libc (libpq and its
-# TLS), the CA roots for EC2 and OpenNebula endpoints, and nothing else.
+# Run: Debian slim with the shared libraries the binary needs beyond libc (libpq and OpenSSL,
+# which libpq uses too), the CA roots for EC2 and OpenNebula endpoints, and nothing else.
 FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+    && apt-get install -y --no-install-recommends libpq5 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 conpaas \
     && useradd --system --uid 10001 --gid conpaas --home-dir /data --no-create-home \

@@ -9,6 +9,9 @@ missing=()
 for tool in openssl curl python3 haproxy; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The build links the system's OpenSSL (conpaas-core's `legacy-tls`: TLS 1.0 for the 1.2
+# managers' libcloud) and libpq.
+pkg-config --exists openssl 2>/dev/null || missing+=(pkg-config libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

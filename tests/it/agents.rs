@@ -331,6 +331,27 @@ async fn libcloud_starts_lists_and_deletes_agents_through_the_director() {
     assert!(refused.starts_with("403 TLSv1\n"), "{refused}");
     assert!(refused.contains("TLS 1.2 or later"), "{refused}");
 
+    // Operators see them.
+    let metrics = director.anonymous().get("/metrics").await.text();
+    for (series, value) in [
+        (
+            r#"conpaas_agent_vms_total{event="created",cloud="iaas"} "#,
+            "2",
+        ),
+        (
+            r#"conpaas_agent_vms_total{event="refused",cloud="iaas"} "#,
+            "1",
+        ),
+        (r#"conpaas_agents_running{cloud="iaas"} "#, "2"),
+        (r#"conpaas_agents_running{cloud="nebula"} "#, "0"),
+    ] {
+        let found = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        assert_eq!(found.trim(), value, "{series}");
+    }
+
     // DELETE terminates it.
     let deleted = libcloud.run(&["destroy", &id]).unwrap();
     assert_eq!(deleted["ok"], true, "{deleted}");

@@ -185,8 +185,8 @@ pub fn copy_database(source: &Store, target: &Store) -> Result<CopyReport, Error
             let copied = report(conn)?;
             if copied != expected {
                 return Err(Error::CopyMismatch {
-                    expected,
-                    found: copied,
+                    expected: Box::new(expected),
+                    found: Box::new(copied),
                 });
             }
             Ok(copied)

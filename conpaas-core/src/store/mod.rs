@@ -408,10 +408,10 @@ pub enum Error {
         "the copy does not match its source (expected {expected}; found {found}); nothing was committed"
     )]
     CopyMismatch {
-        /// What the source held.
-        expected: CopyReport,
+        /// What the source held (boxed: the error stays small on the paths that never copy).
+        expected: Box<CopyReport>,
         /// What the target held before committing.
-        found: CopyReport,
+        found: Box<CopyReport>,
     },
     /// The blocking task running a store call was cancelled (the runtime is
     /// shutting down).

@@ -27,12 +27,23 @@ impl std::fmt::Debug for LegacyTls {
     }
 }
 
-/// The legacy acceptor could not be made from the certificate and key.
+/// The legacy acceptor could not be made from the certificate and key (OpenSSL's reasons, as
+/// text: its error type stays out of the public API).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up TLS 1.0 for the managers' cloud: {0}")]
-pub struct LegacyTlsError(#[from] openssl::error::ErrorStack);
+#[error("cannot set up TLS 1.0 for the managers' cloud: {reason}")]
+pub struct LegacyTlsError {
+    reason: String,
+}
 
-fn acceptor(files: &crate::ca::DirectorTlsFiles) -> Result<SslAcceptor, LegacyTlsError> {
+fn refused(stack: openssl::error::ErrorStack) -> LegacyTlsError {
+    LegacyTlsError {
+        reason: stack.to_string(),
+    }
+}
+
+fn acceptor(
+    files: &crate::ca::DirectorTlsFiles,
+) -> Result<SslAcceptor, openssl::error::ErrorStack> {
     let mut builder = SslAcceptor::mozilla_intermediate(SslMethod::tls_server())?;
     builder.set_min_proto_version(Some(SslVersion::TLS1))?;
     // Only the clients rustls cannot serve come here.
@@ -62,7 +73,7 @@ impl LegacyTls {
     /// When OpenSSL refuses the certificate, the key or the protocol settings.
     pub fn from_files(files: &crate::ca::DirectorTlsFiles) -> Result<Self, LegacyTlsError> {
         Ok(LegacyTls {
-            acceptor: Arc::new(RwLock::new(acceptor(files)?)),
+            acceptor: Arc::new(RwLock::new(acceptor(files).map_err(refused)?)),
         })
     }
 
@@ -72,7 +83,7 @@ impl LegacyTls {
     ///
     /// As [`from_files`](Self::from_files); the certificate in use stays.
     pub fn reload(&self, files: &crate::ca::DirectorTlsFiles) -> Result<(), LegacyTlsError> {
-        let fresh = acceptor(files)?;
+        let fresh = acceptor(files).map_err(refused)?;
         *self
             .acceptor
             .write()

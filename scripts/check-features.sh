@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR=never
 # Features that stand alone.
 alone=(ca sqlite postgres ec2 opennebula openstack config manager-client client)
 # Features built on the store, which needs a backend: each is checked with either backend.
-on_store=(director api server manifest check)
+on_store=(director api server manifest check legacy-tls)
 
 # A combination that leaves an import or item unused is a bug too: warnings fail the run
 # (grepped, since RUSTFLAGS=-Dwarnings would rebuild every dependency).

@@ -17,11 +17,11 @@ count() {
         sed 's/ (\*)$//' | sort -u | wc -l
 }
 # Whether the graph builds C code: aws-lc-sys (the crypto), libsqlite3-sys (bundled SQLite),
-# pq-sys (links libpq).
+# pq-sys (links libpq), openssl-sys (links the system's OpenSSL: `legacy-tls`).
 native() {
     local found
     found=$(cargo tree -q -p conpaas-core -e normal --prefix none --locked "$@" |
-        grep -o '^\(aws-lc-sys\|libsqlite3-sys\|pq-sys\) ' | sort -u | tr -d ' ' | paste -sd, - |
+        grep -o '^\(aws-lc-sys\|libsqlite3-sys\|pq-sys\|openssl-sys\) ' | sort -u | tr -d ' ' | paste -sd, - |
         sed 's/,/, /g')
     echo "${found:-none}"
 }

@@ -567,8 +567,9 @@ async fn director_or_manager(session: &Session, command: Command) -> Result<(), 
             // Said on stderr, so that --json output stays one JSON document.
             eprintln!(
                 "W: --force: the manager of service {sid} at {} was not asked: its state was not \
-                 checked and it was not asked to shut down; agent VMs it started, if any, are \
-                 not terminated by this",
+                 checked and it was not asked to shut down; the director terminates the agent \
+                 VMs it started through the director (`cpsclient agents`), not those a manager \
+                 holding cloud keys started itself (COPY_CLOUD_CREDENTIALS)",
                 service.manager
             );
             director.stop(sid).await?;

@@ -22,6 +22,19 @@ use crate::model::ErrorChain;
 use crate::store::AgentVm;
 
 /// The manager on the other end, from its `Authorization` header; 401 otherwise.
+pub(super) struct CloudKeyCaller(AgentCaller);
+
+impl axum::extract::FromRequestParts<Director> for CloudKeyCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        director: &Director,
+    ) -> Result<Self, Self::Rejection> {
+        caller(director, &parts.headers).await.map(CloudKeyCaller)
+    }
+}
+
 async fn caller(director: &Director, headers: &HeaderMap) -> Result<AgentCaller, Response> {
     let credentials = headers
         .get(header::AUTHORIZATION)
@@ -178,15 +191,7 @@ fn parse_create(body: &[u8]) -> Result<AgentRequest, &'static str> {
 }
 
 /// `POST /compute`: an agent VM for the caller's service.
-pub(super) async fn create(
-    State(director): State<Director>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let caller = match caller(&director, &headers).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
+async fn create(director: Director, caller: AgentCaller, body: Body) -> Response {
     let body: Bytes = match axum::body::to_bytes(body, super::params::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large\n"),
@@ -210,11 +215,7 @@ pub(super) async fn create(
 }
 
 /// `GET /compute`: the caller's service's agents.
-pub(super) async fn list(State(director): State<Director>, headers: HeaderMap) -> Response {
-    let caller = match caller(&director, &headers).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
+async fn list(director: Director, caller: AgentCaller) -> Response {
     match director.agents_of_service(caller.sid).await {
         Ok(agents) => {
             let mut document = String::from("<COMPUTE_COLLECTION>");
@@ -233,15 +234,7 @@ pub(super) async fn list(State(director): State<Director>, headers: HeaderMap) -
 }
 
 /// `GET /compute/<id>`: one agent of the caller's service.
-pub(super) async fn show(
-    State(director): State<Director>,
-    PathId(id): PathId,
-    headers: HeaderMap,
-) -> Response {
-    let caller = match caller(&director, &headers).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
+async fn show(director: Director, caller: AgentCaller, id: i32) -> Response {
     match director.agent(caller.sid, id).await {
         Ok(Some(agent)) => xml(StatusCode::OK, compute(&agent)),
         Ok(None) => text(StatusCode::NOT_FOUND, "no such compute resource\n"),
@@ -250,15 +243,7 @@ pub(super) async fn show(
 }
 
 /// `DELETE /compute/<id>`: terminates one agent of the caller's service (204).
-pub(super) async fn delete(
-    State(director): State<Director>,
-    PathId(id): PathId,
-    headers: HeaderMap,
-) -> Response {
-    let caller = match caller(&director, &headers).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
+async fn delete(director: Director, caller: AgentCaller, id: i32) -> Response {
     match director.delete_agent(caller.sid, id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => text(StatusCode::NOT_FOUND, "no such compute resource\n"),
@@ -266,31 +251,32 @@ pub(super) async fn delete(
     }
 }
 
-/// `GET /compute/<id>` and `DELETE /compute/<id>` on one route.
+/// `GET /compute/<id>` and `DELETE /compute/<id>` on one route (the key is checked before
+/// the id is read).
 pub(super) async fn one(
-    state: State<Director>,
+    State(director): State<Director>,
     method: axum::http::Method,
-    id: PathId,
-    headers: HeaderMap,
+    CloudKeyCaller(caller): CloudKeyCaller,
+    PathId(id): PathId,
 ) -> Response {
     if method == axum::http::Method::DELETE {
-        delete(state, id, headers).await
+        delete(director, caller, id).await
     } else {
-        show(state, id, headers).await
+        show(director, caller, id).await
     }
 }
 
 /// `GET /compute` and `POST /compute` on one route.
 pub(super) async fn collection(
-    state: State<Director>,
+    State(director): State<Director>,
     method: axum::http::Method,
-    headers: HeaderMap,
+    CloudKeyCaller(caller): CloudKeyCaller,
     body: Body,
 ) -> Response {
     if method == axum::http::Method::POST {
-        create(state, headers, body).await
+        create(director, caller, body).await
     } else {
-        list(state, headers).await
+        list(director, caller).await
     }
 }
 

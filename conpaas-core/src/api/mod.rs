@@ -50,7 +50,8 @@ pub enum Access {
 }
 
 /// In a request's extensions: its connection spoke TLS 1.0 or 1.1 (a 1.2 manager's libcloud;
-/// [`server::Listener::legacy_tls`]), on which only the managers' cloud routes are served.
+/// `server::Listener::legacy_tls`, feature `legacy-tls`), on which only the managers' cloud
+/// routes are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LegacyTlsConnection;

@@ -9,6 +9,7 @@
 mod admission;
 mod attack;
 mod deadlines;
+mod nodelay;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -445,6 +445,12 @@ impl Listener {
                     }
                 },
             };
+            // An answer of more than one segment is written in several parts (headers, TLS
+            // records); with Nagle's algorithm the last one waits for the peer's delayed ACK,
+            // up to 40 ms (docs/performance.md).
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
+            }
             // Past a limit the connection is closed at once: queued, it would wait behind the
             // idle connections that hold the places.
             let admitted = match admission.admit(remote.ip()) {

@@ -284,15 +284,25 @@ async fn an_embedders_cloud_serves_the_whole_api() {
         .await
         .unwrap();
     assert_eq!(default["cloud"], "local", "{default}");
-    // Every registered cloud's section goes into the manager's config.cfg, in order.
+    // Every registered cloud gets a section in the manager's config.cfg, in order, pointing at
+    // the director (the managers' cloud): the default one as `[iaas]`, which 1.2 managers read.
     let vmid = default["vmid"].as_str().unwrap();
+    let sid = default["sid"].as_i64().unwrap();
     let script =
         std::fs::read_to_string(embedded._dir.path().join("vms").join(format!("{vmid}.sh")))
             .unwrap();
+    let iaas = script.find("[iaas]\nDRIVER = opennebula\n").expect(&script);
+    let pods = script.find("[pods]\nDRIVER = opennebula\n").expect(&script);
+    assert!(iaas < pods, "{script}");
     assert!(
-        script.contains("[local]\n[pods]\nDRIVER = pods\n"),
+        script.contains(&format!("USER = s{sid}@local\n")),
         "{script}"
     );
+    assert!(
+        script.contains(&format!("USER = s{sid}@pods\n")),
+        "{script}"
+    );
+    assert!(script.contains("OTHER_CLOUDS = pods\n"), "{script}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

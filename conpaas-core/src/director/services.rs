@@ -300,14 +300,18 @@ impl Director {
                 .store
                 .run(move |conn| store::set_cloud_key(conn, sid, &hash))
                 .await?;
+            // The default cloud (the first registered) is the manager's `[iaas]`, whatever an
+            // embedder named it: 1.2 managers find their clouds from that section.
             let names: Vec<&str> = self.inner.clouds.iter().map(|c| c.name()).collect();
+            let others = names.get(1..).unwrap_or_default().join(",");
             names
                 .iter()
-                .map(|name| {
-                    (
-                        *name,
-                        managers_cloud_section(director_url, sid, name, &names, &key),
-                    )
+                .enumerate()
+                .map(|(index, name)| {
+                    let section = if index == 0 { "iaas" } else { *name };
+                    let default = (index == 0).then_some(others.as_str());
+                    let entries = managers_cloud_section(director_url, sid, name, default, &key);
+                    (section, entries)
                 })
                 .collect()
         } else {
@@ -818,7 +822,8 @@ impl Director {
 }
 
 /// The config.cfg section of cloud `name` for service `sid`'s manager when the director is its
-/// managers' cloud: 1.2's OpenNebula driver (the thirteen keys its `OpenNebulaCloud` requires,
+/// managers' cloud (`other_clouds`: for the default cloud's `[iaas]`, the other sections'
+/// names, comma-separated): 1.2's OpenNebula driver (the thirteen keys its `OpenNebulaCloud` requires,
 /// `spec/clouds.md` §7.6) pointed at the director's OCCI routes, with the service's own key.
 /// Only `URL`, `USER` and `PASSWORD` mean anything to the director; the others are required by
 /// the manager's code and ignored (the director's own settings of the real cloud apply).
@@ -826,7 +831,7 @@ fn managers_cloud_section(
     director_url: &str,
     sid: ServiceId,
     name: &str,
-    all: &[&str],
+    other_clouds: Option<&str>,
     key: &secrecy::SecretString,
 ) -> Vec<(String, String)> {
     use secrecy::ExposeSecret as _;
@@ -853,12 +858,9 @@ fn managers_cloud_section(
     ] {
         entries.push((k.to_owned(), v.to_owned()));
     }
-    if name == "iaas" {
-        // 1.2's managers split the list on commas only: no spaces.
-        let others: Vec<&str> = all.iter().copied().filter(|n| *n != "iaas").collect();
-        if !others.is_empty() {
-            entries.push(("OTHER_CLOUDS".into(), others.join(",")));
-        }
+    // 1.2's managers split the list on commas only: no spaces.
+    if let Some(others) = other_clouds.filter(|others| !others.is_empty()) {
+        entries.push(("OTHER_CLOUDS".into(), others.to_owned()));
     }
     entries
 }

@@ -95,9 +95,13 @@ async fn a_service_runs_on_one_vm_and_stop_deletes_it() {
     );
     assert!(script.contains("-----BEGIN CERTIFICATE-----"));
     assert!(script.contains("-----BEGIN PRIVATE KEY-----"));
+    // The director is the manager's cloud: its own section, with the service's key.
     assert!(
-        script.contains("DRIVER = opennebula"),
-        "the cloud section is copied for the manager"
+        script.contains(&format!(
+            "DRIVER = opennebula\nURL = https://localhost:5555\nUSER = s{}@iaas\n",
+            service.sid
+        )),
+        "{script}"
     );
     assert_eq!(
         vm.context("CONPAAS_SERVICE"),

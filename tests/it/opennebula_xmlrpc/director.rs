@@ -87,10 +87,15 @@ async fn services_start_list_stop_and_the_reaper_deletes_a_rowless_vm() {
         "{script}"
     );
     assert!(script.contains("-----BEGIN PRIVATE KEY-----"));
+    // The director is the manager's cloud: its section, not the operator's XML-RPC one.
     assert!(
-        script.contains("API = xmlrpc"),
-        "the cloud section is copied for the manager"
+        script.contains(&format!(
+            "[iaas]\nDRIVER = opennebula\nURL = https://localhost:5555\nUSER = s{}@iaas\n",
+            service.sid
+        )),
+        "{script}"
     );
+    assert!(!script.contains("API = xmlrpc"), "{script}");
     assert_eq!(
         vm.user("CONPAAS_SERVICE"),
         Some(service.sid.to_string().as_str())

@@ -106,9 +106,11 @@ async fn services_start_list_stop_and_the_reaper_reaps_on_openstack() {
         "{script}"
     );
     assert!(script.contains("-----BEGIN PRIVATE KEY-----"));
+    // The director is the manager's cloud: no OpenStack credential reaches the manager.
+    assert!(!script.contains("DRIVER = openstack"), "{script}");
     assert!(
-        script.contains("DRIVER = openstack"),
-        "the section is copied for the manager"
+        script.contains(&format!("USER = s{}@iaas\n", service.sid)),
+        "{script}"
     );
     assert_eq!(
         server.metadata.get("ConPaaS-Service").map(String::as_str),

@@ -407,9 +407,7 @@ impl Director {
         node: &crate::cloud::Node,
         event: &crate::store::NewAuditEvent,
     ) -> Option<Option<AgentVm>> {
-        let mut delay = std::time::Duration::from_millis(50);
-        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
-        loop {
+        self.with_charge_patience(move || async move {
             match self
                 .inner
                 .store
@@ -417,22 +415,16 @@ impl Director {
                 .await
             {
                 Ok(Some(row)) if row.lifecycle == Lifecycle::Running => {
-                    return Some((row.vmid.as_deref() == Some(node.vmid.as_str())).then_some(row));
+                    Some((row.vmid.as_deref() == Some(node.vmid.as_str())).then_some(row))
                 }
                 Ok(Some(row)) if row.lifecycle == Lifecycle::Starting => {
-                    match self.complete_agent(id, node, event).await {
-                        Ok(completed) => return Some(completed),
-                        Err(_) if tokio::time::Instant::now() + delay < deadline => {}
-                        Err(_) => return None,
-                    }
+                    self.complete_agent(id, node, event).await.ok()
                 }
-                Ok(_) => return Some(None),
-                Err(_) if tokio::time::Instant::now() + delay < deadline => {}
-                Err(_) => return None,
+                Ok(_) => Some(None),
+                Err(_) => None,
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-        }
+        })
+        .await
     }
 
     /// A failed create: the row claimed (`starting` → `undoing`), every VM under its token

@@ -421,9 +421,7 @@ impl Director {
         vm: &ManagerVm,
         event: &Event,
     ) -> Option<Option<Service>> {
-        let mut delay = std::time::Duration::from_millis(50);
-        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
-        loop {
+        self.with_charge_patience(move || async move {
             match self
                 .inner
                 .store
@@ -431,19 +429,37 @@ impl Director {
                 .await
             {
                 Ok(Some(row)) if row.lifecycle == Lifecycle::Running => {
-                    return Some((row.vmid.as_deref() == Some(vm.vmid.as_str())).then_some(row));
+                    Some((row.vmid.as_deref() == Some(vm.vmid.as_str())).then_some(row))
                 }
+                // Not completed: complete it now (the conditional UPDATE decides).
                 Ok(Some(row)) if row.lifecycle == Lifecycle::Starting => {
-                    // Not completed: complete it now (the conditional UPDATE decides).
-                    match self.complete(sid, vm, event).await {
-                        Ok(completed) => return Some(completed),
-                        Err(_) if tokio::time::Instant::now() + delay < deadline => {}
-                        Err(_) => return None,
-                    }
+                    self.complete(sid, vm, event).await.ok()
                 }
-                Ok(_) => return Some(None),
-                Err(_) if tokio::time::Instant::now() + delay < deadline => {}
-                Err(_) => return None,
+                Ok(_) => Some(None),
+                Err(_) => None,
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it answers (`Some`), retrying with backoff while it fails (`None`)
+    /// for at most the charge's patience (`[director] CHARGE_PATIENCE`); `None` when it kept
+    /// failing. What a lost database answer is settled with.
+    pub(super) async fn with_charge_patience<T, F>(
+        &self,
+        mut attempt: impl FnMut() -> F,
+    ) -> Option<T>
+    where
+        F: std::future::Future<Output = Option<T>>,
+    {
+        let mut delay = std::time::Duration::from_millis(50);
+        let deadline = tokio::time::Instant::now() + self.inner.charge_patience;
+        loop {
+            if let Some(answer) = attempt().await {
+                return Some(answer);
+            }
+            if tokio::time::Instant::now() + delay >= deadline {
+                return None;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(std::time::Duration::from_secs(2));

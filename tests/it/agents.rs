@@ -521,7 +521,9 @@ async fn hostile_requests_to_the_managers_cloud_are_refused_and_leave_nothing() 
         request.send()
     };
     let vms_before = dummy_vms(&director);
-    let cases: Vec<(reqwest::Method, &str, Option<String>, Vec<u8>, u16)> = vec![
+    /// Method, path, `Authorization`, body, the status expected.
+    type Case<'a> = (reqwest::Method, &'a str, Option<String>, Vec<u8>, u16);
+    let cases: Vec<Case<'_>> = vec![
         (reqwest::Method::GET, "/compute", None, vec![], 401),
         (
             reqwest::Method::GET,
